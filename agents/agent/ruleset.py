@@ -1,0 +1,262 @@
+"""Pure model of the rules the agent owns, and the restore payloads that change them.
+
+A bundle's `iptables-restore` text is parsed into table -> chain blocks. `plan_table` turns
+(what is live, what is wanted) into ONE `iptables-restore --noflush` payload per table that
+touches only RPT- chains and our jump rules: new or rewritten chains are declared and
+refilled, a small change inside a large chain is an in-place edit (unchanged rules keep
+their counters), missing jump rules are inserted at the top, chains that are no longer
+wanted are flushed and deleted last (after every jump to them is gone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass, field
+
+CHAIN_PREFIX = "RPT-"
+SET_PREFIX = "rpt-"
+MAX_CHAIN_LEN = 28
+MAX_SET_LEN = 31
+BUILTINS = ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING")
+FAMILIES = ("v4", "v6")
+TABLES = ("raw", "mangle", "nat", "filter", "security")
+COMMENT_RE = re.compile(r"""--comment\s+(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+))""")
+TARGET_RE = re.compile(r"(?:^|\s)-[jg]\s+(\S+)")
+
+
+class BundleError(ValueError):
+    """The bundle breaks a convention the agent relies on (nothing is applied)."""
+
+
+@dataclass
+class Table:
+    """One table of one family: our chains (rule lines, `-A CHAIN ...`) and jump rules."""
+
+    name: str
+    chains: dict[str, list[str]] = field(default_factory=dict)
+    jumps: dict[str, list[str]] = field(default_factory=dict)  # builtin -> `-A INPUT ...`
+
+    def is_empty(self) -> bool:
+        return not self.chains and not any(self.jumps.values())
+
+
+def parse_restore(text: str) -> dict[str, Table]:
+    """Parse a bundle's restore text; reject anything outside the conventions."""
+    tables: dict[str, Table] = {}
+    current: Table | None = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            name = line[1:]
+            if name not in TABLES:
+                raise BundleError(f"line {lineno}: unknown table {name!r}")
+            current = tables.setdefault(name, Table(name))
+            continue
+        if current is None:
+            raise BundleError(f"line {lineno}: rule outside a table")
+        if line == "COMMIT":
+            current = None
+            continue
+        if line.startswith(":"):
+            chain = line[1:].split()[0]
+            if chain in BUILTINS:
+                continue  # built-in chain policies are never changed
+            _check_chain(chain, lineno)
+            current.chains.setdefault(chain, [])
+            continue
+        parts = line.split(None, 2)
+        if len(parts) < 3 or parts[0] != "-A":
+            raise BundleError(f"line {lineno}: only ':CHAIN' declarations and '-A' rules allowed")
+        chain = parts[1]
+        if chain in BUILTINS:
+            target = _target(line)
+            if not target or not target.startswith(CHAIN_PREFIX):
+                raise BundleError(f"line {lineno}: a rule in {chain} must jump to an RPT- chain")
+            current.jumps.setdefault(chain, []).append(line)
+            continue
+        _check_chain(chain, lineno)
+        if chain not in current.chains:
+            raise BundleError(f"line {lineno}: chain {chain} is not declared")
+        current.chains[chain].append(line)
+    if current is not None:
+        raise BundleError("table without COMMIT")
+    for table in tables.values():
+        for lines in table.jumps.values():
+            for line in lines:
+                if _target(line) not in table.chains:
+                    raise BundleError(f"jump to undeclared chain: {line}")
+    return tables
+
+
+def _check_chain(chain: str, lineno: int) -> None:
+    if not chain.startswith(CHAIN_PREFIX) or len(chain) > MAX_CHAIN_LEN:
+        raise BundleError(
+            f"line {lineno}: chain {chain!r} must start with {CHAIN_PREFIX} and be at most "
+            f"{MAX_CHAIN_LEN} characters"
+        )
+
+
+def _target(line: str) -> str | None:
+    match = TARGET_RE.search(line)
+    return match.group(1) if match else None
+
+
+def rule_comment(line: str) -> str | None:
+    """The `--comment` of a rule line (quoted or not), or None."""
+    match = COMMENT_RE.search(line)
+    if not match:
+        return None
+    if match.group(1) is not None:
+        return re.sub(r"\\(.)", r"\1", match.group(1))
+    return match.group(2) if match.group(2) is not None else match.group(3)
+
+
+def parse_ipsets(text: str) -> dict[str, list[str]]:
+    """`ipset restore` text -> {set name: [its create line, add lines...]}."""
+    sets: dict[str, list[str]] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 3 or parts[0] not in ("create", "add", "-N", "-A"):
+            raise BundleError(f"ipsets line {lineno}: only create/add lines allowed")
+        name = parts[1]
+        if not name.startswith(SET_PREFIX) or len(name) > MAX_SET_LEN:
+            raise BundleError(f"ipsets line {lineno}: set {name!r} must start with {SET_PREFIX}")
+        if parts[0] in ("create", "-N"):
+            if name in sets:
+                raise BundleError(f"ipsets line {lineno}: set {name} created twice")
+            sets[name] = [line]
+        elif name not in sets:
+            raise BundleError(f"ipsets line {lineno}: add to set {name} before its create")
+        else:
+            sets[name].append(line)
+    return sets
+
+
+def temp_set_name(name: str) -> str:
+    """Name a set is filled under before it is renamed into place (crash-safe fill)."""
+    return "rpt-tmp-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def ipset_fill_payload(name: str, lines: list[str]) -> str:
+    """Create and fill `name` under a temporary name, then rename it into place.
+
+    A kill mid-fill leaves only a temporary set (garbage, destroyed later); the real name
+    appears complete or not at all. Run with `ipset -exist restore` so a leftover temporary
+    set of the same name (same content, since names follow content) is simply completed.
+    """
+    tmp = temp_set_name(name)
+    out: list[str] = []
+    for line in lines:
+        parts = line.split(None, 2)
+        rest = parts[2] if len(parts) > 2 else ""
+        verb = "create" if parts[0] in ("create", "-N") else "add"
+        out.append(f"{verb} {tmp} {rest}".rstrip())
+    out.append(f"rename {tmp} {name}")
+    return "\n".join(out) + "\n"
+
+
+# --- planning ----------------------------------------------------------------------------
+
+@dataclass
+class LiveJump:
+    """One of our jump rules found live in a built-in chain (1-based position)."""
+
+    position: int
+    target: str
+
+
+def plan_table(
+    table: str,
+    old: Table | None,
+    new: Table | None,
+    live_jumps: dict[str, list[LiveJump]],
+    *,
+    full: bool = False,
+    live_chains: set[str] | None = None,
+) -> list[str]:
+    """Lines of one `*table ... COMMIT` block turning `old` into `new` (empty list: nothing).
+
+    `old` is what we believe the kernel holds (the last applied bundle); with `full`, every
+    wanted chain is rewritten and every live RPT- chain in `live_chains` not wanted is
+    removed, whatever we believed (repair after a crash or drift).
+    """
+    old = old or Table(table)
+    new = new or Table(table)
+    old_chains = dict(old.chains)
+    if full:
+        old_chains = {name: [] for name in (live_chains or set())}
+    declares: list[str] = []
+    body: list[str] = []
+    for name, lines in new.chains.items():
+        before = old_chains.get(name)
+        if not full and before == lines:
+            continue
+        edit = None if full or before is None else _edit_chain(name, before, lines)
+        if edit is None:
+            declares.append(f":{name} - [0:0]")
+            body.extend(lines)
+        else:
+            body.extend(edit)
+    jump_lines: list[str] = []
+    for builtin in BUILTINS:
+        wanted = new.jumps.get(builtin, [])
+        present = sorted(live_jumps.get(builtin, []), key=lambda j: j.position)
+        want_targets = [_target(line) for line in wanted]
+        if [j.target for j in present] == want_targets and all(
+            j.position == i + 1 for i, j in enumerate(present)
+        ):
+            continue
+        for jump in sorted(present, key=lambda j: -j.position):
+            jump_lines.append(f"-D {builtin} {jump.position}")
+        for i, line in enumerate(wanted, 1):
+            jump_lines.append(f"-I {builtin} {i} {line.split(None, 2)[2]}")
+    removed = [name for name in old_chains if name not in new.chains]
+    if not (declares or body or jump_lines or removed):
+        return []
+    out = [f"*{table}", *declares, *body, *jump_lines]
+    out += [f"-F {name}" for name in removed]
+    out += [f"-X {name}" for name in removed]
+    out.append("COMMIT")
+    return out
+
+
+def _edit_chain(name: str, before: list[str], after: list[str]) -> list[str] | None:
+    """In-place edit of a chain (delete/insert of the changed middle), or None to rewrite.
+
+    Only worth it when the change is small; the unchanged rules keep their counters.
+    """
+    if len(set(before)) != len(before):
+        return None
+    p = 0
+    limit = min(len(before), len(after))
+    while p < limit and before[p] == after[p]:
+        p += 1
+    s = 0
+    while s < limit - p and before[-1 - s] == after[-1 - s]:
+        s += 1
+    old_mid = before[p : len(before) - s]
+    new_mid = after[p : len(after) - s]
+    if len(old_mid) + len(new_mid) > max(8, len(after) // 2):
+        return None
+    out = [f"-D {name} {line.split(None, 2)[2]}" for line in old_mid]
+    at_end = s == 0
+    for i, line in enumerate(new_mid):
+        rule = line.split(None, 2)[2]
+        out.append(f"-A {name} {rule}" if at_end else f"-I {name} {p + 1 + i} {rule}")
+    return out
+
+
+def referenced_sets(text: str) -> set[str]:
+    """Names of rpt- sets a restore text references (`--match-set NAME`)."""
+    return set(re.findall(r"--match-set\s+(rpt-[A-Za-z0-9_.:-]+)", text))
+
+
+def split_words(line: str) -> list[str]:
+    return shlex.split(line)

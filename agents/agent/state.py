@@ -1,0 +1,116 @@
+"""The agent's state directory: keys, certificate, console key, bundles, apply journal.
+
+Every write is atomic (temp file, fsync, rename, fsync of the directory) so that a crash or
+kill -9 leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from agents.agent import protocol
+
+DEFAULT_STATE_DIR = "/var/lib/rampart-agent"
+
+KEY_FILE = "agent.key"
+CERT_FILE = "agent.crt"
+CONSOLE_KEY_FILE = "console.pub"
+ENROLLMENT_FILE = "enrollment.json"
+CONFIRMED_FILE = "confirmed.json"  # last confirmed bundle (what `restore` re-applies)
+LIVE_FILE = "live.json"  # what the kernel holds (confirmed or pending)
+JOURNAL_FILE = "journal.json"  # present only while an apply is in progress
+LAST_ROLLBACK_FILE = "last_rollback.json"
+SETTINGS_FILE = "settings.json"
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` so that readers see the old or the new content only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateDir:
+    """Typed access to the files of one agent's state directory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def ensure(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # --- JSON documents ------------------------------------------------------------
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads((self.path / name).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    def write_json(self, name: str, value: Any) -> None:
+        atomic_write(self.path / name, json.dumps(value, separators=(",", ":")).encode())
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # --- identity ------------------------------------------------------------------
+    def ensure_identity(self, hostname: str | None = None) -> Ed25519PrivateKey:
+        """Load the agent key, creating key and self-signed certificate on first start."""
+        self.ensure()
+        key_path, cert_path = self.path / KEY_FILE, self.path / CERT_FILE
+        if key_path.exists():
+            key = protocol.load_private_key_pem(key_path.read_bytes())
+        else:
+            key = protocol.generate_private_key()
+            atomic_write(key_path, protocol.private_key_to_pem(key))
+        if not cert_path.exists():
+            cert = protocol.make_self_signed_cert(key, hostname or socket.gethostname())
+            atomic_write(cert_path, cert, mode=0o644)
+        return key
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / KEY_FILE
+
+    @property
+    def cert_path(self) -> Path:
+        return self.path / CERT_FILE
+
+    def cert_fingerprint(self) -> str:
+        return protocol.cert_fingerprint(self.cert_path.read_bytes())
+
+    def console_key(self) -> Ed25519PublicKey | None:
+        try:
+            text = (self.path / CONSOLE_KEY_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return protocol.load_public_key_b64(text)
+
+    def set_console_key(self, b64: str) -> None:
+        protocol.load_public_key_b64(b64)  # validate before storing
+        atomic_write(self.path / CONSOLE_KEY_FILE, (b64.strip() + "\n").encode(), mode=0o644)

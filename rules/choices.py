@@ -1,0 +1,42 @@
+"""Choice sets for the policy models (values match the policy document)."""
+
+from django.db import models
+
+
+class Protocol(models.TextChoices):
+    ANY = "any", "any"
+    TCP = "tcp", "TCP"
+    UDP = "udp", "UDP"
+    ICMP = "icmp", "ICMP"
+    ICMPV6 = "icmpv6", "ICMPv6"
+
+
+class Chain(models.TextChoices):
+    INPUT = "input", "input"
+    OUTPUT = "output", "output"
+    FORWARD = "forward", "forward"
+
+
+class Action(models.TextChoices):
+    ACCEPT = "accept", "accept"
+    DROP = "drop", "drop"
+    REJECT = "reject", "reject"
+
+
+class NatType(models.TextChoices):
+    SNAT = "snat", "SNAT"
+    DNAT = "dnat", "DNAT"
+    MASQUERADE = "masquerade", "masquerade"
+
+
+class Side(models.TextChoices):
+    SOURCE = "src", "source"
+    DESTINATION = "dst", "destination"
+
+
+class ConnState(models.TextChoices):
+    NEW = "new", "new"
+    ESTABLISHED = "established", "established"
+    RELATED = "related", "related"
+    INVALID = "invalid", "invalid"
+    UNTRACKED = "untracked", "untracked"

@@ -1,0 +1,54 @@
+"""Shared fixtures: a user per role, API clients authenticated by session or token."""
+
+from __future__ import annotations
+
+import pytest
+
+ROLES = ("viewer", "operator", "approver", "admin")
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    def make(username: str, role: str | None = None, password: str = "pw-Rampart-123"):
+        user = get_user_model().objects.create_user(username=username, password=password)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def users(make_user) -> dict:
+    """One user per role, named after it."""
+    return {role: make_user(role, role) for role in ROLES}
+
+
+@pytest.fixture
+def api_client_for():
+    """An APIClient authenticated as `user` with a real knox token (as CI would)."""
+    from knox.models import AuthToken
+    from rest_framework.test import APIClient
+
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            _, key = AuthToken.objects.create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(api_client_for, users):
+    """An operator's API client (can edit and deploy)."""
+    return api_client_for(users["operator"])
+
+
+@pytest.fixture
+def viewer_api(api_client_for, users):
+    return api_client_for(users["viewer"])
