@@ -1,0 +1,539 @@
+"""Dataplanes: the only code that touches (or pretends to touch) the kernel.
+
+`IptablesDataplane` writes with `iptables-restore --noflush --wait` and `ipset restore`
+(one process per family and change, never one call per rule) and reads back with
+python-iptables on the legacy backend, `iptables-nft-save -c` on nft. `RecordingDataplane`
+interprets the same payloads in memory: demos without root, fleet benchmarks, fast tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from agents.agent.ruleset import (
+    BUILTINS,
+    CHAIN_PREFIX,
+    SET_PREFIX,
+    LiveJump,
+    Table,
+    _target,
+    plan_table,
+    rule_comment,
+)
+from agents.agent.runner import CommandError, Result, Runner
+
+_iptc_lock = threading.Lock()  # python-iptables caches tables process-wide, without locking
+
+
+class DataplaneError(Exception):
+    """The kernel (or the tool in front of it) refused a change; nothing of it was applied."""
+
+
+@dataclass
+class LiveRule:
+    text: str  # the rule spec after `-A CHAIN ` (iptables-save form; best effort via iptc)
+    comment: str | None
+    target: str | None
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class LiveTable:
+    """What one table holds that concerns us: our chains and the built-in chains."""
+
+    chains: dict[str, list[LiveRule]] = field(default_factory=dict)  # RPT- chains only
+    builtins: dict[str, list[LiveRule]] = field(default_factory=dict)
+
+    def jumps(self) -> dict[str, list[LiveJump]]:
+        out: dict[str, list[LiveJump]] = {}
+        for name, rules in self.builtins.items():
+            found = [
+                LiveJump(i, r.target)
+                for i, r in enumerate(rules, 1)
+                if r.target and r.target.startswith(CHAIN_PREFIX)
+            ]
+            if found:
+                out[name] = found
+        return out
+
+
+LiveFamily = dict[str, LiveTable]
+
+
+def parse_save(text: str) -> LiveFamily:
+    """Parse `iptables-save [-c]` output, keeping RPT- chains and built-in chains only."""
+    tables: LiveFamily = {}
+    current: LiveTable | None = None
+    counter_re = re.compile(r"^\[(\d+):(\d+)\]\s+")
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), LiveTable())
+        elif current is None or line.startswith("#") or line == "COMMIT":
+            continue
+        elif line.startswith(":"):
+            name = line[1:].split()[0]
+            if name.startswith(CHAIN_PREFIX):
+                current.chains.setdefault(name, [])
+            elif name in BUILTINS:
+                current.builtins.setdefault(name, [])
+        else:
+            packets = nbytes = 0
+            match = counter_re.match(line)
+            if match:
+                packets, nbytes = int(match.group(1)), int(match.group(2))
+                line = line[match.end():]
+            parts = line.split(None, 2)
+            if len(parts) < 2 or parts[0] != "-A":
+                continue
+            chain, spec = parts[1], parts[2] if len(parts) > 2 else ""
+            rule = LiveRule(spec, rule_comment(spec), _target(spec), packets, nbytes)
+            if chain.startswith(CHAIN_PREFIX):
+                current.chains.setdefault(chain, []).append(rule)
+            elif chain in BUILTINS:
+                current.builtins.setdefault(chain, []).append(rule)
+    return tables
+
+
+class Dataplane:
+    """The interface the apply engine uses; one instance per host (or fake host)."""
+
+    name = "abstract"
+    backend = "none"
+
+    def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
+        raise NotImplementedError
+
+    def read_jumps(self, family: str, table: str) -> dict[str, list[LiveJump]]:
+        live = self.read(family, [table]).get(table)
+        return live.jumps() if live else {}
+
+    def restore(self, family: str, payload: str) -> None:
+        raise NotImplementedError
+
+    def ipset_list(self) -> dict[str, int]:
+        """Existing sets with our prefix -> number of entries."""
+        raise NotImplementedError
+
+    def ipset_restore(self, payload: str) -> None:
+        raise NotImplementedError
+
+    def ipset_destroy(self, names: Iterable[str]) -> list[str]:
+        """Destroy sets; return those that could not be (still referenced)."""
+        raise NotImplementedError
+
+    def other_backend_leftovers(self) -> dict[str, list[str]]:
+        """RPT- chains of ours found in the other iptables backend ("v4:filter" -> names)."""
+        return {}
+
+    def cleanup_other_backend(self) -> dict[str, list[str]]:
+        return {}
+
+    def facts(self) -> dict[str, str]:
+        return {"iptables_version": "", "backend": self.backend}
+
+
+# --- the real one -----------------------------------------------------------------------
+
+def detect_backend(runner: Runner | None = None) -> str:
+    """'nft' or 'legacy': what the host's `iptables` command is (Debian alternatives)."""
+    runner = runner or Runner()
+    try:
+        out = runner.run(["iptables", "-V"]).stdout
+    except (CommandError, FileNotFoundError):
+        return "nft" if shutil.which("iptables-nft") else "legacy"
+    return "nft" if "nf_tables" in out else "legacy"
+
+
+class IptablesDataplane(Dataplane):
+    """iptables (legacy or nft) + ipset, through their restore tools."""
+
+    def __init__(self, backend: str, runner: Runner | None = None, reader: str = "auto") -> None:
+        if backend not in ("legacy", "nft"):
+            raise ValueError("backend must be 'legacy' or 'nft'")
+        self.backend = backend
+        self.name = f"iptables-{backend}"
+        self.runner = runner or Runner()
+        # iptc reads the tables of the process's own namespace: only usable in-process.
+        if reader == "auto":
+            reader = "iptc" if backend == "legacy" and not self.runner.prefix else "save"
+        self.reader = reader
+
+    def _tool(self, family: str, tool: str, backend: str | None = None) -> str:
+        return f"{'ip6' if family == 'v6' else 'ip'}tables-{backend or self.backend}{tool}"
+
+    def restore(self, family: str, payload: str) -> None:
+        argv = [self._tool(family, "-restore"), "--noflush", "--wait=60"]
+        try:
+            self.runner.run(argv, input=payload)
+        except CommandError as exc:
+            raise DataplaneError(str(exc)) from exc
+
+    def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
+        if self.reader == "iptc":
+            return _iptc_read(family, tables)
+        return self._save_read(family, tables, self.backend)
+
+    def _save_read(self, family: str, tables: Iterable[str] | None, backend: str) -> LiveFamily:
+        argv = [self._tool(family, "-save", backend), "-c"]
+        wanted = list(tables) if tables is not None else None
+        if wanted is not None and len(wanted) == 1:
+            argv += ["-t", wanted[0]]
+        live = parse_save(self.runner.run(argv).stdout)
+        if wanted is not None:
+            live = {t: v for t, v in live.items() if t in wanted}
+        return live
+
+    def read_jumps(self, family: str, table: str) -> dict[str, list[LiveJump]]:
+        if self.reader == "iptc":
+            live = _iptc_read(family, [table], builtins_only=True).get(table)
+            return live.jumps() if live else {}
+        # `-S CHAIN` fetches one built-in chain, not a 50k-rule table dump.
+        out: dict[str, list[LiveJump]] = {}
+        for builtin in _TABLE_BUILTINS.get(table, ()):
+            res = self.runner.run(
+                [self._tool(family, ""), "-w", "60", "-t", table, "-S", builtin], check=False
+            )
+            if res.returncode != 0:
+                continue
+            rules = [ln.split(None, 2) for ln in res.stdout.splitlines() if ln.startswith("-A ")]
+            found = [
+                LiveJump(i, t)
+                for i, parts in enumerate(rules, 1)
+                if (t := _target(parts[2] if len(parts) > 2 else "")) and t.startswith(CHAIN_PREFIX)
+            ]
+            if found:
+                out[builtin] = found
+        return out
+
+    def ipset_list(self) -> dict[str, int]:
+        out = self.runner.run(["ipset", "list", "-t"]).stdout
+        sets: dict[str, int] = {}
+        name = None
+        for line in out.splitlines():
+            if line.startswith("Name: "):
+                name = line[6:].strip()
+            elif line.startswith("Number of entries: ") and name and name.startswith(SET_PREFIX):
+                sets[name] = int(line.split(":", 1)[1])
+        return sets
+
+    def ipset_restore(self, payload: str) -> None:
+        try:
+            self.runner.run(["ipset", "-exist", "restore"], input=payload)
+        except CommandError as exc:
+            raise DataplaneError(str(exc)) from exc
+
+    def ipset_destroy(self, names: Iterable[str]) -> list[str]:
+        names = [n for n in names if n.startswith(SET_PREFIX)]
+        if not names:
+            return []
+        payload = "".join(f"destroy {n}\n" for n in names)
+        if self.runner.run(["ipset", "restore"], input=payload, check=False).returncode == 0:
+            return []
+        failed = []
+        for n in names:  # one is still referenced: destroy the others one by one
+            if self.runner.run(["ipset", "destroy", n], check=False).returncode != 0:
+                failed.append(n)
+        return [n for n in failed if n in self.ipset_list()]
+
+    def _other(self) -> str:
+        return "nft" if self.backend == "legacy" else "legacy"
+
+    def other_backend_leftovers(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for family in ("v4", "v6"):
+            try:
+                live = self._save_read(family, None, self._other())
+            except (CommandError, FileNotFoundError):
+                continue
+            for table, lt in live.items():
+                names = sorted(lt.chains) + [
+                    f"{b}->{j.target}" for b, js in lt.jumps().items() for j in js
+                ]
+                if names:
+                    found[f"{family}:{table}"] = names
+        return found
+
+    def cleanup_other_backend(self) -> dict[str, list[str]]:
+        """Remove our chains and jumps from the other backend (they would shadow or hide)."""
+        found = self.other_backend_leftovers()
+        for key in found:
+            family, table = key.split(":")
+            lt = self._save_read(family, [table], self._other())[table]
+            lines = plan_table(
+                table, None, Table(table), lt.jumps(), full=True, live_chains=set(lt.chains)
+            )
+            if lines:
+                argv = [self._tool(family, "-restore", self._other()), "--noflush", "--wait=60"]
+                self.runner.run(argv, input="\n".join(lines) + "\n")
+        return found
+
+    def facts(self) -> dict[str, str]:
+        res = self.runner.run([self._tool("v4", ""), "-V"], check=False)
+        return {"iptables_version": res.stdout.strip(), "backend": self.backend}
+
+
+_TABLE_BUILTINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+
+def _iptc_read(family: str, tables: Iterable[str] | None, builtins_only: bool = False) -> LiveFamily:
+    """Read tables with python-iptables (legacy backend only).
+
+    Tables are looked up in /proc/net/ip*_tables_names first: instantiating an iptc Table
+    that is not loaded would load (create) it. Each read refreshes the process-wide cached
+    handle and drops it afterwards; a lock keeps it single-threaded.
+    """
+    import iptc  # imported lazily: it needs the iptables package's libxtables
+
+    proc = "/proc/net/ip6_tables_names" if family == "v6" else "/proc/net/ip_tables_names"
+    try:
+        with open(proc) as fh:
+            existing = {ln.strip() for ln in fh if ln.strip()}
+    except FileNotFoundError:
+        existing = set()
+    wanted = existing if tables is None else existing & set(tables)
+    out: LiveFamily = {}
+    with _iptc_lock:
+        for tname in sorted(wanted):
+            table = (iptc.Table6 if family == "v6" else iptc.Table)(tname)
+            table.refresh()
+            lt = LiveTable()
+            for chain in table.chains:
+                name = chain.name
+                builtin = name in BUILTINS
+                if not builtin and (builtins_only or not name.startswith(CHAIN_PREFIX)):
+                    continue
+                rules = []
+                for rule in chain.rules:
+                    comment = None
+                    for m in rule.matches:
+                        if m.name == "comment":
+                            comment = m.comment
+                    target = rule.target.name if rule.target else None
+                    packets, nbytes = rule.get_counters()
+                    text = "" if builtins_only else _iptc_text(rule, family)
+                    rules.append(LiveRule(text, comment, target, packets, nbytes))
+                (lt.builtins if builtin else lt.chains)[name] = rules
+            out[tname] = lt
+    return out
+
+
+def _iptc_text(rule, family: str) -> str:  # noqa: ANN001 - iptc types are dynamic
+    """A readable, stable rendering of an iptc rule for drift diffs."""
+    parts: list[str] = []
+    any_addr = ("::/0",) if family == "v6" else ("0.0.0.0/0.0.0.0", "0.0.0.0/0")
+    if rule.src not in any_addr:
+        parts += ["-s", rule.src]
+    if rule.dst not in any_addr:
+        parts += ["-d", rule.dst]
+    if rule.in_interface:
+        parts += ["-i", rule.in_interface]
+    if rule.out_interface:
+        parts += ["-o", rule.out_interface]
+    if rule.protocol and rule.protocol not in ("ip", "all", "0"):
+        parts += ["-p", rule.protocol]
+    for m in rule.matches:
+        parts += ["-m", m.name]
+        for key, values in sorted(m.get_all_parameters().items()):
+            parts += [f"--{key}", *[f'"{v}"' if " " in v else v for v in values]]
+    if rule.target and rule.target.name:
+        parts += ["-j", rule.target.name]
+        for key, values in sorted(rule.target.get_all_parameters().items()):
+            parts += [f"--{key}", *values]
+    return " ".join(parts)
+
+
+# --- the pretend one ----------------------------------------------------------------------
+
+_BUILTIN_TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "MASQUERADE", "DNAT", "SNAT",
+                    "REDIRECT", "MARK", "CT", "NOTRACK", "NFLOG", "TCPMSS", "CONNMARK"}
+
+
+class RecordingDataplane(Dataplane):
+    """Does everything but touch the kernel: interprets our payloads in memory.
+
+    It enforces what the kernel would (unknown chain, jump to a missing chain, deleting a
+    referenced chain, chain loops), so the apply engine's all-or-nothing logic is exercised
+    without root. `fail_on(payload)` may return an error text to simulate a kernel refusal.
+    """
+
+    name = "recording"
+    backend = "recording"
+
+    def __init__(self, fail_on: Callable[[str, str], str | None] | None = None) -> None:
+        self.tables: dict[str, dict[str, dict[str, list[str]]]] = {"v4": {}, "v6": {}}
+        self.sets: dict[str, list[str]] = {}
+        self.payloads: list[tuple[str, str]] = []  # (kind, payload) in order
+        self.fail_on = fail_on
+        self._lock = threading.Lock()
+
+    def restore(self, family: str, payload: str) -> None:
+        with self._lock:
+            self.payloads.append((f"iptables-{family}", payload))
+            if self.fail_on and (err := self.fail_on(family, payload)):
+                raise DataplaneError(err)
+            tables = self.tables[family]
+            work: dict[str, list[str]] | None = None
+            tname = ""
+            for lineno, line in enumerate(payload.splitlines(), 1):
+                if line.startswith("*"):
+                    tname = line[1:]
+                    base = tables.get(tname) or {b: [] for b in _TABLE_BUILTINS.get(tname, ())}
+                    work = {k: list(v) for k, v in base.items()}
+                elif line == "COMMIT":
+                    assert work is not None
+                    _check_table(work, lineno)
+                    tables[tname] = work
+                    work = None
+                elif work is not None:
+                    try:
+                        _interpret(work, line)
+                    except (KeyError, ValueError, IndexError) as exc:
+                        raise DataplaneError(f"line {lineno} failed: {exc}") from exc
+
+    def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
+        with self._lock:
+            out: LiveFamily = {}
+            for tname, chains in self.tables[family].items():
+                if tables is not None and tname not in tables:
+                    continue
+                lt = LiveTable()
+                for name, rules in chains.items():
+                    live = [LiveRule(r, rule_comment(r), _target(r)) for r in rules]
+                    (lt.builtins if name in BUILTINS else lt.chains)[name] = live
+                out[tname] = lt
+            return out
+
+    def ipset_list(self) -> dict[str, int]:
+        with self._lock:
+            return {n: len(v) - 1 for n, v in self.sets.items()}
+
+    def ipset_restore(self, payload: str) -> None:
+        with self._lock:
+            self.payloads.append(("ipset", payload))
+            if self.fail_on and (err := self.fail_on("ipset", payload)):
+                raise DataplaneError(err)
+            for line in payload.splitlines():
+                parts = line.split()
+                if not parts:
+                    continue
+                verb, name = parts[0], parts[1]
+                if verb == "create":
+                    self.sets.setdefault(name, [line])
+                elif verb == "add":
+                    if line not in self.sets[name]:
+                        self.sets[name].append(line)
+                elif verb == "rename":
+                    if parts[2] in self.sets:
+                        raise DataplaneError(f"set {parts[2]} already exists")
+                    self.sets[parts[2]] = self.sets.pop(name)
+                elif verb == "destroy":
+                    self.sets.pop(name, None)
+
+    def ipset_destroy(self, names: Iterable[str]) -> list[str]:
+        with self._lock:
+            used = {
+                m
+                for fam in self.tables.values()
+                for chains in fam.values()
+                for rules in chains.values()
+                for r in rules
+                for m in re.findall(r"--match-set\s+(\S+)", r)
+            }
+            failed = []
+            for n in names:
+                if n in used:
+                    failed.append(n)
+                else:
+                    self.sets.pop(n, None)
+            return failed
+
+    def facts(self) -> dict[str, str]:
+        return {"iptables_version": "recording", "backend": "recording"}
+
+
+def _interpret(work: dict[str, list[str]], line: str) -> None:
+    if line.startswith(":"):
+        name = line[1:].split()[0]
+        work[name] = []
+        return
+    parts = line.split(None, 2)
+    op, chain = parts[0], parts[1]
+    rest = parts[2] if len(parts) > 2 else ""
+    rules = work[chain]
+    if op == "-A":
+        rules.append(rest)
+    elif op == "-I":
+        pos, _, spec = rest.partition(" ")
+        index = int(pos) - 1
+        if not 0 <= index <= len(rules):
+            raise IndexError("Index of insertion too big")
+        rules.insert(index, spec)
+    elif op == "-D":
+        if rest.isdigit():
+            del rules[int(rest) - 1]
+        else:
+            rules.remove(rest)  # ValueError: "Bad rule (does a matching rule exist?)"
+    elif op == "-F":
+        rules.clear()
+    elif op == "-X":
+        if rules:
+            raise ValueError(f"chain {chain} is not empty")
+        for other in work.values():
+            if any(_target(r) == chain for r in other):
+                raise ValueError(f"chain {chain} is still referenced")
+        del work[chain]
+    else:
+        raise ValueError(f"unsupported operation {op}")
+
+
+def _check_table(work: dict[str, list[str]], lineno: int) -> None:
+    graph: dict[str, set[str]] = {}
+    for name, rules in work.items():
+        for r in rules:
+            target = _target(r)
+            if not target or target in _BUILTIN_TARGETS:
+                continue
+            if target not in work:
+                raise DataplaneError(f"line {lineno} failed: chain {target} does not exist")
+            graph.setdefault(name, set()).add(target)
+    state: dict[str, int] = {}
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                raise DataplaneError(f"line {lineno} failed: Too many links (loop via {nxt})")
+            if nxt not in state:
+                visit(nxt)
+        state[node] = 2
+
+    for node in list(graph):
+        if node not in state:
+            visit(node)
+
+
+def open_dataplane(kind: str, runner: Runner | None = None) -> Dataplane:
+    """'recording', 'legacy', 'nft' or 'iptables'/'auto' (detect the host's backend)."""
+    if kind == "recording":
+        return RecordingDataplane()
+    if kind in ("iptables", "auto"):
+        kind = os.environ.get("RAMPART_AGENT_BACKEND") or detect_backend(runner)
+    return IptablesDataplane(kind, runner)
+
+
+__all__ = [
+    "Dataplane", "DataplaneError", "IptablesDataplane", "LiveRule", "LiveTable",
+    "RecordingDataplane", "Result", "detect_backend", "open_dataplane", "parse_save",
+]

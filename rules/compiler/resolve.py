@@ -1,0 +1,209 @@
+"""Names → sets of networks, ports and protocols, per address family.
+
+The lowering, the analysis and the assertions all start from `ResolvedRule`, so a name means
+the same thing to each of them. Networks are collapsed (overlaps merged, adjacent blocks
+joined) so an ipset's content — and so its name — does not depend on how it was written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from . import values as V
+from .document import PolicyDocument, Rule, parse_literal
+
+Nets = tuple[V.IPNetwork, ...]
+PortRanges = tuple[tuple[int, int], ...]
+
+_WHOLE = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
+_PROTO_ORDER = {None: 0, "tcp": 1, "udp": 2, "icmp": 3, "icmpv6": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoSpec:
+    """One protocol alternative of a rule: protocol (None = any) with its ports or type."""
+
+    protocol: str | None = None
+    dports: PortRanges | None = None
+    sports: PortRanges | None = None
+    icmp_type: int | None = None
+
+    def sort_key(self) -> tuple:
+        return (_PROTO_ORDER[self.protocol], self.sports or (), self.dports or (),
+                -1 if self.icmp_type is None else self.icmp_type)
+
+
+ANY_PROTO = (ProtoSpec(),)
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyMatch:
+    """What a rule matches within one address family. `src`/`dst` None = any address."""
+
+    family: int
+    src: Nets | None
+    src_negate: bool
+    dst: Nets | None
+    dst_negate: bool
+    protos: tuple[ProtoSpec, ...]
+
+
+def merge_ports(ranges: list[tuple[int, int]] | PortRanges) -> PortRanges:
+    """Sorted, disjoint, non-adjacent port ranges."""
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((a, b) for a, b in out)
+
+
+def collapse(nets: list[V.IPNetwork]) -> dict[int, Nets]:
+    """Split by family and collapse: {4: (...), 6: (...)}, families without nets left out."""
+    by_family: dict[int, list[V.IPNetwork]] = {}
+    for net in nets:
+        by_family.setdefault(net.version, []).append(net)
+    return {fam: tuple(ipaddress.collapse_addresses(items)) if len(items) > 1 else tuple(items)
+            for fam, items in sorted(by_family.items())}
+
+
+class Resolver:
+    """Resolves names of one document; results are cached per name."""
+
+    def __init__(self, doc: PolicyDocument):
+        self.doc = doc
+        self._addr: dict[str, list[V.IPNetwork]] = {}
+        self._svc: dict[str, list[ProtoSpec]] = {}
+        self._refs: dict[tuple[str, ...], dict[int, Nets]] = {}
+
+    # ---- addresses
+    def networks(self, ref: str) -> list[V.IPNetwork]:
+        """All networks a name or literal stands for (uncollapsed)."""
+        cached = self._addr.get(ref)
+        if cached is not None:
+            return cached
+        addresses = self.doc.by_name["addresses"]
+        groups = self.doc.by_name["address_groups"]
+        if ref in addresses:
+            result = V.address_networks(parse_literal(addresses[ref].value))
+        elif ref in groups:
+            result = []
+            for member in groups[ref].members:
+                result.extend(self.networks(member))
+        else:
+            result = V.address_networks(parse_literal(ref))
+        self._addr[ref] = result
+        return result
+
+    def addresses(self, refs: tuple[str, ...]) -> dict[int, Nets]:
+        """Collapsed networks per family of a list of references."""
+        cached = self._refs.get(refs)
+        if cached is None:
+            if len(refs) == 1:
+                nets = self.networks(refs[0])
+            else:
+                nets = [n for ref in refs for n in self.networks(ref)]
+            cached = self._refs[refs] = collapse(nets)
+        return cached
+
+    # ---- services
+    def service_specs(self, ref: str) -> list[ProtoSpec]:
+        cached = self._svc.get(ref)
+        if cached is not None:
+            return cached
+        services = self.doc.by_name["services"]
+        if ref in services:
+            svc = services[ref]
+            proto = None if svc.protocol == "any" else svc.protocol
+            ports = merge_ports([V.parse_port(p) for p in svc.ports]) if svc.ports else None
+            icmp = V.parse_icmp_type(svc.protocol, svc.icmp_type) if svc.icmp_type is not None else None
+            result = [ProtoSpec(proto, ports, None, icmp)]
+        else:
+            result = []
+            for member in self.doc.by_name["service_groups"][ref].members:
+                result.extend(self.service_specs(member))
+        self._svc[ref] = result
+        return result
+
+    def protos(self, rule: Rule) -> tuple[ProtoSpec, ...]:
+        """The protocol alternatives of a rule, normalised (any absorbs everything)."""
+        if not rule.services:
+            if rule.protocol in (None, "any"):
+                return ANY_PROTO
+            dports = merge_ports([V.parse_port(p) for p in rule.dports]) if rule.dports else None
+            sports = merge_ports([V.parse_port(p) for p in rule.sports]) if rule.sports else None
+            return (ProtoSpec(rule.protocol, dports, sports, None),)
+        specs = [s for ref in rule.services for s in self.service_specs(ref)]
+        return normalise_protos(specs)
+
+    # ---- rules
+    def rule(self, rule: Rule) -> list[FamilyMatch]:
+        """Per-family matches of a rule; empty when it can match nothing."""
+        protos = self.protos(rule)
+        src = self.addresses(rule.sources) if rule.sources else None
+        dst = self.addresses(rule.destinations) if rule.destinations else None
+        out = []
+        for fam in (4, 6):
+            fam_protos = tuple(p for p in protos if _proto_in_family(p.protocol, fam))
+            if not fam_protos:
+                continue
+            s = _side(src, fam, rule.sources_negate)
+            d = _side(dst, fam, rule.destinations_negate)
+            if s is False or d is False:
+                continue
+            out.append(FamilyMatch(fam, s[0] if s else None, bool(s and s[1]),
+                                   d[0] if d else None, bool(d and d[1]), fam_protos))
+        return out
+
+
+def _proto_in_family(protocol: str | None, family: int) -> bool:
+    return not ((protocol == "icmp" and family == 6) or (protocol == "icmpv6" and family == 4))
+
+
+def _side(resolved: dict[int, Nets] | None, fam: int, negate: bool):
+    """(nets, negate) for a family; None = any address; False = no packet of this family.
+
+    A side with addresses of only one family restricts the rule to that family; a side
+    whose references hold no address at all matches nothing (negated: everything).
+    """
+    if resolved is None:
+        return None
+    if not resolved:
+        return None if negate else False
+    nets = resolved.get(fam)
+    if nets is None:
+        return False
+    if nets == (_WHOLE[fam],):
+        return False if negate else None
+    return nets, negate
+
+
+def normalise_protos(specs: list[ProtoSpec]) -> tuple[ProtoSpec, ...]:
+    """Merge alternatives: one spec per (protocol, sports), dports unioned; any wins."""
+    if any(s.protocol is None for s in specs):
+        return ANY_PROTO
+    merged: dict[tuple, ProtoSpec] = {}
+    for spec in specs:
+        if spec.protocol in ("icmp", "icmpv6"):
+            if (spec.protocol, None) in merged:
+                continue
+            if spec.icmp_type is None:
+                merged = {k: v for k, v in merged.items() if k[0] != spec.protocol}
+            merged[(spec.protocol, spec.icmp_type)] = spec
+            continue
+        key = (spec.protocol, spec.sports)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = spec
+        elif prev.dports is None or spec.dports is None:
+            merged[key] = ProtoSpec(spec.protocol, None, spec.sports)
+        else:
+            merged[key] = ProtoSpec(spec.protocol, merge_ports(prev.dports + spec.dports),
+                                    spec.sports)
+    # a protocol with no port restriction at all absorbs its other alternatives
+    for proto in ("tcp", "udp"):
+        if (proto, None) in merged and merged[(proto, None)].dports is None:
+            merged = {k: v for k, v in merged.items() if k[0] != proto or k[1] is None}
+    return tuple(sorted(merged.values(), key=ProtoSpec.sort_key))
