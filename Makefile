@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-SYSPKGS := iptables ipset nftables iproute2 iputils-ping chromium ufw shorewall firewalld
+SYSPKGS := iptables ipset nftables iproute2 iputils-ping chromium ufw shorewall firewalld docker-compose
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 .PHONY: run test test-sqlite test-postgres lint bench sysdeps clean

@@ -410,6 +410,8 @@ class RecordingDataplane(Dataplane):
                     continue
                 lt = LiveTable()
                 for name, rules in chains.items():
+                    if name not in BUILTINS and not name.startswith(CHAIN_PREFIX):
+                        continue
                     live = [LiveRule(r, rule_comment(r), _target(r)) for r in rules]
                     (lt.builtins if name in BUILTINS else lt.chains)[name] = live
                 out[tname] = lt

@@ -217,7 +217,7 @@ def plan_table(
             jump_lines.append(f"-D {builtin} {jump.position}")
         for i, line in enumerate(wanted, 1):
             jump_lines.append(f"-I {builtin} {i} {line.split(None, 2)[2]}")
-    removed = [name for name in old_chains if name not in new.chains]
+    removed = sorted(name for name in old_chains if name not in new.chains)
     if not (declares or body or jump_lines or removed):
         return []
     out = [f"*{table}", *declares, *body, *jump_lines]

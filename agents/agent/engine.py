@@ -1,0 +1,636 @@
+"""The apply engine: one apply at a time, all or nothing, commit-confirmed, crash-safe.
+
+State lives in the state directory (see state.py); bundles are stored once by hash under
+`bundles/` and the small records point at them:
+
+- `confirmed.json`  the last confirmed bundle: what `restore` (boot) and rollbacks apply.
+- `live.json`       what the kernel holds (the confirmed bundle, or one awaiting confirm).
+- `journal.json`    written before the first kernel change, removed after the last: if it
+                    exists at start, an apply was interrupted and the kernel may hold a mix,
+                    so the agent repairs to the last confirmed bundle (full rewrite).
+
+Order of an apply: sets that are missing are created (named by content, filled under a
+temporary name and renamed), then one `iptables-restore --noflush` per family (one
+transaction per table), then sets nobody references any more are destroyed (the previous
+bundle's sets are kept while a confirm is pending, for the rollback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import json
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.agent import protocol
+from agents.agent.dataplane import Dataplane, DataplaneError, LiveFamily
+from agents.agent.ruleset import (
+    FAMILIES,
+    BundleError,
+    Table,
+    ipset_fill_payload,
+    parse_ipsets,
+    parse_restore,
+    plan_table,
+    rule_comment,
+    temp_set_name,
+)
+from agents.agent.runner import Clock
+from agents.agent.state import (
+    CONFIRMED_FILE,
+    JOURNAL_FILE,
+    LAST_ROLLBACK_FILE,
+    LIVE_FILE,
+    StateDir,
+)
+
+log = logging.getLogger("rampart.agent")
+
+AGENT_VERSION = "0.1.0"
+DEFAULT_CONFIRM_TIMEOUT = 30
+
+
+class AgentError(Exception):
+    """A refused or failed operation; `status` is the HTTP code, `body` the JSON answer."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": message, **extra}
+
+
+@dataclass
+class Bundle:
+    """A parsed bundle: the restore text split into tables, the sets into blocks."""
+
+    raw: dict[str, Any]
+    hash: str
+    tables: dict[str, dict[str, Table]]  # family -> table -> Table
+    sets: dict[str, list[str]]
+    set_entries: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Any, verify_hash: bool = True) -> Bundle:
+        if not isinstance(raw, dict):
+            raise BundleError("bundle must be a JSON object")
+        if raw.get("format") != 1:
+            raise BundleError("unsupported bundle format (expected 1)")
+        for key in ("iptables_v4", "iptables_v6", "ipsets"):
+            if not isinstance(raw.get(key, ""), str):
+                raise BundleError(f"bundle field {key} must be a string")
+        digest = protocol.bundle_hash(raw)
+        if verify_hash and raw.get("hash") != digest:
+            raise BundleError("bundle hash does not match its content")
+        sets = parse_ipsets(raw.get("ipsets", ""))
+        meta = raw.get("sets") or {}
+        entries = {
+            name: int(meta.get(name, {}).get("entries", len(lines) - 1))
+            for name, lines in sets.items()
+        }
+        return cls(
+            raw=raw,
+            hash=digest,
+            tables={
+                "v4": parse_restore(raw.get("iptables_v4", "")),
+                "v6": parse_restore(raw.get("iptables_v6", "")),
+            },
+            sets=sets,
+            set_entries=entries,
+        )
+
+    @classmethod
+    def empty(cls) -> Bundle:
+        return cls(raw={}, hash="", tables={"v4": {}, "v6": {}}, sets={})
+
+    def chain_count(self) -> int:
+        return sum(len(t.chains) for fam in self.tables.values() for t in fam.values())
+
+
+class Engine:
+    """One agent's apply logic over a dataplane and a state directory."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        dataplane: Dataplane,
+        *,
+        clock: Clock | None = None,
+        probe_runner: Any = None,
+        default_confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT,
+    ) -> None:
+        self.state = state
+        self.dp = dataplane
+        self.clock = clock or Clock()
+        self.default_confirm_timeout = default_confirm_timeout
+        self.probe = probe_runner or run_probe
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
+        self._bundle_cache: dict[str, Bundle] = {}
+        self.boot_id = _boot_id()
+        self.other_backend_notice: dict[str, list[str]] = {}
+        # Set when a status read finds drift: the next apply rewrites everything instead of
+        # editing chains in place on the belief that the kernel holds the last bundle.
+        self.needs_full = False
+        state.ensure()
+        (state.path / "bundles").mkdir(exist_ok=True)
+
+    # --- bundle store -----------------------------------------------------------------
+    def _store_bundle(self, bundle: Bundle) -> None:
+        path = self.state.path / "bundles" / f"{bundle.hash}.json"
+        if bundle.hash and not path.exists():
+            from agents.agent.state import atomic_write
+
+            atomic_write(path, json.dumps(bundle.raw, separators=(",", ":")).encode())
+        self._bundle_cache[bundle.hash] = bundle
+
+    def _load_bundle(self, digest: str | None) -> Bundle:
+        if not digest:
+            return Bundle.empty()
+        if digest in self._bundle_cache:
+            return self._bundle_cache[digest]
+        raw = json.loads((self.state.path / "bundles" / f"{digest}.json").read_bytes())
+        bundle = Bundle.parse(raw, verify_hash=False)
+        self._bundle_cache = {digest: bundle, **dict(list(self._bundle_cache.items())[-3:])}
+        return bundle
+
+    def _gc_bundles(self) -> None:
+        keep = {
+            (self.state.read_json(name) or {}).get("hash")
+            for name in (CONFIRMED_FILE, LIVE_FILE)
+        }
+        journal = self.state.read_json(JOURNAL_FILE) or {}
+        keep |= {journal.get("from"), journal.get("to")}
+        for path in (self.state.path / "bundles").glob("*.json"):
+            if path.stem not in keep:
+                path.unlink(missing_ok=True)
+        self._bundle_cache = {k: v for k, v in self._bundle_cache.items() if k in keep}
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One apply at a time: in this process (lock) and across processes (flock)."""
+        with self._lock:
+            fd = os.open(self.state.path / "apply.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    # --- the kernel transition ----------------------------------------------------------
+    def _transition(self, old: Bundle, new: Bundle, *, full: bool, keep_sets: set[str]) -> None:
+        """Make the kernel hold `new`, assuming it holds `old` (unless `full`).
+
+        Raises DataplaneError with the kernel's words if a step fails; the caller repairs.
+        """
+        existing = self.dp.ipset_list()
+        fills: list[str] = []
+        for name, lines in new.sets.items():
+            have = existing.get(name)
+            if have is None:
+                fills.append(ipset_fill_payload(name, lines))
+            elif have != new.set_entries.get(name, have):
+                tmp = temp_set_name(name)
+                fills.append(ipset_fill_payload(name, lines).replace(
+                    f"rename {tmp} {name}", f"swap {tmp} {name}\ndestroy {tmp}"))
+        if fills:
+            self.dp.ipset_restore("".join(fills))
+        for family in FAMILIES:
+            try:
+                self._apply_family(family, old, new, full=full)
+            except DataplaneError:
+                if full:
+                    raise
+                # The kernel may not hold what we believed (drift): rewrite this family whole.
+                log.warning("incremental %s apply failed; retrying as a full rewrite", family)
+                self._apply_family(family, old, new, full=True)
+        stale = {n for n in self.dp.ipset_list() if n not in new.sets and n not in keep_sets}
+        if stale:
+            left = self.dp.ipset_destroy(sorted(stale))
+            if left:
+                log.info("sets still referenced, kept: %s", ", ".join(left))
+
+    def _apply_family(self, family: str, old: Bundle, new: Bundle, *, full: bool) -> None:
+        live: LiveFamily = self.dp.read(family) if full else {}
+        names = set(new.tables[family]) | set(old.tables[family])
+        if full:
+            names |= {t for t, lt in live.items() if lt.chains or lt.jumps()}
+        lines: list[str] = []
+        for tname in sorted(names):
+            old_t = old.tables[family].get(tname)
+            new_t = new.tables[family].get(tname) or Table(tname)
+            if full:
+                lt = live.get(tname)
+                jumps = lt.jumps() if lt else {}
+                chains = set(lt.chains) if lt else set()
+            else:
+                if old_t is not None and old_t == new_t:
+                    continue
+                has_jumps = any(new_t.jumps.values()) or (old_t and any(old_t.jumps.values()))
+                jumps = self.dp.read_jumps(family, tname) if has_jumps else {}
+                chains = None
+            lines += plan_table(tname, old_t, new_t, jumps, full=full, live_chains=chains)
+        if lines:
+            self.dp.restore(family, "\n".join(lines) + "\n")
+
+    def _kernel_matches(self, bundle: Bundle) -> bool:
+        """Cheap check at start: do our chains, their rule comments and jumps match?"""
+        try:
+            for family in FAMILIES:
+                if self._family_lines(family, bundle, self.dp.read(family))[0] != \
+                        self._family_lines(family, bundle, None)[0]:
+                    return False
+            sets = self.dp.ipset_list()
+            return all(sets.get(n) == bundle.set_entries.get(n) for n in bundle.sets)
+        except (DataplaneError, OSError, subprocess.SubprocessError) as exc:
+            log.warning("could not read the kernel state: %s", exc)
+            return False
+
+    # --- records --------------------------------------------------------------------------
+    def _record(self, name: str) -> dict[str, Any] | None:
+        return self.state.read_json(name)
+
+    def _versions(self) -> int:
+        """Highest version seen: confirmed, live (pending) or rolled back."""
+        return max(
+            int((self._record(name) or {}).get("version") or 0)
+            for name in (CONFIRMED_FILE, LIVE_FILE, LAST_ROLLBACK_FILE)
+        )
+
+    def _do(self, old: Bundle, new: Bundle, new_record: dict[str, Any], *, full: bool,
+            keep_sets: set[str], repair_to: Bundle) -> None:
+        """Journal, transition, and on failure repair the kernel to `repair_to`."""
+        self._store_bundle(new)
+        self.state.write_json(JOURNAL_FILE, {
+            "phase": "applying", "from": old.hash, "to": new.hash,
+            "repair_to": repair_to.hash, "started": self.clock.time(),
+        })
+        try:
+            self._transition(old, new, full=full, keep_sets=keep_sets)
+        except (DataplaneError, OSError, subprocess.SubprocessError) as exc:
+            log.error("apply of %s failed: %s; restoring the previous policy", new.hash[:12], exc)
+            try:
+                self._transition(new, repair_to, full=True, keep_sets=keep_sets)
+            except (DataplaneError, OSError, subprocess.SubprocessError) as exc2:
+                log.critical("repair failed too (journal kept for the next start): %s", exc2)
+                raise AgentError(500, f"apply failed ({exc}) and repair failed ({exc2})",
+                                 result="failed") from exc2
+            self.state.remove(JOURNAL_FILE)
+            raise AgentError(422, f"kernel refused the bundle: {exc}", result="failed") from exc
+        self.state.write_json(LIVE_FILE, new_record)
+        self.state.remove(JOURNAL_FILE)
+
+    # --- public operations ----------------------------------------------------------------
+    def start(self) -> dict[str, Any]:
+        """Before serving: finish or undo an interrupted apply, re-apply the confirmed bundle.
+
+        There is never a window with an empty firewall: whatever the kernel holds stays
+        until the confirmed bundle replaces it in one transaction per table.
+        """
+        with self._exclusive():
+            try:
+                self.other_backend_notice = self.dp.cleanup_other_backend()
+            except (OSError, subprocess.SubprocessError, DataplaneError) as exc:
+                log.warning("could not check the other iptables backend: %s", exc)
+            if self.other_backend_notice:
+                log.warning("rules of ours were in the other iptables backend and were removed: %s",
+                            self.other_backend_notice)
+            confirmed = self._record(CONFIRMED_FILE)
+            live = self._record(LIVE_FILE)
+            journal = self._record(JOURNAL_FILE)
+            target = self._load_bundle((confirmed or {}).get("hash"))
+            reason = None
+            if journal:
+                reason = "interrupted apply undone at start"
+                believed = None
+            elif live and not live.get("confirmed"):
+                reason = "agent restarted before the confirm"
+                believed = self._load_bundle(live.get("hash"))
+            else:
+                believed = self._load_bundle((live or {}).get("hash"))
+            full = believed is None or not self._kernel_matches(believed)
+            record = dict(confirmed or {"hash": "", "version": 0}, confirmed=True,
+                          boot_id=self.boot_id)
+            self._do(believed or Bundle.empty(), target, record, full=full, keep_sets=set(),
+                     repair_to=target)
+            if reason:
+                self._note_rollback(live or {}, reason)
+            self._gc_bundles()
+            return {"restored": target.hash, "version": record.get("version", 0),
+                    "full": full, "reason": reason}
+
+    def apply(self, request: dict[str, Any], *, local: bool = False) -> dict[str, Any]:
+        """POST /v1/apply (or the local break-glass `apply FILE`)."""
+        bundle_raw, version, deployment, timeout, probes = _parse_apply(request, local)
+        try:
+            bundle = Bundle.parse(bundle_raw)
+        except BundleError as exc:
+            raise AgentError(400, f"invalid bundle: {exc}") from exc
+        started = time.monotonic()
+        with self._exclusive():
+            current = self._versions()
+            if version is None:
+                version = current + 1
+            elif version <= current:
+                raise AgentError(409, f"version {version} is not greater than {current} "
+                                 "(replay or downgrade refused)")
+            if timeout is None:
+                timeout = 0 if local else self.default_confirm_timeout
+            live = self._record(LIVE_FILE) or {}
+            confirmed = self._record(CONFIRMED_FILE) or {}
+            old = self._load_bundle(live.get("hash"))
+            base = self._load_bundle(confirmed.get("hash"))
+            now = self.clock.time()
+            record = {"hash": bundle.hash, "version": version, "deployment": deployment,
+                      "applied_at": now, "confirmed": timeout <= 0, "boot_id": self.boot_id,
+                      "deadline": now + timeout if timeout > 0 else None}
+            if bundle.hash == live.get("hash") and live.get("confirmed"):
+                record["applied_at"] = live.get("applied_at", now)
+                self.state.write_json(LIVE_FILE, record)
+                self.state.write_json(CONFIRMED_FILE, dict(record, confirmed=True))
+                return {"result": "unchanged", "hash": bundle.hash, "version": version,
+                        "apply_ms": 0, "confirm_deadline": None}
+            full = self.needs_full
+            self._do(old, bundle, record, full=full, keep_sets=set(base.sets), repair_to=old)
+            self.needs_full = False
+            failed = self._run_probes(probes)
+            if failed:
+                self._rollback_locked(f"probe failed: {failed}", to_record=confirmed)
+                raise AgentError(422, f"probe failed: {failed}; rolled back",
+                                 result="rolled_back")
+            if timeout <= 0:
+                self.state.write_json(CONFIRMED_FILE, dict(record, confirmed=True))
+                self._cancel_timer()
+            else:
+                self._arm_timer(timeout)
+            self._gc_bundles()
+        return {"result": "applied", "hash": bundle.hash, "version": version,
+                "apply_ms": round((time.monotonic() - started) * 1000, 1),
+                "confirm_deadline": record["deadline"]}
+
+    def confirm(self, version: int) -> dict[str, Any]:
+        with self._exclusive():
+            live = self._record(LIVE_FILE) or {}
+            if live.get("version") == version and not live.get("confirmed"):
+                record = dict(live, confirmed=True, deadline=None, confirmed_at=self.clock.time())
+                self.state.write_json(CONFIRMED_FILE, record)
+                self.state.write_json(LIVE_FILE, record)
+                self._cancel_timer()
+                self._gc_after_confirm()
+                return {"result": "confirmed", "version": version}
+            last = self._record(LAST_ROLLBACK_FILE) or {}
+            if last.get("version") == version:
+                raise AgentError(409, f"version {version} was rolled back: {last.get('reason')}",
+                                 result="rolled_back", reason=last.get("reason"))
+            if live.get("version") == version:
+                return {"result": "confirmed", "version": version}
+            raise AgentError(409, f"version {version} is not pending", result="not_pending")
+
+    def rollback(self, reason: str = "rollback requested") -> dict[str, Any]:
+        with self._exclusive():
+            confirmed = self._record(CONFIRMED_FILE) or {}
+            return self._rollback_locked(reason, to_record=confirmed)
+
+    def _rollback_locked(self, reason: str, to_record: dict[str, Any]) -> dict[str, Any]:
+        live = self._record(LIVE_FILE) or {}
+        old = self._load_bundle(live.get("hash"))
+        target = self._load_bundle(to_record.get("hash"))
+        record = dict(to_record or {"hash": "", "version": 0}, confirmed=True,
+                      boot_id=self.boot_id, deadline=None)
+        self._cancel_timer()
+        self._do(old, target, record, full=False, keep_sets=set(), repair_to=target)
+        if live.get("hash") != target.hash or not live.get("confirmed"):
+            self._note_rollback(live, reason)
+        self._gc_bundles()
+        log.warning("rolled back to version %s: %s", record.get("version"), reason)
+        return {"result": "rolled_back", "hash": target.hash, "version": record.get("version"),
+                "reason": reason}
+
+    def _note_rollback(self, live: dict[str, Any], reason: str) -> None:
+        self.state.write_json(LAST_ROLLBACK_FILE, {
+            "version": live.get("version"), "hash": live.get("hash"), "reason": reason,
+            "at": self.clock.time(),
+        })
+
+    def _gc_after_confirm(self) -> None:
+        bundle = self._load_bundle((self._record(LIVE_FILE) or {}).get("hash"))
+        stale = [n for n in self.dp.ipset_list() if n not in bundle.sets]
+        if stale:
+            self.dp.ipset_destroy(stale)
+        self._gc_bundles()
+
+    # --- commit-confirmed -------------------------------------------------------------------
+    def _arm_timer(self, timeout: float) -> None:
+        self._cancel_timer()
+        self._timer = threading.Timer(timeout, self.check_deadline)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def check_deadline(self) -> dict[str, Any] | None:
+        """Roll back if the pending bundle's confirm deadline has passed."""
+        with self._exclusive():
+            live = self._record(LIVE_FILE) or {}
+            deadline = live.get("deadline")
+            if live.get("confirmed") or deadline is None:
+                return None
+            if self.clock.time() < deadline - 0.01:
+                self._arm_timer(max(deadline - self.clock.time(), 0.05))
+                return None
+            confirmed = self._record(CONFIRMED_FILE) or {}
+            return self._rollback_locked("no confirm from the console before the deadline",
+                                         to_record=confirmed)
+
+    def _run_probes(self, probes: list[dict[str, Any]]) -> str | None:
+        for probe in probes:
+            if not self.probe(probe):
+                return f"{probe.get('type')} {probe.get('host')}:{probe.get('port', '')}".rstrip(":")
+        return None
+
+    def shutdown(self) -> None:
+        self._cancel_timer()
+
+    # --- reporting ------------------------------------------------------------------------
+    def _family_lines(self, family: str, bundle: Bundle, live: LiveFamily | None
+                      ) -> tuple[list[str], dict[str, list[int]]]:
+        """Comparable lines for drift (bundle side when `live` is None) and uuid counters."""
+        lines: list[str] = []
+        counters: dict[str, list[int]] = {}
+        if live is None:
+            for tname, table in sorted(bundle.tables[family].items()):
+                for name, rules in table.chains.items():
+                    lines.append(f"{family} {tname} :{name}")
+                    lines += [f"{family} {tname} {name} {_rule_key(r.split(None, 2)[2])}"
+                              for r in rules]
+                for builtin, jumps in sorted(table.jumps.items()):
+                    lines += [f"{family} {tname} {builtin} #{i} -> {_target_of(j)}"
+                              for i, j in enumerate(jumps, 1)]
+            return lines, counters
+        for tname, lt in sorted(live.items()):
+            want = bundle.tables[family].get(tname)
+            order = list(want.chains) if want else []
+            for name in order + sorted(n for n in lt.chains if n not in order):
+                if name not in lt.chains:
+                    continue
+                lines.append(f"{family} {tname} :{name}")
+                for rule in lt.chains[name]:
+                    key = rule.comment if rule.comment and rule.comment.startswith("rpt:") \
+                        else f"(no rpt comment) -j {rule.target}"
+                    lines.append(f"{family} {tname} {name} {key}")
+                    parts = (rule.comment or "").split(":")
+                    if len(parts) >= 3 and parts[0] == "rpt" and parts[1] not in ("sys", "jump"):
+                        c = counters.setdefault(parts[1], [0, 0])
+                        c[0] += rule.packets
+                        c[1] += rule.bytes
+            for builtin, jumps in sorted(lt.jumps().items()):
+                lines += [f"{family} {tname} {builtin} #{j.position} -> {j.target}" for j in jumps]
+        return lines, counters
+
+    def status(self) -> dict[str, Any]:
+        live = self._record(LIVE_FILE)
+        bundle = self._load_bundle((live or {}).get("hash"))
+        want: list[str] = []
+        have: list[str] = []
+        counters: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for family in FAMILIES:
+                want += self._family_lines(family, bundle, None)[0]
+                got, cnt = self._family_lines(family, bundle, self.dp.read(family))
+                have += got
+                for uuid, (p, b) in cnt.items():
+                    c = counters.setdefault(uuid, {"packets": 0, "bytes": 0})
+                    c["packets"] += p
+                    c["bytes"] += b
+            sets = self.dp.ipset_list()
+        want += [f"set {n} entries={bundle.set_entries.get(n)}" for n in sorted(bundle.sets)]
+        keep = set(bundle.sets)
+        if live and not live.get("confirmed"):
+            keep |= set(self._load_bundle((self._record(CONFIRMED_FILE) or {}).get("hash")).sets)
+        have += [f"set {n} entries={sets[n]}" for n in sorted(sets)
+                 if n in bundle.sets or (n not in keep and not n.startswith("rpt-tmp-"))]
+        diff = "\n".join(difflib.unified_diff(want, have, "applied", "live", lineterm=""))
+        if diff:
+            self.needs_full = True
+        applied = None
+        if live and live.get("hash"):
+            applied = {k: live.get(k) for k in ("hash", "version", "deployment", "applied_at",
+                                                "confirmed")}
+        pending = None
+        if live and not live.get("confirmed"):
+            pending = {"version": live.get("version"), "hash": live.get("hash"),
+                       "deadline": live.get("deadline")}
+        return {
+            "agent_version": AGENT_VERSION,
+            "backend": self.dp.backend,
+            "applied": applied,
+            "pending": pending,
+            "last_rollback": self._record(LAST_ROLLBACK_FILE),
+            "drift": {"drifted": bool(diff), "diff": diff},
+            "counters": counters,
+            "facts": gather_facts(self.dp),
+            "boot_id": self.boot_id,
+            "other_backend_cleaned": self.other_backend_notice,
+        }
+
+
+def _rule_key(spec: str) -> str:
+    comment = rule_comment(spec)
+    if comment and comment.startswith("rpt:"):
+        return comment
+    return f"(no rpt comment) -j {_target_of('-A X ' + spec)}"
+
+
+def _target_of(line: str) -> str | None:
+    from agents.agent.ruleset import _target
+
+    return _target(line)
+
+
+def _parse_apply(request: Any, local: bool) -> tuple[dict, int | None, str, float | None, list]:
+    """Validate an apply request; a bare bundle is accepted for the local break-glass."""
+    if not isinstance(request, dict):
+        raise AgentError(400, "body must be a JSON object")
+    if local and "bundle" not in request and "format" in request:
+        request = {"bundle": request}
+    bundle = request.get("bundle")
+    if not isinstance(bundle, dict):
+        raise AgentError(400, "missing 'bundle' object")
+    version = request.get("version")
+    if version is None and not local:
+        raise AgentError(400, "missing 'version'")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                or version < 1):
+        raise AgentError(400, "'version' must be a positive integer")
+    deployment = request.get("deployment") or ""
+    if not isinstance(deployment, str):
+        raise AgentError(400, "'deployment' must be a string")
+    timeout = request.get("confirm_timeout")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0
+                                or timeout > 86400):
+        raise AgentError(400, "'confirm_timeout' must be 0..86400 seconds")
+    probes = request.get("probes") or []
+    if not isinstance(probes, list):
+        raise AgentError(400, "'probes' must be a list")
+    for p in probes:
+        if not isinstance(p, dict) or p.get("type") not in ("tcp", "icmp") or \
+                not isinstance(p.get("host"), str):
+            raise AgentError(400, "each probe needs type tcp|icmp and a host")
+        if p["type"] == "tcp" and not (isinstance(p.get("port"), int) and 0 < p["port"] < 65536):
+            raise AgentError(400, "a tcp probe needs a port 1..65535")
+    return bundle, version, deployment, timeout, probes
+
+
+def run_probe(probe: dict[str, Any]) -> bool:
+    """One health probe from this host: TCP connect or one ICMP echo."""
+    timeout = float(probe.get("timeout") or 2)
+    host = probe["host"]
+    if probe["type"] == "tcp":
+        try:
+            with socket.create_connection((host, int(probe["port"])), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    argv = ["ping", "-n", "-c", "1", "-W", str(max(1, round(timeout))), host]
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout + 2).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def gather_facts(dp: Dataplane) -> dict[str, Any]:
+    """hostname, interfaces, kernel, iptables version and backend (sent at enrollment)."""
+    try:
+        interfaces = sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        interfaces = []
+    facts: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "interfaces": interfaces,
+        "kernel": os.uname().release,
+    }
+    try:
+        facts.update(dp.facts())
+    except (OSError, subprocess.SubprocessError) as exc:
+        facts.update({"iptables_version": f"unknown ({exc})", "backend": dp.backend})
+    return facts

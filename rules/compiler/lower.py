@@ -1,0 +1,252 @@
+"""Policy → chains, in exactly the evaluation order of POLICY-FORMAT.md "Meaning".
+
+Per family, `RPT-INPUT`/`RPT-FORWARD`/`RPT-OUTPUT` hold the fixed steps (loopback,
+conntrack, ICMPv6 discovery, anti-lockout), then one jump per rule set of the device (in
+order) into that rule set's own chain, then the device's default policy. A rule set's chain
+only holds terminating verdicts (and LOG), so falling off its end continues with the next
+rule set, which is the first-match semantics of the document. A rule set has the same chain
+on every device, so changing one rule set rewrites one chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from .document import Device, PolicyDocument, Rule, RuleSet, fallback_rule_id, parse_nat_target
+from .errors import CompileError, FieldError
+from .ir import (
+    ACCEPT, CHAIN_MAX, DNAT, DROP, JUMP, LOG, MASQUERADE, REJECT, SNAT, AddrMatch, Chain, IpSet,
+    Program, RuleInfo, Table,
+)
+from .ir import Rule as IRRule
+from .resolve import FamilyMatch, Nets, ProtoSpec, Resolver, merge_ports
+from .values import parse_port
+
+MULTIPORT_MAX = 15
+ND_TYPES = (133, 134, 135, 136, 137)
+_TARGET = {"accept": ACCEPT, "drop": DROP, "reject": REJECT}
+_CHAIN_LETTER = {"input": "I", "forward": "F", "output": "O"}
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Knobs of the compiler. `ipset_threshold`: more networks than this → an ipset."""
+
+    ipset_threshold: int = 8
+
+    def __post_init__(self) -> None:
+        if self.ipset_threshold < 1:
+            raise ValueError("ipset_threshold must be at least 1")
+
+
+def short_hash(text: str, size: int = 4) -> str:
+    return hashlib.blake2s(text.encode(), digest_size=size).hexdigest()
+
+
+def ruleset_chain(ruleset: str, chain: str) -> str:
+    """`RPT-I-<name, cut>-<8 hex>`: readable, unique, at most 28 characters."""
+    name = f"RPT-{_CHAIN_LETTER[chain]}-{ruleset[:13]}-{short_hash(ruleset)}"
+    assert len(name) <= CHAIN_MAX
+    return name
+
+
+def set_name(family: int, nets: Nets) -> str:
+    """Sets are named by content (see docs/bundle-format.md)."""
+    digest = hashlib.blake2s(" ".join(map(str, nets)).encode(), digest_size=6).hexdigest()
+    return f"rpt-{family}-{digest}"
+
+
+def rule_tag(rule_id: str, rule: Rule) -> str:
+    key = (rule.chain, rule.action, rule.sources, rule.destinations, rule.services,
+           rule.protocol, rule.dports, rule.sports, rule.sources_negate,
+           rule.destinations_negate, rule.in_interface, rule.out_interface, rule.states,
+           rule.log, rule.log_prefix, rule.rate_limit, rule.burst)
+    return f"rpt:{rule_id}:{short_hash(repr(key))}"
+
+
+def port_chunks(ports: tuple[tuple[int, int], ...] | None) -> list:
+    """Split a port list into multiport-sized pieces (max 15 slots, a range takes 2)."""
+    if ports is None or len(ports) <= 1:
+        return [ports]
+    chunks, current, used = [], [], 0
+    for lo, hi in ports:
+        cost = 1 if lo == hi else 2
+        if used + cost > MULTIPORT_MAX:
+            chunks.append(tuple(current))
+            current, used = [], 0
+        current.append((lo, hi))
+        used += cost
+    chunks.append(tuple(current))
+    return chunks
+
+
+class Lowerer:
+    """Builds a `Program` for one device; rule-set chains are built once per family."""
+
+    def __init__(self, doc: PolicyDocument, options: CompileOptions, now: datetime,
+                 resolver: Resolver | None = None):
+        self.doc = doc
+        self.options = options
+        self.now = now
+        self.resolver = resolver or Resolver(doc)
+        self.sets: dict[str, IpSet] = {}
+        self.rules: dict[str, RuleInfo] = {}
+        self._rs_chains: dict[tuple[str, int], dict[str, Chain]] = {}
+
+    # ---- addresses
+    def addr_options(self, family: int, nets: Nets | None, negate: bool) -> list:
+        if nets is None:
+            return [None]
+        if len(nets) > self.options.ipset_threshold or (negate and len(nets) > 1):
+            name = set_name(family, nets)
+            if name not in self.sets:
+                self.sets[name] = IpSet(name, family, nets)
+            return [AddrMatch(nets, negate, name)]
+        return [AddrMatch((net,), negate) for net in nets]
+
+    def expand(self, fm: FamilyMatch, base: dict, target: str, tag: str, rule_id: str | None,
+               arg: str | None = None, log_prefix: str | None = None) -> list[IRRule]:
+        """All kernel rules of one policy rule in one family (cross product of alternatives)."""
+        out: list[IRRule] = []
+        srcs = self.addr_options(fm.family, fm.src, fm.src_negate)
+        dsts = self.addr_options(fm.family, fm.dst, fm.dst_negate)
+        for spec in fm.protos:
+            for s in srcs:
+                for d in dsts:
+                    for sp in port_chunks(spec.sports):
+                        for dp in port_chunks(spec.dports):
+                            fields = dict(base, src=s, dst=d, proto=spec.protocol, sports=sp,
+                                          dports=dp, icmp_type=spec.icmp_type, tag=tag,
+                                          rule_id=rule_id)
+                            if log_prefix is not None:
+                                out.append(IRRule(LOG, arg=log_prefix, **fields))
+                            out.append(IRRule(target, arg=arg, **fields))
+        return out
+
+    # ---- rule sets
+    def ruleset_chains(self, rs: RuleSet, family: int) -> dict[str, Chain]:
+        key = (rs.name, family)
+        if key in self._rs_chains:
+            return self._rs_chains[key]
+        chains: dict[str, Chain] = {}
+        for index, rule in enumerate(rs.rules):
+            rule_id = rule.id or fallback_rule_id(rs.name, "rules", index)
+            if family == 4:
+                self.rules[rule_id] = RuleInfo(rs.name, index + 1, rule.comment)
+            if not rule.active(self.now):
+                continue
+            fms = [fm for fm in self.resolver.rule(rule) if fm.family == family]
+            if not fms:
+                continue
+            name = ruleset_chain(rs.name, rule.chain)
+            chain = chains.get(name) or chains.setdefault(name, Chain(name))
+            base = {"in_iface": rule.in_interface, "out_iface": rule.out_interface,
+                    "states": tuple(s.upper() for s in rule.states) or None,
+                    "limit": rule.rate_limit, "burst": rule.burst}
+            prefix = None
+            if rule.log:
+                prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
+            chain.rules.extend(self.expand(fms[0], base, _TARGET[rule.action],
+                                           rule_tag(rule_id, rule), rule_id, None, prefix))
+        self._rs_chains[key] = chains
+        return chains
+
+    # ---- device
+    def device(self, device: Device) -> Program:
+        rulesets = self.doc.device_rulesets(device)
+        tables: dict[tuple[int, str], Table] = {}
+        for family in (4, 6):
+            tables[(family, "filter")] = self.filter_table(device, rulesets, family)
+            tables[(family, "nat")] = self.nat_table(rulesets, family)
+        sets = dict(sorted(self.sets.items()))
+        return Program(device.name, tables, sets, dict(sorted(self.rules.items())))
+
+    def filter_table(self, device: Device, rulesets: list[RuleSet], family: int) -> Table:
+        table = Table(family, "filter")
+        rs_chains = [self.ruleset_chains(rs, family) for rs in rulesets]
+        for chain in ("input", "forward", "output"):
+            main = Chain(f"RPT-{chain.upper()}")
+            table.jumps[chain.upper()] = [IRRule(JUMP, "rpt:jump", arg=main.name)]
+            table.chains[main.name] = main
+            main.rules.extend(self.fixed_rules(device, chain, family))
+            for rs, chains in zip(rulesets, rs_chains, strict=True):
+                name = ruleset_chain(rs.name, chain)
+                if name in chains:
+                    main.rules.append(IRRule(JUMP, "rpt:jump", arg=name))
+            default = device.default_policy(chain)
+            main.rules.append(IRRule(_TARGET[default], "rpt:sys:default"))
+        for chains in rs_chains:
+            for name, chain_obj in chains.items():
+                table.chains.setdefault(name, chain_obj)
+        return table
+
+    def fixed_rules(self, device: Device, chain: str, family: int) -> list[IRRule]:
+        out: list[IRRule] = []
+        if device.allow_loopback and chain != "forward":
+            iface = {"in_iface": "lo"} if chain == "input" else {"out_iface": "lo"}
+            out.append(IRRule(ACCEPT, "rpt:sys:loopback", **iface))
+        if device.stateful:
+            out.append(IRRule(ACCEPT, "rpt:sys:conntrack", states=("RELATED", "ESTABLISHED")))
+            out.append(IRRule(DROP, "rpt:sys:conntrack", states=("INVALID",)))
+        if family == 6 and device.default_policy(chain) != "accept":
+            out.extend(IRRule(ACCEPT, "rpt:sys:icmpv6-nd", proto="icmpv6", icmp_type=t)
+                       for t in ND_TYPES)
+        if chain == "input" and device.management_sources:
+            nets = self.resolver.addresses(device.management_sources).get(family)
+            if nets:
+                ports = merge_ports([(22, 22), (device.agent_port, device.agent_port)])
+                fm = FamilyMatch(family, nets, False, None, False, (ProtoSpec("tcp", ports),))
+                out.extend(self.expand(fm, {}, ACCEPT, "rpt:sys:mgmt", None))
+        return out
+
+    def nat_table(self, rulesets: list[RuleSet], family: int) -> Table:
+        table = Table(family, "nat")
+        seen: set[str] = set()
+        for rs in rulesets:
+            if rs.name in seen:
+                continue
+            seen.add(rs.name)
+            for index, nat in enumerate(rs.nat):
+                rule_id = nat.id or fallback_rule_id(rs.name, "nat", index)
+                if family == 4:
+                    self.rules[rule_id] = RuleInfo(rs.name, index + 1, nat.comment, "nat")
+                if not nat.enabled:
+                    continue
+                src = self.resolver.addresses(nat.sources) if nat.sources else None
+                dst = self.resolver.addresses(nat.destinations) if nat.destinations else None
+                target_fam = None
+                if nat.to:
+                    target_fam = parse_nat_target(nat.to)[0].version
+                if (src is not None and family not in src) or (
+                        dst is not None and family not in dst) or target_fam not in (None, family):
+                    continue
+                if nat.protocol == ("icmpv6" if family == 4 else "icmp"):
+                    continue
+                proto = None if nat.protocol in (None, "any") else nat.protocol
+                dports = merge_ports([parse_port(p) for p in nat.dports]) if nat.dports else None
+                fm = FamilyMatch(family, src[family] if src else None, False,
+                                 dst[family] if dst else None, False,
+                                 (ProtoSpec(proto, dports),))
+                target = {"dnat": DNAT, "snat": SNAT, "masquerade": MASQUERADE}[nat.type]
+                builtin = nat.chain.upper()
+                main = f"RPT-{builtin}"
+                if main not in table.chains:
+                    table.chains[main] = Chain(main)
+                    table.jumps[builtin] = [IRRule(JUMP, "rpt:jump", arg=main)]
+                tag = f"rpt:{rule_id}:{short_hash(repr(nat))}"
+                base = {"in_iface": nat.in_interface, "out_iface": nat.out_interface}
+                table.chains[main].rules.extend(
+                    self.expand(fm, base, target, tag, rule_id, nat.to))
+        order = {"RPT-PREROUTING": 0, "RPT-OUTPUT": 1, "RPT-POSTROUTING": 2}
+        table.chains = dict(sorted(table.chains.items(), key=lambda kv: order[kv[0]]))
+        return table
+
+
+def lower_device(doc: PolicyDocument, device_name: str, options: CompileOptions,
+                 now: datetime) -> Program:
+    """The `Program` of one device; `CompileError` if the device is unknown."""
+    if device_name not in doc.by_name["devices"]:
+        raise CompileError([FieldError(f"devices[{device_name}]", "unknown device")])
+    return Lowerer(doc, options, now).device(doc.device(device_name))

@@ -1,0 +1,226 @@
+"""Apply engine over the recording dataplane: all-or-nothing, confirm, probes, recovery."""
+
+import pytest
+
+from agents.agent.dataplane import RecordingDataplane
+from agents.agent.engine import AgentError, Engine
+from agents.agent.sample import make_bundle, set_name
+from agents.agent.state import JOURNAL_FILE, StateDir
+
+FOREIGN = "-s 198.18.9.9/32 -j ACCEPT"
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 1_000_000.0
+
+    def time(self):
+        return self.t
+
+    def monotonic(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+def bundle(rules=("-j ACCEPT",), extra_chain=None, v6=True, sets=None):
+    chains = {"RPT-INPUT": list(rules)}
+    if extra_chain:
+        chains.update(extra_chain)
+    spec = {"filter": {"chains": chains, "jumps": {"INPUT": ["RPT-INPUT"]}}}
+    return make_bundle(v4=spec, v6=spec if v6 else None, sets=sets)
+
+
+@pytest.fixture
+def env(tmp_path):
+    dp = RecordingDataplane()
+    # someone else's rules (Docker-like chain, an admin's rule) are there first
+    dp.tables["v4"]["filter"] = {"INPUT": [FOREIGN], "FORWARD": ["-j DOCKER-USER"],
+                                 "OUTPUT": [], "DOCKER-USER": ["-j RETURN"]}
+    clock = FakeClock()
+    probes = {"ok": True}
+    engine = Engine(StateDir(tmp_path), dp, clock=clock, probe_runner=lambda p: probes["ok"])
+    engine.start()
+    yield engine, dp, clock, probes
+    engine.shutdown()
+
+
+def test_apply_then_unchanged_and_foreign_rules_survive(env):
+    engine, dp, _, _ = env
+    b = bundle()
+    res = engine.apply({"bundle": b, "version": 1, "confirm_timeout": 0})
+    assert res["result"] == "applied"
+    f = dp.tables["v4"]["filter"]
+    assert f["INPUT"] == ["-m comment --comment rpt:jump -j RPT-INPUT", FOREIGN]
+    assert f["RPT-INPUT"] == ["-j ACCEPT"] and f["DOCKER-USER"] == ["-j RETURN"]
+    assert dp.tables["v6"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+    n = len(dp.payloads)
+    assert engine.apply({"bundle": b, "version": 2})["result"] == "unchanged"
+    assert len(dp.payloads) == n
+    st = engine.status()
+    assert st["applied"]["version"] == 2 and not st["drift"]["drifted"]
+
+
+def test_replay_and_downgrade_refused(env):
+    engine, dp, _, _ = env
+    engine.apply({"bundle": bundle(), "version": 5, "confirm_timeout": 0})
+    before = [list(p) for p in dp.payloads]
+    for v in (5, 4):
+        with pytest.raises(AgentError) as exc:
+            engine.apply({"bundle": bundle(["-j DROP"]), "version": v, "confirm_timeout": 0})
+        assert exc.value.status == 409
+    assert [list(p) for p in dp.payloads] == before
+
+
+def test_tampered_bundle_hash_refused(env):
+    engine, _, _, _ = env
+    b = bundle()
+    b["iptables_v4"] = b["iptables_v4"].replace("ACCEPT", "DROP")
+    with pytest.raises(AgentError) as exc:
+        engine.apply({"bundle": b, "version": 1})
+    assert exc.value.status == 400 and "hash" in str(exc.value)
+
+
+def test_kernel_rejection_leaves_previous_policy(env):
+    engine, dp, _, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    before = {f: {t: dict(c) for t, c in tables.items()} for f, tables in dp.tables.items()}
+    # a chain loop passes --test but the kernel refuses it
+    loop = bundle(["-j RPT-A"], {"RPT-A": ["-j RPT-B"], "RPT-B": ["-j RPT-A"]})
+    with pytest.raises(AgentError) as exc:
+        engine.apply({"bundle": loop, "version": 2, "confirm_timeout": 0})
+    assert exc.value.status == 422 and "Too many links" in str(exc.value)
+    assert dp.tables == before
+    assert not (engine.state.path / JOURNAL_FILE).exists()
+    assert engine.status()["applied"]["version"] == 1
+
+
+def test_v6_failure_undoes_v4(env):
+    engine, dp, _, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    before = {f: {t: dict(c) for t, c in tables.items()} for f, tables in dp.tables.items()}
+    dp.fail_on = lambda fam, payload: "v6 refused" if fam == "v6" and "DROP" in payload else None
+    with pytest.raises(AgentError):
+        engine.apply({"bundle": bundle(["-j DROP"]), "version": 2, "confirm_timeout": 0})
+    assert dp.tables == before
+
+
+def test_no_confirm_rolls_back_at_deadline(env):
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    res = engine.apply({"bundle": bundle(["-j DROP"]), "version": 2, "confirm_timeout": 30})
+    assert res["confirm_deadline"] == clock.t + 30
+    assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j DROP"]
+    clock.t += 10
+    assert engine.check_deadline() is None
+    clock.t += 21
+    assert engine.check_deadline()["result"] == "rolled_back"
+    assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+    st = engine.status()
+    assert st["applied"]["version"] == 1 and st["pending"] is None
+    assert st["last_rollback"]["version"] == 2
+    with pytest.raises(AgentError) as exc:
+        engine.confirm(2)
+    assert exc.value.status == 409 and exc.value.body["result"] == "rolled_back"
+
+
+def test_confirm_keeps_new_and_destroys_old_sets(env):
+    engine, dp, _, _ = env
+    s1 = set_name(4, ["198.18.1.0/24"])
+    s2 = set_name(4, ["198.18.2.0/24"])
+    r = "-m set --match-set {} src -j ACCEPT"
+    engine.apply({"bundle": bundle([r.format(s1)], v6=False, sets={s1: ["198.18.1.0/24"]}),
+                  "version": 1, "confirm_timeout": 0})
+    engine.apply({"bundle": bundle([r.format(s2)], v6=False, sets={s2: ["198.18.2.0/24"]}),
+                  "version": 2, "confirm_timeout": 30})
+    assert set(dp.sets) == {s1, s2}  # the previous set is kept for a rollback
+    engine.confirm(2)
+    assert set(dp.sets) == {s2}
+    assert engine.status()["applied"]["confirmed"] is True
+
+
+def test_failing_probe_rolls_back_at_once(env):
+    engine, dp, _, probes = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    probes["ok"] = False
+    with pytest.raises(AgentError) as exc:
+        engine.apply({"bundle": bundle(["-j DROP"]), "version": 2, "confirm_timeout": 30,
+                      "probes": [{"type": "tcp", "host": "198.18.0.1", "port": 443}]})
+    assert exc.value.body["result"] == "rolled_back"
+    assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+
+
+def test_restart_with_journal_repairs_to_confirmed(env, tmp_path):
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    # simulate a crash after v4 of version 2 was applied: journal left, v6 untouched
+    dp.fail_on = lambda fam, payload: "killed" if fam == "v6" else None
+    engine.state.write_json(JOURNAL_FILE, {"phase": "applying", "from": "x", "to": "y"})
+    dp.tables["v4"]["filter"]["RPT-INPUT"] = ["-j DROP"]
+    dp.tables["v4"]["filter"]["RPT-HALF"] = ["-j DROP"]
+    dp.fail_on = None
+    again = Engine(StateDir(tmp_path), dp, clock=clock)
+    res = again.start()
+    assert res["full"] and res["reason"]
+    assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+    assert "RPT-HALF" not in dp.tables["v4"]["filter"]
+    assert dp.tables["v4"]["filter"]["INPUT"] == ["-m comment --comment rpt:jump -j RPT-INPUT",
+                                                  FOREIGN]
+    assert not again.status()["drift"]["drifted"]
+
+
+def test_restart_with_pending_rolls_back(env, tmp_path):
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    engine.apply({"bundle": bundle(["-j DROP"]), "version": 2, "confirm_timeout": 300})
+    engine.shutdown()
+    again = Engine(StateDir(tmp_path), dp, clock=clock)
+    assert again.start()["reason"] == "agent restarted before the confirm"
+    assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+
+
+def test_restart_after_reboot_reapplies_confirmed(env, tmp_path):
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    fresh = RecordingDataplane()  # the kernel after a reboot: empty
+    again = Engine(StateDir(tmp_path), fresh, clock=clock)
+    assert again.start()["full"] is True
+    assert fresh.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+    # and a restart with a matching kernel changes nothing (counters are kept)
+    n = len(fresh.payloads)
+    assert Engine(StateDir(tmp_path), fresh, clock=clock).start()["full"] is False
+    assert len(fresh.payloads) == n
+
+
+def test_drift_reported_with_diff_and_repaired_by_next_apply(env):
+    engine, dp, _, _ = env
+    rules = [f'-s 198.18.0.{i} -m comment --comment "rpt:u{i}:0000000{i}" -j ACCEPT'
+             for i in range(1, 4)]
+    engine.apply({"bundle": bundle(rules), "version": 1, "confirm_timeout": 0})
+    del dp.tables["v4"]["filter"]["RPT-INPUT"][1]
+    st = engine.status()
+    assert st["drift"]["drifted"] and "-v4 filter RPT-INPUT rpt:u2:00000002" in st["drift"]["diff"]
+    # an in-place edit would delete a rule that is not there: the engine rewrites instead
+    engine.apply({"bundle": bundle(rules[:2] + ['-j DROP']), "version": 2, "confirm_timeout": 0})
+    assert len(dp.tables["v4"]["filter"]["RPT-INPUT"]) == 3
+    assert not engine.status()["drift"]["drifted"]
+
+
+def test_local_apply_accepts_bare_bundle(env):
+    engine, dp, _, _ = env
+    res = engine.apply(bundle(), local=True)
+    assert res["result"] == "applied" and res["version"] == 1
+    assert engine.status()["applied"]["confirmed"] is True
+
+
+@pytest.mark.parametrize("req", [
+    {}, {"bundle": "x", "version": 1}, {"bundle": {}, "version": "1"},
+    {"bundle": {}, "version": 1, "confirm_timeout": -1},
+    {"bundle": {}, "version": 1, "probes": [{"type": "udp", "host": "x"}]},
+])
+def test_malformed_requests_are_400(env, req):
+    engine, _, _, _ = env
+    with pytest.raises(AgentError) as exc:
+        engine.apply(req)
+    assert exc.value.status == 400

@@ -1,0 +1,125 @@
+"""Parsing and payload planning (pure)."""
+
+import pytest
+
+from agents.agent.ruleset import (
+    BundleError,
+    LiveJump,
+    Table,
+    ipset_fill_payload,
+    parse_ipsets,
+    parse_restore,
+    plan_table,
+    rule_comment,
+)
+
+TEXT = """*filter
+:INPUT ACCEPT [0:0]
+:RPT-INPUT - [0:0]
+:RPT-WEB - [0:0]
+-A INPUT -m comment --comment rpt:jump -j RPT-INPUT
+-A RPT-INPUT -j RPT-WEB
+-A RPT-INPUT -m comment --comment "rpt:sys:default" -j DROP
+-A RPT-WEB -p tcp --dport 443 -m comment --comment "rpt:aaa:11111111" -j ACCEPT
+COMMIT
+"""
+
+
+def test_parse_restore_splits_chains_and_jumps():
+    tables = parse_restore(TEXT)
+    t = tables["filter"]
+    assert list(t.chains) == ["RPT-INPUT", "RPT-WEB"]
+    assert t.chains["RPT-INPUT"][0] == "-A RPT-INPUT -j RPT-WEB"
+    assert t.jumps == {"INPUT": ["-A INPUT -m comment --comment rpt:jump -j RPT-INPUT"]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "*filter\n:DOCKER - [0:0]\nCOMMIT\n",  # not ours
+        "*filter\n:RPT-A - [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n",  # builtin rule not a jump
+        "*filter\n-A RPT-A -j ACCEPT\nCOMMIT\n",  # undeclared
+        "*filter\n:RPT-A - [0:0]\n-I RPT-A 1 -j ACCEPT\nCOMMIT\n",  # only -A
+        "*filter\n:RPT-A - [0:0]\n",  # no COMMIT
+        "*filter\n-A INPUT -j RPT-B\nCOMMIT\n",  # jump to undeclared chain
+        "*filter\n:RPT-" + "X" * 30 + " - [0:0]\nCOMMIT\n",  # too long
+        "*bogus\nCOMMIT\n",
+    ],
+)
+def test_parse_restore_rejects_outside_conventions(text):
+    with pytest.raises(BundleError):
+        parse_restore(text)
+
+
+def test_rule_comment_forms():
+    assert rule_comment('-m comment --comment "rpt:a b:1" -j X') == "rpt:a b:1"
+    assert rule_comment("-m comment --comment rpt:jump -j X") == "rpt:jump"
+    assert rule_comment("-j ACCEPT") is None
+
+
+def test_parse_ipsets_and_fill_payload():
+    sets = parse_ipsets("create rpt-4-aa hash:net family inet hashsize 1024 maxelem 65536\n"
+                        "add rpt-4-aa 198.18.0.0/24\n")
+    assert list(sets) == ["rpt-4-aa"]
+    payload = ipset_fill_payload("rpt-4-aa", sets["rpt-4-aa"])
+    lines = payload.splitlines()
+    assert lines[0].startswith("create rpt-tmp-") and "maxelem 65536" in lines[0]
+    assert lines[-1].startswith("rename rpt-tmp-") and lines[-1].endswith(" rpt-4-aa")
+    with pytest.raises(BundleError):
+        parse_ipsets("create docker-set hash:net\n")
+    with pytest.raises(BundleError):
+        parse_ipsets("add rpt-4-bb 198.18.0.1\n")
+
+
+def _table(chains, jumps=None):
+    return Table("filter", {k: [f"-A {k} {r}" for r in v] for k, v in chains.items()},
+                 {b: [f"-A {b} -m comment --comment rpt:jump -j {t}" for t in ts]
+                  for b, ts in (jumps or {}).items()})
+
+
+def test_plan_first_apply_declares_fills_and_inserts_jump():
+    new = _table({"RPT-INPUT": ["-j ACCEPT"]}, {"INPUT": ["RPT-INPUT"]})
+    lines = plan_table("filter", None, new, {})
+    assert lines == [
+        "*filter", ":RPT-INPUT - [0:0]", "-A RPT-INPUT -j ACCEPT",
+        "-I INPUT 1 -m comment --comment rpt:jump -j RPT-INPUT", "COMMIT",
+    ]
+
+
+def test_plan_unchanged_is_empty_and_jump_not_duplicated():
+    t = _table({"RPT-INPUT": ["-j ACCEPT"]}, {"INPUT": ["RPT-INPUT"]})
+    assert plan_table("filter", t, t, {"INPUT": [LiveJump(1, "RPT-INPUT")]}) == []
+
+
+def test_plan_jump_moved_back_to_top_and_duplicates_removed():
+    t = _table({"RPT-INPUT": ["-j ACCEPT"]}, {"INPUT": ["RPT-INPUT"]})
+    lines = plan_table("filter", t, t, {"INPUT": [LiveJump(2, "RPT-INPUT"), LiveJump(5, "RPT-INPUT")]})
+    assert lines[1:-1] == ["-D INPUT 5", "-D INPUT 2",
+                           "-I INPUT 1 -m comment --comment rpt:jump -j RPT-INPUT"]
+
+
+def test_plan_only_changed_chain_touched_and_small_change_is_in_place():
+    rules = [f"-s 198.18.0.{i} -j ACCEPT" for i in range(1, 40)]
+    old = _table({"RPT-A": rules, "RPT-B": ["-j DROP"]})
+    changed = rules[:10] + ["-s 198.18.1.1 -j DROP"] + rules[11:]
+    new = _table({"RPT-A": changed, "RPT-B": ["-j DROP"]})
+    lines = plan_table("filter", old, new, {})
+    assert lines == ["*filter", "-D RPT-A -s 198.18.0.11 -j ACCEPT",
+                     "-I RPT-A 11 -s 198.18.1.1 -j DROP", "COMMIT"]
+
+
+def test_plan_big_change_rewrites_and_removed_chain_deleted_last():
+    many = [f"-s 198.18.0.{i} -j ACCEPT" for i in range(1, 20)]
+    old = _table({"RPT-A": ["-j RPT-OLD", *many], "RPT-OLD": ["-j DROP"]}, {"INPUT": ["RPT-A"]})
+    new = _table({"RPT-A": [r.replace("ACCEPT", "DROP") for r in many]}, {"INPUT": ["RPT-A"]})
+    lines = plan_table("filter", old, new, {"INPUT": [LiveJump(1, "RPT-A")]})
+    assert lines[:3] == ["*filter", ":RPT-A - [0:0]", "-A RPT-A -s 198.18.0.1 -j DROP"]
+    assert len(lines) == 2 + 19 + 3
+    assert lines[-3:] == ["-F RPT-OLD", "-X RPT-OLD", "COMMIT"]
+
+
+def test_plan_full_removes_every_live_chain_not_wanted():
+    lines = plan_table("filter", None, Table("filter"), {"INPUT": [LiveJump(3, "RPT-X")]},
+                       full=True, live_chains={"RPT-X", "RPT-Y"})
+    assert lines == ["*filter", "-D INPUT 3", "-F RPT-X", "-F RPT-Y", "-X RPT-X", "-X RPT-Y",
+                     "COMMIT"]
