@@ -6,12 +6,19 @@ then each group's rule set order), then its own (POLICY-FORMAT.md, "Meaning" ste
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from rules.compiler import values
 from rules.models.base import NamedModel, check, raise_if
 
-from .choices import AgentStatus, DefaultAction
+from .choices import (
+    AgentStatus,
+    DefaultAction,
+    DeploymentStatus,
+    DeploymentTrigger,
+    DeviceDeploymentState,
+)
 
 
 class DeviceGroup(NamedModel):
@@ -66,6 +73,12 @@ class Device(NamedModel):
     drifted = models.BooleanField(default=False)
     drift_diff = models.TextField(blank=True)
 
+    # Deploy engineer: the per-device push lease (at most one push in flight per device).
+    # A conditional UPDATE takes it, so it works on SQLite and PostgreSQL alike, and it
+    # expires with the task time limit, so a killed worker never blocks a device for good.
+    push_lease_owner = models.CharField(max_length=200, null=True, blank=True, editable=False)
+    push_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         if not 0 < (self.agent_port or 0) <= 65535:
@@ -111,3 +124,126 @@ class DeviceRuleSet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device} → {self.ruleset}"
+
+
+# --- Deployments, counters, enrollment (deploy engineer) ----------------------------------
+
+
+class Deployment(models.Model):
+    """One request to push policy to a set of devices, possibly in waves.
+
+    The target is kept as it was asked for (devices / group / rule set) because group
+    membership may change later; the devices actually chosen are the DeviceDeployments.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments"
+    )
+    trigger = models.CharField(max_length=8, choices=DeploymentTrigger.choices, default=DeploymentTrigger.MANUAL)
+    target = models.JSONField(default=dict, help_text='{"kind": devices|device_group|ruleset, "ids": [...], "label": ...}')
+    revision = models.PositiveIntegerField(
+        null=True, blank=True, help_text="id of the rule set revision asked for (none: each rule set's deployable one)")
+    document = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="the policy document every device of this deployment compiles from (snapshot at creation)")
+    confirm_timeout = models.PositiveIntegerField(default=30, help_text="seconds; 0 = no commit-confirmed")
+    rollout = models.JSONField(default=dict, blank=True, help_text="canary, wave_size | wave_percent, halt_on_failure")
+    waves = models.JSONField(default=list, blank=True, help_text="per wave: index, size, state, started_at, finished_at")
+    current_wave = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED)
+    reason = models.CharField(max_length=255, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status"], name="deployment_status_idx")]
+
+    def __str__(self) -> str:
+        return f"deployment #{self.pk} ({self.target.get('label', '')})"
+
+
+class DeviceDeployment(models.Model):
+    """One device's part of a deployment: its state machine and the agent's answer."""
+
+    deployment = models.ForeignKey("agents.Deployment", on_delete=models.CASCADE, related_name="device_deployments")
+    device = models.ForeignKey("agents.Device", on_delete=models.CASCADE, related_name="deployments")
+    wave = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=12, choices=DeviceDeploymentState.choices, default=DeviceDeploymentState.QUEUED)
+    version = models.PositiveBigIntegerField(null=True, blank=True, help_text="bundle version sent to the agent")
+    bundle_hash = models.CharField(max_length=64, blank=True)
+    transitions = models.JSONField(default=list, blank=True, help_text="every state change: {state, at, note}")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    agent_response = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    superseded_by = models.ForeignKey(
+        "agents.DeviceDeployment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["deployment", "wave", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "device"], name="devicedeployment_unique"),
+        ]
+        indexes = [models.Index(fields=["device", "state"], name="devicedeployment_dev_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.device} in deployment #{self.deployment_id}: {self.state}"
+
+
+class RuleCounter(models.Model):
+    """Traffic totals per device and rule UUID that survive agent counter resets.
+
+    The agent reports raw kernel counters, which drop to zero when chains are rewritten or
+    the host reboots; `last_raw_*` lets ingest add only the growth (or the whole new raw
+    value after a reset) so a reset never looks like negative or zero traffic.
+    """
+
+    device = models.ForeignKey("agents.Device", on_delete=models.CASCADE, related_name="rule_counters")
+    rule_uuid = models.UUIDField()
+    packets = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    last_raw_packets = models.PositiveBigIntegerField(default=0)
+    last_raw_bytes = models.PositiveBigIntegerField(default=0)
+    last_hit_at = models.DateTimeField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["device", "rule_uuid"]
+        constraints = [models.UniqueConstraint(fields=["device", "rule_uuid"], name="rulecounter_unique")]
+        indexes = [models.Index(fields=["rule_uuid"], name="rulecounter_uuid_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.device} {self.rule_uuid}: {self.packets} packets"
+
+
+class EnrollmentToken(models.Model):
+    """A one-time, expiring secret that lets one agent enroll as one device.
+
+    Only a SHA-256 of the token is stored (like a password), with a short prefix to tell
+    tokens apart in listings; the token itself is shown once, when made.
+    """
+
+    device = models.ForeignKey("agents.Device", on_delete=models.CASCADE, related_name="enrollment_tokens")
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the token")
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"enrollment token {self.prefix}… for {self.device}"

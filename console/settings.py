@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "console",
     "console.accounts",
+    "console.audit",
+    "console.dashboard",
     "rules",
     "agents",
 ]
@@ -62,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "console.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -89,6 +92,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'r
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # BEGIN IMMEDIATE: a transaction that reads and then writes would otherwise fail at
+    # once with "database is locked" when another process wrote in between (deploy eng.).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -168,7 +174,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        # One name per choice set (rule actions and default policies share accept/drop/reject).
+        "VerdictEnum": "rules.choices.Action",
+        "AgentStatusEnum": "agents.choices.AgentStatus",
+        "DeploymentStatusEnum": "agents.choices.DeploymentStatus",
+        "RevisionStatusEnum": "rules.models.revisions.RevisionStatus",
+    },
 }
 
 # Celery: Redis when REDIS_URL is set, else an embedded broker on the filesystem.
@@ -183,6 +195,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Unacked messages of a worker killed with -9 come back after this many seconds; it
+    # must exceed the task time limit and the longest retry countdown (deploy engineer).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("RAMPART_BROKER_VISIBILITY_TIMEOUT", default=900),
+        # sweep for such messages every N seconds (kombu's default is ~100 s)
+        "unacked_restore_interval": env.int("RAMPART_BROKER_RESTORE_INTERVAL", default=10),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -192,6 +213,8 @@ CELERY_TASK_TIME_LIMIT = env.int("RAMPART_TASK_TIME_LIMIT", default=300)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# One queue per installation (tests and benchmarks use their own on a shared broker).
+CELERY_TASK_DEFAULT_QUEUE = env.str("RAMPART_CELERY_QUEUE", default="celery")
 
 # Rampart's own knobs.
 RAMPART = {
@@ -200,6 +223,18 @@ RAMPART = {
     "STATUS_POLL_SECONDS": env.int("RAMPART_STATUS_POLL_SECONDS", default=60),
     "CONFIRM_TIMEOUT": env.int("RAMPART_CONFIRM_TIMEOUT", default=30),
     "AUDIT_REQUIRE_REASON": env.bool("RAMPART_AUDIT_REQUIRE_REASON", default=False),
+    # Deployments (agents/services.py): push attempts before `failed`, retry backoff
+    # (seconds, exponential with jitter), when an in-flight push counts as stuck.
+    "DEPLOY_MAX_ATTEMPTS": env.int("RAMPART_DEPLOY_MAX_ATTEMPTS", default=5),
+    "DEPLOY_RETRY_BACKOFF": env.int("RAMPART_DEPLOY_RETRY_BACKOFF", default=2),
+    "DEPLOY_RETRY_BACKOFF_MAX": env.int("RAMPART_DEPLOY_RETRY_BACKOFF_MAX", default=60),
+    "DEPLOY_STUCK_SECONDS": env.int("RAMPART_DEPLOY_STUCK_SECONDS", default=CELERY_TASK_TIME_LIMIT + 120),
+    "ENROLL_TOKEN_TTL": env.int("RAMPART_ENROLL_TOKEN_TTL", default=3600),
+}
+# Beat (stored by django_celery_beat's DatabaseScheduler at start): fleet status poll, sweeper.
+CELERY_BEAT_SCHEDULE = {
+    "rampart-status-poll": {"task": "agents.tasks.poll_fleet", "schedule": float(RAMPART["STATUS_POLL_SECONDS"])},
+    "rampart-sweeper": {"task": "agents.tasks.sweep_stuck", "schedule": 60.0},
 }
 
 LOGGING = {

@@ -8,12 +8,15 @@ interprets the same payloads in memory: demos without root, fleet benchmarks, fa
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agents.agent.ruleset import (
     BUILTINS,
@@ -27,6 +30,7 @@ from agents.agent.ruleset import (
 )
 from agents.agent.runner import CommandError, Result, Runner
 
+log = logging.getLogger("rampart.agent")
 _iptc_lock = threading.Lock()  # python-iptables caches tables process-wide, without locking
 
 
@@ -105,13 +109,17 @@ class Dataplane:
 
     name = "abstract"
     backend = "none"
+    inplace_limit = 1 << 30  # longest chain edited in place rather than rewritten
 
     def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
         raise NotImplementedError
 
-    def read_jumps(self, family: str, table: str) -> dict[str, list[LiveJump]]:
+    def read_jumps(self, family: str, table: str, builtins: Iterable[str]
+                   ) -> dict[str, list[LiveJump]]:
+        """Our jump rules in the given built-in chains of one table."""
         live = self.read(family, [table]).get(table)
-        return live.jumps() if live else {}
+        wanted = set(builtins)
+        return {b: j for b, j in (live.jumps() if live else {}).items() if b in wanted}
 
     def restore(self, family: str, payload: str) -> None:
         raise NotImplementedError
@@ -158,8 +166,13 @@ class IptablesDataplane(Dataplane):
             raise ValueError("backend must be 'legacy' or 'nft'")
         self.backend = backend
         self.name = f"iptables-{backend}"
+        if backend == "nft":
+            # measured here, 50k-rule chain: delete+insert in place ~23 s, rewrite ~5 s;
+            # 1k-rule chain: in place ~50 ms, rewrite ~220 ms
+            self.inplace_limit = 5000
         self.runner = runner or Runner()
         # iptc reads the tables of the process's own namespace: only usable in-process.
+        # It reads the built-in chains in the apply path; full reads use `-save -c`.
         if reader == "auto":
             reader = "iptc" if backend == "legacy" and not self.runner.prefix else "save"
         self.reader = reader
@@ -175,8 +188,6 @@ class IptablesDataplane(Dataplane):
             raise DataplaneError(str(exc)) from exc
 
     def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
-        if self.reader == "iptc":
-            return _iptc_read(family, tables)
         return self._save_read(family, tables, self.backend)
 
     def _save_read(self, family: str, tables: Iterable[str] | None, backend: str) -> LiveFamily:
@@ -189,13 +200,20 @@ class IptablesDataplane(Dataplane):
             live = {t: v for t, v in live.items() if t in wanted}
         return live
 
-    def read_jumps(self, family: str, table: str) -> dict[str, list[LiveJump]]:
+    def read_jumps(self, family: str, table: str, builtins: Iterable[str]
+                   ) -> dict[str, list[LiveJump]]:
+        wanted = set(builtins)
         if self.reader == "iptc":
-            live = _iptc_read(family, [table], builtins_only=True).get(table)
-            return live.jumps() if live else {}
-        # `-S CHAIN` fetches one built-in chain, not a 50k-rule table dump.
+            try:
+                live = _iptc_read_builtins(family, table)
+                return {b: j for b, j in (live.jumps() if live else {}).items() if b in wanted}
+            except Exception as exc:  # noqa: BLE001 - iptc raises its own and ctypes errors
+                # e.g. "set XTABLES_LIBDIR": keep working through the tools instead
+                log.warning("python-iptables unusable (%s); reading with iptables-legacy", exc)
+                self.reader = "save"
+        # `-S CHAIN` fetches one built-in chain, not a 50k-rule table dump (nft: ~11 ms).
         out: dict[str, list[LiveJump]] = {}
-        for builtin in _TABLE_BUILTINS.get(table, ()):
+        for builtin in sorted(wanted):
             res = self.runner.run(
                 [self._tool(family, ""), "-w", "60", "-t", table, "-S", builtin], check=False
             )
@@ -287,71 +305,43 @@ _TABLE_BUILTINS = {
 }
 
 
-def _iptc_read(family: str, tables: Iterable[str] | None, builtins_only: bool = False) -> LiveFamily:
-    """Read tables with python-iptables (legacy backend only).
+def _iptc_read_builtins(family: str, table_name: str) -> LiveTable | None:
+    """Read the built-in chains of one table with python-iptables (legacy backend only).
 
-    Tables are looked up in /proc/net/ip*_tables_names first: instantiating an iptc Table
-    that is not loaded would load (create) it. Each read refreshes the process-wide cached
-    handle and drops it afterwards; a lock keeps it single-threaded.
+    Used where the apply needs structured facts fast and without forking: which of our
+    jump rules sit where. Full reads (drift, counters) go through `iptables-legacy-save -c`
+    instead: iterating rules through iptc costs ~0.4 ms per rule here (1,500 rules: 0.63 s
+    for counters, 0.81 s with comments; 50k rules would take ~20-40 s) against 80 ms for
+    save + parse; see docs/agent.md.
+
+    The table is looked up in /proc/net/ip*_tables_names first: instantiating an iptc
+    Table that is not loaded would load (create) it. The process-wide cached handle is
+    refreshed before the read and not kept; a lock keeps iptc single-threaded.
     """
-    import iptc  # imported lazily: it needs the iptables package's libxtables
+    import iptc  # lazily: it needs libxtables, and importing it costs ~0.8 s
 
     proc = "/proc/net/ip6_tables_names" if family == "v6" else "/proc/net/ip_tables_names"
     try:
         with open(proc) as fh:
-            existing = {ln.strip() for ln in fh if ln.strip()}
+            if table_name not in {ln.strip() for ln in fh}:
+                return None
     except FileNotFoundError:
-        existing = set()
-    wanted = existing if tables is None else existing & set(tables)
-    out: LiveFamily = {}
+        return None
     with _iptc_lock:
-        for tname in sorted(wanted):
-            table = (iptc.Table6 if family == "v6" else iptc.Table)(tname)
-            table.refresh()
-            lt = LiveTable()
-            for chain in table.chains:
-                name = chain.name
-                builtin = name in BUILTINS
-                if not builtin and (builtins_only or not name.startswith(CHAIN_PREFIX)):
-                    continue
-                rules = []
-                for rule in chain.rules:
-                    comment = None
-                    for m in rule.matches:
-                        if m.name == "comment":
-                            comment = m.comment
-                    target = rule.target.name if rule.target else None
-                    packets, nbytes = rule.get_counters()
-                    text = "" if builtins_only else _iptc_text(rule, family)
-                    rules.append(LiveRule(text, comment, target, packets, nbytes))
-                (lt.builtins if builtin else lt.chains)[name] = rules
-            out[tname] = lt
-    return out
-
-
-def _iptc_text(rule, family: str) -> str:  # noqa: ANN001 - iptc types are dynamic
-    """A readable, stable rendering of an iptc rule for drift diffs."""
-    parts: list[str] = []
-    any_addr = ("::/0",) if family == "v6" else ("0.0.0.0/0.0.0.0", "0.0.0.0/0")
-    if rule.src not in any_addr:
-        parts += ["-s", rule.src]
-    if rule.dst not in any_addr:
-        parts += ["-d", rule.dst]
-    if rule.in_interface:
-        parts += ["-i", rule.in_interface]
-    if rule.out_interface:
-        parts += ["-o", rule.out_interface]
-    if rule.protocol and rule.protocol not in ("ip", "all", "0"):
-        parts += ["-p", rule.protocol]
-    for m in rule.matches:
-        parts += ["-m", m.name]
-        for key, values in sorted(m.get_all_parameters().items()):
-            parts += [f"--{key}", *[f'"{v}"' if " " in v else v for v in values]]
-    if rule.target and rule.target.name:
-        parts += ["-j", rule.target.name]
-        for key, values in sorted(rule.target.get_all_parameters().items()):
-            parts += [f"--{key}", *values]
-    return " ".join(parts)
+        table = (iptc.Table6 if family == "v6" else iptc.Table)(table_name)
+        table.refresh()
+        lt = LiveTable()
+        for chain in table.chains:
+            if chain.name not in BUILTINS:
+                continue
+            rules = []
+            for rule in chain.rules:
+                comment = next((m.comment for m in rule.matches if m.name == "comment"), None)
+                target = rule.target.name if rule.target else None
+                packets, nbytes = rule.get_counters()
+                rules.append(LiveRule("", comment, target, packets, nbytes))
+            lt.builtins[chain.name] = rules
+        return lt
 
 
 # --- the pretend one ----------------------------------------------------------------------
@@ -371,12 +361,27 @@ class RecordingDataplane(Dataplane):
     name = "recording"
     backend = "recording"
 
-    def __init__(self, fail_on: Callable[[str, str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        fail_on: Callable[[str, str], str | None] | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.tables: dict[str, dict[str, dict[str, list[str]]]] = {"v4": {}, "v6": {}}
         self.sets: dict[str, list[str]] = {}
         self.payloads: list[tuple[str, str]] = []  # (kind, payload) in order
         self.fail_on = fail_on
         self._lock = threading.Lock()
+        # With a path, the pretend kernel survives between CLI runs (demo: apply, status).
+        self.path = Path(path) if path else None
+        if self.path and self.path.exists():
+            saved = json.loads(self.path.read_text())
+            self.tables, self.sets = saved["tables"], saved["sets"]
+
+    def _save(self) -> None:
+        if self.path:
+            from agents.agent.state import atomic_write
+
+            atomic_write(self.path, json.dumps({"tables": self.tables, "sets": self.sets}).encode())
 
     def restore(self, family: str, payload: str) -> None:
         with self._lock:
@@ -396,6 +401,7 @@ class RecordingDataplane(Dataplane):
                     _check_table(work, lineno)
                     tables[tname] = work
                     work = None
+                    self._save()
                 elif work is not None:
                     try:
                         _interpret(work, line)
@@ -442,6 +448,9 @@ class RecordingDataplane(Dataplane):
                     self.sets[parts[2]] = self.sets.pop(name)
                 elif verb == "destroy":
                     self.sets.pop(name, None)
+                elif verb == "swap":
+                    self.sets[name], self.sets[parts[2]] = self.sets[parts[2]], self.sets[name]
+            self._save()
 
     def ipset_destroy(self, names: Iterable[str]) -> list[str]:
         with self._lock:
@@ -459,6 +468,7 @@ class RecordingDataplane(Dataplane):
                     failed.append(n)
                 else:
                     self.sets.pop(n, None)
+            self._save()
             return failed
 
     def facts(self) -> dict[str, str]:

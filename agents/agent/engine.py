@@ -37,6 +37,7 @@ from agents.agent.dataplane import Dataplane, DataplaneError, LiveFamily
 from agents.agent.ruleset import (
     FAMILIES,
     BundleError,
+    SetBlock,
     Table,
     ipset_fill_payload,
     parse_ipsets,
@@ -45,14 +46,19 @@ from agents.agent.ruleset import (
     rule_comment,
     temp_set_name,
 )
-from agents.agent.runner import Clock
+from agents.agent.runner import Clock, CommandError
 from agents.agent.state import (
     CONFIRMED_FILE,
     JOURNAL_FILE,
     LAST_ROLLBACK_FILE,
     LIVE_FILE,
     StateDir,
+    atomic_write,
 )
+
+NEEDS_FULL_FILE = "needs_full.json"
+# What a kernel step can raise: the tool refused, failed to run, or timed out.
+_KERNEL_ERRORS = (DataplaneError, CommandError, OSError, subprocess.SubprocessError)
 
 log = logging.getLogger("rampart.agent")
 
@@ -76,8 +82,9 @@ class Bundle:
     raw: dict[str, Any]
     hash: str
     tables: dict[str, dict[str, Table]]  # family -> table -> Table
-    sets: dict[str, list[str]]
+    sets: dict[str, SetBlock]
     set_entries: dict[str, int] = field(default_factory=dict)
+    canonical: bytes = b""  # what was hashed; stored as is (no second serialisation)
 
     @classmethod
     def parse(cls, raw: Any, verify_hash: bool = True) -> Bundle:
@@ -88,18 +95,22 @@ class Bundle:
         for key in ("iptables_v4", "iptables_v6", "ipsets"):
             if not isinstance(raw.get(key, ""), str):
                 raise BundleError(f"bundle field {key} must be a string")
-        digest = protocol.bundle_hash(raw)
+        canonical = protocol.canonical_json({k: v for k, v in raw.items() if k != "hash"})
+        digest = protocol.sha256_hex(canonical)
         if verify_hash and raw.get("hash") != digest:
             raise BundleError("bundle hash does not match its content")
         sets = parse_ipsets(raw.get("ipsets", ""))
         meta = raw.get("sets") or {}
-        entries = {
-            name: int(meta.get(name, {}).get("entries", len(lines) - 1))
-            for name, lines in sets.items()
-        }
+        entries = {name: block.entries for name, block in sets.items()}
+        for name, block in sets.items():
+            declared = (meta.get(name) or {}).get("entries")
+            if declared is not None and declared != block.entries:
+                raise BundleError(f"set {name}: {block.entries} entries, the bundle says "
+                                  f"{declared}")
         return cls(
             raw=raw,
             hash=digest,
+            canonical=canonical,
             tables={
                 "v4": parse_restore(raw.get("iptables_v4", "")),
                 "v6": parse_restore(raw.get("iptables_v6", "")),
@@ -138,9 +149,7 @@ class Engine:
         self._bundle_cache: dict[str, Bundle] = {}
         self.boot_id = _boot_id()
         self.other_backend_notice: dict[str, list[str]] = {}
-        # Set when a status read finds drift: the next apply rewrites everything instead of
-        # editing chains in place on the belief that the kernel holds the last bundle.
-        self.needs_full = False
+        self._other_checked = False
         state.ensure()
         (state.path / "bundles").mkdir(exist_ok=True)
 
@@ -148,9 +157,8 @@ class Engine:
     def _store_bundle(self, bundle: Bundle) -> None:
         path = self.state.path / "bundles" / f"{bundle.hash}.json"
         if bundle.hash and not path.exists():
-            from agents.agent.state import atomic_write
-
-            atomic_write(path, json.dumps(bundle.raw, separators=(",", ":")).encode())
+            atomic_write(path, bundle.canonical or protocol.canonical_json(bundle.raw))
+        bundle.canonical = b""  # the cache keeps the parsed form only
         self._bundle_cache[bundle.hash] = bundle
 
     def _load_bundle(self, digest: str | None) -> Bundle:
@@ -159,7 +167,9 @@ class Engine:
         if digest in self._bundle_cache:
             return self._bundle_cache[digest]
         raw = json.loads((self.state.path / "bundles" / f"{digest}.json").read_bytes())
+        raw["hash"] = digest
         bundle = Bundle.parse(raw, verify_hash=False)
+        bundle.canonical = b""
         self._bundle_cache = {digest: bundle, **dict(list(self._bundle_cache.items())[-3:])}
         return bundle
 
@@ -193,15 +203,18 @@ class Engine:
 
         Raises DataplaneError with the kernel's words if a step fails; the caller repairs.
         """
-        existing = self.dp.ipset_list()
+        # No set in either bundle (nor kept for a rollback): no ipset call at all. Leftovers
+        # from a crash are collected at the next start.
+        use_sets = bool(new.sets or old.sets or keep_sets or full)
+        existing = self.dp.ipset_list() if use_sets else {}
         fills: list[str] = []
-        for name, lines in new.sets.items():
+        for name, block in new.sets.items():
             have = existing.get(name)
             if have is None:
-                fills.append(ipset_fill_payload(name, lines))
-            elif have != new.set_entries.get(name, have):
+                fills.append(ipset_fill_payload(block))
+            elif have != block.entries:  # damaged by hand: refill and swap in place
                 tmp = temp_set_name(name)
-                fills.append(ipset_fill_payload(name, lines).replace(
+                fills.append(ipset_fill_payload(block).replace(
                     f"rename {tmp} {name}", f"swap {tmp} {name}\ndestroy {tmp}"))
         if fills:
             self.dp.ipset_restore("".join(fills))
@@ -214,7 +227,8 @@ class Engine:
                 # The kernel may not hold what we believed (drift): rewrite this family whole.
                 log.warning("incremental %s apply failed; retrying as a full rewrite", family)
                 self._apply_family(family, old, new, full=True)
-        stale = {n for n in self.dp.ipset_list() if n not in new.sets and n not in keep_sets}
+        # What exists now: what existed (leftover temporary sets included) plus the new sets.
+        stale = {n for n in existing if n not in new.sets and n not in keep_sets}
         if stale:
             left = self.dp.ipset_destroy(sorted(stale))
             if left:
@@ -236,10 +250,13 @@ class Engine:
             else:
                 if old_t is not None and old_t == new_t:
                     continue
-                has_jumps = any(new_t.jumps.values()) or (old_t and any(old_t.jumps.values()))
-                jumps = self.dp.read_jumps(family, tname) if has_jumps else {}
+                builtins = {b for b, js in new_t.jumps.items() if js}
+                if old_t is not None:
+                    builtins |= {b for b, js in old_t.jumps.items() if js}
+                jumps = self.dp.read_jumps(family, tname, builtins) if builtins else {}
                 chains = None
-            lines += plan_table(tname, old_t, new_t, jumps, full=full, live_chains=chains)
+            lines += plan_table(tname, old_t, new_t, jumps, full=full, live_chains=chains,
+                                inplace_limit=self.dp.inplace_limit)
         if lines:
             self.dp.restore(family, "\n".join(lines) + "\n")
 
@@ -252,7 +269,7 @@ class Engine:
                     return False
             sets = self.dp.ipset_list()
             return all(sets.get(n) == bundle.set_entries.get(n) for n in bundle.sets)
-        except (DataplaneError, OSError, subprocess.SubprocessError) as exc:
+        except _KERNEL_ERRORS as exc:
             log.warning("could not read the kernel state: %s", exc)
             return False
 
@@ -271,24 +288,57 @@ class Engine:
             keep_sets: set[str], repair_to: Bundle) -> None:
         """Journal, transition, and on failure repair the kernel to `repair_to`."""
         self._store_bundle(new)
+        # Not fsync'd: it guards against a killed agent; after a power loss the kernel holds
+        # no rules and the start applies the (durable) confirmed bundle anyway.
         self.state.write_json(JOURNAL_FILE, {
             "phase": "applying", "from": old.hash, "to": new.hash,
             "repair_to": repair_to.hash, "started": self.clock.time(),
-        })
+        }, durable=False)
         try:
             self._transition(old, new, full=full, keep_sets=keep_sets)
-        except (DataplaneError, OSError, subprocess.SubprocessError) as exc:
+        except _KERNEL_ERRORS as exc:
             log.error("apply of %s failed: %s; restoring the previous policy", new.hash[:12], exc)
             try:
                 self._transition(new, repair_to, full=True, keep_sets=keep_sets)
-            except (DataplaneError, OSError, subprocess.SubprocessError) as exc2:
+            except _KERNEL_ERRORS as exc2:
                 log.critical("repair failed too (journal kept for the next start): %s", exc2)
                 raise AgentError(500, f"apply failed ({exc}) and repair failed ({exc2})",
                                  result="failed") from exc2
-            self.state.remove(JOURNAL_FILE)
+            self.state.remove(JOURNAL_FILE, durable=False)
             raise AgentError(422, f"kernel refused the bundle: {exc}", result="failed") from exc
-        self.state.write_json(LIVE_FILE, new_record)
-        self.state.remove(JOURNAL_FILE)
+        self.state.write_json(LIVE_FILE, new_record, durable=False)
+        self.state.remove(JOURNAL_FILE, durable=False)
+
+    def _check_other_backend(self) -> None:
+        """Once per process: our chains in the other iptables backend are removed, loudly.
+
+        Rules of ours left in legacy tables on an nft host (or the reverse) still filter
+        packets but are invisible to this backend's tools: say so and clean them up.
+        """
+        if self._other_checked:
+            return
+        self._other_checked = True
+        try:
+            self.other_backend_notice = self.dp.cleanup_other_backend()
+        except _KERNEL_ERRORS as exc:
+            log.warning("could not check the other iptables backend: %s", exc)
+        if self.other_backend_notice:
+            log.warning("rules of ours were found in the other iptables backend and were "
+                        "removed: %s", self.other_backend_notice)
+
+    @property
+    def needs_full(self) -> bool:
+        """Set when a status read found drift: the next apply rewrites every RPT- chain
+        instead of editing in place on the belief that the kernel holds the last bundle."""
+        return bool(self.state.read_json(NEEDS_FULL_FILE))
+
+    @needs_full.setter
+    def needs_full(self, value: bool) -> None:
+        if value != self.needs_full:
+            if value:
+                self.state.write_json(NEEDS_FULL_FILE, True)
+            else:
+                self.state.remove(NEEDS_FULL_FILE)
 
     # --- public operations ----------------------------------------------------------------
     def start(self) -> dict[str, Any]:
@@ -298,13 +348,7 @@ class Engine:
         until the confirmed bundle replaces it in one transaction per table.
         """
         with self._exclusive():
-            try:
-                self.other_backend_notice = self.dp.cleanup_other_backend()
-            except (OSError, subprocess.SubprocessError, DataplaneError) as exc:
-                log.warning("could not check the other iptables backend: %s", exc)
-            if self.other_backend_notice:
-                log.warning("rules of ours were in the other iptables backend and were removed: %s",
-                            self.other_backend_notice)
+            self._check_other_backend()
             confirmed = self._record(CONFIRMED_FILE)
             live = self._record(LIVE_FILE)
             journal = self._record(JOURNAL_FILE)
@@ -338,6 +382,7 @@ class Engine:
             raise AgentError(400, f"invalid bundle: {exc}") from exc
         started = time.monotonic()
         with self._exclusive():
+            self._check_other_backend()
             current = self._versions()
             if version is None:
                 version = current + 1
@@ -354,7 +399,7 @@ class Engine:
             record = {"hash": bundle.hash, "version": version, "deployment": deployment,
                       "applied_at": now, "confirmed": timeout <= 0, "boot_id": self.boot_id,
                       "deadline": now + timeout if timeout > 0 else None}
-            if bundle.hash == live.get("hash") and live.get("confirmed"):
+            if bundle.hash == live.get("hash") and live.get("confirmed") and not self.needs_full:
                 record["applied_at"] = live.get("applied_at", now)
                 self.state.write_json(LIVE_FILE, record)
                 self.state.write_json(CONFIRMED_FILE, dict(record, confirmed=True))
@@ -371,9 +416,10 @@ class Engine:
             if timeout <= 0:
                 self.state.write_json(CONFIRMED_FILE, dict(record, confirmed=True))
                 self._cancel_timer()
+                self._gc_after_confirm(previous=base)
             else:
                 self._arm_timer(timeout)
-            self._gc_bundles()
+                self._gc_bundles()
         return {"result": "applied", "hash": bundle.hash, "version": version,
                 "apply_ms": round((time.monotonic() - started) * 1000, 1),
                 "confirm_deadline": record["deadline"]}
@@ -422,9 +468,13 @@ class Engine:
             "at": self.clock.time(),
         })
 
-    def _gc_after_confirm(self) -> None:
+    def _gc_after_confirm(self, previous: Bundle | None = None) -> None:
+        """Destroy the sets kept for a rollback (those of the previous confirmed bundle)."""
         bundle = self._load_bundle((self._record(LIVE_FILE) or {}).get("hash"))
-        stale = [n for n in self.dp.ipset_list() if n not in bundle.sets]
+        if previous is not None:  # right after an apply: only the kept sets can be stale
+            stale = sorted(set(previous.sets) - set(bundle.sets))
+        else:
+            stale = [n for n in self.dp.ipset_list() if n not in bundle.sets]
         if stale:
             self.dp.ipset_destroy(stale)
         self._gc_bundles()

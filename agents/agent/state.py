@@ -30,8 +30,13 @@ LAST_ROLLBACK_FILE = "last_rollback.json"
 SETTINGS_FILE = "settings.json"
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` so that readers see the old or the new content only."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
+    """Write `data` to `path` so that readers see the old or the new content only.
+
+    `durable=False` skips the fsyncs: still atomic against a killed process (the page cache
+    survives it), not against power loss. Used for records that only matter while the
+    kernel's rules exist (journal, live), which a power loss empties anyway.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -39,11 +44,14 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -67,11 +75,14 @@ class StateDir:
         except FileNotFoundError:
             return None
 
-    def write_json(self, name: str, value: Any) -> None:
-        atomic_write(self.path / name, json.dumps(value, separators=(",", ":")).encode())
+    def write_json(self, name: str, value: Any, durable: bool = True) -> None:
+        atomic_write(self.path / name, json.dumps(value, separators=(",", ":")).encode(),
+                     durable=durable)
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, durable: bool = True) -> None:
         (self.path / name).unlink(missing_ok=True)
+        if not durable:
+            return
         dir_fd = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

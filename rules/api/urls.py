@@ -1,5 +1,17 @@
-from rest_framework.routers import DefaultRouter
+"""Policy API routes under /api/v1/ (SimpleRouter: each app mounting a DefaultRouter would
+fight over the API root)."""
 
-router = DefaultRouter()
+from rest_framework.routers import SimpleRouter
 
-urlpatterns = router.urls
+from . import compiler_urls, views
+
+router = SimpleRouter()
+router.register("addresses", views.AddressObjectViewSet, basename="addressobject")
+router.register("address-groups", views.AddressGroupViewSet, basename="addressgroup")
+router.register("services", views.ServiceViewSet, basename="service")
+router.register("service-groups", views.ServiceGroupViewSet, basename="servicegroup")
+router.register("rulesets", views.RuleSetViewSet, basename="ruleset")
+router.register("rules", views.RuleViewSet, basename="rule")
+router.register("nat-rules", views.NatRuleViewSet, basename="natrule")
+
+urlpatterns = router.urls + compiler_urls.urlpatterns

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .analysis import Finding, analyse_device, analyse_document, analyse_ruleset
+from .assertions import AssertionResult, device_assertions, document_assertions
 from .bundle import Bundle, build_bundle
+from .check import Report, check_document, check_parsed
 from .document import PolicyDocument
 from .errors import CompileError, CompilerError, DocumentError, FieldError
 from .lower import CompileOptions, lower_device
-from .tracer import Packet, TraceResult, Tracer
+from .tracer import Packet, Tracer, TraceResult
 
 __all__ = [
-    "Bundle", "CompileError", "CompileOptions", "CompilerError", "DocumentError", "FieldError",
-    "Packet", "PolicyDocument", "TraceResult", "Tracer", "compile_device", "trace",
+    "AssertionResult", "Bundle", "CompileError", "CompileOptions", "CompilerError",
+    "DocumentError", "FieldError", "Finding", "Packet", "PolicyDocument", "Report",
+    "TraceResult", "Tracer", "analyse_device", "analyse_document", "analyse_ruleset",
+    "check_document", "check_parsed", "compile_device", "device_assertions",
+    "document_assertions", "trace",
 ]
 
 

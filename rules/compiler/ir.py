@@ -8,6 +8,7 @@ iptables spelling; `proto` uses the policy's names (tcp, udp, icmp, icmpv6).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .resolve import Nets, PortRanges
 
@@ -23,8 +24,7 @@ SET_PREFIX = "rpt-"
 SET_MAX = 31
 
 
-@dataclass(frozen=True, slots=True)
-class AddrMatch:
+class AddrMatch(NamedTuple):
     """Source or destination: one inline network, or an ipset holding `nets`."""
 
     nets: Nets
@@ -32,9 +32,13 @@ class AddrMatch:
     set_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rule:
-    """One kernel rule: every set field must match; then `target` applies."""
+    """One kernel rule: every set field must match; then `target` applies.
+
+    Not frozen: a frozen dataclass's __init__ costs twice as much, and 50k rules are built
+    per compile. Treat instances as immutable anyway.
+    """
 
     target: str
     tag: str
@@ -82,8 +86,7 @@ class IpSet:
     nets: Nets
 
 
-@dataclass(frozen=True, slots=True)
-class RuleInfo:
+class RuleInfo(NamedTuple):
     """Where a compiled rule came from (keyed by rule uuid in the program)."""
 
     ruleset: str

@@ -11,14 +11,28 @@ on every device, so changing one rule set rewrites one chain.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from .document import Device, PolicyDocument, Rule, RuleSet, fallback_rule_id, parse_nat_target
 from .errors import CompileError, FieldError
 from .ir import (
-    ACCEPT, CHAIN_MAX, DNAT, DROP, JUMP, LOG, MASQUERADE, REJECT, SNAT, AddrMatch, Chain, IpSet,
-    Program, RuleInfo, Table,
+    ACCEPT,
+    CHAIN_MAX,
+    DNAT,
+    DROP,
+    JUMP,
+    LOG,
+    MASQUERADE,
+    REJECT,
+    SNAT,
+    AddrMatch,
+    Chain,
+    IpSet,
+    Program,
+    RuleInfo,
+    Table,
 )
 from .ir import Rule as IRRule
 from .resolve import FamilyMatch, Nets, ProtoSpec, Resolver, merge_ports
@@ -28,6 +42,7 @@ MULTIPORT_MAX = 15
 ND_TYPES = (133, 134, 135, 136, 137)
 _TARGET = {"accept": ACCEPT, "drop": DROP, "reject": REJECT}
 _CHAIN_LETTER = {"input": "I", "forward": "F", "output": "O"}
+_NO_BASE = (None, None, None, None, None)
 
 
 @dataclass(frozen=True)
@@ -59,17 +74,18 @@ def set_name(family: int, nets: Nets) -> str:
 
 
 def rule_tag(rule_id: str, rule: Rule) -> str:
+    """`rpt:<uuid>:<8 hex>`; the hash covers what the rule says (not its comment or id)."""
     key = (rule.chain, rule.action, rule.sources, rule.destinations, rule.services,
            rule.protocol, rule.dports, rule.sports, rule.sources_negate,
            rule.destinations_negate, rule.in_interface, rule.out_interface, rule.states,
-           rule.log, rule.log_prefix, rule.rate_limit, rule.burst)
-    return f"rpt:{rule_id}:{short_hash(repr(key))}"
+           rule.log, rule.log_prefix, rule.rate_limit, rule.burst, rule.icmp_type)
+    return f"rpt:{rule_id}:{zlib.crc32(repr(key).encode()):08x}"
 
 
-def port_chunks(ports: tuple[tuple[int, int], ...] | None) -> list:
+def port_chunks(ports: tuple[tuple[int, int], ...] | None) -> list | tuple:
     """Split a port list into multiport-sized pieces (max 15 slots, a range takes 2)."""
-    if ports is None or len(ports) <= 1:
-        return [ports]
+    if ports is None or len(ports) <= 7:
+        return (ports,)
     chunks, current, used = [], [], 0
     for lo, hi in ports:
         cost = 1 if lo == hi else 2
@@ -93,7 +109,7 @@ class Lowerer:
         self.resolver = resolver or Resolver(doc)
         self.sets: dict[str, IpSet] = {}
         self.rules: dict[str, RuleInfo] = {}
-        self._rs_chains: dict[tuple[str, int], dict[str, Chain]] = {}
+        self._rs_chains: dict[str, dict[int, dict[str, Chain]]] = {}
 
     # ---- addresses
     def addr_options(self, family: int, nets: Nets | None, negate: bool) -> list:
@@ -106,52 +122,62 @@ class Lowerer:
             return [AddrMatch(nets, negate, name)]
         return [AddrMatch((net,), negate) for net in nets]
 
-    def expand(self, fm: FamilyMatch, base: dict, target: str, tag: str, rule_id: str | None,
+    def expand(self, fm: FamilyMatch, base: tuple, target: str, tag: str, rule_id: str | None,
                arg: str | None = None, log_prefix: str | None = None) -> list[IRRule]:
-        """All kernel rules of one policy rule in one family (cross product of alternatives)."""
-        out: list[IRRule] = []
+        """All kernel rules of one policy rule in one family (cross product of alternatives).
+
+        `base` is (in_iface, out_iface, states, limit, burst).
+        """
+        in_if, out_if, states, limit, burst = base
         srcs = self.addr_options(fm.family, fm.src, fm.src_negate)
         dsts = self.addr_options(fm.family, fm.dst, fm.dst_negate)
+        out: list[IRRule] = []
         for spec in fm.protos:
             for s in srcs:
                 for d in dsts:
                     for sp in port_chunks(spec.sports):
                         for dp in port_chunks(spec.dports):
-                            fields = dict(base, src=s, dst=d, proto=spec.protocol, sports=sp,
-                                          dports=dp, icmp_type=spec.icmp_type, tag=tag,
-                                          rule_id=rule_id)
                             if log_prefix is not None:
-                                out.append(IRRule(LOG, arg=log_prefix, **fields))
-                            out.append(IRRule(target, arg=arg, **fields))
+                                out.append(IRRule(LOG, tag, s, d, in_if, out_if, spec.protocol,
+                                                  sp, dp, spec.icmp_type, states, limit, burst,
+                                                  log_prefix, rule_id))
+                            out.append(IRRule(target, tag, s, d, in_if, out_if, spec.protocol,
+                                              sp, dp, spec.icmp_type, states, limit, burst, arg,
+                                              rule_id))
         return out
 
     # ---- rule sets
     def ruleset_chains(self, rs: RuleSet, family: int) -> dict[str, Chain]:
-        key = (rs.name, family)
-        if key in self._rs_chains:
-            return self._rs_chains[key]
-        chains: dict[str, Chain] = {}
+        """The rule set's chains in one family (both families are built in one pass)."""
+        built = self._rs_chains.get(rs.name)
+        if built is None:
+            built = self._rs_chains[rs.name] = self._build_ruleset(rs)
+        return built[family]
+
+    def _build_ruleset(self, rs: RuleSet) -> dict[int, dict[str, Chain]]:
+        out: dict[int, dict[str, Chain]] = {4: {}, 6: {}}
+        names = {c: ruleset_chain(rs.name, c) for c in _CHAIN_LETTER}
         for index, rule in enumerate(rs.rules):
             rule_id = rule.id or fallback_rule_id(rs.name, "rules", index)
-            if family == 4:
-                self.rules[rule_id] = RuleInfo(rs.name, index + 1, rule.comment)
+            self.rules[rule_id] = RuleInfo(rs.name, index + 1, rule.comment)
             if not rule.active(self.now):
                 continue
-            fms = [fm for fm in self.resolver.rule(rule) if fm.family == family]
+            fms = self.resolver.rule(rule)
             if not fms:
                 continue
-            name = ruleset_chain(rs.name, rule.chain)
-            chain = chains.get(name) or chains.setdefault(name, Chain(name))
-            base = {"in_iface": rule.in_interface, "out_iface": rule.out_interface,
-                    "states": tuple(s.upper() for s in rule.states) or None,
-                    "limit": rule.rate_limit, "burst": rule.burst}
+            base = (rule.in_interface, rule.out_interface,
+                    tuple(s.upper() for s in rule.states) or None, rule.rate_limit, rule.burst)
             prefix = None
             if rule.log:
                 prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
-            chain.rules.extend(self.expand(fms[0], base, _TARGET[rule.action],
-                                           rule_tag(rule_id, rule), rule_id, None, prefix))
-        self._rs_chains[key] = chains
-        return chains
+            tag = rule_tag(rule_id, rule)
+            name = names[rule.chain]
+            for fm in fms:
+                chains = out[fm.family]
+                chain = chains.get(name) or chains.setdefault(name, Chain(name))
+                chain.rules.extend(self.expand(fm, base, _TARGET[rule.action], tag, rule_id,
+                                               None, prefix))
+        return out
 
     # ---- device
     def device(self, device: Device) -> Program:
@@ -198,7 +224,7 @@ class Lowerer:
             if nets:
                 ports = merge_ports([(22, 22), (device.agent_port, device.agent_port)])
                 fm = FamilyMatch(family, nets, False, None, False, (ProtoSpec("tcp", ports),))
-                out.extend(self.expand(fm, {}, ACCEPT, "rpt:sys:mgmt", None))
+                out.extend(self.expand(fm, _NO_BASE, ACCEPT, "rpt:sys:mgmt", None))
         return out
 
     def nat_table(self, rulesets: list[RuleSet], family: int) -> Table:
@@ -236,7 +262,7 @@ class Lowerer:
                     table.chains[main] = Chain(main)
                     table.jumps[builtin] = [IRRule(JUMP, "rpt:jump", arg=main)]
                 tag = f"rpt:{rule_id}:{short_hash(repr(nat))}"
-                base = {"in_iface": nat.in_interface, "out_iface": nat.out_interface}
+                base = (nat.in_interface, nat.out_interface, None, None, None)
                 table.chains[main].rules.extend(
                     self.expand(fm, base, target, tag, rule_id, nat.to))
         order = {"RPT-PREROUTING": 0, "RPT-OUTPUT": 1, "RPT-POSTROUTING": 2}

@@ -7,21 +7,19 @@ joined) so an ipset's content — and so its name — does not depend on how it 
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from . import nets as N
 from . import values as V
-from .document import PolicyDocument, Rule, parse_literal
+from .document import PolicyDocument, Rule
 
-Nets = tuple[V.IPNetwork, ...]
+Nets = tuple[N.Net, ...]
 PortRanges = tuple[tuple[int, int], ...]
 
-_WHOLE = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 _PROTO_ORDER = {None: 0, "tcp": 1, "udp": 2, "icmp": 3, "icmpv6": 4}
 
 
-@dataclass(frozen=True, slots=True)
-class ProtoSpec:
+class ProtoSpec(NamedTuple):
     """One protocol alternative of a rule: protocol (None = any) with its ports or type."""
 
     protocol: str | None = None
@@ -37,8 +35,7 @@ class ProtoSpec:
 ANY_PROTO = (ProtoSpec(),)
 
 
-@dataclass(frozen=True, slots=True)
-class FamilyMatch:
+class FamilyMatch(NamedTuple):
     """What a rule matches within one address family. `src`/`dst` None = any address."""
 
     family: int
@@ -60,13 +57,12 @@ def merge_ports(ranges: list[tuple[int, int]] | PortRanges) -> PortRanges:
     return tuple((a, b) for a, b in out)
 
 
-def collapse(nets: list[V.IPNetwork]) -> dict[int, Nets]:
+def collapse(nets: list[N.Net] | tuple[N.Net, ...]) -> dict[int, Nets]:
     """Split by family and collapse: {4: (...), 6: (...)}, families without nets left out."""
-    by_family: dict[int, list[V.IPNetwork]] = {}
+    by_family: dict[int, list[N.Net]] = {}
     for net in nets:
         by_family.setdefault(net.version, []).append(net)
-    return {fam: tuple(ipaddress.collapse_addresses(items)) if len(items) > 1 else tuple(items)
-            for fam, items in sorted(by_family.items())}
+    return {fam: N.collapse(items) for fam, items in sorted(by_family.items())}
 
 
 class Resolver:
@@ -74,12 +70,27 @@ class Resolver:
 
     def __init__(self, doc: PolicyDocument):
         self.doc = doc
-        self._addr: dict[str, list[V.IPNetwork]] = {}
+        self._addr: dict[str, tuple[N.Net, ...] | list[N.Net]] = {}
         self._svc: dict[str, list[ProtoSpec]] = {}
         self._refs: dict[tuple[str, ...], dict[int, Nets]] = {}
 
     # ---- addresses
-    def networks(self, ref: str) -> list[V.IPNetwork]:
+    def port_list(self, texts: tuple[str, ...]) -> PortRanges | None:
+        if not texts:
+            return None
+        if len(texts) == 1:
+            return (self.port(texts[0]),)
+        return merge_ports([self.port(p) for p in texts])
+
+    def port(self, text: str) -> tuple[int, int]:
+        found = self.doc.ports.get(text)
+        return found if found is not None else V.parse_port(text)
+
+    def literal(self, text: str) -> tuple[N.Net, ...]:
+        found = self.doc.literals.get(text)
+        return found if found is not None else N.parse(text)
+
+    def networks(self, ref: str) -> tuple[N.Net, ...] | list[N.Net]:
         """All networks a name or literal stands for (uncollapsed)."""
         cached = self._addr.get(ref)
         if cached is not None:
@@ -87,13 +98,17 @@ class Resolver:
         addresses = self.doc.by_name["addresses"]
         groups = self.doc.by_name["address_groups"]
         if ref in addresses:
-            result = V.address_networks(parse_literal(addresses[ref].value))
+            result: tuple[N.Net, ...] | list[N.Net] = self.literal(addresses[ref].value)
         elif ref in groups:
             result = []
+            literals = self.doc.literals
             for member in groups[ref].members:
-                result.extend(self.networks(member))
+                if member in literals and member not in addresses and member not in groups:
+                    result.extend(literals[member])
+                else:
+                    result.extend(self.networks(member))
         else:
-            result = V.address_networks(parse_literal(ref))
+            result = self.literal(ref)
         self._addr[ref] = result
         return result
 
@@ -102,11 +117,17 @@ class Resolver:
         cached = self._refs.get(refs)
         if cached is None:
             if len(refs) == 1:
+                single = self.doc.literals.get(refs[0])
+                if single is not None and len(single) == 1 and not self._is_name(refs[0]):
+                    return {single[0].version: single}  # the common case, kept cheap
                 nets = self.networks(refs[0])
             else:
                 nets = [n for ref in refs for n in self.networks(ref)]
             cached = self._refs[refs] = collapse(nets)
         return cached
+
+    def _is_name(self, ref: str) -> bool:
+        return ref in self.doc.by_name["addresses"] or ref in self.doc.by_name["address_groups"]
 
     # ---- services
     def service_specs(self, ref: str) -> list[ProtoSpec]:
@@ -117,9 +138,9 @@ class Resolver:
         if ref in services:
             svc = services[ref]
             proto = None if svc.protocol == "any" else svc.protocol
-            ports = merge_ports([V.parse_port(p) for p in svc.ports]) if svc.ports else None
             icmp = V.parse_icmp_type(svc.protocol, svc.icmp_type) if svc.icmp_type is not None else None
-            result = [ProtoSpec(proto, ports, None, icmp)]
+            result = [ProtoSpec(proto, self.port_list(svc.ports), self.port_list(svc.source_ports),
+                                icmp)]
         else:
             result = []
             for member in self.doc.by_name["service_groups"][ref].members:
@@ -132,9 +153,11 @@ class Resolver:
         if not rule.services:
             if rule.protocol in (None, "any"):
                 return ANY_PROTO
-            dports = merge_ports([V.parse_port(p) for p in rule.dports]) if rule.dports else None
-            sports = merge_ports([V.parse_port(p) for p in rule.sports]) if rule.sports else None
-            return (ProtoSpec(rule.protocol, dports, sports, None),)
+            dports = self.port_list(rule.dports)
+            sports = self.port_list(rule.sports)
+            icmp = (V.parse_icmp_type(rule.protocol, rule.icmp_type)
+                    if rule.icmp_type is not None else None)
+            return (ProtoSpec(rule.protocol, dports, sports, icmp),)
         specs = [s for ref in rule.services for s in self.service_specs(ref)]
         return normalise_protos(specs)
 
@@ -145,10 +168,13 @@ class Resolver:
         src = self.addresses(rule.sources) if rule.sources else None
         dst = self.addresses(rule.destinations) if rule.destinations else None
         out = []
+        icmp = any(p.protocol in ("icmp", "icmpv6") for p in protos)
         for fam in (4, 6):
-            fam_protos = tuple(p for p in protos if _proto_in_family(p.protocol, fam))
-            if not fam_protos:
-                continue
+            fam_protos = protos
+            if icmp:
+                fam_protos = tuple(p for p in protos if _proto_in_family(p.protocol, fam))
+                if not fam_protos:
+                    continue
             s = _side(src, fam, rule.sources_negate)
             d = _side(dst, fam, rule.destinations_negate)
             if s is False or d is False:
@@ -175,7 +201,7 @@ def _side(resolved: dict[int, Nets] | None, fam: int, negate: bool):
     nets = resolved.get(fam)
     if nets is None:
         return False
-    if nets == (_WHOLE[fam],):
+    if nets[0].plen == 0:
         return False if negate else None
     return nets, negate
 

@@ -140,9 +140,8 @@ class _SetIndex:
     """Sorted intervals of a big ipset, for O(log n) membership."""
 
     def __init__(self, ipset_nets) -> None:
-        spans = sorted((int(n.network_address), int(n.broadcast_address)) for n in ipset_nets)
-        self.starts = [s for s, _ in spans]
-        self.ends = [e for _, e in spans]
+        self.starts = [n.first for n in ipset_nets]  # collapsed, so sorted and disjoint
+        self.ends = [n.last for n in ipset_nets]
 
     def __contains__(self, value: int) -> bool:
         i = bisect.bisect_right(self.starts, value) - 1

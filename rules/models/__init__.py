@@ -6,9 +6,10 @@ from .objects import (
     ServiceGroup,
     ServiceGroupMember,
 )
+from .revisions import RevisionStatus, RuleSetRevision
 from .rulesets import NatRule, Rule, RuleAddress, RuleService, RuleSet
 
 __all__ = [
     "AddressGroup", "AddressGroupMember", "AddressObject", "NatRule", "Rule", "RuleAddress",
-    "RuleService", "RuleSet", "Service", "ServiceGroup", "ServiceGroupMember",
+    "RuleService", "RuleSet", "RuleSetRevision", "RevisionStatus", "Service", "ServiceGroup", "ServiceGroupMember",
 ]

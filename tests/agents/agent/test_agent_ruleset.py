@@ -60,8 +60,8 @@ def test_rule_comment_forms():
 def test_parse_ipsets_and_fill_payload():
     sets = parse_ipsets("create rpt-4-aa hash:net family inet hashsize 1024 maxelem 65536\n"
                         "add rpt-4-aa 198.18.0.0/24\n")
-    assert list(sets) == ["rpt-4-aa"]
-    payload = ipset_fill_payload("rpt-4-aa", sets["rpt-4-aa"])
+    assert list(sets) == ["rpt-4-aa"] and sets["rpt-4-aa"].entries == 1
+    payload = ipset_fill_payload(sets["rpt-4-aa"])
     lines = payload.splitlines()
     assert lines[0].startswith("create rpt-tmp-") and "maxelem 65536" in lines[0]
     assert lines[-1].startswith("rename rpt-tmp-") and lines[-1].endswith(" rpt-4-aa")
@@ -69,6 +69,8 @@ def test_parse_ipsets_and_fill_payload():
         parse_ipsets("create docker-set hash:net\n")
     with pytest.raises(BundleError):
         parse_ipsets("add rpt-4-bb 198.18.0.1\n")
+    with pytest.raises(BundleError):  # an add of another set in the middle of a block
+        parse_ipsets("create rpt-4-aa hash:net\nadd rpt-4-bb 198.18.0.1\n")
 
 
 def _table(chains, jumps=None):

@@ -1,10 +1,9 @@
 """Print a new API token for a user (for CI pipelines)."""
 
-from datetime import timedelta
-
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from knox.models import AuthToken
+
+from console.accounts.services import token_create
 
 
 class Command(BaseCommand):
@@ -19,6 +18,5 @@ class Command(BaseCommand):
             user = get_user_model().objects.get(username=username)
         except get_user_model().DoesNotExist:
             raise CommandError(f"no user named {username!r}") from None
-        expiry = timedelta(days=expires_days) if expires_days else None
-        _, key = AuthToken.objects.create(user=user, expiry=expiry)
+        _, key = token_create(user=user, expires_in_days=expires_days)
         self.stdout.write(key)

@@ -1,0 +1,110 @@
+"""Serializers of deployments, enrollment and rule counters (input parsing and output shape)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from agents.models import Deployment, DeviceDeployment, RuleCounter
+
+
+class RolloutSerializer(serializers.Serializer):
+    canary = serializers.IntegerField(min_value=0, required=False)
+    wave_size = serializers.IntegerField(min_value=1, required=False)
+    wave_percent = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    halt_on_failure = serializers.BooleanField(required=False)
+
+
+class DeploymentCreateSerializer(serializers.Serializer):
+    """Exactly one target: a list of device ids, a device group, or a rule set."""
+
+    devices = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False)
+    device_group = serializers.IntegerField(min_value=1, required=False)
+    ruleset = serializers.IntegerField(min_value=1, required=False)
+    revision = serializers.IntegerField(min_value=1, required=False)
+    confirm_timeout = serializers.IntegerField(min_value=0, max_value=3600, required=False)
+    rollout = RolloutSerializer(required=False)
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    def validate(self, attrs: dict) -> dict:
+        given = [k for k in ("devices", "device_group", "ruleset") if k in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError("give exactly one of devices, device_group, ruleset")
+        return attrs
+
+
+class DeviceDeploymentSerializer(serializers.ModelSerializer):
+    device_name = serializers.CharField(source="device.name", read_only=True)
+
+    class Meta:
+        model = DeviceDeployment
+        fields = ["id", "device", "device_name", "wave", "state", "version", "bundle_hash", "attempts",
+                  "created_at", "started_at", "pushed_at", "applied_at", "confirmed_at", "finished_at",
+                  "updated_at", "transitions", "agent_response", "error", "superseded_by"]
+        read_only_fields = fields
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = ["id", "created_at", "created_by", "trigger", "target", "revision", "confirm_timeout",
+                  "rollout", "status", "current_wave", "waves", "reason", "finished_at", "counts"]
+        read_only_fields = fields
+
+    def get_counts(self, obj: Deployment) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for dd in obj.device_deployments.all():
+            counts[dd.state] = counts.get(dd.state, 0) + 1
+        return counts
+
+
+class DeploymentDetailSerializer(DeploymentSerializer):
+    devices = DeviceDeploymentSerializer(source="device_deployments", many=True, read_only=True)
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = [*DeploymentSerializer.Meta.fields, "devices"]
+        read_only_fields = fields
+
+    def to_representation(self, instance: Deployment) -> dict:
+        from agents.services import deployment_summary
+
+        data = super().to_representation(instance)
+        data["waves"] = deployment_summary(instance)["waves"]
+        return data
+
+
+class EnrollmentTokenCreateSerializer(serializers.Serializer):
+    ttl = serializers.IntegerField(min_value=60, max_value=30 * 86400, required=False,
+                                   help_text="seconds until the token expires")
+
+
+class EnrollmentTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="shown once; only its hash is stored")
+    device = serializers.CharField()
+    device_id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+
+
+class EnrollSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=100)
+    public_key = serializers.CharField(max_length=100)
+    cert_fingerprint = serializers.CharField(max_length=100)
+    listen_port = serializers.IntegerField(min_value=1, max_value=65535)
+    facts = serializers.DictField(required=False)
+
+
+class EnrollAnswerSerializer(serializers.Serializer):
+    device = serializers.CharField()
+    device_id = serializers.IntegerField()
+    console_public_key = serializers.CharField()
+
+
+class RuleCounterSerializer(serializers.ModelSerializer):
+    device_name = serializers.CharField(source="device.name", read_only=True)
+
+    class Meta:
+        model = RuleCounter
+        fields = ["device", "device_name", "rule_uuid", "packets", "bytes", "last_hit_at", "first_seen_at"]
+        read_only_fields = fields

@@ -1,0 +1,147 @@
+"""Deployments, enrollment and rule counters over HTTP. Views parse, call one service, render."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from agents import selectors, services
+from agents.models import Deployment, Device, DeviceDeployment, RuleCounter
+from console.accounts.permissions import CanDeploy, CanEdit, CanView
+
+from .deploy_serializers import (
+    DeploymentCreateSerializer,
+    DeploymentDetailSerializer,
+    DeploymentSerializer,
+    EnrollAnswerSerializer,
+    EnrollmentTokenCreateSerializer,
+    EnrollmentTokenSerializer,
+    EnrollSerializer,
+    RuleCounterSerializer,
+)
+
+
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                        viewsets.GenericViewSet):
+    """Create a deployment (202, work happens in Celery) and watch every device's state."""
+
+    queryset = Deployment.objects.defer("document").select_related("created_by").prefetch_related(
+        Prefetch("device_deployments", queryset=DeviceDeployment.objects.select_related("device")))
+    filterset_fields = ["status", "trigger"]
+    ordering_fields = ["id", "created_at"]
+    search_fields = []
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [CanDeploy()] if self.action == "create" else [CanView()]
+
+    def get_serializer_class(self):  # noqa: ANN201 - DRF hook
+        if self.action == "create":
+            return DeploymentCreateSerializer
+        return DeploymentDetailSerializer if self.action == "retrieve" else DeploymentSerializer
+
+    @extend_schema(request=DeploymentCreateSerializer, responses={202: DeploymentDetailSerializer})
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        serializer = DeploymentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deployment = services.deploy_create(user=request.user, **serializer.validated_data)
+        deployment = self.get_queryset().get(pk=deployment.pk)
+        return Response(DeploymentDetailSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EnrollmentTokenCreateView(APIView):
+    """A one-time enrollment token for one device; the clear text is in this answer only."""
+
+    permission_classes = [CanEdit]
+
+    @extend_schema(request=EnrollmentTokenCreateSerializer, responses={201: EnrollmentTokenSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        device = get_object_or_404(Device, pk=pk)
+        params = EnrollmentTokenCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        issued = services.enrollment_token_create(device=device, user=request.user, ttl=params.validated_data.get("ttl"))
+        body = {"token": issued.token, "device": device.name, "device_id": device.pk,
+                "expires_at": issued.record.expires_at}
+        return Response(EnrollmentTokenSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class HasEnrollmentToken(BasePermission):
+    """The request carries a one-time enrollment token that is unused and unexpired.
+
+    Agents have no user account: this token is their only credential, and it names the
+    device. The service spends it atomically; this check refuses early and cheaply.
+    """
+
+    message = "invalid, expired or already used enrollment token"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        token = request.data.get("token") if hasattr(request.data, "get") else None
+        record = services.enrollment_token_lookup(token) if isinstance(token, str) else None
+        request.enrollment_token = record
+        return record is not None
+
+
+class EnrollView(APIView):
+    """POST /api/v1/agents/enroll/: an agent binds its key and certificate to its device."""
+
+    authentication_classes: list = []
+    permission_classes = [HasEnrollmentToken]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "enroll"
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        # DRF checks permissions before throttles; here the permission IS the secret, so
+        # throttle first: wrong guesses must count too.
+        self.check_throttles(request)
+        request._enroll_throttled = True
+        super().initial(request, *args, **kwargs)
+
+    def check_throttles(self, request: Request) -> None:
+        if not getattr(request, "_enroll_throttled", False):
+            super().check_throttles(request)
+
+    @extend_schema(request=EnrollSerializer, responses={201: EnrollAnswerSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = EnrollSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        answer = services.agent_enroll(**serializer.validated_data)
+        return Response(EnrollAnswerSerializer(answer).data, status=status.HTTP_201_CREATED)
+
+
+class RuleCounterList(generics.ListAPIView):
+    """Stored per-rule traffic totals (reset-proof), filterable by device and rule UUID."""
+
+    permission_classes = [CanView]
+    serializer_class = RuleCounterSerializer
+    queryset = RuleCounter.objects.select_related("device")
+    filterset_fields = ["device", "rule_uuid"]
+    ordering_fields = ["packets", "bytes", "last_hit_at"]
+    search_fields = []
+
+
+class UnusedRulesView(APIView):
+    """Enabled rules with no hit on any device within the chosen window (days)."""
+
+    permission_classes = [CanView]
+
+    @extend_schema(parameters=[OpenApiParameter("days", int, description="window in days (default 30)")])
+    def get(self, request: Request) -> Response:
+        try:
+            days = int(request.query_params.get("days", 30))
+        except ValueError:
+            raise ValidationError({"days": ["must be a whole number of days"]}) from None
+        if not 1 <= days <= 3650:
+            raise ValidationError({"days": ["must be 1..3650"]})
+        since = timezone.now() - timedelta(days=days)
+        rules = selectors.unused_rules(since=since)
+        return Response({"window_days": days, "since": since, "count": len(rules), "rules": rules})

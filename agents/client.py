@@ -1,0 +1,250 @@
+"""The console's HTTPS client for agents (docs/agent-protocol.md).
+
+Agents use self-signed certificates, so chain verification is off and the certificate is
+pinned instead: urllib3 compares the SHA-256 of the DER certificate with the fingerprint
+stored at enrollment before a single byte of the request is sent. Every request is signed
+with the console key and every answer must carry the agent's signature over the status,
+the body and our nonce, so a replayed or forged answer is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from agents.agent import protocol
+
+log = logging.getLogger("rampart.deploy")
+
+CONNECT_TIMEOUT = 3.05
+READ_TIMEOUT = 60.0
+
+
+class AgentError(Exception):
+    """Base class of everything that can go wrong talking to an agent."""
+
+    retryable = False
+
+
+class AgentUnreachable(AgentError):
+    """Connection refused, reset or timed out: worth retrying with backoff."""
+
+    retryable = True
+
+
+class AgentIdentityError(AgentError):
+    """Wrong certificate, bad or missing response signature, device not enrolled.
+
+    Never retried: the next attempt would meet the same impostor (or the same missing key).
+    """
+
+
+class AgentRefused(AgentError):
+    """The agent answered (signed) with an error status; `body` is its JSON answer."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"agent answered {status}: {body.get('error') or body}")
+        self.status = status
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        # 5xx may be a restart in progress; 4xx are validation errors and final.
+        return self.status >= 500
+
+
+# --- the console key ------------------------------------------------------------------------
+
+_key_lock = threading.Lock()
+_key_cache: dict[str, Ed25519PrivateKey] = {}
+
+
+def console_key_path() -> Path:
+    return Path(settings.RAMPART["CONSOLE_KEY_FILE"])
+
+
+def console_private_key() -> Ed25519PrivateKey:
+    """The console's Ed25519 key, made on first use (file mode 0600, never logged).
+
+    Created with O_EXCL so two processes starting at once cannot both write a key: the
+    loser reads the winner's file.
+    """
+    path = console_key_path()
+    with _key_lock:
+        cached = _key_cache.get(str(path))
+        if cached is not None:
+            return cached
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = protocol.generate_private_key()
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, protocol.private_key_to_pem(key))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # atomic, and fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        key = protocol.load_private_key_pem(path.read_bytes())
+        _key_cache[str(path)] = key
+        return key
+
+
+def console_public_key_b64() -> str:
+    return protocol.public_key_b64(console_private_key())
+
+
+# --- transport ------------------------------------------------------------------------------
+
+
+class PinnedAdapter(HTTPAdapter):
+    """An adapter whose pools accept exactly one certificate: the enrolled one."""
+
+    def __init__(self, fingerprint: str, **kwargs: Any) -> None:
+        self.fingerprint = fingerprint
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        pool_kwargs["assert_fingerprint"] = self.fingerprint
+        pool_kwargs["cert_reqs"] = "CERT_NONE"
+        pool_kwargs["assert_hostname"] = False
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+
+
+_sessions: OrderedDict[tuple[str, str], requests.Session] = OrderedDict()
+_sessions_lock = threading.Lock()
+MAX_SESSIONS = 256
+
+
+def _session(base_url: str, fingerprint: str) -> requests.Session:
+    """A kept-alive session per (agent, certificate): a worker pushing to the same agents
+    again and again skips the TLS handshake. Bounded, oldest dropped first."""
+    key = (base_url, fingerprint)
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is not None:
+            _sessions.move_to_end(key)
+            return session
+        session = requests.Session()
+        session.verify = False  # the pin replaces chain verification (self-signed certs)
+        session.trust_env = False  # never send agent traffic through a proxy
+        session.mount("https://", PinnedAdapter(fingerprint, pool_connections=1, pool_maxsize=2))
+        _sessions[key] = session
+        while len(_sessions) > MAX_SESSIONS:
+            _sessions.popitem(last=False)[1].close()
+        return session
+
+
+def reset_sessions() -> None:
+    """Drop kept-alive connections (after a fork, or in tests)."""
+    with _sessions_lock:
+        while _sessions:
+            _sessions.popitem()[1].close()
+
+
+@dataclass
+class AgentResponse:
+    status: int
+    body: dict[str, Any]
+    elapsed_ms: float
+
+
+class AgentClient:
+    """Signed, pinned calls to one device's agent."""
+
+    def __init__(self, *, address: str, port: int, public_key_b64: str, cert_fingerprint: str,
+                 key: Ed25519PrivateKey | None = None, timeout: tuple[float, float] | None = None) -> None:
+        if not public_key_b64 or not cert_fingerprint:
+            raise AgentIdentityError("device is not enrolled (no agent key or certificate pin)")
+        host = f"[{address}]" if ":" in address else address
+        self.base_url = f"https://{host}:{port}"
+        self.fingerprint = cert_fingerprint.replace(":", "").lower()
+        try:
+            self.agent_key = protocol.load_public_key_b64(public_key_b64)
+        except ValueError as exc:
+            raise AgentIdentityError(f"stored agent key is unusable: {exc}") from exc
+        self.key = key or console_private_key()
+        self.timeout = timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)
+
+    @classmethod
+    def for_device(cls, device: Any, **kwargs: Any) -> AgentClient:
+        return cls(address=device.address, port=device.agent_port, public_key_b64=device.agent_public_key,
+                   cert_fingerprint=device.agent_cert_fingerprint, **kwargs)
+
+    def request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> AgentResponse:
+        """One signed request; returns only a verified answer, raises AgentError otherwise."""
+        body = b"" if payload is None else protocol.canonical_json(payload)
+        headers = protocol.sign_request(self.key, method, path, body)
+        nonce = headers[protocol.HEADER_NONCE]
+        if body:
+            headers["Content-Type"] = "application/json"
+        session = _session(self.base_url, self.fingerprint)
+        try:
+            resp = session.request(method, self.base_url + path, data=body or None, headers=headers,
+                                   timeout=self.timeout)
+        except requests.exceptions.SSLError as exc:
+            if "fingerprint" in str(exc).lower():
+                raise AgentIdentityError(f"certificate of {self.base_url} does not match the pinned "
+                                         "fingerprint") from exc
+            raise AgentUnreachable(f"TLS error talking to {self.base_url}: {exc}") from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise AgentUnreachable(f"{self.base_url} unreachable: {type(exc).__name__}") from exc
+        signature = resp.headers.get(protocol.HEADER_SIGNATURE)
+        try:
+            protocol.verify_response(self.agent_key, resp.status_code, resp.content, nonce, signature)
+        except protocol.SignatureError as exc:
+            # An agent that refused our own signature never read our nonce and signs its 401
+            # over an empty one. Accepting that (still the agent's key) only ever yields a
+            # failure, so a replay of it cannot make a push look successful.
+            if resp.status_code != 401 or not self._signed_without_nonce(resp.content, signature):
+                raise AgentIdentityError(f"{self.base_url} answered {resp.status_code}: {exc}") from exc
+        try:
+            data = json.loads(resp.content or b"{}")
+        except ValueError as exc:
+            raise AgentRefused(resp.status_code, {"error": "answer is not JSON"}) from exc
+        if not isinstance(data, dict):
+            data = {"error": "answer is not a JSON object", "answer": data}
+        if resp.status_code >= 400:
+            raise AgentRefused(resp.status_code, data)
+        return AgentResponse(resp.status_code, data, resp.elapsed.total_seconds() * 1000)
+
+    def _signed_without_nonce(self, body: bytes, signature: str | None) -> bool:
+        try:
+            protocol.verify_response(self.agent_key, 401, body, "", signature)
+        except protocol.SignatureError:
+            return False
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return self.request("GET", protocol.PATH_STATUS).body
+
+    def apply(self, *, bundle: dict[str, Any], version: int, deployment: str, confirm_timeout: int,
+              probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return self.request("POST", protocol.PATH_APPLY, {
+            "bundle": bundle, "version": version, "deployment": deployment,
+            "confirm_timeout": confirm_timeout, "probes": probes or [],
+        }).body
+
+    def confirm(self, version: int) -> dict[str, Any]:
+        return self.request("POST", protocol.PATH_CONFIRM, {"version": version}).body
+
+    def rollback(self) -> dict[str, Any]:
+        return self.request("POST", protocol.PATH_ROLLBACK, {}).body

@@ -1,0 +1,58 @@
+"""Celery tasks: thin interfaces that take ids and call one service each (HackSoft).
+
+Deploy tasks are acks_late (a worker that dies mid-push gets its message redelivered),
+time-limited, and retried with exponential backoff and jitter only for errors worth
+retrying (agent unreachable, device busy); validation errors end in `failed` at once.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+
+from agents import services
+
+_TIME_LIMIT = settings.CELERY_TASK_TIME_LIMIT
+_RETRY = {
+    "autoretry_for": (services.RetryLater,),
+    "retry_backoff": settings.RAMPART.get("DEPLOY_RETRY_BACKOFF", 2),
+    "retry_backoff_max": settings.RAMPART.get("DEPLOY_RETRY_BACKOFF_MAX", 60),
+    "retry_jitter": True,
+    # The service counts push attempts itself (DEPLOY_MAX_ATTEMPTS) and records `failed` on
+    # the last one; waiting for a busy device must not use up those attempts.
+    "max_retries": None,
+}
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, time_limit=_TIME_LIMIT,
+             soft_time_limit=_TIME_LIMIT - 30, **_RETRY)
+def deploy_device(self, device_deployment_id: int) -> str:
+    """Compile → push → confirm one device's part of a deployment."""
+    try:
+        return services.device_deployment_run(device_deployment_id=device_deployment_id)
+    except SoftTimeLimitExceeded:
+        services.device_deployment_fail(device_deployment_id=device_deployment_id,
+                                        reason="task time limit exceeded")
+        return "failed"
+
+
+@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+def poll_device(device_id: int) -> dict:
+    """One agent's status: online/offline, drift (repaired where allowed), counters."""
+    return services.status_poll(device_id=device_id)
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
+def poll_fleet() -> int:
+    """Beat: fan the status poll out, one task per enrolled device."""
+    ids = services.enrolled_device_ids()
+    for device_id in ids:
+        poll_device.delay(device_id)
+    return len(ids)
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
+def sweep_stuck() -> int:
+    """Beat: fail deployments stuck beyond their time limit."""
+    return services.sweep_stuck()

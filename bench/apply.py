@@ -1,0 +1,217 @@
+"""Agent apply benchmark against the raw tools, both iptables backends, in rpt_ namespaces.
+
+    python bench/apply.py [--backends legacy,nft] [--sizes 100,1000,10000,50000] [--group 100000]
+
+For each backend, in a fresh namespace, it measures (median of several runs):
+  1. apply of N rules by the agent (engine.apply: hash check, parse, journal, sets, one
+     iptables-restore, records, all fsync'd) next to raw `iptables-restore --noflush` of the
+     same restore text into the same empty namespace            (target: agent <= 1.2x raw)
+  2. a 1-rule change on a device holding the largest N next to a full raw restore of it
+                                                                  (target: >= 15x faster)
+  3. a 100k-entry address-group update (new set named by content, rule re-pointed, old set
+     destroyed) next to a raw ipset swap of the same content       (target: <= 1.2x raw)
+Rules are realistic (bench-style mix, a comment each) in chains of <= 1,000 rules, as the
+compiler lays out rule sets. Prints a table and appends JSON lines to bench/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHAIN_SIZE = 1000
+
+
+def _runs(n: int) -> int:
+    return 5 if n <= 1000 else 3 if n <= 10000 else 2
+
+
+# --- inner: runs inside the namespace --------------------------------------------------------
+
+def layout(n: int, seed: int = 7, change: int | None = None) -> dict:
+    """A bundle of n v4 rules in chains of CHAIN_SIZE, RPT-INPUT jumping to each."""
+    from agents.agent.sample import make_bundle, realistic_rules
+
+    rules = realistic_rules(n, seed=seed)
+    if change is not None:  # one rule differs: another port
+        rules[change] = rules[change].replace("-j ACCEPT", "-j DROP", 1) \
+            if rules[change].endswith("ACCEPT") else rules[change].replace("-j DROP", "-j ACCEPT")
+    chains = {"RPT-INPUT": []}
+    for i in range(0, n, CHAIN_SIZE):
+        name = f"RPT-R{i // CHAIN_SIZE:03d}"
+        chains["RPT-INPUT"].append(f"-j {name}")
+        chains[name] = rules[i:i + CHAIN_SIZE]
+    chains["RPT-INPUT"].append("-m comment --comment rpt:sys:default -j DROP")
+    return make_bundle(v4={"filter": {"chains": chains, "jumps": {"INPUT": ["RPT-INPUT"]}}})
+
+
+def group_bundle(entries: list[str]) -> dict:
+    from agents.agent.sample import make_bundle, set_name
+
+    name = set_name(4, entries)
+    rule = f'-m set --match-set {name} src -m comment --comment "rpt:group:00000000" -j ACCEPT'
+    return make_bundle(v4={"filter": {"chains": {"RPT-INPUT": [rule]},
+                                      "jumps": {"INPUT": ["RPT-INPUT"]}}},
+                       sets={name: entries})
+
+
+def inner(backend: str, sizes: list[int], group: int) -> None:
+    from agents.agent.dataplane import IptablesDataplane
+    from agents.agent.engine import Engine
+    from agents.agent.ruleset import Table, plan_table
+    from agents.agent.state import StateDir
+
+    dp = IptablesDataplane(backend)
+    if backend == "legacy":
+        import iptc  # noqa: F401 - warm: a serving agent imported it at start
+
+    tmp = Path(tempfile.mkdtemp(prefix="rpt-bench-", dir="/var/tmp"))
+    restore = [f"iptables-{backend}-restore", "--noflush", "--wait=60"]
+
+    def clean() -> None:
+        live = dp.read("v4").get("filter")
+        if live and (live.chains or live.jumps()):
+            lines = plan_table("filter", None, Table("filter"), live.jumps(), full=True,
+                               live_chains=set(live.chains))
+            dp.restore("v4", "\n".join(lines) + "\n")
+        sets = list(dp.ipset_list())
+        if sets:
+            dp.ipset_destroy(sets)
+
+    def timed(fn) -> float:  # noqa: ANN001
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1000
+
+    def engine() -> Engine:
+        state = StateDir(tempfile.mkdtemp(dir=tmp))
+        state.ensure_identity()
+        e = Engine(state, dp)
+        e._check_other_backend()  # done once at agent start, not per apply
+        return e
+
+    def emit(**row) -> None:
+        print(json.dumps({"backend": backend, **row}), flush=True)
+
+    def raw_run(text: str) -> None:
+        subprocess.run(restore, input=text, text=True, check=True, capture_output=True)
+
+    last_engine, last_bundle, raw_full = None, None, {}
+    for n in sizes:
+        bundle = layout(n)
+        raw, agent = [], []
+        for _ in range(_runs(n)):
+            clean()
+            raw.append(timed(lambda b=bundle: raw_run(b["iptables_v4"])))
+            clean()
+            e = engine()
+            agent.append(timed(lambda e=e, b=bundle: e.apply(
+                {"bundle": b, "version": 1, "confirm_timeout": 0})))
+            last_engine, last_bundle = e, bundle
+        raw_full[n] = statistics.median(raw)
+        emit(case="apply", n=n, raw_ms=statistics.median(raw), agent_ms=statistics.median(agent),
+             ratio=statistics.median(agent) / statistics.median(raw), target="<=1.2")
+
+    n = sizes[-1]
+    changed = layout(n, change=n // 2)
+    times = []
+    version = 1
+    for i in range(3):
+        version += 1
+        b = changed if i % 2 == 0 else last_bundle
+        times.append(timed(lambda b=b, v=version: last_engine.apply(
+            {"bundle": b, "version": v, "confirm_timeout": 0})))
+    one = statistics.median(times)
+    emit(case="1-rule change", n=n, raw_ms=raw_full[n], agent_ms=one,
+         ratio=raw_full[n] / one, target=">=15 (raw full / agent change)")
+
+    clean()
+    base = [f"198.{18 + i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(group)]
+    g = [group_bundle(base[:-1] + [f"198.19.255.{k}"]) for k in (1, 2, 3, 4)]
+    e = engine()
+    e.apply({"bundle": g[0], "version": 1, "confirm_timeout": 0})
+    meta = g[0]["sets"][next(iter(g[0]["sets"]))]
+
+    def swap_payload(k: int) -> str:
+        members = base[:-1] + [f"198.19.254.{k}"]
+        head = (f"create bench-tmp hash:net family inet hashsize {meta['hashsize']} "
+                f"maxelem {meta['maxelem']}\n")
+        return head + "".join(f"add bench-tmp {m}\n" for m in members) + \
+            f"swap bench-tmp {target}\ndestroy bench-tmp\n"
+
+    target = "bench-raw"  # not rpt-: the agent destroys rpt- sets it does not know
+    subprocess.run(["ipset", "create", target, "hash:net"], check=True)
+    subprocess.run(["ipset", "restore"], input=swap_payload(0), text=True, check=True)
+    raw, agent = [], []
+    for k in range(3):  # interleaved, so load changes hit both sides alike
+        raw.append(timed(lambda p=swap_payload(k + 1): subprocess.run(
+            ["ipset", "restore"], input=p, text=True, check=True, capture_output=True)))
+        agent.append(timed(lambda b=g[k + 1], v=k + 2: e.apply(
+            {"bundle": b, "version": v, "confirm_timeout": 0})))
+    emit(case="group update", n=group, raw_ms=statistics.median(raw),
+         agent_ms=statistics.median(agent),
+         ratio=statistics.median(agent) / statistics.median(raw), target="<=1.2")
+    clean()
+    subprocess.run(["ipset", "destroy", target], check=False)
+
+
+# --- outer: namespaces, table, results file ----------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", default="legacy,nft")
+    parser.add_argument("--sizes", default="100,1000,10000,50000")
+    parser.add_argument("--group", type=int, default=100000)
+    parser.add_argument("--inner", help=argparse.SUPPRESS)
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results.jsonl"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.inner:
+        inner(args.inner, sizes, args.group)
+        return 0
+    if os.geteuid() != 0:
+        print("bench/apply.py: error: needs root (it creates rpt_ network namespaces)",
+              file=sys.stderr)
+        return 1
+    rows = []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for backend in args.backends.split(","):
+        ns = f"rpt_bench{os.getpid() % 10000}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            proc = subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, __file__, "--inner", backend,
+                 "--sizes", args.sizes, "--group", str(args.group)],
+                capture_output=True, text=True, timeout=1800)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            rows += [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        finally:
+            subprocess.run(["ip", "netns", "delete", ns], check=False)
+    load = os.getloadavg()[0]
+    print(f"\nrampart-agent apply benchmark ({stamp}, {os.cpu_count()} CPUs, load {load:.1f})")
+    print(f"{'backend':8} {'case':14} {'n':>7} {'raw ms':>9} {'agent ms':>9} {'ratio':>7}  target")
+    for r in rows:
+        print(f"{r['backend']:8} {r['case']:14} {r['n']:>7} {r['raw_ms']:>9.1f} "
+              f"{r['agent_ms']:>9.1f} {r['ratio']:>7.2f}  {r['target']}")
+    with open(args.results, "a") as fh:
+        for r in rows:
+            fh.write(json.dumps({"bench": "apply", "at": stamp, "host": platform.node(),
+                                 "cpus": os.cpu_count(), "load": round(load, 2), **r}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

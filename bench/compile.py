@@ -1,0 +1,144 @@
+"""Compile-time benchmark: the compiler next to the kernel load of its own output.
+
+    sudo .venv/bin/python bench/compile.py [--runs 3] [--sizes 1000,10000,50000]
+
+For 1k/10k/50k realistic rules (70 % tcp / 30 % udp, source CIDRs /24–/32, 20 % with a
+destination, single port / range / multiport, 80 % accept — the mix of
+shared/reference/README.md) and for one 100k-entry address group, it times
+`PolicyDocument.from_dict` (parse + validate), `compile_device` (resolve, lower, render,
+hash) and, in a private `rpt_` network namespace, `ipset restore` + `iptables-restore` of
+the very same bundle with the nft and the legacy backend. Prints a table; appends one JSON
+line per case to bench/results.jsonl. Target: compile ≤ 0.5 × load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rules.compiler import PolicyDocument, compile_device  # noqa: E402
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+RESULTS = Path(__file__).with_name("results.jsonl")
+RESTORE = {"nft": "iptables-restore", "legacy": "iptables-legacy-restore"}
+
+
+def realistic(n: int, seed: int = 4) -> dict:
+    rnd = random.Random(seed)
+    rules = []
+    for i in range(n):
+        plen = rnd.randint(24, 32)
+        base = int(ipaddress.IPv4Address("198.18.0.0")) + rnd.randrange(2 ** 17)
+        src = ipaddress.IPv4Network((base >> (32 - plen) << (32 - plen), plen))
+        kind = rnd.random()
+        if kind < 0.6:
+            ports = [str(rnd.randint(1, 65535))]
+        elif kind < 0.8:
+            lo = rnd.randint(1024, 60000)
+            ports = [f"{lo}-{lo + rnd.randint(1, 500)}"]
+        else:
+            ports = [str(p) for p in rnd.sample(range(1, 65535), rnd.randint(2, 8))]
+        rule = {"chain": "input", "action": "accept" if rnd.random() < 0.8 else "drop",
+                "sources": [str(src)], "protocol": "tcp" if rnd.random() < 0.7 else "udp",
+                "dports": ports, "comment": f"bench rule {i}"}
+        if rnd.random() < 0.2:
+            rule["destinations"] = [f"198.19.{rnd.randrange(256)}.{rnd.randrange(256)}"]
+        rules.append(rule)
+    return {"version": 1, "rulesets": [{"name": "bench", "rules": rules}],
+            "devices": [{"name": "bench", "rulesets": ["bench"]}]}
+
+
+def big_group(n: int = 100_000) -> dict:
+    base = int(ipaddress.IPv4Address("198.18.0.0"))
+    members = [str(ipaddress.IPv4Address(base + 2 * i)) for i in range(n)]
+    return {"version": 1, "address_groups": [{"name": "huge", "members": members}],
+            "rulesets": [{"name": "block", "rules": [
+                {"chain": "input", "action": "drop", "sources": ["huge"]}]}],
+            "devices": [{"name": "bench", "rulesets": ["block"]}]}
+
+
+def timed(fn, runs: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def sh(*cmd: str, input: str | None = None) -> None:
+    subprocess.run(cmd, input=input, text=True, check=True, capture_output=True)
+
+
+def load_time(bundle, backend: str, runs: int) -> float:
+    """Median wall time of ipset restore + iptables-restore in a fresh rpt_ namespace."""
+    times = []
+    for i in range(runs):
+        ns = f"rpt_cpb{os.getpid() % 10000}_{i}"
+        sh("ip", "netns", "add", ns)
+        try:
+            start = time.perf_counter()
+            if bundle.ipsets:
+                sh("ip", "netns", "exec", ns, "ipset", "restore", input=bundle.ipsets)
+            sh("ip", "netns", "exec", ns, RESTORE[backend], input=bundle.iptables_v4)
+            times.append(time.perf_counter() - start)
+        finally:
+            sh("ip", "netns", "delete", ns)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--no-group", action="store_true")
+    parser.add_argument("--no-load", action="store_true", help="skip the kernel (no root)")
+    args = parser.parse_args()
+    can_load = not args.no_load and os.geteuid() == 0
+    cases = [(f"{int(n) // 1000}k rules", int(n), realistic(int(n)))
+             for n in args.sizes.split(",")]
+    if not args.no_group:
+        cases.append(("100k-entry group", 100_000, big_group()))
+    rows = []
+    for label, size, data in cases:
+        parse_s, doc = timed(lambda d=data: PolicyDocument.from_dict(d), args.runs)
+        compile_s, bundle = timed(lambda d=doc: compile_device(d, "bench", now=NOW), args.runs)
+        loads = {b: load_time(bundle, b, args.runs) for b in RESTORE} if can_load else {}
+        kernel_rules = bundle.iptables_v4.count("\n-A ")
+        row = {"bench": "compile", "case": label, "size": size, "kernel_rules": kernel_rules,
+               "set_entries": sum(m["entries"] for m in bundle.sets.values()),
+               "parse_ms": round(parse_s * 1000, 1), "compile_ms": round(compile_s * 1000, 1),
+               **{f"load_{b}_ms": round(t * 1000, 1) for b, t in loads.items()},
+               **{f"ratio_{b}": round(compile_s / t, 2) for b, t in loads.items()},
+               "runs": args.runs, "python": platform.python_version(),
+               "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        rows.append(row)
+        with RESULTS.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    head = ("case", "kernel rules", "parse+validate", "compile", "load nft", "load legacy",
+            "compile/nft", "compile/legacy")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print(f"| {r['case']} | {r['kernel_rules']:,}"
+              + (f" (+{r['set_entries']:,} set entries)" if r["set_entries"] else "")
+              + f" | {r['parse_ms']:.0f} ms | {r['compile_ms']:.0f} ms | "
+              + " | ".join(f"{r.get(f'load_{b}_ms', float('nan')):.0f} ms" for b in RESTORE)
+              + " | " + " | ".join(f"{r.get(f'ratio_{b}', float('nan')):.2f}×" for b in RESTORE)
+              + " |")
+
+
+if __name__ == "__main__":
+    main()

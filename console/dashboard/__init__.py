@@ -1,0 +1,1 @@
+"""The browser dashboard: Django templates + HTMX over the rules/agents services."""

@@ -1,0 +1,86 @@
+"""Export: the database as the policy document of POLICY-FORMAT.md, in YAML or JSON.
+
+`rules.selectors.policy_dict` does the reading; this module only fixes the key order (the
+order POLICY-FORMAT.md shows, so exports diff cleanly in a repository) and renders text.
+Exporting twice gives byte-identical output; importing an export changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import yaml
+
+FORMATS = ("yaml", "json")
+
+# Key order of each kind of entry, as POLICY-FORMAT.md lists them; unknown keys go last.
+_ORDER: dict[str, tuple[str, ...]] = {
+    "document": ("version", "prune", "addresses", "address_groups", "services", "service_groups",
+                 "rulesets", "device_groups", "devices"),
+    "addresses": ("name", "value", "description"),
+    "address_groups": ("name", "members", "description"),
+    "services": ("name", "protocol", "ports", "source_ports", "icmp_type", "description"),
+    "service_groups": ("name", "members", "description"),
+    "rulesets": ("name", "description", "rules", "nat", "assertions"),
+    "rules": ("id", "chain", "action", "sources", "destinations", "services", "protocol",
+              "dports", "sports", "icmp_type", "sources_negate", "destinations_negate",
+              "in_interface", "out_interface", "states", "log", "log_prefix", "rate_limit",
+              "burst", "comment", "enabled", "expires_at"),
+    "nat": ("id", "type", "chain", "in_interface", "out_interface", "protocol", "sources",
+            "destinations", "dports", "to", "comment", "enabled"),
+    "assertions": ("name", "chain", "protocol", "source", "destination", "sport", "dport",
+                   "icmp_type", "in_interface", "out_interface", "state", "expect",
+                   "description"),
+    "device_groups": ("name", "rulesets", "description"),
+    "devices": ("name", "description", "address", "agent_port", "groups", "rulesets",
+                "default_policy", "management_sources", "stateful", "allow_loopback"),
+    "default_policy": ("input", "forward", "output"),
+}
+_NESTED = {"rulesets": ("rules", "nat", "assertions"), "devices": ("default_policy",)}
+
+
+def _ordered(data: dict, kind: str) -> dict:
+    order = _ORDER[kind]
+    keys = sorted(data, key=lambda k: (order.index(k) if k in order else len(order), k))
+    out = {}
+    for key in keys:
+        value = data[key]
+        if key in _NESTED.get(kind, ()):
+            value = [_ordered(v, key) for v in value] if isinstance(value, list) else _ordered(value, key)
+        out[key] = value
+    return out
+
+
+def canonical_order(document: dict) -> dict:
+    """The document with every mapping's keys in POLICY-FORMAT.md order."""
+    top = _ordered(document, "document")
+    for kind in _ORDER["document"]:
+        if isinstance(top.get(kind), list):
+            top[kind] = [_ordered(item, kind) for item in top[kind]]
+    return top
+
+
+def export_document(*, devices: Iterable | None = None, rulesets: Iterable | None = None) -> dict:
+    """The policy (all, or narrowed to some devices and/or rule sets) as a document dict."""
+    from rules.selectors import policy_dict
+
+    return canonical_order(policy_dict(devices=devices, rulesets=rulesets))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, lists indented under their key (as people write YAML by hand)."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
+def render(document: dict, fmt: str = "yaml") -> str:
+    """The document as YAML or JSON text (deterministic: same policy, same bytes)."""
+    if fmt == "json":
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if fmt != "yaml":
+        raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=100)
+    return "# Rampart policy document (POLICY-FORMAT.md)\n" + body

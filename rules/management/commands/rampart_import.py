@@ -1,0 +1,70 @@
+"""`rampart_import FILE [--dry-run] [--prune]` and
+`rampart_import --from-iptables-save FILE [--ipset-save FILE] [--ruleset NAME] [--dry-run]`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from rules import exporter, importer
+
+
+class Command(BaseCommand):
+    help = ("Apply a policy document (one transaction; --dry-run prints the plan only), or turn "
+            "an iptables-save dump into a rule set.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", nargs="?", help="the policy document (YAML or JSON)")
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+        parser.add_argument("--prune", action="store_true", default=None,
+                            help="delete what the document no longer names")
+        parser.add_argument("--from-iptables-save", metavar="FILE",
+                            help="onboard a host: an iptables-save dump (filter table)")
+        parser.add_argument("--ipset-save", metavar="FILE", help="its `ipset save` dump")
+        parser.add_argument("--ruleset", default="onboarded", help="rule set name for --from-iptables-save")
+        parser.add_argument("--emit", metavar="FILE",
+                            help="with --from-iptables-save: write the document here instead of importing")
+
+    def handle(self, *args, file: str | None, dry_run: bool, prune: bool | None,
+               from_iptables_save: str | None, ipset_save: str | None, ruleset: str,
+               emit: str | None, **options):
+        from console.audit.context import cli_actor
+
+        if bool(file) == bool(from_iptables_save):
+            raise CommandError("give either FILE or --from-iptables-save FILE")
+        try:
+            if from_iptables_save:
+                data = self.onboard(from_iptables_save, ipset_save, ruleset, emit)
+                if data is None:
+                    return
+                plan = importer.import_document(data, prune=False, dry_run=dry_run, actor=cli_actor())
+            else:
+                plan = importer.import_document_file(file, actor=cli_actor(), prune=prune,
+                                                     dry_run=dry_run)
+        except importer.ImportFailed as exc:
+            for error in exc.errors:
+                self.stderr.write(str(error))
+            raise CommandError("the document was not imported: nothing was changed") from None
+        self.stdout.write(json.dumps(plan.to_dict(), indent=2))
+        verb = "would change" if dry_run else "changed"
+        counts = {what: sum(c.values()) for what, c in plan.summary().items()}
+        self.stderr.write(f"{verb}: created {counts['created']}, updated {counts['updated']}, "
+                          f"deleted {counts['deleted']}" if plan.changed else "nothing to change")
+
+    def onboard(self, dump: str, ipset_dump: str | None, ruleset: str, emit: str | None) -> dict | None:
+        from rules.onboarding import translate_iptables_save
+
+        result = translate_iptables_save(
+            Path(dump).read_text(), Path(ipset_dump).read_text() if ipset_dump else "",
+            ruleset=ruleset)
+        for chain in result.foreign_chains:
+            self.stderr.write(f"not imported: chain {chain.name} belongs to {chain.owner}")
+        for line in result.skipped:
+            self.stderr.write(f"line {line.line}: skipped: {line.reason}: {line.text}")
+        if emit:
+            Path(emit).write_text(exporter.render(result.document, "json" if emit.endswith(".json") else "yaml"))
+            self.stderr.write(f"wrote {emit}; {len(result.skipped)} line(s) skipped")
+            return None
+        return result.document

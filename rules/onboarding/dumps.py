@@ -1,0 +1,326 @@
+"""Parsers of `iptables-save` and `ipset save` text (pure: no Django, no I/O).
+
+Only what onboarding needs is understood; every rule keeps its line number and text, and a
+rule using anything else carries `error` saying why, so the translator can report it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass, field
+
+BUILTIN = ("INPUT", "FORWARD", "OUTPUT")
+RATE_UNITS = {"sec": "second", "second": "second", "s": "second", "min": "minute",
+              "minute": "minute", "m": "minute", "hour": "hour", "h": "hour", "day": "day",
+              "d": "day"}
+PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp",
+             "ipv6-icmp": "icmpv6", "icmpv6": "icmpv6", "58": "icmpv6", "all": None, "0": None}
+STATES = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"}
+# Modules whose only effect is to enable options we read (or none at all).
+PLAIN_MODULES = {"tcp", "udp", "icmp", "icmp6", "icmpv6", "multiport", "conntrack", "state",
+                 "comment", "set", "limit", "iprange"}
+
+
+class Unsupported(ValueError):
+    """A match or target with no equivalent in the policy document."""
+
+
+@dataclass
+class Match:
+    """What a rule matches, in policy-document terms (None / () = not set)."""
+
+    sources: tuple[str, ...] = ()
+    sources_negate: bool = False
+    destinations: tuple[str, ...] = ()
+    destinations_negate: bool = False
+    protocol: str | None = None
+    dports: tuple[str, ...] = ()
+    sports: tuple[str, ...] = ()
+    icmp_type: str | None = None
+    in_interface: str | None = None
+    out_interface: str | None = None
+    states: frozenset[str] | None = None
+    rate_limit: str | None = None
+    burst: int | None = None
+
+    def is_empty(self) -> bool:
+        return self == Match()
+
+
+@dataclass
+class ParsedRule:
+    line: int
+    text: str
+    table: str
+    chain: str
+    match: Match = field(default_factory=Match)
+    target: str | None = None
+    goto: bool = False
+    target_args: dict[str, str] = field(default_factory=dict)
+    comment: str = ""
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Dump:
+    """One iptables-save dump: chains (with policies and the line declaring them) and rules."""
+
+    policies: dict[str, tuple[str, int]] = field(default_factory=dict)  # filter built-ins
+    chains: dict[str, list[ParsedRule]] = field(default_factory=dict)  # filter table
+    other_tables: list[ParsedRule] = field(default_factory=list)
+    family: int = 4
+    bad_lines: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def _address(text: str, family_hint: list[int]) -> str:
+    net = ipaddress.ip_network(text, strict=False)
+    family_hint.append(net.version)
+    if net.num_addresses == 1:
+        return str(net.network_address)
+    return str(net)
+
+
+def _ports(text: str) -> tuple[str, ...]:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition(":")
+        out.append(f"{lo}-{hi}" if hi and hi != lo else lo)
+    return tuple(out)
+
+
+def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> None:
+    """Fill `rule` from the tokens after `-A CHAIN`; raises Unsupported naming the cause."""
+    m = rule.match
+    negate = False
+    module = ""
+    i = 0
+
+    def value() -> str:
+        nonlocal i
+        if i + 1 >= len(tokens):
+            raise Unsupported(f"{tokens[i]} without a value")
+        i += 1
+        return tokens[i]
+
+    def no_negation(what: str) -> None:
+        if negate:
+            raise Unsupported(f"negated {what} ('! {what}') has no equivalent")
+
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "!":
+            negate = True
+            i += 1
+            continue
+        if tok in ("-s", "--source", "-d", "--destination"):
+            side = "sources" if tok in ("-s", "--source") else "destinations"
+            if getattr(m, side):
+                raise Unsupported(f"matches the {side[:-1]} twice: the document ORs addresses")
+            setattr(m, side, (_address(value(), family_hint),))
+            setattr(m, f"{side}_negate", negate)
+        elif tok in ("-i", "--in-interface", "-o", "--out-interface"):
+            no_negation(tok)
+            setattr(m, "in_interface" if tok in ("-i", "--in-interface") else "out_interface", value())
+        elif tok in ("-p", "--protocol"):
+            no_negation(tok)
+            proto = value().lower()
+            if proto not in PROTOCOLS:
+                raise Unsupported(f"protocol {proto} has no equivalent (tcp, udp, icmp, icmpv6)")
+            m.protocol = PROTOCOLS[proto]
+        elif tok in ("-m", "--match"):
+            no_negation(tok)
+            module = value()
+            if module not in PLAIN_MODULES:
+                raise Unsupported(f"-m {module} has no equivalent in the policy document")
+        elif tok in ("--dport", "--destination-port", "--sport", "--source-port", "--dports",
+                     "--sports", "--destination-ports", "--source-ports"):
+            no_negation(tok)
+            key = "dports" if tok.startswith(("--d", "--destination")) else "sports"
+            if getattr(m, key):
+                raise Unsupported(f"{key} matched twice")
+            setattr(m, key, _ports(value()))
+        elif tok == "--ports":
+            raise Unsupported("multiport --ports (source or destination) has no equivalent")
+        elif tok in ("--ctstate", "--state"):
+            no_negation(tok)
+            states = set(value().upper().split(","))
+            extra = states - STATES
+            if extra:
+                if not states & STATES:
+                    raise Unsupported(f"conntrack state {','.join(sorted(extra))} has no equivalent")
+                rule.notes.append(f"conntrack state {','.join(sorted(extra))} left out (the document "
+                                  f"knows {', '.join(sorted(s.lower() for s in STATES))})")
+            m.states = frozenset(s.lower() for s in states & STATES)
+        elif tok == "--comment":
+            rule.comment = value()
+        elif tok in ("--icmp-type", "--icmpv6-type"):
+            no_negation(tok)
+            kind = value()
+            if "/" in kind:
+                raise Unsupported(f"ICMP type/code {kind}: codes have no equivalent")
+            m.icmp_type = None if kind == "any" else kind
+        elif tok == "--match-set":
+            name, dirs = value(), value()
+            if "," in dirs:
+                raise Unsupported(f"--match-set {name} {dirs}: multi-dimension sets have no equivalent")
+            side = "sources" if dirs == "src" else "destinations"
+            if getattr(m, side):
+                raise Unsupported(f"matches the {side[:-1]} twice (address and set): the document ORs addresses")
+            setattr(m, side, (f"@set:{name}",))
+            setattr(m, f"{side}_negate", negate)
+        elif tok in ("--src-range", "--dst-range"):
+            side = "sources" if tok == "--src-range" else "destinations"
+            text = value()
+            first, _, last = text.partition("-")
+            family_hint.append(ipaddress.ip_address(first).version)
+            if getattr(m, side):
+                raise Unsupported(f"matches the {side[:-1]} twice: the document ORs addresses")
+            setattr(m, side, (f"{first}-{last}",))
+            setattr(m, f"{side}_negate", negate)
+        elif tok == "--limit":
+            no_negation(tok)
+            count, _, unit = value().partition("/")
+            if unit not in RATE_UNITS:
+                raise Unsupported(f"rate unit {unit!r} has no equivalent")
+            m.rate_limit = f"{count}/{RATE_UNITS[unit]}"
+        elif tok == "--limit-burst":
+            m.burst = int(value())
+        elif tok in ("-j", "--jump", "-g", "--goto"):
+            rule.target = value()
+            rule.goto = tok in ("-g", "--goto")
+            rest = tokens[i + 1:]
+            j = 0
+            while j < len(rest):
+                key = rest[j]
+                if j + 1 < len(rest) and not rest[j + 1].startswith("--"):
+                    rule.target_args[key] = rest[j + 1]
+                    j += 2
+                else:
+                    rule.target_args[key] = ""
+                    j += 1
+            break
+        elif tok in ("-f", "--fragment"):
+            raise Unsupported("fragment matches have no equivalent")
+        else:
+            raise Unsupported(f"option {tok}{f' of -m {module}' if module else ''} has no equivalent")
+        negate = False
+        i += 1
+    if negate:
+        raise Unsupported("dangling '!'")
+    if m.burst is not None and m.rate_limit is None:
+        raise Unsupported("--limit-burst without --limit")
+
+
+_COUNTERS = re.compile(r"^\[\d+:\d+\]\s+")
+
+
+def parse_iptables_save(text: str, family: int | None = None) -> Dump:
+    """Parse a dump; the filter table's chains and rules, other tables' rules kept to report."""
+    dump = Dump()
+    table = ""
+    hints: list[int] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            if "ip6tables-save" in line:
+                hints.append(6)
+            continue
+        if line.startswith("*"):
+            table = line[1:]
+            continue
+        if line == "COMMIT":
+            table = ""
+            continue
+        if line.startswith(":"):
+            parts = line[1:].split()
+            if table == "filter" and parts:
+                dump.chains.setdefault(parts[0], [])
+                if parts[0] in BUILTIN and len(parts) > 1:
+                    dump.policies[parts[0]] = (parts[1], number)
+            continue
+        body = _COUNTERS.sub("", line)
+        try:
+            tokens = shlex.split(body)
+        except ValueError as exc:
+            dump.bad_lines.append((number, raw, f"cannot be read: {exc}"))
+            continue
+        if len(tokens) < 2 or tokens[0] not in ("-A", "--append"):
+            dump.bad_lines.append((number, raw, "not a rule (-A CHAIN ...) of iptables-save"))
+            continue
+        rule = ParsedRule(number, raw, table, tokens[1])
+        if table != "filter":
+            dump.other_tables.append(rule)
+            continue
+        try:
+            parse_rule(tokens[2:], rule, hints)
+        except (Unsupported, ValueError) as exc:
+            rule.error = str(exc)
+            for flag, target in zip(tokens, tokens[1:], strict=False):
+                if flag in ("-j", "--jump", "-g", "--goto"):
+                    rule.target, rule.goto = target, flag in ("-g", "--goto")
+        dump.chains.setdefault(rule.chain, []).append(rule)
+    dump.family = family or (6 if 6 in hints and 4 not in hints else 4)
+    return dump
+
+
+@dataclass
+class IpSet:
+    name: str
+    type: str
+    family: int
+    line: int
+    text: str
+    members: list[str] = field(default_factory=list)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    add_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+TRANSLATABLE_SETS = ("hash:ip", "hash:net", "list:set")
+
+
+def parse_ipset_save(text: str) -> tuple[dict[str, IpSet], list[tuple[int, str, str]]]:
+    """Sets of an `ipset save` dump, and the lines that cannot be used (line, text, reason)."""
+    sets: dict[str, IpSet] = {}
+    skipped: list[tuple[int, str, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            tokens = shlex.split(line)
+        except ValueError as exc:
+            skipped.append((number, raw, f"cannot be read: {exc}"))
+            continue
+        if tokens[0] == "create" and len(tokens) >= 3:
+            opts = tokens[3:]
+            family = 6 if "inet6" in opts else 4
+            ipset = IpSet(tokens[1], tokens[2], family, number, raw)
+            if ipset.type not in TRANSLATABLE_SETS:
+                ipset.error = f"set type {ipset.type} has no equivalent (hash:ip, hash:net, list:set)"
+            if "timeout" in opts:
+                ipset.notes.append("entries with a timeout are imported as permanent members")
+            sets[ipset.name] = ipset
+        elif tokens[0] == "add" and len(tokens) >= 3:
+            ipset = sets.get(tokens[1])
+            if ipset is None:
+                skipped.append((number, raw, f"adds to set {tokens[1]!r}, which is not created"))
+            else:
+                ipset.add_lines.append((number, raw))
+                if ipset.error:
+                    continue  # the translator reports every line of a set it cannot use
+                if "nomatch" in tokens[3:]:
+                    ipset.error = "it has 'nomatch' exceptions, which have no equivalent"
+                elif ipset.type == "list:set":
+                    ipset.members.append(f"@set:{tokens[2]}")
+                else:
+                    try:
+                        ipset.members.append(_address(tokens[2], []))
+                    except ValueError as exc:
+                        skipped.append((number, raw, f"not an address: {exc}"))
+        else:
+            skipped.append((number, raw, "not a create or add line of ipset save"))
+    return sets, skipped

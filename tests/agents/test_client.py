@@ -1,0 +1,89 @@
+"""The push client against a real agent server: pinning, request signing, answer checking."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.agent import protocol
+from agents.client import (
+    AgentClient,
+    AgentIdentityError,
+    AgentRefused,
+    AgentUnreachable,
+    reset_sessions,
+)
+from tests.support.deploy import local_agent
+
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+@pytest.fixture
+def console():
+    return protocol.generate_private_key()
+
+
+@pytest.fixture
+def agent(tmp_path, console):
+    reset_sessions()
+    with local_agent(tmp_path / "agent", protocol.public_key_b64(console)) as a:
+        yield a
+    reset_sessions()
+
+
+def client_for(agent, console, **overrides) -> AgentClient:
+    params = {"address": "127.0.0.1", "port": agent.port, "public_key_b64": agent.public_key,
+              "cert_fingerprint": agent.fingerprint, "key": console, **overrides}
+    return AgentClient(**params)
+
+
+def test_signed_status_apply_confirm_roundtrip(agent, console):
+    from agents.agent.sample import make_bundle
+
+    client = client_for(agent, console)
+    assert client.status()["applied"] is None
+    spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
+    bundle = make_bundle(v4=spec)
+    answer = client.apply(bundle=bundle, version=1, deployment="1", confirm_timeout=30)
+    assert answer["result"] == "applied" and answer["hash"] == bundle["hash"]
+    assert client.confirm(1) == {"result": "confirmed", "version": 1}
+    with pytest.raises(AgentRefused) as refused:  # replay of an older version: 409, not retryable
+        client.apply(bundle=bundle, version=1, deployment="1", confirm_timeout=0)
+    assert refused.value.status == 409 and not refused.value.retryable
+
+
+def test_certificate_pin_mismatch_is_an_identity_error(agent, console):
+    client = client_for(agent, console, cert_fingerprint="00" * 32)
+    with pytest.raises(AgentIdentityError, match="pinned fingerprint"):
+        client.status()
+
+
+def test_answer_signed_by_another_key_is_refused(agent, console):
+    impostor = protocol.public_key_b64(protocol.generate_private_key())
+    client = client_for(agent, console, public_key_b64=impostor)
+    with pytest.raises(AgentIdentityError, match="bad agent response signature"):
+        client.status()
+
+
+def test_wrong_console_key_is_refused_by_the_agent(agent):
+    client = client_for(agent, protocol.generate_private_key())
+    with pytest.raises(AgentRefused) as refused:
+        client.status()
+    assert refused.value.status == 401
+
+
+def test_unreachable_agent_is_retryable(console):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = AgentClient(address="127.0.0.1", port=port, public_key_b64=protocol.public_key_b64(console),
+                         cert_fingerprint="ab" * 32, key=console)
+    with pytest.raises(AgentUnreachable) as exc:
+        client.status()
+    assert exc.value.retryable
+
+
+def test_not_enrolled_device_cannot_get_a_client(console):
+    with pytest.raises(AgentIdentityError, match="not enrolled"):
+        AgentClient(address="127.0.0.1", port=1, public_key_b64="", cert_fingerprint="", key=console)
