@@ -142,38 +142,17 @@ def _deployment_policy(deployment: Deployment) -> Any:
 def compile_for_device(device: Device, deployment: Deployment, *, now: datetime | None = None) -> CompiledBundle:
     """Compile the device's bundle from its deployment's document and run its rule sets'
     assertions against it. Raises rules.compiler.CompilerError (never retried)."""
-    from rules.compiler import CompileOptions, compile_device
+    from rules.compiler import CompileOptions, compile_device, device_assertions
 
     doc = _deployment_policy(deployment)
     options = CompileOptions(ipset_threshold=settings.RAMPART["IPSET_THRESHOLD"])
-    bundle = compile_device(doc, device.name, options=options, now=now or timezone.now())
-    failed = _failed_assertions(doc, device.name, bundle)
-    return CompiledBundle(bundle.to_dict(), bundle.hash, failed)
-
-
-def _failed_assertions(doc: Any, device_name: str, bundle: Any) -> list[str]:
-    """Labels of the assertions of the device's rule sets that its bundle violates.
-
-    Traced through the very program the bundle was rendered from (rules.compiler.Tracer).
-    """
-    from rules.compiler import Packet, Tracer
-
-    tracer = Tracer(bundle.program)
+    now = now or timezone.now()
+    bundle = compile_device(doc, device.name, options=options, now=now)
     failed: list[str] = []
-    for ruleset in doc.device_rulesets(doc.device(device_name)):
-        for index, assertion in enumerate(ruleset.assertions):
-            params = {key: getattr(assertion, key) for key in (
-                "chain", "protocol", "source", "destination", "sport", "dport", "icmp_type",
-                "in_interface", "out_interface", "state")}
-            label = assertion.label(ruleset.name, index)
-            try:
-                verdict = tracer.trace(Packet.from_params(params)).verdict
-            except ValueError as exc:
-                failed.append(f"{label}: cannot be traced ({exc})")
-                continue
-            if verdict != assertion.expect:
-                failed.append(f"{label}: expected {assertion.expect}, the policy gives {verdict}")
-    return failed
+    if any(rs.assertions for rs in doc.device_rulesets(doc.device(device.name))):
+        failed = [r.message() for r in device_assertions(doc, device.name, now=now, options=options)
+                  if not r.passed]
+    return CompiledBundle(bundle.to_dict(), bundle.hash, failed)
 
 
 # --- creating deployments -------------------------------------------------------------------
@@ -302,12 +281,18 @@ def deploy_create(*, user: Any = None, devices: Sequence[int] | None = None, dev
     config = _rollout_config(rollout)
     sizes = plan_waves(len(targets), config)
     document = deployment_document(targets, revision)
-    deployment = Deployment.objects.create(document=document,
-        created_by=user if getattr(user, "is_authenticated", False) else None, trigger=trigger, target=target,
-        revision=revision, confirm_timeout=confirm_timeout, rollout=config, reason=reason[:255],
+    # bulk_create sends no save signal: the audit entry below names the deployment without
+    # copying its (possibly large) policy document into the log.
+    [deployment] = Deployment.objects.bulk_create([Deployment(
+        document=document, created_by=user if getattr(user, "is_authenticated", False) else None,
+        trigger=trigger, target=target, revision=revision, confirm_timeout=confirm_timeout, rollout=config,
+        reason=reason[:255], created_at=timezone.now(),
         waves=[{"index": i, "size": n, "state": "pending", "started_at": None, "finished_at": None}
                for i, n in enumerate(sizes)],
-    )
+    )])
+    _audit(AuditAction.CREATE, deployment, after={
+        "trigger": trigger, "target": target, "devices": len(targets), "waves": sizes, "revision": revision,
+        "confirm_timeout": confirm_timeout, "rollout": config, "reason": reason[:255]})
     dds: list[DeviceDeployment] = []
     position = 0
     now = _now_iso()
@@ -613,15 +598,16 @@ def deployment_refresh(*, deployment_id: int) -> Deployment:
     Several workers may finish devices of the same wave at once: the wave counter moves
     with a conditional UPDATE, so exactly one of them starts the next wave.
     """
-    deployment = Deployment.objects.get(pk=deployment_id)
+    deployment = Deployment.objects.defer("document").get(pk=deployment_id)
     if deployment.status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED,
                              DeploymentStatus.HALTED, DeploymentStatus.SUPERSEDED):
         return deployment
-    rows = list(deployment.device_deployments.values_list("wave", "state"))
     wave = deployment.current_wave
-    in_wave = [state for w, state in rows if w == wave]
-    if not all(state in TERMINAL_STATES for state in in_wave):
+    # cheap test first: in a 1,000-device wave this runs once per device
+    if deployment.device_deployments.filter(wave=wave).exclude(state__in=TERMINAL_STATES).exists():
         return deployment
+    rows = list(deployment.device_deployments.values_list("wave", "state"))
+    in_wave = [state for w, state in rows if w == wave]
     bad = [s for s in in_wave if s in (S.FAILED, S.ROLLED_BACK)]
     waves = list(deployment.waves)
     last = wave + 1 >= len(waves)
@@ -663,8 +649,7 @@ def deployment_refresh(*, deployment_id: int) -> Deployment:
             if won:
                 _audit(AuditAction.DEPLOY_STATE, deployment, after={"status": status},
                        extra={"states": {s: states.count(s) for s in set(states)}})
-    deployment.refresh_from_db()
-    return deployment
+    return Deployment.objects.defer("document").get(pk=deployment_id)
 
 
 def deployment_summary(deployment: Deployment) -> dict:

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -164,9 +165,13 @@ def start_fleet(count: int, tmp: Path, console_key: str) -> tuple[subprocess.Pop
                              "--console-key", console_key, "--confirm-timeout", "60"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
-    from tests.support.deploy import wait_ready
+    from tests.support.deploy import stop_process, wait_ready
 
-    wait_ready(proc, timeout=600)
+    try:
+        wait_ready(proc, timeout=900)
+    except BaseException:
+        stop_process(proc)
+        raise
     return proc, json.loads((root / "manifest.json").read_text())
 
 
@@ -220,6 +225,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="rpt_bench_deploy_"))
     results: list[dict] = []
     with ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)  # runs last: after every process stopped
         db_url, db_label = make_database(args.database, tmp, stack)
         os.environ["DATABASE_URL"] = db_url
         os.environ["RAMPART_VAR_DIR"] = str(tmp / "var")

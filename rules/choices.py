@@ -29,6 +29,15 @@ class NatType(models.TextChoices):
     MASQUERADE = "masquerade", "masquerade"
 
 
+class NatChain(models.TextChoices):
+    PREROUTING = "prerouting", "prerouting"
+    OUTPUT = "output", "output"
+    POSTROUTING = "postrouting", "postrouting"
+
+
+NAT_CHAINS = {"dnat": ("prerouting", "output"), "snat": ("postrouting",), "masquerade": ("postrouting",)}
+
+
 class Side(models.TextChoices):
     SOURCE = "src", "source"
     DESTINATION = "dst", "destination"

@@ -75,6 +75,16 @@ class _Dumper(yaml.SafeDumper):
         return super().increase_indent(flow, False)
 
 
+def _represent_list(dumper: _Dumper, data: list) -> yaml.Node:
+    """Lists of names, ports, states on one line (`members: [web-1, 198.18.1.11]`), as
+    POLICY-FORMAT.md writes them; lists of mappings (rules) in block style."""
+    flow = all(isinstance(item, (str, int, float, bool)) for item in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
 def render(document: dict, fmt: str = "yaml") -> str:
     """The document as YAML or JSON text (deterministic: same policy, same bytes)."""
     if fmt == "json":

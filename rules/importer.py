@@ -19,16 +19,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import ProtectedError, Q
+from django.db.models import F, Model, Prefetch, ProtectedError
 from django.utils import timezone
 
 from console.audit.choices import AuditAction, AuditChannel
 from console.audit.context import audit_context
-from console.audit.services import record
+from console.audit.services import record, record_objects
 from rules import revisions, services
 from rules.compiler import DocumentError, FieldError, PolicyDocument
 from rules.compiler import document as D
@@ -43,11 +44,10 @@ from rules.models import (
     Service,
     ServiceGroup,
 )
-from rules.selectors import rules_queryset
 
 KINDS = ("addresses", "address_groups", "services", "service_groups", "rulesets", "rules", "nat",
          "device_groups", "devices")
-NAT_FIELDS = ("enabled", "type", "in_interface", "out_interface", "protocol", "dports", "sources",
+NAT_FIELDS = ("enabled", "type", "chain", "in_interface", "out_interface", "protocol", "dports", "sources",
               "destinations", "to", "comment")
 
 
@@ -172,9 +172,9 @@ def import_document(doc_dict: object, *, prune: bool | None = None, dry_run: boo
     do_prune = bool(doc.prune) if prune is None else prune
     plan = Plan(dry_run=dry_run, prune=do_prune)
     with _acting_as(actor), transaction.atomic():
-        # Rules are written in bulk (past the per-rule services), so revisions are captured
-        # once at the end for every rule set whose content changed: none when nothing did.
-        with revisions.revision_batch(message="policy import", all_rulesets=True):
+        # One revision per rule set whose content changed, captured at the end (none when
+        # nothing did); the bulk rule writes below touch their rule sets themselves.
+        with revisions.revision_batch(message="policy import"):
             _Apply(doc, plan).run()
         if dry_run:
             transaction.set_rollback(True)
@@ -191,7 +191,7 @@ def import_document_file(path: str | Path, actor: object = None, *, prune: bool 
     return import_document(data, prune=prune, dry_run=dry_run, actor=actor)
 
 
-def _acting_as(actor: object):
+def _acting_as(actor: object) -> contextlib.AbstractContextManager:
     """Attribute audit entries and revisions to `actor` (e.g. "system:bootstrap", "cli:alice")
     when no request does; in an API request the audit middleware already knows the user."""
     if not isinstance(actor, str):
@@ -241,7 +241,8 @@ def _rule_data(r: D.Rule) -> dict:
         "enabled": r.enabled, "chain": r.chain, "action": r.action,
         "sources_negate": r.sources_negate, "destinations_negate": r.destinations_negate,
         "protocol": r.protocol or "", "dports": list(r.dports), "sports": list(r.sports),
-        "icmp_type": "", "in_interface": r.in_interface or "", "out_interface": r.out_interface or "",
+        "icmp_type": "" if r.icmp_type is None else str(r.icmp_type),
+        "in_interface": r.in_interface or "", "out_interface": r.out_interface or "",
         "states": list(r.states), "log": r.log, "log_prefix": r.log_prefix or "",
         "rate_limit": r.rate_limit or "", "burst": r.burst, "comment": r.comment,
         "expires_at": r.expires_at, "sources": list(r.sources),
@@ -259,13 +260,27 @@ def _row_data(rule: Rule) -> dict:
     return data
 
 
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    """Keep IN (...) lists far below every backend's parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _rules_with_links():
+    """Rules with their links, two joined queries for the links (not one per relation)."""
+    return Rule.objects.order_by("position", "id").prefetch_related(
+        Prefetch("addresses", queryset=RuleAddress.objects.select_related("address", "group")),
+        Prefetch("service_refs", queryset=RuleService.objects.select_related("service", "group")))
+
+
 def _signature(data: dict) -> tuple:
     """A hashable form of `_rule_data`, to match rules without an id by content in O(1)."""
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(data.items()))
 
 
 def _nat_data(n: D.NatRule) -> dict:
-    return {"enabled": n.enabled, "type": n.type, "in_interface": n.in_interface or "",
+    chain = "" if n.chain == D.NAT_CHAINS[n.type][0] else n.chain  # the default is stored blank
+    return {"enabled": n.enabled, "type": n.type, "chain": chain, "in_interface": n.in_interface or "",
             "out_interface": n.out_interface or "", "protocol": n.protocol or "",
             "dports": list(n.dports), "sources": list(n.sources),
             "destinations": list(n.destinations), "to": n.to or "", "comment": n.comment}
@@ -292,7 +307,8 @@ class _Apply:
             return
         (self.plan.created if created else self.plan.updated)[kind].append(obj.name)
 
-    def upsert(self, model, kind: str, entries: Iterable, fields: Callable[[object], dict]) -> dict:
+    def upsert(self, model: type[Model], kind: str, entries: Iterable,
+               fields: Callable[[Any], dict]) -> dict:
         """Create or update named rows (scalar fields only); returns name → row."""
         rows = {o.name: o for o in model.objects.all()}
         for entry in entries:
@@ -316,7 +332,8 @@ class _Apply:
         self.groups(AddressGroup, "address_groups", doc.address_groups,
                     services.address_group_set_members)
         self.upsert(Service, "services", doc.services,
-                    lambda s: {"protocol": s.protocol, "ports": list(s.ports), "source_ports": [],
+                    lambda s: {"protocol": s.protocol, "ports": list(s.ports),
+                               "source_ports": list(s.source_ports),
                                "icmp_type": "" if s.icmp_type is None else str(s.icmp_type),
                                "description": s.description})
         self.groups(ServiceGroup, "service_groups", doc.service_groups,
@@ -357,19 +374,24 @@ class _Apply:
         names = [rs.name for rs in self.doc.rulesets]
         by_uuid: dict[str, Rule] = {}
         existing: dict[int, list[Rule]] = {rows[n].pk: [] for n in names}
-        for rule in rules_queryset().filter(Q(ruleset__name__in=names) | Q(uuid__in=doc_ids)):
+        for rule in _rules_with_links().filter(ruleset__name__in=names):
             by_uuid[str(rule.uuid)] = rule
-            existing.setdefault(rule.ruleset_id, []).append(rule)
+            existing[rule.ruleset_id].append(rule)
+        elsewhere = [i for i in doc_ids if i not in by_uuid]  # ids moving in from other sets
+        for chunk in _chunks(elsewhere):
+            for rule in _rules_with_links().filter(uuid__in=chunk):
+                by_uuid[str(rule.uuid)] = rule
         nat_by_uuid: dict[str, NatRule] = {}
         nat_existing: dict[int, list[NatRule]] = {rows[n].pk: [] for n in names}
-        for nat in NatRule.objects.filter(Q(ruleset__name__in=names) | Q(uuid__in=nat_ids)).order_by(
-                "position", "id"):
+        for nat in NatRule.objects.filter(ruleset__name__in=names).order_by("position", "id"):
             nat_by_uuid[str(nat.uuid)] = nat
-            nat_existing.setdefault(nat.ruleset_id, []).append(nat)
-        self.used_uuids = set(Rule.objects.filter(
-            uuid__in=[D.fallback_rule_id(rs.name, "rules", i) for rs in self.doc.rulesets
-                      for i, r in enumerate(rs.rules) if not r.id]).values_list("uuid", flat=True))
-        self.used_uuids = {str(u) for u in self.used_uuids}
+            nat_existing[nat.ruleset_id].append(nat)
+        for chunk in _chunks([i for i in nat_ids if i not in nat_by_uuid]):
+            nat_by_uuid.update({str(n.uuid): n for n in NatRule.objects.filter(uuid__in=chunk)})
+        fallback = [D.fallback_rule_id(rs.name, "rules", i) for rs in self.doc.rulesets
+                    for i, r in enumerate(rs.rules) if not r.id]
+        self.used_uuids = {str(u) for chunk in _chunks(fallback)
+                           for u in Rule.objects.filter(uuid__in=chunk).values_list("uuid", flat=True)}
         for rs in self.doc.rulesets:
             row = rows[rs.name]
             self.rules(rs, row, existing.get(row.pk, []), by_uuid, doc_ids, index)
@@ -387,7 +409,8 @@ class _Apply:
         kept: set[int] = set()
         new: list[tuple[Rule, tuple]] = []
         changed: list[tuple[Rule, tuple | None]] = []
-        moved: list[Rule] = []
+        moved: list[tuple[Rule, int]] = []
+        origins: set[int] = set()  # rule sets the matched rules come from (some move here)
         for i, dr in enumerate(rs.rules):
             path = f"rulesets[{rs.name}].rules[{i}]"
             data = _rule_data(dr)
@@ -411,13 +434,13 @@ class _Apply:
                 self.plan.created["rules"].append(f"{rs.name}[{i}] {rid}")
                 continue
             kept.add(current.pk)
+            origins.add(current.ruleset_id)
             before = current_data.get(current.pk) or _row_data(current)
             placed = current.ruleset_id == row.pk and current.position == i + 1
             label = f"{rs.name}[{i}] {current.uuid}"
             if before == data:
                 if not placed:  # only its place changed: no need to validate it again
-                    current.ruleset, current.position = row, i + 1
-                    moved.append(current)
+                    moved.append((current, i + 1))
                     self.plan.updated["rules"].append(label)
                 continue
             refs_same = all(before[k] == data[k] for k in ("sources", "destinations", "services"))
@@ -432,33 +455,43 @@ class _Apply:
         gone = [r for r in existing if r.pk not in kept and str(r.uuid) not in doc_ids]
         if self.errors:
             return
+        if gone or new or changed or moved:
+            revisions.revisions_touch(rulesets=[row.pk, *origins])
         for r in gone:
             self.plan.deleted["rules"].append(f"{rs.name} {r.uuid}")
-        for chunk in range(0, len(gone), 500):
-            Rule.objects.filter(pk__in=[r.pk for r in gone[chunk:chunk + 500]]).delete()
+        for chunk in _chunks([r.pk for r in gone]):
+            Rule.objects.filter(pk__in=chunk).delete()
         now = timezone.now()
         for rule, _ in changed:
             rule.last_updated = now
         Rule.objects.bulk_update([r for r, _ in changed],
                                  [*services.RULE_SCALAR_FIELDS, "ruleset", "position", "last_updated"],
                                  batch_size=500)
-        Rule.objects.bulk_update(moved, ["ruleset", "position"], batch_size=500)
+        # Bulk writes skip signals: every changed, moved and created rule gets its own entry.
+        record_objects(AuditAction.UPDATE, [r for r, _ in changed],
+                       before={r.pk: current_data[r.pk] for r, _ in changed if r.pk in current_data})
+        self.move(row, moved)
         relink = [(r, links) for r, links in changed if links is not None]
-        RuleAddress.objects.filter(rule__in=[r for r, _ in relink]).delete()
-        RuleService.objects.filter(rule__in=[r for r, _ in relink]).delete()
+        for chunk in _chunks([r.pk for r, _ in relink]):
+            RuleAddress.objects.filter(rule_id__in=chunk).delete()
+            RuleService.objects.filter(rule_id__in=chunk).delete()
         Rule.objects.bulk_create([r for r, _ in new], batch_size=500)
-        self.save_links(relink + new)
+        revisions.mark_created([r for r, _ in new])
+        services._save_links(relink + new)  # writes the links and audits them with their rules
 
     @staticmethod
-    def save_links(rules_links: list[tuple[Rule, tuple]]) -> None:
-        addresses, svcs = [], []
-        for rule, (addr_links, svc_links) in rules_links:
-            for link in (*addr_links, *svc_links):
-                link.rule = rule
-            addresses += addr_links
-            svcs += svc_links
-        RuleAddress.objects.bulk_create(addresses, batch_size=2000)
-        RuleService.objects.bulk_create(svcs, batch_size=2000)
+    def move(row: RuleSet, moved: list[tuple[Rule, int]]) -> None:
+        """New places, one UPDATE per distinct shift: inserting a rule at the top of 5000
+        is a few queries, where bulk_update would build a 5000-way CASE."""
+        shifts: dict[int, list[int]] = {}
+        before = {rule.pk: {"ruleset": rule.ruleset_id, "position": rule.position} for rule, _ in moved}
+        for rule, position in moved:
+            shifts.setdefault(position - rule.position, []).append(rule.pk)
+        for delta, pks in shifts.items():
+            for chunk in _chunks(pks):
+                Rule.objects.filter(pk__in=chunk).update(ruleset=row, position=F("position") + delta)
+        record_objects(AuditAction.UPDATE, [Rule(pk=rule.pk, ruleset_id=row.pk, position=position) for rule, position in moved],
+                       before=before, fields=["ruleset", "position"], name_of=lambda r: f"{row.name} rule {r.pk}")
 
     def nat(self, rs: D.RuleSet, row: RuleSet, existing: list[NatRule],
             by_uuid: dict[str, NatRule], doc_ids: set[str]) -> None:
@@ -466,11 +499,6 @@ class _Apply:
         kept: set[int] = set()
         for i, dn in enumerate(rs.nat):
             path = f"rulesets[{rs.name}].nat[{i}]"
-            if dn.chain != D.NAT_CHAINS[dn.type][0]:
-                self.errors.append(FieldError(
-                    f"{path}.chain", f"chain {dn.chain!r} cannot be stored yet: the database "
-                    f"keeps {dn.type} rules in {D.NAT_CHAINS[dn.type][0]} only", dn.id))
-                continue
             data = _nat_data(dn)
             if dn.id:
                 current = by_uuid.get(dn.id)
@@ -492,12 +520,14 @@ class _Apply:
                 self.errors += _errors_of(exc, path, dn.id)
                 continue
             nat.save()
+            revisions.revisions_touch(rulesets=[row.pk, *([current.ruleset_id] if current else [])])
             (self.plan.updated if current else self.plan.created)["nat"].append(
                 f"{rs.name}[{i}] {nat.uuid}")
         for n in existing:
             if n.pk not in kept and str(n.uuid) not in doc_ids:
                 self.plan.deleted["nat"].append(f"{rs.name} {n.uuid}")
                 n.delete()
+                revisions.revisions_touch(rulesets=[row.pk])
 
     # ---- devices
     def links(self, owner, related: str, target_field: str, targets: dict, names: list[str],

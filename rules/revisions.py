@@ -555,11 +555,12 @@ def deployable_document(devices: Iterable, *, revisions: Iterable[RuleSetRevisio
         if rev.ruleset_id not in used:
             errors.append(f"revision r{rev.number} of {rev.ruleset}: that rule set is not on these devices")
     out = []
+    live_snapshots = _snapshots(doc)  # cut from the one read above, not one read per rule set
     for live in doc["rulesets"]:
         rs = by_name[live["name"]]
         # Writers that bypass the services (bulk imports) leave no revision: capture now, so
         # what deploys is always a recorded revision (a no-op when nothing changed).
-        revision_capture(ruleset=rs, message="captured before deployment")
+        revision_capture(ruleset=rs, message="captured before deployment", snapshot=live_snapshots[rs.name])
         rev = chosen.get(rs.pk)
         if rev is not None and not is_deployable(rev, rs):
             errors.append(f"{rs.name} r{rev.number} is {rev.status}: only approved revisions deploy")

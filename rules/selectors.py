@@ -46,7 +46,7 @@ def rule_dict(rule: Rule) -> dict:
 
 def nat_dict(nat: NatRule) -> dict:
     d: dict = {"id": str(nat.uuid), "type": nat.type}
-    for key in ("in_interface", "out_interface", "protocol", "dports", "sources", "destinations", "to", "comment"):
+    for key in ("chain", "in_interface", "out_interface", "protocol", "dports", "sources", "destinations", "to", "comment"):
         if getattr(nat, key):
             d[key] = getattr(nat, key)
     if not nat.enabled:

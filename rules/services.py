@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection, connections, router, transaction
 from django.db.models import CASCADE, Max, Model
 from django.utils import timezone
 
@@ -404,13 +404,14 @@ def _insert_rows(model: type[Model], objs: Sequence[Model]) -> None:
     """
     if not objs:
         return
-    qn = connection.ops.quote_name
+    conn = connections[router.db_for_write(model)]  # not the proxy: it costs a lookup per value
+    qn = conn.ops.quote_name
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
            f"VALUES ({', '.join(['%s'] * len(fields))})")
-    params = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields] for obj in objs]
-    with connection.cursor() as cursor:
+    params = [[f.get_db_prep_save(f.pre_save(obj, True), conn) for f in fields] for obj in objs]
+    with conn.cursor() as cursor:
         cursor.executemany(sql, params)
 
 
@@ -419,13 +420,14 @@ def _update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str
     row and takes seconds for a few thousand rows (renumbering a 10,000-rule set)."""
     if not objs:
         return
-    qn = connection.ops.quote_name
+    conn = connections[router.db_for_write(model)]
+    qn = conn.ops.quote_name
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
     sql = (f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{qn(c.column)} = %s' for c in columns)} "
            f"WHERE {qn(meta.pk.column)} = %s")
-    params = [[c.get_db_prep_save(getattr(obj, c.attname), connection) for c in columns] + [obj.pk] for obj in objs]
-    with connection.cursor() as cursor:
+    params = [[c.get_db_prep_save(getattr(obj, c.attname), conn) for c in columns] + [obj.pk] for obj in objs]
+    with conn.cursor() as cursor:
         cursor.executemany(sql, params)
 
 

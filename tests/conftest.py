@@ -7,6 +7,18 @@ import pytest
 ROLES = ("viewer", "operator", "approver", "admin")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(request) -> None:
+    """Test users' passwords protect nothing; PBKDF2 costs seconds per test on 2 cores.
+
+    Only in-process (a server subprocess keeps the real hashers; it sees tokens, not logins).
+    """
+    if not request.config.pluginmanager.hasplugin("django"):
+        return  # pure tests run with -p no:django
+    settings = request.getfixturevalue("settings")
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def make_user(db):
     from django.contrib.auth import get_user_model

@@ -149,8 +149,21 @@ class Dataplane:
 # --- the real one -----------------------------------------------------------------------
 
 def detect_backend(runner: Runner | None = None) -> str:
-    """'nft' or 'legacy': what the host's `iptables` command is (Debian alternatives)."""
+    """'nft' or 'legacy': the backend the host's other firewall users (Docker, kube-proxy,
+    the admin) actually use — the one holding more rules that are not ours, as
+    kube's iptables-wrapper decides — and, on a tie, what `iptables` is (alternatives)."""
     runner = runner or Runner()
+    counts = {}
+    for backend in ("legacy", "nft"):
+        try:
+            out = runner.run([f"iptables-{backend}-save"], check=False).stdout
+        except OSError:
+            continue
+        counts[backend] = sum(
+            1 for ln in out.splitlines()
+            if ln.split("] ", 1)[-1].startswith("-A ") and "RPT-" not in ln)
+    if counts.get("legacy", 0) != counts.get("nft", 0):
+        return max(counts, key=lambda b: counts[b])
     try:
         out = runner.run(["iptables", "-V"]).stdout
     except (CommandError, FileNotFoundError):

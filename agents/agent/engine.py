@@ -57,6 +57,7 @@ from agents.agent.state import (
 )
 
 NEEDS_FULL_FILE = "needs_full.json"
+SNAPSHOT_FILE = "snapshot.json"  # the kernel's rendering of our rules, for drift
 # What a kernel step can raise: the tool refused, failed to run, or timed out.
 _KERNEL_ERRORS = (DataplaneError, CommandError, OSError, subprocess.SubprocessError)
 
@@ -147,6 +148,7 @@ class Engine:
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
         self._bundle_cache: dict[str, Bundle] = {}
+        self._durable: set[str] = set()  # bundle files known to be fsync'd
         self.boot_id = _boot_id()
         self.other_backend_notice: dict[str, list[str]] = {}
         self._other_checked = False
@@ -155,11 +157,31 @@ class Engine:
 
     # --- bundle store -----------------------------------------------------------------
     def _store_bundle(self, bundle: Bundle) -> None:
+        """Keep the bundle by hash; made durable (fsync) only when it becomes confirmed."""
         path = self.state.path / "bundles" / f"{bundle.hash}.json"
         if bundle.hash and not path.exists():
-            atomic_write(path, bundle.canonical or protocol.canonical_json(bundle.raw))
+            atomic_write(path, bundle.canonical or protocol.canonical_json(bundle.raw),
+                         durable=False)
         bundle.canonical = b""  # the cache keeps the parsed form only
         self._bundle_cache[bundle.hash] = bundle
+
+    def _write_confirmed(self, record: dict[str, Any]) -> None:
+        """The durable record boot restores from: its bundle file is fsync'd first."""
+        digest = record.get("hash")
+        if digest and digest not in self._durable:
+            path = self.state.path / "bundles" / f"{digest}.json"
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._durable.add(digest)
+        self.state.write_json(CONFIRMED_FILE, record)
 
     def _load_bundle(self, digest: str | None) -> Bundle:
         if not digest:
@@ -183,6 +205,7 @@ class Engine:
         for path in (self.state.path / "bundles").glob("*.json"):
             if path.stem not in keep:
                 path.unlink(missing_ok=True)
+                self._durable.discard(path.stem)
         self._bundle_cache = {k: v for k, v in self._bundle_cache.items() if k in keep}
 
     @contextlib.contextmanager
@@ -402,7 +425,7 @@ class Engine:
             if bundle.hash == live.get("hash") and live.get("confirmed") and not self.needs_full:
                 record["applied_at"] = live.get("applied_at", now)
                 self.state.write_json(LIVE_FILE, record)
-                self.state.write_json(CONFIRMED_FILE, dict(record, confirmed=True))
+                self._write_confirmed(dict(record, confirmed=True))
                 return {"result": "unchanged", "hash": bundle.hash, "version": version,
                         "apply_ms": 0, "confirm_deadline": None}
             full = self.needs_full
@@ -414,7 +437,7 @@ class Engine:
                 raise AgentError(422, f"probe failed: {failed}; rolled back",
                                  result="rolled_back")
             if timeout <= 0:
-                self.state.write_json(CONFIRMED_FILE, dict(record, confirmed=True))
+                self._write_confirmed(dict(record, confirmed=True))
                 self._cancel_timer()
                 self._gc_after_confirm(previous=base)
             else:
@@ -429,7 +452,7 @@ class Engine:
             live = self._record(LIVE_FILE) or {}
             if live.get("version") == version and not live.get("confirmed"):
                 record = dict(live, confirmed=True, deadline=None, confirmed_at=self.clock.time())
-                self.state.write_json(CONFIRMED_FILE, record)
+                self._write_confirmed(record)
                 self.state.write_json(LIVE_FILE, record)
                 self._cancel_timer()
                 self._gc_after_confirm()
@@ -556,11 +579,15 @@ class Engine:
         want: list[str] = []
         have: list[str] = []
         counters: dict[str, dict[str, int]] = {}
+        texts: list[str] = []
         with self._lock:
             for family in FAMILIES:
                 want += self._family_lines(family, bundle, None)[0]
-                got, cnt = self._family_lines(family, bundle, self.dp.read(family))
+                live_family = self.dp.read(family)
+                got, cnt = self._family_lines(family, bundle, live_family)
                 have += got
+                texts += [f"{family} {t} {name} {r.text}" for t, lt in sorted(live_family.items())
+                          for name, rules in lt.chains.items() for r in rules]
                 for uuid, (p, b) in cnt.items():
                     c = counters.setdefault(uuid, {"packets": 0, "bytes": 0})
                     c["packets"] += p
@@ -573,6 +600,8 @@ class Engine:
         have += [f"set {n} entries={sets[n]}" for n in sorted(sets)
                  if n in bundle.sets or (n not in keep and not n.startswith("rpt-tmp-"))]
         diff = "\n".join(difflib.unified_diff(want, have, "applied", "live", lineterm=""))
+        if not diff and live and live.get("hash"):
+            diff = self._text_drift(live["hash"], texts)
         if diff:
             self.needs_full = True
         applied = None
@@ -595,6 +624,18 @@ class Engine:
             "boot_id": self.boot_id,
             "other_backend_cleaned": self.other_backend_notice,
         }
+
+
+    def _text_drift(self, digest: str, texts: list[str]) -> str:
+        """Rules edited by hand that kept their comment: compared with the kernel's own
+        rendering of our rules, recorded the first time they matched the bundle."""
+        snap = self.state.read_json(SNAPSHOT_FILE) or {}
+        if snap.get("hash") != digest:
+            self.state.write_json(SNAPSHOT_FILE, {"hash": digest, "rules": texts},
+                                  durable=False)
+            return ""
+        return "\n".join(difflib.unified_diff(snap["rules"], texts, "applied (as loaded)",
+                                              "live", lineterm=""))
 
 
 def _rule_key(spec: str) -> str:

@@ -181,6 +181,12 @@ def ipset_fill_payload(block: SetBlock) -> str:
     """
     tmp = temp_set_name(block.name)
     create = "create " + tmp + " " + block.create.split(None, 2)[2]
+    # The default maxelem is 65,536 ("Hash is full" at 65,538 entries): size what is not.
+    words = create.split()
+    if "maxelem" not in words:
+        create += f" maxelem {max(65536, 1 << (2 * block.entries - 1).bit_length())}"
+    if "hashsize" not in words:
+        create += f" hashsize {max(1024, 1 << max(block.entries - 1, 1).bit_length())}"
     adds = block.adds.replace(f"add {block.name} ", f"add {tmp} ")
     return f"{create}\n{adds}rename {tmp} {block.name}\n"
 

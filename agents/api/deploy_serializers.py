@@ -6,6 +6,8 @@ from rest_framework import serializers
 
 from agents.models import Deployment, DeviceDeployment, RuleCounter
 
+MAX_ID = 2**63 - 1
+
 
 class RolloutSerializer(serializers.Serializer):
     canary = serializers.IntegerField(min_value=0, required=False)
@@ -17,10 +19,11 @@ class RolloutSerializer(serializers.Serializer):
 class DeploymentCreateSerializer(serializers.Serializer):
     """Exactly one target: a list of device ids, a device group, or a rule set."""
 
-    devices = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False)
-    device_group = serializers.IntegerField(min_value=1, required=False)
-    ruleset = serializers.IntegerField(min_value=1, required=False)
-    revision = serializers.IntegerField(min_value=1, required=False)
+    devices = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
+                                    allow_empty=False, max_length=100_000)
+    device_group = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    ruleset = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    revision = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     confirm_timeout = serializers.IntegerField(min_value=0, max_value=3600, required=False)
     rollout = RolloutSerializer(required=False)
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
@@ -108,3 +111,20 @@ class RuleCounterSerializer(serializers.ModelSerializer):
         model = RuleCounter
         fields = ["device", "device_name", "rule_uuid", "packets", "bytes", "last_hit_at", "first_seen_at"]
         read_only_fields = fields
+
+
+class UnusedRuleSerializer(serializers.Serializer):
+    rule = serializers.UUIDField()
+    ruleset = serializers.CharField()
+    position = serializers.IntegerField()
+    comment = serializers.CharField()
+    last_hit_at = serializers.DateTimeField(allow_null=True)
+    counted_since = serializers.DateTimeField(allow_null=True, help_text="null: no agent ever reported this rule")
+    packets_total = serializers.IntegerField()
+
+
+class UnusedRulesSerializer(serializers.Serializer):
+    window_days = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    count = serializers.IntegerField()
+    rules = UnusedRuleSerializer(many=True)

@@ -29,6 +29,7 @@ from .deploy_serializers import (
     EnrollmentTokenSerializer,
     EnrollSerializer,
     RuleCounterSerializer,
+    UnusedRulesSerializer,
 )
 
 
@@ -134,7 +135,8 @@ class UnusedRulesView(APIView):
 
     permission_classes = [CanView]
 
-    @extend_schema(parameters=[OpenApiParameter("days", int, description="window in days (default 30)")])
+    @extend_schema(parameters=[OpenApiParameter("days", int, description="window in days (default 30)")],
+                   responses=UnusedRulesSerializer)
     def get(self, request: Request) -> Response:
         try:
             days = int(request.query_params.get("days", 30))
@@ -144,4 +146,5 @@ class UnusedRulesView(APIView):
             raise ValidationError({"days": ["must be 1..3650"]})
         since = timezone.now() - timedelta(days=days)
         rules = selectors.unused_rules(since=since)
-        return Response({"window_days": days, "since": since, "count": len(rules), "rules": rules})
+        return Response(UnusedRulesSerializer(
+            {"window_days": days, "since": since, "count": len(rules), "rules": rules}).data)

@@ -15,6 +15,7 @@ from .context import AuditContext, reset_context, set_context
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+BODY_SNIFF_LIMIT = 65536  # larger bodies (bulk writes) are parsed only when a reason is required
 # API writes that cannot carry a reason: signing in/out, tokens, agents calling home.
 DEFAULT_REASON_EXEMPT = ("/api/v1/auth/", "/api/v1/agents/", "/api/v1/enroll")
 
@@ -62,7 +63,8 @@ class AuditContextMiddleware:
         channel = channel_for(request.path)
         reason = request.headers.get("X-Rampart-Reason", "").strip()
         ticket = request.headers.get("X-Rampart-Ticket", "").strip()
-        if channel == AuditChannel.API and request.method in WRITE_METHODS and not (reason and ticket):
+        if (channel == AuditChannel.API and request.method in WRITE_METHODS and not (reason and ticket)
+                and (self._required() or int(request.META.get("CONTENT_LENGTH") or 0) <= BODY_SNIFF_LIMIT)):
             fields = _body_fields(request)
             reason = reason or str(fields.get("reason") or "").strip()
             ticket = ticket or str(fields.get("ticket") or "").strip()
@@ -80,6 +82,10 @@ class AuditContextMiddleware:
                 reset_context(token)
         response["X-Request-ID"] = request_id
         return response
+
+    @staticmethod
+    def _required() -> bool:
+        return bool(settings.RAMPART.get("AUDIT_REQUIRE_REASON") or settings.RAMPART.get("AUDIT_REQUIRE_TICKET"))
 
     @staticmethod
     def _missing(request: HttpRequest, channel: str, reason: str, ticket: str) -> str:

@@ -19,13 +19,14 @@ from .choices import AuditAction
 from .context import AuditChannel, AuditContext, cli_actor, is_disabled, reset_context, set_context
 from .services import (
     changed_fields,
+    deferred,
     object_type_of,
     raw_state,
     record,
     redact,
 )
 
-AUDITED_APPS = {"rules", "agents", "accounts", "knox"}
+AUDITED_APPS = {"rules", "agents", "accounts", "knox", "django_celery_beat"}
 AUDITED_MODELS = {"auth.user", "auth.group"}
 TOKEN_MODEL = "knox.authtoken"
 _UID = "rampart-audit"
@@ -37,19 +38,24 @@ def is_audited(model) -> bool:
 
 
 def _pre_save(sender, instance, raw=False, **kwargs) -> None:
-    if raw or is_disabled() or instance.pk is None or instance._state.adding:
+    # Not `_state.adding`: a new instance with a preset key may still update an existing row.
+    if raw or is_disabled() or instance.pk is None:
         instance._audit_before = None
         return
     old = sender._base_manager.filter(pk=instance.pk).first()
     instance._audit_before = raw_state(old) if old is not None else None
 
 
-def _post_save(sender, instance, created: bool, raw=False, **kwargs) -> None:
+def _post_save(sender, instance, created: bool, raw=False, update_fields=None, **kwargs) -> None:
     if raw or is_disabled():
         return
     after_raw = raw_state(instance)
     before_raw = None if created else getattr(instance, "_audit_before", None)
     instance._audit_before = None
+    if update_fields and before_raw is not None:
+        # Only these columns were written: the rest of the row is what was there before.
+        saved = {sender._meta.get_field(name).name for name in update_fields}
+        after_raw = {k: (after_raw[k] if k in saved else v) for k, v in before_raw.items()}
     if object_type_of(sender) == TOKEN_MODEL:
         if created:
             record(AuditAction.TOKEN_CREATE, instance, after=redact(after_raw))
@@ -150,6 +156,23 @@ def _wrap_management_commands() -> None:
     BaseCommand.execute = execute
 
 
+def _defer_deletion_entries() -> None:
+    """Django sends post_delete once per collected row; chain a whole delete's entries at once."""
+    from django.db.models.deletion import Collector
+
+    if getattr(Collector.delete, "_rampart_audit", False):
+        return
+    original = Collector.delete
+
+    @functools.wraps(original)
+    def delete(self):
+        with deferred(using=self.using):
+            return original(self)
+
+    delete._rampart_audit = True  # type: ignore[attr-defined]
+    Collector.delete = delete
+
+
 def connect() -> None:
     for model in apps.get_models():
         if is_audited(model):
@@ -169,3 +192,4 @@ def connect() -> None:
         task_prerun.connect(_task_prerun, dispatch_uid=_UID, weak=False)
         task_postrun.connect(_task_postrun, dispatch_uid=_UID, weak=False)
     _wrap_management_commands()
+    _defer_deletion_entries()

@@ -415,7 +415,7 @@ class TraceForm(ServiceForm):
         from django.utils import timezone
 
         from agents.models import Device
-        from agents.services import device_document
+        from console.dashboard.selectors import current_document
         from rules.compiler import CompileOptions, CompilerError, Packet, PolicyDocument, trace
 
         params = {k: v for k, v in self.cleaned_data.items() if k != "device"}
@@ -429,10 +429,13 @@ class TraceForm(ServiceForm):
             return None
         device = Device.objects.get(pk=self.cleaned_data["device"])
         try:
-            doc = PolicyDocument.from_dict(device_document(device))
+            doc = PolicyDocument.from_dict(current_document(device))
             options = CompileOptions(ipset_threshold=settings.RAMPART["IPSET_THRESHOLD"])
             return trace(doc, device.name, packet, options=options, now=timezone.now())
         except CompilerError as exc:
             for error in exc.errors[:20]:
                 self.add_error(None, str(error))
+            return None
+        except ValidationError as exc:  # e.g. a rule set needing approval has no approved revision
+            self.add_service_errors(exc)
             return None

@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from agents.models import Device
@@ -154,10 +155,12 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "filter": flt, "chains": Chain.choices, "actions": Action.choices, "page_sizes": PAGE_SIZES,
         "per": _page_size(request), "total": ruleset.rules.count(), "nav": "rulesets",
         "table_url": request.get_full_path(),
+        "rule_base": reverse("dashboard:rule-new", args=[ruleset.pk]).removesuffix("new/"),
     }
     if request.htmx and request.htmx.target == "rules-table":
         return render(request, "dashboard/rulesets/_rules_table.html", context)
     context["users"] = services.object_users(ruleset)
+    context["pending_count"] = ruleset.revisions.filter(status="pending").count()
     return render(request, "dashboard/rulesets/editor.html", context)
 
 
@@ -330,7 +333,9 @@ def deploy(request: HttpRequest) -> HttpResponse:
         if request.htmx:
             return hx_done(text, status=400)
         messages.error(request, text)
-        return redirect(request.POST.get("next") or "dashboard:deployments")
+        back = request.POST.get("next", "")
+        safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()})
+        return redirect(back if back and safe else "dashboard:deployments")
     if request.htmx and request.POST.get("inline"):
         return _deployment_progress(request, deployment.pk)
     messages.success(request, f"Deployment #{deployment.pk} started.")
@@ -524,4 +529,7 @@ def tracer(request: HttpRequest) -> HttpResponse:
     """Which rule decides a packet on a device (the compiler's tracer over the compiled chains)."""
     form = forms.TraceForm(request.GET or None)
     result = form.trace() if request.GET else None
-    return render(request, "dashboard/tracer.html", {"form": form, "result": result, "nav": "tracer"})
+    ruleset_pk = (RuleSet.objects.filter(name=result.ruleset).values_list("pk", flat=True).first()
+                  if result is not None and result.ruleset else None)
+    return render(request, "dashboard/tracer.html", {"form": form, "result": result, "ruleset_pk": ruleset_pk,
+                                                     "nav": "tracer"})

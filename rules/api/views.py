@@ -3,7 +3,7 @@ behaviour (transactions, service-backed writes, error shapes) is in console.api_
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -15,10 +15,28 @@ from rest_framework.response import Response
 from console.accounts.permissions import CanEdit
 from console.api_base import ServiceModelViewSet
 from rules import filtersets, services
-from rules.models import AddressGroup, AddressObject, NatRule, Rule, RuleSet, Service, ServiceGroup
-from rules.selectors import rules_queryset
+from rules.models import (
+    AddressGroup,
+    AddressObject,
+    NatRule,
+    Rule,
+    RuleAddress,
+    RuleService,
+    RuleSet,
+    Service,
+    ServiceGroup,
+)
 
 from . import serializers
+
+
+def rules_queryset():
+    """Rules with their references: a page of rules costs three queries whatever its size
+    (links joined to their targets, rather than one prefetch per target kind)."""
+    return Rule.objects.select_related("ruleset").order_by("position", "id").prefetch_related(
+        Prefetch("addresses", queryset=RuleAddress.objects.select_related("address", "group")),
+        Prefetch("service_refs", queryset=RuleService.objects.select_related("service", "group")),
+    )
 
 
 class AddressObjectViewSet(ServiceModelViewSet):
@@ -80,7 +98,7 @@ class RuleSetViewSet(ServiceModelViewSet):
     def rules(self, request: Request, pk: str | None = None) -> Response:
         """The rule set's rules in evaluation order, paginated."""
         ruleset = self.get_object()
-        page = self.paginate_queryset(rules_queryset().select_related("ruleset").filter(ruleset=ruleset))
+        page = self.paginate_queryset(rules_queryset().filter(ruleset=ruleset))
         data = serializers.RuleSerializer(page, many=True, context=self.get_serializer_context()).data
         return self.get_paginated_response(data)
 
@@ -112,7 +130,7 @@ def _rule_delete(rule: Rule) -> None:
 class RuleViewSet(ServiceModelViewSet):
     """Rules of every rule set, ordered by rule set then position; filter with ?ruleset=<id>."""
 
-    queryset = rules_queryset().select_related("ruleset").order_by("ruleset__name", "position", "id")
+    queryset = rules_queryset().order_by("ruleset__name", "position", "id")
     serializer_class = serializers.RuleSerializer
     filterset_class = filtersets.RuleFilterSet
     permission_classes = [CanEdit]

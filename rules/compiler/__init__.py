@@ -7,6 +7,9 @@ policy dict → `PolicyDocument` (document.py, the one parser) → names resolve
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from .analysis import Finding, analyse_device, analyse_document, analyse_ruleset
@@ -27,11 +30,25 @@ __all__ = [
 ]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Compiling allocates ~10 objects per rule and makes no cycles: the cyclic collector
+    would rescan them over and over (20-25 % of a 50k-rule compile), so pause it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def compile_device(doc: PolicyDocument, device_name: str, *,
                    options: CompileOptions | None = None, now: datetime) -> Bundle:
     """The bundle of one device at time `now` (rules expired by then are left out)."""
-    program = lower_device(doc, device_name, options or CompileOptions(), now)
-    return build_bundle(program)
+    with gc_paused():
+        program = lower_device(doc, device_name, options or CompileOptions(), now)
+        return build_bundle(program)
 
 
 def trace(doc: PolicyDocument, device_name: str, packet: Packet, *,

@@ -96,6 +96,40 @@ def box_sub(a: Box, b: Box) -> list[Box]:
     return pieces
 
 
+class _SourceIndex:
+    """Rules of one family bucketed by source block (/24, /56), so each rule is compared
+    with the few whose sources can overlap instead of with every other rule."""
+
+    WIDE = 4  # a rule spanning more buckets than this is compared with everything
+
+    def __init__(self, entries: list, family: int):
+        self.shift = 8 if family == 4 else 72
+        self.wide: list[int] = []
+        self.all: list[int] = []
+        self.buckets: dict[int, list[int]] = {}
+        for i, e in enumerate(entries):
+            bb = e.bbox.get(family)
+            if bb is None:
+                continue
+            self.all.append(i)
+            lo, hi = bb[0] >> self.shift, bb[1] >> self.shift
+            if hi - lo > self.WIDE:
+                self.wide.append(i)
+            else:
+                for k in range(lo, hi + 1):
+                    self.buckets.setdefault(k, []).append(i)
+
+    def near(self, bb: tuple) -> list[int]:
+        """Indexes (ascending) of the rules whose sources may overlap `bb`'s."""
+        lo, hi = bb[0] >> self.shift, bb[1] >> self.shift
+        if hi - lo > self.WIDE:
+            return self.all
+        found = set(self.wide)
+        for k in range(lo, hi + 1):
+            found.update(self.buckets.get(k, ()))
+        return sorted(found)
+
+
 class TooComplex(Exception):
     """The exact answer needs more boxes than we are willing to compute."""
 
@@ -168,9 +202,26 @@ class Entry:
     region: dict[int, list[Box]]  # per family
     complete: bool = True          # False: rate limited, so it does not always take
     label: str = ""
+    bbox: dict[int, tuple] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # per family: the bounds of source, destination, protocol and dport, so most pairs
+        # of rules are found disjoint without any box arithmetic
+        for fam, boxes in self.region.items():
+            if boxes:
+                self.bbox[fam] = tuple(
+                    f(b[dim][0 if f is min else -1][0 if f is min else 1] for b in boxes)
+                    for dim in (0, 1, 2, 4) for f in (min, max))
 
     def ref(self) -> dict:
         return {"ruleset": self.ruleset, "position": self.position, "id": self.key}
+
+
+def bbox_meet(a: tuple | None, b: tuple | None) -> bool:
+    if a is None or b is None:
+        return False
+    return (a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3]
+            and a[4] <= b[5] and b[4] <= a[5] and a[6] <= b[7] and b[6] <= a[7])
 
 
 @dataclass
@@ -252,6 +303,7 @@ class Analyser:
 
     def chain_findings(self, entries: list[Entry], default: str | None) -> list[Finding]:
         findings = []
+        indexes = {fam: _SourceIndex(entries, fam) for fam in (4, 6)}
         for idx, entry in enumerate(entries):
             if entry.ruleset is None:
                 continue
@@ -263,8 +315,10 @@ class Analyser:
                     "leave no packet (an empty group, or an address family its other fields "
                     "exclude)", [entry.ref()]))
                 continue
-            earlier = [e for e in entries[:idx] if e.complete]
-            later = entries[idx + 1:]
+            near = {fam: indexes[fam].near(entry.bbox[fam]) for fam in fams}
+            earlier = {fam: [entries[j] for j in near[fam] if j < idx and entries[j].complete]
+                       for fam in fams}
+            later = {fam: [entries[j] for j in near[fam] if j > idx] for fam in fams}
             try:
                 finding = self.rule_finding(entry, fams, earlier, later, default)
             except TooComplex:
@@ -274,23 +328,27 @@ class Analyser:
                 findings.append(finding)
         return findings
 
-    def rule_finding(self, entry: Entry, fams: dict, earlier: list[Entry], later: list[Entry],
-                     default: str | None) -> Finding | None:
+    def rule_finding(self, entry: Entry, fams: dict, earlier: dict[int, list[Entry]],
+                     later: dict[int, list[Entry]], default: str | None) -> Finding | None:
+        """`earlier`/`later`: per family, the other rules whose sources may overlap."""
         covering: dict[str, Entry] = {}
         fully_covered = True
         removable = True
         for fam, region in fams.items():
             residual = region
-            for e in earlier:
-                other = e.region.get(fam) or []
-                if other and regions_meet(residual, other):
+            mine = entry.bbox.get(fam)
+            for e in earlier[fam]:
+                if not bbox_meet(mine, e.bbox.get(fam)):
+                    continue
+                other = e.region[fam]
+                if regions_meet(residual, other):
                     covering.setdefault(e.label, e)
                     residual = region_sub(residual, other)
                 if not residual:
                     break
             if residual:
                 fully_covered = False
-                if not self.falls_through_same(entry, fam, residual, later, default):
+                if not self.falls_through_same(entry, fam, residual, later[fam], default):
                     removable = False
         if fully_covered:
             others = [e for e in covering.values() if e.action != entry.action]
@@ -298,7 +356,8 @@ class Analyser:
             if others:
                 return Finding("shadowed", "warning",
                                f"{entry.label} ({entry.action}) is shadowed: {names} "
-                               "match every packet it would, so it never decides anything",
+                               f"{'matches' if len(covering) == 1 else 'match'} every packet it "
+                               "would, so it never decides anything",
                                [entry.ref()] + [e.ref() for e in covering.values()])
             return Finding("redundant", "info",
                            f"{entry.label} is redundant: {names} already "
@@ -314,9 +373,12 @@ class Analyser:
     def falls_through_same(self, entry: Entry, fam: int, residual: list[Box],
                            later: list[Entry], default: str | None) -> bool:
         """Would the packets `entry` decides get the same verdict without it?"""
+        mine = entry.bbox.get(fam)
         for e in later:
-            other = e.region.get(fam) or []
-            if not other or not regions_meet(residual, other):
+            if not bbox_meet(mine, e.bbox.get(fam)):
+                continue
+            other = e.region[fam]
+            if not regions_meet(residual, other):
                 continue
             if e.action != entry.action:
                 return False
@@ -330,8 +392,9 @@ class Analyser:
     def object_findings(self, rulesets: list[RuleSet] | None = None) -> list[Finding]:
         doc = self.doc
         findings = []
+        used = names_used(doc, rulesets) if rulesets is not None else None
         for g in doc.address_groups:
-            if rulesets is not None and not any(_uses(rs, g.name, self) for rs in rulesets):
+            if used is not None and g.name not in used:
                 continue
             if not self.resolver.networks(g.name):
                 findings.append(Finding("empty_group", "warning",
@@ -339,7 +402,7 @@ class Analyser:
                                         "using it as a source or destination never match",
                                         objects=[g.name]))
         for g in doc.service_groups:
-            if rulesets is not None and not any(_uses(rs, g.name, self) for rs in rulesets):
+            if used is not None and g.name not in used:
                 continue
             if not self.resolver.service_specs(g.name):
                 findings.append(Finding("empty_group", "warning",
@@ -347,12 +410,12 @@ class Analyser:
                                         objects=[g.name]))
         if rulesets is not None:
             return findings
-        used = self.used_names()
+        used_by_kind = self.used_names()
         for kind, label in (("addresses", "address"), ("address_groups", "address group"),
                             ("services", "service"), ("service_groups", "service group"),
                             ("rulesets", "rule set"), ("device_groups", "device group")):
             for obj in getattr(doc, kind):
-                if obj.name not in used[kind]:
+                if obj.name not in used_by_kind[kind]:
                     findings.append(Finding("unused", "info", f"{label} {obj.name} is not used",
                                             objects=[obj.name]))
         return findings
@@ -380,29 +443,25 @@ class Analyser:
                 "service_groups": svc_refs, "rulesets": rs_used, "device_groups": dg_used}
 
 
-def _uses(rs: RuleSet, name: str, analyser: Analyser) -> bool:
-    """Does a rule set reference `name`, directly or through groups?"""
-    doc = analyser.doc
+def names_used(doc: PolicyDocument, rulesets: list[RuleSet]) -> set[str]:
+    """Every group a rule set references, directly or through other groups."""
     groups = doc.by_name["address_groups"]
     sgroups = doc.by_name["service_groups"]
-
-    def expand(ref: str, table: dict, seen: set[str]) -> set[str]:
+    todo: list[tuple[str, dict]] = []
+    for rs in rulesets:
+        for r in rs.rules:
+            todo.extend((ref, groups) for ref in r.sources + r.destinations)
+            todo.extend((ref, sgroups) for ref in r.services)
+        for n in rs.nat:
+            todo.extend((ref, groups) for ref in n.sources + n.destinations)
+    seen: set[str] = set()
+    while todo:
+        ref, table = todo.pop()
         if ref in seen or ref not in table:
-            return seen | {ref}
-        seen = seen | {ref}
-        for member in table[ref].members:
-            seen = expand(member, table, seen)
-        return seen
-
-    for r in rs.rules:
-        for ref in r.sources + r.destinations:
-            if name in expand(ref, groups, set()):
-                return True
-        for ref in r.services:
-            if name in expand(ref, sgroups, set()):
-                return True
-    return any(name in expand(ref, groups, set()) for n in rs.nat
-               for ref in n.sources + n.destinations)
+            continue
+        seen.add(ref)
+        todo.extend((m, table) for m in table[ref].members if m in table)
+    return seen
 
 
 def analyse_ruleset(doc: PolicyDocument, ruleset_name: str, *, now: datetime) -> list[Finding]:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from . import values as V
 from .document import Assertion, Device, PolicyDocument
+from .ir import Program
 from .lower import CompileOptions, Lowerer
 from .tracer import Packet, Tracer
 
@@ -74,10 +75,15 @@ def _fields(a: Assertion) -> dict:
 
 
 def device_assertions(doc: PolicyDocument, device_name: str, *, now: datetime,
-                      options: CompileOptions | None = None) -> list[AssertionResult]:
-    """The assertions of every rule set of a device, on that device's compiled policy."""
+                      options: CompileOptions | None = None,
+                      program: Program | None = None) -> list[AssertionResult]:
+    """The assertions of every rule set of a device, on that device's compiled policy.
+
+    Pass `program=bundle.program` to check the very bundle about to be deployed.
+    """
     device = doc.device(device_name)
-    program = Lowerer(doc, options or CompileOptions(), now).device(device)
+    if program is None:
+        program = Lowerer(doc, options or CompileOptions(), now).device(device)
     tracer = Tracer(program)
     out = []
     for rs in {rs.name: rs for rs in doc.device_rulesets(device)}.values():

@@ -49,9 +49,12 @@ def build_bundle(program: Program) -> Bundle:
         text, hashes = render_table(table)
         texts[family].append(text)
         chains[f"v{family}"][table_name] = hashes
-    rules = {rid: {"ruleset": info.ruleset, "position": info.position, "comment": info.comment}
-             | ({"table": info.table} if info.table != "filter" else {})
-             for rid, info in program.rules.items()}
+    rules = {}
+    for rid, (ruleset, position, comment, table) in program.rules.items():
+        entry = {"ruleset": ruleset, "position": position, "comment": comment}
+        if table != "filter":
+            entry["table"] = table
+        rules[rid] = entry
     body = {"format": FORMAT, "device": program.device,
             "iptables_v4": "".join(texts[4]), "iptables_v6": "".join(texts[6]),
             "ipsets": render_sets(program.sets), "chains": chains,

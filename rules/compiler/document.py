@@ -10,6 +10,7 @@ where no ports can be are all reported here, each with a path such as
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import uuid
@@ -41,11 +42,9 @@ def fallback_rule_id(ruleset: str, kind: str, index: int) -> str:
     The same value as `uuid.uuid5(FALLBACK_NS, ...)`, spelled out because the uuid module
     takes ~20 µs a call and a 50k-rule policy needs 50k of them.
     """
-    digest = bytearray(hashlib.sha1(_FALLBACK_NS_BYTES + f"{ruleset}/{kind}/{index}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_FALLBACK_NS_BYTES + f"{ruleset}/{kind}/{index}".encode()).hexdigest()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +220,13 @@ class PolicyDocument:
     @classmethod
     def from_dict(cls, data: object) -> PolicyDocument:
         """Validate and build; raises `DocumentError` with every problem found."""
-        return _Parser().document(data)
+        was_enabled = gc.isenabled()
+        gc.disable()  # many small objects, no cycles: see rules.compiler.gc_paused
+        try:
+            return _Parser().document(data)
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def to_dict(self) -> dict:
         """The canonical dict form (defaults and empty values left out)."""

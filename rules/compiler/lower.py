@@ -47,9 +47,17 @@ _NO_BASE = (None, None, None, None, None)
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """Knobs of the compiler. `ipset_threshold`: more networks than this → an ipset."""
+    """Knobs of the compiler.
+
+    `ipset_threshold`: a source/destination list with more networks than this (per family)
+    becomes an ipset. `forward_fallthrough`: for hosts where other software filters forwarded
+    traffic (Docker, kube-proxy): a forward default of `accept` is not written, so a packet
+    no rule decided returns to FORWARD and still meets DOCKER-USER / DOCKER-FORWARD /
+    KUBE-FORWARD (an ACCEPT in RPT-FORWARD would skip Docker's isolation rules).
+    """
 
     ipset_threshold: int = 8
+    forward_fallthrough: bool = False
 
     def __post_init__(self) -> None:
         if self.ipset_threshold < 1:
@@ -129,6 +137,17 @@ class Lowerer:
         `base` is (in_iface, out_iface, states, limit, burst).
         """
         in_if, out_if, states, limit, burst = base
+        src, dst, protos = fm.src, fm.dst, fm.protos
+        if (log_prefix is None and len(protos) == 1 and (src is None or len(src) == 1)
+                and (dst is None or len(dst) == 1)):
+            # the common case: one kernel rule, built without the loops below
+            spec = protos[0]
+            if (spec.sports is None or len(spec.sports) <= 7) and (
+                    spec.dports is None or len(spec.dports) <= 7):
+                return [IRRule(target, tag, None if src is None else AddrMatch(src, fm.src_negate),
+                               None if dst is None else AddrMatch(dst, fm.dst_negate), in_if,
+                               out_if, spec.protocol, spec.sports, spec.dports, spec.icmp_type,
+                               states, limit, burst, arg, rule_id)]
         srcs = self.addr_options(fm.family, fm.src, fm.src_negate)
         dsts = self.addr_options(fm.family, fm.dst, fm.dst_negate)
         out: list[IRRule] = []
@@ -157,26 +176,31 @@ class Lowerer:
     def _build_ruleset(self, rs: RuleSet) -> dict[int, dict[str, Chain]]:
         out: dict[int, dict[str, Chain]] = {4: {}, 6: {}}
         names = {c: ruleset_chain(rs.name, c) for c in _CHAIN_LETTER}
+        # hot loop (once per rule): names bound locally
+        now, infos, resolve, expand = self.now, self.rules, self.resolver.rule, self.expand
+        rs_name = rs.name
         for index, rule in enumerate(rs.rules):
-            rule_id = rule.id or fallback_rule_id(rs.name, "rules", index)
-            self.rules[rule_id] = RuleInfo(rs.name, index + 1, rule.comment)
-            if not rule.active(self.now):
+            if not rule.enabled or (rule.expires_at is not None and rule.expires_at <= now):
                 continue
-            fms = self.resolver.rule(rule)
+            rule_id = rule.id or fallback_rule_id(rs_name, "rules", index)
+            infos[rule_id] = RuleInfo(rs_name, index + 1, rule.comment)
+            fms = resolve(rule)
             if not fms:
                 continue
-            base = (rule.in_interface, rule.out_interface,
-                    tuple(s.upper() for s in rule.states) or None, rule.rate_limit, rule.burst)
+            states = tuple(s.upper() for s in rule.states) if rule.states else None
+            base = (rule.in_interface, rule.out_interface, states, rule.rate_limit, rule.burst)
             prefix = None
             if rule.log:
                 prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
             tag = rule_tag(rule_id, rule)
             name = names[rule.chain]
+            target = _TARGET[rule.action]
             for fm in fms:
                 chains = out[fm.family]
-                chain = chains.get(name) or chains.setdefault(name, Chain(name))
-                chain.rules.extend(self.expand(fm, base, _TARGET[rule.action], tag, rule_id,
-                                               None, prefix))
+                chain = chains.get(name)
+                if chain is None:
+                    chain = chains[name] = Chain(name)
+                chain.rules.extend(expand(fm, base, target, tag, rule_id, None, prefix))
         return out
 
     # ---- device
@@ -202,7 +226,9 @@ class Lowerer:
                 if name in chains:
                     main.rules.append(IRRule(JUMP, "rpt:jump", arg=name))
             default = device.default_policy(chain)
-            main.rules.append(IRRule(_TARGET[default], "rpt:sys:default"))
+            if not (chain == "forward" and default == "accept"
+                    and self.options.forward_fallthrough):
+                main.rules.append(IRRule(_TARGET[default], "rpt:sys:default"))
         for chains in rs_chains:
             for name, chain_obj in chains.items():
                 table.chains.setdefault(name, chain_obj)
@@ -235,11 +261,10 @@ class Lowerer:
                 continue
             seen.add(rs.name)
             for index, nat in enumerate(rs.nat):
-                rule_id = nat.id or fallback_rule_id(rs.name, "nat", index)
-                if family == 4:
-                    self.rules[rule_id] = RuleInfo(rs.name, index + 1, nat.comment, "nat")
                 if not nat.enabled:
                     continue
+                rule_id = nat.id or fallback_rule_id(rs.name, "nat", index)
+                self.rules[rule_id] = RuleInfo(rs.name, index + 1, nat.comment, "nat")
                 src = self.resolver.addresses(nat.sources) if nat.sources else None
                 dst = self.resolver.addresses(nat.destinations) if nat.destinations else None
                 target_fam = None

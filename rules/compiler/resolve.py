@@ -73,6 +73,8 @@ class Resolver:
         self._addr: dict[str, tuple[N.Net, ...] | list[N.Net]] = {}
         self._svc: dict[str, list[ProtoSpec]] = {}
         self._refs: dict[tuple[str, ...], dict[int, Nets]] = {}
+        self._addr_names = doc.by_name["addresses"]
+        self._group_names = doc.by_name["address_groups"]
 
     # ---- addresses
     def port_list(self, texts: tuple[str, ...]) -> PortRanges | None:
@@ -127,7 +129,7 @@ class Resolver:
         return cached
 
     def _is_name(self, ref: str) -> bool:
-        return ref in self.doc.by_name["addresses"] or ref in self.doc.by_name["address_groups"]
+        return ref in self._addr_names or ref in self._group_names
 
     # ---- services
     def service_specs(self, ref: str) -> list[ProtoSpec]:
@@ -164,6 +166,9 @@ class Resolver:
     # ---- rules
     def rule(self, rule: Rule) -> list[FamilyMatch]:
         """Per-family matches of a rule; empty when it can match nothing."""
+        fast = self._simple(rule)
+        if fast is not None:
+            return fast
         protos = self.protos(rule)
         src = self.addresses(rule.sources) if rule.sources else None
         dst = self.addresses(rule.destinations) if rule.destinations else None
@@ -182,6 +187,28 @@ class Resolver:
             out.append(FamilyMatch(fam, s[0] if s else None, bool(s and s[1]),
                                    d[0] if d else None, bool(d and d[1]), fam_protos))
         return out
+
+
+    def _simple(self, rule: Rule) -> list[FamilyMatch] | None:
+        """The frequent shape (literal tcp/udp, one literal host/CIDR per side) without the
+        general machinery; None when the rule is not of that shape."""
+        if rule.services or rule.protocol not in ("tcp", "udp") or len(rule.sources) != 1 or (
+                len(rule.destinations) > 1):
+            return None
+        literals = self.doc.literals
+        src = literals.get(rule.sources[0])
+        if src is None or len(src) != 1 or src[0].plen == 0 or self._is_name(rule.sources[0]):
+            return None
+        dst = None
+        if rule.destinations:
+            dst = literals.get(rule.destinations[0])
+            if (dst is None or len(dst) != 1 or dst[0].plen == 0 or dst[0].version != src[0].version
+                    or self._is_name(rule.destinations[0])):
+                return None
+        spec = ProtoSpec(rule.protocol, self.port_list(rule.dports), self.port_list(rule.sports),
+                         None)
+        return [FamilyMatch(src[0].version, src, rule.sources_negate, dst,
+                            rule.destinations_negate, (spec,))]
 
 
 def _proto_in_family(protocol: str | None, family: int) -> bool:

@@ -6,7 +6,7 @@ import uuid
 
 from django.db import models
 
-from rules.choices import Action, Chain, NatType, Protocol, Side
+from rules.choices import NAT_CHAINS, Action, Chain, NatChain, NatType, Protocol, Side
 from rules.compiler import values
 
 from .base import NamedModel, check, raise_if
@@ -172,6 +172,10 @@ class NatRule(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     enabled = models.BooleanField(default=True)
     type = models.CharField(max_length=12, choices=NatType.choices)
+    chain = models.CharField(
+        max_length=12, choices=NatChain.choices, blank=True,
+        help_text="dnat: prerouting (default) or output; snat/masquerade: postrouting",
+    )
     in_interface = models.CharField(max_length=16, blank=True)
     out_interface = models.CharField(max_length=16, blank=True)
     protocol = models.CharField(max_length=8, choices=Protocol.choices, blank=True)
@@ -190,6 +194,8 @@ class NatRule(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
+        if self.chain and self.type in NAT_CHAINS and self.chain not in NAT_CHAINS[self.type]:
+            errors["chain"] = [f"{self.type} rules go in {' or '.join(NAT_CHAINS[self.type])}, not {self.chain}"]
         dports = check(errors, "dports", values.parse_ports, self.dports) or []
         if self.protocol:
             check(errors, "protocol", values.parse_protocol, self.protocol)

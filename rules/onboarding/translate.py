@@ -148,12 +148,11 @@ def combine(outer: Match, inner: Match) -> Match | str | None:
     return out
 
 
-def set_group_name(name: str) -> str:
-    """An ipset name as a document name (letters, digits, _ . -; not an address)."""
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:63]
-    if not clean or not clean[0].isalnum() or V.is_literal(clean):
-        clean = f"set-{clean}"[:63]
-    return clean
+def set_group_name(ruleset: str, name: str) -> str:
+    """An ipset as an address group name: `<rule set>.<set>`, so importing an onboarded
+    host never overwrites another host's (or the console's own) group of the same name."""
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+    return f"{ruleset}.{clean}"[:63]
 
 
 class _Translator:
@@ -168,8 +167,6 @@ class _Translator:
         self.notes: dict[tuple[int, str], Skipped] = {}
         self.foreign: dict[str, ForeignChain] = {}
         self.unflattenable: dict[str, str] = {}
-        self.services: dict[str, dict] = {}
-        self.used_sets: set[str] = set()
 
     # ---- bookkeeping
     def skip(self, rule: ParsedRule, reason: str) -> None:
@@ -190,11 +187,10 @@ class _Translator:
 
     def snapshot(self):
         return (len(self.emitted), copy.deepcopy(self.translated), dict(self.skipped),
-                dict(self.notes), copy.deepcopy(self.foreign), set(self.used_sets),
-                dict(self.services))
+                dict(self.notes), copy.deepcopy(self.foreign))
 
     def restore(self, snap) -> None:
-        n, self.translated, self.skipped, self.notes, self.foreign, self.used_sets, self.services = snap
+        n, self.translated, self.skipped, self.notes, self.foreign = snap
         del self.emitted[n:]
 
     # ---- walking
@@ -364,8 +360,7 @@ class _Translator:
                 problem = self.set_problem(name, ())
                 if problem:
                     return None
-                self.used_sets.add(name)
-                out.append(set_group_name(name))
+                out.append(set_group_name(self.ruleset, name))
             else:
                 out.append(ref)
         return out
@@ -385,14 +380,13 @@ class _Translator:
                     return problem
         return None
 
-    def icmp_service(self, protocol: str, kind: str) -> str:
+    @staticmethod
+    def icmp_type(protocol: str, kind: str) -> str | int:
+        """The type by its document name where it has one (echo-request), else its number."""
         table = V.ICMPV6_TYPES if protocol == "icmpv6" else V.ICMP_TYPES
-        names = {v: k for k, v in table.items()}
-        label = names.get(int(kind), kind) if kind.isdigit() else kind
-        name = f"{protocol}-{label}"
-        self.services[name] = {"name": name, "protocol": protocol,
-                               "icmp_type": label if not str(label).isdigit() else int(label)}
-        return name
+        if not kind.isdigit():
+            return kind
+        return {v: k for k, v in table.items()}.get(int(kind), int(kind))
 
     def rule_dict(self, e: Emitted) -> dict | str:
         """The document rule, or a reason it cannot be one."""
@@ -417,7 +411,8 @@ class _Translator:
                 V.parse_icmp_type(proto, int(m.icmp_type) if m.icmp_type.isdigit() else m.icmp_type)
             except ValueError as exc:
                 return str(exc)
-            rule["services"] = [self.icmp_service(proto, m.icmp_type)]
+            rule["protocol"] = proto
+            rule["icmp_type"] = self.icmp_type(proto, m.icmp_type)
         elif m.protocol:
             rule["protocol"] = m.protocol
             if m.dports:
@@ -478,15 +473,13 @@ class _Translator:
                 continue
             for note in ipset.notes:
                 self.note(ipset.line, ipset.text, note, "ipset save")
-            groups.append({"name": set_group_name(name),
-                           "members": [set_group_name(m[5:]) if m.startswith("@set:") else m
+            groups.append({"name": set_group_name(self.ruleset, name),
+                           "members": [set_group_name(self.ruleset, m[5:]) if m.startswith("@set:") else m
                                        for m in ipset.members],
                            "description": f"from ipset {name} ({ipset.type})"})
         doc: dict = {"version": 1}
         if groups:
             doc["address_groups"] = groups
-        if self.services:
-            doc["services"] = sorted(self.services.values(), key=lambda s: s["name"])
         doc["rulesets"] = [{"name": self.ruleset,
                             "description": f"imported from iptables-save (IPv{self.family})",
                             "rules": rules}]

@@ -8,7 +8,7 @@ from agents import device_services
 from agents.models import Device, DeviceGroup
 from rules import services
 from rules.models import RuleSet
-from tests.support.api_cases import APIViewTestCases, fast_password_hasher  # noqa: F401
+from tests.support.api_cases import APIViewTestCases
 
 pytestmark = pytest.mark.django_db
 

@@ -51,10 +51,16 @@ def test_signed_status_apply_confirm_roundtrip(agent, console):
     assert refused.value.status == 409 and not refused.value.retryable
 
 
-def test_certificate_pin_mismatch_is_an_identity_error(agent, console):
+def test_certificate_pin_mismatch_is_an_identity_error_and_nothing_is_sent(agent, console):
+    from agents.agent.sample import make_bundle
+
     client = client_for(agent, console, cert_fingerprint="00" * 32)
     with pytest.raises(AgentIdentityError, match="pinned fingerprint"):
         client.status()
+    spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
+    with pytest.raises(AgentIdentityError):
+        client.apply(bundle=make_bundle(v4=spec), version=1, deployment="1", confirm_timeout=0)
+    assert agent.engine.status()["applied"] is None and agent.dp.payloads == []
 
 
 def test_answer_signed_by_another_key_is_refused(agent, console):

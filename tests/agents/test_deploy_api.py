@@ -10,10 +10,6 @@ from tests.support.deploy import make_device, make_policy
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """The role users' passwords are irrelevant here; PBKDF2 made every setup take seconds."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 URL = "/api/v1/deployments/"
 
 

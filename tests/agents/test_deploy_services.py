@@ -114,7 +114,7 @@ def test_failed_assertion_is_not_pushed_and_named(agent):
     deployment = services.deploy_create(devices=[device.pk])
     assert run_all(deployment) == ["failed"]
     dd = deployment.device_deployments.get()
-    assert "ssh-closed" in dd.error and "expected drop" in dd.error
+    assert "web.assertions[0] (ssh-closed)" in dd.error and "expect drop, FAILS: got accept" in dd.error
     assert agent.dp.payloads == [] or all("198.18.0.0/15" not in p for _, p in agent.dp.payloads)
     assert agent.engine.status()["applied"] is None
 

@@ -282,6 +282,11 @@ def test_list_filters_search_and_per_object_history(api_client_for, users):
     assert client.get("/api/v1/audit/", {"since": "2999-01-01T00:00:00Z"}).json()["count"] == 0
     assert client.get("/api/v1/audit/", {"actor": "nobody"}).json()["count"] == 0
     assert client.post("/api/v1/audit/", {}).status_code in (403, 405)
+    one = AuditEntry.objects.first().pk
+    admin = api_client_for(users["admin"])
+    for method in (admin.put, admin.patch, admin.delete):
+        assert method(f"/api/v1/audit/{one}/", {"actor": "x"}, format="json").status_code in (403, 405)
+    assert admin.get(f"/api/v1/audit/{one}/").json()["seq"] == AuditEntry.objects.get(pk=one).seq
     assert api_client_for(None).get("/api/v1/audit/").status_code in (401, 403)
 
 
@@ -303,3 +308,42 @@ def test_export_streams_csv_and_json_lines(api_client_for, users):
     lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [line["seq"] for line in lines] == [r.seq for r in entries(action="drift_detected")]
     assert lines[0]["hash"] == entries(action="drift_detected")[0].hash
+
+
+def test_celery_tasks_act_as_system_task_and_audit_context_decorates():
+    from types import SimpleNamespace
+
+    from console.audit import signals
+
+    signals._task_prerun(task_id="t-1", task=SimpleNamespace(name="agents.tasks.poll_status"))
+    try:
+        entry = record("drift_detected", object_type="agents.device", object_id=1, name="fw-1")
+    finally:
+        signals._task_postrun(task_id="t-1")
+    assert (entry.actor, entry.channel, entry.request_id) == ("system:agents.tasks.poll_status", "system", "t-1")
+
+    @audit_context(actor="system:deploy", channel="system", reason="scheduled")
+    def deploy() -> AuditEntry:
+        return record("deploy_state", object_type="agents.deployment", object_id=3, after={"state": "applied"})
+
+    first, second = deploy(), deploy()
+    assert (first.actor, first.reason) == ("system:deploy", "scheduled")
+    assert first.request_id != second.request_id  # one id per decorated call
+    assert record("drift_repaired", object_type="agents.device").actor == "system"
+
+
+def test_a_cascade_delete_records_every_row_in_one_append(django_assert_max_num_queries):
+    rs = services.object_save(RuleSet(name="big"))
+    services.object_save(AddressObject(name="office", value="198.18.0.0/24"))
+    services.rules_bulk(ruleset=rs, create=[{"sources": ["office"], "comment": f"r{i}"} for i in range(60)])
+    before = AuditEntry.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        RuleSet.objects.get(pk=rs.pk).delete()
+        raise RuntimeError("rolled back")
+    assert AuditEntry.objects.count() == before
+    with django_assert_max_num_queries(40):  # not 4 queries per deleted row
+        RuleSet.objects.get(pk=rs.pk).delete()
+    deleted = entries(action="delete")
+    assert {e.object_type for e in deleted} >= {"rules.ruleset", "rules.rule", "rules.ruleaddress"}
+    assert len([e for e in deleted if e.object_type == "rules.rule"]) == 60
+    assert verify()["ok"]

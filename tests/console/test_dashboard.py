@@ -9,12 +9,28 @@ import pytest
 from django.urls import reverse
 
 from agents.models import Device
-from rules.models import AddressGroup, AddressObject, Rule
-
-from .dashboard_support import small_policy
+from rules import services
+from rules.models import AddressGroup, AddressObject, Rule, RuleSet, Service, ServiceGroup
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def small_policy() -> RuleSet:
+    """office/web-1 addresses, https/web services and a 3-rule set `web`."""
+    services.object_save(AddressObject(name="office", value="198.18.0.0/24"))
+    services.object_save(AddressObject(name="web-1", value="198.18.1.10"))
+    services.object_save(Service(name="https", protocol="tcp", ports=["443"]))
+    web = services.object_save(ServiceGroup(name="web"))
+    services.service_group_set_members(group=web, members=["https"])
+    ruleset = services.object_save(RuleSet(name="web"))
+    services.rule_create(ruleset=ruleset, data={"action": "accept", "sources": ["office"], "services": ["web"],
+                                                "comment": "office to web"})
+    services.rule_create(ruleset=ruleset, data={"action": "accept", "destinations": ["web-1"],
+                                                "protocol": "tcp", "dports": ["22"], "comment": "ssh"})
+    services.rule_create(ruleset=ruleset, data={"action": "drop", "sources": ["198.18.9.0/24"],
+                                                "comment": "block lab"})
+    return ruleset
 
 
 @pytest.fixture
@@ -210,8 +226,14 @@ def test_device_deploy_button_starts_a_deployment(client, users):
     assert deployment.device_deployments.get().device == device
     listing = client.get(reverse("dashboard:deployments")).content.decode()
     assert f"#{deployment.pk}" in listing
-    by_ruleset = client.post(reverse("dashboard:deploy"), {"ruleset": ruleset.pk, "canary": "1"})
-    assert by_ruleset.status_code == 302 and Deployment.objects.count() == 2
+    DeviceMembership.objects.create(device=Device.objects.create(name="edge-2", address="198.18.0.3"), group=group)
+    by_ruleset = client.post(reverse("dashboard:deploy"), {"ruleset": ruleset.pk, "canary": "1",
+                                                           "halt_on_failure": "on"})
+    fleet = Deployment.objects.latest("id")
+    assert by_ruleset.status_code == 302 and by_ruleset["Location"] == reverse("dashboard:deployment", args=[fleet.pk])
+    page = client.get(by_ruleset["Location"]).content.decode()
+    assert "Wave 1</strong>" not in page and "Wave 1 (canary)" in page and "Wave 2" in page
+    assert page.index("edge-1") < page.index("Wave 2") < page.index("edge-2")
 
 
 def test_audit_page_filters_and_exports(operator_client):
@@ -284,9 +306,44 @@ def test_tracer_names_the_deciding_rule(operator_client):
     assert "different families" in bad and 'data-testid="trace-result"' not in bad
 
 
-def test_preview_shows_compiled_bundle_and_diff(operator_client):
+def test_preview_shows_compiled_bundle_and_diff(operator_client, users):
+    from django.utils import timezone
+
+    from agents.services import deploy_create
+    from console.dashboard.selectors import device_preview
+
     ruleset = small_policy()
     device = _device_with(ruleset)
-    page = operator_client.get(reverse("dashboard:ruleset-preview", args=[ruleset.pk])).content.decode()
+    url = reverse("dashboard:ruleset-preview", args=[ruleset.pk])
+    page = operator_client.get(url).content.decode()
     assert "nothing deployed yet" in page and "diff-add" in page and "iptables_v4" in page
     assert "*filter" in page and f"Deploy to {device.name}" in page
+    # Pretend the worker pushed that bundle (the deploy engineer's tests cover the real push).
+    deployment = deploy_create(user=users["operator"], devices=[device.pk])
+    pushed = device_preview(device).hash
+    deployment.device_deployments.update(state="confirmed", bundle_hash=pushed, started_at=timezone.now(),
+                                         finished_at=timezone.now())
+    assert "identical to what is deployed" in operator_client.get(url).content.decode()
+    operator_client.post(reverse("dashboard:rule-new", args=[ruleset.pk]), {
+        "chain": "input", "action": "reject", "sources": "198.18.77.0/24", "comment": "new since deploy",
+        "enabled": "on"}, **HX)
+    page = operator_client.get(url).content.decode()
+    assert f"deployment #{deployment.pk}" in page and ">exact<" in page
+    added = [line for line in page.split('class="diff-add"')[1:] if "198.18.77.0/24" in line.split("</span>")[0]]
+    assert added and "REJECT" in added[0].split("</span>")[0]
+    assert 'class="diff-del"' not in page or "198.18.77.0/24" not in page.split('class="diff-del"')[1].split("</span>")[0]
+
+
+def test_deploy_refusal_is_shown_where_it_was_asked(operator_client):
+    from agents.models import Deployment
+
+    ruleset = services.object_save(RuleSet(name="guarded", requires_approval=True))
+    services.rule_create(ruleset=ruleset, data={"action": "accept", "comment": "unreviewed"})
+    device = _device_with(ruleset)
+    preview = reverse("dashboard:ruleset-preview", args=[ruleset.pk])
+    response = operator_client.post(reverse("dashboard:deploy"), {"device": device.pk, "next": preview}, follow=True)
+    assert response.redirect_chain[-1][0] == preview
+    assert "Deploy refused" in response.content.decode() and "approv" in response.content.decode()
+    assert not Deployment.objects.exists()
+    evil = operator_client.post(reverse("dashboard:deploy"), {"device": device.pk, "next": "https://evil.example/"})
+    assert evil["Location"] == reverse("dashboard:deployments")

@@ -14,7 +14,7 @@ from console.accounts import roles
 from console.dashboard.urls import dashboard_patterns
 from rules.models import AddressObject, Rule, RuleSet
 
-from .dashboard_support import small_policy
+from .test_dashboard import small_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -99,3 +99,6 @@ def test_viewer_sees_no_edit_controls(client, users):
     page = client.get(url).content.decode()
     for marker in ("data-sortable", "Add rule", "bulk-form", "drag-handle"):
         assert marker in page, marker
+    rule = ruleset.rules.first()
+    assert f'hx-get="{reverse("dashboard:rule-edit", args=[ruleset.pk, rule.pk])}"' in page
+    assert f'hx-post="{reverse("dashboard:rule-delete", args=[ruleset.pk, rule.pk])}"' in page

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -65,6 +67,7 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.locator("#rule-form [name=sources]").fill("no-such-thing")
     page.locator("#rule-form [name=comment]").click()
     expect(page.locator("#err-sources")).to_contain_text("unknown address or address group")
+    shot(page, "rule-editor")
     page.keyboard.press("Escape")
     expect(page.locator("#editor-panel")).to_be_empty()
 
@@ -93,7 +96,14 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.reload()  # a clean page (no toasts) for the screenshots
     expect(page.locator("tr.finding-shadowed")).to_have_count(1)
     shot(page, "ruleset")
-    shot(page, "../../../docs/screenshot-ruleset")
+
+    # Keyboard reordering: focus a row, Alt+Up moves it (same endpoint as the drag).
+    page.locator("tr[data-rule-id]").nth(2).focus()
+    page.keyboard.press("Alt+ArrowUp")
+    expect(page.locator("#toasts")).to_contain_text("Rule moved to #2")
+    expect(page.locator("tr[data-rule-id]").nth(1)).to_contain_text("tls to web")
+    assert list(ruleset.rules.order_by("position").values_list("comment", flat=True)) == \
+        ["web from lab", "tls to web", "block host"]
 
     # Keyboard: "/" focuses the search; searching narrows the table.
     page.keyboard.press("/")
@@ -135,3 +145,49 @@ def test_viewer_sees_no_edit_controls(page, login, make_user):
     expect(page.get_by_role("button", name="Add rule")).to_have_count(0)
     expect(page.locator(".drag-handle")).to_have_count(0)
     expect(page.locator("#bulk-form")).to_have_count(0)
+
+
+@pytest.mark.skipif(not os.environ.get("RAMPART_UPDATE_SCREENSHOT"),
+                    reason="set RAMPART_UPDATE_SCREENSHOT=1 to refresh docs/screenshot-ruleset.png")
+def test_readme_screenshot(page, login, make_user):
+    """docs/screenshot-ruleset.png: a realistic rule set, with a shadowed rule highlighted."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rules import services
+    from rules.models import AddressObject, Service, ServiceGroup
+
+    for name, value in (("office", "198.18.0.0/24"), ("monitoring", "198.18.2.5"), ("bastion", "198.18.3.4")):
+        services.object_save(AddressObject(name=name, value=value))
+    web = services.object_save(AddressGroup(name="web-servers"))
+    services.address_group_set_members(group=web, members=["198.18.1.10", "198.18.1.11", "2001:2::10"])
+    for name, proto, ports in (("http", "tcp", ["80"]), ("https", "tcp", ["443", "8443-8445"]), ("ssh", "tcp", ["22"])):
+        services.object_save(Service(name=name, protocol=proto, ports=ports))
+    group = services.object_save(ServiceGroup(name="web"))
+    services.service_group_set_members(group=group, members=["http", "https"])
+    ruleset = services.object_save(RuleSet(name="web-baseline", description="what every web server allows"))
+    soon = timezone.now() + timedelta(days=3)
+    for data in (
+        {"action": "accept", "destinations": ["web-servers"], "services": ["web"], "states": ["new"],
+         "comment": "the web tier is public"},
+        {"action": "accept", "sources": ["bastion"], "services": ["ssh"], "log": True, "comment": "ssh via bastion"},
+        {"action": "accept", "sources": ["monitoring"], "protocol": "tcp", "dports": ["9100"],
+         "comment": "node exporter"},
+        {"action": "drop", "sources": ["office"], "protocol": "tcp", "dports": ["23"], "log": True,
+         "comment": "no telnet"},
+        {"action": "reject", "sources": ["198.18.0.0/24"], "destinations": ["web-servers"], "services": ["https"], "states": ["new"],
+         "comment": "office must use the proxy"},
+        {"action": "accept", "sources": ["198.18.0.0/16"], "protocol": "icmp", "rate_limit": "10/second",
+         "comment": "ping, rate limited"},
+        {"action": "accept", "sources": ["198.18.9.0/24"], "protocol": "tcp", "dports": ["8080"],
+         "expires_at": soon, "comment": "load test, temporary"},
+        {"action": "drop", "sources": ["198.18.9.0/24"], "enabled": False, "comment": "lab (off)"},
+    ):
+        services.rule_create(ruleset=ruleset, data=data)
+    login(make_user("ada", "operator"))
+    page.set_viewport_size({"width": 1440, "height": 640})
+    page.goto(f"/rulesets/{ruleset.pk}/")
+    expect(page.locator("tr.finding-shadowed")).to_have_count(1)
+    docs = Path(__file__).resolve().parents[2] / "docs" / "screenshot-ruleset.png"
+    page.screenshot(path=str(docs), full_page=True)

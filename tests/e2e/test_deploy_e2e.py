@@ -30,11 +30,12 @@ def _start_worker(ns, tmp: Path, db_path: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAMPART_", "CELERY_", "REDIS_URL", "DATABASE_URL"))}
     env.update(DATABASE_URL=f"sqlite:///{db_path}", CELERY_BROKER_URL="filesystem://", RAMPART_VAR_DIR=str(tmp),
                RAMPART_CONSOLE_KEY_FILE=str(tmp / "console-key.pem"), PYTHONUNBUFFERED="1",
-               DJANGO_SETTINGS_MODULE="console.settings")
+               DJANGO_SETTINGS_MODULE="console.settings", PYTHONPATH=str(ROOT))
     log = (tmp / "worker.log").open("ab")
     proc = ns.popen(str(Path(sys.executable).parent / "celery"), "-A", "console", "worker", "-P", "solo",
                     "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "-n", f"rpt-ui-{os.getpid()}@%h", env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                    "-n", f"rpt-ui-{os.getpid()}@%h", env=env, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=tmp)  # kombu's filesystem transport writes control/ into its cwd
     deadline = time.monotonic() + 60
     while b" ready." not in (tmp / "worker.log").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -53,7 +54,7 @@ def _point_celery_at(tmp: Path) -> None:
     app.conf.broker_url = "filesystem://"
     app.conf.broker_transport_options = {"data_folder_in": str(out), "data_folder_out": str(out),
                                          "processed_folder": str(tmp / "broker" / "processed"),
-                                         "store_processed": False}
+                                         "store_processed": False, "control_folder": str(tmp / "control")}
 
 
 def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, make_user, tmp_path):
@@ -99,25 +100,56 @@ def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, mak
             expect(progress.get_by_test_id("dd-state")).to_contain_text("confirmed", timeout=90_000)
             expect(progress).to_have_attribute("data-status", "succeeded", timeout=30_000)
             expect(page.get_by_test_id("applied")).to_contain_text("v1")  # refreshed when it finished
+            device.refresh_from_db()
+            assert device.applied_version > 0 and device.applied_hash
+            # The kernel in the namespace now enforces it.
+            assert client.tcp_ok(server.addr4, 80)
+            assert not client.tcp_ok(server.addr4, 81)
+            # The fleet poll (a Celery task, run by the same worker) brings facts and counters.
+            from agents.tasks import poll_device
+
+            poll_device.delay(device.pk)
+            deadline = time.monotonic() + 60
+            while not Device.objects.filter(pk=device.pk, status="online").exists():
+                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                time.sleep(0.5)
+            page.reload()
+            expect(page.locator("h1 + .badge")).to_contain_text("online")
+            expect(page.get_by_test_id("facts")).not_to_contain_text("not reported")
+            counters = page.get_by_test_id("counters")
+            expect(counters).to_contain_text("ui-web #1")
+            expect(counters).to_contain_text("web from client")
             shot(page, "device")
         finally:
             worker.terminate()
             worker.wait(timeout=20)
-        device.refresh_from_db()
-        assert device.applied_version > 0 and device.applied_hash
-        # The kernel in the namespace now enforces it.
-        assert client.tcp_ok(server.addr4, 80)
-        assert not client.tcp_ok(server.addr4, 81)
 
-        page.get_by_role("link", name="Deployment #").first.click()
+        page.get_by_role("link", name="Deployments").click()
+        page.get_by_test_id("deployments-table").get_by_role("link", name="#").first.click()
         expect(page.get_by_test_id("deployment-progress")).to_contain_text("ui-agent")
         shot(page, "deployment")
         page.get_by_role("link", name="Audit").click()
-        page.get_by_label("Search").fill("ui-agent")
+        page.get_by_label("Action").select_option("deploy_state")
         page.get_by_role("button", name="Filter").click()
         table = page.get_by_test_id("audit-table")
         expect(table).to_contain_text("deploy_state")
         expect(table).to_contain_text("confirmed")
+        expect(table.locator("tr", has_text="confirmed").first).to_contain_text("ui-agent")
         shot(page, "audit")
+
+        # The tracer agrees with the kernel: 80 is accepted by the rule, 81 falls to the default.
+        page.get_by_role("link", name="Tracer").click()
+        page.get_by_label("Device").select_option(label="ui-agent")
+        page.get_by_label("Source", exact=True).fill(client.addr4)
+        page.get_by_label("Destination", exact=True).fill(server.addr4)
+        page.get_by_label("Dest. port").fill("80")
+        page.get_by_role("button", name="Trace").click()
+        result = page.get_by_test_id("trace-result")
+        expect(result).to_contain_text("accept")
+        expect(result).to_contain_text("rule #1")
+        shot(page, "tracer-result")
+        page.get_by_label("Dest. port").fill("81")
+        page.get_by_role("button", name="Trace").click()
+        expect(page.get_by_test_id("trace-result").locator(".action")).to_have_text("drop")
         listener.kill()
         agent.terminate()

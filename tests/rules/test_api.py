@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from rules import services
 from rules.models import AddressGroup, AddressObject, NatRule, Rule, RuleSet, Service, ServiceGroup
-from tests.support.api_cases import APIViewTestCases, fast_password_hasher  # noqa: F401
+from tests.support.api_cases import APIViewTestCases
 
 pytestmark = pytest.mark.django_db
 

@@ -83,6 +83,8 @@ def documents(draw) -> dict:
         entry = {"name": name, "protocol": proto}
         if proto in ("tcp", "udp"):
             entry["ports"] = ports(draw, draw(st.integers(0, 3)))
+            if draw(st.booleans()):
+                entry["source_ports"] = ports(draw, 1)
         if proto == "icmp" and draw(st.booleans()):
             entry["icmp_type"] = draw(st.sampled_from(["echo-request", "echo-reply", "time-exceeded"]))
         doc["services"].append(entry)
@@ -153,6 +155,8 @@ def rules(draw, fam: dict[str, set[int]], proto_of: dict[str, set[str]]) -> dict
             rule["dports"] = ports(draw, draw(st.integers(0, 2)))
             if draw(st.booleans()):
                 rule["sports"] = ports(draw, 1)
+        elif proto in ("icmp", "icmpv6") and draw(st.booleans()):
+            rule["icmp_type"] = draw(st.sampled_from(["echo-request", "echo-reply", "time-exceeded"]))
     if rule["chain"] != "output" and draw(st.booleans()):
         rule["in_interface"] = draw(IFACES)
     if rule["chain"] != "input" and draw(st.booleans()):

@@ -33,13 +33,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hasher(settings) -> None:
-    """The role fixtures hash four passwords per test; PBKDF2 makes that seconds on 2 cores.
-    Import this fixture into a test module to make it apply there."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def assert_matches(expected: Any, actual: Any, path: str = "") -> None:
     """`actual` (a response) carries every value of `expected` (request data)."""
     if isinstance(expected, dict):

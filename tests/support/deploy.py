@@ -160,18 +160,23 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 1, beat: 
            "-n", f"rpt-test-{os.getpid()}-{time.monotonic_ns()}@%h"]
     if beat:
         cmd += ["-B", "--schedule", str(log.with_suffix(".beat"))]
+    if env.get("CELERY_BROKER_URL", "").startswith("filesystem://"):
+        cmd += ["-P", "solo"]  # the embedded broker is single-host, single-consumer
     out = log.open("ab")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     worker = Worker(proc, log)
     deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"celery worker exited: {worker.output()}")
-        if b" ready." in log.read_bytes():
-            return worker
-        time.sleep(0.1)
-    worker.stop()
-    raise RuntimeError(f"celery worker not ready in {ready_timeout}s: {worker.output()}")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited: {worker.output()}")
+            if b" ready." in log.read_bytes():
+                return worker
+            time.sleep(0.1)
+        raise RuntimeError(f"celery worker not ready in {ready_timeout}s: {worker.output()}")
+    except BaseException:  # interrupted or failed: never leave a worker behind
+        worker.stop()
+        raise
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
@@ -229,19 +234,20 @@ def start_gunicorn(env: dict[str, str], binds: list[str], log: Path, timeout: fl
            "--graceful-timeout", "2"] + [arg for b in binds for arg in ("--bind", b)]
     out = log.open("ab")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    import requests
-
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
-        try:
-            requests.get(f"http://{binds[0]}/api/schema/", timeout=2)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.2)
-    stop_process(proc)
-    raise RuntimeError(f"gunicorn not up in {timeout}s: {log.read_text()[-3000:]}")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
+            try:
+                requests.get(f"http://{binds[0]}/api/v1/deployments/", timeout=2)
+                return proc
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn not up in {timeout}s: {log.read_text()[-3000:]}")
+    except BaseException:
+        stop_process(proc)
+        raise
 
 
 def stop_process(proc: subprocess.Popen) -> None:

@@ -20,7 +20,9 @@ ROLE_SETS = {
 # attention (drift, pending, reject), grey = unknown/idle, blue = in progress.
 STATUS_CLASSES = {
     "online": "success", "succeeded": "success", "success": "success", "confirmed": "success",
-    "applied": "success", "accept": "success", "approved": "success", "ok": "success",
+    "applied": "success", "accept": "success", "approved": "success", "ok": "success", "done": "success",
+    "unchanged": "success", "halted": "danger", "skipped": "secondary", "superseded": "secondary",
+    "compiling": "primary", "pushing": "primary", "draft": "info",
     "offline": "danger", "failed": "danger", "error": "danger", "drop": "danger",
     "rolled_back": "danger", "rejected": "danger", "timeout": "danger",
     "drifted": "warning", "pending": "warning", "reject": "warning", "warning": "warning",
@@ -102,3 +104,15 @@ def get_key(mapping, key):
 @register.filter
 def split_words(text: str) -> list[str]:
     return str(text).split()
+
+
+@register.filter
+def pretty(value) -> str:
+    """Facts as an admin reads them: lists joined, mappings as compact JSON."""
+    import json
+
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    return "" if value is None else str(value)

@@ -224,3 +224,13 @@ def test_malformed_requests_are_400(env, req):
     with pytest.raises(AgentError) as exc:
         engine.apply(req)
     assert exc.value.status == 400
+
+
+def test_rule_edited_by_hand_keeping_its_comment_is_drift(env):
+    engine, dp, _, _ = env
+    rule = '-s 198.18.0.1 -m comment --comment "rpt:u1:00000001" -j ACCEPT'
+    engine.apply({"bundle": bundle([rule]), "version": 1, "confirm_timeout": 0})
+    assert not engine.status()["drift"]["drifted"]  # records the kernel's rendering
+    dp.tables["v4"]["filter"]["RPT-INPUT"][0] = rule.replace("198.18.0.1", "198.18.0.0/15")
+    st = engine.status()
+    assert st["drift"]["drifted"] and "198.18.0.0/15" in st["drift"]["diff"]

@@ -125,3 +125,11 @@ def test_plan_full_removes_every_live_chain_not_wanted():
                        full=True, live_chains={"RPT-X", "RPT-Y"})
     assert lines == ["*filter", "-D INPUT 3", "-F RPT-X", "-F RPT-Y", "-X RPT-X", "-X RPT-Y",
                      "COMMIT"]
+
+
+def test_fill_payload_sizes_a_set_the_bundle_did_not_size():
+    adds = [f"add rpt-4-big 198.{18 + i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(70000)]
+    block = parse_ipsets("create rpt-4-big hash:net family inet\n" + "\n".join(adds))["rpt-4-big"]
+    create = ipset_fill_payload(block).splitlines()[0].split()
+    assert int(create[create.index("maxelem") + 1]) >= 70000
+    assert int(create[create.index("hashsize") + 1]) >= 65536

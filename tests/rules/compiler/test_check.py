@@ -74,3 +74,17 @@ def test_report_lines_and_dict_are_complete():
     lines = report.lines()
     assert any(line.startswith("warning: web-baseline rule 10") for line in lines)
     assert set(report.to_dict()) == {"ok", "errors", "warnings", "assertions"}
+
+
+def test_device_assertions_on_the_bundle_being_deployed():
+    from rules.compiler import compile_device
+
+    data = cases.example()
+    data["rulesets"][0]["assertions"].append(
+        {"name": "any-proto", "chain": "input", "protocol": "any", "source": "198.18.7.5",
+         "destination": "198.18.1.10", "expect": "drop"})
+    doc = PolicyDocument.from_dict(data)
+    bundle = compile_device(doc, "web-1", now=cases.NOW)
+    results = device_assertions(doc, "web-1", now=cases.NOW, program=bundle.program)
+    assert [(r.name, r.passed) for r in results] == [(None, True), ("no-mysql", True),
+                                                     ("any-proto", True)]

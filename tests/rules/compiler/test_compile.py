@@ -200,3 +200,14 @@ def test_random_policies_keep_the_conventions(data, threshold):
         return
     check_conventions(bundle)
     assert compile_random(data, threshold).to_json() == bundle.to_json()
+
+
+def test_forward_fallthrough_leaves_forwarded_traffic_to_docker():
+    data = cases.minimal()
+    plain = compile_device(PolicyDocument.from_dict(data), "bare", now=cases.NOW)
+    docker = compile_device(PolicyDocument.from_dict(data), "bare", now=cases.NOW,
+                            options=CompileOptions(forward_fallthrough=True))
+    tail = '-A RPT-FORWARD -m comment --comment "rpt:sys:default" -j ACCEPT'
+    assert tail in plain.iptables_v4 and tail not in docker.iptables_v4
+    assert '-A RPT-INPUT -m comment --comment "rpt:sys:default" -j ACCEPT' in docker.iptables_v4
+    assert "DOCKER" not in docker.iptables_v4  # never names chains it does not own

@@ -35,7 +35,8 @@ def test_import_and_dry_run(api):
     assert res.status_code == 200
     assert Rule.objects.filter(ruleset__name="onboarded").count() == len(
         res.json()["document"]["rulesets"][0]["rules"])
-    assert set(AddressGroup.objects.values_list("name", flat=True)) == {"admins", "blocklist"}
+    assert set(AddressGroup.objects.values_list("name", flat=True)) == {"onboarded.admins",
+                                                                         "onboarded.blocklist"}
 
 
 def test_plain_text_body_and_bad_requests(api, viewer_api):

@@ -34,16 +34,18 @@ def test_docker_host_imports_the_admins_rules_and_reports_dockers():
         ("input", "accept"), ("input", "accept"), ("input", "drop"), ("input", "accept"),
         ("input", "drop"), ("input", "accept"), ("input", "accept"), ("input", "accept"),
         ("input", "reject"), ("input", "drop"), ("forward", "drop"), ("output", "accept")]
-    assert rules[2]["sources"] == ["blocklist"]
-    assert rules[3] == {"chain": "input", "action": "accept", "sources": ["admins"],
+    assert rules[2]["sources"] == ["docker-host.blocklist"]
+    assert rules[3] == {"chain": "input", "action": "accept", "sources": ["docker-host.admins"],
                         "protocol": "tcp", "dports": ["22"], "comment": "iptables-save line 46"}
     assert rules[4]["dports"] == ["22"] and rules[4]["sources"] == ["0.0.0.0/0"]
     assert rules[5]["dports"] == ["80", "443"] and rules[5]["comment"].startswith("web tier")
-    assert rules[7]["services"] == ["icmp-echo-request"] and rules[7]["rate_limit"] == "5/second"
+    assert (rules[7]["protocol"], rules[7]["icmp_type"]) == ("icmp", "echo-request")
+    assert rules[7]["rate_limit"] == "5/second"
     assert rules[7]["burst"] == 10
     assert rules[8]["log"] is True and rules[8]["log_prefix"] == "telnet:"
     groups = {g["name"]: g["members"] for g in result.document["address_groups"]}
-    assert groups == {"admins": ["198.18.0.7"], "blocklist": ["198.19.66.0/24", "198.18.66.6"]}
+    assert groups == {"docker-host.admins": ["198.18.0.7"],
+                      "docker-host.blocklist": ["198.19.66.0/24", "198.18.66.6"]}
     owners = {c.name: c.owner for c in result.foreign_chains}
     assert owners["DOCKER"] == owners["DOCKER-USER"] == owners["DOCKER-ISOLATION-STAGE-1"] == "Docker"
     assert "FORWARD (rules naming Docker interfaces)" in owners
@@ -133,7 +135,8 @@ def test_an_ipv6_dump_is_scoped_to_ipv6():
     result = translate_iptables_save(text)
     rules = result.document["rulesets"][0]["rules"]
     assert result.family == 6
-    assert rules[0]["sources"] == ["::/0"] and rules[0]["services"] == ["icmpv6-echo-request"]
+    assert rules[0]["sources"] == ["::/0"]
+    assert (rules[0]["protocol"], rules[0]["icmp_type"]) == ("icmpv6", "echo-request")
     assert rules[1]["sources"] == ["2001:2::/48"]
     assert rules[2] == {"chain": "input", "action": "accept", "sources": ["::/0"],
                         "comment": "policy of INPUT (iptables-save line 3)"}
