@@ -7,6 +7,17 @@ import pytest
 ROLES = ("viewer", "operator", "approver", "admin")
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory) -> None:
+    """A file-backed SQLite test database, so the processes some tests start (Celery
+    workers, gunicorn) can open it; SQLite's default in-memory test database is private."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("testdb") / "test.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hasher(request) -> None:
     """Test users' passwords protect nothing; PBKDF2 costs seconds per test on 2 cores.

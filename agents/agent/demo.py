@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def command(python: str) -> list[str] | None:
-    """The long-running demo process for `make run`, or None without root/iproute2."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    """The long-running demo process for `make run`, or None without root/iproute2 (or
+    with RAMPART_DEMO_AGENT=0)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None or os.environ.get("RAMPART_DEMO_AGENT") == "0":
         return None
     listen = os.environ.get("RAMPART_LISTEN", "127.0.0.1:8000")
     return [python, "-m", "agents.agent.demo", "--console", f"http://{listen}"]
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="demo")
     parser.add_argument("--token", help="enrollment token (default: made with manage.py)")
     parser.add_argument("--backend", default="nft", choices=["nft", "legacy"])
-    parser.add_argument("--state-dir", default=str(ROOT / "var" / "agent-demo"))
+    var_dir = Path(os.environ.get("RAMPART_VAR_DIR", ROOT / "var"))  # beside the console's database
+    parser.add_argument("--state-dir", default=str(var_dir / "agent-demo"))
     args = parser.parse_args(argv)
     python, state = sys.executable, Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)

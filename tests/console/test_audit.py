@@ -108,6 +108,9 @@ def test_bulk_rule_writes_are_recorded_per_rule():
     moves = [e for e in entries(object_type="rules.rule", action="update") if e.changed == ["position"]]
     assert {(e.object_id, e.before["position"], e.after["position"]) for e in moves} == {
         (str(first.pk), 1, 2), (str(second.pk), 2, 1)}
+    services.rules_bulk(ruleset=rs, delete=[first.pk])
+    [gone] = entries(object_type="rules.rule", action="delete")
+    assert (gone.object_id, gone.before["comment"], gone.after) == (str(first.pk), "", None)
     assert verify()["ok"]
 
 

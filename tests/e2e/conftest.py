@@ -30,16 +30,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(tmp_path_factory) -> None:
-    """A file-backed SQLite test database that other processes (the worker) can open."""
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        db.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("e2edb") / "e2e.sqlite3")
-
-
 @pytest.fixture(autouse=True)
 def role_groups(transactional_db) -> None:
     """The role groups come from a data migration, which a transactional test's flush empties."""

@@ -35,7 +35,7 @@ def _start_worker(ns, tmp: Path, db_path: str) -> subprocess.Popen:
     proc = ns.popen(str(Path(sys.executable).parent / "celery"), "-A", "console", "worker", "-P", "solo",
                     "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
                     "-n", f"rpt-ui-{os.getpid()}@%h", env=env, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=tmp)  # kombu's filesystem transport writes control/ into its cwd
+                    cwd=tmp)
     deadline = time.monotonic() + 60
     while b" ready." not in (tmp / "worker.log").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -49,12 +49,12 @@ def _point_celery_at(tmp: Path) -> None:
     from console.celery import app
 
     out = tmp / "broker" / "out"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (tmp / "broker" / sub).mkdir(parents=True, exist_ok=True)
     app.conf.broker_url = "filesystem://"
     app.conf.broker_transport_options = {"data_folder_in": str(out), "data_folder_out": str(out),
                                          "processed_folder": str(tmp / "broker" / "processed"),
-                                         "store_processed": False, "control_folder": str(tmp / "control")}
+                                         "store_processed": False, "control_folder": str(tmp / "broker" / "control")}
 
 
 def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, make_user, tmp_path):
