@@ -60,6 +60,11 @@ class Device(NamedModel):
     stateful = models.BooleanField(default=True, help_text="accept established/related early, drop invalid")
     allow_loopback = models.BooleanField(default=True)
     auto_repair = models.BooleanField(default=False, help_text="re-deploy automatically when drift is found")
+    forward_fallthrough = models.BooleanField(
+        default=False,
+        help_text="Docker/kube-proxy hosts: with a forward default of accept, forwarded packets no rule "
+        "decides return to FORWARD (DOCKER-USER, Docker's isolation) instead of being accepted",
+    )
 
     # What the agent told us (filled by enrollment and status polls).
     agent_public_key = models.CharField(max_length=64, blank=True)

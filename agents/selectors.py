@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Max, Min, Sum
 
-from agents.models import RuleCounter
+from agents.models import Device, RuleCounter
 
 
 def unused_rules(*, since: datetime) -> list[dict]:
@@ -37,3 +38,11 @@ def unused_rules(*, since: datetime) -> list[dict]:
             "packets_total": row["packets"] if row else 0,
         })
     return out
+
+
+def device_compile_options(device: Device | None = None):
+    """The compiler options for a device: the site-wide ipset threshold plus its own flags."""
+    from rules.compiler import CompileOptions
+
+    return CompileOptions(ipset_threshold=settings.RAMPART["IPSET_THRESHOLD"],
+                          forward_fallthrough=bool(device and device.forward_fallthrough))

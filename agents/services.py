@@ -58,6 +58,7 @@ from agents.models import (
     EnrollmentToken,
     RuleCounter,
 )
+from agents.selectors import device_compile_options
 from console.audit.choices import AuditAction
 
 log = logging.getLogger("rampart.deploy")
@@ -142,10 +143,10 @@ def _deployment_policy(deployment: Deployment) -> Any:
 def compile_for_device(device: Device, deployment: Deployment, *, now: datetime | None = None) -> CompiledBundle:
     """Compile the device's bundle from its deployment's document and run its rule sets'
     assertions against it. Raises rules.compiler.CompilerError (never retried)."""
-    from rules.compiler import CompileOptions, compile_device, device_assertions
+    from rules.compiler import compile_device, device_assertions
 
     doc = _deployment_policy(deployment)
-    options = CompileOptions(ipset_threshold=settings.RAMPART["IPSET_THRESHOLD"])
+    options = device_compile_options(device)
     now = now or timezone.now()
     bundle = compile_device(doc, device.name, options=options, now=now)
     failed: list[str] = []

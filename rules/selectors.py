@@ -10,7 +10,17 @@ from collections.abc import Iterable
 from django.db.models import Prefetch, Q
 
 from rules.choices import Side
-from rules.models import AddressGroup, AddressObject, NatRule, Rule, RuleSet, Service, ServiceGroup
+from rules.models import (
+    AddressGroup,
+    AddressObject,
+    NatRule,
+    Rule,
+    RuleAddress,
+    RuleService,
+    RuleSet,
+    Service,
+    ServiceGroup,
+)
 
 
 def _described(d: dict, obj) -> dict:
@@ -19,29 +29,57 @@ def _described(d: dict, obj) -> dict:
     return d
 
 
-def rule_dict(rule: Rule) -> dict:
-    """One rule in document form: defaults left out, references as names."""
-    d: dict = {"id": str(rule.uuid), "chain": rule.chain, "action": rule.action}
-    srcs = [a.ref for a in rule.addresses.all() if a.side == Side.SOURCE]
-    dsts = [a.ref for a in rule.addresses.all() if a.side == Side.DESTINATION]
-    svcs = [s.ref for s in rule.service_refs.all()]
-    for key, value in (("sources", srcs), ("destinations", dsts), ("services", svcs)):
-        if value:
-            d[key] = value
-    for key in ("protocol", "dports", "sports", "icmp_type", "in_interface", "out_interface",
-                "states", "log_prefix", "rate_limit", "comment"):
-        if getattr(rule, key):
-            d[key] = getattr(rule, key)
-    for key in ("sources_negate", "destinations_negate", "log"):
-        if getattr(rule, key):
+_RULE_TEXT_FIELDS = ("protocol", "dports", "sports", "icmp_type", "in_interface", "out_interface",
+                     "states", "log_prefix", "rate_limit", "comment")
+_RULE_FLAGS = ("sources_negate", "destinations_negate", "log")
+_RULE_COLUMNS = ("id", "ruleset_id", "uuid", "chain", "action", "enabled", "burst", "expires_at",
+                 *_RULE_TEXT_FIELDS, *_RULE_FLAGS)
+
+
+def rule_dict(row: dict, refs: dict[str, list[str]]) -> dict:
+    """One rule in document form: defaults left out, references as names.
+
+    `row` holds the rule's columns (`Rule.objects.values(...)`), `refs` its sources,
+    destinations and services by name; plain rows, because a revision snapshot or an
+    export reads tens of thousands of rules.
+    """
+    d: dict = {"id": str(row["uuid"]), "chain": row["chain"], "action": row["action"]}
+    for key in ("sources", "destinations", "services"):
+        if refs.get(key):
+            d[key] = refs[key]
+    for key in _RULE_TEXT_FIELDS:
+        if row[key]:
+            d[key] = row[key]
+    for key in _RULE_FLAGS:
+        if row[key]:
             d[key] = True
-    if rule.burst is not None:
-        d["burst"] = rule.burst
-    if not rule.enabled:
+    if row["burst"] is not None:
+        d["burst"] = row["burst"]
+    if not row["enabled"]:
         d["enabled"] = False
-    if rule.expires_at:
-        d["expires_at"] = rule.expires_at.isoformat().replace("+00:00", "Z")
+    if row["expires_at"]:
+        d["expires_at"] = row["expires_at"].isoformat().replace("+00:00", "Z")
     return d
+
+
+def rules_by_ruleset(ruleset_ids: list[int]) -> dict[int, list[dict]]:
+    """Every rule of these rule sets in document form, in order, from three queries."""
+    refs: dict[int, dict[str, list[str]]] = {}
+    addresses = (RuleAddress.objects.filter(rule__ruleset_id__in=ruleset_ids)
+                 .order_by("rule_id", "side", "index", "id")
+                 .values_list("rule_id", "side", "address__name", "group__name", "literal"))
+    for rule_id, side, address, group, literal in addresses.iterator(chunk_size=5000):
+        key = "sources" if side == Side.SOURCE else "destinations"
+        refs.setdefault(rule_id, {}).setdefault(key, []).append(address or group or literal)
+    services = (RuleService.objects.filter(rule__ruleset_id__in=ruleset_ids)
+                .order_by("rule_id", "index", "id").values_list("rule_id", "service__name", "group__name"))
+    for rule_id, service, group in services.iterator(chunk_size=5000):
+        refs.setdefault(rule_id, {}).setdefault("services", []).append(service or group)
+    out: dict[int, list[dict]] = {pk: [] for pk in ruleset_ids}
+    rows = Rule.objects.filter(ruleset_id__in=ruleset_ids).order_by("ruleset_id", "position", "id")
+    for row in rows.values(*_RULE_COLUMNS).iterator(chunk_size=5000):
+        out[row["ruleset_id"]].append(rule_dict(row, refs.get(row["id"], {})))
+    return out
 
 
 def nat_dict(nat: NatRule) -> dict:
@@ -60,9 +98,9 @@ def rules_queryset():
     )
 
 
-def ruleset_dict(ruleset: RuleSet) -> dict:
+def ruleset_dict(ruleset: RuleSet, rules: list[dict] | None = None) -> dict:
     d = _described({"name": ruleset.name}, ruleset)
-    d["rules"] = [rule_dict(r) for r in ruleset.rules.all()]
+    d["rules"] = rules if rules is not None else rules_by_ruleset([ruleset.pk])[ruleset.pk]
     nat = [nat_dict(n) for n in ruleset.nat_rules.all()]
     if nat:
         d["nat"] = nat
@@ -93,7 +131,6 @@ def policy_dict(*, devices: Iterable | None = None, rulesets: Iterable | None = 
     device_qs = Device.objects.prefetch_related("group_links__group", "ruleset_links__ruleset")
     group_qs = DeviceGroup.objects.prefetch_related("ruleset_links__ruleset")
     ruleset_qs = RuleSet.objects.prefetch_related(
-        Prefetch("rules", queryset=rules_queryset()),
         Prefetch("nat_rules", queryset=NatRule.objects.order_by("position", "id")),
     )
     if devices is not None or rulesets is not None:
@@ -106,6 +143,8 @@ def policy_dict(*, devices: Iterable | None = None, rulesets: Iterable | None = 
             | Q(device_links__device_id__in=device_ids)
             | Q(device_group_links__group__device_links__device_id__in=device_ids)
         ).distinct()
+    chosen = list(ruleset_qs.order_by("name"))
+    rules = rules_by_ruleset([rs.pk for rs in chosen])
     return {
         "version": 1,
         "addresses": [_described({"name": o.name, "value": o.value}, o) for o in AddressObject.objects.order_by("name")],
@@ -118,7 +157,7 @@ def policy_dict(*, devices: Iterable | None = None, rulesets: Iterable | None = 
             _described({"name": g.name, "members": [m.ref for m in g.members.all()]}, g)
             for g in ServiceGroup.objects.order_by("name").prefetch_related("members__service", "members__subgroup")
         ],
-        "rulesets": [ruleset_dict(rs) for rs in ruleset_qs.order_by("name")],
+        "rulesets": [ruleset_dict(rs, rules[rs.pk]) for rs in chosen],
         "device_groups": [
             _described({"name": g.name, "rulesets": [link.ruleset.name for link in g.ruleset_links.all()]}, g)
             for g in group_qs.order_by("name")

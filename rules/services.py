@@ -107,32 +107,18 @@ class NameIndex:
         return self._families[target.pk]
 
 
-def _address_group_reaches(start: AddressGroup, target: AddressGroup) -> bool:
-    seen, stack = set(), [start.pk]
+def _group_reaches(member_model: type[Model], start_pk: int, target_pk: int) -> bool:
+    """Whether group `start_pk` contains group `target_pk`, directly or through subgroups."""
+    seen, stack = set(), [start_pk]
     while stack:
         pk = stack.pop()
-        if pk == target.pk:
+        if pk == target_pk:
             return True
         if pk in seen:
             continue
         seen.add(pk)
         stack.extend(
-            AddressGroupMember.objects.filter(group_id=pk, subgroup__isnull=False).values_list("subgroup_id", flat=True)
-        )
-    return False
-
-
-def _service_group_reaches(start: ServiceGroup, target: ServiceGroup) -> bool:
-    seen, stack = set(), [start.pk]
-    while stack:
-        pk = stack.pop()
-        if pk == target.pk:
-            return True
-        if pk in seen:
-            continue
-        seen.add(pk)
-        stack.extend(
-            ServiceGroupMember.objects.filter(group_id=pk, subgroup__isnull=False).values_list("subgroup_id", flat=True)
+            member_model.objects.filter(group_id=pk, subgroup__isnull=False).values_list("subgroup_id", flat=True)
         )
     return False
 
@@ -163,57 +149,44 @@ def object_save(obj: Model) -> Model:
     return obj
 
 
+def _set_members(group: Model, members: Sequence[str], resolve, member_model: type[Model], link) -> None:
+    """Replace a group's member rows; `resolve` turns a name into an object, a subgroup or a
+    literal, `link` gives the member row's fields for a non-group target. Refuses cycles."""
+    rows, errors = [], []
+    for i, ref in enumerate(members):
+        try:
+            target = resolve(ref)
+        except ValueError as exc:
+            errors.append(f"members[{i}]: {exc}")
+            continue
+        if isinstance(target, type(group)):
+            if target.pk == group.pk or _group_reaches(member_model, target.pk, group.pk):
+                errors.append(f"members[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself")
+                continue
+            rows.append(member_model(group=group, index=i, subgroup=target))
+        else:
+            rows.append(member_model(group=group, index=i, **link(target)))
+    if errors:
+        raise ValidationError({"members": errors})
+    group.members.all().delete()
+    member_model.objects.bulk_create(rows)
+    record_objects("create", rows)
+    revisions.revisions_touch(objects=[group])
+
+
 @transaction.atomic
 def address_group_set_members(*, group: AddressGroup, members: Sequence[str], index: NameIndex | None = None) -> None:
     """Replace a group's members (address names, group names, literals); refuses cycles."""
     index = index or NameIndex.load()
-    rows, errors = [], []
-    for i, ref in enumerate(members):
-        try:
-            target = index.address_ref(ref)
-        except ValueError as exc:
-            errors.append(f"members[{i}]: {exc}")
-            continue
-        if isinstance(target, AddressGroup):
-            if target.pk == group.pk or _address_group_reaches(target, group):
-                errors.append(f"members[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself")
-                continue
-            rows.append(AddressGroupMember(group=group, index=i, subgroup=target))
-        elif isinstance(target, AddressObject):
-            rows.append(AddressGroupMember(group=group, index=i, address=target))
-        else:
-            rows.append(AddressGroupMember(group=group, index=i, literal=target))
-    if errors:
-        raise ValidationError({"members": errors})
-    group.members.all().delete()
-    AddressGroupMember.objects.bulk_create(rows)
-    record_objects("create", rows)
-    revisions.revisions_touch(objects=[group])
+    _set_members(group, members, index.address_ref, AddressGroupMember,
+                 lambda t: {"address": t} if isinstance(t, AddressObject) else {"literal": t})
 
 
 @transaction.atomic
 def service_group_set_members(*, group: ServiceGroup, members: Sequence[str], index: NameIndex | None = None) -> None:
+    """Replace a group's members (service names, service group names); refuses cycles."""
     index = index or NameIndex.load()
-    rows, errors = [], []
-    for i, ref in enumerate(members):
-        try:
-            target = index.service_ref(ref)
-        except ValueError as exc:
-            errors.append(f"members[{i}]: {exc}")
-            continue
-        if isinstance(target, ServiceGroup):
-            if target.pk == group.pk or _service_group_reaches(target, group):
-                errors.append(f"members[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself")
-                continue
-            rows.append(ServiceGroupMember(group=group, index=i, subgroup=target))
-        else:
-            rows.append(ServiceGroupMember(group=group, index=i, service=target))
-    if errors:
-        raise ValidationError({"members": errors})
-    group.members.all().delete()
-    ServiceGroupMember.objects.bulk_create(rows)
-    record_objects("create", rows)
-    revisions.revisions_touch(objects=[group])
+    _set_members(group, members, index.service_ref, ServiceGroupMember, lambda t: {"service": t})
 
 
 def object_users(obj: Model) -> list[str]:

@@ -50,6 +50,7 @@ class DeviceSerializer(ServiceModelSerializer):
         model = Device
         fields = ["id", "url", "name", "description", "address", "agent_port", "tags", "groups", "rulesets",
                   "default_policy", "management_sources", "stateful", "allow_loopback", "auto_repair",
+                  "forward_fallthrough",
                   *AGENT_FIELDS, "created", "last_updated"]
         read_only_fields = AGENT_FIELDS
 

@@ -7,7 +7,6 @@ stored policy that does not compile is a 422 with the compiler's errors; never a
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -33,8 +32,10 @@ class CanValidate(CanView):
     write_roles = roles.CAN_READ
 
 
-def options() -> compiler.CompileOptions:
-    return compiler.CompileOptions(ipset_threshold=settings.RAMPART["IPSET_THRESHOLD"])
+def options(device=None) -> compiler.CompileOptions:
+    from agents.selectors import device_compile_options
+
+    return device_compile_options(device)
 
 
 def uncompilable(exc: compiler.CompilerError) -> Response:
@@ -65,7 +66,7 @@ class DeviceBundleView(APIView):
         device = _device(pk)
         try:
             bundle = compiler.compile_device(device_document(device), device.name,
-                                             options=options(), now=timezone.now())
+                                             options=options(device), now=timezone.now())
         except compiler.CompilerError as exc:
             return uncompilable(exc)
         return Response(bundle.to_dict())
@@ -97,7 +98,7 @@ class DeviceTraceView(APIView):
         if errors:
             return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         try:
-            program = lower_device(device_document(device), device.name, options(),
+            program = lower_device(device_document(device), device.name, options(device),
                                    timezone.now())
         except compiler.CompilerError as exc:
             return uncompilable(exc)

@@ -39,6 +39,20 @@ def test_bundle_is_the_compiled_document(policy, viewer_api):
     assert again["hash"] == body["hash"]
 
 
+def test_forward_fallthrough_device_flag_leaves_undecided_forwarding_to_docker(policy, viewer_api):
+    device = policy["device"]
+    device.default_forward = "accept"
+    device.save()
+    url = f"/api/v1/devices/{device.pk}/bundle/"
+    plain = viewer_api.get(url).json()["iptables_v4"]
+    device.forward_fallthrough = True
+    device.save()
+    docker = viewer_api.get(url).json()["iptables_v4"]
+    forward_tail = [line for line in plain.splitlines() if line.startswith("-A RPT-FORWARD")][-1]
+    assert forward_tail.endswith("-j ACCEPT")  # the default decides every forwarded packet
+    assert forward_tail in plain and forward_tail not in docker  # now it returns to FORWARD
+
+
 def test_bundle_needs_a_role_and_an_existing_device(policy, api_client_for, viewer_api):
     assert api_client_for(None).get(f"/api/v1/devices/{policy['device'].pk}/bundle/").status_code in (401, 403)
     assert viewer_api.get("/api/v1/devices/999999/bundle/").status_code == 404

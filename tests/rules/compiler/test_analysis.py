@@ -6,7 +6,7 @@ import itertools
 import uuid
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rules.compiler import Packet, PolicyDocument, Tracer, compile_device
@@ -125,6 +125,12 @@ UNIVERSE = [dict(zip(("source", "destination", "protocol", "dport", "state", "in
                                            ["eth0", "eth1", "lo", "x0"])]
 UNIVERSE += [{"source": s, "destination": "198.18.0.1", "protocol": "icmp", "state": "new",
               "in_interface": "eth0"} for s in HOSTS]
+# A rule without addresses applies to IPv6 too: the universe must hold IPv6 packets, or a
+# rule that alone decides them would look removable.
+UNIVERSE += [dict(zip(("source", "destination", "protocol", "dport", "state", "in_interface"),
+                      combo, strict=True))
+             for combo in itertools.product(["2001:2::1"], ["2001:2::9"], ["tcp", "udp"], ["80", "81", "9"],
+                                            ["new", "established", "invalid"], ["eth0", "x0"])]
 PACKETS = [Packet.from_params(p) for p in UNIVERSE]
 
 
@@ -163,7 +169,20 @@ def verdicts(rules, device) -> list[tuple[str, str | None]]:
             (tracer.trace(p) for p in PACKETS)]
 
 
+IPV6_ONLY_DECIDER = (  # rule 1 alone decides new IPv6 packets; rules 2 and 4 cover it for IPv4 only
+    [{"id": str(uuid.UUID(int=1)), "chain": "input", "action": "drop", "protocol": "any", "states": ["new"]},
+     {"id": str(uuid.UUID(int=2)), "chain": "input", "action": "drop", "sources": ["198.18.0.0/30"],
+      "protocol": "any", "states": ["new"]},
+     {"id": str(uuid.UUID(int=3)), "chain": "input", "action": "accept", "destinations": ["198.18.0.1"],
+      "protocol": "any", "in_interface": "eth0", "states": ["established", "invalid"]},
+     {"id": str(uuid.UUID(int=4)), "chain": "input", "action": "drop", "sources": ["198.18.0.0/30"],
+      "sources_negate": True, "protocol": "any"}],
+    {"stateful": False, "allow_loopback": False, "default_policy": {"input": "accept"}},
+)
+
+
 @given(small_policy())
+@example(IPV6_ONLY_DECIDER)
 @settings(max_examples=50, deadline=None)
 def test_analysis_agrees_with_brute_force(policy):
     rules, device = policy
