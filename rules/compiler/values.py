@@ -7,6 +7,7 @@ parser raises `ValueError` with a message fit to show next to the field.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ def validate_name(value: str) -> str:
 
 def is_literal(value: str) -> bool:
     """True when a reference is an address literal rather than an object name."""
+    return isinstance(value, str) and _is_literal(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_literal(value: str) -> bool:
+    # Cached: a bulk call asks about the same few names thousands of times.
     try:
         parse_address(value)
     except ValueError:
@@ -82,7 +89,12 @@ def parse_address(value: str) -> Address:
     """An address, CIDR or range, IPv4 or IPv6. A host address becomes a /32 or /128."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("an address, CIDR or range is required")
-    text = value.strip()
+    return _parse_address(value.strip())
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_address(text: str) -> Address:
+    # Cached: results are immutable, and the same literals recur across thousands of rules.
     if "-" in text:
         start, _, end = text.partition("-")
         try:
