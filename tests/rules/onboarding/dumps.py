@@ -3,7 +3,7 @@
 DOCKER_HOST is what a Docker host's `iptables-save` looks like (Docker 24-27 writes these
 chains; Docker cannot run here, so the chains are written by hand), with the
 administrator's own rules in INPUT. Addresses are from the benchmarking ranges (Docker's
-bridge would really be 172.17.0.0/16). `{admin}` is filled in by the namespace test.
+bridge would really be in a private range). `{admin}` is filled in by the namespace test.
 """
 
 DOCKER_HOST = """\

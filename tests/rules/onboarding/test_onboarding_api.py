@@ -43,7 +43,7 @@ def test_plain_text_body_and_bad_requests(api, viewer_api):
     res = api.post(URL, data=DOCKER_HOST, content_type="text/plain")
     assert res.status_code == 200 and res.json()["family"] == 4
     assert api.post(URL, {"ruleset": "x"}, format="json").json() == {"iptables_save": ["is required"]}
-    res = api.post(URL, {"iptables_save": DOCKER_HOST, "ruleset": "10.0.0.1"}, format="json")
+    res = api.post(URL, {"iptables_save": DOCKER_HOST, "ruleset": "198.18.0.1"}, format="json")
     assert res.status_code == 400 and "ruleset" in res.json()
     assert viewer_api.post(URL, data=DOCKER_HOST, content_type="text/plain").status_code == 403
 
