@@ -1,7 +1,7 @@
 """Browser tests: pytest-django's live server driven by Playwright with Debian's Chromium.
 
-Never `playwright install`: the browser is /usr/bin/chromium (Chromium 156 matches
-playwright 1.64.1). Playwright's sync API runs an event loop in this thread, which trips
+Playwright never downloads a browser here: it drives Debian's /usr/bin/chromium
+(Chromium 156 matches playwright 1.64.1). Playwright's sync API runs an event loop in this thread, which trips
 Django's async-safety check for ORM calls made by the test itself, hence
 DJANGO_ALLOW_ASYNC_UNSAFE. The test database is a file (not SQLite's in-memory default)
 so a Celery worker process can share it with the live server.
