@@ -9,11 +9,9 @@ the body and our nonce, so a replayed or forged answer is refused.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import socket
 import ssl
 import threading
 from collections import OrderedDict
@@ -25,8 +23,6 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPSConnection
-from urllib3.connectionpool import HTTPSConnectionPool
 
 from agents.agent import protocol
 
@@ -120,26 +116,6 @@ def console_public_key_b64() -> str:
 # --- transport ------------------------------------------------------------------------------
 
 
-class _QuickAckConnection(HTTPSConnection):
-    """Acknowledges the answer's first segment at once.
-
-    An agent that writes its headers and its body in two segments without TCP_NODELAY
-    waits for our ACK before sending the body, and Linux delays that ACK on a kept-alive
-    connection: +40 ms on every call. TCP_QUICKACK set just before reading avoids the stall.
-    """
-
-    def getresponse(self, *args: Any, **kwargs: Any):  # noqa: ANN201 - urllib3's signature
-        sock = getattr(self, "sock", None)
-        if sock is not None and hasattr(socket, "TCP_QUICKACK"):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        return super().getresponse(*args, **kwargs)
-
-
-class _QuickAckPool(HTTPSConnectionPool):
-    ConnectionCls = _QuickAckConnection
-
-
 _tls_context: ssl.SSLContext | None = None
 
 
@@ -169,8 +145,6 @@ class PinnedAdapter(HTTPAdapter):
         pool_kwargs["assert_hostname"] = False
         pool_kwargs["ssl_context"] = _client_tls_context()
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,
-                                                   "https": _QuickAckPool}
 
 
 _sessions: OrderedDict[tuple[str, str], requests.Session] = OrderedDict()

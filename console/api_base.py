@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
 from django.db.models import Model
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
@@ -21,7 +20,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
 from console.api import validation_detail
-from rules import services
+from rules import revisions, services
 
 
 class Conflict(APIException):
@@ -65,12 +64,12 @@ class ServiceModelViewSet(viewsets.ModelViewSet):
         serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        with transaction.atomic():
+        with revisions.revision_batch():  # one transaction, and one revision per call
             serializer.save()
         self._refetch(serializer)
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        with transaction.atomic():
+        with revisions.revision_batch():
             serializer.save()
         self._refetch(serializer)
 

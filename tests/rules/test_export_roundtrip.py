@@ -16,6 +16,7 @@ from rules.compiler import PolicyDocument
 from rules.compiler.document import fallback_rule_id
 from rules.exporter import export_document, render
 from rules.importer import import_document, load_text
+from tests.support.documents import canonical
 
 pytestmark = pytest.mark.django_db
 
@@ -197,13 +198,6 @@ def nat_rule(draw) -> dict:
         nat.update(out_interface="eth0", destinations=["198.18.9.0/24"])
     return nat
 
-
-def canonical(doc: dict) -> dict:
-    data = PolicyDocument.from_dict(doc).to_dict()
-    for kind, items in data.items():
-        if isinstance(items, list):
-            data[kind] = sorted(items, key=lambda item: item["name"])
-    return data
 
 
 def as_stored(doc: dict) -> dict:

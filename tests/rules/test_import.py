@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from console.audit.models import AuditEntry
-from rules.compiler import PolicyDocument
 from rules.compiler.document import fallback_rule_id
 from rules.exporter import export_document
 from rules.importer import ImportFailed, import_document, import_document_file, load_text
 from rules.models import AddressGroup, AddressObject, Rule, RuleSet, RuleSetRevision
+from tests.support.documents import canonical
 
 DEMO = Path(__file__).resolve().parents[2] / "console" / "demo-policy.yaml"
 pytestmark = pytest.mark.django_db
@@ -22,14 +22,6 @@ pytestmark = pytest.mark.django_db
 def demo() -> dict:
     return yaml.safe_load(DEMO.read_text())
 
-
-def canonical(doc: dict) -> dict:
-    """Canonical form; named entries sorted by name (their order carries no meaning)."""
-    data = PolicyDocument.from_dict(doc).to_dict()
-    for kind, items in data.items():
-        if isinstance(items, list):
-            data[kind] = sorted(items, key=lambda item: item["name"])
-    return data
 
 
 def with_fallback_ids(doc: dict) -> dict:

@@ -79,6 +79,17 @@ def test_a_referenced_object_change_revises_every_rule_set_using_it(policy):
     assert latest(policy).snapshot["addresses"][0]["value"] == "198.18.1.99"
 
 
+def test_one_api_call_makes_one_revision_like_one_ui_action(policy, api):
+    services.rule_create(ruleset=policy, data={"destinations": ["web"]})
+    before = policy.revisions.count()
+    group = AddressGroup.objects.get(name="web")
+    response = api.patch(f"/api/v1/address-groups/{group.pk}/",
+                         {"description": "the web tier", "members": ["web-1", "198.18.1.11"]}, format="json")
+    assert response.status_code == 200, response.content
+    assert policy.revisions.count() == before + 1  # description and members: one call, one revision
+    assert [a["name"] for a in latest(policy).snapshot["address_groups"]] == ["web"]
+
+
 def test_bulk_writes_make_one_revision(policy):
     before = policy.revisions.count()
     services.rules_bulk(ruleset=policy, create=[{"comment": f"r{i}"} for i in range(20)])
