@@ -111,6 +111,12 @@ class Dataplane:
     backend = "none"
     inplace_limit = 1 << 30  # longest chain edited in place rather than rewritten
 
+    @property
+    def reads_jumps_in_process(self) -> bool:
+        """True when reading the built-in chains costs no fork (the apply path then reads
+        them before every incremental apply; otherwise it trusts its record)."""
+        return False
+
     def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
         raise NotImplementedError
 
@@ -189,6 +195,10 @@ class IptablesDataplane(Dataplane):
         if reader == "auto":
             reader = "iptc" if backend == "legacy" and not self.runner.prefix else "save"
         self.reader = reader
+
+    @property
+    def reads_jumps_in_process(self) -> bool:
+        return self.reader == "iptc"
 
     def _tool(self, family: str, tool: str, backend: str | None = None) -> str:
         return f"{'ip6' if family == 'v6' else 'ip'}tables-{backend or self.backend}{tool}"

@@ -139,32 +139,54 @@ class SetBlock:
 def parse_ipsets(text: str) -> dict[str, SetBlock]:
     """`ipset restore` text (create then add lines, set by set) -> {name: SetBlock}.
 
-    One pass; an add line of the current set costs one prefix check (100k-entry groups).
+    A 100k-entry group is one create line and 100k add lines: each set's add lines are
+    taken as one slice of the text and checked with C-level counts (~2 ms instead of
+    ~25 ms splitting and re-joining lines); anything unusual falls back to line by line.
     """
     sets: dict[str, SetBlock] = {}
-    lines = text.splitlines()
-    i, n = 0, len(lines)
-    while i < n:
-        line = lines[i].strip()
-        i += 1
+    if text and not text.endswith("\n"):
+        text += "\n"
+    pos, n = 0, len(text)
+    lineno = 0
+    while pos < n:
+        eol = text.find("\n", pos)
+        line = text[pos:eol].strip()
+        lineno += 1
+        pos = eol + 1
         if not line or line.startswith("#"):
             continue
         parts = line.split()
         if len(parts) < 3 or parts[0] not in ("create", "-N"):
-            raise BundleError(f"ipsets line {i}: expected a create line (sets come one by one)")
+            raise BundleError(f"ipsets line {lineno}: expected a create line (sets come one by one)")
         name = parts[1]
         if not name.startswith(SET_PREFIX) or len(name) > MAX_SET_LEN:
-            raise BundleError(f"ipsets line {i}: set {name!r} must start with {SET_PREFIX}")
+            raise BundleError(f"ipsets line {lineno}: set {name!r} must start with {SET_PREFIX}")
         if name in sets:
-            raise BundleError(f"ipsets line {i}: set {name} created twice")
+            raise BundleError(f"ipsets line {lineno}: set {name} created twice")
         prefix = f"add {name} "
-        start = i
-        while i < n and lines[i].startswith(prefix):
-            i += 1
-        adds = lines[start:i]
-        sets[name] = SetBlock(name, " ".join(parts), "\n".join(adds) + "\n" if adds else "",
-                              len(adds))
+        end = _adds_end(text, pos, prefix)
+        adds = text[pos:end]
+        count = adds.count("\n")
+        sets[name] = SetBlock(name, " ".join(parts), adds, count)
+        lineno += count
+        pos = end
     return sets
+
+
+def _adds_end(text: str, start: int, prefix: str) -> int:
+    """End of the run of `prefix` lines from `start` (the text ends with a newline)."""
+    if not text.startswith(prefix, start):
+        return start
+    end = text.find("\ncreate ", start - 1)
+    end = len(text) if end < 0 else end + 1
+    block = text[start:end]
+    if block.endswith("\n") and block.count("\n") == block.count("\n" + prefix) + 1:
+        return end  # every line of the slice is an add line of this set
+    # the slow way: a comment, a blank line, another set's add, or no final newline
+    pos = start
+    while text.startswith(prefix, pos):
+        pos = text.find("\n", pos) + 1
+    return pos
 
 
 def temp_set_name(name: str) -> str:
@@ -195,10 +217,25 @@ def ipset_fill_payload(block: SetBlock) -> str:
 
 @dataclass
 class LiveJump:
-    """One of our jump rules found live in a built-in chain (1-based position)."""
+    """One of our jump rules in a built-in chain (1-based position).
+
+    `spec` is set when the jump is what we believe is there rather than what was read:
+    it is then deleted by its rule text, which fails (and so triggers a full, reading
+    apply) instead of deleting someone else's rule if the belief is wrong.
+    """
 
     position: int
     target: str
+    spec: str | None = None
+
+
+def believed_jumps(table: Table | None) -> dict[str, list[LiveJump]]:
+    """The jumps `table` (the last applied bundle's) put at the top of the built-ins."""
+    if table is None:
+        return {}
+    return {b: [LiveJump(i, _target(line) or "", line.split(None, 2)[2])
+                for i, line in enumerate(lines, 1)]
+            for b, lines in table.jumps.items() if lines}
 
 
 def plan_table(
@@ -248,7 +285,7 @@ def plan_table(
         ):
             continue
         for jump in sorted(present, key=lambda j: -j.position):
-            jump_lines.append(f"-D {builtin} {jump.position}")
+            jump_lines.append(f"-D {builtin} {jump.spec or jump.position}")
         for i, line in enumerate(wanted, 1):
             jump_lines.append(f"-I {builtin} {i} {line.split(None, 2)[2]}")
     removed = sorted(name for name in old_chains if name not in new.chains)

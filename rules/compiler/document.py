@@ -10,17 +10,17 @@ where no ports can be are all reported here, each with a path such as
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import ipaddress
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from . import nets as N
 from . import values as V
 from .errors import DocumentError, FieldError
+from .gcpause import gc_paused
 
 FAMILIES_ALL = frozenset((4, 6))
 NAT_TYPES = ("dnat", "snat", "masquerade")
@@ -45,6 +45,23 @@ def fallback_rule_id(ruleset: str, kind: str, index: int) -> str:
     h = hashlib.sha1(_FALLBACK_NS_BYTES + f"{ruleset}/{kind}/{index}".encode()).hexdigest()
     variant = "89ab"[int(h[16], 16) & 3]
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def fallback_ids(ruleset: str, kind: str) -> Callable[[int], str]:
+    """`fallback_rule_id(ruleset, kind, index)` as a function of index: the hash state of
+    the common prefix is computed once (the compiler needs one id per rule)."""
+    prefix = hashlib.sha1(_FALLBACK_NS_BYTES + f"{ruleset}/{kind}/".encode())
+
+    def rule_id(index: int) -> str:
+        digest = prefix.copy()
+        digest.update(b"%d" % index)
+        h = digest.hexdigest()
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+    return rule_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +237,8 @@ class PolicyDocument:
     @classmethod
     def from_dict(cls, data: object) -> PolicyDocument:
         """Validate and build; raises `DocumentError` with every problem found."""
-        was_enabled = gc.isenabled()
-        gc.disable()  # many small objects, no cycles: see rules.compiler.gc_paused
-        try:
+        with gc_paused():  # many small objects, no cycles
             return _Parser().document(data)
-        finally:
-            if was_enabled:
-                gc.enable()
 
     def to_dict(self) -> dict:
         """The canonical dict form (defaults and empty values left out)."""

@@ -31,5 +31,5 @@ def render_sets(sets: dict[str, IpSet]) -> str:
         lines.append(f"create {name} hash:net family {meta['family']} "
                      f"hashsize {meta['hashsize']} maxelem {meta['maxelem']}")
         prefix = f"add {name} "
-        lines.extend(prefix + str(net) for net in sets[name].nets)
+        lines.extend([prefix + net.text for net in sets[name].nets])  # nets.Net
     return "\n".join(lines) + "\n" if lines else ""

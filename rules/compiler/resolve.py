@@ -75,6 +75,7 @@ class Resolver:
         self._refs: dict[tuple[str, ...], dict[int, Nets]] = {}
         self._addr_names = doc.by_name["addresses"]
         self._group_names = doc.by_name["address_groups"]
+        self._literals = doc.literals
 
     # ---- addresses
     def port_list(self, texts: tuple[str, ...]) -> PortRanges | None:
@@ -127,6 +128,14 @@ class Resolver:
                 nets = [n for ref in refs for n in self.networks(ref)]
             cached = self._refs[refs] = collapse(nets)
         return cached
+
+    def simple_net(self, ref: str) -> tuple[N.Net] | None:
+        """The one network of a literal host/CIDR (not 0/0), else None (names, ranges, …)."""
+        found = self._literals.get(ref)
+        if (found is None or len(found) != 1 or found[0].plen == 0 or ref in self._addr_names
+                or ref in self._group_names):
+            return None
+        return found
 
     def _is_name(self, ref: str) -> bool:
         return ref in self._addr_names or ref in self._group_names

@@ -1,0 +1,117 @@
+"""The compiler's shortcuts give exactly what the general code gives: the fused lowering of
+simple rules, the cached rule tags, the per-ruleset fallback ids and the bundle hash fed
+piece by piece."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+
+import pytest
+
+from rules.compiler import CompileOptions, PolicyDocument, compile_device
+from rules.compiler.bundle import _rules, canonical_json
+from rules.compiler.document import fallback_ids, fallback_rule_id
+from rules.compiler.ir import RuleInfo
+from rules.compiler.lower import rule_tag, rule_tagger
+from rules.compiler.resolve import Resolver
+
+from . import cases
+
+SOURCES = ["198.18.0.0/24", "198.18.0.7", "198.18.1.0/25", "2001:2::/64", "2001:2::5",
+           "0.0.0.0/0", "::/0", "198.18.4.10-198.18.4.40", "web", "grp", "198.18.9.1"]
+PORTS = ["22", "80", "443", "1000-2000", "8000", "65535", "1-1023", "2049", "3000-3001"]
+
+
+def simple_rules(rnd: random.Random, n: int) -> list[dict]:
+    """Mostly the shape the fused path takes, with every way of falling out of it."""
+    rules = []
+    for _ in range(n):
+        rule: dict = {"chain": rnd.choice(["input", "output", "forward"]),
+                      "action": rnd.choice(["accept", "drop", "reject"]),
+                      "protocol": rnd.choice(["tcp", "tcp", "udp", "icmp", "any"]),
+                      "sources": rnd.sample(SOURCES, rnd.choice([1, 1, 1, 1, 2]))}
+        if rnd.random() < 0.4:
+            rule["destinations"] = rnd.sample(SOURCES, rnd.choice([1, 1, 2]))
+        if rule["protocol"] in ("tcp", "udp"):
+            rule["dports"] = rnd.sample(PORTS, rnd.choice([0, 1, 1, 2, 7, 8, 9]))
+            if rnd.random() < 0.2:
+                rule["sports"] = rnd.sample(PORTS, rnd.choice([1, 2, 8]))
+        for key, value in (("sources_negate", True), ("destinations_negate", True),
+                           ("log", True), ("states", ["new", "established"]),
+                           ("rate_limit", "10/second"), ("enabled", False)):
+            if rnd.random() < 0.1:
+                rule[key] = value
+        if rule["chain"] != "output" and rnd.random() < 0.1:
+            rule["in_interface"] = "eth0"
+        if rnd.random() < 0.3:
+            rule["id"] = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+        rules.append(rule)
+    return rules
+
+
+def valid_document(seed: int) -> dict:
+    """Random simple rules, minus the ones the parser refuses (mixed families)."""
+    from rules.compiler import DocumentError
+
+    rnd = random.Random(seed)
+    data = {"version": 1, "addresses": [{"name": "web", "value": "198.18.3.3"}],
+            "address_groups": [{"name": "grp", "members": ["198.18.5.0/24", "198.18.6.1"]}],
+            "rulesets": [{"name": "rs", "rules": simple_rules(rnd, 150)}],
+            "devices": [{"name": "d", "rulesets": ["rs"]}]}
+    for _ in range(20):
+        try:
+            PolicyDocument.from_dict(data)
+            return data
+        except DocumentError as exc:
+            bad = {int(e.path.split(".rules[")[1].split("]")[0]) for e in exc.errors}
+            rules = data["rulesets"][0]["rules"]
+            data["rulesets"][0]["rules"] = [r for i, r in enumerate(rules) if i not in bad]
+    raise AssertionError("no valid document")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fused_lowering_equals_the_general_path(seed, monkeypatch):
+    doc = PolicyDocument.from_dict(valid_document(seed))
+    options = CompileOptions(ipset_threshold=1 + seed % 3)
+    fast = compile_device(doc, "d", options=options, now=cases.NOW)
+    assert fast.iptables_v4.count("\n-A RPT-") > 50
+    monkeypatch.setattr(Resolver, "simple_net", lambda self, ref: None)
+    general = compile_device(doc, "d", options=options, now=cases.NOW)
+    assert fast.to_json() == general.to_json()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cached_tags_equal_rule_tag(seed):
+    doc = PolicyDocument.from_dict(valid_document(seed))
+    tag = rule_tagger()
+    for rs in doc.rulesets:
+        for i, rule in enumerate(rs.rules):
+            assert tag(f"id-{i}", rule) == rule_tag(f"id-{i}", rule)
+
+
+def test_fallback_ids_equal_fallback_rule_id():
+    for ruleset in ("bench", "web-baseline", "ü"):
+        for kind in ("rules", "nat"):
+            ids = fallback_ids(ruleset, kind)
+            assert all(ids(i) == fallback_rule_id(ruleset, kind, i) for i in range(3000))
+
+
+def test_rules_json_is_canonical_json():
+    comments = ["", "plain", 'with "quotes"', "back\\slash", "tab\tnew\nline", "\x00\x1f",
+                "ünïcode ☃", "\u2028"]
+    infos = {f"{i:08x}-0000-5000-8000-000000000000": RuleInfo(
+        f"rs{i % 3}", i + 1, comments[i % len(comments)], "nat" if i % 5 == 0 else "filter")
+        for i in range(40)}
+    rules, text = _rules(dict(sorted(infos.items())))
+    assert text == canonical_json(rules)
+    assert _rules({})[1] == canonical_json({})
+
+
+@pytest.mark.parametrize("case", sorted(cases.CASES))
+def test_bundle_hash_is_sha256_of_canonical_json(case):
+    build, device = cases.CASES[case]
+    bundle = compile_device(PolicyDocument.from_dict(build()), device, now=cases.NOW)
+    body = {k: v for k, v in bundle.to_dict().items() if k != "hash"}
+    assert bundle.hash == hashlib.sha256(canonical_json(body).encode()).hexdigest()
