@@ -190,27 +190,38 @@ def _adds_end(text: str, start: int, prefix: str) -> int:
 
 
 def temp_set_name(name: str) -> str:
-    """Name a set is filled under before it is renamed into place (crash-safe fill)."""
+    """Name a damaged set is refilled under before it is swapped into place."""
     return "rpt-tmp-" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def ipset_fill_payload(block: SetBlock) -> str:
-    """Create and fill a set under a temporary name, then rename it into place.
+    """Create and fill a missing set under its own name (run with `ipset -exist restore`).
 
-    A kill mid-fill leaves only a temporary set (garbage, destroyed later); the real name
-    appears complete or not at all. Run with `ipset -exist restore` so a leftover temporary
-    set of the same name (same content, since names follow content) is simply completed.
+    Names follow content, so a leftover of the same name from a killed apply has a subset
+    of the right entries: `-exist` completes it. No rule refers to a set before the fill
+    that creates it has finished, and a start after a kill destroys the sets the confirmed
+    bundle does not name, so a half-filled set is never used. (Filling under a temporary
+    name and renaming would cost a rewrite of every add line: ~7 ms for 100k entries.)
     """
-    tmp = temp_set_name(block.name)
-    create = "create " + tmp + " " + block.create.split(None, 2)[2]
+    create = block.create
     # The default maxelem is 65,536 ("Hash is full" at 65,538 entries): size what is not.
     words = create.split()
     if "maxelem" not in words:
         create += f" maxelem {max(65536, 1 << (2 * block.entries - 1).bit_length())}"
     if "hashsize" not in words:
         create += f" hashsize {max(1024, 1 << max(block.entries - 1, 1).bit_length())}"
-    adds = block.adds.replace(f"add {block.name} ", f"add {tmp} ")
-    return f"{create}\n{adds}rename {tmp} {block.name}\n"
+    return f"{create}\n{block.adds}"
+
+
+def ipset_refill_payload(block: SetBlock) -> str:
+    """Refill an existing set whose content was changed by hand: fill a temporary set,
+    swap it in (rules keep pointing at the name), destroy the temporary one."""
+    tmp = temp_set_name(block.name)
+    fill = ipset_fill_payload(block)
+    create, _, adds = fill.partition("\n")
+    create = create.replace(f"create {block.name} ", f"create {tmp} ", 1)
+    adds = adds.replace(f"add {block.name} ", f"add {tmp} ")
+    return f"{create}\n{adds}swap {tmp} {block.name}\ndestroy {tmp}\n"
 
 
 # --- planning ----------------------------------------------------------------------------

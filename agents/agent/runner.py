@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,14 +34,31 @@ class Runner:
         self.timeout = timeout
 
     def run(self, argv: Sequence[str], input: str | None = None, check: bool = True) -> Result:
-        proc = subprocess.run(
-            [*self.prefix, *argv],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-        )
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        """Run to completion; killed (TimeoutExpired) after `timeout` seconds.
+
+        The timeout is a watchdog thread, not `subprocess.run(timeout=...)`: that one waits
+        for the exit by polling with sleeps of 0.5 ms, 1 ms, 2 ms…, which added ~1 ms to
+        every iptables-restore (a 100-rule legacy restore takes 2.1 ms in all).
+        """
+        full = [*self.prefix, *argv]
+        proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        expired = threading.Event()
+
+        def kill() -> None:
+            expired.set()
+            proc.kill()
+
+        watchdog = threading.Timer(self.timeout, kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            stdout, stderr = proc.communicate(input)
+        finally:
+            watchdog.cancel()
+        if expired.is_set():
+            raise subprocess.TimeoutExpired(full, self.timeout, stdout, stderr)
+        result = Result(proc.returncode, stdout, stderr)
         if check and proc.returncode != 0:
             raise CommandError(argv, result)
         return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,19 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
     survives it), not against power loss. Used for records that only matter while the
     kernel's rules exist (journal, live), which a power loss empties anyway.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # A fixed temporary name per process and thread (no mkstemp: ~40 µs a write, 3 writes
+    # an apply); O_EXCL still refuses to follow a planted symlink or reuse a stale file.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        os.fchmod(fd, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:  # left by a killed writer with this pid: ours to replace
+        tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask does not narrow what we ask for
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -48,7 +57,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     if not durable:
         return

@@ -281,3 +281,42 @@ def test_wrong_belief_about_a_jump_fails_safe_into_a_full_rewrite(env):
     failed = [p for kind, p in dp.payloads if kind == "iptables-v4" and "-D INPUT -m comment" in p]
     assert failed, "the believed jump was deleted by its rule text"
     assert not engine.status()["drift"]["drifted"]
+
+
+def test_set_damaged_by_hand_is_drift_and_the_next_apply_refills_it(env):
+    engine, dp, _, _ = env
+    members = ["198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24"]
+    s = set_name(4, members)
+    rule = f"-m set --match-set {s} src -j ACCEPT"
+    engine.apply({"bundle": bundle([rule], v6=False, sets={s: members}), "version": 1,
+                  "confirm_timeout": 0})
+    def entries():  # the recording dataplane keeps the lines it was given
+        return [line.split()[-1] for line in dp.sets[s][1:]]
+
+    dp.sets[s].pop()  # someone deleted an entry
+    st = engine.status()
+    assert st["drift"]["drifted"] and f"set {s} entries=2" in st["drift"]["diff"]
+    engine.apply({"bundle": bundle([rule, "-j DROP"], v6=False, sets={s: members}),
+                  "version": 2, "confirm_timeout": 0})
+    assert entries() == members and not any(n.startswith("rpt-tmp-") for n in dp.sets)
+    assert any(kind == "ipset" and "swap rpt-tmp-" in p for kind, p in dp.payloads)
+    assert not engine.status()["drift"]["drifted"]
+
+
+def test_start_destroys_sets_a_killed_apply_left_behind(env, tmp_path):
+    """Applies trust the records (no set listing); the start lists the sets and removes
+    what a kill left: the previous bundle's set (killed before its destroy) and a
+    half-filled one (killed mid-fill, no rule refers to it)."""
+    engine, dp, clock, _ = env
+    s1, s2 = set_name(4, ["198.18.1.0/24"]), set_name(4, ["198.18.2.0/24"])
+    r = "-m set --match-set {} src -j ACCEPT"
+    engine.apply({"bundle": bundle([r.format(s1)], v6=False, sets={s1: ["198.18.1.0/24"]}),
+                  "version": 1, "confirm_timeout": 0})
+    engine.apply({"bundle": bundle([r.format(s2)], v6=False, sets={s2: ["198.18.2.0/24"]}),
+                  "version": 2, "confirm_timeout": 0})
+    dp.ipset_restore(f"create {s1} hash:net family inet\nadd {s1} 198.18.1.0/24\n")
+    dp.ipset_restore("create rpt-4-0123456789ab hash:net family inet\n")
+    again = Engine(StateDir(tmp_path), dp, clock=clock)
+    assert again.start()["full"] is False  # the chains were right: no rewrite needed
+    assert set(dp.sets) == {s2}
+    assert not again.status()["drift"]["drifted"]

@@ -7,6 +7,7 @@ from agents.agent.ruleset import (
     LiveJump,
     Table,
     ipset_fill_payload,
+    ipset_refill_payload,
     parse_ipsets,
     parse_restore,
     plan_table,
@@ -61,10 +62,13 @@ def test_parse_ipsets_and_fill_payload():
     sets = parse_ipsets("create rpt-4-aa hash:net family inet hashsize 1024 maxelem 65536\n"
                         "add rpt-4-aa 198.18.0.0/24\n")
     assert list(sets) == ["rpt-4-aa"] and sets["rpt-4-aa"].entries == 1
-    payload = ipset_fill_payload(sets["rpt-4-aa"])
-    lines = payload.splitlines()
-    assert lines[0].startswith("create rpt-tmp-") and "maxelem 65536" in lines[0]
-    assert lines[-1].startswith("rename rpt-tmp-") and lines[-1].endswith(" rpt-4-aa")
+    assert ipset_fill_payload(sets["rpt-4-aa"]).splitlines() == [
+        "create rpt-4-aa hash:net family inet hashsize 1024 maxelem 65536",
+        "add rpt-4-aa 198.18.0.0/24"]
+    refill = ipset_refill_payload(sets["rpt-4-aa"]).splitlines()
+    tmp = refill[0].split()[1]
+    assert tmp.startswith("rpt-tmp-") and refill[1] == f"add {tmp} 198.18.0.0/24"
+    assert refill[2:] == [f"swap {tmp} rpt-4-aa", f"destroy {tmp}"]
     with pytest.raises(BundleError):
         parse_ipsets("create docker-set hash:net\n")
     with pytest.raises(BundleError):
