@@ -102,7 +102,7 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
         state = StateDir(tempfile.mkdtemp(dir=tmp))
         state.ensure_identity()
         e = Engine(state, dp)
-        e._check_other_backend()  # done once at agent start, not per apply
+        e.start()  # what `serve` does before it answers: not part of any apply
         return e
 
     def emit(**row) -> None:

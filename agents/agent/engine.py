@@ -388,6 +388,8 @@ class Engine:
         There is never a window with an empty firewall: whatever the kernel holds stays
         until the confirmed bundle replaces it in one transaction per table.
         """
+        with self._deadline_cv:
+            self._ensure_watcher()  # started with the agent, not by its first apply
         with self._exclusive():
             self._check_other_backend()
             confirmed = self._record(CONFIRMED_FILE)
@@ -529,11 +531,14 @@ class Engine:
         """Run `check_deadline` in `timeout` seconds (replacing any earlier arming)."""
         with self._deadline_cv:
             self._fire_at = time.monotonic() + timeout
-            if self._watcher is None:
-                self._watcher = threading.Thread(target=self._watch_deadline, daemon=True,
-                                                 name="confirm-deadline")
-                self._watcher.start()
+            self._ensure_watcher()
             self._deadline_cv.notify()
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch_deadline, daemon=True,
+                                             name="confirm-deadline")
+            self._watcher.start()
 
     def _cancel_timer(self) -> None:
         with self._deadline_cv:
