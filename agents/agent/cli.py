@@ -39,7 +39,7 @@ def _dataplane(args: argparse.Namespace, state: StateDir):  # noqa: ANN202
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    state = StateDir(args.state_dir)
+    state = StateDir(args.state_dir, args.run_dir)
     state.ensure_identity()
     return Engine(state, _dataplane(args, state),
                   default_confirm_timeout=getattr(args, "confirm_timeout", 30))
@@ -92,7 +92,7 @@ def _resync_loop(engine: Engine, interval: float, stop: threading.Event) -> None
 def cmd_enroll(args: argparse.Namespace) -> int:
     import requests
 
-    state = StateDir(args.state_dir)
+    state = StateDir(args.state_dir, args.run_dir)
     key = state.ensure_identity()
     if args.facts_file:
         try:
@@ -129,7 +129,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_facts(args: argparse.Namespace) -> int:
     """Print the facts sent at enrollment (run inside a namespace, enroll from outside)."""
-    state = StateDir(args.state_dir)
+    state = StateDir(args.state_dir, args.run_dir)
     state.ensure_identity()
     _print(gather_facts(_dataplane(args, state)))
     return 0
@@ -157,7 +157,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    _print(_engine(args).start())
+    _print(_engine(args).start(serving=False))
     return 0
 
 
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         p.add_argument("--state-dir", default=os.environ.get("RAMPART_AGENT_STATE_DIR",
                                                              DEFAULT_STATE_DIR))
+        p.add_argument("--run-dir", default=os.environ.get("RAMPART_AGENT_RUN_DIR"),
+                       help="records of what the kernel holds now (default: "
+                            "/run/rampart-agent with the default state dir, else STATE_DIR/run)")
         p.add_argument("--dataplane", choices=["iptables", "legacy", "nft", "recording"],
                        help="default: iptables, backend detected (or RAMPART_AGENT_DATAPLANE)")
         return p

@@ -8,6 +8,7 @@ interprets the same payloads in memory: demos without root, fleet benchmarks, fa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from agents.agent.ruleset import (
     plan_table,
     rule_comment,
 )
-from agents.agent.runner import CommandError, Result, Runner
+from agents.agent.runner import CommandError, Pending, Result, Runner
 
 log = logging.getLogger("rampart.agent")
 _iptc_lock = threading.Lock()  # python-iptables caches tables process-wide, without locking
@@ -104,6 +105,17 @@ def parse_save(text: str) -> LiveFamily:
     return tables
 
 
+IPSET_RESTORE = ["ipset", "-exist", "restore"]
+
+
+@dataclass
+class PendingRestore:
+    """A restore under way (see `Dataplane.begin_restore`)."""
+
+    commit: Callable[[str], None]
+    abort: Callable[[], None]
+
+
 class Dataplane:
     """The interface the apply engine uses; one instance per host (or fake host)."""
 
@@ -130,6 +142,12 @@ class Dataplane:
     def restore(self, family: str, payload: str) -> None:
         raise NotImplementedError
 
+    def begin_restore(self, family: str, head: str) -> PendingRestore:
+        """Start a restore with the first part of its payload (up to, not including, its
+        first COMMIT); `commit(rest)` finishes it, `abort()` drops it unapplied. The real
+        dataplane's tool parses `head` while the caller does other work."""
+        return PendingRestore(lambda rest: self.restore(family, head + rest), lambda: None)
+
     def ipset_list(self) -> dict[str, int]:
         """Existing sets with our prefix -> number of entries."""
         raise NotImplementedError
@@ -137,9 +155,21 @@ class Dataplane:
     def ipset_restore(self, payload: str) -> None:
         raise NotImplementedError
 
+    def begin_ipset_restore(self, payload: str) -> PendingRestore:
+        """Start `ipset -exist restore` of `payload`, working on it in the background;
+        `commit("")` waits for it to end (and raises if it failed), `abort()` stops it."""
+        return PendingRestore(lambda rest: self.ipset_restore(payload + rest), lambda: None)
+
     def ipset_destroy(self, names: Iterable[str]) -> list[str]:
         """Destroy sets; return those that could not be (still referenced)."""
         raise NotImplementedError
+
+    def keep_tools_ready(self, ready: bool = True) -> None:
+        """A serving agent keeps its restore tools started and waiting between applies."""
+
+    def busy(self) -> contextlib.AbstractContextManager[None]:
+        """An apply is under way: replace the tools it used only after it."""
+        return contextlib.nullcontext()
 
     def other_backend_leftovers(self) -> dict[str, list[str]]:
         """RPT- chains of ours found in the other iptables backend ("v4:filter" -> names)."""
@@ -203,12 +233,26 @@ class IptablesDataplane(Dataplane):
     def _tool(self, family: str, tool: str, backend: str | None = None) -> str:
         return f"{'ip6' if family == 'v6' else 'ip'}tables-{backend or self.backend}{tool}"
 
+    def _restore_argv(self, family: str) -> list[str]:
+        return [self._tool(family, "-restore"), "--noflush", "--wait=60"]
+
+    def busy(self) -> contextlib.AbstractContextManager[None]:
+        return self.runner.busy()
+
+    def keep_tools_ready(self, ready: bool = True) -> None:
+        if ready:
+            self.runner.keep_warm([self._restore_argv("v4"), self._restore_argv("v6"),
+                                   IPSET_RESTORE])
+        else:
+            self.runner.stop_warm()
+
     def restore(self, family: str, payload: str) -> None:
-        argv = [self._tool(family, "-restore"), "--noflush", "--wait=60"]
-        try:
-            self.runner.run(argv, input=payload)
-        except CommandError as exc:
-            raise DataplaneError(str(exc)) from exc
+        self.begin_restore(family, "").commit(payload)
+
+    def begin_restore(self, family: str, head: str) -> PendingRestore:
+        pending = self.runner.start(self._restore_argv(family))
+        pending.feed(head)
+        return PendingRestore(self._finisher(pending), pending.abort)
 
     def read(self, family: str, tables: Iterable[str] | None = None) -> LiveFamily:
         return self._save_read(family, tables, self.backend)
@@ -265,9 +309,24 @@ class IptablesDataplane(Dataplane):
 
     def ipset_restore(self, payload: str) -> None:
         try:
-            self.runner.run(["ipset", "-exist", "restore"], input=payload)
+            self.runner.run(IPSET_RESTORE, input=payload)
         except CommandError as exc:
             raise DataplaneError(str(exc)) from exc
+
+    def begin_ipset_restore(self, payload: str) -> PendingRestore:
+        pending = self.runner.start(IPSET_RESTORE)
+        pending.feed_all_in_background(payload)
+        return PendingRestore(self._finisher(pending), pending.abort)
+
+    @staticmethod
+    def _finisher(pending: Pending) -> Callable[[str], None]:
+        def commit(rest: str) -> None:
+            try:
+                pending.finish(rest)
+            except CommandError as exc:
+                raise DataplaneError(str(exc)) from exc
+
+        return commit
 
     def ipset_destroy(self, names: Iterable[str]) -> list[str]:
         names = [n for n in names if n.startswith(SET_PREFIX)]

@@ -72,9 +72,28 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Fields a bundle's hash does not cover: the hash itself, and the console's own index of
+# the rules (uuid -> rule set, position, comment), which the agent does not need.
+UNHASHED_BUNDLE_FIELDS = frozenset(("hash", "rules"))
+
+
 def bundle_hash(bundle: Mapping[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of every bundle field except `hash`."""
-    return sha256_hex(canonical_json({k: v for k, v in bundle.items() if k != "hash"}))
+    """sha256 hex over the bundle's fields (docs/bundle-format.md, "Hashes").
+
+    Field by field in key order, each as `<key> <length>\n<bytes>`: a text field (the
+    restore texts: megabytes for 50k rules) as its UTF-8 bytes, any other field as its
+    canonical JSON. Hashing the texts as they are, rather than a JSON re-encoding of
+    them, lets the agent check a 10k-rule bundle in ~1 ms instead of ~4 ms.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(bundle):
+        if key in UNHASHED_BUNDLE_FIELDS:
+            continue
+        value = bundle[key]
+        data = value.encode() if isinstance(value, str) else canonical_json(value)
+        digest.update(b"%s %d\n" % (key.encode(), len(data)))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -2,6 +2,13 @@
 
 Every write is atomic (temp file, fsync, rename, fsync of the directory) so that a crash or
 kill -9 leaves either the old file or the new one, never a torn one.
+
+Two places: the state directory (`/var/lib/rampart-agent`) holds what must outlive a
+reboot (keys, console key, the confirmed bundle and its record); the runtime directory
+(`/run/rampart-agent`, a tmpfs on systemd hosts) holds the records about what the kernel
+holds right now (`live.json`, `journal.json`, bundles awaiting their confirm), which a
+reboot empties together with the kernel's rules. On tmpfs these writes cost ~20 µs
+instead of ~120 µs (ext4 flushes a file renamed over another), several per apply.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agents.agent import protocol
 
 DEFAULT_STATE_DIR = "/var/lib/rampart-agent"
+DEFAULT_RUN_DIR = "/run/rampart-agent"
 
 KEY_FILE = "agent.key"
 CERT_FILE = "agent.crt"
@@ -28,6 +36,16 @@ LIVE_FILE = "live.json"  # what the kernel holds (confirmed or pending)
 JOURNAL_FILE = "journal.json"  # present only while an apply is in progress
 LAST_ROLLBACK_FILE = "last_rollback.json"
 SETTINGS_FILE = "settings.json"
+RUNTIME_FILES = frozenset((LIVE_FILE, JOURNAL_FILE))  # kept in the runtime directory
+BUNDLES = "bundles"  # folder, in both directories: confirmed (state) and pending (runtime)
+
+
+def default_run_dir(state_dir: str | os.PathLike[str]) -> Path:
+    """`/run/rampart-agent` for the default state directory, else `<state dir>/run`
+    (tests, several agents on one host); `--run-dir` chooses another."""
+    if os.path.abspath(state_dir) == DEFAULT_STATE_DIR:
+        return Path(DEFAULT_RUN_DIR)
+    return Path(state_dir) / "run"
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = True) -> None:
@@ -71,28 +89,61 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
 class StateDir:
     """Typed access to the files of one agent's state directory."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str],
+                 run_path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path)
+        self.run_path = Path(run_path) if run_path else default_run_dir(path)
+        self._dir = os.fspath(self.path)
+        self._run_dir = os.fspath(self.run_path)
+        # name -> (identity of the file, its bytes): records are read several times per
+        # apply and written only by this process or under the apply lock
+        self._cache: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 
     def ensure(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.run_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def file(self, name: str) -> Path:
+        """Where the record `name` lives (runtime records in the runtime directory)."""
+        return (self.run_path if name in RUNTIME_FILES else self.path) / name
+
+    def bundle_file(self, digest: str, pending: bool = False) -> Path:
+        """A stored bundle: confirmed ones in the state directory, others in the runtime
+        directory."""
+        return (self.run_path if pending else self.path) / BUNDLES / f"{digest}.json"
 
     # --- JSON documents ------------------------------------------------------------
     def read_json(self, name: str) -> Any:
+        """The record `name`, or None. Re-read only when the file changed (every write is a
+        rename, so a new inode): a stat instead of an open and a read."""
+        path = os.path.join(self._run_dir if name in RUNTIME_FILES else self._dir, name)
         try:
-            return json.loads((self.path / name).read_bytes())
+            st = os.stat(path)
         except FileNotFoundError:
+            self._cache.pop(name, None)
             return None
+        ident = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._cache.get(name)
+        if cached is None or cached[0] != ident:
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                return None
+            self._cache[name] = cached = (ident, data)
+        return json.loads(cached[1])
 
     def write_json(self, name: str, value: Any, durable: bool = True) -> None:
-        atomic_write(self.path / name, json.dumps(value, separators=(",", ":")).encode(),
+        atomic_write(self.file(name), json.dumps(value, separators=(",", ":")).encode(),
                      durable=durable)
 
     def remove(self, name: str, durable: bool = True) -> None:
-        (self.path / name).unlink(missing_ok=True)
+        self._cache.pop(name, None)
+        path = self.file(name)
+        path.unlink(missing_ok=True)
         if not durable:
             return
-        dir_fd = os.open(self.path, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
 
 from .ir import Program, RuleInfo
 from .render_ipset import render_sets, set_meta
@@ -32,11 +31,15 @@ class Bundle:
     format: int = FORMAT
     program: Program | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
-        return {"format": self.format, "device": self.device, "hash": self.hash,
+    def to_dict(self, rules: bool = True) -> dict:
+        """The bundle as JSON data; `rules=False` leaves out the console's rule index
+        (what is pushed to an agent, which does not need it; the hash does not cover it)."""
+        data = {"format": self.format, "device": self.device, "hash": self.hash,
                 "iptables_v4": self.iptables_v4, "iptables_v6": self.iptables_v6,
-                "ipsets": self.ipsets, "chains": self.chains, "sets": self.sets,
-                "rules": self.rules}
+                "ipsets": self.ipsets, "chains": self.chains, "sets": self.sets}
+        if rules:
+            data["rules"] = self.rules
+        return data
 
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
@@ -50,55 +53,43 @@ def build_bundle(program: Program) -> Bundle:
         text, hashes = render_table(table)
         texts[family].append(text)
         chains[f"v{family}"][table_name] = hashes
-    rules, rules_json = _rules(program.rules)
+    rules = _rules(program.rules)
     body = {"format": FORMAT, "device": program.device,
             "iptables_v4": "".join(texts[4]), "iptables_v6": "".join(texts[6]),
             "ipsets": render_sets(program.sets), "chains": chains,
-            "sets": {name: set_meta(s) for name, s in sorted(program.sets.items())},
-            "rules": rules}
-    digest = _body_hash(body, {"rules": rules_json})
+            "sets": {name: set_meta(s) for name, s in sorted(program.sets.items())}}
     return Bundle(program.device, body["iptables_v4"], body["iptables_v6"], body["ipsets"],
-                  chains, body["sets"], rules, digest, FORMAT, program)
+                  chains, body["sets"], rules, bundle_hash(body), FORMAT, program)
 
 
-def _rules(infos: dict[str, RuleInfo]) -> tuple[dict, str]:
-    """The bundle's `rules` mapping and its canonical JSON, written in one pass.
-
-    `json.dumps(sort_keys=True)` of 50k small dicts costs ~1.3 µs per entry (a sort per
-    entry); the entries have four known keys, so they are spelled out here in sorted key
-    order (comment, position, ruleset, table), strings escaped by the encoder json itself
-    uses, giving the same bytes. test_compile checks it against `canonical_json`.
-    """
+def _rules(infos: dict[str, RuleInfo]) -> dict:
+    """The bundle's `rules` index: rule uuid -> rule set, 1-based position, comment (and
+    `table` for NAT rules)."""
     rules = {}
-    parts = []
-    enc = encode_basestring
-    names: dict[str, str] = {}
     for rid in sorted(infos):  # already sorted in a Program: a linear check
         ruleset, position, comment, table = infos[rid]
         entry = {"ruleset": ruleset, "position": position, "comment": comment}
-        rs_json = names.get(ruleset)
-        if rs_json is None:
-            rs_json = names[ruleset] = enc(ruleset)
         if table != "filter":
             entry["table"] = table
-            parts.append(f'{enc(rid)}:{{"comment":{enc(comment)},"position":{position:d},'
-                         f'"ruleset":{rs_json},"table":{enc(table)}}}')
-        else:
-            parts.append(f'{enc(rid)}:{{"comment":{enc(comment)},"position":{position:d},'
-                         f'"ruleset":{rs_json}}}')
         rules[rid] = entry
-    return rules, "{" + ",".join(parts) + "}"
+    return rules
 
 
-def _body_hash(body: dict, spelled: dict[str, str]) -> str:
-    """sha256 of `canonical_json(body)`, fed key by key: the 10+ MB document is never
-    joined into one string. `spelled` holds values whose canonical JSON is already known."""
-    digest = hashlib.sha256(b"{")
-    for i, key in enumerate(sorted(body)):
-        value = spelled.get(key)
-        if value is None:
-            value = canonical_json(body[key])
-        digest.update(f'{"," if i else ""}{canonical_json(key)}:'.encode())
-        digest.update(value.encode())
-    digest.update(b"}")
+UNHASHED_FIELDS = frozenset(("hash", "rules"))
+
+
+def bundle_hash(body: dict) -> str:
+    """sha256 hex over the bundle's fields except `hash` and `rules` (bundle-format.md):
+    field by field in key order, each as `<key> <length>\\n<bytes>`, a text field as its
+    UTF-8 bytes, any other as its canonical JSON. The agent computes the same
+    (agents/agent/protocol.py); the restore texts are hashed as they are, never re-encoded.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(body):
+        if key in UNHASHED_FIELDS:
+            continue
+        value = body[key]
+        data = (value if isinstance(value, str) else canonical_json(value)).encode()
+        digest.update(b"%s %d\n" % (key.encode(), len(data)))
+        digest.update(data)
     return digest.hexdigest()

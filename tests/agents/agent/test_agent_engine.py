@@ -1,5 +1,8 @@
 """Apply engine over the recording dataplane: all-or-nothing, confirm, probes, recovery."""
 
+import json
+import time
+
 import pytest
 
 from agents.agent.dataplane import RecordingDataplane
@@ -92,7 +95,7 @@ def test_kernel_rejection_leaves_previous_policy(env):
         engine.apply({"bundle": loop, "version": 2, "confirm_timeout": 0})
     assert exc.value.status == 422 and "Too many links" in str(exc.value)
     assert dp.tables == before
-    assert not (engine.state.path / JOURNAL_FILE).exists()
+    assert not engine.state.file(JOURNAL_FILE).exists()
     assert engine.status()["applied"]["version"] == 1
 
 
@@ -178,6 +181,51 @@ def test_restart_with_pending_rolls_back(env, tmp_path):
     again = Engine(StateDir(tmp_path), dp, clock=clock)
     assert again.start()["reason"] == "agent restarted before the confirm"
     assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+
+
+def test_runtime_records_on_the_runtime_dir_bundles_made_durable_on_confirm(env, tmp_path):
+    """live/journal and a bundle awaiting its confirm live in the runtime directory (a tmpfs
+    on real hosts, emptied by a reboot with the kernel's rules); the confirm moves the
+    bundle into the state directory. The pending file is written off the apply's path."""
+    engine, dp, _, _ = env
+    state = engine.state
+    b = bundle(["-j DROP"])
+    engine.apply({"bundle": b, "version": 1, "confirm_timeout": 300})
+    assert state.file("live.json").parent == tmp_path / "run"
+    assert (tmp_path / "run" / "live.json").exists() and not (tmp_path / "live.json").exists()
+    pending = state.bundle_file(b["hash"], pending=True)
+    wait_until(pending.exists)
+    assert not state.bundle_file(b["hash"]).exists()
+    stored = json.loads(pending.read_bytes())
+    assert stored["iptables_v4"] == b["iptables_v4"] and "rules" not in stored
+    engine.confirm(1)
+    assert state.bundle_file(b["hash"]).exists() and not pending.exists()
+    assert json.loads(state.bundle_file(b["hash"]).read_bytes()) == stored
+
+
+def test_pending_bundle_never_stored_means_a_full_rewrite_at_start(env, tmp_path):
+    """Killed within milliseconds of an apply, before its bundle file was written: the
+    start cannot trust an incremental path from a bundle it does not have, so it reads
+    the kernel and rewrites everything to the confirmed bundle."""
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    b2 = bundle(["-j DROP"], extra_chain={"RPT-NEW": ["-j DROP"]})
+    engine.apply({"bundle": b2, "version": 2, "confirm_timeout": 300})
+    engine.shutdown()
+    engine.state.bundle_file(b2["hash"], pending=True).unlink()
+    again = Engine(StateDir(tmp_path), dp, clock=clock)
+    res = again.start()
+    assert res["full"] and res["reason"] == "agent restarted before the confirm"
+    assert dp.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+    assert "RPT-NEW" not in dp.tables["v4"]["filter"]
+    assert not again.status()["drift"]["drifted"]
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
 
 def test_restart_after_reboot_reapplies_confirmed(env, tmp_path):

@@ -14,7 +14,7 @@ from tests.agents.agent.agentns import AGENT, ROOT, agent, tool, write
 from tests.support.netns import namespace, needs_netns
 
 pytestmark = [*needs_netns, pytest.mark.slow]
-KILLS = 9  # per backend
+KILLS = 12  # per backend
 
 
 def big_bundle(seed: int) -> dict:
@@ -48,6 +48,13 @@ def fingerprint(ns, backend) -> str:
     return "\n".join(out)
 
 
+def wait_for(path, timeout: float) -> None:
+    """Return as soon as `path` exists (polled every 0.2 ms), or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
 def test_kill_minus_9_during_apply_never_leaves_a_mix(backend, tmp_path):
     rng = random.Random(9)
@@ -63,6 +70,7 @@ def test_kill_minus_9_during_apply_never_leaves_a_mix(backend, tmp_path):
             fps[bundles[k]["hash"]] = fingerprint(ns, backend)
         assert fps[bundles["A"]["hash"]] != fps[bundles["B"]["hash"]]
         window = max(took) * 1.3
+        journal_open = 0.03  # sets + two restores of ~1,000 rules, measured 25-35 ms
         current, outcomes = "B", []
         interrupted = 0
         for i in range(KILLS):
@@ -71,8 +79,14 @@ def test_kill_minus_9_during_apply_never_leaves_a_mix(backend, tmp_path):
                 ["ip", "netns", "exec", ns.name, "env", f"PYTHONPATH={ROOT}", *AGENT, "apply",
                  files[nxt], "--state-dir", str(state), "--dataplane", backend],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            # stratified over the whole run (interpreter start, sets, v4, v6, records)
-            time.sleep(0.1 + (i + rng.random()) / KILLS * (window - 0.1))
+            if i % 2:
+                # stratified over the whole run (interpreter start, planning, records)
+                time.sleep(0.1 + (i + rng.random()) / KILLS * (window - 0.1))
+            else:
+                # inside the kernel work: the journal is open from just before the first
+                # kernel change (sets, then v4, then v6) until the records are written
+                wait_for(state / "run" / "journal.json", window)  # default_run_dir
+                time.sleep(rng.random() * journal_open)
             # the agent and its children (iptables-restore, ipset) die together, as under
             # systemd's KillMode=control-group
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,9 +1,12 @@
 """Real kernel: traffic before/after applies, incremental edits, foreign rules, rejection."""
 
 import json
+import time
 
 import pytest
 
+from agents.agent.dataplane import DataplaneError, IptablesDataplane
+from agents.agent.runner import Runner
 from tests.agents.agent.agentns import (
     BACKENDS,
     add_foreign_rules,
@@ -111,3 +114,30 @@ def test_rules_in_the_other_backend_are_reported_and_removed(tmp_path):
         assert "RPT-INPUT" in ns.run("iptables-nft-save").stdout
         status = json.loads(agent(ns, "nft", tmp_path / "new", "status").stdout)
         assert status["backend"] == "nft"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restore_fed_in_parts_reaches_the_kernel_only_at_commit(backend):
+    """The apply feeds the restore tool everything before the first COMMIT, writes its
+    journal while the tool parses, then sends COMMIT: nothing may reach the kernel
+    earlier, and an aborted restore leaves no trace. The tool was started ahead
+    (keep_tools_ready), as a serving agent does."""
+    with namespace("agp") as ns:
+        dp = IptablesDataplane(backend, Runner(prefix=["ip", "netns", "exec", ns.name]))
+        dp.keep_tools_ready()
+        time.sleep(0.2)
+        head = "*filter\n:RPT-P - [0:0]\n-A RPT-P -s 198.18.0.9/32 -j DROP\n"
+
+        def saved() -> str:
+            return ns.run(tool(backend, suffix="-save")).stdout
+
+        pending = dp.begin_restore("v4", head)
+        time.sleep(0.2)  # the tool has read and parsed the head
+        assert "RPT-P" not in saved()
+        pending.abort()
+        assert "RPT-P" not in saved()
+        dp.begin_restore("v4", head).commit("COMMIT\n")
+        assert "-A RPT-P -s 198.18.0.9/32 -j DROP" in saved()
+        with pytest.raises(DataplaneError, match="line 2 failed"):
+            dp.begin_restore("v4", "*filter\n-A RPT-NONE -j DROP\n").commit("COMMIT\n")
+        dp.keep_tools_ready(False)

@@ -34,6 +34,39 @@ def test_parse_restore_splits_chains_and_jumps():
     assert t.jumps == {"INPUT": ["-A INPUT -m comment --comment rpt:jump -j RPT-INPUT"]}
 
 
+def _parse_line_by_line(text: str) -> dict[str, dict[str, list[str]]]:
+    """The meaning of a restore text, the slow obvious way (oracle for the run parser)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    table = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("*"):
+            table = out.setdefault(line[1:], {})
+        elif line.startswith(":") and line[1:].startswith("RPT-"):
+            table.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A RPT-"):
+            table[line.split()[1]].append(line)
+    return out
+
+
+def test_parse_restore_runs_equal_line_by_line_reading():
+    """Interleaved chains, blank and comment lines, CRLF and trailing blanks: the chains
+    come out as a line-by-line reading gives them, line numbers still count every line."""
+    text = (
+        "*filter\r\n:RPT-A - [0:0]\n:RPT-B - [0:0]\n"
+        "-A RPT-A -s 198.18.0.1/32 -j ACCEPT\n-A RPT-A -s 198.18.0.2/32 -j DROP  \n"
+        "-A RPT-B -p tcp --dport 22 -j ACCEPT\n\n# a comment\n"
+        "-A RPT-A -p udp -j REJECT\r\n-A RPT-AB -j ACCEPT\nCOMMIT\n"
+    )
+    with pytest.raises(BundleError, match="line 10: chain RPT-AB is not declared"):
+        parse_restore(text)
+    text = text.replace("-A RPT-AB -j ACCEPT\n", "")
+    parsed = {t: dict(v.chains) for t, v in parse_restore(text).items()}
+    assert parsed == _parse_line_by_line(text)
+    assert parsed["filter"]["RPT-A"][1] == "-A RPT-A -s 198.18.0.2/32 -j DROP"
+    assert parse_restore(text.rstrip("\n"))["filter"].chains == parse_restore(text)["filter"].chains
+
+
 @pytest.mark.parametrize(
     "text",
     [

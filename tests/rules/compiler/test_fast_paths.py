@@ -10,10 +10,9 @@ import uuid
 
 import pytest
 
+from agents.agent import protocol
 from rules.compiler import CompileOptions, PolicyDocument, compile_device
-from rules.compiler.bundle import _rules, canonical_json
 from rules.compiler.document import fallback_ids, fallback_rule_id
-from rules.compiler.ir import RuleInfo
 from rules.compiler.lower import rule_tag, rule_tagger
 from rules.compiler.resolve import Resolver
 
@@ -98,20 +97,28 @@ def test_fallback_ids_equal_fallback_rule_id():
             assert all(ids(i) == fallback_rule_id(ruleset, kind, i) for i in range(3000))
 
 
-def test_rules_json_is_canonical_json():
-    comments = ["", "plain", 'with "quotes"', "back\\slash", "tab\tnew\nline", "\x00\x1f",
-                "ünïcode ☃", "\u2028"]
-    infos = {f"{i:08x}-0000-5000-8000-000000000000": RuleInfo(
-        f"rs{i % 3}", i + 1, comments[i % len(comments)], "nat" if i % 5 == 0 else "filter")
-        for i in range(40)}
-    rules, text = _rules(dict(sorted(infos.items())))
-    assert text == canonical_json(rules)
-    assert _rules({})[1] == canonical_json({})
-
-
 @pytest.mark.parametrize("case", sorted(cases.CASES))
-def test_bundle_hash_is_sha256_of_canonical_json(case):
+def test_bundle_hash_is_the_agents_bundle_hash(case):
+    """The compiler and the agent hash a bundle the same way (the agent refuses a bundle
+    whose hash it cannot reproduce), with or without the console's rule index."""
     build, device = cases.CASES[case]
     bundle = compile_device(PolicyDocument.from_dict(build()), device, now=cases.NOW)
-    body = {k: v for k, v in bundle.to_dict().items() if k != "hash"}
-    assert bundle.hash == hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    assert bundle.hash == protocol.bundle_hash(bundle.to_dict())
+    assert bundle.hash == protocol.bundle_hash(bundle.to_dict(rules=False))
+    assert "rules" not in bundle.to_dict(rules=False)
+
+
+def test_bundle_hash_frames_every_field():
+    """Every byte of every field counts, and moving bytes from one field to the next (the
+    length prefix) or changing a non-text field changes the hash."""
+    body = {"format": 1, "device": "d", "iptables_v4": "*filter\nCOMMIT\n", "iptables_v6": "",
+            "ipsets": "", "chains": {"v4": {}}, "sets": {}}
+    digest = protocol.bundle_hash(body)
+    assert digest == hashlib.sha256(
+        b"chains 9\n{\"v4\":{}}" + b"device 1\nd" + b"format 1\n1"
+        + b"ipsets 0\n" + b"iptables_v4 15\n*filter\nCOMMIT\n" + b"iptables_v6 0\n"
+        + b"sets 2\n{}").hexdigest()
+    assert protocol.bundle_hash(dict(body, iptables_v4="*filter\nCOMMIT", iptables_v6="\n")) \
+        != digest
+    assert protocol.bundle_hash(dict(body, sets={"rpt-4-x": {}})) != digest
+    assert protocol.bundle_hash(dict(body, rules={"x": {}}, hash="y")) == digest
