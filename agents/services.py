@@ -153,7 +153,8 @@ def compile_for_device(device: Device, deployment: Deployment, *, now: datetime 
     if any(rs.assertions for rs in doc.device_rulesets(doc.device(device.name))):
         failed = [r.message() for r in device_assertions(doc, device.name, now=now, options=options)
                   if not r.passed]
-    return CompiledBundle(bundle.to_dict(), bundle.hash, failed)
+    # pushed without the rule index: the agent does not use it and the hash does not cover it
+    return CompiledBundle(bundle.to_dict(rules=False), bundle.hash, failed)
 
 
 # --- creating deployments -------------------------------------------------------------------
