@@ -90,7 +90,10 @@ class Bundle:
     set_entries: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: Any, verify_hash: bool = True) -> Bundle:
+    def parse(cls, raw: Any, verify_hash: bool = True, previous: Bundle | None = None
+              ) -> Bundle:
+        """Check and parse; `previous` (the bundle applied before) lends the lines of the
+        chains that did not change (see `parse_restore`)."""
         if not isinstance(raw, dict):
             raise BundleError("bundle must be a JSON object")
         if raw.get("format") != 1:
@@ -112,10 +115,9 @@ class Bundle:
         return cls(
             raw=raw,
             hash=digest,
-            tables={
-                "v4": parse_restore(raw.get("iptables_v4", "")),
-                "v6": parse_restore(raw.get("iptables_v6", "")),
-            },
+            tables={family: parse_restore(raw.get(f"iptables_{family}", ""),
+                                          previous.tables.get(family) if previous else None)
+                    for family in ("v4", "v6")},
             sets=sets,
             set_entries=entries,
         )
@@ -523,8 +525,10 @@ class Engine:
     def apply(self, request: dict[str, Any], *, local: bool = False) -> dict[str, Any]:
         """POST /v1/apply (or the local break-glass `apply FILE`)."""
         bundle_raw, version, deployment, timeout, probes = _parse_apply(request, local)
+        # what the kernel holds, if at hand: a hint for parsing only (same text, same lines)
+        held = self._bundle_cache.get((self._record(LIVE_FILE) or {}).get("hash", ""))
         try:
-            bundle = Bundle.parse(bundle_raw)
+            bundle = Bundle.parse(bundle_raw, previous=held)
         except BundleError as exc:
             raise AgentError(400, f"invalid bundle: {exc}") from exc
         started = time.monotonic()

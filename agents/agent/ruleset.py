@@ -37,6 +37,8 @@ class Table:
     name: str
     chains: dict[str, list[str]] = field(default_factory=dict)
     jumps: dict[str, list[str]] = field(default_factory=dict)  # builtin -> `-A INPUT ...`
+    # chain -> its rule lines as one text, when they came as one run (see parse_restore)
+    runs: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def is_empty(self) -> bool:
         return not self.chains and not any(self.jumps.values())
@@ -47,25 +49,46 @@ class Table:
 _RUN_RE = re.compile(r"-A (\S+) [^\n]*(?:\n-A \1 [^\n]*)*")
 
 
-def parse_restore(text: str) -> dict[str, Table]:
+def parse_restore(text: str, previous: dict[str, Table] | None = None) -> dict[str, Table]:
     """Parse a bundle's restore text; reject anything outside the conventions.
 
     Written for 50k-rule bundles: the rule lines of a declared RPT- chain are taken a run
     at a time (one regex match and one split per chain); every other line is checked on
-    its own.
+    its own. `previous` (the tables of the bundle applied before) lends its line lists to
+    chains whose run of lines is the same text: a 1-rule change to a 50k-rule bundle
+    splits one chain, not all of them.
     """
     tables: dict[str, Table] = {}
     current: Table | None = None
     chains: dict[str, list[str]] = {}
+    runs: dict[str, str] = {}
+    earlier: Table | None = None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     pos, size, lineno = 0, len(text), 0
     while pos < size:
         if text.startswith("-A ", pos):
+            if earlier is not None:  # the previous bundle's run of this chain, unchanged?
+                chain = text[pos + 3:text.find(" ", pos + 3)]
+                block = earlier.runs.get(chain)
+                end = pos + len(block) if block is not None else -1
+                if (block is not None and chains.get(chain) == [] and chain not in runs
+                        and text.startswith(block, pos) and text.startswith("\n", end)
+                        and not text.startswith(f"\n-A {chain} ", end)):
+                    runs[chain] = block  # a memcmp instead of a regex scan and a split
+                    chains[chain] = earlier.chains[chain]  # shared, never extended
+                    lineno += len(chains[chain])
+                    pos = end + 1
+                    continue
             run = _RUN_RE.match(text, pos)
-            rules = chains.get(run.group(1)) if run else None
+            chain = run.group(1) if run else ""
+            rules = chains.get(chain)
             if rules is not None:  # rules of a declared RPT- chain
                 block = run.group(0)
+                if not rules and chain not in runs:  # the chain's first (usually only) run
+                    runs[chain] = block
+                elif runs.pop(chain, None) is not None:  # in pieces: no single text for it
+                    chains[chain] = rules = list(rules)  # (the first piece may be shared)
                 lines = block.split("\n")
                 if block.endswith(" ") or " \n" in block:
                     lines = [line.rstrip() for line in lines]
@@ -86,13 +109,14 @@ def parse_restore(text: str) -> dict[str, Table]:
             if name not in TABLES:
                 raise BundleError(f"line {lineno}: unknown table {name!r}")
             current = tables.setdefault(name, Table(name))
-            chains = current.chains
+            chains, runs = current.chains, current.runs
+            earlier = (previous or {}).get(name)
             continue
         if current is None:
             raise BundleError(f"line {lineno}: rule outside a table")
         if line == "COMMIT":
-            current = None
-            chains = {}
+            current = earlier = None
+            chains, runs = {}, {}
             continue
         if line.startswith(":"):
             chain = line[1:].split()[0]
@@ -302,7 +326,7 @@ def plan_table(
     body: list[str] = []
     for name, lines in new.chains.items():
         before = old_chains.get(name)
-        if not full and before == lines:
+        if not full and (before is lines or before == lines):
             continue
         edit = None
         if not full and before is not None and len(before) <= inplace_limit:

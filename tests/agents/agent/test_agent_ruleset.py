@@ -67,6 +67,26 @@ def test_parse_restore_runs_equal_line_by_line_reading():
     assert parse_restore(text.rstrip("\n"))["filter"].chains == parse_restore(text)["filter"].chains
 
 
+def test_parse_restore_lends_unchanged_chains_from_the_previous_bundle():
+    """Same result as a fresh parse; chains whose run of lines is the same text share the
+    previous bundle's list, and the previous bundle is never changed (a chain now in two
+    pieces gets a list of its own)."""
+    old_text = ("*filter\n:RPT-A - [0:0]\n:RPT-B - [0:0]\n-A RPT-A -j ACCEPT\n"
+                "-A RPT-B -j DROP\n-A RPT-B -j REJECT\nCOMMIT\n")
+    old = parse_restore(old_text)
+    snapshot = {n: list(v) for n, v in old["filter"].chains.items()}
+    new_text = old_text.replace("-A RPT-B -j REJECT", "-A RPT-B -j ACCEPT")
+    new = parse_restore(new_text, previous=old)
+    assert new["filter"].chains == parse_restore(new_text)["filter"].chains
+    assert new["filter"].chains["RPT-A"] is old["filter"].chains["RPT-A"]
+    assert new["filter"].chains["RPT-B"] is not old["filter"].chains["RPT-B"]
+    pieces = old_text.replace("-A RPT-B -j DROP\n", "").replace(
+        "COMMIT", "-A RPT-A -j DROP\nCOMMIT")  # RPT-A: its old run, then one more line
+    again = parse_restore(pieces, previous=old)
+    assert again["filter"].chains["RPT-A"] == ["-A RPT-A -j ACCEPT", "-A RPT-A -j DROP"]
+    assert {n: list(v) for n, v in old["filter"].chains.items()} == snapshot
+
+
 @pytest.mark.parametrize(
     "text",
     [
