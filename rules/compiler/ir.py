@@ -61,6 +61,9 @@ class Rule:
 class Chain:
     name: str
     rules: list[Rule] = field(default_factory=list)
+    # the renderer's memo (family -> text, hash) for a rule-set chain that later compiles
+    # reuse through the lowering cache; never part of what the chain means
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(slots=True)

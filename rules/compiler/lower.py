@@ -11,10 +11,13 @@ on every device, so changing one rule set rewrites one chain.
 from __future__ import annotations
 
 import hashlib
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from .document import (
     Device,
@@ -48,6 +51,13 @@ from .resolve import FamilyMatch, Nets, PortRanges, ProtoSpec, Resolver, merge_p
 from .values import parse_port
 
 MULTIPORT_MAX = 15
+# A rule set's chain longer than SEGMENT_MAX kernel rules is cut into segment chains that
+# its chain jumps to in order. Where to cut depends on the rules themselves (about 1 policy
+# rule in SEGMENT_EVERY, chosen by its uuid), never on positions: inserting or deleting a
+# rule changes one segment, and the agent rewrites or edits only that chain (with the nft
+# backend an edit costs with the size of the chain it touches).
+SEGMENT_MAX = 1000
+SEGMENT_EVERY = 256
 ND_TYPES = (133, 134, 135, 136, 137)
 _TARGET = {"accept": ACCEPT, "drop": DROP, "reject": REJECT}
 _CHAIN_LETTER = {"input": "I", "forward": "F", "output": "O"}
@@ -85,6 +95,40 @@ def ruleset_chain(ruleset: str, chain: str) -> str:
     name = f"RPT-{_CHAIN_LETTER[chain]}-{ruleset[:13]}-{short_hash(ruleset)}"
     assert len(name) <= CHAIN_MAX
     return name
+
+
+def segment_chain(ruleset: str, chain: str, first_rule_id: str) -> str:
+    """`RPT-I-<name, cut>-<12 hex>`: a segment of a long rule-set chain, named by the rule
+    set and the rule it starts with (so it keeps its name while other segments change)."""
+    return f"RPT-{_CHAIN_LETTER[chain]}-{ruleset[:6]}-{short_hash(f'{ruleset}/{first_rule_id}', 6)}"
+
+
+def segments(chain: Chain, ruleset: str, direction: str) -> list[Chain]:
+    """`chain` itself if short enough; else a chain of jumps to its segments, then them.
+
+    Segment rules are verdicts (and LOG), so falling off a segment's end returns to the
+    next jump: the same first-match order as one long chain. A policy rule's kernel rules
+    stay in one segment.
+    """
+    if len(chain.rules) <= SEGMENT_MAX:
+        return [chain]
+    pieces: list[list[IRRule]] = []
+    current: list[IRRule] = []
+    last_id = None
+    crc32 = zlib.crc32
+    for rule in chain.rules:
+        rid = rule.rule_id
+        if rid != last_id and current and (
+                len(current) >= SEGMENT_MAX or crc32(rid.encode()) % SEGMENT_EVERY == 0):
+            pieces.append(current)
+            current = []
+        current.append(rule)
+        last_id = rid
+    pieces.append(current)
+    parts = [Chain(segment_chain(ruleset, direction, piece[0].rule_id), piece)
+             for piece in pieces]
+    head = Chain(chain.name, [IRRule(JUMP, "rpt:jump", arg=part.name) for part in parts])
+    return [head, *parts]
 
 
 def set_name(family: int, nets: Nets) -> str:
@@ -144,6 +188,67 @@ def port_chunks(ports: tuple[tuple[int, int], ...] | None) -> list | tuple:
     return chunks
 
 
+class Built(NamedTuple):
+    """What lowering built for one rule set (an entry of `RulesetCache`)."""
+
+    exact: tuple  # (rules, which expiring rules are active, the document's objects)
+    chains: dict[int, dict[str, Chain]]
+    infos: dict[str, RuleInfo]
+    sets: dict[str, IpSet]
+    memo: dict[str, tuple]  # rule id -> (rule, kernel rules per family, set names)
+
+
+class RulesetCache:
+    """What lowering built per rule set, kept for the next compiles in this process.
+
+    A rule set's chains are the same on every device and from one deploy to the next, so
+    a deploy to a device group, a redeploy, a preview or a trace reuse them (and the
+    renderer's text of them, see `Chain.memo`) instead of lowering and rendering every rule
+    again; after an edit, the unchanged rules and segments are reused. An entry is found by
+    rule set name and options, and used whole only if everything its chains depend on is
+    equal: the rules, which of its expiring rules are still active, and the document's
+    objects (rules alone if only they differ). Comparing is cheap when they are the very
+    same objects (the parsed document is cached per deployment), a linear scan otherwise;
+    a cold compile never hashes 50k rules. Least recently used entries go first once more
+    than `max_rules` kernel rules are kept.
+    """
+
+    def __init__(self, max_rules: int = 300_000) -> None:
+        self.max_rules = max_rules
+        self._entries: OrderedDict[tuple, tuple[Built, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Built | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple, value: Built, size: int) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= old[1]
+            if size > self.max_rules:
+                return
+            self._entries[key] = (value, size)
+            self._size += size
+            while self._size > self.max_rules:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._size -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._size = 0
+
+
+RULESET_CACHE = RulesetCache()
+
+
 class Lowerer:
     """Builds a `Program` for one device; rule-set chains are built once per family."""
 
@@ -156,6 +261,7 @@ class Lowerer:
         self.sets: dict[str, IpSet] = {}
         self.rules: dict[str, RuleInfo] = {}
         self._rs_chains: dict[str, dict[int, dict[str, Chain]]] = {}
+        self._objects_key: tuple | None = None
         self._ports: dict[tuple[str, ...], PortRanges | None] = {}
         self._doc_ports = doc.ports
 
@@ -210,30 +316,82 @@ class Lowerer:
         """The rule set's chains in one family (both families are built in one pass)."""
         built = self._rs_chains.get(rs.name)
         if built is None:
-            built = self._rs_chains[rs.name] = self._build_ruleset(rs)
+            built = self._rs_chains[rs.name] = self._cached_ruleset(rs)
         return built[family]
 
-    def _build_ruleset(self, rs: RuleSet) -> dict[int, dict[str, Chain]]:
+    def _cached_ruleset(self, rs: RuleSet) -> dict[int, dict[str, Chain]]:
+        """`_build_ruleset`, with what an earlier compile in this process built for a rule
+        set of this name (see `RulesetCache`): all of it if nothing it depends on changed,
+        else the rules that did not change (same rule, same objects, same options)."""
+        expiring = tuple(r.expires_at > self.now for r in rs.rules if r.expires_at is not None)
+        if self._objects_key is None:
+            doc = self.doc
+            self._objects_key = (doc.addresses, doc.address_groups, doc.services,
+                                 doc.service_groups)
+        key = (rs.name, self.options.ipset_threshold, SEGMENT_MAX, SEGMENT_EVERY)
+        exact = (rs.rules, expiring, self._objects_key)
+        entry = RULESET_CACHE.get(key)
+        if entry is not None and entry.exact == exact:
+            self.rules.update(entry.infos)
+            self.sets.update(entry.sets)
+            return entry.chains
+        if entry is not None and entry.exact[2] != self._objects_key:
+            entry = None  # another document's objects: nothing can be reused
+        infos: dict[str, RuleInfo] = {}
+        memo: dict[str, tuple] = {}
+        sets_before = set(self.sets)
+        chains = self._build_ruleset(rs, infos, memo, entry)
+        self.rules.update(infos)
+        sets = {k: v for k, v in self.sets.items() if k not in sets_before}
+        RULESET_CACHE.put(key, Built(exact, chains, infos, sets, memo),
+                          sum(len(c.rules) for fam in chains.values() for c in fam.values()))
+        return chains
+
+    def _build_ruleset(self, rs: RuleSet, infos: dict[str, RuleInfo],
+                       memo: dict[str, tuple], earlier: Built | None = None
+                       ) -> dict[int, dict[str, Chain]]:
+        """The rule set's chains per family; where each rule came from goes to `infos`.
+
+        `memo` receives, per rule with an id, (rule, its kernel rules per family, the sets
+        they use); `earlier` (the last build of a rule set of this name, same objects) lends
+        its kernel rules to the rules that are unchanged, and its chains to the segments
+        whose rules are all the same (their rendered text comes with them).
+        """
         out: dict[int, dict[str, Chain]] = {4: {}, 6: {}}
         names = {c: ruleset_chain(rs.name, c) for c in _CHAIN_LETTER}
         # hot loop (once per rule): names bound locally
-        now, infos, resolve, expand = self.now, self.rules, self.resolver.rule, self.expand
+        now, resolve, expand = self.now, self.resolver.rule, self.expand
         simple_net, port_list, tag_of = self.resolver.simple_net, self._port_list, rule_tagger()
         upper_states: dict[tuple[str, ...], tuple[str, ...]] = {}
         fallback = fallback_ids(rs.name, "rules")
         rs_name = rs.name
+        known = earlier.memo.get if earlier is not None else None
         for index, rule in enumerate(rs.rules):
             if not rule.enabled or (rule.expires_at is not None and rule.expires_at <= now):
                 continue
-            rule_id = rule.id or fallback(index)
+            rid = rule.id
+            rule_id = rid or fallback(index)
             infos[rule_id] = _new_tuple(RuleInfo, (rs_name, index + 1, rule.comment, "filter"))
+            name = names[rule.chain]
+            if known is not None and rid is not None:
+                found = known(rid)
+                if found is not None and found[0] == rule:  # unchanged: its kernel rules
+                    for family, irs in found[1]:
+                        chains = out[family]
+                        chain = chains.get(name)
+                        if chain is None:
+                            chain = chains[name] = Chain(name)
+                        chain.rules.extend(irs)
+                    for set_name in found[2]:
+                        self.sets[set_name] = earlier.sets[set_name]
+                    memo[rid] = found
+                    continue
             states = None
             if rule.states:
                 states = upper_states.get(rule.states)
                 if states is None:
                     states = upper_states[rule.states] = tuple(s.upper() for s in rule.states)
             tag = tag_of(rule_id, rule)
-            name = names[rule.chain]
             target = _TARGET[rule.action]
             # The frequent shape (see Resolver._simple): literal tcp/udp, one literal
             # host/CIDR per side, no log, at most 7 port ranges a side → one kernel rule,
@@ -249,30 +407,49 @@ class Lowerer:
                     sports = port_list(rule.sports) if rule.sports else None
                     if (dports is None or len(dports) <= 7) and (
                             sports is None or len(sports) <= 7):
-                        chains = out[src[0].version]
+                        family = src[0].version
+                        chains = out[family]
                         chain = chains.get(name)
                         if chain is None:
                             chain = chains[name] = Chain(name)
-                        chain.rules.append(IRRule(
+                        ir = IRRule(
                             target, tag, _new_tuple(AddrMatch, (src, rule.sources_negate, None)),
                             None if dst is None else _new_tuple(
                                 AddrMatch, (dst, rule.destinations_negate, None)),
                             rule.in_interface, rule.out_interface, proto, sports, dports, None,
-                            states, rule.rate_limit, rule.burst, None, rule_id))
+                            states, rule.rate_limit, rule.burst, None, rule_id)
+                        chain.rules.append(ir)
+                        if rid is not None:
+                            memo[rid] = (rule, ((family, (ir,)),), ())
                         continue
             fms = resolve(rule)
-            if not fms:
-                continue
             base = (rule.in_interface, rule.out_interface, states, rule.rate_limit, rule.burst)
             prefix = None
             if rule.log:
                 prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
+            made = []
             for fm in fms:
                 chains = out[fm.family]
                 chain = chains.get(name)
                 if chain is None:
                     chain = chains[name] = Chain(name)
-                chain.rules.extend(expand(fm, base, target, tag, rule_id, None, prefix))
+                irs = expand(fm, base, target, tag, rule_id, None, prefix)
+                chain.rules.extend(irs)
+                made.append((fm.family, tuple(irs)))
+            if rid is not None:
+                used = {m.set_name for _, irs in made for ir in irs for m in (ir.src, ir.dst)
+                        if m is not None and m.set_name is not None}
+                memo[rid] = (rule, tuple(made), tuple(sorted(used)))
+        direction = {name: chain for chain, name in names.items()}
+        for family, chains in out.items():
+            before = earlier.chains[family] if earlier is not None else {}
+            parts = {}
+            for name, chain in chains.items():
+                for part in segments(chain, rs_name, direction[name]):
+                    same = before.get(part.name)
+                    parts[part.name] = same if same is not None and same.rules == part.rules \
+                        else part
+            out[family] = parts
         return out
 
     def _port_list(self, texts: tuple[str, ...]) -> PortRanges | None:

@@ -117,8 +117,11 @@ def render_table(table: Table) -> tuple[str, dict[str, str]]:
     parts = ["\n".join(head), "\n"]
     hashes = {}
     for name, chain in table.chains.items():
-        text = "\n".join([render_rule(name, r, fam) for r in chain.rules]) + "\n"
-        hashes[name] = hashlib.sha256(text.encode()).hexdigest()
+        done = chain.memo.get(fam)
+        if done is None:
+            text = "\n".join([render_rule(name, r, fam) for r in chain.rules]) + "\n"
+            done = chain.memo[fam] = (text, hashlib.sha256(text.encode()).hexdigest())
+        text, hashes[name] = done
         if chain.rules:
             parts.append(text)
     parts.append("COMMIT\n")

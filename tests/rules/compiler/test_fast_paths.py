@@ -9,11 +9,13 @@ import random
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.agent import protocol
 from rules.compiler import CompileOptions, PolicyDocument, compile_device
 from rules.compiler.document import fallback_ids, fallback_rule_id
-from rules.compiler.lower import rule_tag, rule_tagger
+from rules.compiler.lower import RULESET_CACHE, rule_tag, rule_tagger
 from rules.compiler.resolve import Resolver
 
 from . import cases
@@ -77,6 +79,7 @@ def test_fused_lowering_equals_the_general_path(seed, monkeypatch):
     fast = compile_device(doc, "d", options=options, now=cases.NOW)
     assert fast.iptables_v4.count("\n-A RPT-") > 50
     monkeypatch.setattr(Resolver, "simple_net", lambda self, ref: None)
+    RULESET_CACHE.clear()  # lower it again, the general way
     general = compile_device(doc, "d", options=options, now=cases.NOW)
     assert fast.to_json() == general.to_json()
 
@@ -122,3 +125,81 @@ def test_bundle_hash_frames_every_field():
         != digest
     assert protocol.bundle_hash(dict(body, sets={"rpt-4-x": {}})) != digest
     assert protocol.bundle_hash(dict(body, rules={"x": {}}, hash="y")) == digest
+
+
+# Values a rule field may take: canonical ones (the plain path) and every kind of thing it
+# must hand to the general parser (wrong types, odd spellings, errors).
+_ANY_VALUE = st.sampled_from([None, 1, True, "", " x ", [], {}, ["a", 1]])
+_RULE_VALUES = {
+    "id": st.sampled_from(["0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1",
+                           "0B6C6A4E-1F5E-4A43-9D53-3A3F7CF0A0A1",
+                           "0b6c6a4e1f5e4a439d533a3f7cf0a0a1", "nope",
+                           "9e107d9d-3728-4a0c-8d6e-51a2c4d9f7a3"]),
+    "chain": st.sampled_from(["input", "output", "forward", "INPUT", "postrouting"]),
+    "action": st.sampled_from(["accept", "drop", "reject", "Accept", "log"]),
+    "protocol": st.sampled_from(["tcp", "udp", "any", "icmp", "icmpv6", "sctp"]),
+    "sources": st.lists(st.sampled_from(
+        ["198.18.0.0/24", " 198.18.0.7", "2001:2::/64", "web", "grp", "v6host", "empty",
+         "198.18.0.0/33", "nosuch", "198.18.4.10-198.18.4.40", 7]), max_size=3),
+    "dports": st.lists(st.sampled_from(["22", " 443", "1000-2000", "70000", "2000-1000", "x",
+                                        22]), max_size=3),
+    "comment": st.sampled_from(["", "web", "x" * 1001, 5]),
+    "enabled": st.sampled_from([True, False, None, "yes"]),
+    "log": st.sampled_from([False, True]),
+    "states": st.just(["new"]),
+    "in_interface": st.just("eth0"),
+}
+
+
+@st.composite
+def rule_dicts(draw) -> dict:
+    keys = draw(st.lists(st.sampled_from(sorted(set(_RULE_VALUES) | {
+        "destinations", "sports", "sources_negate", "destinations_negate"})), unique=True))
+    rule = {"chain": draw(_RULE_VALUES["chain"]), "action": draw(_RULE_VALUES["action"])}
+    for key in keys:
+        strategy = {"destinations": _RULE_VALUES["sources"], "sports": _RULE_VALUES["dports"],
+                    "sources_negate": _RULE_VALUES["enabled"],
+                    "destinations_negate": _RULE_VALUES["enabled"]}.get(key, _RULE_VALUES.get(key))
+        rule[key] = draw(st.one_of(strategy, _ANY_VALUE) if draw(st.integers(0, 9)) == 0
+                         else strategy)
+    return rule
+
+
+def _parse(data: dict):
+    from rules.compiler import DocumentError
+
+    try:
+        return PolicyDocument.from_dict(data)
+    except DocumentError as exc:
+        return [(e.path, e.message, e.rule_id) for e in exc.errors]
+
+
+@given(st.lists(rule_dicts(), max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_plain_rule_parser_equals_the_general_one(rules):
+    """Same document or same errors, whichever path each rule takes."""
+    from rules.compiler.document import _MISSING, _Parser
+
+    data = {"version": 1, "addresses": [{"name": "web", "value": "198.18.3.3"},
+                                        {"name": "v6host", "value": "2001:2::5"}],
+            "address_groups": [{"name": "grp", "members": ["198.18.5.0/24", "web"]},
+                               {"name": "empty", "members": []}],
+            "rulesets": [{"name": "rs", "rules": rules}],
+            "devices": [{"name": "d", "rulesets": ["rs"]}]}
+    fast = _parse(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_Parser, "plain_rule", lambda self, item, path, index: _MISSING)
+        general = _parse(data)
+    assert fast == general
+
+
+def test_plain_rule_parser_takes_the_database_shape():
+    """The rules the console's database hands over take the plain path."""
+    from rules.compiler.document import _MISSING, _Parser
+
+    parser = _Parser()
+    rule = {"id": "0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1", "chain": "input", "action": "accept",
+            "sources": ["198.18.0.0/24"], "destinations": ["198.18.1.1"], "protocol": "tcp",
+            "dports": ["443", "8000-8080"], "comment": "web", "sources_negate": True}
+    assert parser.plain_rule(rule, "rulesets[rs]", 0) is not _MISSING
+    assert parser.plain_rule({**rule, "log": True}, "rulesets[rs]", 1) is _MISSING

@@ -1,0 +1,155 @@
+"""The lowering cache: later compiles reuse a rule set's chains only when everything they
+depend on is the same, and always give the bytes a fresh compile gives."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules.compiler import CompileOptions, PolicyDocument, compile_device
+from rules.compiler.lower import RULESET_CACHE, RulesetCache, ruleset_chain
+
+from . import cases
+from .test_compile import random_policy
+
+
+def fresh(data: dict, device: str, **kwargs):
+    RULESET_CACHE.clear()
+    return compile_device(PolicyDocument.from_dict(data), device, now=cases.NOW, **kwargs)
+
+
+def cached(data: dict, device: str, **kwargs):
+    return compile_device(PolicyDocument.from_dict(data), device, now=cases.NOW, **kwargs)
+
+
+def test_equal_document_reuses_the_chains_and_gives_the_same_bytes():
+    data = cases.example()
+    first = fresh(data, "web-1")
+    again = cached(copy.deepcopy(data), "web-1")  # another document object, equal content
+    assert again.to_json() == first.to_json()
+    name = ruleset_chain("web-baseline", "input")
+    assert again.program.tables[(4, "filter")].chains[name] is \
+        first.program.tables[(4, "filter")].chains[name]
+
+
+def test_every_input_of_the_chains_is_part_of_the_key():
+    base = cases.example()
+    cached(base, "web-1")
+    variants = []
+    edited = copy.deepcopy(base)
+    edited["rulesets"][0]["rules"][0]["action"] = "drop"  # a rule
+    variants.append((edited, {}))
+    objects = copy.deepcopy(base)  # an object a rule names
+    objects["address_groups"][0]["members"].append("198.19.7.7")
+    variants.append((objects, {}))
+    variants.append((base, {"options": CompileOptions(ipset_threshold=1)}))  # an option
+    for data, kwargs in variants:
+        assert cached(data, "web-1", **kwargs).to_json() == fresh(data, "web-1", **kwargs).to_json()
+        cached(base, "web-1")
+
+
+def test_expiry_is_part_of_the_key():
+    data = cases.example()
+    data["rulesets"][0]["rules"][0]["expires_at"] = (cases.NOW + timedelta(hours=1)).isoformat()
+    doc = PolicyDocument.from_dict(data)
+    before = compile_device(doc, "web-1", now=cases.NOW)
+    after = compile_device(doc, "web-1", now=cases.NOW + timedelta(hours=2))
+    RULESET_CACHE.clear()
+    assert after.to_json() == compile_device(doc, "web-1", now=cases.NOW + timedelta(hours=2)).to_json()
+    assert after.hash != before.hash
+
+
+@given(random_policy(), random_policy())
+@settings(max_examples=60, deadline=None)
+def test_random_documents_compile_as_if_nothing_was_cached(one, two):
+    """Whatever an earlier compile left in the cache, the bundle is a fresh compile's."""
+    from rules.compiler import DocumentError
+
+    try:
+        PolicyDocument.from_dict(one)
+        PolicyDocument.from_dict(two)
+    except DocumentError:
+        return
+    for threshold in (1, 4):
+        options = CompileOptions(ipset_threshold=threshold)
+        cached(one, "d", options=options)
+        warm = cached(two, "d", options=options)
+        assert warm.to_json() == fresh(two, "d", options=options).to_json()
+
+
+def test_least_recently_used_entries_go_first():
+    cache = RulesetCache(max_rules=10)
+    cache.put(("a",), "A", 4)
+    cache.put(("b",), "B", 4)
+    assert cache.get(("a",)) == "A"  # a is now the most recent
+    cache.put(("c",), "C", 4)
+    assert cache.get(("b",)) is None and cache.get(("a",)) == "A" and cache.get(("c",)) == "C"
+    cache.put(("a",), "A2", 4)  # a rule set of that name built again: replaces it
+    assert cache.get(("a",)) == "A2"
+    cache.put(("huge",), "H", 11)  # larger than the whole cache: not kept
+    assert cache.get(("huge",)) is None
+
+
+@st.composite
+def edited(draw):
+    """A random policy (rules with ids), and the same policy after a few rule edits."""
+    one = draw(random_policy())
+    rules = one["rulesets"][0]["rules"]
+    for i, rule in enumerate(rules):
+        rule["id"] = f"00000000-0000-4000-8000-{i:012d}"
+    two = copy.deepcopy(one)
+    changed = two["rulesets"][0]["rules"]
+    for _ in range(draw(st.integers(1, 3))):
+        what = draw(st.sampled_from(["drop", "move", "action", "negate", "insert"]))
+        if not changed:
+            break
+        at = draw(st.integers(0, len(changed) - 1))
+        if what == "drop":
+            changed.pop(at)
+        elif what == "move":
+            changed.insert(draw(st.integers(0, len(changed) - 1)), changed.pop(at))
+        elif what == "action":
+            changed[at]["action"] = "drop" if changed[at]["action"] != "drop" else "accept"
+        elif what == "negate":
+            changed[at]["sources_negate"] = not changed[at].get("sources_negate", False)
+        else:
+            changed.insert(at, {"chain": "input", "action": "reject", "protocol": "tcp",
+                                "dports": ["22"], "id": "00000000-0000-4000-8000-999999999999"})
+    return one, two
+
+
+@given(edited())
+@settings(max_examples=80, deadline=None)
+def test_an_edited_rule_set_compiles_as_if_nothing_was_cached(pair):
+    from rules.compiler import DocumentError
+
+    one, two = pair
+    try:
+        PolicyDocument.from_dict(one)
+        PolicyDocument.from_dict(two)
+    except DocumentError:
+        return
+    for threshold in (1, 4):
+        options = CompileOptions(ipset_threshold=threshold)
+        fresh(one, "d", options=options)
+        warm = cached(two, "d", options=options)
+        assert warm.to_json() == fresh(two, "d", options=options).to_json()
+
+
+def test_an_edit_in_a_long_rule_set_reuses_every_other_segment():
+    from .test_segments import big_ruleset, document
+
+    rules = big_ruleset(3000)
+    first = fresh(document(rules), "fw")
+    changed = [dict(r) for r in rules]
+    changed[1500]["action"] = "accept" if changed[1500]["action"] != "accept" else "drop"
+    warm = cached(document(changed), "fw")
+    assert warm.to_json() == fresh(document(changed), "fw").to_json()
+    before = first.program.tables[(4, "filter")].chains
+    after = warm.program.tables[(4, "filter")].chains
+    ours = [n for n in after if n.startswith("RPT-I-big-im")]
+    shared = [n for n in ours if n in before and after[n] is before[n]]
+    assert len(ours) > 5 and len(shared) == len(ours) - 1  # all but the edited segment
