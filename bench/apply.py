@@ -2,18 +2,25 @@
 
     python bench/apply.py [--backends legacy,nft] [--sizes 100,1000,10000,50000] [--group 100000]
 
-For each backend, in a fresh namespace, it measures (median of several runs):
+The bundles are the compiler's, for the policies of bench/policies.py (N realistic rules in
+one rule set, which the compiler cuts into segments of at most 1,000; the device's fixed
+rules; both families), pushed as the console pushes them. For each backend, in a fresh
+namespace, it measures (median of several runs, raw and agent interleaved, each after the
+same idle pause):
   1. apply of N rules by the agent (engine.apply as POST /v1/apply runs it: hash check,
-     parse, journal, sets, one iptables-restore, records; commit-confirmed with a 30 s
-     timeout — the confirm that follows, with the fsync of the confirmed record, is not
-     timed) next to raw `iptables-restore --noflush` of the same restore text into the same
-     empty namespace                                             (target: agent <= 1.2x raw)
-  2. a 1-rule change on a device holding the largest N next to a full raw restore of it
-                                                                  (target: >= 15x faster)
-  3. a 100k-entry address-group update (new set named by content, rule re-pointed, old set
-     destroyed) next to a raw ipset swap of the same content       (target: <= 1.2x raw)
-Rules are realistic (bench-style mix, a comment each) in chains of <= 1,000 rules, as the
-compiler lays out rule sets. Prints a table and appends JSON lines to bench/results.jsonl.
+     parse, journal, sets, one iptables-restore per family, records; commit-confirmed
+     with a 30 s timeout — the confirm that follows, with the fsync of the confirmed
+     record, is not timed) next to the raw tools loading the same bundle into the same
+     empty namespace: `ipset restore`, `iptables-restore --noflush` of the IPv4 text,
+     `ip6tables-restore --noflush` of the IPv6 text          (target: agent <= 1.2x raw)
+  2. a 1-rule change (one rule's action flipped) on a device holding the largest N next to
+     that full raw load of it                                     (target: >= 15x faster)
+  3. a 100k-entry address-group update (one member replaced: a new set named by content,
+     the rule re-pointed) next to a raw ipset swap of the same content
+                                                                   (target: <= 1.2x raw)
+The agent keeps its state on disk and its runtime records on tmpfs (/dev/shm here), as a
+packaged agent does (/var/lib/rampart-agent, /run/rampart-agent). Prints a table and
+appends JSON lines to bench/results.jsonl.
 """
 
 from __future__ import annotations
@@ -32,43 +39,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHAIN_SIZE = 1000
-
-
 def _runs(n: int) -> int:
     return 15 if n <= 1000 else 7 if n <= 10000 else 5
 
 
 # --- inner: runs inside the namespace --------------------------------------------------------
 
-def layout(n: int, seed: int = 7, change: int | None = None) -> dict:
-    """A bundle of n v4 rules in chains of CHAIN_SIZE, RPT-INPUT jumping to each."""
-    from agents.agent.sample import make_bundle, realistic_rules
+def compiled(data: dict) -> dict:
+    """The bundle the console would push for the document's device."""
+    from policies import NOW
 
-    rules = realistic_rules(n, seed=seed)
-    if change is not None:  # one rule differs: another port
-        rules[change] = rules[change].replace("-j ACCEPT", "-j DROP", 1) \
-            if rules[change].endswith("ACCEPT") else rules[change].replace("-j DROP", "-j ACCEPT")
-    chains = {"RPT-INPUT": []}
-    for i in range(0, n, CHAIN_SIZE):
-        name = f"RPT-R{i // CHAIN_SIZE:03d}"
-        chains["RPT-INPUT"].append(f"-j {name}")
-        chains[name] = rules[i:i + CHAIN_SIZE]
-    chains["RPT-INPUT"].append("-m comment --comment rpt:sys:default -j DROP")
-    return make_bundle(v4={"filter": {"chains": chains, "jumps": {"INPUT": ["RPT-INPUT"]}}})
+    from rules.compiler import PolicyDocument, compile_device
 
-
-def group_bundle(entries: list[str]) -> dict:
-    from agents.agent.sample import make_bundle, set_name
-
-    name = set_name(4, entries)
-    rule = f'-m set --match-set {name} src -m comment --comment "rpt:group:00000000" -j ACCEPT'
-    return make_bundle(v4={"filter": {"chains": {"RPT-INPUT": [rule]},
-                                      "jumps": {"INPUT": ["RPT-INPUT"]}}},
-                       sets={name: entries})
+    return compile_device(PolicyDocument.from_dict(data), "bench", now=NOW).to_dict(rules=False)
 
 
 def inner(backend: str, sizes: list[int], group: int) -> None:
+    from policies import big_group, one_rule_changed, realistic
+
     from agents.agent.dataplane import IptablesDataplane
     from agents.agent.engine import Engine
     from agents.agent.ruleset import Table, plan_table
@@ -83,14 +71,16 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
     # (/var/lib/rampart-agent, and /run/rampart-agent, a tmpfs on systemd hosts).
     tmp = Path(tempfile.mkdtemp(prefix="rpt-bench-", dir="/var/tmp"))
     run = Path(tempfile.mkdtemp(prefix="rpt-bench-", dir="/dev/shm"))
-    restore = [f"iptables-{backend}-restore", "--noflush", "--wait=60"]
+    restore = {f: [f"{'ip6' if f == 'v6' else 'ip'}tables-{backend}-restore", "--noflush",
+                   "--wait=60"] for f in ("v4", "v6")}
 
     def clean() -> None:
-        live = cleaner.read("v4").get("filter")
-        if live and (live.chains or live.jumps()):
-            lines = plan_table("filter", None, Table("filter"), live.jumps(), full=True,
-                               live_chains=set(live.chains))
-            cleaner.restore("v4", "\n".join(lines) + "\n")
+        for family in ("v4", "v6"):
+            for tname, live in cleaner.read(family).items():
+                if live.chains or live.jumps():
+                    lines = plan_table(tname, None, Table(tname), live.jumps(), full=True,
+                                       live_chains=set(live.chains))
+                    cleaner.restore(family, "\n".join(lines) + "\n")
         sets = list(cleaner.ipset_list())
         if sets:
             cleaner.ipset_destroy(sets)
@@ -133,16 +123,22 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
 
     confirms: list = []
 
-    def raw_run(text: str) -> None:
-        subprocess.run(restore, input=text, text=True, check=True, capture_output=True)
+    def raw_run(bundle: dict) -> None:
+        """What loading the bundle takes with the raw tools alone."""
+        if bundle["ipsets"]:
+            subprocess.run(["ipset", "restore"], input=bundle["ipsets"], text=True, check=True,
+                           capture_output=True)
+        for family in ("v4", "v6"):
+            subprocess.run(restore[family], input=bundle[f"iptables_{family}"], text=True,
+                           check=True, capture_output=True)
 
     last_engine, last_bundle, raw_full = None, None, {}
     for n in sizes:
-        bundle = layout(n)
+        bundle = compiled(realistic(n))
         raw, agent = [], []
         for _ in range(_runs(n)):
             clean()
-            raw.append(timed(lambda b=bundle: raw_run(b["iptables_v4"])))
+            raw.append(timed(lambda b=bundle: raw_run(b)))
             clean()
             e = engine()
             agent.append(timed(lambda e=e, b=bundle: apply(e, b, 1)))
@@ -152,7 +148,7 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
              ratio=statistics.median(agent) / statistics.median(raw), target="<=1.2")
 
     n = sizes[-1]
-    changed = layout(n, change=n // 2)
+    changed = compiled(one_rule_changed(realistic(n)))
     times = []
     version = 1
     for i in range(6):
@@ -164,22 +160,21 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
          ratio=raw_full[n] / one, target=">=15 (raw full / agent change)")
 
     clean()
-    base = [f"198.{18 + i // 65536}.{(i // 256) % 256}.{i % 256}" for i in range(group)]
-    g = [group_bundle(base[:-1] + [f"198.19.255.{k}"]) for k in (1, 2, 3, 4)]
+    g = [compiled(big_group(group, last=f"2001:2:1::{k}")) for k in (1, 2, 3)]
     e = engine()
     apply(e, g[0], 1)
     confirm_all()
     meta = g[0]["sets"][next(iter(g[0]["sets"]))]
 
     def swap_payload(k: int) -> str:
-        members = base[:-1] + [f"198.19.254.{k}"]
-        head = (f"create bench-tmp hash:net family inet hashsize {meta['hashsize']} "
+        members = big_group(group, last=f"2001:2:2::{k}")["address_groups"][0]["members"]
+        head = (f"create bench-tmp hash:net family inet6 hashsize {meta['hashsize']} "
                 f"maxelem {meta['maxelem']}\n")
         return head + "".join(f"add bench-tmp {m}\n" for m in members) + \
             f"swap bench-tmp {target}\ndestroy bench-tmp\n"
 
     target = "bench-raw"  # not rpt-: the agent destroys rpt- sets it does not know
-    subprocess.run(["ipset", "create", target, "hash:net"], check=True)
+    subprocess.run(["ipset", "create", target, "hash:net", "family", "inet6"], check=True)
     subprocess.run(["ipset", "restore"], input=swap_payload(0), text=True, check=True)
     raw, agent = [], []
     for k in range(5):  # interleaved, so load changes hit both sides alike

@@ -19,63 +19,26 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ipaddress
 import json
 import os
 import platform
-import random
 import resource
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from policies import NOW, big_group, one_rule_changed, realistic  # noqa: E402
+
 from rules.compiler import PolicyDocument, compile_device  # noqa: E402
 from rules.compiler.lower import RULESET_CACHE  # noqa: E402
 
-NOW = datetime(2026, 11, 25, tzinfo=UTC)
 RESULTS = Path(__file__).with_name("results.jsonl")
 RESTORE = {"nft": "iptables-restore", "legacy": "iptables-legacy-restore"}
-
-
-def realistic(n: int, seed: int = 4) -> dict:
-    rnd = random.Random(seed)
-    rules = []
-    for i in range(n):
-        plen = rnd.randint(24, 32)
-        base = int(ipaddress.IPv4Address("198.18.0.0")) + rnd.randrange(2 ** 17)
-        src = ipaddress.IPv4Network((base >> (32 - plen) << (32 - plen), plen))
-        kind = rnd.random()
-        if kind < 0.6:
-            ports = [str(rnd.randint(1, 65535))]
-        elif kind < 0.8:
-            lo = rnd.randint(1024, 60000)
-            ports = [f"{lo}-{lo + rnd.randint(1, 500)}"]
-        else:
-            ports = [str(p) for p in rnd.sample(range(1, 65535), rnd.randint(2, 8))]
-        rule = {"id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
-                "chain": "input", "action": "accept" if rnd.random() < 0.8 else "drop",
-                "sources": [str(src)], "protocol": "tcp" if rnd.random() < 0.7 else "udp",
-                "dports": ports, "comment": f"bench rule {i}"}
-        if rnd.random() < 0.2:
-            rule["destinations"] = [f"198.19.{rnd.randrange(256)}.{rnd.randrange(256)}"]
-        rules.append(rule)
-    return {"version": 1, "rulesets": [{"name": "bench", "rules": rules}],
-            "devices": [{"name": "bench", "rulesets": ["bench"]}]}
-
-
-def big_group(n: int = 100_000) -> dict:
-    base = int(ipaddress.IPv4Address("198.18.0.0"))
-    members = [str(ipaddress.IPv4Address(base + 2 * i)) for i in range(n)]
-    return {"version": 1, "address_groups": [{"name": "huge", "members": members}],
-            "rulesets": [{"name": "block", "rules": [
-                {"chain": "input", "action": "drop", "sources": ["huge"]}]}],
-            "devices": [{"name": "bench", "rulesets": ["block"]}]}
 
 
 def timed(fn, runs: int, setup=lambda: None) -> tuple[float, float, object]:
@@ -146,10 +109,7 @@ def main() -> None:
         warm_s, warm_cpu, warm = timed(lambda d=again: compile_device(d, "bench", now=NOW),
                                        args.runs)
         assert warm.to_json() == bundle.to_json()
-        edited = copy.deepcopy(data)  # one rule changed, in the middle of the rule set
-        rule = edited["rulesets"][0]["rules"][len(edited["rulesets"][0]["rules"]) // 2]
-        rule["action"] = "drop" if rule["action"] != "drop" else "accept"
-        edited_doc = PolicyDocument.from_dict(edited)
+        edited_doc = PolicyDocument.from_dict(one_rule_changed(data))
         edit_s, edit_cpu, _ = timed(
             lambda d=edited_doc: compile_device(d, "bench", now=NOW), args.runs,
             lambda d=doc: compile_device(d, "bench", now=NOW))

@@ -73,9 +73,10 @@ def nat() -> dict:
 
 
 def big_group(n: int = 100_000) -> dict:
-    base = int(ipaddress.IPv4Address("198.18.0.0"))
-    # every other address of 198.18.0.0/15, so nothing collapses
-    members = [str(ipaddress.IPv4Address(base + 2 * i)) for i in range(n)]
+    # every other address of 2001:2::/112 and up, so nothing collapses (an IPv4 group
+    # this large cannot stay inside 198.18.0.0/15: at most 65,536 separate blocks fit)
+    base = int(ipaddress.IPv6Address("2001:2::"))
+    members = [str(ipaddress.IPv6Address(base + 2 * i)) for i in range(n)]
     return {"version": 1, "address_groups": [{"name": "huge", "members": members}],
             "rulesets": [{"name": "block", "rules": [
                 {"chain": "input", "action": "drop", "sources": ["huge"]}]}],

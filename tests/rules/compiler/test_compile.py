@@ -122,7 +122,7 @@ def test_groups_above_the_threshold_become_sets_per_family():
 def test_100k_group_set_is_sized():
     bundle = compile_device(PolicyDocument.from_dict(cases.big_group()), "edge", now=cases.NOW)
     (meta,) = bundle.sets.values()
-    assert meta == {"family": "inet", "type": "hash:net", "entries": 100_000,
+    assert meta == {"family": "inet6", "type": "hash:net", "entries": 100_000,
                     "hashsize": 65536, "maxelem": 131072}
     assert bundle.ipsets.count("\nadd ") == 100_000
 
