@@ -17,6 +17,7 @@ from django.db.models import CASCADE, Max, Model
 from django.utils import timezone
 
 from console.audit.services import raw_state, record_objects
+from console.bulk_rows import insert_rows
 from rules import revisions
 from rules.choices import Side
 from rules.compiler import values
@@ -369,25 +370,19 @@ def _save_links(rules_links: Iterable[tuple[Rule, tuple[list[RuleAddress], list[
 
 
 def _insert_rows(model: type[Model], objs: Sequence[Model]) -> None:
-    """INSERT new rows with one executemany; their pks are NOT set.
+    """INSERT new rows in one go (console.bulk_rows); their pks are NOT set.
 
-    Django's bulk_create compiles one statement per ~40 rows on SQLite and spends most of
-    the time of a 10,000-rule bulk call doing so. Fields get the same pre_save/prep as there
-    (auto_now, defaults, JSON adaptation), so rows are identical.
+    Fields get the same pre_save/prep as in bulk_create (auto_now, defaults, JSON
+    adaptation), so rows are identical.
     """
     if not objs:
         return
-    conn = connections[router.db_for_write(model)]  # not the proxy: it costs a lookup per value
-    qn = conn.ops.quote_name
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    conn = connections[router.db_for_write(model)]
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     plain = [_is_plain(f) for f in fields]
-    params = [[getattr(obj, f.attname) if p else f.get_db_prep_save(f.pre_save(obj, True), conn)
-               for f, p in zip(fields, plain, strict=True)] for obj in objs]
-    with conn.cursor() as cursor:
-        cursor.executemany(sql, params)
+    insert_rows(model, fields, (
+        [getattr(obj, f.attname) if p else f.get_db_prep_save(f.pre_save(obj, True), conn)
+         for f, p in zip(fields, plain, strict=True)] for obj in objs))
 
 
 _PLAIN_TYPES = (models.CharField, models.TextField, models.BooleanField, models.IntegerField,

@@ -23,6 +23,8 @@ from django.db.models import F
 from django.db.models.base import ModelState
 from django.utils import timezone
 
+from console.bulk_rows import insert_rows
+
 from .context import AuditContext, actor_of, current, is_disabled
 from .models import GENESIS_HASH, AuditChainHead, AuditEntry
 
@@ -203,22 +205,16 @@ def _append(entries: list[AuditEntry]) -> list[AuditEntry]:
 
 
 def _insert_raw(entries: list[AuditEntry]) -> None:
-    """One executemany per batch: Django's bulk_create compiles a statement per ~45 rows on
-    SQLite, which dominated a 10,000-rule bulk write. Ids are not set on the objects."""
+    """In one go (console.bulk_rows): Django's bulk_create compiles a statement per ~45 rows
+    on SQLite, which dominated a 10,000-rule bulk write. Ids are not set on the objects."""
     conn = connections[router.db_for_write(AuditEntry)]
-    qn = conn.ops.quote_name
     fields = [f for f in AuditEntry._meta.concrete_fields if not f.primary_key]
-    sql = (f"INSERT INTO {qn(AuditEntry._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
     # Only JSON and datetime values need adapting; the others are already str/int/None.
     adapt = [(f.attname, f if isinstance(f, (models.JSONField, models.DateTimeField)) else None) for f in fields]
-    with conn.cursor() as cursor:
-        for start in range(0, len(entries), BULK_BATCH):
-            cursor.executemany(sql, [
-                [f.get_db_prep_save(e.__dict__[name], conn) if f is not None else e.__dict__[name]
-                 for name, f in adapt]
-                for e in entries[start:start + BULK_BATCH]
-            ])
+    insert_rows(AuditEntry, fields, (
+        [f.get_db_prep_save(e.__dict__[name], conn) if f is not None else e.__dict__[name]
+         for name, f in adapt]
+        for e in entries))
 
 
 def record(

@@ -114,6 +114,31 @@ def test_bulk_rule_writes_are_recorded_per_rule():
     assert verify()["ok"]
 
 
+def test_large_bulk_writes_rows_in_one_go_and_the_chain_verifies():
+    """Past RAW_INSERT_FROM entries the rows go in one go (COPY on PostgreSQL): rules, their
+    references and their audit entries read back exactly, and the chain verifies."""
+    from console.audit.services import RAW_INSERT_FROM
+
+    rs = services.object_save(RuleSet(name="big"))
+    services.object_save(AddressObject(name="office", value="198.18.0.0/24"))
+    n = RAW_INSERT_FROM + 70
+    result = services.rules_bulk(ruleset=rs, create=[
+        {"action": "accept", "sources": ["office", f"198.18.1.{i % 250}"], "protocol": "tcp",
+         "dports": [str(1000 + i)], "comment": f"rule {i} ü \"quoted\"\ttab", "states": ["new"]}
+        for i in range(n)])
+    assert len(result.created) == n
+    created = {e.object_id: e for e in entries(object_type="rules.rule", action="create")}
+    assert len(created) == n
+    entry = created[str(result.created[7].pk)]
+    assert entry.after["comment"] == 'rule 7 ü "quoted"\ttab'
+    assert entry.after["sources"] == ["office", "198.18.1.7"] and entry.after["states"] == ["new"]
+    rule = rs.rules.get(pk=result.created[7].pk)
+    assert (rule.comment, rule.dports, rule.position) == ('rule 7 ü "quoted"\ttab', ["1007"], 8)
+    assert list(rule.addresses.order_by("index").values_list("literal", flat=True)) == \
+        ["", "198.18.1.7"]
+    assert verify()["ok"]
+
+
 def test_explicit_events_and_system_context():
     with audit_context(actor="system:deploy", channel="system"):
         entry = record("deploy_state", object_type="agents.deployment", object_id=7, name="web-1",
