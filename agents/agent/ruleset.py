@@ -377,6 +377,8 @@ def _edit_chain(name: str, before: list[str], after: list[str]) -> list[str] | N
     new_mid = after[p : len(after) - s]
     if len(old_mid) + len(new_mid) > max(8, len(after) // 2):
         return None
+    if not p and not s:  # no rule keeps its place (and counters): a flush is cheaper than
+        return None  # deleting each rule by its text (nft: 10 vs 16 ms for a set rule)
     out = [f"-D {name} {line.split(None, 2)[2]}" for line in old_mid]
     at_end = s == 0
     for i, line in enumerate(new_mid):

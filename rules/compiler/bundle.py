@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -26,10 +27,15 @@ class Bundle:
     ipsets: str
     chains: dict
     sets: dict
-    rules: dict
     hash: str
     format: int = FORMAT
     program: Program | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def rules(self) -> dict:
+        """The console's rule index (uuid -> rule set, position, comment), built when asked
+        for: a deploy pushes the bundle without it (50k entries: ~50 ms saved there)."""
+        return _rules(self.program.rules) if self.program is not None else {}
 
     def to_dict(self, rules: bool = True) -> dict:
         """The bundle as JSON data; `rules=False` leaves out the console's rule index
@@ -53,20 +59,19 @@ def build_bundle(program: Program) -> Bundle:
         text, hashes = render_table(table)
         texts[family].append(text)
         chains[f"v{family}"][table_name] = hashes
-    rules = _rules(program.rules)
     body = {"format": FORMAT, "device": program.device,
             "iptables_v4": "".join(texts[4]), "iptables_v6": "".join(texts[6]),
             "ipsets": render_sets(program.sets), "chains": chains,
             "sets": {name: set_meta(s) for name, s in sorted(program.sets.items())}}
     return Bundle(program.device, body["iptables_v4"], body["iptables_v6"], body["ipsets"],
-                  chains, body["sets"], rules, bundle_hash(body), FORMAT, program)
+                  chains, body["sets"], bundle_hash(body), FORMAT, program)
 
 
 def _rules(infos: dict[str, RuleInfo]) -> dict:
     """The bundle's `rules` index: rule uuid -> rule set, 1-based position, comment (and
     `table` for NAT rules)."""
     rules = {}
-    for rid in sorted(infos):  # already sorted in a Program: a linear check
+    for rid in sorted(infos):
         ruleset, position, comment, table = infos[rid]
         entry = {"ruleset": ruleset, "position": position, "comment": comment}
         if table != "filter":

@@ -167,6 +167,16 @@ def test_plan_only_changed_chain_touched_and_small_change_is_in_place():
                      "-I RPT-A 11 -s 198.18.1.1 -j DROP", "COMMIT"]
 
 
+def test_plan_rewrites_a_chain_none_of_whose_rules_stays():
+    """Nothing keeps its place (or counters): a flush and the new rules, not a delete of
+    each old rule by its text (the common case: a 1-rule chain pointed at a new set)."""
+    old = _table({"RPT-A": ["-m set --match-set rpt-4-old src -j DROP"]})
+    new = _table({"RPT-A": ["-m set --match-set rpt-4-new src -j DROP"]})
+    assert plan_table("filter", old, new, {}) == [
+        "*filter", ":RPT-A - [0:0]", "-A RPT-A -m set --match-set rpt-4-new src -j DROP",
+        "COMMIT"]
+
+
 def test_plan_big_change_rewrites_and_removed_chain_deleted_last():
     many = [f"-s 198.18.0.{i} -j ACCEPT" for i in range(1, 20)]
     old = _table({"RPT-A": ["-j RPT-OLD", *many], "RPT-OLD": ["-j DROP"]}, {"INPUT": ["RPT-A"]})
