@@ -24,7 +24,10 @@ def insert_rows(model: type[models.Model], fields: Sequence[models.Field],
     columns = ", ".join(qn(f.column) for f in fields)
     with conn.cursor() as cursor:
         if conn.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            # psycopg 3's COPY, on the raw cursor; errors come out as Django's own (and
+            # mark the connection) as from any other query
+            with conn.wrap_database_errors, \
+                    cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:

@@ -96,11 +96,20 @@ class Bundle:
         chains that did not change (see `parse_restore`)."""
         if not isinstance(raw, dict):
             raise BundleError("bundle must be a JSON object")
-        if raw.get("format") != 1:
-            raise BundleError("unsupported bundle format (expected 1)")
-        for key in ("iptables_v4", "iptables_v6", "ipsets"):
+        # a stored bundle (already checked when it came) may be of the previous format
+        formats = (protocol.BUNDLE_FORMAT,) if verify_hash else (1, protocol.BUNDLE_FORMAT)
+        if raw.get("format") not in formats:
+            raise BundleError(f"unsupported bundle format {raw.get('format')!r} "
+                              f"(expected {protocol.BUNDLE_FORMAT})")
+        unknown = sorted(set(map(str, raw)) - protocol.BUNDLE_FIELDS)
+        if unknown:
+            raise BundleError(f"unknown bundle field {unknown[0]!r}")
+        for key in ("device", "iptables_v4", "iptables_v6", "ipsets"):
             if not isinstance(raw.get(key, ""), str):
                 raise BundleError(f"bundle field {key} must be a string")
+        for key in ("chains", "sets"):
+            if not isinstance(raw.get(key) or {}, dict):
+                raise BundleError(f"bundle field {key} must be an object")
         digest = protocol.bundle_hash(raw) if verify_hash else str(raw.get("hash"))
         if verify_hash and raw.get("hash") != digest:
             raise BundleError("bundle hash does not match its content")
@@ -159,6 +168,7 @@ class Engine:
         self._on_disk: set[str] = set()  # bundle files known to be written
         self._to_write: list[Bundle] = []  # for the watcher thread (see _store_bundle)
         self._stored: set[str] | None = None  # bundle files on disk (None: not listed yet)
+        self._serving = False  # set by start(serving=True): the background thread runs
         self.boot_id = _boot_id()
         self.other_backend_notice: dict[str, list[str]] = {}
         self._other_checked = False
@@ -175,19 +185,31 @@ class Engine:
         bundle is rolled back at start, by a full rewrite that reads the kernel.
         `_write_confirmed` makes it durable in the state directory."""
         self._bundle_cache[bundle.hash] = bundle
-        if bundle.hash and bundle.hash not in self._on_disk:
-            with self._deadline_cv:
-                self._to_write.append(bundle)
-                self._ensure_watcher()
-                self._deadline_cv.notify()
+        if not bundle.hash or bundle.hash in self._on_disk:
+            return
+        if not self._serving:  # a one-shot command: it exits before any thread would write
+            self._write_bundle_file(bundle, pending=True)
+            return
+        with self._deadline_cv:
+            self._to_write.append(bundle)
+            self._ensure_watcher()
+            self._deadline_cv.notify()
 
     def _write_pending_files(self) -> None:
         """(watcher thread) Write the bundles `_store_bundle` queued, under the lock."""
         with self._exclusive():
             with self._deadline_cv:
                 queued, self._to_write = self._to_write, []
+            failed = []
             for bundle in queued:
-                self._write_bundle_file(bundle, pending=True)
+                try:
+                    self._write_bundle_file(bundle, pending=True)
+                except OSError as exc:  # e.g. the runtime directory is full: try again later
+                    log.error("could not store bundle %s: %s", bundle.hash[:12], exc)
+                    failed.append(bundle)
+            if failed:
+                with self._deadline_cv:
+                    self._to_write[:0] = failed
 
     def _write_bundle_file(self, bundle: Bundle, *, pending: bool) -> None:
         if bundle.hash in self._on_disk and (pending or bundle.hash in self._durable):
@@ -241,7 +263,10 @@ class Engine:
         raw["hash"] = digest
         bundle = Bundle.parse(raw, verify_hash=False)
         self._on_disk.add(digest)
-        self._bundle_cache = {digest: bundle, **dict(list(self._bundle_cache.items())[-3:])}
+        cache = self._bundle_cache  # changed in place: other holders see the same dict
+        cache[digest] = bundle
+        for old in list(cache)[:-4]:
+            del cache[old]
         return bundle
 
     def _gc_bundles(self, keep: set[str | None] | None = None) -> None:
@@ -492,6 +517,7 @@ class Engine:
         """
         if serving:
             self.dp.keep_tools_ready()
+            self._serving = True
         with self._deadline_cv:
             self._ensure_watcher()  # started with the agent, not by its first apply
         with self._exclusive():
@@ -551,6 +577,9 @@ class Engine:
                       "applied_at": now, "confirmed": timeout <= 0, "boot_id": self.boot_id,
                       "deadline": now + timeout if timeout > 0 else None}
             full = self.needs_full or old is None
+            # what the kernel holds if the new bundle fails: the last bundle, or, when that
+            # one's file was lost, the confirmed one (never an empty firewall)
+            repair_to = old if old is not None else base
             old = old or Bundle.empty()
             if bundle.hash == live.get("hash") and live.get("confirmed") and not full:
                 record["applied_at"] = live.get("applied_at", now)
@@ -558,7 +587,8 @@ class Engine:
                 self._write_confirmed(dict(record, confirmed=True))
                 return {"result": "unchanged", "hash": bundle.hash, "version": version,
                         "apply_ms": 0, "confirm_deadline": None}
-            self._do(old, bundle, record, full=full, keep_sets=set(base.sets), repair_to=old)
+            self._do(old, bundle, record, full=full, keep_sets=set(base.sets),
+                     repair_to=repair_to)
             if full:
                 self.needs_full = False
             failed = self._run_probes(probes)
@@ -593,6 +623,13 @@ class Engine:
                                  result="rolled_back", reason=last.get("reason"))
             if live.get("version") == version:
                 return {"result": "confirmed", "version": version}
+            if live.get("confirmed", True) and version > int(live.get("version") or 0):
+                # newer than anything held and no rollback of it noted: its runtime records
+                # went with a reboot while it was pending, and the start put the confirmed
+                # bundle back
+                reason = "host restarted before the confirm"
+                raise AgentError(409, f"version {version} was rolled back: {reason}",
+                                 result="rolled_back", reason=reason)
             raise AgentError(409, f"version {version} is not pending", result="not_pending")
 
     def rollback(self, reason: str = "rollback requested") -> dict[str, Any]:
@@ -739,8 +776,9 @@ class Engine:
         return lines, counters
 
     def status(self) -> dict[str, Any]:
-        live = self._record(LIVE_FILE)
-        bundle = self._believed((live or {}).get("hash"))
+        with self._lock:
+            live = self._record(LIVE_FILE)
+            bundle = self._believed((live or {}).get("hash"))
         if bundle is None:
             raise AgentError(503, "the bundle just applied is still being stored; ask again")
         want: list[str] = []

@@ -11,7 +11,7 @@ import ipaddress
 import random
 from typing import Any
 
-from agents.agent.protocol import bundle_hash
+from agents.agent.protocol import BUNDLE_FORMAT, bundle_hash
 
 
 def _restore_text(tables: dict[str, dict[str, Any]]) -> str:
@@ -65,7 +65,7 @@ def make_bundle(
         meta[name] = {"family": family, "type": "hash:net", "entries": len(entries),
                       "hashsize": hashsize, "maxelem": maxelem}
     bundle: dict[str, Any] = {
-        "format": 1,
+        "format": BUNDLE_FORMAT,
         "device": device,
         "iptables_v4": _restore_text(v4),
         "iptables_v6": _restore_text(v6),

@@ -134,6 +134,7 @@ class StateDir:
         return json.loads(cached[1])
 
     def write_json(self, name: str, value: Any, durable: bool = True) -> None:
+        self._cache.pop(name, None)  # re-read next time, whatever the file system's clock
         atomic_write(self.file(name), json.dumps(value, separators=(",", ":")).encode(),
                      durable=durable)
 

@@ -11,7 +11,7 @@ from .ir import Program, RuleInfo
 from .render_ipset import render_sets, set_meta
 from .render_iptables import render_table
 
-FORMAT = 1
+FORMAT = 2  # bundle-format.md; the agent checks it (agents/agent/protocol.py)
 
 
 def canonical_json(data: object) -> str:
@@ -80,21 +80,22 @@ def _rules(infos: dict[str, RuleInfo]) -> dict:
     return rules
 
 
-UNHASHED_FIELDS = frozenset(("hash", "rules"))
+HASHED_FIELDS = ("format", "device", "iptables_v4", "iptables_v6", "ipsets", "chains", "sets")
 
 
 def bundle_hash(body: dict) -> str:
-    """sha256 hex over the bundle's fields except `hash` and `rules` (bundle-format.md):
-    field by field in key order, each as `<key> <length>\\n<bytes>`, a text field as its
-    UTF-8 bytes, any other as its canonical JSON. The agent computes the same
+    """sha256 hex over the bundle's hashed fields (bundle-format.md): in this fixed order,
+    each as `<key> <type> <length>\\n<bytes>`, a text as `s` and its UTF-8 bytes, any other
+    value as `j` and its canonical JSON. The agent computes the same
     (agents/agent/protocol.py); the restore texts are hashed as they are, never re-encoded.
     """
     digest = hashlib.sha256()
-    for key in sorted(body):
-        if key in UNHASHED_FIELDS:
-            continue
-        value = body[key]
-        data = (value if isinstance(value, str) else canonical_json(value)).encode()
-        digest.update(b"%s %d\n" % (key.encode(), len(data)))
+    for key in HASHED_FIELDS:
+        value = body.get(key)
+        if isinstance(value, str):
+            kind, data = b"s", value.encode()
+        else:
+            kind, data = b"j", canonical_json(value).encode()
+        digest.update(b"%s %s %d\n" % (key.encode(), kind, len(data)))
         digest.update(data)
     return digest.hexdigest()

@@ -339,24 +339,28 @@ class Lowerer:
             entry = None  # another document's objects: nothing can be reused
         infos: dict[str, RuleInfo] = {}
         memo: dict[str, tuple] = {}
-        sets_before = set(self.sets)
-        chains = self._build_ruleset(rs, infos, memo, entry)
+        used: set[str] = set()
+        chains = self._build_ruleset(rs, infos, memo, entry, used)
         self.rules.update(infos)
-        sets = {k: v for k, v in self.sets.items() if k not in sets_before}
-        RULESET_CACHE.put(key, Built(exact, chains, infos, sets, memo),
-                          sum(len(c.rules) for fam in chains.values() for c in fam.values()))
+        # every set its rules use, also those another rule set of this compile made first
+        sets = {name: self.sets[name] for name in sorted(used)}
+        size = 1 + sum(len(c.rules) for fam in chains.values() for c in fam.values()) + sum(
+            len(s.nets) for s in sets.values())
+        RULESET_CACHE.put(key, Built(exact, chains, infos, sets, memo), size)
         return chains
 
     def _build_ruleset(self, rs: RuleSet, infos: dict[str, RuleInfo],
-                       memo: dict[str, tuple], earlier: Built | None = None
-                       ) -> dict[int, dict[str, Chain]]:
-        """The rule set's chains per family; where each rule came from goes to `infos`.
+                       memo: dict[str, tuple], earlier: Built | None = None,
+                       used: set[str] | None = None) -> dict[int, dict[str, Chain]]:
+        """The rule set's chains per family; where each rule came from goes to `infos`, the
+        names of the sets its rules use to `used`.
 
         `memo` receives, per rule with an id, (rule, its kernel rules per family, the sets
         they use); `earlier` (the last build of a rule set of this name, same objects) lends
         its kernel rules to the rules that are unchanged, and its chains to the segments
         whose rules are all the same (their rendered text comes with them).
         """
+        used = set() if used is None else used
         out: dict[int, dict[str, Chain]] = {4: {}, 6: {}}
         names = {c: ruleset_chain(rs.name, c) for c in _CHAIN_LETTER}
         # hot loop (once per rule): names bound locally
@@ -384,6 +388,7 @@ class Lowerer:
                         chain.rules.extend(irs)
                     for set_name in found[2]:
                         self.sets[set_name] = earlier.sets[set_name]
+                    used.update(found[2])
                     memo[rid] = found
                     continue
             states = None
@@ -436,10 +441,12 @@ class Lowerer:
                 irs = expand(fm, base, target, tag, rule_id, None, prefix)
                 chain.rules.extend(irs)
                 made.append((fm.family, tuple(irs)))
+            sets_of_rule = tuple(sorted({
+                m.set_name for _, irs in made for ir in irs for m in (ir.src, ir.dst)
+                if m is not None and m.set_name is not None}))
+            used.update(sets_of_rule)
             if rid is not None:
-                used = {m.set_name for _, irs in made for ir in irs for m in (ir.src, ir.dst)
-                        if m is not None and m.set_name is not None}
-                memo[rid] = (rule, tuple(made), tuple(sorted(used)))
+                memo[rid] = (rule, tuple(made), sets_of_rule)
         direction = {name: chain for chain, name in names.items()}
         for family, chains in out.items():
             before = earlier.chains[family] if earlier is not None else {}

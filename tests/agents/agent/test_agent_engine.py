@@ -1,6 +1,7 @@
 """Apply engine over the recording dataplane: all-or-nothing, confirm, probes, recovery."""
 
 import json
+import shutil
 import time
 
 import pytest
@@ -221,11 +222,63 @@ def test_pending_bundle_never_stored_means_a_full_rewrite_at_start(env, tmp_path
     assert not again.status()["drift"]["drifted"]
 
 
+def test_a_refused_apply_after_a_lost_bundle_file_restores_the_confirmed_policy(env, tmp_path):
+    """The kernel holds a bundle whose file is gone (the agent died before writing it): a
+    new apply that the kernel refuses is undone to the confirmed bundle — never to an
+    empty firewall."""
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    pending = bundle(["-j DROP"])
+    engine.apply({"bundle": pending, "version": 2, "confirm_timeout": 300})
+    engine.shutdown()
+    engine.state.bundle_file(pending["hash"], pending=True).unlink()
+    other = Engine(StateDir(tmp_path), dp, clock=clock)  # e.g. the local `apply` command
+    dp.fail_on = lambda fam, payload: "refused" if fam == "v6" and "REJECT" in payload else None
+    with pytest.raises(AgentError) as exc:
+        other.apply({"bundle": bundle(["-j REJECT"]), "version": 3, "confirm_timeout": 0},
+                    local=True)
+    assert exc.value.status == 422
+    for family in ("v4", "v6"):
+        assert dp.tables[family]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+
+
+def test_a_one_shot_command_stores_its_pending_bundle_before_it_exits(tmp_path):
+    """Without `start` (the local `apply` command) there is no background thread: the
+    bundle awaiting its confirm is on disk when apply returns, for `status` and `confirm`."""
+    engine = Engine(StateDir(tmp_path), RecordingDataplane(), clock=FakeClock())
+    b = bundle()
+    engine.apply({"bundle": b, "version": 1, "confirm_timeout": 600}, local=True)
+    assert engine.state.bundle_file(b["hash"], pending=True).exists()
+    again = Engine(StateDir(tmp_path), engine.dp, clock=FakeClock())
+    assert again.status()["applied"]["version"] == 1
+    assert again.confirm(1)["result"] == "confirmed"
+    assert engine.state.bundle_file(b["hash"]).exists()
+
+
 def wait_until(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
+
+
+def test_a_version_pending_at_a_reboot_is_reported_rolled_back(env, tmp_path):
+    """A reboot empties the runtime directory with the kernel: the start applies the
+    confirmed bundle, and the console's late confirm of the lost version hears
+    `rolled_back`, not a version the agent never heard of."""
+    engine, dp, clock, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    engine.apply({"bundle": bundle(["-j DROP"]), "version": 2, "confirm_timeout": 300})
+    engine.shutdown()
+    shutil.rmtree(engine.state.run_path)  # the tmpfs after a reboot
+    fresh = RecordingDataplane()  # the kernel after a reboot
+    again = Engine(StateDir(tmp_path), fresh, clock=clock)
+    again.start()
+    assert fresh.tables["v4"]["filter"]["RPT-INPUT"] == ["-j ACCEPT"]
+    with pytest.raises(AgentError) as exc:
+        again.confirm(2)
+    assert exc.value.body["result"] == "rolled_back"
+    again.shutdown()
 
 
 def test_restart_after_reboot_reapplies_confirmed(env, tmp_path):

@@ -147,3 +147,50 @@ def test_an_edit_in_a_long_rule_set_reuses_every_other_segment():
     ours = [n for n in after if n.startswith("RPT-I-big-im")]
     shared = [n for n in ours if n in before and after[n] is before[n]]
     assert len(ours) > 5 and len(shared) == len(ours) - 1  # all but the edited segment
+
+
+@st.composite
+def two_rulesets(draw):
+    """Rule sets A and B over the same groups (so they can share sets), devices d1 = [A, B]
+    and d2 = [B], and the same document with one rule of B changed."""
+    one, two = draw(random_policy()), draw(random_policy())
+    a, b = one["rulesets"][0]["rules"], two["rulesets"][0]["rules"]
+    shared = {"chain": "input", "action": "accept", "sources": ["shared"]}
+    a.insert(draw(st.integers(0, len(a))), dict(shared))
+    b.insert(draw(st.integers(0, len(b))), dict(shared, action="drop"))
+    one["address_groups"].append({"name": "shared", "members": [
+        "198.18.40.1", "198.18.42.0/24", "198.18.44.9", "198.18.46.0/25", "198.18.48.3"]})
+    for prefix, rules in (("a", a), ("b", b)):
+        for i, rule in enumerate(rules):
+            rule["id"] = f"00000000-0000-4000-8000-{prefix}{i:011d}"
+    data = {"version": 1, "address_groups": one["address_groups"],
+            "rulesets": [{"name": "A", "rules": a}, {"name": "B", "rules": b}],
+            "devices": [{"name": "d1", "rulesets": ["A", "B"]},
+                        {"name": "d2", "rulesets": ["B"]}]}
+    edited = copy.deepcopy(data)
+    if b:
+        rule = edited["rulesets"][1]["rules"][draw(st.integers(0, len(b) - 1))]
+        rule["action"] = "drop" if rule["action"] != "drop" else "accept"
+    return data, edited
+
+
+@given(two_rulesets(), st.integers(1, 4))
+@settings(max_examples=60, deadline=None)
+def test_rule_sets_sharing_sets_compile_as_if_nothing_was_cached(docs, threshold):
+    """A set made by one rule set and used by another too: every device's bundle still
+    creates every set it uses, whatever order devices and edits come in."""
+    from rules.compiler import DocumentError
+
+    data, edited = docs
+    try:
+        PolicyDocument.from_dict(data)
+        PolicyDocument.from_dict(edited)
+    except DocumentError:
+        return
+    options = CompileOptions(ipset_threshold=threshold)
+    RULESET_CACHE.clear()
+    for doc, device in ((data, "d1"), (data, "d2"), (edited, "d1"), (edited, "d2"),
+                        (data, "d2"), (data, "d1")):
+        warm = cached(doc, device, options=options)
+        assert warm.to_json() == fresh(doc, device, options=options).to_json(), device
+        cached(data, "d1", options=options)  # leave the cache as another compile would

@@ -112,18 +112,21 @@ def test_bundle_hash_is_the_agents_bundle_hash(case):
 
 
 def test_bundle_hash_frames_every_field():
-    """Every byte of every field counts, and moving bytes from one field to the next (the
-    length prefix) or changing a non-text field changes the hash."""
-    body = {"format": 1, "device": "d", "iptables_v4": "*filter\nCOMMIT\n", "iptables_v6": "",
+    """A fixed list of fields, each with its type and length: every byte counts, moving
+    bytes between fields, a string for a number or a field the list does not know cannot
+    give another bundle the same hash."""
+    body = {"format": 2, "device": "d", "iptables_v4": "*filter\nCOMMIT\n", "iptables_v6": "",
             "ipsets": "", "chains": {"v4": {}}, "sets": {}}
     digest = protocol.bundle_hash(body)
     assert digest == hashlib.sha256(
-        b"chains 9\n{\"v4\":{}}" + b"device 1\nd" + b"format 1\n1"
-        + b"ipsets 0\n" + b"iptables_v4 15\n*filter\nCOMMIT\n" + b"iptables_v6 0\n"
-        + b"sets 2\n{}").hexdigest()
+        b"format j 1\n2" + b"device s 1\nd" + b"iptables_v4 s 15\n*filter\nCOMMIT\n"
+        + b"iptables_v6 s 0\n" + b"ipsets s 0\n" + b'chains j 9\n{"v4":{}}'
+        + b"sets j 2\n{}").hexdigest()
     assert protocol.bundle_hash(dict(body, iptables_v4="*filter\nCOMMIT", iptables_v6="\n")) \
         != digest
+    assert protocol.bundle_hash(dict(body, format="2")) != digest
     assert protocol.bundle_hash(dict(body, sets={"rpt-4-x": {}})) != digest
+    assert protocol.bundle_hash({k: v for k, v in body.items() if k != "sets"}) != digest
     assert protocol.bundle_hash(dict(body, rules={"x": {}}, hash="y")) == digest
 
 
