@@ -123,8 +123,13 @@ UNIVERSE = [dict(zip(("source", "destination", "protocol", "dport", "state", "in
                                            ["new", "established", "related", "invalid",
                                             "untracked"],
                                            ["eth0", "eth1", "lo", "x0"])]
-UNIVERSE += [{"source": s, "destination": "198.18.0.1", "protocol": "icmp", "state": "new",
-              "in_interface": "eth0"} for s in HOSTS]
+# ICMP in every state and on every interface: a rule for any protocol can alone decide
+# the ICMP packets that tcp and udp rules before it leave (an established ping reply).
+UNIVERSE += [dict(zip(("source", "destination", "protocol", "state", "in_interface"),
+                      combo, strict=True))
+             for combo in itertools.product(HOSTS, ["198.18.0.1", "198.18.0.9"], ["icmp"],
+                                            ["new", "established", "related", "invalid",
+                                             "untracked"], ["eth0", "eth1", "lo", "x0"])]
 # A rule without addresses applies to IPv6 too: the universe must hold IPv6 packets, or a
 # rule that alone decides them would look removable.
 UNIVERSE += [dict(zip(("source", "destination", "protocol", "dport", "state", "in_interface"),
@@ -181,8 +186,23 @@ IPV6_ONLY_DECIDER = (  # rule 1 alone decides new IPv6 packets; rules 2 and 4 co
 )
 
 
+ICMP_ONLY_DECIDER = (  # rule 6 alone decides non-new ICMP to .1 on eth0 (4: tcp, 5: udp)
+    [{"id": str(uuid.UUID(int=i)), "chain": "input", "action": "accept",
+      "destinations": ["198.18.0.1"], "protocol": "any", "in_interface": "eth0",
+      "states": ["new"]} for i in (1, 2, 3)]
+    + [{"id": str(uuid.UUID(int=4)), "chain": "input", "action": "accept",
+        "destinations": ["198.18.0.1"], "protocol": "tcp", "in_interface": "eth0"},
+       {"id": str(uuid.UUID(int=5)), "chain": "input", "action": "accept",
+        "destinations": ["198.18.0.1"], "protocol": "udp"},
+       {"id": str(uuid.UUID(int=6)), "chain": "input", "action": "drop",
+        "destinations": ["198.18.0.1"], "protocol": "any", "in_interface": "eth0"}],
+    {"stateful": False, "allow_loopback": False, "default_policy": {"input": "accept"}},
+)
+
+
 @given(small_policy())
 @example(IPV6_ONLY_DECIDER)
+@example(ICMP_ONLY_DECIDER)
 @settings(max_examples=50, deadline=None)
 def test_analysis_agrees_with_brute_force(policy):
     rules, device = policy
