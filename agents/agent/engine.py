@@ -43,6 +43,7 @@ from agents.agent.ruleset import (
     Table,
     believed_jumps,
     ipset_create_line,
+    ipset_fill_payloads,
     ipset_refill_payload,
     parse_ipsets,
     parse_restore,
@@ -339,19 +340,14 @@ class Engine:
             existing = self.dp.ipset_list()
         else:
             existing = {**{n: None for n in keep_sets}, **old.set_entries}
-        creates: list[str] = []  # sets this bundle adds: created empty, then filled
-        adds: list[str] = []
+        added: list[SetBlock] = []  # sets this bundle adds: created empty, then filled
         refills: list[str] = []  # damaged sets (full rewrite): refilled and swapped in
         for name, block in new.sets.items():
             if name not in existing:
-                create = ipset_create_line(block) + "\n"
-                creates.append(create)
-                # The fill repeats the create line (a no-op under -exist): ipset batches
-                # add lines only after a create in the same run (100k adds: 140 ms, 280
-                # ms without).
-                adds.append(create + block.adds)
+                added.append(block)
             elif full and existing[name] != block.entries:
                 refills.append(ipset_refill_payload(block))
+        creates = [ipset_create_line(block) + "\n" for block in added]
         payloads = [(family, text) for family in FAMILIES
                     if (text := self._plan_family(family, old, new, full=full))]
         if creates or refills:
@@ -359,7 +355,8 @@ class Engine:
             # A set must exist when iptables-restore parses a rule naming it, so the new
             # sets are created (empty) first; they are filled while the rules are parsed.
             self.dp.ipset_restore("".join(refills + creates))
-        filling = self.dp.begin_ipset_restore("".join(adds)) if adds else None
+        filling = [self.dp.begin_ipset_restore(fill) for fill in
+                   ipset_fill_payloads(added, min(os.cpu_count() or 1, 4))]
         try:
             for family, text in payloads:
                 # The tool parses everything before the first COMMIT while the journal is
@@ -370,19 +367,17 @@ class Engine:
                 pending = self.dp.begin_restore(family, head + "\n")
                 try:
                     before_kernel()
-                    if filling is not None:  # every entry is in before a rule can use it
-                        fill, filling = filling, None
-                        fill.commit("")
+                    while filling:  # every entry is in before a rule can use its set
+                        filling.pop(0).commit("")
                 except BaseException:
                     pending.abort()
                     raise
                 pending.commit("COMMIT\n" + rest)
-            if filling is not None:
-                fill, filling = filling, None
-                fill.commit("")
+            while filling:
+                filling.pop(0).commit("")
         except BaseException:
-            if filling is not None:
-                filling.abort()
+            for fill in filling:
+                fill.abort()
             raise
         # What exists now: what existed (leftover temporary sets included) plus the new sets.
         stale = {n for n in existing if n not in new.sets and n not in keep_sets}

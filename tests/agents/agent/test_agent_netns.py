@@ -7,6 +7,7 @@ import pytest
 
 from agents.agent.dataplane import DataplaneError, IptablesDataplane
 from agents.agent.runner import Runner
+from agents.agent.sample import make_bundle, set_name
 from tests.agents.agent.agentns import (
     BACKENDS,
     add_foreign_rules,
@@ -141,3 +142,27 @@ def test_restore_fed_in_parts_reaches_the_kernel_only_at_commit(backend):
         with pytest.raises(DataplaneError, match="line 2 failed"):
             dp.begin_restore("v4", "*filter\n-A RPT-NONE -j DROP\n").commit("COMMIT\n")
         dp.keep_tools_ready(False)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_large_set_filled_in_pieces_is_whole_before_its_rule(backend, tmp_path):
+    """A set above FILL_SPLIT_FROM entries is filled by several ipset processes at once;
+    the rule naming it commits after all of them: the kernel holds every entry, and a
+    packet from the last entry is matched."""
+    from agents.agent.ruleset import FILL_SPLIT_FROM
+
+    with host_pair("agf") as (client, server):
+        server.listen(tcp=[443])
+        n = FILL_SPLIT_FROM + 5_000
+        entries = [f"198.19.{i // 128}.{2 * (i % 128)}/32" for i in range(n - 1)]
+        entries.append(f"{client.addr4}/32")
+        name = set_name(4, entries)
+        rules = [f"-m set --match-set {name} src -m comment --comment \"rpt:sys:set\" -j ACCEPT",
+                 "-p tcp -m tcp --dport 443 -m comment --comment rpt:sys:default -j DROP"]
+        bundle = make_bundle(v4={"filter": {"chains": {"RPT-INPUT": rules},
+                                            "jumps": {"INPUT": ["RPT-INPUT"]}}},
+                             sets={name: entries})
+        agent(server, backend, tmp_path / "state", "apply", write(tmp_path / "b.json", bundle))
+        header = server.run("ipset", "list", "-t", name).stdout
+        assert f"Number of entries: {n}" in header
+        assert client.probe([{"proto": "tcp", "host": server.addr4, "port": 443}]) == [True]

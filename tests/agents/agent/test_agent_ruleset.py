@@ -7,6 +7,7 @@ from agents.agent.ruleset import (
     LiveJump,
     Table,
     ipset_fill_payload,
+    ipset_fill_payloads,
     ipset_refill_payload,
     parse_ipsets,
     parse_restore,
@@ -200,3 +201,20 @@ def test_fill_payload_sizes_a_set_the_bundle_did_not_size():
     create = ipset_fill_payload(block).splitlines()[0].split()
     assert int(create[create.index("maxelem") + 1]) >= 70000
     assert int(create[create.index("hashsize") + 1]) >= 65536
+
+
+def test_fill_payloads_split_big_sets_at_line_ends_and_join_small_ones():
+    big = "".join(f"add rpt-4-big 198.18.{i // 250}.{i % 250}\n" for i in range(25_000))
+    sets = parse_ipsets("create rpt-4-big hash:net family inet\n" + big
+                        + "create rpt-4-s1 hash:net family inet\nadd rpt-4-s1 198.19.0.1\n"
+                        + "create rpt-4-s2 hash:net family inet\nadd rpt-4-s2 198.19.0.2\n")
+    payloads = ipset_fill_payloads(list(sets.values()), 3)
+    assert len(payloads) == 4  # the small sets together, the big one in three pieces
+    assert payloads[0].count("create ") == 2 and "add rpt-4-s2 198.19.0.2\n" in payloads[0]
+    pieces = payloads[1:]
+    assert all(p.startswith("create rpt-4-big hash:net family inet maxelem 65536 hashsize")
+               and p.endswith("\n") for p in pieces)
+    adds = [line for p in pieces for line in p.splitlines() if line.startswith("add ")]
+    assert adds == big.splitlines()  # every entry once, in order
+    assert ipset_fill_payloads(list(sets.values()), 1) == [
+        "".join(ipset_fill_payload(b) for b in sets.values())]
