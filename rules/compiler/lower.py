@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import NamedTuple
 
 from .document import (
@@ -155,18 +156,25 @@ def rule_tagger() -> Callable[[str, Rule], str]:
     """
     shapes: dict[tuple, tuple[str, str, str]] = {}
     crc32 = zlib.crc32
+    # (chain, action, services, protocol, sports, sources_negate, destinations_negate,
+    # in_interface, out_interface, states, log, log_prefix, rate_limit, burst, icmp_type)
+    # and (sources, destinations, dports), picked from the Rule tuple in C
+    shape_of = itemgetter(*(Rule._fields.index(f) for f in (
+        "chain", "action", "services", "protocol", "sports", "sources_negate",
+        "destinations_negate", "in_interface", "out_interface", "states", "log", "log_prefix",
+        "rate_limit", "burst", "icmp_type")))
+    varying = itemgetter(*(Rule._fields.index(f) for f in ("sources", "destinations",
+                                                             "dports")))
 
     def tag(rule_id: str, rule: Rule) -> str:
-        shape = (rule.chain, rule.action, rule.services, rule.protocol, rule.sports,
-                 rule.sources_negate, rule.destinations_negate, rule.in_interface,
-                 rule.out_interface, rule.states, rule.log, rule.log_prefix, rule.rate_limit,
-                 rule.burst, rule.icmp_type)
+        shape = shape_of(rule)
         parts = shapes.get(shape)
         if parts is None:
             r = [repr(x) for x in shape]
             parts = shapes[shape] = (f"({r[0]}, {r[1]}, ", f", {r[2]}, {r[3]}, ",
                                      f", {', '.join(r[4:])})")
-        text = f"{parts[0]}{rule.sources!r}, {rule.destinations!r}{parts[1]}{rule.dports!r}{parts[2]}"
+        sources, destinations, dports = varying(rule)
+        text = f"{parts[0]}{sources!r}, {destinations!r}{parts[1]}{dports!r}{parts[2]}"
         return f"rpt:{rule_id}:{crc32(text.encode()):08x}"
 
     return tag
@@ -371,12 +379,16 @@ class Lowerer:
         rs_name = rs.name
         known = earlier.memo.get if earlier is not None else None
         for index, rule in enumerate(rs.rules):
-            if not rule.enabled or (rule.expires_at is not None and rule.expires_at <= now):
+            # one unpacking instead of a lookup per field (document.Rule is a NamedTuple)
+            (chain_name, action, rid, sources, destinations, services, proto, dports_text,
+             sports_text, sources_negate, destinations_negate, in_iface, out_iface,
+             rule_states, log, _, rate_limit, burst, comment, enabled, expires_at,
+             _) = rule
+            if not enabled or (expires_at is not None and expires_at <= now):
                 continue
-            rid = rule.id
             rule_id = rid or fallback(index)
-            infos[rule_id] = _new_tuple(RuleInfo, (rs_name, index + 1, rule.comment, "filter"))
-            name = names[rule.chain]
+            infos[rule_id] = _new_tuple(RuleInfo, (rs_name, index + 1, comment, "filter"))
+            name = names[chain_name]
             if known is not None and rid is not None:
                 found = known(rid)
                 if found is not None and found[0] == rule:  # unchanged: its kernel rules
@@ -392,24 +404,23 @@ class Lowerer:
                     memo[rid] = found
                     continue
             states = None
-            if rule.states:
-                states = upper_states.get(rule.states)
+            if rule_states:
+                states = upper_states.get(rule_states)
                 if states is None:
-                    states = upper_states[rule.states] = tuple(s.upper() for s in rule.states)
+                    states = upper_states[rule_states] = tuple(s.upper() for s in rule_states)
             tag = tag_of(rule_id, rule)
-            target = _TARGET[rule.action]
+            target = _TARGET[action]
             # The frequent shape (see Resolver._simple): literal tcp/udp, one literal
             # host/CIDR per side, no log, at most 7 port ranges a side → one kernel rule,
             # built here without the FamilyMatch/ProtoSpec detour; same IR as expand().
-            proto = rule.protocol
-            if ((proto == "tcp" or proto == "udp") and not rule.services and not rule.log
-                    and len(rule.sources) == 1 and len(rule.destinations) <= 1):
-                src = simple_net(rule.sources[0])
-                dst = simple_net(rule.destinations[0]) if rule.destinations else None
-                if src is not None and (not rule.destinations or (
+            if ((proto == "tcp" or proto == "udp") and not services and not log
+                    and len(sources) == 1 and len(destinations) <= 1):
+                src = simple_net(sources[0])
+                dst = simple_net(destinations[0]) if destinations else None
+                if src is not None and (not destinations or (
                         dst is not None and dst[0].version == src[0].version)):
-                    dports = port_list(rule.dports)
-                    sports = port_list(rule.sports) if rule.sports else None
+                    dports = port_list(dports_text)
+                    sports = port_list(sports_text) if sports_text else None
                     if (dports is None or len(dports) <= 7) and (
                             sports is None or len(sports) <= 7):
                         family = src[0].version
@@ -418,19 +429,19 @@ class Lowerer:
                         if chain is None:
                             chain = chains[name] = Chain(name)
                         ir = IRRule(
-                            target, tag, _new_tuple(AddrMatch, (src, rule.sources_negate, None)),
+                            target, tag, _new_tuple(AddrMatch, (src, sources_negate, None)),
                             None if dst is None else _new_tuple(
-                                AddrMatch, (dst, rule.destinations_negate, None)),
-                            rule.in_interface, rule.out_interface, proto, sports, dports, None,
-                            states, rule.rate_limit, rule.burst, None, rule_id)
+                                AddrMatch, (dst, destinations_negate, None)),
+                            in_iface, out_iface, proto, sports, dports, None,
+                            states, rate_limit, burst, None, rule_id)
                         chain.rules.append(ir)
                         if rid is not None:
                             memo[rid] = (rule, ((family, (ir,)),), ())
                         continue
             fms = resolve(rule)
-            base = (rule.in_interface, rule.out_interface, states, rule.rate_limit, rule.burst)
+            base = (in_iface, out_iface, states, rate_limit, burst)
             prefix = None
-            if rule.log:
+            if log:
                 prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
             made = []
             for fm in fms:
