@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass, field
+
+from agents.agent.bundle_hash import BUNDLE_FORMAT, bundle_hash
 
 from .ir import Program, RuleInfo
 from .render_ipset import render_sets, set_meta
 from .render_iptables import render_table
 
-FORMAT = 2  # bundle-format.md; the agent checks it (agents/agent/protocol.py)
+FORMAT = BUNDLE_FORMAT
 
 
 def canonical_json(data: object) -> str:
@@ -78,24 +79,3 @@ def _rules(infos: dict[str, RuleInfo]) -> dict:
             entry["table"] = table
         rules[rid] = entry
     return rules
-
-
-HASHED_FIELDS = ("format", "device", "iptables_v4", "iptables_v6", "ipsets", "chains", "sets")
-
-
-def bundle_hash(body: dict) -> str:
-    """sha256 hex over the bundle's hashed fields (bundle-format.md): in this fixed order,
-    each as `<key> <type> <length>\\n<bytes>`, a text as `s` and its UTF-8 bytes, any other
-    value as `j` and its canonical JSON. The agent computes the same
-    (agents/agent/protocol.py); the restore texts are hashed as they are, never re-encoded.
-    """
-    digest = hashlib.sha256()
-    for key in HASHED_FIELDS:
-        value = body.get(key)
-        if isinstance(value, str):
-            kind, data = b"s", value.encode()
-        else:
-            kind, data = b"j", canonical_json(value).encode()
-        digest.update(b"%s %s %d\n" % (key.encode(), kind, len(data)))
-        digest.update(data)
-    return digest.hexdigest()
