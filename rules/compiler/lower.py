@@ -132,6 +132,14 @@ def segments(chain: Chain, ruleset: str, direction: str) -> list[Chain]:
     return [head, *parts]
 
 
+class _Chains(dict):
+    """Chains by name, each made on first use."""
+
+    def __missing__(self, name: str) -> Chain:
+        chain = self[name] = Chain(name)
+        return chain
+
+
 def set_name(family: int, nets: Nets) -> str:
     """Sets are named by content (see docs/bundle-format.md)."""
     digest = hashlib.blake2s(" ".join([n.text for n in nets]).encode(), digest_size=6).hexdigest()
@@ -369,7 +377,7 @@ class Lowerer:
         whose rules are all the same (their rendered text comes with them).
         """
         used = set() if used is None else used
-        out: dict[int, dict[str, Chain]] = {4: {}, 6: {}}
+        out: dict[int, dict[str, Chain]] = {4: _Chains(), 6: _Chains()}
         names = {c: ruleset_chain(rs.name, c) for c in _CHAIN_LETTER}
         # hot loop (once per rule): names bound locally
         now, resolve, expand = self.now, self.resolver.rule, self.expand
@@ -393,11 +401,7 @@ class Lowerer:
                 found = known(rid)
                 if found is not None and found[0] == rule:  # unchanged: its kernel rules
                     for family, irs in found[1]:
-                        chains = out[family]
-                        chain = chains.get(name)
-                        if chain is None:
-                            chain = chains[name] = Chain(name)
-                        chain.rules.extend(irs)
+                        out[family][name].rules.extend(irs)
                     for set_name in found[2]:
                         self.sets[set_name] = earlier.sets[set_name]
                     used.update(found[2])
@@ -424,17 +428,13 @@ class Lowerer:
                     if (dports is None or len(dports) <= 7) and (
                             sports is None or len(sports) <= 7):
                         family = src[0].version
-                        chains = out[family]
-                        chain = chains.get(name)
-                        if chain is None:
-                            chain = chains[name] = Chain(name)
                         ir = IRRule(
                             target, tag, _new_tuple(AddrMatch, (src, sources_negate, None)),
                             None if dst is None else _new_tuple(
                                 AddrMatch, (dst, destinations_negate, None)),
                             in_iface, out_iface, proto, sports, dports, None,
                             states, rate_limit, burst, None, rule_id)
-                        chain.rules.append(ir)
+                        out[family][name].rules.append(ir)
                         if rid is not None:
                             memo[rid] = (rule, ((family, (ir,)),), ())
                         continue
@@ -445,12 +445,8 @@ class Lowerer:
                 prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
             made = []
             for fm in fms:
-                chains = out[fm.family]
-                chain = chains.get(name)
-                if chain is None:
-                    chain = chains[name] = Chain(name)
                 irs = expand(fm, base, target, tag, rule_id, None, prefix)
-                chain.rules.extend(irs)
+                out[fm.family][name].rules.extend(irs)
                 made.append((fm.family, tuple(irs)))
             sets_of_rule = tuple(sorted({
                 m.set_name for _, irs in made for ir in irs for m in (ir.src, ir.dst)
