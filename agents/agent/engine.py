@@ -58,6 +58,7 @@ from agents.agent.state import (
     LIVE_FILE,
     StateDir,
     atomic_write,
+    fsync_path,
 )
 
 NEEDS_FULL_FILE = "needs_full.json"
@@ -166,9 +167,9 @@ class Engine:
         self._stopped = False
         self._bundle_cache: dict[str, Bundle] = {}
         self._durable: set[str] = set()  # bundle files known to be fsync'd
-        self._on_disk: set[str] = set()  # bundle files known to be written
+        self._on_disk: set[str] = set()  # bundle files known to be there
+        self._listed = False  # _on_disk holds every bundle file (the folders were listed)
         self._to_write: list[Bundle] = []  # for the watcher thread (see _store_bundle)
-        self._stored: set[str] | None = None  # bundle files on disk (None: not listed yet)
         self._serving = False  # set by start(serving=True): the background thread runs
         self.boot_id = _boot_id()
         self.other_backend_notice: dict[str, list[str]] = {}
@@ -223,7 +224,8 @@ class Engine:
             path = self.state.bundle_file(bundle.hash)
             pending_path = self.state.bundle_file(bundle.hash, pending=True)
             if path.exists():
-                _fsync_file_and_folder(path)
+                fsync_path(path)
+                fsync_path(path.parent)
             else:
                 data = (pending_path.read_bytes() if pending_path.exists()
                         else _bundle_json(bundle.raw))
@@ -231,8 +233,6 @@ class Engine:
             pending_path.unlink(missing_ok=True)
             self._durable.add(bundle.hash)
         self._on_disk.add(bundle.hash)
-        if self._stored is not None:
-            self._stored.add(bundle.hash)
 
     def _write_confirmed(self, record: dict[str, Any]) -> None:
         """The durable record boot restores from: its bundle file is made durable first."""
@@ -280,22 +280,21 @@ class Engine:
             journal = self.state.read_json(JOURNAL_FILE) or {}
             keep |= {journal.get("from"), journal.get("to")}
         self._bundle_cache = {k: v for k, v in self._bundle_cache.items() if k in keep}
-        if self._stored is not None and self._stored <= keep:
+        if self._listed and self._on_disk <= keep:
             return  # nothing to delete, and no directory listing needed to know it
         folders = [self.state.bundle_file("x").parent,
                    self.state.bundle_file("x", pending=True).parent]
-        stored: set[str] = set()
+        left: set[str] = set()
         for folder in folders:
             for path in folder.glob("*.json"):
                 if path.stem not in keep:
                     path.unlink(missing_ok=True)
-                    self._on_disk.discard(path.stem)
                     if folder == folders[0]:
                         self._durable.discard(path.stem)
                 else:
-                    stored.add(path.stem)
+                    left.add(path.stem)
         # what is left; other processes (the local `apply` command) only add under the lock
-        self._stored = stored
+        self._on_disk, self._listed = left, True
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -906,15 +905,6 @@ def _bundle_json(raw: dict[str, Any]) -> bytes:
     """A bundle as stored: without the console's rule index, which the agent never uses."""
     return json.dumps({k: v for k, v in raw.items() if k != "rules"},
                       separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _fsync_file_and_folder(path: Path) -> None:
-    for target, flags in ((path, os.O_RDONLY), (path.parent, os.O_RDONLY)):
-        fd = os.open(target, flags)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _boot_id() -> str:

@@ -77,13 +77,17 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, durable: bool = Tru
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    if durable:
+        fsync_path(path.parent)
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a file or a directory (a directory: so that a rename or unlink in it lasts)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 class StateDir:
@@ -105,7 +109,11 @@ class StateDir:
 
     def file(self, name: str) -> Path:
         """Where the record `name` lives (runtime records in the runtime directory)."""
-        return (self.run_path if name in RUNTIME_FILES else self.path) / name
+        return Path(self._where(name))
+
+    def _where(self, name: str) -> str:
+        # a plain string: read_json runs several times per apply, pathlib costs ~5 µs
+        return os.path.join(self._run_dir if name in RUNTIME_FILES else self._dir, name)
 
     def bundle_file(self, digest: str, pending: bool = False) -> Path:
         """A stored bundle: confirmed ones in the state directory, others in the runtime
@@ -116,7 +124,7 @@ class StateDir:
     def read_json(self, name: str) -> Any:
         """The record `name`, or None. Re-read only when the file changed (every write is a
         rename, so a new inode): a stat instead of an open and a read."""
-        path = os.path.join(self._run_dir if name in RUNTIME_FILES else self._dir, name)
+        path = self._where(name)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -142,13 +150,8 @@ class StateDir:
         self._cache.pop(name, None)
         path = self.file(name)
         path.unlink(missing_ok=True)
-        if not durable:
-            return
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if durable:
+            fsync_path(path.parent)
 
     # --- identity ------------------------------------------------------------------
     def ensure_identity(self, hostname: str | None = None) -> Ed25519PrivateKey:
