@@ -8,6 +8,11 @@ COPY pyproject.toml ./
 COPY console ./console
 COPY rules ./rules
 COPY agents ./agents
+COPY core ./core
+COPY dashboard ./dashboard
+COPY compiler ./compiler
+COPY rampart_agent ./rampart_agent
+COPY rampart_contract ./rampart_contract
 COPY templates ./templates
 COPY static ./static
 COPY manage.py ./

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from agents.models import Device, DeviceGroup, DeviceGroupRuleSet, DeviceMembership, DeviceRuleSet
+from rules.models import Device, DeviceGroup, DeviceGroupRuleSet, DeviceMembership, DeviceRuleSet
 
 
 class DeviceGroupRuleSetInline(admin.TabularInline):
@@ -35,11 +35,27 @@ class DeviceRuleSetInline(admin.TabularInline):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ("name", "address", "agent_port", "status", "drifted", "last_seen_at", "applied_version")
+    list_display = (
+        "name",
+        "address",
+        "agent_port",
+        "status",
+        "drifted",
+        "last_seen_at",
+        "applied_version",
+    )
     list_filter = ("status", "drifted", "stateful", "auto_repair", "groups")
     search_fields = ("name", "address", "description")
     readonly_fields = (
-        "agent_public_key", "agent_cert_fingerprint", "enrolled_at", "status", "last_seen_at",
-        "facts", "applied_hash", "applied_version", "drifted", "drift_diff",
+        "agent_public_key",
+        "agent_cert_fingerprint",
+        "enrolled_at",
+        "status",
+        "last_seen_at",
+        "facts",
+        "applied_hash",
+        "applied_version",
+        "drifted",
+        "drift_diff",
     )
     inlines = [DeviceMembershipInline, DeviceRuleSetInline]

@@ -1,18 +1,6 @@
 from django.db import models
 
 
-class DefaultAction(models.TextChoices):
-    ACCEPT = "accept", "accept"
-    DROP = "drop", "drop"
-    REJECT = "reject", "reject"
-
-
-class AgentStatus(models.TextChoices):
-    UNKNOWN = "unknown", "never seen"
-    ONLINE = "online", "online"
-    OFFLINE = "offline", "offline"
-
-
 class DeploymentStatus(models.TextChoices):
     QUEUED = "queued", "queued"
     RUNNING = "running", "running"
@@ -36,17 +24,26 @@ class DeviceDeploymentState(models.TextChoices):
 
 
 #: States after which nothing more happens to a device deployment.
-TERMINAL_STATES = frozenset({
-    DeviceDeploymentState.CONFIRMED, DeviceDeploymentState.UNCHANGED, DeviceDeploymentState.FAILED,
-    DeviceDeploymentState.ROLLED_BACK, DeviceDeploymentState.SUPERSEDED,
-    DeviceDeploymentState.SKIPPED,
-})
+TERMINAL_STATES = frozenset(
+    {
+        DeviceDeploymentState.CONFIRMED,
+        DeviceDeploymentState.UNCHANGED,
+        DeviceDeploymentState.FAILED,
+        DeviceDeploymentState.ROLLED_BACK,
+        DeviceDeploymentState.SUPERSEDED,
+        DeviceDeploymentState.SKIPPED,
+    }
+)
 #: Terminal states that count as a success for rollout waves.
 SUCCESS_STATES = frozenset({DeviceDeploymentState.CONFIRMED, DeviceDeploymentState.UNCHANGED})
 #: States in which a push may be on the wire: the sweeper watches these.
-ACTIVE_STATES = frozenset({
-    DeviceDeploymentState.COMPILING, DeviceDeploymentState.PUSHING, DeviceDeploymentState.APPLIED,
-})
+ACTIVE_STATES = frozenset(
+    {
+        DeviceDeploymentState.COMPILING,
+        DeviceDeploymentState.PUSHING,
+        DeviceDeploymentState.APPLIED,
+    }
+)
 
 
 class DeploymentTrigger(models.TextChoices):

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from agents.agent import protocol
+from rampart_agent import protocol
 
 log = logging.getLogger("rampart.deploy")
 
@@ -139,7 +139,9 @@ class PinnedAdapter(HTTPAdapter):
         self.fingerprint = fingerprint
         super().__init__(**kwargs)
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
         pool_kwargs["assert_fingerprint"] = self.fingerprint
         pool_kwargs["cert_reqs"] = "CERT_NONE"
         pool_kwargs["assert_hostname"] = False
@@ -188,8 +190,16 @@ class AgentResponse:
 class AgentClient:
     """Signed, pinned calls to one device's agent."""
 
-    def __init__(self, *, address: str, port: int, public_key_b64: str, cert_fingerprint: str,
-                 key: Ed25519PrivateKey | None = None, timeout: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        address: str,
+        port: int,
+        public_key_b64: str,
+        cert_fingerprint: str,
+        key: Ed25519PrivateKey | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> None:
         if not public_key_b64 or not cert_fingerprint:
             raise AgentIdentityError("device is not enrolled (no agent key or certificate pin)")
         host = f"[{address}]" if ":" in address else address
@@ -204,10 +214,17 @@ class AgentClient:
 
     @classmethod
     def for_device(cls, device: Any, **kwargs: Any) -> AgentClient:
-        return cls(address=device.address, port=device.agent_port, public_key_b64=device.agent_public_key,
-                   cert_fingerprint=device.agent_cert_fingerprint, **kwargs)
+        return cls(
+            address=device.address,
+            port=device.agent_port,
+            public_key_b64=device.agent_public_key,
+            cert_fingerprint=device.agent_cert_fingerprint,
+            **kwargs,
+        )
 
-    def request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> AgentResponse:
+    def request(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> AgentResponse:
         """One signed request; returns only a verified answer, raises AgentError otherwise."""
         body = b"" if payload is None else protocol.canonical_json(payload)
         headers = protocol.sign_request(self.key, method, path, body)
@@ -216,24 +233,34 @@ class AgentClient:
             headers["Content-Type"] = "application/json"
         session = _session(self.base_url, self.fingerprint)
         try:
-            resp = session.request(method, self.base_url + path, data=body or None, headers=headers,
-                                   timeout=self.timeout)
+            resp = session.request(
+                method,
+                self.base_url + path,
+                data=body or None,
+                headers=headers,
+                timeout=self.timeout,
+            )
         except requests.exceptions.SSLError as exc:
             if "fingerprint" in str(exc).lower():
-                raise AgentIdentityError(f"certificate of {self.base_url} does not match the pinned "
-                                         "fingerprint") from exc
+                raise AgentIdentityError(
+                    f"certificate of {self.base_url} does not match the pinned fingerprint"
+                ) from exc
             raise AgentUnreachable(f"TLS error talking to {self.base_url}: {exc}") from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise AgentUnreachable(f"{self.base_url} unreachable: {type(exc).__name__}") from exc
         signature = resp.headers.get(protocol.HEADER_SIGNATURE)
         try:
-            protocol.verify_response(self.agent_key, resp.status_code, resp.content, nonce, signature)
+            protocol.verify_response(
+                self.agent_key, resp.status_code, resp.content, nonce, signature
+            )
         except protocol.SignatureError as exc:
             # An agent that refused our own signature never read our nonce and signs its 401
             # over an empty one. Accepting that (still the agent's key) only ever yields a
             # failure, so a replay of it cannot make a push look successful.
             if resp.status_code != 401 or not self._signed_without_nonce(resp.content, signature):
-                raise AgentIdentityError(f"{self.base_url} answered {resp.status_code}: {exc}") from exc
+                raise AgentIdentityError(
+                    f"{self.base_url} answered {resp.status_code}: {exc}"
+                ) from exc
         try:
             data = json.loads(resp.content or b"{}")
         except ValueError as exc:
@@ -254,12 +281,26 @@ class AgentClient:
     def status(self) -> dict[str, Any]:
         return self.request("GET", protocol.PATH_STATUS).body
 
-    def apply(self, *, bundle: dict[str, Any], version: int, deployment: str, confirm_timeout: int,
-              probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return self.request("POST", protocol.PATH_APPLY, {
-            "bundle": bundle, "version": version, "deployment": deployment,
-            "confirm_timeout": confirm_timeout, "probes": probes or [],
-        }).body
+    def apply(
+        self,
+        *,
+        bundle: dict[str, Any],
+        version: int,
+        deployment: str,
+        confirm_timeout: int,
+        probes: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        return self.request(
+            "POST",
+            protocol.PATH_APPLY,
+            {
+                "bundle": bundle,
+                "version": version,
+                "deployment": deployment,
+                "confirm_timeout": confirm_timeout,
+                "probes": probes or [],
+            },
+        ).body
 
     def confirm(self, version: int) -> dict[str, Any]:
         return self.request("POST", protocol.PATH_CONFIRM, {"version": version}).body

@@ -13,15 +13,24 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Model
 
-from agents.models import Device, DeviceGroup, DeviceGroupRuleSet, DeviceMembership, DeviceRuleSet
-from rules.models import RuleSet
+from rules.models import (
+    Device,
+    DeviceGroup,
+    DeviceGroupRuleSet,
+    DeviceMembership,
+    DeviceRuleSet,
+    RuleSet,
+)
 
 
 def _resolve(model: type[Model], names: Sequence[str], field: str) -> list[Model]:
     """The named objects, in the given order; a field-keyed error for unknown or repeated names."""
     if not isinstance(names, (list, tuple)):
         raise ValidationError({field: [f"must be a list of {model._meta.verbose_name} names"]})
-    found = {obj.name: obj for obj in model.objects.filter(name__in=[n for n in names if isinstance(n, str)])}
+    found = {
+        obj.name: obj
+        for obj in model.objects.filter(name__in=[n for n in names if isinstance(n, str)])
+    }
     errors, seen = [], set()
     for i, name in enumerate(names):
         if name in seen:
@@ -47,23 +56,39 @@ def device_set_groups(*, device: Device, groups: Sequence[str]) -> None:
     """Set the device's groups, in order (their rule sets apply before the device's own)."""
     targets = _resolve(DeviceGroup, groups, "groups")
     current = list(device.group_links.order_by("position", "id").values_list("group_id", flat=True))
-    _replace(device.group_links,
-             lambda g, p: DeviceMembership.objects.create(device=device, group=g, position=p), current, targets)
+    _replace(
+        device.group_links,
+        lambda g, p: DeviceMembership.objects.create(device=device, group=g, position=p),
+        current,
+        targets,
+    )
 
 
 @transaction.atomic
 def device_set_rulesets(*, device: Device, rulesets: Sequence[str]) -> None:
     """Set the device's own rule sets, in order."""
     targets = _resolve(RuleSet, rulesets, "rulesets")
-    current = list(device.ruleset_links.order_by("position", "id").values_list("ruleset_id", flat=True))
-    _replace(device.ruleset_links,
-             lambda r, p: DeviceRuleSet.objects.create(device=device, ruleset=r, position=p), current, targets)
+    current = list(
+        device.ruleset_links.order_by("position", "id").values_list("ruleset_id", flat=True)
+    )
+    _replace(
+        device.ruleset_links,
+        lambda r, p: DeviceRuleSet.objects.create(device=device, ruleset=r, position=p),
+        current,
+        targets,
+    )
 
 
 @transaction.atomic
 def device_group_set_rulesets(*, group: DeviceGroup, rulesets: Sequence[str]) -> None:
     """Set a device group's rule sets, in order."""
     targets = _resolve(RuleSet, rulesets, "rulesets")
-    current = list(group.ruleset_links.order_by("position", "id").values_list("ruleset_id", flat=True))
-    _replace(group.ruleset_links,
-             lambda r, p: DeviceGroupRuleSet.objects.create(group=group, ruleset=r, position=p), current, targets)
+    current = list(
+        group.ruleset_links.order_by("position", "id").values_list("ruleset_id", flat=True)
+    )
+    _replace(
+        group.ruleset_links,
+        lambda r, p: DeviceGroupRuleSet.objects.create(group=group, ruleset=r, position=p),
+        current,
+        targets,
+    )

@@ -33,11 +33,9 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from agents.agent import protocol
 from agents.choices import (
     ACTIVE_STATES,
     TERMINAL_STATES,
-    AgentStatus,
     DeploymentStatus,
     DeploymentTrigger,
     DeviceDeploymentState,
@@ -50,16 +48,12 @@ from agents.client import (
     AgentUnreachable,
     console_public_key_b64,
 )
-from agents.models import (
-    Deployment,
-    Device,
-    DeviceDeployment,
-    DeviceGroup,
-    EnrollmentToken,
-    RuleCounter,
-)
+from agents.models import Deployment, DeviceDeployment, EnrollmentToken, RuleCounter
 from agents.selectors import device_compile_options
-from console.audit.choices import AuditAction
+from core.audit.choices import AuditAction
+from rampart_agent import protocol
+from rules.choices import AgentStatus
+from rules.models import Device, DeviceGroup
 
 log = logging.getLogger("rampart.deploy")
 S = DeviceDeploymentState
@@ -75,7 +69,7 @@ def _conf(name: str, default: Any) -> Any:
 def _audit(action: str, obj: Any = None, **kwargs: Any) -> None:
     """One explicit audit entry. State changes are written with queryset updates (no save
     signals), so each transition is logged once, with its meaning, not as a field diff."""
-    from console.audit import record
+    from core.audit import record
 
     record(action, obj, **kwargs)
 
@@ -123,7 +117,7 @@ def _deployment_policy(deployment: Deployment) -> Any:
 
     Keyed by id and creation time: a rolled-back test database may hand out an id again.
     """
-    from rules.compiler import PolicyDocument
+    from compiler import PolicyDocument
 
     key = (deployment.pk, deployment.created_at.isoformat())
     doc = _parsed.get(key)
@@ -140,10 +134,12 @@ def _deployment_policy(deployment: Deployment) -> Any:
     return doc
 
 
-def compile_for_device(device: Device, deployment: Deployment, *, now: datetime | None = None) -> CompiledBundle:
+def compile_for_device(
+    device: Device, deployment: Deployment, *, now: datetime | None = None
+) -> CompiledBundle:
     """Compile the device's bundle from its deployment's document and run its rule sets'
-    assertions against it. Raises rules.compiler.CompilerError (never retried)."""
-    from rules.compiler import compile_device, device_assertions
+    assertions against it. Raises compiler.CompilerError (never retried)."""
+    from compiler import compile_device, device_assertions
 
     doc = _deployment_policy(deployment)
     options = device_compile_options(device)
@@ -151,8 +147,11 @@ def compile_for_device(device: Device, deployment: Deployment, *, now: datetime 
     bundle = compile_device(doc, device.name, options=options, now=now)
     failed: list[str] = []
     if any(rs.assertions for rs in doc.device_rulesets(doc.device(device.name))):
-        failed = [r.message() for r in device_assertions(doc, device.name, now=now, options=options)
-                  if not r.passed]
+        failed = [
+            r.message()
+            for r in device_assertions(doc, device.name, now=now, options=options)
+            if not r.passed
+        ]
     # pushed without the rule index: the agent does not use it and the hash does not cover it
     return CompiledBundle(bundle.to_dict(rules=False), bundle.hash, failed)
 
@@ -165,8 +164,17 @@ def _rollout_config(rollout: dict | None) -> dict:
     unknown = set(rollout) - {"canary", "wave_size", "wave_percent", "halt_on_failure"}
     if unknown:
         raise ValidationError({"rollout": [f"unknown keys: {', '.join(sorted(unknown))}"]})
-    out: dict[str, Any] = {"canary": 0, "wave_size": None, "wave_percent": None, "halt_on_failure": True}
-    for key, low, high in (("canary", 0, 100_000), ("wave_size", 1, 100_000), ("wave_percent", 1, 100)):
+    out: dict[str, Any] = {
+        "canary": 0,
+        "wave_size": None,
+        "wave_percent": None,
+        "halt_on_failure": True,
+    }
+    for key, low, high in (
+        ("canary", 0, 100_000),
+        ("wave_size", 1, 100_000),
+        ("wave_percent", 1, 100),
+    ):
         value = rollout.get(key)
         if value is None:
             continue
@@ -202,22 +210,36 @@ def plan_waves(count: int, rollout: dict) -> list[int]:
     return sizes
 
 
-def resolve_target(*, devices: Sequence[int] | None = None, device_group: int | None = None,
-                   ruleset: int | None = None) -> tuple[list[Device], dict]:
+def resolve_target(
+    *,
+    devices: Sequence[int] | None = None,
+    device_group: int | None = None,
+    ruleset: int | None = None,
+) -> tuple[list[Device], dict]:
     """The devices a deployment request names, and a description of what was asked."""
     from rules.models import RuleSet
 
-    given = [k for k, v in (("devices", devices), ("device_group", device_group), ("ruleset", ruleset)) if v]
+    given = [
+        k
+        for k, v in (("devices", devices), ("device_group", device_group), ("ruleset", ruleset))
+        if v
+    ]
     if len(given) != 1:
-        raise ValidationError({"non_field_errors": ["give exactly one of devices, device_group, ruleset"]})
+        raise ValidationError(
+            {"non_field_errors": ["give exactly one of devices, device_group, ruleset"]}
+        )
     if devices:
         ids = sorted({int(i) for i in devices})
         found = list(Device.objects.filter(pk__in=ids).order_by("name"))
         missing = sorted(set(ids) - {d.pk for d in found})
         if missing:
             raise ValidationError({"devices": [f"unknown device ids: {missing}"]})
-        return found, {"kind": "devices", "ids": ids, "label": ", ".join(d.name for d in found[:5])
-                       + (f" (+{len(found) - 5})" if len(found) > 5 else "")}
+        return found, {
+            "kind": "devices",
+            "ids": ids,
+            "label": ", ".join(d.name for d in found[:5])
+            + (f" (+{len(found) - 5})" if len(found) > 5 else ""),
+        }
     if device_group:
         group = DeviceGroup.objects.filter(pk=device_group).first()
         if group is None:
@@ -227,9 +249,13 @@ def resolve_target(*, devices: Sequence[int] | None = None, device_group: int | 
     rs = RuleSet.objects.filter(pk=ruleset).first()
     if rs is None:
         raise ValidationError({"ruleset": [f"unknown rule set {ruleset}"]})
-    found = list(Device.objects.filter(
-        Q(ruleset_links__ruleset=rs) | Q(group_links__group__ruleset_links__ruleset=rs)
-    ).distinct().order_by("name"))
+    found = list(
+        Device.objects.filter(
+            Q(ruleset_links__ruleset=rs) | Q(group_links__group__ruleset_links__ruleset=rs)
+        )
+        .distinct()
+        .order_by("name")
+    )
     return found, {"kind": "ruleset", "ids": [rs.pk], "label": f"rule set {rs.name}"}
 
 
@@ -245,8 +271,12 @@ def _move(dd: DeviceDeployment, state: str, note: str = "", **fields: Any) -> No
     if note:
         entry["note"] = note[:500]
     dd.transitions = [*dd.transitions, entry]
-    stamp = {S.COMPILING: "started_at", S.PUSHING: "pushed_at", S.APPLIED: "applied_at",
-             S.CONFIRMED: "confirmed_at"}.get(state)
+    stamp = {
+        S.COMPILING: "started_at",
+        S.PUSHING: "pushed_at",
+        S.APPLIED: "applied_at",
+        S.CONFIRMED: "confirmed_at",
+    }.get(state)
     if stamp:
         setattr(dd, stamp, now)
     if state in TERMINAL_STATES:
@@ -255,19 +285,41 @@ def _move(dd: DeviceDeployment, state: str, note: str = "", **fields: Any) -> No
         setattr(dd, key, value)
     dd.updated_at = now
     with transaction.atomic():  # the state and its audit entry commit together (one commit)
-        DeviceDeployment.objects.filter(pk=dd.pk).update(**{
-            f.attname: getattr(dd, f.attname) for f in DeviceDeployment._meta.concrete_fields if not f.primary_key})
-        _audit(AuditAction.DEPLOY_STATE, dd, after={"state": state}, extra={
-            "deployment": dd.deployment_id, "device": dd.device.name, "version": dd.version,
-            "hash": dd.bundle_hash, **({"note": note[:200]} if note else {}),
-            **({"error": dd.error[:500]} if state in (S.FAILED, S.ROLLED_BACK) else {})})
+        DeviceDeployment.objects.filter(pk=dd.pk).update(
+            **{
+                f.attname: getattr(dd, f.attname)
+                for f in DeviceDeployment._meta.concrete_fields
+                if not f.primary_key
+            }
+        )
+        _audit(
+            AuditAction.DEPLOY_STATE,
+            dd,
+            after={"state": state},
+            extra={
+                "deployment": dd.deployment_id,
+                "device": dd.device.name,
+                "version": dd.version,
+                "hash": dd.bundle_hash,
+                **({"note": note[:200]} if note else {}),
+                **({"error": dd.error[:500]} if state in (S.FAILED, S.ROLLED_BACK) else {}),
+            },
+        )
 
 
 @transaction.atomic
-def deploy_create(*, user: Any = None, devices: Sequence[int] | None = None, device_group: int | None = None,
-                  ruleset: int | None = None, revision: int | None = None, confirm_timeout: int | None = None,
-                  rollout: dict | None = None, trigger: str = DeploymentTrigger.MANUAL,
-                  reason: str = "") -> Deployment:
+def deploy_create(
+    *,
+    user: Any = None,
+    devices: Sequence[int] | None = None,
+    device_group: int | None = None,
+    ruleset: int | None = None,
+    revision: int | None = None,
+    confirm_timeout: int | None = None,
+    rollout: dict | None = None,
+    trigger: str = DeploymentTrigger.MANUAL,
+    reason: str = "",
+) -> Deployment:
     """Create a deployment and enqueue its first wave once the transaction commits.
 
     Older deployments still queued for the same devices are superseded: they would push a
@@ -278,40 +330,86 @@ def deploy_create(*, user: Any = None, devices: Sequence[int] | None = None, dev
         raise ValidationError({"non_field_errors": [f"{target['label']} has no devices"]})
     if confirm_timeout is None:
         confirm_timeout = settings.RAMPART["CONFIRM_TIMEOUT"]
-    if isinstance(confirm_timeout, bool) or not isinstance(confirm_timeout, int) or not 0 <= confirm_timeout <= 3600:
+    if (
+        isinstance(confirm_timeout, bool)
+        or not isinstance(confirm_timeout, int)
+        or not 0 <= confirm_timeout <= 3600
+    ):
         raise ValidationError({"confirm_timeout": ["must be 0..3600 seconds"]})
     config = _rollout_config(rollout)
     sizes = plan_waves(len(targets), config)
     document = deployment_document(targets, revision)
     # bulk_create sends no save signal: the audit entry below names the deployment without
     # copying its (possibly large) policy document into the log.
-    [deployment] = Deployment.objects.bulk_create([Deployment(
-        document=document, created_by=user if getattr(user, "is_authenticated", False) else None,
-        trigger=trigger, target=target, revision=revision, confirm_timeout=confirm_timeout, rollout=config,
-        reason=reason[:255], created_at=timezone.now(),
-        waves=[{"index": i, "size": n, "state": "pending", "started_at": None, "finished_at": None}
-               for i, n in enumerate(sizes)],
-    )])
-    _audit(AuditAction.CREATE, deployment, after={
-        "trigger": trigger, "target": target, "devices": len(targets), "waves": sizes, "revision": revision,
-        "confirm_timeout": confirm_timeout, "rollout": config, "reason": reason[:255]})
+    [deployment] = Deployment.objects.bulk_create(
+        [
+            Deployment(
+                document=document,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+                trigger=trigger,
+                target=target,
+                revision=revision,
+                confirm_timeout=confirm_timeout,
+                rollout=config,
+                reason=reason[:255],
+                created_at=timezone.now(),
+                waves=[
+                    {
+                        "index": i,
+                        "size": n,
+                        "state": "pending",
+                        "started_at": None,
+                        "finished_at": None,
+                    }
+                    for i, n in enumerate(sizes)
+                ],
+            )
+        ]
+    )
+    _audit(
+        AuditAction.CREATE,
+        deployment,
+        after={
+            "trigger": trigger,
+            "target": target,
+            "devices": len(targets),
+            "waves": sizes,
+            "revision": revision,
+            "confirm_timeout": confirm_timeout,
+            "rollout": config,
+            "reason": reason[:255],
+        },
+    )
     dds: list[DeviceDeployment] = []
     position = 0
     now = _now_iso()
     for wave, size in enumerate(sizes):
-        for device in targets[position:position + size]:
-            dds.append(DeviceDeployment(deployment=deployment, device=device, wave=wave,
-                                        transitions=[{"state": S.QUEUED, "at": now}]))
+        for device in targets[position : position + size]:
+            dds.append(
+                DeviceDeployment(
+                    deployment=deployment,
+                    device=device,
+                    wave=wave,
+                    transitions=[{"state": S.QUEUED, "at": now}],
+                )
+            )
         position += size
     DeviceDeployment.objects.bulk_create(dds)
     dds = list(deployment.device_deployments.select_related("device"))
     by_device = {dd.device_id: dd for dd in dds}
-    older = (DeviceDeployment.objects.filter(device_id__in=by_device, state=S.QUEUED)
-             .exclude(deployment=deployment).select_related("device", "deployment"))
+    older = (
+        DeviceDeployment.objects.filter(device_id__in=by_device, state=S.QUEUED)
+        .exclude(deployment=deployment)
+        .select_related("device", "deployment")
+    )
     touched: set[int] = set()
     for old in older:
-        _move(old, S.SUPERSEDED, f"superseded by deployment #{deployment.pk}",
-              superseded_by=by_device[old.device_id])
+        _move(
+            old,
+            S.SUPERSEDED,
+            f"superseded by deployment #{deployment.pk}",
+            superseded_by=by_device[old.device_id],
+        )
         touched.add(old.deployment_id)
     for deployment_id in touched:
         transaction.on_commit(lambda i=deployment_id: deployment_refresh(deployment_id=i))
@@ -325,7 +423,9 @@ def _start_wave(deployment: Deployment, wave: int) -> None:
     waves[wave] = {**waves[wave], "state": "running", "started_at": _now_iso()}
     Deployment.objects.filter(pk=deployment.pk).update(waves=waves, status=DeploymentStatus.RUNNING)
     deployment.waves = waves
-    ids = list(deployment.device_deployments.filter(wave=wave, state=S.QUEUED).values_list("pk", flat=True))
+    ids = list(
+        deployment.device_deployments.filter(wave=wave, state=S.QUEUED).values_list("pk", flat=True)
+    )
     transaction.on_commit(lambda: enqueue_device_deployments(ids))
 
 
@@ -371,23 +471,34 @@ def lease_acquire(dd: DeviceDeployment) -> bool:
     now = timezone.now()
     seconds = _conf("PUSH_LEASE_SECONDS", settings.CELERY_TASK_TIME_LIMIT + 60)
     owner = _lease_owner(dd)
-    free = Q(push_lease_owner__isnull=True) | Q(push_lease_until__lt=now) | Q(push_lease_owner=owner)
-    current = Device.objects.filter(pk=dd.device_id).values_list("push_lease_owner", flat=True).first()
+    free = (
+        Q(push_lease_owner__isnull=True) | Q(push_lease_until__lt=now) | Q(push_lease_owner=owner)
+    )
+    current = (
+        Device.objects.filter(pk=dd.device_id).values_list("push_lease_owner", flat=True).first()
+    )
     if current and current != owner and _owner_dead(current):
         free |= Q(push_lease_owner=current)
-    return bool(Device.objects.filter(free, pk=dd.device_id).update(
-        push_lease_owner=owner, push_lease_until=now + timedelta(seconds=seconds)))
+    return bool(
+        Device.objects.filter(free, pk=dd.device_id).update(
+            push_lease_owner=owner, push_lease_until=now + timedelta(seconds=seconds)
+        )
+    )
 
 
 def lease_release(dd: DeviceDeployment) -> None:
     Device.objects.filter(pk=dd.device_id, push_lease_owner=_lease_owner(dd)).update(
-        push_lease_owner=None, push_lease_until=None)
+        push_lease_owner=None, push_lease_until=None
+    )
 
 
 def _next_version(dd: DeviceDeployment, at_least: int = 0) -> int:
     """A bundle version greater than anything this device has seen from us or reported."""
     device = Device.objects.get(pk=dd.device_id)
-    highest = DeviceDeployment.objects.filter(device_id=dd.device_id).aggregate(v=Max("version"))["v"] or 0
+    highest = (
+        DeviceDeployment.objects.filter(device_id=dd.device_id).aggregate(v=Max("version"))["v"]
+        or 0
+    )
     return max(highest, device.applied_version, at_least) + 1
 
 
@@ -400,8 +511,11 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
     Raises RetryLater when the attempt should be repeated; on `final_attempt` a
     retryable failure is recorded as `failed` instead.
     """
-    dd = (DeviceDeployment.objects.select_related("device", "deployment").defer("deployment__document")
-          .get(pk=device_deployment_id))
+    dd = (
+        DeviceDeployment.objects.select_related("device", "deployment")
+        .defer("deployment__document")
+        .get(pk=device_deployment_id)
+    )
     if dd.state in TERMINAL_STATES:
         return dd.state
     if not lease_acquire(dd):
@@ -411,8 +525,9 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
         if dd.state in TERMINAL_STATES:  # finished by a duplicate delivery meanwhile
             return dd.state
         dd.attempts += 1
-        state = _run_locked(dd, final_attempt=final_attempt or
-                            dd.attempts >= _conf("DEPLOY_MAX_ATTEMPTS", 5))
+        state = _run_locked(
+            dd, final_attempt=final_attempt or dd.attempts >= _conf("DEPLOY_MAX_ATTEMPTS", 5)
+        )
     finally:
         lease_release(dd)
     if state in TERMINAL_STATES:
@@ -423,7 +538,7 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
 def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from rules.compiler import CompilerError
+    from compiler import CompilerError
 
     device = dd.device
     try:
@@ -431,16 +546,25 @@ def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
         try:
             compiled = compile_for_device(device, dd.deployment)
         except CompilerError as exc:
-            _move(dd, S.FAILED, "compile error", error=f"policy does not compile: {exc}",
-                  agent_response={"errors": [e.to_dict() for e in exc.errors][:50]})
+            _move(
+                dd,
+                S.FAILED,
+                "compile error",
+                error=f"policy does not compile: {exc}",
+                agent_response={"errors": [e.to_dict() for e in exc.errors][:50]},
+            )
             return dd.state
         except ValidationError as exc:
             _move(dd, S.FAILED, "invalid request", error="; ".join(exc.messages))
             return dd.state
         dd.bundle_hash = compiled.hash
         if compiled.failed_assertions:
-            _move(dd, S.FAILED, "assertion failed", error="assertion failed, not pushed: "
-                  + "; ".join(compiled.failed_assertions))
+            _move(
+                dd,
+                S.FAILED,
+                "assertion failed",
+                error="assertion failed, not pushed: " + "; ".join(compiled.failed_assertions),
+            )
             return dd.state
         if not dd.version:
             dd.version = _next_version(dd)
@@ -454,14 +578,26 @@ def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
         if isinstance(exc, AgentRefused) and not exc.retryable:
             return _refused(dd, exc)
         if final_attempt:
-            _move(dd, S.FAILED, "gave up", error=f"agent unreachable after {dd.attempts} attempts: {exc}")
+            _move(
+                dd,
+                S.FAILED,
+                "gave up",
+                error=f"agent unreachable after {dd.attempts} attempts: {exc}",
+            )
             return dd.state
         dd.error = f"attempt {dd.attempts}: {exc}"
-        dd.transitions = [*dd.transitions, {"state": dd.state, "at": _now_iso(),
-                                            "note": f"retrying: {exc}"[:500]}]
+        dd.transitions = [
+            *dd.transitions,
+            {"state": dd.state, "at": _now_iso(), "note": f"retrying: {exc}"[:500]},
+        ]
         DeviceDeployment.objects.filter(pk=dd.pk).update(
-            error=dd.error, transitions=dd.transitions, attempts=dd.attempts, bundle_hash=dd.bundle_hash,
-            version=dd.version, updated_at=timezone.now())
+            error=dd.error,
+            transitions=dd.transitions,
+            attempts=dd.attempts,
+            bundle_hash=dd.bundle_hash,
+            version=dd.version,
+            updated_at=timezone.now(),
+        )
         raise RetryLater(str(exc)) from exc
     except AgentIdentityError as exc:
         _move(dd, S.FAILED, "agent identity", error=str(exc))
@@ -474,15 +610,23 @@ def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
 def _refused(dd: DeviceDeployment, exc: AgentRefused) -> str:
     result = exc.body.get("result")
     state = S.ROLLED_BACK if result == "rolled_back" else S.FAILED
-    _move(dd, state, f"agent answered {exc.status}", agent_response=exc.body,
-          error=str(exc.body.get("error") or exc))
+    _move(
+        dd,
+        state,
+        f"agent answered {exc.status}",
+        agent_response=exc.body,
+        error=str(exc.body.get("error") or exc),
+    )
     return dd.state
 
 
 def _push(dd: DeviceDeployment, client: AgentClient, bundle: dict) -> dict | None:
     """POST /v1/apply; on a version conflict, find out what the agent already holds."""
-    request = {"bundle": bundle, "deployment": str(dd.deployment_id),
-               "confirm_timeout": dd.deployment.confirm_timeout}
+    request = {
+        "bundle": bundle,
+        "deployment": str(dd.deployment_id),
+        "confirm_timeout": dd.deployment.confirm_timeout,
+    }
     for _ in range(2):
         try:
             return client.apply(version=dd.version, **request)
@@ -494,10 +638,14 @@ def _push(dd: DeviceDeployment, client: AgentClient, bundle: dict) -> dict | Non
             if held is not None:
                 return held
             # The agent has seen a higher version (another console, a local apply): go past it.
-            seen = max(int((status.get(k) or {}).get("version") or 0)
-                       for k in ("applied", "pending", "last_rollback"))
+            seen = max(
+                int((status.get(k) or {}).get("version") or 0)
+                for k in ("applied", "pending", "last_rollback")
+            )
             dd.version = _next_version(dd, at_least=seen)
-            DeviceDeployment.objects.filter(pk=dd.pk).update(version=dd.version, updated_at=timezone.now())
+            DeviceDeployment.objects.filter(pk=dd.pk).update(
+                version=dd.version, updated_at=timezone.now()
+            )
     _move(dd, S.FAILED, "version conflict", error="agent refused every version offered (409)")
     return None
 
@@ -506,13 +654,22 @@ def _agent_holds(status: dict, dd: DeviceDeployment) -> dict | None:
     """The apply answer to assume when the agent already took this very push."""
     applied = status.get("applied") or {}
     if applied.get("version") == dd.version and applied.get("hash") == dd.bundle_hash:
-        return {"result": "applied", "hash": dd.bundle_hash, "version": dd.version,
-                "confirm_deadline": (status.get("pending") or {}).get("deadline"),
-                "recovered": True, "confirmed": bool(applied.get("confirmed"))}
+        return {
+            "result": "applied",
+            "hash": dd.bundle_hash,
+            "version": dd.version,
+            "confirm_deadline": (status.get("pending") or {}).get("deadline"),
+            "recovered": True,
+            "confirmed": bool(applied.get("confirmed")),
+        }
     rollback = status.get("last_rollback") or {}
     if rollback.get("version") == dd.version:
-        return {"result": "rolled_back", "version": dd.version, "error": rollback.get("reason"),
-                "recovered": True}
+        return {
+            "result": "rolled_back",
+            "version": dd.version,
+            "error": rollback.get("reason"),
+            "recovered": True,
+        }
     return None
 
 
@@ -520,18 +677,34 @@ def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str
     device = dd.device
     result = answer.get("result")
     if result == "rolled_back":
-        _move(dd, S.ROLLED_BACK, "agent rolled back", agent_response=answer, error=str(answer.get("error") or ""))
+        _move(
+            dd,
+            S.ROLLED_BACK,
+            "agent rolled back",
+            agent_response=answer,
+            error=str(answer.get("error") or ""),
+        )
         return dd.state
     if result == "unchanged":
         _move(dd, S.UNCHANGED, "bundle already applied", agent_response=answer, error="")
         _device_applied(device, dd)
         return dd.state
     if result != "applied":
-        _move(dd, S.FAILED, "unexpected answer", agent_response=answer, error=f"unexpected agent answer {result!r}")
+        _move(
+            dd,
+            S.FAILED,
+            "unexpected answer",
+            agent_response=answer,
+            error=f"unexpected agent answer {result!r}",
+        )
         return dd.state
     _move(dd, S.APPLIED, f"apply_ms={answer.get('apply_ms')}", agent_response=answer, error="")
     if dd.deployment.confirm_timeout <= 0 or answer.get("confirmed"):
-        _move(dd, S.CONFIRMED, "no confirm needed" if dd.deployment.confirm_timeout <= 0 else "already confirmed")
+        _move(
+            dd,
+            S.CONFIRMED,
+            "no confirm needed" if dd.deployment.confirm_timeout <= 0 else "already confirmed",
+        )
         _device_applied(device, dd)
         return dd.state
     return _confirm(dd, client, answer)
@@ -550,8 +723,13 @@ def _confirm(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
             return dd.state
         except AgentRefused as exc:
             if exc.status == 409:
-                _move(dd, S.ROLLED_BACK, "confirm refused", agent_response={**answer, "confirm": exc.body},
-                      error=str(exc.body.get("error") or "the agent had already rolled back"))
+                _move(
+                    dd,
+                    S.ROLLED_BACK,
+                    "confirm refused",
+                    agent_response={**answer, "confirm": exc.body},
+                    error=str(exc.body.get("error") or "the agent had already rolled back"),
+                )
                 return dd.state
             if not exc.retryable:
                 raise
@@ -572,15 +750,20 @@ def _confirm(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
             return dd.state
     except AgentError:
         pass
-    _move(dd, S.ROLLED_BACK, "confirm timed out",
-          error=f"confirm did not reach the agent within {dd.deployment.confirm_timeout}s "
-                f"({last_error}); the agent rolled back to its last confirmed policy")
+    _move(
+        dd,
+        S.ROLLED_BACK,
+        "confirm timed out",
+        error=f"confirm did not reach the agent within {dd.deployment.confirm_timeout}s "
+        f"({last_error}); the agent rolled back to its last confirmed policy",
+    )
     return dd.state
 
 
 def _device_applied(device: Device, dd: DeviceDeployment) -> None:
-    Device.objects.filter(pk=device.pk).update(applied_hash=dd.bundle_hash, applied_version=dd.version or 0,
-                                               drifted=False, drift_diff="")
+    Device.objects.filter(pk=device.pk).update(
+        applied_hash=dd.bundle_hash, applied_version=dd.version or 0, drifted=False, drift_diff=""
+    )
 
 
 def device_deployment_fail(*, device_deployment_id: int, reason: str) -> None:
@@ -601,8 +784,12 @@ def deployment_refresh(*, deployment_id: int) -> Deployment:
     with a conditional UPDATE, so exactly one of them starts the next wave.
     """
     deployment = Deployment.objects.defer("document").get(pk=deployment_id)
-    if deployment.status in (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED,
-                             DeploymentStatus.HALTED, DeploymentStatus.SUPERSEDED):
+    if deployment.status in (
+        DeploymentStatus.SUCCEEDED,
+        DeploymentStatus.FAILED,
+        DeploymentStatus.HALTED,
+        DeploymentStatus.SUPERSEDED,
+    ):
         return deployment
     wave = deployment.current_wave
     # cheap test first: in a 1,000-device wave this runs once per device
@@ -615,25 +802,41 @@ def deployment_refresh(*, deployment_id: int) -> Deployment:
     last = wave + 1 >= len(waves)
     with transaction.atomic():
         if bad and deployment.rollout.get("halt_on_failure", True) and not last:
-            won = Deployment.objects.filter(pk=deployment.pk, current_wave=wave).exclude(
-                status=DeploymentStatus.HALTED).update(status=DeploymentStatus.HALTED)
+            won = (
+                Deployment.objects.filter(pk=deployment.pk, current_wave=wave)
+                .exclude(status=DeploymentStatus.HALTED)
+                .update(status=DeploymentStatus.HALTED)
+            )
             if not won:
                 return deployment
             waves[wave] = {**waves[wave], "state": "failed", "finished_at": _now_iso()}
-            for later in waves[wave + 1:]:
+            for later in waves[wave + 1 :]:
                 later["state"] = "halted"
-            skipped = deployment.device_deployments.filter(wave__gt=wave, state=S.QUEUED).select_related("device")
+            skipped = deployment.device_deployments.filter(
+                wave__gt=wave, state=S.QUEUED
+            ).select_related("device")
             for dd in skipped:
                 _move(dd, S.SKIPPED, f"rollout halted: wave {wave} had {len(bad)} failure(s)")
-            Deployment.objects.filter(pk=deployment.pk).update(waves=waves, finished_at=timezone.now(),
-                                                               reason=f"halted after wave {wave}")
-            _audit(AuditAction.DEPLOY_STATE, deployment, after={"status": DeploymentStatus.HALTED},
-                   extra={"wave": wave, "failures": len(bad)})
+            Deployment.objects.filter(pk=deployment.pk).update(
+                waves=waves, finished_at=timezone.now(), reason=f"halted after wave {wave}"
+            )
+            _audit(
+                AuditAction.DEPLOY_STATE,
+                deployment,
+                after={"status": DeploymentStatus.HALTED},
+                extra={"wave": wave, "failures": len(bad)},
+            )
         elif not last:
-            won = Deployment.objects.filter(pk=deployment.pk, current_wave=wave).update(current_wave=wave + 1)
+            won = Deployment.objects.filter(pk=deployment.pk, current_wave=wave).update(
+                current_wave=wave + 1
+            )
             if not won:
                 return deployment
-            waves[wave] = {**waves[wave], "state": "failed" if bad else "done", "finished_at": _now_iso()}
+            waves[wave] = {
+                **waves[wave],
+                "state": "failed" if bad else "done",
+                "finished_at": _now_iso(),
+            }
             deployment.waves = waves
             deployment.current_wave = wave + 1
             _start_wave(deployment, wave + 1)
@@ -645,12 +848,23 @@ def deployment_refresh(*, deployment_id: int) -> Deployment:
                 status = DeploymentStatus.FAILED
             else:
                 status = DeploymentStatus.SUCCEEDED
-            waves[wave] = {**waves[wave], "state": "failed" if bad else "done", "finished_at": _now_iso()}
-            won = Deployment.objects.filter(pk=deployment.pk, current_wave=wave).exclude(status=status).update(
-                status=status, waves=waves, finished_at=timezone.now())
+            waves[wave] = {
+                **waves[wave],
+                "state": "failed" if bad else "done",
+                "finished_at": _now_iso(),
+            }
+            won = (
+                Deployment.objects.filter(pk=deployment.pk, current_wave=wave)
+                .exclude(status=status)
+                .update(status=status, waves=waves, finished_at=timezone.now())
+            )
             if won:
-                _audit(AuditAction.DEPLOY_STATE, deployment, after={"status": status},
-                       extra={"states": {s: states.count(s) for s in set(states)}})
+                _audit(
+                    AuditAction.DEPLOY_STATE,
+                    deployment,
+                    after={"status": status},
+                    extra={"states": {s: states.count(s) for s in set(states)}},
+                )
     return Deployment.objects.defer("document").get(pk=deployment_id)
 
 
@@ -663,7 +877,13 @@ def deployment_summary(deployment: Deployment) -> dict:
     waves = []
     for w in deployment.waves:
         counts = per_wave.get(w["index"], {})
-        waves.append({**w, "states": counts, "done": sum(n for s, n in counts.items() if s in TERMINAL_STATES)})
+        waves.append(
+            {
+                **w,
+                "states": counts,
+                "done": sum(n for s, n in counts.items() if s in TERMINAL_STATES),
+            }
+        )
     return {"waves": waves}
 
 
@@ -679,19 +899,27 @@ def sweep_stuck(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     limit = _conf("DEPLOY_STUCK_SECONDS", settings.CELERY_TASK_TIME_LIMIT + 120)
     queued_limit = _conf("DEPLOY_QUEUED_STUCK_SECONDS", 3600)
-    stuck = list(DeviceDeployment.objects.filter(
-        Q(state__in=ACTIVE_STATES, updated_at__lt=now - timedelta(seconds=limit))
-        | Q(state=S.QUEUED, updated_at__lt=now - timedelta(seconds=queued_limit))
-    ).select_related("device", "deployment"))
+    stuck = list(
+        DeviceDeployment.objects.filter(
+            Q(state__in=ACTIVE_STATES, updated_at__lt=now - timedelta(seconds=limit))
+            | Q(state=S.QUEUED, updated_at__lt=now - timedelta(seconds=queued_limit))
+        ).select_related("device", "deployment")
+    )
     count = 0
     for dd in stuck:
         if dd.state == S.QUEUED and dd.wave > dd.deployment.current_wave:
             continue  # waiting for its wave, not stuck
         seconds = int((now - dd.updated_at).total_seconds())
-        _move(dd, S.FAILED, "sweeper", error=f"stuck in {dd.state} for {seconds}s (limit {limit}s): "
-              "the worker was lost or the task never ran")
+        _move(
+            dd,
+            S.FAILED,
+            "sweeper",
+            error=f"stuck in {dd.state} for {seconds}s (limit {limit}s): "
+            "the worker was lost or the task never ran",
+        )
         Device.objects.filter(pk=dd.device_id, push_lease_owner__endswith=f":{dd.pk}").update(
-            push_lease_owner=None, push_lease_until=None)
+            push_lease_owner=None, push_lease_until=None
+        )
         deployment_refresh(deployment_id=dd.deployment_id)
         count += 1
     return count
@@ -701,8 +929,11 @@ def sweep_stuck(*, now: datetime | None = None) -> int:
 
 
 def enrolled_device_ids() -> list[int]:
-    return list(Device.objects.exclude(agent_public_key="").exclude(agent_cert_fingerprint="")
-                .values_list("pk", flat=True))
+    return list(
+        Device.objects.exclude(agent_public_key="")
+        .exclude(agent_cert_fingerprint="")
+        .values_list("pk", flat=True)
+    )
 
 
 def status_poll(*, device_id: int) -> dict:
@@ -717,14 +948,23 @@ def status_poll(*, device_id: int) -> dict:
     except AgentError as exc:
         if device.status != AgentStatus.OFFLINE:
             Device.objects.filter(pk=device.pk).update(status=AgentStatus.OFFLINE)
-            _audit(AuditAction.UPDATE, device, before={"status": device.status},
-                   after={"status": AgentStatus.OFFLINE}, extra={"error": str(exc)[:500]})
+            _audit(
+                AuditAction.UPDATE,
+                device,
+                before={"status": device.status},
+                after={"status": AgentStatus.OFFLINE},
+                extra={"error": str(exc)[:500]},
+            )
         return {"device": device.name, "status": AgentStatus.OFFLINE, "error": str(exc)}
     updates: dict[str, Any] = {"status": AgentStatus.ONLINE, "last_seen_at": now}
     facts = status.get("facts")
     if isinstance(facts, dict):
-        updates["facts"] = {**facts, "agent_version": status.get("agent_version"), "backend": status.get("backend"),
-                            "boot_id": status.get("boot_id")}
+        updates["facts"] = {
+            **facts,
+            "agent_version": status.get("agent_version"),
+            "backend": status.get("backend"),
+            "boot_id": status.get("boot_id"),
+        }
     applied = status.get("applied") or {}
     if applied.get("confirmed") and applied.get("hash"):
         updates["applied_hash"] = applied["hash"]
@@ -735,7 +975,12 @@ def status_poll(*, device_id: int) -> dict:
     updates["drifted"] = drifted
     updates["drift_diff"] = diff if drifted else ""
     if device.status != AgentStatus.ONLINE:
-        _audit(AuditAction.UPDATE, device, before={"status": device.status}, after={"status": AgentStatus.ONLINE})
+        _audit(
+            AuditAction.UPDATE,
+            device,
+            before={"status": device.status},
+            after={"status": AgentStatus.ONLINE},
+        )
     if drifted and (not device.drifted or diff != device.drift_diff):
         _audit(AuditAction.DRIFT_DETECTED, device, after={"drifted": True, "diff": diff[:20_000]})
     elif device.drifted and not drifted:
@@ -745,13 +990,20 @@ def status_poll(*, device_id: int) -> dict:
     counters = status.get("counters")
     ingested = 0
     if isinstance(counters, dict):
-        reset = bool(previous_boot and status.get("boot_id") and previous_boot != status.get("boot_id"))
+        reset = bool(
+            previous_boot and status.get("boot_id") and previous_boot != status.get("boot_id")
+        )
         ingested = counters_ingest(device=device, counters=counters, at=now, reset=reset)
     repair = None
     if drifted and device.auto_repair:
         repair = drift_repair(device=device)
-    return {"device": device.name, "status": AgentStatus.ONLINE, "drifted": drifted, "counters": ingested,
-            "repair": repair.pk if repair else None}
+    return {
+        "device": device.name,
+        "status": AgentStatus.ONLINE,
+        "drifted": drifted,
+        "counters": ingested,
+        "repair": repair.pk if repair else None,
+    }
 
 
 def drift_repair(*, device: Device) -> Deployment | None:
@@ -760,14 +1012,20 @@ def drift_repair(*, device: Device) -> Deployment | None:
     None while a push to it is under way, or within the cooldown after the last repair:
     a repair that did not cure the drift must not turn into a deployment every poll.
     """
-    busy = DeviceDeployment.objects.filter(device=device).exclude(state__in=TERMINAL_STATES).exists()
+    busy = (
+        DeviceDeployment.objects.filter(device=device).exclude(state__in=TERMINAL_STATES).exists()
+    )
     cooldown = timezone.now() - timedelta(seconds=_conf("REPAIR_COOLDOWN_SECONDS", 300))
-    recent = DeviceDeployment.objects.filter(device=device, deployment__trigger=DeploymentTrigger.REPAIR,
-                                             created_at__gte=cooldown).exists()
+    recent = DeviceDeployment.objects.filter(
+        device=device, deployment__trigger=DeploymentTrigger.REPAIR, created_at__gte=cooldown
+    ).exists()
     if busy or recent:
         return None
-    deployment = deploy_create(devices=[device.pk], trigger=DeploymentTrigger.REPAIR,
-                               reason="automatic repair of drift found by the status poll")
+    deployment = deploy_create(
+        devices=[device.pk],
+        trigger=DeploymentTrigger.REPAIR,
+        reason="automatic repair of drift found by the status poll",
+    )
     _audit(AuditAction.DRIFT_REPAIRED, device, extra={"deployment": deployment.pk})
     return deployment
 
@@ -812,8 +1070,17 @@ def counters_ingest(*, device: Device, counters: dict, at: datetime, reset: bool
     with transaction.atomic():
         RuleCounter.objects.bulk_create(new, ignore_conflicts=True)
         if changed:
-            RuleCounter.objects.bulk_update(changed, ["packets", "bytes", "last_hit_at", "last_raw_packets",
-                                                      "last_raw_bytes", "updated_at"])
+            RuleCounter.objects.bulk_update(
+                changed,
+                [
+                    "packets",
+                    "bytes",
+                    "last_hit_at",
+                    "last_raw_packets",
+                    "last_raw_bytes",
+                    "updated_at",
+                ],
+            )
     return len(new) + len(changed)
 
 
@@ -831,16 +1098,21 @@ class IssuedToken:
 
 
 @transaction.atomic
-def enrollment_token_create(*, device: Device, user: Any = None, ttl: int | None = None) -> IssuedToken:
+def enrollment_token_create(
+    *, device: Device, user: Any = None, ttl: int | None = None
+) -> IssuedToken:
     """A new one-time token for `device`; the clear text exists only in the return value."""
     ttl = ttl if ttl is not None else _conf("ENROLL_TOKEN_TTL", 3600)
     if not 60 <= ttl <= 30 * 86400:
         raise ValidationError({"ttl": ["must be 60 s .. 30 days"]})
     token = "rpt-enroll-" + secrets.token_urlsafe(32)
     record = EnrollmentToken.objects.create(
-        device=device, digest=_token_hash(token), prefix=token[11:19],
+        device=device,
+        digest=_token_hash(token),
+        prefix=token[11:19],
         created_by=user if getattr(user, "is_authenticated", False) else None,
-        expires_at=timezone.now() + timedelta(seconds=ttl))
+        expires_at=timezone.now() + timedelta(seconds=ttl),
+    )
     return IssuedToken(token, record)
 
 
@@ -848,13 +1120,16 @@ def enrollment_token_lookup(token: str) -> EnrollmentToken | None:
     """The usable (unused, unexpired) token record for a clear-text token, or None."""
     if not isinstance(token, str) or not token.startswith("rpt-enroll-") or len(token) > 100:
         return None
-    return (EnrollmentToken.objects.select_related("device")
-            .filter(digest=_token_hash(token), used_at__isnull=True, expires_at__gt=timezone.now())
-            .first())
+    return (
+        EnrollmentToken.objects.select_related("device")
+        .filter(digest=_token_hash(token), used_at__isnull=True, expires_at__gt=timezone.now())
+        .first()
+    )
 
 
-def agent_enroll(*, token: str, public_key: str, cert_fingerprint: str, listen_port: int,
-                 facts: dict | None) -> dict:
+def agent_enroll(
+    *, token: str, public_key: str, cert_fingerprint: str, listen_port: int, facts: dict | None
+) -> dict:
     """Bind an agent's key and certificate to the token's device; returns the console key.
 
     The token is spent with a conditional UPDATE, so two agents racing with one token
@@ -868,7 +1143,11 @@ def agent_enroll(*, token: str, public_key: str, cert_fingerprint: str, listen_p
     fingerprint = str(cert_fingerprint or "").replace(":", "").lower()
     if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
         errors["cert_fingerprint"] = ["must be the SHA-256 hex of the DER certificate"]
-    if isinstance(listen_port, bool) or not isinstance(listen_port, int) or not 0 < listen_port <= 65535:
+    if (
+        isinstance(listen_port, bool)
+        or not isinstance(listen_port, int)
+        or not 0 < listen_port <= 65535
+    ):
         errors["listen_port"] = ["must be 1..65535"]
     if facts is not None and not isinstance(facts, dict):
         errors["facts"] = ["must be an object"]
@@ -878,12 +1157,18 @@ def agent_enroll(*, token: str, public_key: str, cert_fingerprint: str, listen_p
         record = enrollment_token_lookup(token)
         if record is None:
             raise ValidationError({"token": ["invalid, expired or already used"]})
-        spent = EnrollmentToken.objects.filter(pk=record.pk, used_at__isnull=True).update(used_at=timezone.now())
+        spent = EnrollmentToken.objects.filter(pk=record.pk, used_at__isnull=True).update(
+            used_at=timezone.now()
+        )
         if not spent:
             raise ValidationError({"token": ["invalid, expired or already used"]})
         device = record.device
-        _audit(AuditAction.UPDATE, device, after={"enrolled": True, "cert_fingerprint": fingerprint},
-               extra={"token": record.prefix, "hostname": (facts or {}).get("hostname")})
+        _audit(
+            AuditAction.UPDATE,
+            device,
+            after={"enrolled": True, "cert_fingerprint": fingerprint},
+            extra={"token": record.prefix, "hostname": (facts or {}).get("hostname")},
+        )
         device.agent_public_key = public_key
         device.agent_cert_fingerprint = fingerprint
         device.agent_port = listen_port
@@ -891,6 +1176,16 @@ def agent_enroll(*, token: str, public_key: str, cert_fingerprint: str, listen_p
         device.enrolled_at = timezone.now()
         device.status = AgentStatus.UNKNOWN
         Device.objects.filter(pk=device.pk).update(
-            agent_public_key=device.agent_public_key, agent_cert_fingerprint=fingerprint, agent_port=listen_port,
-            facts=device.facts, enrolled_at=device.enrolled_at, status=device.status, last_updated=timezone.now())
-    return {"device": device.name, "device_id": device.pk, "console_public_key": console_public_key_b64()}
+            agent_public_key=device.agent_public_key,
+            agent_cert_fingerprint=fingerprint,
+            agent_port=listen_port,
+            facts=device.facts,
+            enrolled_at=device.enrolled_at,
+            status=device.status,
+            last_updated=timezone.now(),
+        )
+    return {
+        "device": device.name,
+        "device_id": device.pk,
+        "console_public_key": console_public_key_b64(),
+    }

@@ -25,15 +25,22 @@ _RETRY = {
 }
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, time_limit=_TIME_LIMIT,
-             soft_time_limit=_TIME_LIMIT - 30, **_RETRY)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=_TIME_LIMIT,
+    soft_time_limit=_TIME_LIMIT - 30,
+    **_RETRY,
+)
 def deploy_device(self, device_deployment_id: int) -> str:
     """Compile → push → confirm one device's part of a deployment."""
     try:
         return services.device_deployment_run(device_deployment_id=device_deployment_id)
     except SoftTimeLimitExceeded:
-        services.device_deployment_fail(device_deployment_id=device_deployment_id,
-                                        reason="task time limit exceeded")
+        services.device_deployment_fail(
+            device_deployment_id=device_deployment_id, reason="task time limit exceeded"
+        )
         return "failed"
 
 

@@ -42,8 +42,14 @@ def free_port() -> int:
 
 
 def manage(env: dict, *args: str) -> str:
-    return subprocess.run([str(PYTHON), "manage.py", *args], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [str(PYTHON), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def rule_items(count: int) -> list[dict]:
@@ -52,17 +58,45 @@ def rule_items(count: int) -> list[dict]:
     for i in range(count):
         kind = i % 4
         if kind == 0:
-            items.append({"sources": ["office"], "destinations": ["web-servers"], "services": ["web"],
-                          "comment": f"rule {i}"})
+            items.append(
+                {
+                    "sources": ["office"],
+                    "destinations": ["web-servers"],
+                    "services": ["web"],
+                    "comment": f"rule {i}",
+                }
+            )
         elif kind == 1:
-            items.append({"sources": [f"198.18.{i % 250}.{i % 200 + 1}"], "protocol": "tcp",
-                          "dports": ["22", "8000-8100"], "action": "drop", "states": ["new"]})
+            items.append(
+                {
+                    "sources": [f"198.18.{i % 250}.{i % 200 + 1}"],
+                    "protocol": "tcp",
+                    "dports": ["22", "8000-8100"],
+                    "action": "drop",
+                    "states": ["new"],
+                }
+            )
         elif kind == 2:
-            items.append({"chain": "forward", "destinations": [f"198.18.{i % 250}.0/24", "web-1"],
-                          "protocol": "udp", "dports": ["53"], "log": True, "log_prefix": "dns "})
+            items.append(
+                {
+                    "chain": "forward",
+                    "destinations": [f"198.18.{i % 250}.0/24", "web-1"],
+                    "protocol": "udp",
+                    "dports": ["53"],
+                    "log": True,
+                    "log_prefix": "dns ",
+                }
+            )
         else:
-            items.append({"sources": ["2001:2::/48"], "destinations": [f"2001:2::{i:x}"], "services": ["https"],
-                          "enabled": i % 8 != 3, "rate_limit": "10/second"})
+            items.append(
+                {
+                    "sources": ["2001:2::/48"],
+                    "destinations": [f"2001:2::{i:x}"],
+                    "services": ["https"],
+                    "enabled": i % 8 != 3,
+                    "rate_limit": "10/second",
+                }
+            )
     return items
 
 
@@ -70,8 +104,13 @@ class Server:
     """gunicorn serving the console on a fresh database; stops (only its own process) on exit."""
 
     def __init__(self, database_url: str, var_dir: Path, workers: int) -> None:
-        self.env = {**os.environ, "DATABASE_URL": database_url, "RAMPART_VAR_DIR": str(var_dir),
-                    "DEBUG": "0", "LOG_LEVEL": "WARNING"}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "RAMPART_VAR_DIR": str(var_dir),
+            "DEBUG": "0",
+            "LOG_LEVEL": "WARNING",
+        }
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -79,15 +118,31 @@ class Server:
 
     def __enter__(self) -> Server:
         manage(self.env, "migrate", "--noinput", "-v0")
-        manage(self.env, "shell", "-c",
-               "from django.contrib.auth.models import User, Group;"
-               "u = User.objects.create_user('bench', password='bench-Rampart-123');"
-               "u.groups.add(Group.objects.get(name='operator'))")
+        manage(
+            self.env,
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User, Group;"
+            "u = User.objects.create_user('bench', password='bench-Rampart-123');"
+            "u.groups.add(Group.objects.get(name='operator'))",
+        )
         self.token = manage(self.env, "create_api_token", "bench").strip()
         self.proc = subprocess.Popen(
-            [str(GUNICORN), "console.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers",
-             str(self.workers), "--timeout", "300", "--no-control-socket", "--log-level", "warning"],
-            cwd=ROOT, env=self.env,
+            [
+                str(GUNICORN),
+                "console.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--timeout",
+                "300",
+                "--no-control-socket",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env,
         )
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {self.token}"
@@ -143,7 +198,9 @@ def run(label: str, database_url: str, var_dir: Path, args: argparse.Namespace) 
     with Server(database_url, var_dir, args.workers) as server:
         server.post("/api/v1/addresses/", {"name": "office", "value": "198.18.0.0/24"})
         server.post("/api/v1/addresses/", {"name": "web-1", "value": "198.18.1.10"})
-        server.post("/api/v1/address-groups/", {"name": "web-servers", "members": ["web-1", "198.18.1.11"]})
+        server.post(
+            "/api/v1/address-groups/", {"name": "web-servers", "members": ["web-1", "198.18.1.11"]}
+        )
         server.post("/api/v1/services/", {"name": "https", "protocol": "tcp", "ports": ["443"]})
         server.post("/api/v1/services/", {"name": "http", "protocol": "tcp", "ports": ["80"]})
         server.post("/api/v1/service-groups/", {"name": "web", "members": ["https", "http"]})
@@ -152,8 +209,12 @@ def run(label: str, database_url: str, var_dir: Path, args: argparse.Namespace) 
 
         cpu_before = cpu_seconds(server.proc.pid)
         started = time.perf_counter()
-        response = server.session.post(f"{server.base}/api/v1/rulesets/{ruleset['id']}/rules/bulk/", data=body,
-                                       headers={"Content-Type": "application/json"}, timeout=600)
+        response = server.session.post(
+            f"{server.base}/api/v1/rulesets/{ruleset['id']}/rules/bulk/",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=600,
+        )
         bulk_s = time.perf_counter() - started
         bulk_cpu_s = cpu_seconds(server.proc.pid) - cpu_before
         if response.status_code != 200:
@@ -176,17 +237,29 @@ def run(label: str, database_url: str, var_dir: Path, args: argparse.Namespace) 
         rng = random.Random(7)
         for _ in range(args.samples):
             t = time.perf_counter()
-            server.session.get(f"{url}?page_size={args.page_size}&page={rng.randint(1, pages)}", timeout=60)
+            server.session.get(
+                f"{url}?page_size={args.page_size}&page={rng.randint(1, pages)}", timeout=60
+            )
             page_times.append(time.perf_counter() - t)
 
     return {
-        "bench": "api", "at": datetime.now(UTC).isoformat(timespec="seconds"), "db": label,
-        "rules": args.rules, "bulk_create_s": round(bulk_s, 3), "bulk_server_cpu_s": round(bulk_cpu_s, 3), "target_s": TARGET_S, "ok": bulk_s < TARGET_S,
-        "page_size": args.page_size, "page_reads": len(page_times),
+        "bench": "api",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "db": label,
+        "rules": args.rules,
+        "bulk_create_s": round(bulk_s, 3),
+        "bulk_server_cpu_s": round(bulk_cpu_s, 3),
+        "target_s": TARGET_S,
+        "ok": bulk_s < TARGET_S,
+        "page_size": args.page_size,
+        "page_reads": len(page_times),
         "page_p50_ms": round(statistics.median(page_times) * 1000, 1),
         "page_p99_ms": round(percentile(page_times, 99) * 1000, 1),
-        "readback_all_s": round(readback_s, 3), "body_mb": round(len(body) / 1e6, 2),
-        "cpus": os.cpu_count(), "load1": round(os.getloadavg()[0], 2), "workers": args.workers,
+        "readback_all_s": round(readback_s, 3),
+        "body_mb": round(len(body) / 1e6, 2),
+        "cpus": os.cpu_count(),
+        "load1": round(os.getloadavg()[0], 2),
+        "workers": args.workers,
     }
 
 
@@ -212,12 +285,18 @@ def drop_postgres() -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rules", type=int, default=10_000)
     parser.add_argument("--page-size", type=int, default=100)
-    parser.add_argument("--samples", type=int, default=200, help="extra random page reads for the percentiles")
+    parser.add_argument(
+        "--samples", type=int, default=200, help="extra random page reads for the percentiles"
+    )
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--postgres", action="store_true", help="also run against PostgreSQL on 127.0.0.1")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also run against PostgreSQL on 127.0.0.1"
+    )
     args = parser.parse_args()
 
     results = []
@@ -229,17 +308,23 @@ def main() -> int:
             finally:
                 drop_postgres()
 
-    header = (f"{'db':<11} {'rules':>6} {'bulk create':>12} {'server CPU':>11} {'target':>7} {'page p50':>9} "
-              f"{'page p99':>9} {'read all':>9}")
+    header = (
+        f"{'db':<11} {'rules':>6} {'bulk create':>12} {'server CPU':>11} {'target':>7} {'page p50':>9} "
+        f"{'page p99':>9} {'read all':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r['db']:<11} {r['rules']:>6} {r['bulk_create_s']:>11.2f}s {r['bulk_server_cpu_s']:>10.2f}s "
-              f"{'<5s ok' if r['ok'] else 'MISSED':>7} "
-              f"{r['page_p50_ms']:>7.1f}ms {r['page_p99_ms']:>7.1f}ms {r['readback_all_s']:>8.2f}s")
-    print(f"(page size {args.page_size}, {results[0]['page_reads']} page reads each; load average "
-          f"{results[-1]['load1']} on {results[-1]['cpus']} CPUs; server CPU = gunicorn's CPU time for the "
-          "bulk call, what it would take on an idle machine)")
+        print(
+            f"{r['db']:<11} {r['rules']:>6} {r['bulk_create_s']:>11.2f}s {r['bulk_server_cpu_s']:>10.2f}s "
+            f"{'<5s ok' if r['ok'] else 'MISSED':>7} "
+            f"{r['page_p50_ms']:>7.1f}ms {r['page_p99_ms']:>7.1f}ms {r['readback_all_s']:>8.2f}s"
+        )
+    print(
+        f"(page size {args.page_size}, {results[0]['page_reads']} page reads each; load average "
+        f"{results[-1]['load1']} on {results[-1]['cpus']} CPUs; server CPU = gunicorn's CPU time for the "
+        "bulk call, what it would take on an idle machine)"
+    )
     with RESULTS.open("a") as out:
         for r in results:
             out.write(json.dumps(r) + "\n")

@@ -39,17 +39,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
 def _runs(n: int) -> int:
     return 15 if n <= 1000 else 7 if n <= 10000 else 5
 
 
 # --- inner: runs inside the namespace --------------------------------------------------------
 
+
 def compiled(data: dict) -> dict:
     """The bundle the console would push for the document's device."""
     from policies import NOW
 
-    from rules.compiler import PolicyDocument, compile_device
+    from compiler import PolicyDocument, compile_device
 
     return compile_device(PolicyDocument.from_dict(data), "bench", now=NOW).to_dict(rules=False)
 
@@ -57,10 +59,10 @@ def compiled(data: dict) -> dict:
 def inner(backend: str, sizes: list[int], group: int) -> None:
     from policies import big_group, one_rule_changed, realistic
 
-    from agents.agent.dataplane import IptablesDataplane
-    from agents.agent.engine import Engine
-    from agents.agent.ruleset import Table, plan_table
-    from agents.agent.state import StateDir
+    from rampart_agent.dataplane import IptablesDataplane
+    from rampart_agent.engine import Engine
+    from rampart_agent.ruleset import Table, plan_table
+    from rampart_agent.state import StateDir
 
     dp = IptablesDataplane(backend)
     cleaner = IptablesDataplane(backend)  # its own runner: leaves the agent's tools waiting
@@ -71,15 +73,23 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
     # (/var/lib/rampart-agent, and /run/rampart-agent, a tmpfs on systemd hosts).
     tmp = Path(tempfile.mkdtemp(prefix="rpt-bench-", dir="/var/tmp"))
     run = Path(tempfile.mkdtemp(prefix="rpt-bench-", dir="/dev/shm"))
-    restore = {f: [f"{'ip6' if f == 'v6' else 'ip'}tables-{backend}-restore", "--noflush",
-                   "--wait=60"] for f in ("v4", "v6")}
+    restore = {
+        f: [f"{'ip6' if f == 'v6' else 'ip'}tables-{backend}-restore", "--noflush", "--wait=60"]
+        for f in ("v4", "v6")
+    }
 
     def clean() -> None:
         for family in ("v4", "v6"):
             for tname, live in cleaner.read(family).items():
                 if live.chains or live.jumps():
-                    lines = plan_table(tname, None, Table(tname), live.jumps(), full=True,
-                                       live_chains=set(live.chains))
+                    lines = plan_table(
+                        tname,
+                        None,
+                        Table(tname),
+                        live.jumps(),
+                        full=True,
+                        live_chains=set(live.chains),
+                    )
                     cleaner.restore(family, "\n".join(lines) + "\n")
         sets = list(cleaner.ipset_list())
         if sets:
@@ -126,11 +136,21 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
     def raw_run(bundle: dict) -> None:
         """What loading the bundle takes with the raw tools alone."""
         if bundle["ipsets"]:
-            subprocess.run(["ipset", "restore"], input=bundle["ipsets"], text=True, check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["ipset", "restore"],
+                input=bundle["ipsets"],
+                text=True,
+                check=True,
+                capture_output=True,
+            )
         for family in ("v4", "v6"):
-            subprocess.run(restore[family], input=bundle[f"iptables_{family}"], text=True,
-                           check=True, capture_output=True)
+            subprocess.run(
+                restore[family],
+                input=bundle[f"iptables_{family}"],
+                text=True,
+                check=True,
+                capture_output=True,
+            )
 
     last_engine, last_bundle, raw_full = None, None, {}
     for n in sizes:
@@ -144,8 +164,14 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
             agent.append(timed(lambda e=e, b=bundle: apply(e, b, 1)))
             last_engine, last_bundle = e, bundle
         raw_full[n] = statistics.median(raw)
-        emit(case="apply", n=n, raw_ms=statistics.median(raw), agent_ms=statistics.median(agent),
-             ratio=statistics.median(agent) / statistics.median(raw), target="<=1.2")
+        emit(
+            case="apply",
+            n=n,
+            raw_ms=statistics.median(raw),
+            agent_ms=statistics.median(agent),
+            ratio=statistics.median(agent) / statistics.median(raw),
+            target="<=1.2",
+        )
 
     n = sizes[-1]
     changed = compiled(one_rule_changed(realistic(n)))
@@ -156,8 +182,14 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
         b = changed if i % 2 == 0 else last_bundle
         times.append(timed(lambda b=b, v=version: apply(last_engine, b, v)))
     one = statistics.median(times)
-    emit(case="1-rule change", n=n, raw_ms=raw_full[n], agent_ms=one,
-         ratio=raw_full[n] / one, target=">=15 (raw full / agent change)")
+    emit(
+        case="1-rule change",
+        n=n,
+        raw_ms=raw_full[n],
+        agent_ms=one,
+        ratio=raw_full[n] / one,
+        target=">=15 (raw full / agent change)",
+    )
 
     clean()
     g = [compiled(big_group(group, last=f"2001:2:1::{k}")) for k in (1, 2, 3)]
@@ -168,27 +200,43 @@ def inner(backend: str, sizes: list[int], group: int) -> None:
 
     def swap_payload(k: int) -> str:
         members = big_group(group, last=f"2001:2:2::{k}")["address_groups"][0]["members"]
-        head = (f"create bench-tmp hash:net family inet6 hashsize {meta['hashsize']} "
-                f"maxelem {meta['maxelem']}\n")
-        return head + "".join(f"add bench-tmp {m}\n" for m in members) + \
-            f"swap bench-tmp {target}\ndestroy bench-tmp\n"
+        head = (
+            f"create bench-tmp hash:net family inet6 hashsize {meta['hashsize']} "
+            f"maxelem {meta['maxelem']}\n"
+        )
+        return (
+            head
+            + "".join(f"add bench-tmp {m}\n" for m in members)
+            + f"swap bench-tmp {target}\ndestroy bench-tmp\n"
+        )
 
     target = "bench-raw"  # not rpt-: the agent destroys rpt- sets it does not know
     subprocess.run(["ipset", "create", target, "hash:net", "family", "inet6"], check=True)
     subprocess.run(["ipset", "restore"], input=swap_payload(0), text=True, check=True)
     raw, agent = [], []
     for k in range(5):  # interleaved, so load changes hit both sides alike
-        raw.append(timed(lambda p=swap_payload(k + 1): subprocess.run(
-            ["ipset", "restore"], input=p, text=True, check=True, capture_output=True)))
+        raw.append(
+            timed(
+                lambda p=swap_payload(k + 1): subprocess.run(
+                    ["ipset", "restore"], input=p, text=True, check=True, capture_output=True
+                )
+            )
+        )
         agent.append(timed(lambda b=g[k % 2 + 1], v=k + 2: apply(e, b, v)))
-    emit(case="group update", n=group, raw_ms=statistics.median(raw),
-         agent_ms=statistics.median(agent),
-         ratio=statistics.median(agent) / statistics.median(raw), target="<=1.2")
+    emit(
+        case="group update",
+        n=group,
+        raw_ms=statistics.median(raw),
+        agent_ms=statistics.median(agent),
+        ratio=statistics.median(agent) / statistics.median(raw),
+        target="<=1.2",
+    )
     clean()
     subprocess.run(["ipset", "destroy", target], check=False)
 
 
 # --- outer: namespaces, table, results file ----------------------------------------------
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -203,8 +251,10 @@ def main() -> int:
         inner(args.inner, sizes, args.group)
         return 0
     if os.geteuid() != 0:
-        print("bench/apply.py: error: needs root (it creates rpt_ network namespaces)",
-              file=sys.stderr)
+        print(
+            "bench/apply.py: error: needs root (it creates rpt_ network namespaces)",
+            file=sys.stderr,
+        )
         return 1
     rows = []
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -213,9 +263,24 @@ def main() -> int:
         subprocess.run(["ip", "netns", "add", ns], check=True)
         try:
             proc = subprocess.run(
-                ["ip", "netns", "exec", ns, sys.executable, __file__, "--inner", backend,
-                 "--sizes", args.sizes, "--group", str(args.group)],
-                capture_output=True, text=True, timeout=1800)
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    sys.executable,
+                    __file__,
+                    "--inner",
+                    backend,
+                    "--sizes",
+                    args.sizes,
+                    "--group",
+                    str(args.group),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
             if proc.returncode != 0:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
@@ -226,12 +291,25 @@ def main() -> int:
     print(f"\nrampart-agent apply benchmark ({stamp}, {os.cpu_count()} CPUs, load {load:.1f})")
     print(f"{'backend':8} {'case':14} {'n':>7} {'raw ms':>9} {'agent ms':>9} {'ratio':>7}  target")
     for r in rows:
-        print(f"{r['backend']:8} {r['case']:14} {r['n']:>7} {r['raw_ms']:>9.1f} "
-              f"{r['agent_ms']:>9.1f} {r['ratio']:>7.2f}  {r['target']}")
+        print(
+            f"{r['backend']:8} {r['case']:14} {r['n']:>7} {r['raw_ms']:>9.1f} "
+            f"{r['agent_ms']:>9.1f} {r['ratio']:>7.2f}  {r['target']}"
+        )
     with open(args.results, "a") as fh:
         for r in rows:
-            fh.write(json.dumps({"bench": "apply", "at": stamp, "host": platform.node(),
-                                 "cpus": os.cpu_count(), "load": round(load, 2), **r}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "bench": "apply",
+                        "at": stamp,
+                        "host": platform.node(),
+                        "cpus": os.cpu_count(),
+                        "load": round(load, 2),
+                        **r,
+                    }
+                )
+                + "\n"
+            )
     return 0
 
 

@@ -68,7 +68,7 @@ def write_endpoint():
     from rest_framework.response import Response
     from rest_framework.views import APIView
 
-    from console.accounts.permissions import CanEdit
+    from core.accounts.permissions import CanEdit
     from rules import services
     from rules.models import AddressObject
 
@@ -76,12 +76,16 @@ def write_endpoint():
         permission_classes = [CanEdit]
 
         def post(self, request):
-            obj = services.object_save(AddressObject(name=request.data["name"], value=request.data["value"]))
+            obj = services.object_save(
+                AddressObject(name=request.data["name"], value=request.data["value"])
+            )
             return Response({"id": obj.pk}, status=201)
 
     urls = ModuleType("bench_audit_urls")
-    urls.urlpatterns = [path("api/v1/bench/addresses/", BenchAddressCreate.as_view()),
-                        path("", include("console.urls"))]
+    urls.urlpatterns = [
+        path("api/v1/bench/addresses/", BenchAddressCreate.as_view()),
+        path("", include("console.urls")),
+    ]
     sys.modules["bench_audit_urls"] = urls
     settings.ROOT_URLCONF = "bench_audit_urls"
     clear_url_caches()
@@ -94,7 +98,7 @@ def bench_api_writes(n: int) -> dict:
     from knox.models import AuthToken
     from rest_framework.test import APIClient
 
-    from console.audit.context import audit_disabled
+    from core.audit.context import audit_disabled
 
     user = get_user_model().objects.create_user("bench-operator", password="pw-Rampart-123")
     user.groups.add(Group.objects.get(name="operator"))
@@ -132,20 +136,34 @@ def bench_api_writes(n: int) -> dict:
                     times[mode].append(one())
     audited = statistics.median(times["audited"]) * 1000
     plain = statistics.median(times["plain"]) * 1000
-    return {"case": "api write", "endpoint": label, "n": len(times["audited"]), "audited_ms": round(audited, 2),
-            "plain_ms": round(plain, 2), "overhead_ms": round(audited - plain, 2),
-            "overhead_pct": round(100 * (audited - plain) / plain, 1)}
+    return {
+        "case": "api write",
+        "endpoint": label,
+        "n": len(times["audited"]),
+        "audited_ms": round(audited, 2),
+        "plain_ms": round(plain, 2),
+        "overhead_ms": round(audited - plain, 2),
+        "overhead_pct": round(100 * (audited - plain) / plain, 1),
+    }
 
 
 def bench_bulk(n: int) -> dict:
-    from console.audit.context import audit_disabled
-    from console.audit.models import AuditEntry
+    from core.audit.context import audit_disabled
+    from core.audit.models import AuditEntry
     from rules import services
     from rules.models import AddressObject, RuleSet
 
     services.object_save(AddressObject(name="bench-office", value="198.18.0.0/24"))
-    items = [{"action": "accept", "sources": ["bench-office"], "protocol": "tcp",
-              "dports": [str(1024 + i % 60000)], "comment": f"bench rule {i}"} for i in range(n)]
+    items = [
+        {
+            "action": "accept",
+            "sources": ["bench-office"],
+            "protocol": "tcp",
+            "dports": [str(1024 + i % 60000)],
+            "comment": f"bench rule {i}",
+        }
+        for i in range(n)
+    ]
     times: dict[str, list[float]] = {"audited": [], "plain": []}
     entries = 0
     for run, mode in enumerate(("plain", "audited", "audited", "plain")):
@@ -161,9 +179,15 @@ def bench_bulk(n: int) -> dict:
         if mode == "audited":
             entries = AuditEntry.objects.count() - before
     audited, plain = min(times["audited"]), min(times["plain"])
-    return {"case": "rules_bulk create", "n": n, "audit_entries": entries, "audited_s": round(audited, 2),
-            "plain_s": round(plain, 2), "overhead_s": round(audited - plain, 2),
-            "overhead_pct": round(100 * (audited - plain) / plain, 1)}
+    return {
+        "case": "rules_bulk create",
+        "n": n,
+        "audit_entries": entries,
+        "audited_s": round(audited, 2),
+        "plain_s": round(plain, 2),
+        "overhead_s": round(audited - plain, 2),
+        "overhead_pct": round(100 * (audited - plain) / plain, 1),
+    }
 
 
 def fill(total: int) -> dict:
@@ -171,9 +195,9 @@ def fill(total: int) -> dict:
     from django.db import transaction
     from django.utils import timezone
 
-    from console.audit.context import current
-    from console.audit.models import AuditEntry
-    from console.audit.services import _append, _build
+    from core.audit.context import current
+    from core.audit.models import AuditEntry
+    from core.audit.services import _append, _build
 
     have = AuditEntry.objects.count()
     ctx, chunk, start = current(), 20000, time.perf_counter()
@@ -181,16 +205,32 @@ def fill(total: int) -> dict:
     while have + added < total:
         size = min(chunk, total - have - added)
         now = timezone.now()
-        batch = [_build("drift_detected", ctx, now=now, object_type="agents.device", object_id=i % 500,
-                        name=f"fw-{i % 500}", before={"drifted": False},
-                        after={"drifted": True, "diff": f"-A RPT-INPUT -p tcp --dport {i % 65535} -j ACCEPT"})
-                 for i in range(added, added + size)]
+        batch = [
+            _build(
+                "drift_detected",
+                ctx,
+                now=now,
+                object_type="rules.device",
+                object_id=i % 500,
+                name=f"fw-{i % 500}",
+                before={"drifted": False},
+                after={
+                    "drifted": True,
+                    "diff": f"-A RPT-INPUT -p tcp --dport {i % 65535} -j ACCEPT",
+                },
+            )
+            for i in range(added, added + size)
+        ]
         with transaction.atomic():
             _append(batch)
         added += size
     elapsed = time.perf_counter() - start
-    return {"case": "append", "n": added, "seconds": round(elapsed, 1),
-            "rate_per_s": round(added / elapsed) if elapsed else None}
+    return {
+        "case": "append",
+        "n": added,
+        "seconds": round(elapsed, 1),
+        "rate_per_s": round(added / elapsed) if elapsed else None,
+    }
 
 
 def bench_export(fmt: str, client) -> dict:
@@ -207,19 +247,29 @@ def bench_export(fmt: str, client) -> dict:
             peak = max(peak, rss_mb())
     elapsed = time.perf_counter() - start
     rows = lines - (1 if fmt == "csv" else 0)
-    return {"case": f"export {fmt}", "n": rows, "seconds": round(elapsed, 1), "rate_per_s": round(rows / elapsed),
-            "mb": round(size / 2**20, 1), "rss_growth_mb": round(peak - rss_before, 1)}
+    return {
+        "case": f"export {fmt}",
+        "n": rows,
+        "seconds": round(elapsed, 1),
+        "rate_per_s": round(rows / elapsed),
+        "mb": round(size / 2**20, 1),
+        "rss_growth_mb": round(peak - rss_before, 1),
+    }
 
 
 def bench_verify() -> dict:
-    from console.audit.services import verify
+    from core.audit.services import verify
 
     start = time.perf_counter()
     result = verify()
     elapsed = time.perf_counter() - start
     assert result["ok"], result
-    return {"case": "verify", "n": result["checked"], "seconds": round(elapsed, 1),
-            "rate_per_s": round(result["checked"] / elapsed)}
+    return {
+        "case": "verify",
+        "n": result["checked"],
+        "seconds": round(elapsed, 1),
+        "rate_per_s": round(result["checked"] / elapsed),
+    }
 
 
 def main() -> int:
@@ -244,19 +294,37 @@ def main() -> int:
     print(f"\nrampart audit benchmark ({stamp}, {vendor}, {os.cpu_count()} CPUs, load {load:.1f})")
     api, bulk = rows[0], rows[1]
     print(f"{'case':22} {'n':>9} {'audited':>11} {'without':>11} {'overhead':>16}")
-    print(f"{'api write (median)':22} {api['n']:>9} {api['audited_ms']:>9.2f}ms {api['plain_ms']:>9.2f}ms "
-          f"{api['overhead_ms']:>+8.2f}ms {api['overhead_pct']:>+5.1f}%")
-    print(f"{'rules_bulk create':22} {bulk['n']:>9} {bulk['audited_s']:>10.2f}s {bulk['plain_s']:>10.2f}s "
-          f"{bulk['overhead_s']:>+9.2f}s {bulk['overhead_pct']:>+5.1f}%")
+    print(
+        f"{'api write (median)':22} {api['n']:>9} {api['audited_ms']:>9.2f}ms {api['plain_ms']:>9.2f}ms "
+        f"{api['overhead_ms']:>+8.2f}ms {api['overhead_pct']:>+5.1f}%"
+    )
+    print(
+        f"{'rules_bulk create':22} {bulk['n']:>9} {bulk['audited_s']:>10.2f}s {bulk['plain_s']:>10.2f}s "
+        f"{bulk['overhead_s']:>+9.2f}s {bulk['overhead_pct']:>+5.1f}%"
+    )
     print(f"  ({api['endpoint']}; bulk wrote {bulk['audit_entries']} entries)")
     print(f"\n{'case':22} {'entries':>9} {'seconds':>9} {'entries/s':>10} {'MB':>7} {'RSS +MB':>8}")
     for r in rows[2:]:
-        print(f"{r['case']:22} {r['n']:>9} {r['seconds']:>9.1f} {r['rate_per_s']:>10} "
-              f"{r.get('mb', ''):>7} {r.get('rss_growth_mb', ''):>8}")
+        print(
+            f"{r['case']:22} {r['n']:>9} {r['seconds']:>9.1f} {r['rate_per_s']:>10} "
+            f"{r.get('mb', ''):>7} {r.get('rss_growth_mb', ''):>8}"
+        )
     with open(args.results, "a") as fh:
         for r in rows:
-            fh.write(json.dumps({"bench": "audit", "at": stamp, "host": platform.node(), "db": vendor,
-                                 "cpus": os.cpu_count(), "load": round(load, 2), **r}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "bench": "audit",
+                        "at": stamp,
+                        "host": platform.node(),
+                        "db": vendor,
+                        "cpus": os.cpu_count(),
+                        "load": round(load, 2),
+                        **r,
+                    }
+                )
+                + "\n"
+            )
     return 0
 
 

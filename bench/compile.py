@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from policies import NOW, big_group, one_rule_changed, realistic  # noqa: E402
 
-from rules.compiler import PolicyDocument, compile_device  # noqa: E402
-from rules.compiler.lower import RULESET_CACHE  # noqa: E402
+from compiler import PolicyDocument, compile_device  # noqa: E402
+from compiler.lower import RULESET_CACHE  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 RESTORE = {"nft": "iptables-restore", "legacy": "iptables-legacy-restore"}
@@ -95,8 +95,7 @@ def main() -> None:
     parser.add_argument("--no-load", action="store_true", help="skip the kernel (no root)")
     args = parser.parse_args()
     can_load = not args.no_load and os.geteuid() == 0
-    cases = [(f"{int(n) // 1000}k rules", int(n), realistic(int(n)))
-             for n in args.sizes.split(",")]
+    cases = [(f"{int(n) // 1000}k rules", int(n), realistic(int(n))) for n in args.sizes.split(",")]
     if not args.no_group:
         cases.append(("100k-entry group", 100_000, big_group()))
     rows = []
@@ -104,26 +103,39 @@ def main() -> None:
         parse_s, parse_cpu, doc = timed(lambda d=data: PolicyDocument.from_dict(d), args.runs)
 
         compile_s, compile_cpu, bundle = timed(
-            lambda d=doc: compile_device(d, "bench", now=NOW), args.runs, RULESET_CACHE.clear)
+            lambda d=doc: compile_device(d, "bench", now=NOW), args.runs, RULESET_CACHE.clear
+        )
         again = PolicyDocument.from_dict(copy.deepcopy(data))  # an equal, new document
-        warm_s, warm_cpu, warm = timed(lambda d=again: compile_device(d, "bench", now=NOW),
-                                       args.runs)
+        warm_s, warm_cpu, warm = timed(
+            lambda d=again: compile_device(d, "bench", now=NOW), args.runs
+        )
         assert warm.to_json() == bundle.to_json()
         edited_doc = PolicyDocument.from_dict(one_rule_changed(data))
         edit_s, edit_cpu, _ = timed(
-            lambda d=edited_doc: compile_device(d, "bench", now=NOW), args.runs,
-            lambda d=doc: compile_device(d, "bench", now=NOW))
+            lambda d=edited_doc: compile_device(d, "bench", now=NOW),
+            args.runs,
+            lambda d=doc: compile_device(d, "bench", now=NOW),
+        )
         loads = {b: load_time(bundle, b, args.runs) for b in RESTORE} if can_load else {}
-        row = {"bench": "compile", "case": label, "size": size,
-               "kernel_rules": bundle.iptables_v4.count("\n-A "),
-               "set_entries": sum(m["entries"] for m in bundle.sets.values()),
-               "parse_ms": ms(parse_s), "parse_cpu_ms": ms(parse_cpu),
-               "compile_ms": ms(compile_s), "compile_cpu_ms": ms(compile_cpu),
-               "warm_ms": ms(warm_s), "warm_cpu_ms": ms(warm_cpu),
-               "edit_ms": ms(edit_s), "edit_cpu_ms": ms(edit_cpu),
-               "load_avg": round(os.getloadavg()[0], 2), "runs": args.runs,
-               "python": platform.python_version(),
-               "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        row = {
+            "bench": "compile",
+            "case": label,
+            "size": size,
+            "kernel_rules": bundle.iptables_v4.count("\n-A "),
+            "set_entries": sum(m["entries"] for m in bundle.sets.values()),
+            "parse_ms": ms(parse_s),
+            "parse_cpu_ms": ms(parse_cpu),
+            "compile_ms": ms(compile_s),
+            "compile_cpu_ms": ms(compile_cpu),
+            "warm_ms": ms(warm_s),
+            "warm_cpu_ms": ms(warm_cpu),
+            "edit_ms": ms(edit_s),
+            "edit_cpu_ms": ms(edit_cpu),
+            "load_avg": round(os.getloadavg()[0], 2),
+            "runs": args.runs,
+            "python": platform.python_version(),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         for backend, (wall, cpu) in loads.items():
             row[f"load_{backend}_ms"] = ms(wall)
             row[f"load_{backend}_cpu_ms"] = ms(cpu)
@@ -143,9 +155,22 @@ def ms(seconds: float) -> float:
 
 def print_table(rows: list[dict]) -> None:
     """Wall times, with CPU times in brackets; ratio = compile / load (target ≤ 0.5)."""
-    head = ("case", "kernel rules", "parse+validate", "compile cold", "compile warm",
-            "after 1-rule edit", "load nft", "load legacy", "cold/nft", "cold/legacy",
-            "warm/nft", "warm/legacy", "edit/nft", "edit/legacy")
+    head = (
+        "case",
+        "kernel rules",
+        "parse+validate",
+        "compile cold",
+        "compile warm",
+        "after 1-rule edit",
+        "load nft",
+        "load legacy",
+        "cold/nft",
+        "cold/legacy",
+        "warm/nft",
+        "warm/legacy",
+        "edit/nft",
+        "edit/legacy",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
 
@@ -159,15 +184,19 @@ def print_table(rows: list[dict]) -> None:
 
     for r in rows:
         sets = f" + {r['set_entries']:,} set entries" if r["set_entries"] else ""
-        print(f"| {r['case']} | {r['kernel_rules']:,}{sets} | {pair(r, 'parse_ms')} | "
-              f"{pair(r, 'compile_ms')} | {pair(r, 'warm_ms')} | {pair(r, 'edit_ms')} | "
-              f"{pair(r, 'load_nft_ms')} | {pair(r, 'load_legacy_ms')} | "
-              f"{ratio(r, 'ratio_nft')} | {ratio(r, 'ratio_legacy')} | "
-              f"{ratio(r, 'warm_ratio_nft')} | {ratio(r, 'warm_ratio_legacy')} | "
-              f"{ratio(r, 'edit_ratio_nft')} | {ratio(r, 'edit_ratio_legacy')} |")
+        print(
+            f"| {r['case']} | {r['kernel_rules']:,}{sets} | {pair(r, 'parse_ms')} | "
+            f"{pair(r, 'compile_ms')} | {pair(r, 'warm_ms')} | {pair(r, 'edit_ms')} | "
+            f"{pair(r, 'load_nft_ms')} | {pair(r, 'load_legacy_ms')} | "
+            f"{ratio(r, 'ratio_nft')} | {ratio(r, 'ratio_legacy')} | "
+            f"{ratio(r, 'warm_ratio_nft')} | {ratio(r, 'warm_ratio_legacy')} | "
+            f"{ratio(r, 'edit_ratio_nft')} | {ratio(r, 'edit_ratio_legacy')} |"
+        )
     if rows:
-        print(f"(wall ms, CPU ms in brackets; load average {rows[-1]['load_avg']}; "
-              f"appended to {RESULTS})")
+        print(
+            f"(wall ms, CPU ms in brackets; load average {rows[-1]['load_avg']}; "
+            f"appended to {RESULTS})"
+        )
 
 
 if __name__ == "__main__":

@@ -65,13 +65,20 @@ def make_database(kind: str, tmp: Path, stack: ExitStack) -> tuple[str, str]:
 
             stack.callback(drop)
             url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-            subprocess.run([sys.executable, "manage.py", "migrate", "-v0", "--skip-checks"], cwd=ROOT,
-                           env=worker_env(url, "memory://", tmp / "var"), check=True, timeout=300)
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "-v0", "--skip-checks"],
+                cwd=ROOT,
+                env=worker_env(url, "memory://", tmp / "var"),
+                check=True,
+                timeout=300,
+            )
             return url, "postgresql"
         except Exception as exc:  # noqa: BLE001 - fall back to SQLite, say so
             if kind == "postgres":
                 raise
-            print(f"PostgreSQL not usable ({exc.__class__.__name__}); using SQLite", file=sys.stderr)
+            print(
+                f"PostgreSQL not usable ({exc.__class__.__name__}); using SQLite", file=sys.stderr
+            )
     return migrate_file_db(tmp / "bench.sqlite3"), "sqlite"
 
 
@@ -88,8 +95,11 @@ def wait_deployment(deployment_id: int, timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not DeviceDeployment.objects.filter(deployment_id=deployment_id).exclude(
-                state__in=TERMINAL_STATES).exists():
+        if (
+            not DeviceDeployment.objects.filter(deployment_id=deployment_id)
+            .exclude(state__in=TERMINAL_STATES)
+            .exists()
+        ):
             return
         time.sleep(0.01)
     raise TimeoutError(f"deployment {deployment_id} not finished in {timeout}s")
@@ -99,33 +109,49 @@ def wait_deployment(deployment_id: int, timeout: float) -> None:
 
 
 def bench_latency(console, tmp: Path, runs: int, ns_pair) -> dict:
-    from agents.models import Device, DeviceDeployment
+    from agents.models import DeviceDeployment
+    from rules.models import Device
     from tests.support.deploy import make_policy, serve_agent_cmd, wait_ready
 
     state = tmp / "lat-agent"
     if ns_pair is not None:
         server, console_addr, agent_addr = ns_pair
-        proc = server.popen(*serve_agent_cmd(state, f"{agent_addr}:8745", "nft", confirm_timeout=30),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = server.popen(
+            *serve_agent_cmd(state, f"{agent_addr}:8745", "nft", confirm_timeout=30),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         where, address, port, mgmt = "netns, nft", agent_addr, 8745, [console_addr]
         console_url = f"http://{console_addr}:{console.api_url.rsplit(':', 1)[1]}"
     else:
         from tests.support.deploy import free_port
 
         port = free_port()
-        proc = subprocess.Popen(serve_agent_cmd(state, f"127.0.0.1:{port}"), stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            serve_agent_cmd(state, f"127.0.0.1:{port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         console.procs.append(proc)
         where, address, mgmt, console_url = "loopback, recording", "127.0.0.1", [], console.api_url
     wait_ready(proc)
     _, group = make_policy("lat", ports=(1000,))
-    device = Device.objects.create(name="lat-1", address=address, agent_port=port, management_sources=mgmt)
+    device = Device.objects.create(
+        name="lat-1", address=address, agent_port=port, management_sources=mgmt
+    )
     device.groups.add(group)
     console.enroll(device.pk, state, port, console_url, ns=ns_pair[0] if ns_pair else None)
     console.wait_done(console.deploy(devices=[device.pk]))  # warm: first TLS handshake, caches
     e2e, confirmed, apply_ms = [], [], []
-    stages: dict[str, list[float]] = {"api→queued": [], "queued→compiling": [], "compiling→pushing": [],
-                                      "pushing→applied": []}
+    stages: dict[str, list[float]] = {
+        "api→queued": [],
+        "queued→compiling": [],
+        "compiling→pushing": [],
+        "pushing→applied": [],
+    }
     for i in range(runs):
         set_port("lat", 1001 + i)
         t0 = time.time()
@@ -142,14 +168,24 @@ def bench_latency(console, tmp: Path, runs: int, ns_pair) -> dict:
         for key, a, b in zip(stages, marks, marks[1:], strict=False):
             stages[key].append((b - a) * 1000)
     if ns_pair is not None:
-        assert f"--dport {1000 + runs}" in ns_pair[0].run("iptables-nft-save").stdout, "rules not in the kernel"
+        assert f"--dport {1000 + runs}" in ns_pair[0].run("iptables-nft-save").stdout, (
+            "rules not in the kernel"
+        )
     overhead = [a - b for a, b in zip(e2e, apply_ms, strict=True)]
-    return {"case": "latency", "agent": where, "runs": runs,
-            "e2e_p50_ms": round(pct(e2e, 50), 1), "e2e_p99_ms": round(pct(e2e, 99), 1),
-            "apply_p50_ms": round(pct(apply_ms, 50), 1), "apply_p99_ms": round(pct(apply_ms, 99), 1),
-            "overhead_p50_ms": round(statistics.median(overhead), 1), "overhead_p99_ms": round(pct(overhead, 99), 1),
-            "confirmed_p50_ms": round(pct(confirmed, 50), 1), "target_overhead_p50_ms": 150,
-            "stages_p50_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()}}
+    return {
+        "case": "latency",
+        "agent": where,
+        "runs": runs,
+        "e2e_p50_ms": round(pct(e2e, 50), 1),
+        "e2e_p99_ms": round(pct(e2e, 99), 1),
+        "apply_p50_ms": round(pct(apply_ms, 50), 1),
+        "apply_p99_ms": round(pct(apply_ms, 99), 1),
+        "overhead_p50_ms": round(statistics.median(overhead), 1),
+        "overhead_p99_ms": round(pct(overhead, 99), 1),
+        "confirmed_p50_ms": round(pct(confirmed, 50), 1),
+        "target_overhead_p50_ms": 150,
+        "stages_p50_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+    }
 
 
 # --- 2. fan-out -----------------------------------------------------------------------------------
@@ -160,11 +196,31 @@ def start_fleet(count: int, tmp: Path, console_key: str) -> tuple[subprocess.Pop
 
     root = tmp / f"fleet-{count}"
     base = random.randrange(21000, 60000 - count)
-    proc = subprocess.Popen([sys.executable, "-m", "agents.agent.cli", "fleet", "--count", str(count),
-                             "--base-port", str(base), "--host", "127.0.0.1", "--state-root", str(root),
-                             "--console-key", console_key, "--confirm-timeout", "60"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rampart_agent.cli",
+            "fleet",
+            "--count",
+            str(count),
+            "--base-port",
+            str(base),
+            "--host",
+            "127.0.0.1",
+            "--state-root",
+            str(root),
+            "--console-key",
+            console_key,
+            "--confirm-timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     from tests.support.deploy import stop_process, wait_ready
 
     try:
@@ -175,9 +231,10 @@ def start_fleet(count: int, tmp: Path, console_key: str) -> tuple[subprocess.Pop
     return proc, json.loads((root / "manifest.json").read_text())
 
 
-def bench_fanout(console, tmp: Path, count: int, workers: list[int], console_key: str) -> list[dict]:
-    from agents.models import Device, DeviceGroup, DeviceMembership, DeviceRuleSet
-    from rules.models import RuleSet
+def bench_fanout(
+    console, tmp: Path, count: int, workers: list[int], console_key: str
+) -> list[dict]:
+    from rules.models import Device, DeviceGroup, DeviceMembership, DeviceRuleSet, RuleSet
     from tests.support.deploy import make_policy, stop_process
 
     proc, manifest = start_fleet(count, tmp, console_key)
@@ -185,11 +242,22 @@ def bench_fanout(console, tmp: Path, count: int, workers: list[int], console_key
         name = f"fan{count}"
         make_policy(name, ports=(2000,))
         group = DeviceGroup.objects.get(name=f"{name}-servers")
-        devices = Device.objects.bulk_create([
-            Device(name=f"{name}-{a['name']}", address=a["address"], agent_port=a["port"],
-                   agent_public_key=a["public_key"], agent_cert_fingerprint=a["cert_fingerprint"],
-                   enrolled_at=datetime.now(UTC)) for a in manifest])
-        DeviceMembership.objects.bulk_create([DeviceMembership(device=d, group=group) for d in devices])
+        devices = Device.objects.bulk_create(
+            [
+                Device(
+                    name=f"{name}-{a['name']}",
+                    address=a["address"],
+                    agent_port=a["port"],
+                    agent_public_key=a["public_key"],
+                    agent_cert_fingerprint=a["cert_fingerprint"],
+                    enrolled_at=datetime.now(UTC),
+                )
+                for a in manifest
+            ]
+        )
+        DeviceMembership.objects.bulk_create(
+            [DeviceMembership(device=d, group=group) for d in devices]
+        )
         assert DeviceRuleSet.objects.count() >= 0 and RuleSet.objects.filter(name=name).exists()
         out = []
         for i, n in enumerate(workers):
@@ -202,11 +270,24 @@ def bench_fanout(console, tmp: Path, count: int, workers: list[int], console_key
             from agents.models import DeviceDeployment
 
             states: dict[str, int] = {}
-            for state in DeviceDeployment.objects.filter(deployment_id=deployment).values_list("state", flat=True):
+            for state in DeviceDeployment.objects.filter(deployment_id=deployment).values_list(
+                "state", flat=True
+            ):
                 states[state] = states.get(state, 0) + 1
-            out.append({"case": "fan-out", "agents": count, "workers": n, "seconds": round(elapsed, 2),
-                        "deploys_per_s": round(count / elapsed, 1), "states": states})
-            print(f"  fan-out {count} agents, {n} worker(s): {count / elapsed:.1f} deploys/s {states}", flush=True)
+            out.append(
+                {
+                    "case": "fan-out",
+                    "agents": count,
+                    "workers": n,
+                    "seconds": round(elapsed, 2),
+                    "deploys_per_s": round(count / elapsed, 1),
+                    "states": states,
+                }
+            )
+            print(
+                f"  fan-out {count} agents, {n} worker(s): {count / elapsed:.1f} deploys/s {states}",
+                flush=True,
+            )
         return out
     finally:
         stop_process(proc)
@@ -225,7 +306,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="rpt_bench_deploy_"))
     results: list[dict] = []
     with ExitStack() as stack:
-        stack.callback(shutil.rmtree, tmp, ignore_errors=True)  # runs last: after every process stopped
+        stack.callback(
+            shutil.rmtree, tmp, ignore_errors=True
+        )  # runs last: after every process stopped
         db_url, db_label = make_database(args.database, tmp, stack)
         os.environ["DATABASE_URL"] = db_url
         os.environ["RAMPART_VAR_DIR"] = str(tmp / "var")
@@ -235,7 +318,7 @@ def main() -> int:
 
         django.setup()
         from agents.client import console_public_key_b64
-        from console.audit.context import audit_context
+        from core.audit.context import audit_context
         from tests.support.deploy import console_stack, free_port
         from tests.support.netns import host_pair, sh
 
@@ -245,7 +328,19 @@ def main() -> int:
             _, server = stack.enter_context(host_pair("dpb"))
             n = (os.getpid() + 97) % 250 + 1
             root_if, ns_if = f"rpbr{n}", f"rpbs{n}"
-            sh("ip", "link", "add", root_if, "type", "veth", "peer", "name", ns_if, "netns", server.name)
+            sh(
+                "ip",
+                "link",
+                "add",
+                root_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ns_if,
+                "netns",
+                server.name,
+            )
             stack.callback(sh, "ip", "link", "delete", root_if, check=False)
             console_addr, agent_addr = f"198.19.{n}.1", f"198.19.{n}.2"
             sh("ip", "addr", "add", f"{console_addr}/30", "dev", root_if)
@@ -254,11 +349,26 @@ def main() -> int:
             server.run("ip", "link", "set", ns_if, "up")
             ns_pair = (server, console_addr, agent_addr)
             binds.append(f"{console_addr}:{binds[0].rsplit(':', 1)[1]}")
-        console = stack.enter_context(console_stack(
-            tmp, db_url, REDIS, binds, concurrency=1, beat=False,
-            RAMPART_CONSOLE_KEY_FILE=os.environ["RAMPART_CONSOLE_KEY_FILE"], RAMPART_DEPLOY_MAX_ATTEMPTS="5"))
-        meta = {"bench": "deploy", "database": db_label, "broker": "redis", "python": platform.python_version(),
-                "cpus": os.cpu_count(), "loadavg_at_start": round(os.getloadavg()[0], 2)}
+        console = stack.enter_context(
+            console_stack(
+                tmp,
+                db_url,
+                REDIS,
+                binds,
+                concurrency=1,
+                beat=False,
+                RAMPART_CONSOLE_KEY_FILE=os.environ["RAMPART_CONSOLE_KEY_FILE"],
+                RAMPART_DEPLOY_MAX_ATTEMPTS="5",
+            )
+        )
+        meta = {
+            "bench": "deploy",
+            "database": db_label,
+            "broker": "redis",
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_at_start": round(os.getloadavg()[0], 2),
+        }
         with audit_context(actor="system:bench", channel="system"):
             print(f"latency: {args.runs} deploys to one device ({db_label}, redis)...", flush=True)
             results.append(bench_latency(console, tmp, args.runs, ns_pair))
@@ -271,18 +381,28 @@ def main() -> int:
     lat = results[0]
     print(f"{'end-to-end (API call → rules in kernel), ' + lat['agent']:<58} {'p50':>9} {'p99':>9}")
     print(f"{'  API → applied':<58} {lat['e2e_p50_ms']:>7.1f}ms {lat['e2e_p99_ms']:>7.1f}ms")
-    print(f"{'  agent apply_ms (its own apply time)':<58} {lat['apply_p50_ms']:>7.1f}ms {lat['apply_p99_ms']:>7.1f}ms")
+    print(
+        f"{'  agent apply_ms (its own apply time)':<58} {lat['apply_p50_ms']:>7.1f}ms {lat['apply_p99_ms']:>7.1f}ms"
+    )
     ok = "OK" if lat["overhead_p50_ms"] <= 150 else "MISSED"
-    print(f"{'  pipeline overhead (target p50 ≤ 150 ms: ' + ok + ')':<58} {lat['overhead_p50_ms']:>7.1f}ms "
-          f"{lat['overhead_p99_ms']:>7.1f}ms")
+    print(
+        f"{'  pipeline overhead (target p50 ≤ 150 ms: ' + ok + ')':<58} {lat['overhead_p50_ms']:>7.1f}ms "
+        f"{lat['overhead_p99_ms']:>7.1f}ms"
+    )
     print(f"{'  API → confirmed (commit-confirmed done)':<58} {lat['confirmed_p50_ms']:>7.1f}ms")
     for stage, ms in lat["stages_p50_ms"].items():
         print(f"{'    stage ' + stage:<58} {ms:>7.1f}ms")
     print()
-    print(f"{'fan-out (recording agents, loopback)':<40} {'workers':>8} {'seconds':>9} {'deploys/s':>10}")
+    print(
+        f"{'fan-out (recording agents, loopback)':<40} {'workers':>8} {'seconds':>9} {'deploys/s':>10}"
+    )
     for r in results[1:]:
-        print(f"{str(r['agents']) + ' agents':<40} {r['workers']:>8} {r['seconds']:>9.2f} {r['deploys_per_s']:>10.1f}")
-    print(f"\n(load average at start {meta['loadavg_at_start']} on {meta['cpus']} CPUs; database {db_label})")
+        print(
+            f"{str(r['agents']) + ' agents':<40} {r['workers']:>8} {r['seconds']:>9.2f} {r['deploys_per_s']:>10.1f}"
+        )
+    print(
+        f"\n(load average at start {meta['loadavg_at_start']} on {meta['cpus']} CPUs; database {db_label})"
+    )
     with (ROOT / "bench" / "results.jsonl").open("a") as fh:
         for r in results:
             fh.write(json.dumps({**meta, **r, "at": at}) + "\n")

@@ -18,7 +18,7 @@ def realistic(n: int, seed: int = 4) -> dict:
     rules = []
     for i in range(n):
         plen = rnd.randint(24, 32)
-        base = int(ipaddress.IPv4Address("198.18.0.0")) + rnd.randrange(2 ** 17)
+        base = int(ipaddress.IPv4Address("198.18.0.0")) + rnd.randrange(2**17)
         src = ipaddress.IPv4Network((base >> (32 - plen) << (32 - plen), plen))
         kind = rnd.random()
         if kind < 0.6:
@@ -28,15 +28,23 @@ def realistic(n: int, seed: int = 4) -> dict:
             ports = [f"{lo}-{lo + rnd.randint(1, 500)}"]
         else:
             ports = [str(p) for p in rnd.sample(range(1, 65535), rnd.randint(2, 8))]
-        rule = {"id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
-                "chain": "input", "action": "accept" if rnd.random() < 0.8 else "drop",
-                "sources": [str(src)], "protocol": "tcp" if rnd.random() < 0.7 else "udp",
-                "dports": ports, "comment": f"bench rule {i}"}
+        rule = {
+            "id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
+            "chain": "input",
+            "action": "accept" if rnd.random() < 0.8 else "drop",
+            "sources": [str(src)],
+            "protocol": "tcp" if rnd.random() < 0.7 else "udp",
+            "dports": ports,
+            "comment": f"bench rule {i}",
+        }
         if rnd.random() < 0.2:
             rule["destinations"] = [f"198.19.{rnd.randrange(256)}.{rnd.randrange(256)}"]
         rules.append(rule)
-    return {"version": 1, "rulesets": [{"name": "bench", "rules": rules}],
-            "devices": [{"name": "bench", "rulesets": ["bench"]}]}
+    return {
+        "version": 1,
+        "rulesets": [{"name": "bench", "rules": rules}],
+        "devices": [{"name": "bench", "rulesets": ["bench"]}],
+    }
 
 
 def one_rule_changed(data: dict, at: int | None = None) -> dict:
@@ -56,7 +64,11 @@ def big_group(n: int = 100_000, last: str | None = None) -> dict:
     members = [str(ipaddress.IPv6Address(base + 2 * i)) for i in range(n)]
     if last is not None:
         members[-1] = last
-    return {"version": 1, "address_groups": [{"name": "huge", "members": members}],
-            "rulesets": [{"name": "block", "rules": [
-                {"chain": "input", "action": "drop", "sources": ["huge"]}]}],
-            "devices": [{"name": "bench", "rulesets": ["block"]}]}
+    return {
+        "version": 1,
+        "address_groups": [{"name": "huge", "members": members}],
+        "rulesets": [
+            {"name": "block", "rules": [{"chain": "input", "action": "drop", "sources": ["huge"]}]}
+        ],
+        "devices": [{"name": "bench", "rulesets": ["block"]}],
+    }

@@ -35,7 +35,7 @@ django.setup()
 from django.contrib.auth.models import Group, User
 from rules import services
 from rules.models import AddressObject, RuleSet, Service
-from agents.models import Device, DeviceRuleSet
+from rules.models import Device, DeviceRuleSet
 user = User.objects.create_user("bench", password={password!r})
 user.groups.add(Group.objects.get(name="operator"))
 services.object_save(AddressObject(name="office", value="198.18.0.0/24"))
@@ -64,7 +64,9 @@ def run(cmd: list[str], env: dict) -> str:
     return subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def timed(session: requests.Session, url: str, repeat: int, headers: dict | None = None) -> tuple[float, list[float]]:
+def timed(
+    session: requests.Session, url: str, repeat: int, headers: dict | None = None
+) -> tuple[float, list[float]]:
     """The first (cold) request's time, then `repeat` warm ones, in milliseconds."""
     start = time.perf_counter()
     session.get(url, headers=headers, timeout=120).raise_for_status()
@@ -84,20 +86,49 @@ def main() -> int:
     args = parser.parse_args()
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="rampart-bench-ui-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAMPART_", "DATABASE_URL", "REDIS_URL", "CELERY_"))}
-        env.update(RAMPART_VAR_DIR=tmp, DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3", DEBUG="0",
-                   DJANGO_SETTINGS_MODULE="console.settings", CELERY_BROKER_URL="memory://")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RAMPART_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
+        }
+        env.update(
+            RAMPART_VAR_DIR=tmp,
+            DATABASE_URL=f"sqlite:///{tmp}/bench.sqlite3",
+            DEBUG="0",
+            DJANGO_SETTINGS_MODULE="console.settings",
+            CELERY_BROKER_URL="memory://",
+        )
         t0 = time.perf_counter()
         run([python, "manage.py", "migrate", "-v0"], env)
         run([python, "manage.py", "createcachetable", "-v0"], env)
         run([python, "manage.py", "collectstatic", "--noinput", "-v0"], env)
-        pks = [int(p) for p in run([python, "-c", SETUP.format(password=PASSWORD, sizes=SIZES)], env).split(",")]
-        print(f"setup: {len(SIZES)} rule sets ({', '.join(map(str, SIZES))} rules) in {time.perf_counter() - t0:.1f}s")
+        pks = [
+            int(p)
+            for p in run([python, "-c", SETUP.format(password=PASSWORD, sizes=SIZES)], env).split(
+                ","
+            )
+        ]
+        print(
+            f"setup: {len(SIZES)} rule sets ({', '.join(map(str, SIZES))} rules) in {time.perf_counter() - t0:.1f}s"
+        )
         port = free_port()
         server = subprocess.Popen(
-            [str(Path(python).parent / "gunicorn"), "console.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-             "--threads", "2", "--no-control-socket"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                str(Path(python).parent / "gunicorn"),
+                "console.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "2",
+                "--no-control-socket",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             session = requests.Session()
@@ -110,9 +141,16 @@ def main() -> int:
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise RuntimeError("gunicorn did not start") from None
                     time.sleep(0.2)
-            session.post(f"{base}/login/", data={"username": "bench", "password": PASSWORD,
-                                                 "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-                         headers={"Referer": f"{base}/login/"}, timeout=30).raise_for_status()
+            session.post(
+                f"{base}/login/",
+                data={
+                    "username": "bench",
+                    "password": PASSWORD,
+                    "csrfmiddlewaretoken": session.cookies["csrftoken"],
+                },
+                headers={"Referer": f"{base}/login/"},
+                timeout=30,
+            ).raise_for_status()
             htmx = {"HX-Request": "true", "HX-Target": "rules-table"}
             rows = []
             for size, pk in zip(SIZES, pks, strict=True):
@@ -128,25 +166,51 @@ def main() -> int:
                 ]
                 for name, url, headers in pages:
                     first, times = timed(session, url, args.repeat, headers)
-                    rows.append({"bench": "ui", "page": name, "rules": size, "repeat": args.repeat,
-                                 "first_ms": round(first, 1), "median_ms": round(statistics.median(times), 1),
-                                 "max_ms": round(max(times), 1)})
-            for name, path in (("overview", "/"), ("devices", "/devices/"), ("objects", "/objects/addresses/")):
+                    rows.append(
+                        {
+                            "bench": "ui",
+                            "page": name,
+                            "rules": size,
+                            "repeat": args.repeat,
+                            "first_ms": round(first, 1),
+                            "median_ms": round(statistics.median(times), 1),
+                            "max_ms": round(max(times), 1),
+                        }
+                    )
+            for name, path in (
+                ("overview", "/"),
+                ("devices", "/devices/"),
+                ("objects", "/objects/addresses/"),
+            ):
                 first, times = timed(session, base + path, args.repeat)
-                rows.append({"bench": "ui", "page": name, "rules": sum(SIZES), "repeat": args.repeat,
-                             "first_ms": round(first, 1), "median_ms": round(statistics.median(times), 1),
-                             "max_ms": round(max(times), 1)})
+                rows.append(
+                    {
+                        "bench": "ui",
+                        "page": name,
+                        "rules": sum(SIZES),
+                        "repeat": args.repeat,
+                        "first_ms": round(first, 1),
+                        "median_ms": round(statistics.median(times), 1),
+                        "max_ms": round(max(times), 1),
+                    }
+                )
         finally:
             server.terminate()
             server.wait(timeout=10)
-    stamp = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
-             "python": platform.python_version(), "cpus": os.cpu_count()}
+    stamp = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     print(f"\n{'page':<28} {'rules':>7} {'first ms':>9} {'median ms':>10} {'max ms':>8}")
     print("-" * 66)
     for row in rows:
         flag = "  < 1 s" if row["median_ms"] < 1000 else "  SLOW"
-        print(f"{row['page']:<28} {row['rules']:>7} {row['first_ms']:>9.1f} {row['median_ms']:>10.1f} "
-              f"{row['max_ms']:>8.1f}{flag}")
+        print(
+            f"{row['page']:<28} {row['rules']:>7} {row['first_ms']:>9.1f} {row['median_ms']:>10.1f} "
+            f"{row['max_ms']:>8.1f}{flag}"
+        )
     with RESULTS.open("a") as out:
         for row in rows:
             out.write(json.dumps({**row, **stamp}) + "\n")

@@ -3,11 +3,11 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("console.audit.urls")),
+    path("", include("core.audit.urls")),
     path("", include("rules.api.revision_urls")),
     path("", include("rules.api.urls")),
     path("", include("rules.api.policy_urls")),
     path("", include("agents.api.urls")),
     path("", include("agents.api.deploy_urls")),
-    path("", include("console.accounts.api.urls")),
+    path("", include("core.accounts.api.urls")),
 ]

@@ -50,9 +50,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_beat",
     "console",
-    "console.accounts",
-    "console.audit",
-    "console.dashboard",
+    "core.accounts",
+    "core.audit",
+    "dashboard",
     "rules",
     "agents",
 ]
@@ -64,7 +64,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "console.audit.middleware.AuditContextMiddleware",
+    "core.audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -155,10 +155,10 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "console.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "console.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/minute", "enroll": "30/minute"},
 }
 REST_KNOX = {
@@ -178,7 +178,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         # One name per choice set (rule actions and default policies share accept/drop/reject).
         "VerdictEnum": "rules.choices.Action",
-        "AgentStatusEnum": "agents.choices.AgentStatus",
+        "AgentStatusEnum": "rules.choices.AgentStatus",
         "DeploymentStatusEnum": "agents.choices.DeploymentStatus",
         "RevisionStatusEnum": "rules.models.revisions.RevisionStatus",
     },
@@ -221,7 +221,9 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("RAMPART_CELERY_QUEUE", default="celery")
 # Rampart's own knobs.
 RAMPART = {
     "IPSET_THRESHOLD": env.int("RAMPART_IPSET_THRESHOLD", default=32),
-    "CONSOLE_KEY_FILE": env.str("RAMPART_CONSOLE_KEY_FILE", default=str(VAR_DIR / "console-key.pem")),
+    "CONSOLE_KEY_FILE": env.str(
+        "RAMPART_CONSOLE_KEY_FILE", default=str(VAR_DIR / "console-key.pem")
+    ),
     "STATUS_POLL_SECONDS": env.int("RAMPART_STATUS_POLL_SECONDS", default=60),
     "CONFIRM_TIMEOUT": env.int("RAMPART_CONFIRM_TIMEOUT", default=30),
     "AUDIT_REQUIRE_REASON": env.bool("RAMPART_AUDIT_REQUIRE_REASON", default=False),
@@ -230,12 +232,17 @@ RAMPART = {
     "DEPLOY_MAX_ATTEMPTS": env.int("RAMPART_DEPLOY_MAX_ATTEMPTS", default=5),
     "DEPLOY_RETRY_BACKOFF": env.int("RAMPART_DEPLOY_RETRY_BACKOFF", default=2),
     "DEPLOY_RETRY_BACKOFF_MAX": env.int("RAMPART_DEPLOY_RETRY_BACKOFF_MAX", default=60),
-    "DEPLOY_STUCK_SECONDS": env.int("RAMPART_DEPLOY_STUCK_SECONDS", default=CELERY_TASK_TIME_LIMIT + 120),
+    "DEPLOY_STUCK_SECONDS": env.int(
+        "RAMPART_DEPLOY_STUCK_SECONDS", default=CELERY_TASK_TIME_LIMIT + 120
+    ),
     "ENROLL_TOKEN_TTL": env.int("RAMPART_ENROLL_TOKEN_TTL", default=3600),
 }
 # Beat (stored by django_celery_beat's DatabaseScheduler at start): fleet status poll, sweeper.
 CELERY_BEAT_SCHEDULE = {
-    "rampart-status-poll": {"task": "agents.tasks.poll_fleet", "schedule": float(RAMPART["STATUS_POLL_SECONDS"])},
+    "rampart-status-poll": {
+        "task": "agents.tasks.poll_fleet",
+        "schedule": float(RAMPART["STATUS_POLL_SECONDS"]),
+    },
     "rampart-sweeper": {"task": "agents.tasks.sweep_stuck", "schedule": 60.0},
 }
 

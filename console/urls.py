@@ -10,5 +10,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/v1/", include("console.api_urls")),
-    path("", include("console.dashboard.urls")),
+    path("", include("dashboard.urls")),
 ]

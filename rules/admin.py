@@ -62,7 +62,16 @@ class RuleInline(admin.TabularInline):
     model = Rule
     extra = 0
     ordering = ("position",)
-    fields = ("position", "enabled", "chain", "action", "protocol", "dports", "comment", "expires_at")
+    fields = (
+        "position",
+        "enabled",
+        "chain",
+        "action",
+        "protocol",
+        "dports",
+        "comment",
+        "expires_at",
+    )
     show_change_link = True
 
 
@@ -70,7 +79,17 @@ class NatRuleInline(admin.TabularInline):
     model = NatRule
     extra = 0
     ordering = ("position",)
-    fields = ("position", "enabled", "type", "in_interface", "out_interface", "protocol", "dports", "to", "comment")
+    fields = (
+        "position",
+        "enabled",
+        "type",
+        "in_interface",
+        "out_interface",
+        "protocol",
+        "dports",
+        "to",
+        "comment",
+    )
 
 
 @admin.register(RuleSet)
@@ -95,7 +114,16 @@ class RuleServiceInline(admin.TabularInline):
 
 @admin.register(Rule)
 class RuleAdmin(admin.ModelAdmin):
-    list_display = ("ruleset", "position", "enabled", "chain", "action", "protocol", "comment", "expires_at")
+    list_display = (
+        "ruleset",
+        "position",
+        "enabled",
+        "chain",
+        "action",
+        "protocol",
+        "comment",
+        "expires_at",
+    )
     list_filter = ("ruleset", "chain", "action", "enabled", "protocol")
     search_fields = ("comment", "uuid", "ruleset__name")
     ordering = ("ruleset", "position")

@@ -35,7 +35,11 @@ class NatChain(models.TextChoices):
     POSTROUTING = "postrouting", "postrouting"
 
 
-NAT_CHAINS = {"dnat": ("prerouting", "output"), "snat": ("postrouting",), "masquerade": ("postrouting",)}
+NAT_CHAINS = {
+    "dnat": ("prerouting", "output"),
+    "snat": ("postrouting",),
+    "masquerade": ("postrouting",),
+}
 
 
 class Side(models.TextChoices):
@@ -49,3 +53,17 @@ class ConnState(models.TextChoices):
     RELATED = "related", "related"
     INVALID = "invalid", "invalid"
     UNTRACKED = "untracked", "untracked"
+
+
+class DefaultAction(models.TextChoices):
+    ACCEPT = "accept", "accept"
+    DROP = "drop", "drop"
+    REJECT = "reject", "reject"
+
+
+class AgentStatus(models.TextChoices):
+    """What the fleet last heard from a device's agent (kept on the device row)."""
+
+    UNKNOWN = "unknown", "never seen"
+    ONLINE = "online", "online"
+    OFFLINE = "offline", "offline"

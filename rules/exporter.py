@@ -16,25 +16,88 @@ FORMATS = ("yaml", "json")
 
 # Key order of each kind of entry, as POLICY-FORMAT.md lists them; unknown keys go last.
 _ORDER: dict[str, tuple[str, ...]] = {
-    "document": ("version", "prune", "addresses", "address_groups", "services", "service_groups",
-                 "rulesets", "device_groups", "devices"),
+    "document": (
+        "version",
+        "prune",
+        "addresses",
+        "address_groups",
+        "services",
+        "service_groups",
+        "rulesets",
+        "device_groups",
+        "devices",
+    ),
     "addresses": ("name", "value", "description"),
     "address_groups": ("name", "members", "description"),
     "services": ("name", "protocol", "ports", "source_ports", "icmp_type", "description"),
     "service_groups": ("name", "members", "description"),
     "rulesets": ("name", "description", "rules", "nat", "assertions"),
-    "rules": ("id", "chain", "action", "sources", "destinations", "services", "protocol",
-              "dports", "sports", "icmp_type", "sources_negate", "destinations_negate",
-              "in_interface", "out_interface", "states", "log", "log_prefix", "rate_limit",
-              "burst", "comment", "enabled", "expires_at"),
-    "nat": ("id", "type", "chain", "in_interface", "out_interface", "protocol", "sources",
-            "destinations", "dports", "to", "comment", "enabled"),
-    "assertions": ("name", "chain", "protocol", "source", "destination", "sport", "dport",
-                   "icmp_type", "in_interface", "out_interface", "state", "expect",
-                   "description"),
+    "rules": (
+        "id",
+        "chain",
+        "action",
+        "sources",
+        "destinations",
+        "services",
+        "protocol",
+        "dports",
+        "sports",
+        "icmp_type",
+        "sources_negate",
+        "destinations_negate",
+        "in_interface",
+        "out_interface",
+        "states",
+        "log",
+        "log_prefix",
+        "rate_limit",
+        "burst",
+        "comment",
+        "enabled",
+        "expires_at",
+    ),
+    "nat": (
+        "id",
+        "type",
+        "chain",
+        "in_interface",
+        "out_interface",
+        "protocol",
+        "sources",
+        "destinations",
+        "dports",
+        "to",
+        "comment",
+        "enabled",
+    ),
+    "assertions": (
+        "name",
+        "chain",
+        "protocol",
+        "source",
+        "destination",
+        "sport",
+        "dport",
+        "icmp_type",
+        "in_interface",
+        "out_interface",
+        "state",
+        "expect",
+        "description",
+    ),
     "device_groups": ("name", "rulesets", "description"),
-    "devices": ("name", "description", "address", "agent_port", "groups", "rulesets",
-                "default_policy", "management_sources", "stateful", "allow_loopback"),
+    "devices": (
+        "name",
+        "description",
+        "address",
+        "agent_port",
+        "groups",
+        "rulesets",
+        "default_policy",
+        "management_sources",
+        "stateful",
+        "allow_loopback",
+    ),
     "default_policy": ("input", "forward", "output"),
 }
 _NESTED = {"rulesets": ("rules", "nat", "assertions"), "devices": ("default_policy",)}
@@ -47,7 +110,11 @@ def _ordered(data: dict, kind: str) -> dict:
     for key in keys:
         value = data[key]
         if key in _NESTED.get(kind, ()):
-            value = [_ordered(v, key) for v in value] if isinstance(value, list) else _ordered(value, key)
+            value = (
+                [_ordered(v, key) for v in value]
+                if isinstance(value, list)
+                else _ordered(value, key)
+            )
         out[key] = value
     return out
 
@@ -91,6 +158,12 @@ def render(document: dict, fmt: str = "yaml") -> str:
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if fmt != "yaml":
         raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
-    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=100)
+    body = yaml.dump(
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=100,
+    )
     return "# Rampart policy document (POLICY-FORMAT.md)\n" + body

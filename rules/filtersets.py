@@ -14,11 +14,17 @@ NAME_LOOKUPS = ["exact", "icontains"]
 class AddressObjectFilterSet(filters.FilterSet):
     class Meta:
         model = AddressObject
-        fields = {"name": NAME_LOOKUPS, "value": ["exact", "icontains"], "description": ["icontains"]}
+        fields = {
+            "name": NAME_LOOKUPS,
+            "value": ["exact", "icontains"],
+            "description": ["icontains"],
+        }
 
 
 class AddressGroupFilterSet(filters.FilterSet):
-    member = filters.CharFilter(method="filter_member", label="has this member (address, group or literal)")
+    member = filters.CharFilter(
+        method="filter_member", label="has this member (address, group or literal)"
+    )
 
     class Meta:
         model = AddressGroup
@@ -26,7 +32,9 @@ class AddressGroupFilterSet(filters.FilterSet):
 
     def filter_member(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(
-            Q(members__address__name=value) | Q(members__subgroup__name=value) | Q(members__literal=value)
+            Q(members__address__name=value)
+            | Q(members__subgroup__name=value)
+            | Q(members__literal=value)
         ).distinct()
 
 
@@ -46,13 +54,19 @@ class ServiceGroupFilterSet(filters.FilterSet):
         fields = {"name": NAME_LOOKUPS, "description": ["icontains"]}
 
     def filter_member(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(Q(members__service__name=value) | Q(members__subgroup__name=value)).distinct()
+        return queryset.filter(
+            Q(members__service__name=value) | Q(members__subgroup__name=value)
+        ).distinct()
 
 
 class RuleSetFilterSet(filters.FilterSet):
     class Meta:
         model = RuleSet
-        fields = {"name": NAME_LOOKUPS, "description": ["icontains"], "requires_approval": ["exact"]}
+        fields = {
+            "name": NAME_LOOKUPS,
+            "description": ["icontains"],
+            "requires_approval": ["exact"],
+        }
 
 
 class RuleFilterSet(filters.FilterSet):
@@ -61,22 +75,35 @@ class RuleFilterSet(filters.FilterSet):
     chain = filters.MultipleChoiceFilter(choices=Chain.choices)
     action = filters.MultipleChoiceFilter(choices=Action.choices)
     protocol = filters.MultipleChoiceFilter(choices=Protocol.choices)
-    address = filters.CharFilter(method="filter_address", label="uses this address, group or literal")
-    service = filters.CharFilter(method="filter_service", label="uses this service or service group")
+    address = filters.CharFilter(
+        method="filter_address", label="uses this address, group or literal"
+    )
+    service = filters.CharFilter(
+        method="filter_service", label="uses this service or service group"
+    )
     uuid = filters.UUIDFilter()
 
     class Meta:
         model = Rule
-        fields = {"enabled": ["exact"], "log": ["exact"], "comment": ["icontains"],
-                  "position": ["exact", "gte", "lte"], "expires_at": ["isnull", "lte", "gte"]}
+        fields = {
+            "enabled": ["exact"],
+            "log": ["exact"],
+            "comment": ["icontains"],
+            "position": ["exact", "gte", "lte"],
+            "expires_at": ["isnull", "lte", "gte"],
+        }
 
     def filter_address(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(
-            Q(addresses__address__name=value) | Q(addresses__group__name=value) | Q(addresses__literal=value)
+            Q(addresses__address__name=value)
+            | Q(addresses__group__name=value)
+            | Q(addresses__literal=value)
         ).distinct()
 
     def filter_service(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(Q(service_refs__service__name=value) | Q(service_refs__group__name=value)).distinct()
+        return queryset.filter(
+            Q(service_refs__service__name=value) | Q(service_refs__group__name=value)
+        ).distinct()
 
 
 class NatRuleFilterSet(filters.FilterSet):

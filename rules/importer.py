@@ -27,12 +27,12 @@ from django.db import transaction
 from django.db.models import F, Model, Prefetch, ProtectedError
 from django.utils import timezone
 
-from console.audit.choices import AuditAction, AuditChannel
-from console.audit.context import audit_context
-from console.audit.services import record, record_objects
+from compiler import DocumentError, FieldError, PolicyDocument
+from compiler import document as D
+from core.audit.choices import AuditAction, AuditChannel
+from core.audit.context import audit_context
+from core.audit.services import record, record_objects
 from rules import revisions, services
-from rules.compiler import DocumentError, FieldError, PolicyDocument
-from rules.compiler import document as D
 from rules.models import (
     AddressGroup,
     AddressObject,
@@ -45,10 +45,30 @@ from rules.models import (
     ServiceGroup,
 )
 
-KINDS = ("addresses", "address_groups", "services", "service_groups", "rulesets", "rules", "nat",
-         "device_groups", "devices")
-NAT_FIELDS = ("enabled", "type", "chain", "in_interface", "out_interface", "protocol", "dports", "sources",
-              "destinations", "to", "comment")
+KINDS = (
+    "addresses",
+    "address_groups",
+    "services",
+    "service_groups",
+    "rulesets",
+    "rules",
+    "nat",
+    "device_groups",
+    "devices",
+)
+NAT_FIELDS = (
+    "enabled",
+    "type",
+    "chain",
+    "in_interface",
+    "out_interface",
+    "protocol",
+    "dports",
+    "sources",
+    "destinations",
+    "to",
+    "comment",
+)
 
 
 class ImportFailed(Exception):
@@ -64,8 +84,10 @@ class ImportFailed(Exception):
         super().__init__("; ".join(str(e) for e in self.errors[:5]))
 
     def to_dict(self) -> dict:
-        data: dict = {"detail": "the document was not imported: nothing was changed",
-                      "errors": [e.to_dict() for e in self.errors]}
+        data: dict = {
+            "detail": "the document was not imported: nothing was changed",
+            "errors": [e.to_dict() for e in self.errors],
+        }
         if self.line is not None:
             data["line"] = self.line
         return data
@@ -90,13 +112,21 @@ class Plan:
         return any(any(v.values()) for v in (self.created, self.updated, self.deleted))
 
     def summary(self) -> dict[str, dict[str, int]]:
-        return {what: {k: len(v) for k, v in getattr(self, what).items() if v}
-                for what in ("created", "updated", "deleted")}
+        return {
+            what: {k: len(v) for k, v in getattr(self, what).items() if v}
+            for what in ("created", "updated", "deleted")
+        }
 
     def to_dict(self) -> dict:
-        return {"dry_run": self.dry_run, "prune": self.prune, "changed": self.changed,
-                "summary": self.summary(), "created": self.created, "updated": self.updated,
-                "deleted": self.deleted}
+        return {
+            "dry_run": self.dry_run,
+            "prune": self.prune,
+            "changed": self.changed,
+            "summary": self.summary(),
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+        }
 
 
 # --- text ------------------------------------------------------------------------------
@@ -113,7 +143,8 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -132,16 +163,19 @@ def load_text(text: str | bytes, *, fmt: str | None = None) -> object:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ImportFailed([FieldError("document", f"JSON syntax error at line {exc.lineno}: "
-                                           f"{exc.msg}")], line=exc.lineno) from None
+            raise ImportFailed(
+                [FieldError("document", f"JSON syntax error at line {exc.lineno}: {exc.msg}")],
+                line=exc.lineno,
+            ) from None
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = " ".join(filter(None, [exc.context, exc.problem]))
-        raise ImportFailed([FieldError("document", f"YAML syntax error at line {line}: "
-                                       f"{problem}")], line=line) from None
+        raise ImportFailed(
+            [FieldError("document", f"YAML syntax error at line {line}: {problem}")], line=line
+        ) from None
     except yaml.YAMLError as exc:
         raise ImportFailed([FieldError("document", f"YAML error: {exc}")]) from None
 
@@ -161,8 +195,9 @@ def plan_import(doc_dict: object, *, prune: bool | None = None) -> Plan:
     return import_document(doc_dict, prune=prune, dry_run=True)
 
 
-def import_document(doc_dict: object, *, prune: bool | None = None, dry_run: bool = False,
-                    actor: object = None) -> Plan:
+def import_document(
+    doc_dict: object, *, prune: bool | None = None, dry_run: bool = False, actor: object = None
+) -> Plan:
     """Validate, then apply in one transaction; returns the plan of what was (or would be) done.
 
     `prune` None follows the document's own `prune:` key. Raises ImportFailed (with paths)
@@ -183,8 +218,9 @@ def import_document(doc_dict: object, *, prune: bool | None = None, dry_run: boo
     return plan
 
 
-def import_document_file(path: str | Path, actor: object = None, *, prune: bool | None = None,
-                         dry_run: bool = False) -> Plan:
+def import_document_file(
+    path: str | Path, actor: object = None, *, prune: bool | None = None, dry_run: bool = False
+) -> Plan:
     """Import a YAML/JSON file (used by `rampart_bootstrap` and `rampart_import`)."""
     path = Path(path)
     data = load_text(path.read_bytes(), fmt="json" if path.suffix == ".json" else None)
@@ -202,8 +238,9 @@ def _acting_as(actor: object) -> contextlib.AbstractContextManager:
 
 def _audit(plan: Plan) -> None:
     """The one audit entry of an import, carrying its plan."""
-    summary = ", ".join(f"{what} {sum(counts.values())}"
-                        for what, counts in plan.summary().items() if counts)
+    summary = ", ".join(
+        f"{what} {sum(counts.values())}" for what, counts in plan.summary().items() if counts
+    )
     record(AuditAction.IMPORT, object_type="policy", name=summary, after=plan.to_dict())
 
 
@@ -212,8 +249,13 @@ def _audit(plan: Plan) -> None:
 
 def _errors_of(exc: ValidationError, path: str, rule_id: str | None = None) -> list[FieldError]:
     if hasattr(exc, "error_dict"):
-        return [FieldError(path if k == "__all__" or k == "non_field_errors" else f"{path}.{k}",
-                           m, rule_id) for k, msgs in exc.message_dict.items() for m in msgs]
+        return [
+            FieldError(
+                path if k == "__all__" or k == "non_field_errors" else f"{path}.{k}", m, rule_id
+            )
+            for k, msgs in exc.message_dict.items()
+            for m in msgs
+        ]
     return [FieldError(path, m, rule_id) for m in exc.messages]
 
 
@@ -238,15 +280,27 @@ def _topological(items: Iterable, members: Callable[[object], Iterable[str]]) ->
 def _rule_data(r: D.Rule) -> dict:
     """A document rule as Rule field values (what `services.rule_build` takes)."""
     return {
-        "enabled": r.enabled, "chain": r.chain, "action": r.action,
-        "sources_negate": r.sources_negate, "destinations_negate": r.destinations_negate,
-        "protocol": r.protocol or "", "dports": list(r.dports), "sports": list(r.sports),
+        "enabled": r.enabled,
+        "chain": r.chain,
+        "action": r.action,
+        "sources_negate": r.sources_negate,
+        "destinations_negate": r.destinations_negate,
+        "protocol": r.protocol or "",
+        "dports": list(r.dports),
+        "sports": list(r.sports),
         "icmp_type": "" if r.icmp_type is None else str(r.icmp_type),
-        "in_interface": r.in_interface or "", "out_interface": r.out_interface or "",
-        "states": list(r.states), "log": r.log, "log_prefix": r.log_prefix or "",
-        "rate_limit": r.rate_limit or "", "burst": r.burst, "comment": r.comment,
-        "expires_at": r.expires_at, "sources": list(r.sources),
-        "destinations": list(r.destinations), "services": list(r.services),
+        "in_interface": r.in_interface or "",
+        "out_interface": r.out_interface or "",
+        "states": list(r.states),
+        "log": r.log,
+        "log_prefix": r.log_prefix or "",
+        "rate_limit": r.rate_limit or "",
+        "burst": r.burst,
+        "comment": r.comment,
+        "expires_at": r.expires_at,
+        "sources": list(r.sources),
+        "destinations": list(r.destinations),
+        "services": list(r.services),
     }
 
 
@@ -263,14 +317,15 @@ def _row_data(rule: Rule) -> dict:
 def _chunks(items: list, size: int = 500) -> Iterable[list]:
     """Keep IN (...) lists far below every backend's parameter limit."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _rules_with_links():
     """Rules with their links, two joined queries for the links (not one per relation)."""
     return Rule.objects.order_by("position", "id").prefetch_related(
         Prefetch("addresses", queryset=RuleAddress.objects.select_related("address", "group")),
-        Prefetch("service_refs", queryset=RuleService.objects.select_related("service", "group")))
+        Prefetch("service_refs", queryset=RuleService.objects.select_related("service", "group")),
+    )
 
 
 def _signature(data: dict) -> tuple:
@@ -280,10 +335,19 @@ def _signature(data: dict) -> tuple:
 
 def _nat_data(n: D.NatRule) -> dict:
     chain = "" if n.chain == D.NAT_CHAINS[n.type][0] else n.chain  # the default is stored blank
-    return {"enabled": n.enabled, "type": n.type, "chain": chain, "in_interface": n.in_interface or "",
-            "out_interface": n.out_interface or "", "protocol": n.protocol or "",
-            "dports": list(n.dports), "sources": list(n.sources),
-            "destinations": list(n.destinations), "to": n.to or "", "comment": n.comment}
+    return {
+        "enabled": n.enabled,
+        "type": n.type,
+        "chain": chain,
+        "in_interface": n.in_interface or "",
+        "out_interface": n.out_interface or "",
+        "protocol": n.protocol or "",
+        "dports": list(n.dports),
+        "sources": list(n.sources),
+        "destinations": list(n.destinations),
+        "to": n.to or "",
+        "comment": n.comment,
+    }
 
 
 class _Apply:
@@ -307,8 +371,9 @@ class _Apply:
             return
         (self.plan.created if created else self.plan.updated)[kind].append(obj.name)
 
-    def upsert(self, model: type[Model], kind: str, entries: Iterable,
-               fields: Callable[[Any], dict]) -> dict:
+    def upsert(
+        self, model: type[Model], kind: str, entries: Iterable, fields: Callable[[Any], dict]
+    ) -> dict:
         """Create or update named rows (scalar fields only); returns name → row."""
         rows = {o.name: o for o in model.objects.all()}
         for entry in entries:
@@ -327,17 +392,30 @@ class _Apply:
 
     def run(self) -> None:
         doc = self.doc
-        self.upsert(AddressObject, "addresses", doc.addresses,
-                    lambda a: {"value": a.value, "description": a.description})
-        self.groups(AddressGroup, "address_groups", doc.address_groups,
-                    services.address_group_set_members)
-        self.upsert(Service, "services", doc.services,
-                    lambda s: {"protocol": s.protocol, "ports": list(s.ports),
-                               "source_ports": list(s.source_ports),
-                               "icmp_type": "" if s.icmp_type is None else str(s.icmp_type),
-                               "description": s.description})
-        self.groups(ServiceGroup, "service_groups", doc.service_groups,
-                    services.service_group_set_members)
+        self.upsert(
+            AddressObject,
+            "addresses",
+            doc.addresses,
+            lambda a: {"value": a.value, "description": a.description},
+        )
+        self.groups(
+            AddressGroup, "address_groups", doc.address_groups, services.address_group_set_members
+        )
+        self.upsert(
+            Service,
+            "services",
+            doc.services,
+            lambda s: {
+                "protocol": s.protocol,
+                "ports": list(s.ports),
+                "source_ports": list(s.source_ports),
+                "icmp_type": "" if s.icmp_type is None else str(s.icmp_type),
+                "description": s.description,
+            },
+        )
+        self.groups(
+            ServiceGroup, "service_groups", doc.service_groups, services.service_group_set_members
+        )
         self.rulesets()
         self.device_groups()
         self.devices()
@@ -346,9 +424,13 @@ class _Apply:
 
     def groups(self, model, kind: str, entries: tuple, set_members: Callable) -> None:
         rows = self.upsert(model, kind, entries, lambda g: {"description": g.description})
-        current = {g.name: [m.ref for m in g.members.all()]
-                   for g in model.objects.prefetch_related("members__" + (
-                       "address" if model is AddressGroup else "service"), "members__subgroup")}
+        current = {
+            g.name: [m.ref for m in g.members.all()]
+            for g in model.objects.prefetch_related(
+                "members__" + ("address" if model is AddressGroup else "service"),
+                "members__subgroup",
+            )
+        }
         index = services.NameIndex.load()
         for g in _topological(entries, lambda g: g.members):
             if current.get(g.name) == list(g.members):
@@ -364,10 +446,15 @@ class _Apply:
 
     # ---- rule sets
     def rulesets(self) -> None:
-        asserts = {rs["name"]: rs.get("assertions", []) for rs in self.canonical.get("rulesets", [])}
-        rows = self.upsert(RuleSet, "rulesets", self.doc.rulesets,
-                           lambda rs: {"description": rs.description,
-                                       "assertions": asserts[rs.name]})
+        asserts = {
+            rs["name"]: rs.get("assertions", []) for rs in self.canonical.get("rulesets", [])
+        }
+        rows = self.upsert(
+            RuleSet,
+            "rulesets",
+            self.doc.rulesets,
+            lambda rs: {"description": rs.description, "assertions": asserts[rs.name]},
+        )
         index = services.NameIndex.load()
         doc_ids = {r.id for rs in self.doc.rulesets for r in rs.rules if r.id}
         nat_ids = {n.id for rs in self.doc.rulesets for n in rs.nat if n.id}
@@ -388,18 +475,32 @@ class _Apply:
             nat_existing[nat.ruleset_id].append(nat)
         for chunk in _chunks([i for i in nat_ids if i not in nat_by_uuid]):
             nat_by_uuid.update({str(n.uuid): n for n in NatRule.objects.filter(uuid__in=chunk)})
-        fallback = [D.fallback_rule_id(rs.name, "rules", i) for rs in self.doc.rulesets
-                    for i, r in enumerate(rs.rules) if not r.id]
-        self.used_uuids = {str(u) for chunk in _chunks(fallback)
-                           for u in Rule.objects.filter(uuid__in=chunk).values_list("uuid", flat=True)}
+        fallback = [
+            D.fallback_rule_id(rs.name, "rules", i)
+            for rs in self.doc.rulesets
+            for i, r in enumerate(rs.rules)
+            if not r.id
+        ]
+        self.used_uuids = {
+            str(u)
+            for chunk in _chunks(fallback)
+            for u in Rule.objects.filter(uuid__in=chunk).values_list("uuid", flat=True)
+        }
         for rs in self.doc.rulesets:
             row = rows[rs.name]
             self.rules(rs, row, existing.get(row.pk, []), by_uuid, doc_ids, index)
             self.nat(rs, row, nat_existing.get(row.pk, []), nat_by_uuid, nat_ids)
         self.check()
 
-    def rules(self, rs: D.RuleSet, row: RuleSet, existing: list[Rule], by_uuid: dict[str, Rule],
-              doc_ids: set[str], index: services.NameIndex) -> None:
+    def rules(
+        self,
+        rs: D.RuleSet,
+        row: RuleSet,
+        existing: list[Rule],
+        by_uuid: dict[str, Rule],
+        doc_ids: set[str],
+        index: services.NameIndex,
+    ) -> None:
         pool: dict[tuple, deque[Rule]] = {}  # rules without a document id, by content
         current_data: dict[int, dict] = {}
         for r in existing:
@@ -425,7 +526,9 @@ class _Apply:
                     rid = str(uuid.uuid4())
                 self.used_uuids.add(rid)
                 try:
-                    rule, links = services.rule_build(ruleset=row, data={**data, "id": rid}, index=index)
+                    rule, links = services.rule_build(
+                        ruleset=row, data={**data, "id": rid}, index=index
+                    )
                 except ValidationError as exc:
                     self.errors += _errors_of(exc, path, dr.id)
                     continue
@@ -464,12 +567,17 @@ class _Apply:
         now = timezone.now()
         for rule, _ in changed:
             rule.last_updated = now
-        Rule.objects.bulk_update([r for r, _ in changed],
-                                 [*services.RULE_SCALAR_FIELDS, "ruleset", "position", "last_updated"],
-                                 batch_size=500)
+        Rule.objects.bulk_update(
+            [r for r, _ in changed],
+            [*services.RULE_SCALAR_FIELDS, "ruleset", "position", "last_updated"],
+            batch_size=500,
+        )
         # Bulk writes skip signals: every changed, moved and created rule gets its own entry.
-        record_objects(AuditAction.UPDATE, [r for r, _ in changed],
-                       before={r.pk: current_data[r.pk] for r, _ in changed if r.pk in current_data})
+        record_objects(
+            AuditAction.UPDATE,
+            [r for r, _ in changed],
+            before={r.pk: current_data[r.pk] for r, _ in changed if r.pk in current_data},
+        )
         self.move(row, moved)
         relink = [(r, links) for r, links in changed if links is not None]
         for chunk in _chunks([r.pk for r, _ in relink]):
@@ -484,17 +592,32 @@ class _Apply:
         """New places, one UPDATE per distinct shift: inserting a rule at the top of 5000
         is a few queries, where bulk_update would build a 5000-way CASE."""
         shifts: dict[int, list[int]] = {}
-        before = {rule.pk: {"ruleset": rule.ruleset_id, "position": rule.position} for rule, _ in moved}
+        before = {
+            rule.pk: {"ruleset": rule.ruleset_id, "position": rule.position} for rule, _ in moved
+        }
         for rule, position in moved:
             shifts.setdefault(position - rule.position, []).append(rule.pk)
         for delta, pks in shifts.items():
             for chunk in _chunks(pks):
-                Rule.objects.filter(pk__in=chunk).update(ruleset=row, position=F("position") + delta)
-        record_objects(AuditAction.UPDATE, [Rule(pk=rule.pk, ruleset_id=row.pk, position=position) for rule, position in moved],
-                       before=before, fields=["ruleset", "position"], name_of=lambda r: f"{row.name} rule {r.pk}")
+                Rule.objects.filter(pk__in=chunk).update(
+                    ruleset=row, position=F("position") + delta
+                )
+        record_objects(
+            AuditAction.UPDATE,
+            [Rule(pk=rule.pk, ruleset_id=row.pk, position=position) for rule, position in moved],
+            before=before,
+            fields=["ruleset", "position"],
+            name_of=lambda r: f"{row.name} rule {r.pk}",
+        )
 
-    def nat(self, rs: D.RuleSet, row: RuleSet, existing: list[NatRule],
-            by_uuid: dict[str, NatRule], doc_ids: set[str]) -> None:
+    def nat(
+        self,
+        rs: D.RuleSet,
+        row: RuleSet,
+        existing: list[NatRule],
+        by_uuid: dict[str, NatRule],
+        doc_ids: set[str],
+    ) -> None:
         pool = [n for n in existing if str(n.uuid) not in doc_ids]
         kept: set[int] = set()
         for i, dn in enumerate(rs.nat):
@@ -503,12 +626,21 @@ class _Apply:
             if dn.id:
                 current = by_uuid.get(dn.id)
             else:
-                current = next((n for n in pool if n.pk not in kept
-                                and {k: getattr(n, k) for k in NAT_FIELDS} == data), None)
+                current = next(
+                    (
+                        n
+                        for n in pool
+                        if n.pk not in kept and {k: getattr(n, k) for k in NAT_FIELDS} == data
+                    ),
+                    None,
+                )
             if current is not None:
                 kept.add(current.pk)
-                if (current.ruleset_id == row.pk and current.position == i + 1
-                        and all(getattr(current, k) == v for k, v in data.items())):
+                if (
+                    current.ruleset_id == row.pk
+                    and current.position == i + 1
+                    and all(getattr(current, k) == v for k, v in data.items())
+                ):
                     continue
             nat = current or NatRule(uuid=dn.id or uuid.uuid4())
             for k, v in data.items():
@@ -522,7 +654,8 @@ class _Apply:
             nat.save()
             revisions.revisions_touch(rulesets=[row.pk, *([current.ruleset_id] if current else [])])
             (self.plan.updated if current else self.plan.created)["nat"].append(
-                f"{rs.name}[{i}] {nat.uuid}")
+                f"{rs.name}[{i}] {nat.uuid}"
+            )
         for n in existing:
             if n.pk not in kept and str(n.uuid) not in doc_ids:
                 self.plan.deleted["nat"].append(f"{rs.name} {n.uuid}")
@@ -530,8 +663,16 @@ class _Apply:
                 revisions.revisions_touch(rulesets=[row.pk])
 
     # ---- devices
-    def links(self, owner, related: str, target_field: str, targets: dict, names: list[str],
-              link_model, path: str) -> bool:
+    def links(
+        self,
+        owner,
+        related: str,
+        target_field: str,
+        targets: dict,
+        names: list[str],
+        link_model,
+        path: str,
+    ) -> bool:
         """Replace an ordered link list (groups, rule sets) when it differs; True if changed."""
         seen: set[str] = set()
         for i, name in enumerate(names):
@@ -542,61 +683,119 @@ class _Apply:
         if current == names or len(seen) != len(names):
             return False
         getattr(owner, related).all().delete()
-        owner_field = "device" if link_model.__name__ in ("DeviceMembership", "DeviceRuleSet") else "group"
-        link_model.objects.bulk_create([
-            link_model(**{owner_field: owner, target_field: targets[n], "position": i})
-            for i, n in enumerate(names)])
+        owner_field = (
+            "device" if link_model.__name__ in ("DeviceMembership", "DeviceRuleSet") else "group"
+        )
+        link_model.objects.bulk_create(
+            [
+                link_model(**{owner_field: owner, target_field: targets[n], "position": i})
+                for i, n in enumerate(names)
+            ]
+        )
         return True
 
     def device_groups(self) -> None:
-        from agents.models import DeviceGroup, DeviceGroupRuleSet
+        from rules.models import DeviceGroup, DeviceGroupRuleSet
 
-        rows = self.upsert(DeviceGroup, "device_groups", self.doc.device_groups,
-                           lambda g: {"description": g.description})
+        rows = self.upsert(
+            DeviceGroup,
+            "device_groups",
+            self.doc.device_groups,
+            lambda g: {"description": g.description},
+        )
         rulesets = {r.name: r for r in RuleSet.objects.all()}
         for g in self.doc.device_groups:
-            group = DeviceGroup.objects.prefetch_related("ruleset_links__ruleset").get(pk=rows[g.name].pk)
-            if self.links(group, "ruleset_links", "ruleset", rulesets, list(g.rulesets),
-                          DeviceGroupRuleSet, f"device_groups[{g.name}].rulesets") \
-                    and g.name not in self.plan.created["device_groups"]:
+            group = DeviceGroup.objects.prefetch_related("ruleset_links__ruleset").get(
+                pk=rows[g.name].pk
+            )
+            if (
+                self.links(
+                    group,
+                    "ruleset_links",
+                    "ruleset",
+                    rulesets,
+                    list(g.rulesets),
+                    DeviceGroupRuleSet,
+                    f"device_groups[{g.name}].rulesets",
+                )
+                and g.name not in self.plan.created["device_groups"]
+            ):
                 self.plan.updated["device_groups"].append(g.name)
         self.check()
 
     def devices(self) -> None:
-        from agents.models import Device, DeviceGroup, DeviceMembership, DeviceRuleSet
+        from rules.models import Device, DeviceGroup, DeviceMembership, DeviceRuleSet
 
         missing = [d for d in self.doc.devices if d.address is None]
         for d in missing:
-            self.errors.append(FieldError(f"devices[{d.name}].address",
-                                          "is required to import a device (where its agent listens)"))
+            self.errors.append(
+                FieldError(
+                    f"devices[{d.name}].address",
+                    "is required to import a device (where its agent listens)",
+                )
+            )
         self.check()
-        rows = self.upsert(Device, "devices", self.doc.devices, lambda d: {
-            "address": str(ipaddress.ip_address(d.address)), "agent_port": d.agent_port, "description": d.description,
-            "default_input": d.default_input, "default_forward": d.default_forward,
-            "default_output": d.default_output, "management_sources": list(d.management_sources),
-            "stateful": d.stateful, "allow_loopback": d.allow_loopback})
+        rows = self.upsert(
+            Device,
+            "devices",
+            self.doc.devices,
+            lambda d: {
+                "address": str(ipaddress.ip_address(d.address)),
+                "agent_port": d.agent_port,
+                "description": d.description,
+                "default_input": d.default_input,
+                "default_forward": d.default_forward,
+                "default_output": d.default_output,
+                "management_sources": list(d.management_sources),
+                "stateful": d.stateful,
+                "allow_loopback": d.allow_loopback,
+            },
+        )
         groups = {g.name: g for g in DeviceGroup.objects.all()}
         rulesets = {r.name: r for r in RuleSet.objects.all()}
         for d in self.doc.devices:
-            device = Device.objects.prefetch_related("group_links__group", "ruleset_links__ruleset").get(
-                pk=rows[d.name].pk)
-            changed = self.links(device, "group_links", "group", groups, list(d.groups),
-                                 DeviceMembership, f"devices[{d.name}].groups")
-            changed |= self.links(device, "ruleset_links", "ruleset", rulesets, list(d.rulesets),
-                                  DeviceRuleSet, f"devices[{d.name}].rulesets")
-            if changed and d.name not in self.plan.created["devices"] + self.plan.updated["devices"]:
+            device = Device.objects.prefetch_related(
+                "group_links__group", "ruleset_links__ruleset"
+            ).get(pk=rows[d.name].pk)
+            changed = self.links(
+                device,
+                "group_links",
+                "group",
+                groups,
+                list(d.groups),
+                DeviceMembership,
+                f"devices[{d.name}].groups",
+            )
+            changed |= self.links(
+                device,
+                "ruleset_links",
+                "ruleset",
+                rulesets,
+                list(d.rulesets),
+                DeviceRuleSet,
+                f"devices[{d.name}].rulesets",
+            )
+            if (
+                changed
+                and d.name not in self.plan.created["devices"] + self.plan.updated["devices"]
+            ):
                 self.plan.updated["devices"].append(d.name)
         self.check()
 
     # ---- prune
     def prune(self) -> None:
         """Delete what the document no longer names, users before what they use."""
-        from agents.models import Device, DeviceGroup
+        from rules.models import Device, DeviceGroup
 
-        for model, kind in ((Device, "devices"), (DeviceGroup, "device_groups"),
-                            (RuleSet, "rulesets"), (ServiceGroup, "service_groups"),
-                            (Service, "services"), (AddressGroup, "address_groups"),
-                            (AddressObject, "addresses")):
+        for model, kind in (
+            (Device, "devices"),
+            (DeviceGroup, "device_groups"),
+            (RuleSet, "rulesets"),
+            (ServiceGroup, "service_groups"),
+            (Service, "services"),
+            (AddressGroup, "address_groups"),
+            (AddressObject, "addresses"),
+        ):
             keep = {o.name for o in getattr(self.doc, kind)}
             doomed = list(model.objects.exclude(name__in=keep).order_by("name"))
             if model in (AddressGroup, ServiceGroup):  # nested groups: drop their edges first
@@ -609,10 +808,14 @@ class _Apply:
                     else:
                         services.object_delete(obj)
                 except (ValidationError, ProtectedError) as exc:
-                    msgs = exc.messages if isinstance(exc, ValidationError) else [
-                        f"still referenced by {len(exc.protected_objects)} other rows"]
-                    self.errors += [FieldError(f"{kind}[{obj.name}]", f"cannot prune: {m}")
-                                    for m in msgs]
+                    msgs = (
+                        exc.messages
+                        if isinstance(exc, ValidationError)
+                        else [f"still referenced by {len(exc.protected_objects)} other rows"]
+                    )
+                    self.errors += [
+                        FieldError(f"{kind}[{obj.name}]", f"cannot prune: {m}") for m in msgs
+                    ]
                     continue
                 self.plan.deleted[kind].append(obj.name)
         self.check()

@@ -24,11 +24,11 @@ from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from console.accounts import roles
-from console.audit.choices import AuditAction
-from console.audit.context import current, current_user
-from console.audit.services import record
-from rules.compiler import values
+from compiler import values
+from core.accounts import roles
+from core.audit.choices import AuditAction
+from core.audit.context import current, current_user
+from core.audit.services import record
 from rules.models import (
     AddressGroup,
     AddressGroupMember,
@@ -46,9 +46,18 @@ from rules.models import (
 from rules.selectors import policy_dict
 
 OBJECT_KINDS = ("addresses", "address_groups", "services", "service_groups")
-_FAMILY = {"addresses": "address", "address_groups": "address", "services": "service", "service_groups": "service"}
-_TWIN = {"addresses": "address_groups", "address_groups": "addresses",
-         "services": "service_groups", "service_groups": "services"}
+_FAMILY = {
+    "addresses": "address",
+    "address_groups": "address",
+    "services": "service",
+    "service_groups": "service",
+}
+_TWIN = {
+    "addresses": "address_groups",
+    "address_groups": "addresses",
+    "services": "service_groups",
+    "service_groups": "services",
+}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -57,7 +66,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def snapshot_hash(snapshot: dict) -> str:
     """sha256 of the canonical (sorted-key, compact) JSON of a snapshot."""
-    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = json.dumps(
+        snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -78,7 +89,10 @@ def _snapshots(doc: dict) -> dict[str, dict]:
         for nat in rs.get("nat", []):
             want_a |= _names(nat.get("sources", [])) | _names(nat.get("destinations", []))
         snap: dict[str, Any] = {"ruleset": rs}
-        for fam_kinds, wanted in ((("addresses", "address_groups"), want_a), (("services", "service_groups"), want_s)):
+        for fam_kinds, wanted in (
+            (("addresses", "address_groups"), want_a),
+            (("services", "service_groups"), want_s),
+        ):
             items, groups = objects[fam_kinds[0]], objects[fam_kinds[1]]
             seen: set[str] = set()
             stack = sorted(wanted)
@@ -111,8 +125,15 @@ def _author_name(author) -> str:
     return user.get_username() if user is not None else (ctx.actor or "system")
 
 
-def _new_revision(*, ruleset: RuleSet, snapshot: dict, digest: str, author, message: str,
-                  parent: RuleSetRevision | None) -> RuleSetRevision:
+def _new_revision(
+    *,
+    ruleset: RuleSet,
+    snapshot: dict,
+    digest: str,
+    author,
+    message: str,
+    parent: RuleSetRevision | None,
+) -> RuleSetRevision:
     author = author if author is not None else current_user()
     status = RevisionStatus.PENDING if ruleset.requires_approval else RevisionStatus.DRAFT
     authors: set[int] = {author.pk} if author is not None else set()
@@ -124,14 +145,22 @@ def _new_revision(*, ruleset: RuleSet, snapshot: dict, digest: str, author, mess
             older.status = RevisionStatus.SUPERSEDED
             older.save(update_fields=["status"])
     return RuleSetRevision.objects.create(
-        ruleset=ruleset, number=(parent.number + 1) if parent else 1, snapshot=snapshot, hash=digest,
-        author=author, author_name=_author_name(author), authors=sorted(authors),
-        message=message or current().reason or "", parent=parent, status=status,
+        ruleset=ruleset,
+        number=(parent.number + 1) if parent else 1,
+        snapshot=snapshot,
+        hash=digest,
+        author=author,
+        author_name=_author_name(author),
+        authors=sorted(authors),
+        message=message or current().reason or "",
+        parent=parent,
+        status=status,
     )
 
 
-def revision_capture(*, ruleset: RuleSet, author=None, message: str = "",
-                     snapshot: dict | None = None) -> RuleSetRevision | None:
+def revision_capture(
+    *, ruleset: RuleSet, author=None, message: str = "", snapshot: dict | None = None
+) -> RuleSetRevision | None:
     """Record a new revision when the rule set's content differs from its latest one.
 
     Call inside the transaction of the change (the rule set row is locked to number
@@ -144,22 +173,35 @@ def revision_capture(*, ruleset: RuleSet, author=None, message: str = "",
         latest = ruleset.revisions.order_by("-number").first()
         if latest is not None and latest.hash == digest:
             return None
-        return _new_revision(ruleset=ruleset, snapshot=snapshot, digest=digest, author=author,
-                             message=message, parent=latest)
+        return _new_revision(
+            ruleset=ruleset,
+            snapshot=snapshot,
+            digest=digest,
+            author=author,
+            message=message,
+            parent=latest,
+        )
 
 
-def revision_capture_all(*, author=None, message: str = "",
-                         rulesets: Iterable[RuleSet] | None = None) -> list[RuleSetRevision]:
+def revision_capture_all(
+    *, author=None, message: str = "", rulesets: Iterable[RuleSet] | None = None
+) -> list[RuleSetRevision]:
     """Capture every rule set (or those given) whose content changed, from one policy read.
     For imports and bulk writes, which touch many rule sets at once."""
     chosen = list(rulesets) if rulesets is not None else None
     if chosen is not None and not chosen:
         return []
     snaps = _snapshots(policy_dict(rulesets=chosen) if chosen is not None else policy_dict())
-    qs = RuleSet.objects.filter(pk__in=[r.pk for r in chosen]) if chosen is not None else RuleSet.objects.all()
+    qs = (
+        RuleSet.objects.filter(pk__in=[r.pk for r in chosen])
+        if chosen is not None
+        else RuleSet.objects.all()
+    )
     made = []
     for rs in qs.order_by("name"):
-        rev = revision_capture(ruleset=rs, author=author, message=message, snapshot=snaps.get(rs.name))
+        rev = revision_capture(
+            ruleset=rs, author=author, message=message, snapshot=snaps.get(rs.name)
+        )
         if rev is not None:
             made.append(rev)
     return made
@@ -181,25 +223,39 @@ def rulesets_using(obj: Model) -> set[int]:
         return set()
     is_group = isinstance(obj, (AddressGroup, ServiceGroup))
     groups: set[int] = {obj.pk} if is_group else set()
-    frontier = set(member_model.objects.filter(**{"subgroup" if is_group else obj_field: obj.pk})
-                   .values_list("group_id", flat=True))
+    frontier = set(
+        member_model.objects.filter(**{"subgroup" if is_group else obj_field: obj.pk}).values_list(
+            "group_id", flat=True
+        )
+    )
     while frontier - groups:
         frontier -= groups
         groups |= frontier
-        frontier = set(member_model.objects.filter(subgroup_id__in=frontier).values_list("group_id", flat=True))
+        frontier = set(
+            member_model.objects.filter(subgroup_id__in=frontier).values_list("group_id", flat=True)
+        )
     direct = Q(**{f"{group_field}_id__in": groups})
     if not is_group:
         direct |= Q(**{obj_field: obj.pk})
-    found = set(link_model.objects.filter(direct).order_by().values_list("rule__ruleset_id", flat=True).distinct())
+    found = set(
+        link_model.objects.filter(direct)
+        .order_by()
+        .values_list("rule__ruleset_id", flat=True)
+        .distinct()
+    )
     if isinstance(obj, (AddressObject, AddressGroup)):
-        names = {obj.name} | set(AddressGroup.objects.filter(pk__in=groups).values_list("name", flat=True))
+        names = {obj.name} | set(
+            AddressGroup.objects.filter(pk__in=groups).values_list("name", flat=True)
+        )
         for nat in NatRule.objects.values("ruleset_id", "sources", "destinations"):
             if names & set(nat["sources"] or []) or names & set(nat["destinations"] or []):
                 found.add(nat["ruleset_id"])
     return found
 
 
-_batch: contextvars.ContextVar[dict | None] = contextvars.ContextVar("rampart_revision_batch", default=None)
+_batch: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "rampart_revision_batch", default=None
+)
 
 
 @contextmanager
@@ -236,8 +292,9 @@ def batched(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def revisions_touch(*, rulesets: Iterable[RuleSet | int] = (), objects: Iterable[Model] = (),
-                    message: str = "") -> None:
+def revisions_touch(
+    *, rulesets: Iterable[RuleSet | int] = (), objects: Iterable[Model] = (), message: str = ""
+) -> None:
     """A service changed these rule sets (or objects they use): capture what changed now, or
     at the end of the enclosing `revision_batch`."""
     ids = {getattr(r, "pk", r) for r in rulesets}
@@ -274,20 +331,28 @@ def _list_diff(before: list[dict], after: list[dict]) -> dict:
     a = {item.get("id"): (i, item) for i, item in enumerate(before)}
     b = {item.get("id"): (i, item) for i, item in enumerate(after)}
     added = [{"id": k, "position": i + 1, "rule": item} for k, (i, item) in b.items() if k not in a]
-    removed = [{"id": k, "position": i + 1, "rule": item} for k, (i, item) in a.items() if k not in b]
+    removed = [
+        {"id": k, "position": i + 1, "rule": item} for k, (i, item) in a.items() if k not in b
+    ]
     changed = []
     for k, (_, new) in b.items():
         if k in a:
             old = a[k][1]
             fields = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
             if fields:
-                changed.append({"id": k, "fields": fields, "before": {f: old.get(f) for f in fields},
-                                "after": {f: new.get(f) for f in fields}})
+                changed.append(
+                    {
+                        "id": k,
+                        "fields": fields,
+                        "before": {f: old.get(f) for f in fields},
+                        "after": {f: new.get(f) for f in fields},
+                    }
+                )
     common_a = [item.get("id") for item in before if item.get("id") in b]
     common_b = [item.get("id") for item in after if item.get("id") in a]
     stable: set = set()
     for block in SequenceMatcher(None, common_a, common_b, autojunk=False).get_matching_blocks():
-        stable.update(common_a[block.a:block.a + block.size])
+        stable.update(common_a[block.a : block.a + block.size])
     moved = [{"id": k, "from": a[k][0] + 1, "to": b[k][0] + 1} for k in common_b if k not in stable]
     return {"added": added, "removed": removed, "changed": changed, "moved": moved}
 
@@ -308,13 +373,18 @@ def _objects_diff(a: dict, b: dict) -> dict:
 def revision_diff(a: RuleSetRevision, b: RuleSetRevision) -> dict:
     """What changed from revision `a` to revision `b`, rule by rule (matched by rule id)."""
     ra, rb = a.snapshot["ruleset"], b.snapshot["ruleset"]
-    settings_changed = sorted(k for k in (set(ra) | set(rb)) - {"rules", "nat"} if ra.get(k) != rb.get(k))
+    settings_changed = sorted(
+        k for k in (set(ra) | set(rb)) - {"rules", "nat"} if ra.get(k) != rb.get(k)
+    )
     return {
         "from": {"id": a.pk, "number": a.number, "hash": a.hash},
         "to": {"id": b.pk, "number": b.number, "hash": b.hash},
         "identical": a.hash == b.hash,
-        "ruleset": {"changed": settings_changed, "before": {k: ra.get(k) for k in settings_changed},
-                    "after": {k: rb.get(k) for k in settings_changed}},
+        "ruleset": {
+            "changed": settings_changed,
+            "before": {k: ra.get(k) for k in settings_changed},
+            "after": {k: rb.get(k) for k in settings_changed},
+        },
         "rules": _list_diff(ra.get("rules", []), rb.get("rules", [])),
         "nat": _list_diff(ra.get("nat", []), rb.get("nat", [])),
         "objects": _objects_diff(a.snapshot, b.snapshot),
@@ -336,19 +406,31 @@ def _restore_objects(snapshot: dict) -> list[str]:
     from rules import services
 
     conflicts: list[str] = []
-    current_doc = {kind: {o["name"]: o for o in policy_dict(rulesets=[]).get(kind, [])} for kind in OBJECT_KINDS}
+    current_doc = {
+        kind: {o["name"]: o for o in policy_dict(rulesets=[]).get(kind, [])}
+        for kind in OBJECT_KINDS
+    }
     for o in snapshot.get("addresses", []):
         if o["name"] not in current_doc["addresses"]:
-            services.object_save(AddressObject(name=o["name"], value=o["value"], description=o.get("description", "")))
+            services.object_save(
+                AddressObject(
+                    name=o["name"], value=o["value"], description=o.get("description", "")
+                )
+            )
         elif current_doc["addresses"][o["name"]] != o:
             conflicts.append(f"address {o['name']}")
     for o in snapshot.get("services", []):
         if o["name"] not in current_doc["services"]:
-            services.object_save(Service(
-                name=o["name"], protocol=o["protocol"], ports=o.get("ports", []),
-                source_ports=o.get("source_ports", []), icmp_type=str(o.get("icmp_type", "") or ""),
-                description=o.get("description", ""),
-            ))
+            services.object_save(
+                Service(
+                    name=o["name"],
+                    protocol=o["protocol"],
+                    ports=o.get("ports", []),
+                    source_ports=o.get("source_ports", []),
+                    icmp_type=str(o.get("icmp_type", "") or ""),
+                    description=o.get("description", ""),
+                )
+            )
         elif current_doc["services"][o["name"]] != o:
             conflicts.append(f"service {o['name']}")
     for kind, model, set_members in (
@@ -358,7 +440,14 @@ def _restore_objects(snapshot: dict) -> list[str]:
         created = []
         for o in snapshot.get(kind, []):
             if o["name"] not in current_doc[kind]:
-                created.append((services.object_save(model(name=o["name"], description=o.get("description", ""))), o))
+                created.append(
+                    (
+                        services.object_save(
+                            model(name=o["name"], description=o.get("description", ""))
+                        ),
+                        o,
+                    )
+                )
             elif current_doc[kind][o["name"]] != o:
                 conflicts.append(f"{model._meta.verbose_name} {o['name']}")
         for group, o in created:
@@ -385,17 +474,34 @@ def _restore_ruleset(ruleset: RuleSet, doc: dict) -> None:
         built.append((rule, links))
     services._save_links(built)
     for position, item in enumerate(doc.get("nat", []), start=1):
-        nat = NatRule(ruleset=ruleset, position=position, uuid=item["id"], type=item["type"],
-                      enabled=item.get("enabled", True),
-                      **{k: item.get(k, [] if k in ("dports", "sources", "destinations") else "")
-                         for k in ("in_interface", "out_interface", "protocol", "dports", "sources",
-                                   "destinations", "to", "comment")})
+        nat = NatRule(
+            ruleset=ruleset,
+            position=position,
+            uuid=item["id"],
+            type=item["type"],
+            enabled=item.get("enabled", True),
+            **{
+                k: item.get(k, [] if k in ("dports", "sources", "destinations") else "")
+                for k in (
+                    "in_interface",
+                    "out_interface",
+                    "protocol",
+                    "dports",
+                    "sources",
+                    "destinations",
+                    "to",
+                    "comment",
+                )
+            },
+        )
         nat.full_clean(exclude=["ruleset"])
         nat.save()
 
 
 @transaction.atomic
-def revision_rollback(*, revision: RuleSetRevision, author=None, message: str = "") -> RuleSetRevision:
+def revision_rollback(
+    *, revision: RuleSetRevision, author=None, message: str = ""
+) -> RuleSetRevision:
     """Make `revision`'s content current again: restore the rule set's rows and record a new
     revision carrying exactly the old snapshot (pending again if the set needs approval)."""
     ruleset = RuleSet.objects.select_for_update().get(pk=revision.ruleset_id)
@@ -408,11 +514,22 @@ def revision_rollback(*, revision: RuleSetRevision, author=None, message: str = 
     finally:
         _batch.reset(token)
     message = message or f"roll back to r{revision.number}"
-    new = _new_revision(ruleset=ruleset, snapshot=copy.deepcopy(revision.snapshot), digest=revision.hash,
-                        author=author, message=message, parent=latest)
-    record(AuditAction.REVISION_ROLLBACK, new, before={"revision": latest.number if latest else None},
-           after={"revision": new.number, "content_of": revision.number, "hash": revision.hash},
-           extra={"conflicts": conflicts} if conflicts else None, user=author)
+    new = _new_revision(
+        ruleset=ruleset,
+        snapshot=copy.deepcopy(revision.snapshot),
+        digest=revision.hash,
+        author=author,
+        message=message,
+        parent=latest,
+    )
+    record(
+        AuditAction.REVISION_ROLLBACK,
+        new,
+        before={"revision": latest.number if latest else None},
+        after={"revision": new.number, "content_of": revision.number, "hash": revision.hash},
+        extra={"conflicts": conflicts} if conflicts else None,
+        user=author,
+    )
     new.conflicts = conflicts  # type: ignore[attr-defined]
     return new
 
@@ -428,10 +545,14 @@ def _check_reviewer(revision: RuleSetRevision, reviewer) -> None:
     if not roles.has_any(reviewer, roles.CAN_APPROVE):
         raise PermissionDenied("only approvers can review changes")
     if revision.status != RevisionStatus.PENDING:
-        raise ValidationError({"status": [f"revision r{revision.number} is {revision.status}, not pending"]})
+        raise ValidationError(
+            {"status": [f"revision r{revision.number} is {revision.status}, not pending"]}
+        )
 
 
-def _review(*, revision: RuleSetRevision, reviewer, comment: str, status: str, action: str) -> RuleSetRevision:
+def _review(
+    *, revision: RuleSetRevision, reviewer, comment: str, status: str, action: str
+) -> RuleSetRevision:
     revision = RuleSetRevision.objects.select_for_update().get(pk=revision.pk)
     _check_reviewer(revision, reviewer)
     before = {"status": revision.status}
@@ -440,17 +561,30 @@ def _review(*, revision: RuleSetRevision, reviewer, comment: str, status: str, a
     revision.reviewer_name = reviewer.get_username()
     revision.review_comment = comment
     revision.reviewed_at = timezone.now()
-    revision.save(update_fields=["status", "reviewer", "reviewer_name", "review_comment", "reviewed_at"])
-    record(action, revision, before=before, after={"status": status, "comment": comment},
-           reason=current().reason or comment, user=reviewer)
+    revision.save(
+        update_fields=["status", "reviewer", "reviewer_name", "review_comment", "reviewed_at"]
+    )
+    record(
+        action,
+        revision,
+        before=before,
+        after={"status": status, "comment": comment},
+        reason=current().reason or comment,
+        user=reviewer,
+    )
     return revision
 
 
 @transaction.atomic
 def revision_approve(*, revision: RuleSetRevision, reviewer, comment: str = "") -> RuleSetRevision:
     """Approve a pending change; its author(s) cannot. Only approved revisions deploy."""
-    return _review(revision=revision, reviewer=reviewer, comment=comment, status=RevisionStatus.APPROVED,
-                   action=AuditAction.REVISION_APPROVE)
+    return _review(
+        revision=revision,
+        reviewer=reviewer,
+        comment=comment,
+        status=RevisionStatus.APPROVED,
+        action=AuditAction.REVISION_APPROVE,
+    )
 
 
 @transaction.atomic
@@ -459,8 +593,13 @@ def revision_reject(*, revision: RuleSetRevision, reviewer, comment: str) -> Rul
     edit; deployments keep using the last approved revision."""
     if not (comment or "").strip():
         raise ValidationError({"comment": ["say why the change is rejected"]})
-    return _review(revision=revision, reviewer=reviewer, comment=comment, status=RevisionStatus.REJECTED,
-                   action=AuditAction.REVISION_REJECT)
+    return _review(
+        revision=revision,
+        reviewer=reviewer,
+        comment=comment,
+        status=RevisionStatus.REJECTED,
+        action=AuditAction.REVISION_REJECT,
+    )
 
 
 # --- deployment ------------------------------------------------------------------------------
@@ -482,7 +621,7 @@ def deployable_revision(ruleset: RuleSet) -> RuleSetRevision | None:
 
 
 def _alias(name: str, tag: str) -> str:
-    return f"{name[:62 - len(tag)]}.{tag}"
+    return f"{name[: 62 - len(tag)]}.{tag}"
 
 
 def _strip(obj: dict) -> dict:
@@ -527,7 +666,11 @@ def _merge_snapshot(doc: dict, snapshot: dict, *, name: str, tag: str) -> dict:
     ruleset = copy.deepcopy(snapshot["ruleset"])
     ruleset["name"] = name
     for rule in ruleset.get("rules", []):
-        for key, fam in (("sources", "address"), ("destinations", "address"), ("services", "service")):
+        for key, fam in (
+            ("sources", "address"),
+            ("destinations", "address"),
+            ("services", "service"),
+        ):
             if key in rule:
                 rule[key] = ren(fam, rule[key])
     for nat in ruleset.get("nat", []):
@@ -547,29 +690,39 @@ def deployable_document(devices: Iterable, *, revisions: Iterable[RuleSetRevisio
     live content was changed without one.
     """
     doc = policy_dict(devices=list(devices))
-    by_name = {rs.name: rs for rs in RuleSet.objects.filter(name__in=[r["name"] for r in doc["rulesets"]])}
+    by_name = {
+        rs.name: rs for rs in RuleSet.objects.filter(name__in=[r["name"] for r in doc["rulesets"]])
+    }
     chosen = {r.ruleset_id: r for r in revisions}
     errors: list[str] = []
     used = {rs.pk for rs in by_name.values()}
     for rev in chosen.values():
         if rev.ruleset_id not in used:
-            errors.append(f"revision r{rev.number} of {rev.ruleset}: that rule set is not on these devices")
+            errors.append(
+                f"revision r{rev.number} of {rev.ruleset}: that rule set is not on these devices"
+            )
     out = []
     live_snapshots = _snapshots(doc)  # cut from the one read above, not one read per rule set
     for live in doc["rulesets"]:
         rs = by_name[live["name"]]
         # Writers that bypass the services (bulk imports) leave no revision: capture now, so
         # what deploys is always a recorded revision (a no-op when nothing changed).
-        revision_capture(ruleset=rs, message="captured before deployment", snapshot=live_snapshots[rs.name])
+        revision_capture(
+            ruleset=rs, message="captured before deployment", snapshot=live_snapshots[rs.name]
+        )
         rev = chosen.get(rs.pk)
         if rev is not None and not is_deployable(rev, rs):
-            errors.append(f"{rs.name} r{rev.number} is {rev.status}: only approved revisions deploy")
+            errors.append(
+                f"{rs.name} r{rev.number} is {rev.status}: only approved revisions deploy"
+            )
             continue
         rev = rev or deployable_revision(rs)
         if rev is None:
             errors.append(f"{rs.name} requires approval and has no approved revision")
             continue
-        out.append(_merge_snapshot(doc, rev.snapshot, name=rs.name, tag=f"r{rev.number}-{rev.hash[:8]}"))
+        out.append(
+            _merge_snapshot(doc, rev.snapshot, name=rs.name, tag=f"r{rev.number}-{rev.hash[:8]}")
+        )
     if errors:
         raise ValidationError({"rulesets": errors})
     doc["rulesets"] = out
@@ -592,7 +745,7 @@ def audit_rule_refs(rules_links: Iterable[tuple[Any, tuple[list, list]]]) -> Non
     """One entry per rule whose references were (re)written by raw inserts: its sources,
     destinations and services by name (link rows inserted in bulk have no ids of their own).
     Rules marked by `mark_created` get a full "create" entry instead."""
-    from console.audit.services import record_objects
+    from core.audit.services import record_objects
 
     created, updated, refs = [], [], {}
     for rule, (addr_links, svc_links) in rules_links:
@@ -603,5 +756,10 @@ def audit_rule_refs(rules_links: Iterable[tuple[Any, tuple[list, list]]]) -> Non
         }
         (created if getattr(rule, "_audit_created", False) else updated).append(rule)
     record_objects(AuditAction.CREATE, created, after=refs)
-    record_objects(AuditAction.UPDATE, updated, after=refs, fields=(),
-                   name_of=lambda r: f"{r.ruleset.name} rule {r.uuid}")
+    record_objects(
+        AuditAction.UPDATE,
+        updated,
+        after=refs,
+        fields=(),
+        name_of=lambda r: f"{r.ruleset.name} rule {r.uuid}",
+    )

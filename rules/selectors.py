@@ -29,11 +29,31 @@ def _described(d: dict, obj) -> dict:
     return d
 
 
-_RULE_TEXT_FIELDS = ("protocol", "dports", "sports", "icmp_type", "in_interface", "out_interface",
-                     "states", "log_prefix", "rate_limit", "comment")
+_RULE_TEXT_FIELDS = (
+    "protocol",
+    "dports",
+    "sports",
+    "icmp_type",
+    "in_interface",
+    "out_interface",
+    "states",
+    "log_prefix",
+    "rate_limit",
+    "comment",
+)
 _RULE_FLAGS = ("sources_negate", "destinations_negate", "log")
-_RULE_COLUMNS = ("id", "ruleset_id", "uuid", "chain", "action", "enabled", "burst", "expires_at",
-                 *_RULE_TEXT_FIELDS, *_RULE_FLAGS)
+_RULE_COLUMNS = (
+    "id",
+    "ruleset_id",
+    "uuid",
+    "chain",
+    "action",
+    "enabled",
+    "burst",
+    "expires_at",
+    *_RULE_TEXT_FIELDS,
+    *_RULE_FLAGS,
+)
 
 
 def rule_dict(row: dict, refs: dict[str, list[str]]) -> dict:
@@ -65,14 +85,19 @@ def rule_dict(row: dict, refs: dict[str, list[str]]) -> dict:
 def rules_by_ruleset(ruleset_ids: list[int]) -> dict[int, list[dict]]:
     """Every rule of these rule sets in document form, in order, from three queries."""
     refs: dict[int, dict[str, list[str]]] = {}
-    addresses = (RuleAddress.objects.filter(rule__ruleset_id__in=ruleset_ids)
-                 .order_by("rule_id", "side", "index", "id")
-                 .values_list("rule_id", "side", "address__name", "group__name", "literal"))
+    addresses = (
+        RuleAddress.objects.filter(rule__ruleset_id__in=ruleset_ids)
+        .order_by("rule_id", "side", "index", "id")
+        .values_list("rule_id", "side", "address__name", "group__name", "literal")
+    )
     for rule_id, side, address, group, literal in addresses.iterator(chunk_size=5000):
         key = "sources" if side == Side.SOURCE else "destinations"
         refs.setdefault(rule_id, {}).setdefault(key, []).append(address or group or literal)
-    services = (RuleService.objects.filter(rule__ruleset_id__in=ruleset_ids)
-                .order_by("rule_id", "index", "id").values_list("rule_id", "service__name", "group__name"))
+    services = (
+        RuleService.objects.filter(rule__ruleset_id__in=ruleset_ids)
+        .order_by("rule_id", "index", "id")
+        .values_list("rule_id", "service__name", "group__name")
+    )
     for rule_id, service, group in services.iterator(chunk_size=5000):
         refs.setdefault(rule_id, {}).setdefault("services", []).append(service or group)
     out: dict[int, list[dict]] = {pk: [] for pk in ruleset_ids}
@@ -84,7 +109,17 @@ def rules_by_ruleset(ruleset_ids: list[int]) -> dict[int, list[dict]]:
 
 def nat_dict(nat: NatRule) -> dict:
     d: dict = {"id": str(nat.uuid), "type": nat.type}
-    for key in ("chain", "in_interface", "out_interface", "protocol", "dports", "sources", "destinations", "to", "comment"):
+    for key in (
+        "chain",
+        "in_interface",
+        "out_interface",
+        "protocol",
+        "dports",
+        "sources",
+        "destinations",
+        "to",
+        "comment",
+    ):
         if getattr(nat, key):
             d[key] = getattr(nat, key)
     if not nat.enabled:
@@ -110,7 +145,9 @@ def ruleset_dict(ruleset: RuleSet, rules: list[dict] | None = None) -> dict:
 
 
 def device_dict(device) -> dict:
-    d = _described({"name": device.name, "address": device.address, "agent_port": device.agent_port}, device)
+    d = _described(
+        {"name": device.name, "address": device.address, "agent_port": device.agent_port}, device
+    )
     d["groups"] = [link.group.name for link in device.group_links.all()]
     d["rulesets"] = [link.ruleset.name for link in device.ruleset_links.all()]
     d["default_policy"] = device.default_policy
@@ -126,7 +163,7 @@ def policy_dict(*, devices: Iterable | None = None, rulesets: Iterable | None = 
     Objects are always complete (cheap, and references must resolve); rule sets are those
     named, plus those the chosen devices use; devices and groups are those chosen.
     """
-    from agents.models import Device, DeviceGroup
+    from rules.models import Device, DeviceGroup
 
     device_qs = Device.objects.prefetch_related("group_links__group", "ruleset_links__ruleset")
     group_qs = DeviceGroup.objects.prefetch_related("ruleset_links__ruleset")
@@ -147,19 +184,29 @@ def policy_dict(*, devices: Iterable | None = None, rulesets: Iterable | None = 
     rules = rules_by_ruleset([rs.pk for rs in chosen])
     return {
         "version": 1,
-        "addresses": [_described({"name": o.name, "value": o.value}, o) for o in AddressObject.objects.order_by("name")],
+        "addresses": [
+            _described({"name": o.name, "value": o.value}, o)
+            for o in AddressObject.objects.order_by("name")
+        ],
         "address_groups": [
             _described({"name": g.name, "members": [m.ref for m in g.members.all()]}, g)
-            for g in AddressGroup.objects.order_by("name").prefetch_related("members__address", "members__subgroup")
+            for g in AddressGroup.objects.order_by("name").prefetch_related(
+                "members__address", "members__subgroup"
+            )
         ],
         "services": [_service_dict(s) for s in Service.objects.order_by("name")],
         "service_groups": [
             _described({"name": g.name, "members": [m.ref for m in g.members.all()]}, g)
-            for g in ServiceGroup.objects.order_by("name").prefetch_related("members__service", "members__subgroup")
+            for g in ServiceGroup.objects.order_by("name").prefetch_related(
+                "members__service", "members__subgroup"
+            )
         ],
         "rulesets": [ruleset_dict(rs, rules[rs.pk]) for rs in chosen],
         "device_groups": [
-            _described({"name": g.name, "rulesets": [link.ruleset.name for link in g.ruleset_links.all()]}, g)
+            _described(
+                {"name": g.name, "rulesets": [link.ruleset.name for link in g.ruleset_links.all()]},
+                g,
+            )
             for g in group_qs.order_by("name")
         ],
         "devices": [device_dict(d) for d in device_qs.order_by("name")],

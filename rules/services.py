@@ -16,11 +16,11 @@ from django.db import connection, connections, models, router, transaction
 from django.db.models import CASCADE, Max, Model
 from django.utils import timezone
 
-from console.audit.services import raw_state, record_objects
-from console.bulk_rows import insert_rows
+from compiler import values
+from core.audit.services import raw_state, record_objects
+from core.bulk_rows import insert_rows
 from rules import revisions
 from rules.choices import Side
-from rules.compiler import values
 from rules.models import (
     AddressGroup,
     AddressGroupMember,
@@ -36,9 +36,24 @@ from rules.models import (
 )
 
 RULE_SCALAR_FIELDS = (
-    "enabled", "chain", "action", "sources_negate", "destinations_negate", "protocol", "dports",
-    "sports", "icmp_type", "in_interface", "out_interface", "states", "log", "log_prefix",
-    "rate_limit", "burst", "comment", "expires_at",
+    "enabled",
+    "chain",
+    "action",
+    "sources_negate",
+    "destinations_negate",
+    "protocol",
+    "dports",
+    "sports",
+    "icmp_type",
+    "in_interface",
+    "out_interface",
+    "states",
+    "log",
+    "log_prefix",
+    "rate_limit",
+    "burst",
+    "comment",
+    "expires_at",
 )
 
 
@@ -119,7 +134,9 @@ def _group_reaches(member_model: type[Model], start_pk: int, target_pk: int) -> 
             continue
         seen.add(pk)
         stack.extend(
-            member_model.objects.filter(group_id=pk, subgroup__isnull=False).values_list("subgroup_id", flat=True)
+            member_model.objects.filter(group_id=pk, subgroup__isnull=False).values_list(
+                "subgroup_id", flat=True
+            )
         )
     return False
 
@@ -130,12 +147,16 @@ def _group_reaches(member_model: type[Model], start_pk: int, target_pk: int) -> 
 def _check_cross_kind_name(obj: Model) -> None:
     """An address and an address group (or a service and a service group) may not share a name."""
     twins = {
-        AddressObject: AddressGroup, AddressGroup: AddressObject,
-        Service: ServiceGroup, ServiceGroup: Service,
+        AddressObject: AddressGroup,
+        AddressGroup: AddressObject,
+        Service: ServiceGroup,
+        ServiceGroup: Service,
     }
     other = twins.get(type(obj))
     if other and other.objects.filter(name=obj.name).exists():
-        raise ValidationError({"name": [f"a {other._meta.verbose_name} is already named {obj.name!r}"]})
+        raise ValidationError(
+            {"name": [f"a {other._meta.verbose_name} is already named {obj.name!r}"]}
+        )
 
 
 @transaction.atomic
@@ -150,7 +171,9 @@ def object_save(obj: Model) -> Model:
     return obj
 
 
-def _set_members(group: Model, members: Sequence[str], resolve, member_model: type[Model], link) -> None:
+def _set_members(
+    group: Model, members: Sequence[str], resolve, member_model: type[Model], link
+) -> None:
     """Replace a group's member rows; `resolve` turns a name into an object, a subgroup or a
     literal, `link` gives the member row's fields for a non-group target. Refuses cycles."""
     rows, errors = [], []
@@ -162,7 +185,9 @@ def _set_members(group: Model, members: Sequence[str], resolve, member_model: ty
             continue
         if isinstance(target, type(group)):
             if target.pk == group.pk or _group_reaches(member_model, target.pk, group.pk):
-                errors.append(f"members[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself")
+                errors.append(
+                    f"members[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself"
+                )
                 continue
             rows.append(member_model(group=group, index=i, subgroup=target))
         else:
@@ -176,15 +201,24 @@ def _set_members(group: Model, members: Sequence[str], resolve, member_model: ty
 
 
 @transaction.atomic
-def address_group_set_members(*, group: AddressGroup, members: Sequence[str], index: NameIndex | None = None) -> None:
+def address_group_set_members(
+    *, group: AddressGroup, members: Sequence[str], index: NameIndex | None = None
+) -> None:
     """Replace a group's members (address names, group names, literals); refuses cycles."""
     index = index or NameIndex.load()
-    _set_members(group, members, index.address_ref, AddressGroupMember,
-                 lambda t: {"address": t} if isinstance(t, AddressObject) else {"literal": t})
+    _set_members(
+        group,
+        members,
+        index.address_ref,
+        AddressGroupMember,
+        lambda t: {"address": t} if isinstance(t, AddressObject) else {"literal": t},
+    )
 
 
 @transaction.atomic
-def service_group_set_members(*, group: ServiceGroup, members: Sequence[str], index: NameIndex | None = None) -> None:
+def service_group_set_members(
+    *, group: ServiceGroup, members: Sequence[str], index: NameIndex | None = None
+) -> None:
     """Replace a group's members (service names, service group names); refuses cycles."""
     index = index or NameIndex.load()
     _set_members(group, members, index.service_ref, ServiceGroupMember, lambda t: {"service": t})
@@ -194,27 +228,49 @@ def object_users(obj: Model) -> list[str]:
     """Everything that refers to an object, as readable strings (empty: safe to delete)."""
     users: list[str] = []
     if isinstance(obj, (AddressObject, AddressGroup)):
-        users += [f"address group {m.group.name}" for m in
-                  (obj.group_memberships if isinstance(obj, AddressObject) else obj.parent_memberships).select_related("group")]
-        users += [f"rule {ra.rule.ruleset.name}#{ra.rule.position} ({ra.rule.uuid})"
-                  for ra in obj.rule_uses.select_related("rule__ruleset")]
+        users += [
+            f"address group {m.group.name}"
+            for m in (
+                obj.group_memberships if isinstance(obj, AddressObject) else obj.parent_memberships
+            ).select_related("group")
+        ]
+        users += [
+            f"rule {ra.rule.ruleset.name}#{ra.rule.position} ({ra.rule.uuid})"
+            for ra in obj.rule_uses.select_related("rule__ruleset")
+        ]
         for nat in NatRule.objects.select_related("ruleset"):
             if obj.name in (nat.sources or []) or obj.name in (nat.destinations or []):
                 users.append(f"NAT rule {nat.ruleset.name}#{nat.position}")
-        from agents.models import Device
+        from rules.models import Device
 
-        users += [f"device {d.name} (management sources)" for d in Device.objects.all()
-                  if obj.name in (d.management_sources or [])]
+        users += [
+            f"device {d.name} (management sources)"
+            for d in Device.objects.all()
+            if obj.name in (d.management_sources or [])
+        ]
     elif isinstance(obj, (Service, ServiceGroup)):
-        users += [f"service group {m.group.name}" for m in
-                  (obj.group_memberships if isinstance(obj, Service) else obj.parent_memberships).select_related("group")]
-        users += [f"rule {rs.rule.ruleset.name}#{rs.rule.position} ({rs.rule.uuid})"
-                  for rs in obj.rule_uses.select_related("rule__ruleset")]
+        users += [
+            f"service group {m.group.name}"
+            for m in (
+                obj.group_memberships if isinstance(obj, Service) else obj.parent_memberships
+            ).select_related("group")
+        ]
+        users += [
+            f"rule {rs.rule.ruleset.name}#{rs.rule.position} ({rs.rule.uuid})"
+            for rs in obj.rule_uses.select_related("rule__ruleset")
+        ]
     elif isinstance(obj, RuleSet):
-        users += [f"device {link.device.name}" for link in obj.device_links.select_related("device")]
-        users += [f"device group {link.group.name}" for link in obj.device_group_links.select_related("group")]
-    elif obj._meta.label == "agents.DeviceGroup":
-        users += [f"device {link.device.name}" for link in obj.device_links.select_related("device")]
+        users += [
+            f"device {link.device.name}" for link in obj.device_links.select_related("device")
+        ]
+        users += [
+            f"device group {link.group.name}"
+            for link in obj.device_group_links.select_related("group")
+        ]
+    elif obj._meta.label == "rules.DeviceGroup":
+        users += [
+            f"device {link.device.name}" for link in obj.device_links.select_related("device")
+        ]
     return sorted(set(users))
 
 
@@ -245,7 +301,9 @@ class RuleRefs:
     services: list[str] = field(default_factory=list)
 
 
-def resolve_rule_refs(rule: Rule, refs: RuleRefs, index: NameIndex) -> tuple[list[RuleAddress], list[RuleService]]:
+def resolve_rule_refs(
+    rule: Rule, refs: RuleRefs, index: NameIndex
+) -> tuple[list[RuleAddress], list[RuleService]]:
     """Resolve a rule's names into link rows (unsaved); field-keyed ValidationError on problems."""
     errors: dict[str, list[str]] = {}
     addresses: list[RuleAddress] = []
@@ -293,7 +351,9 @@ def resolve_rule_refs(rule: Rule, refs: RuleRefs, index: NameIndex) -> tuple[lis
             else:
                 services.append(RuleService(rule=rule, index=i, group=target))
     if refs.services and (rule.protocol or rule.dports or rule.sports):
-        errors.setdefault("services", []).append("give either services or a literal protocol/ports, not both")
+        errors.setdefault("services", []).append(
+            "give either services or a literal protocol/ports, not both"
+        )
     if errors:
         raise ValidationError(errors)
     return addresses, services
@@ -302,8 +362,16 @@ def resolve_rule_refs(rule: Rule, refs: RuleRefs, index: NameIndex) -> tuple[lis
 def rule_current_refs(rule: Rule) -> RuleRefs:
     """A saved rule's references as names (uses prefetched links when present)."""
     cache = getattr(rule, "_prefetched_objects_cache", {})
-    addresses = rule.addresses.all() if "addresses" in cache else rule.addresses.select_related("address", "group")
-    services = rule.service_refs.all() if "service_refs" in cache else rule.service_refs.select_related("service", "group")
+    addresses = (
+        rule.addresses.all()
+        if "addresses" in cache
+        else rule.addresses.select_related("address", "group")
+    )
+    services = (
+        rule.service_refs.all()
+        if "service_refs" in cache
+        else rule.service_refs.select_related("service", "group")
+    )
     current = RuleRefs()
     for link in addresses:
         (current.sources if link.side == Side.SOURCE else current.destinations).append(link.ref)
@@ -311,15 +379,25 @@ def rule_current_refs(rule: Rule) -> RuleRefs:
     return current
 
 
-def rule_build(*, ruleset: RuleSet, data: dict, index: NameIndex, rule: Rule | None = None,
-               current: RuleRefs | None = None):
+def rule_build(
+    *,
+    ruleset: RuleSet,
+    data: dict,
+    index: NameIndex,
+    rule: Rule | None = None,
+    current: RuleRefs | None = None,
+):
     """Validate one rule's data (scalars + references) without saving; returns (rule, links).
 
     `current` (the saved rule's references) spares a query per rule in bulk updates; it is
     loaded only when `data` leaves some reference list out.
     """
     rule = rule or Rule(ruleset=ruleset)
-    unknown = set(data) - set(RULE_SCALAR_FIELDS) - {"sources", "destinations", "services", "position", "uuid", "id"}
+    unknown = (
+        set(data)
+        - set(RULE_SCALAR_FIELDS)
+        - {"sources", "destinations", "services", "position", "uuid", "id"}
+    )
     if unknown:
         raise ValidationError({k: ["unknown field"] for k in sorted(unknown)})
     for name in RULE_SCALAR_FIELDS:
@@ -355,7 +433,9 @@ def rule_build(*, ruleset: RuleSet, data: dict, index: NameIndex, rule: Rule | N
     return rule, links
 
 
-def _save_links(rules_links: Iterable[tuple[Rule, tuple[list[RuleAddress], list[RuleService]]]]) -> None:
+def _save_links(
+    rules_links: Iterable[tuple[Rule, tuple[list[RuleAddress], list[RuleService]]]],
+) -> None:
     addresses, services = [], []
     for rule, (addr_links, svc_links) in rules_links:
         for link in addr_links:
@@ -370,7 +450,7 @@ def _save_links(rules_links: Iterable[tuple[Rule, tuple[list[RuleAddress], list[
 
 
 def _insert_rows(model: type[Model], objs: Sequence[Model]) -> None:
-    """INSERT new rows in one go (console.bulk_rows); their pks are NOT set.
+    """INSERT new rows in one go (core.bulk_rows); their pks are NOT set.
 
     Fields get the same pre_save/prep as in bulk_create (auto_now, defaults, JSON
     adaptation), so rows are identical.
@@ -380,13 +460,27 @@ def _insert_rows(model: type[Model], objs: Sequence[Model]) -> None:
     conn = connections[router.db_for_write(model)]
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     plain = [_is_plain(f) for f in fields]
-    insert_rows(model, fields, (
-        [getattr(obj, f.attname) if p else f.get_db_prep_save(f.pre_save(obj, True), conn)
-         for f, p in zip(fields, plain, strict=True)] for obj in objs))
+    insert_rows(
+        model,
+        fields,
+        (
+            [
+                getattr(obj, f.attname) if p else f.get_db_prep_save(f.pre_save(obj, True), conn)
+                for f, p in zip(fields, plain, strict=True)
+            ]
+            for obj in objs
+        ),
+    )
 
 
-_PLAIN_TYPES = (models.CharField, models.TextField, models.BooleanField, models.IntegerField,
-                models.PositiveIntegerField, models.BigIntegerField)
+_PLAIN_TYPES = (
+    models.CharField,
+    models.TextField,
+    models.BooleanField,
+    models.IntegerField,
+    models.PositiveIntegerField,
+    models.BigIntegerField,
+)
 
 
 def _is_plain(model_field: models.Field) -> bool:
@@ -409,9 +503,14 @@ def _update_rows(model: type[Model], objs: Sequence[Model], fields: Sequence[str
     qn = conn.ops.quote_name
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
-    sql = (f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{qn(c.column)} = %s' for c in columns)} "
-           f"WHERE {qn(meta.pk.column)} = %s")
-    params = [[c.get_db_prep_save(getattr(obj, c.attname), conn) for c in columns] + [obj.pk] for obj in objs]
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{qn(c.column)} = %s' for c in columns)} "
+        f"WHERE {qn(meta.pk.column)} = %s"
+    )
+    params = [
+        [c.get_db_prep_save(getattr(obj, c.attname), conn) for c in columns] + [obj.pk]
+        for obj in objs
+    ]
     with conn.cursor() as cursor:
         cursor.executemany(sql, params)
 
@@ -425,7 +524,10 @@ def _delete_rows(model: type[Model], ids: Sequence[int], field: str = "pk") -> N
     """
     meta = model._meta
     dependents = [rel for rel in meta.related_objects if not rel.many_to_many]
-    plain = all(rel.on_delete is CASCADE and not rel.related_model._meta.related_objects for rel in dependents)
+    plain = all(
+        rel.on_delete is CASCADE and not rel.related_model._meta.related_objects
+        for rel in dependents
+    )
     if not plain or (dependents and field != "pk"):
         for chunk in _chunks(ids):
             model.objects.filter(**{f"{field}__in": chunk}).delete()
@@ -436,9 +538,14 @@ def _delete_rows(model: type[Model], ids: Sequence[int], field: str = "pk") -> N
         for chunk in _chunks(ids):
             marks = ", ".join(["%s"] * len(chunk))
             for rel in dependents:
-                cursor.execute(f"DELETE FROM {qn(rel.related_model._meta.db_table)} "
-                               f"WHERE {qn(rel.field.column)} IN ({marks})", list(chunk))
-            cursor.execute(f"DELETE FROM {qn(meta.db_table)} WHERE {qn(column)} IN ({marks})", list(chunk))
+                cursor.execute(
+                    f"DELETE FROM {qn(rel.related_model._meta.db_table)} "
+                    f"WHERE {qn(rel.field.column)} IN ({marks})",
+                    list(chunk),
+                )
+            cursor.execute(
+                f"DELETE FROM {qn(meta.db_table)} WHERE {qn(column)} IN ({marks})", list(chunk)
+            )
 
 
 def _next_position(ruleset: RuleSet) -> int:
@@ -490,7 +597,11 @@ def rule_delete(*, rule: Rule) -> None:
 
 def renumber(*, ruleset: RuleSet, order: Sequence[int] | None = None) -> None:
     """Give the rule set's rules positions 1..n (in `order` of rule ids when given)."""
-    ids = list(order) if order is not None else list(ruleset.rules.order_by("position", "id").values_list("id", flat=True))
+    ids = (
+        list(order)
+        if order is not None
+        else list(ruleset.rules.order_by("position", "id").values_list("id", flat=True))
+    )
     rules = {r.pk: r for r in Rule.objects.filter(pk__in=ids).only("id", "position")}
     changed, before = [], {}
     for pos, pk in enumerate(ids, start=1):
@@ -499,15 +610,24 @@ def renumber(*, ruleset: RuleSet, order: Sequence[int] | None = None) -> None:
             rules[pk].position = pos
             changed.append(rules[pk])
     _update_rows(Rule, changed, ["position"])
-    record_objects("update", changed, before=before, fields=["position"],
-                   name_of=lambda r: f"{ruleset.name} rule {r.pk}")
+    record_objects(
+        "update",
+        changed,
+        before=before,
+        fields=["position"],
+        name_of=lambda r: f"{ruleset.name} rule {r.pk}",
+    )
 
 
 @transaction.atomic
 def rule_move(*, rule: Rule, position: int) -> None:
     """Move a rule to `position` (1-based, clamped), renumbering the others atomically."""
     RuleSet.objects.select_for_update().filter(pk=rule.ruleset_id).first()
-    ids = list(Rule.objects.filter(ruleset_id=rule.ruleset_id).order_by("position", "id").values_list("id", flat=True))
+    ids = list(
+        Rule.objects.filter(ruleset_id=rule.ruleset_id)
+        .order_by("position", "id")
+        .values_list("id", flat=True)
+    )
     if not isinstance(position, int) or position < 1:
         raise ValidationError({"position": ["position must be a whole number from 1"]})
     ids.remove(rule.pk)
@@ -569,7 +689,7 @@ BULK_CHUNK = 500  # ids per IN (...) query: far below every backend's parameter 
 
 def _chunks(items: Sequence, size: int = BULK_CHUNK):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _rule_key(ref) -> int | str | None:
@@ -585,8 +705,14 @@ def _rule_key(ref) -> int | str | None:
 
 
 @transaction.atomic
-def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequence[dict] = (),
-               delete: Sequence[int | str] = (), order: Sequence[int | str] | None = None) -> BulkResult:
+def rules_bulk(
+    *,
+    ruleset: RuleSet,
+    create: Sequence[dict] = (),
+    update: Sequence[dict] = (),
+    delete: Sequence[int | str] = (),
+    order: Sequence[int | str] | None = None,
+) -> BulkResult:
     """Create, update, delete and reorder many rules of one rule set in one transaction.
 
     All or nothing: every item is validated first (one NameIndex for all) and any problem
@@ -649,8 +775,13 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
             i, data = pending[rule.pk]
             before_state[rule.pk] = raw_state(rule)
             try:
-                rule, links = rule_build(ruleset=ruleset, data=data, index=index, rule=rule,
-                                         current=rule_current_refs(rule))
+                rule, links = rule_build(
+                    ruleset=ruleset,
+                    data=data,
+                    index=index,
+                    rule=rule,
+                    current=rule_current_refs(rule),
+                )
             except ValidationError as exc:
                 fail("update", i, exc.message_dict)
                 continue
@@ -662,7 +793,11 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
     sequence: list[int | Rule] = list(remaining)
     if order is not None:
         resolved = [lookup.get(_rule_key(ref)) for ref in order]
-        bad = [f"[{i}] {ref!r} {not_ours}" for i, (ref, pk) in enumerate(zip(order, resolved, strict=True)) if pk is None]
+        bad = [
+            f"[{i}] {ref!r} {not_ours}"
+            for i, (ref, pk) in enumerate(zip(order, resolved, strict=True))
+            if pk is None
+        ]
         if not bad:
             listed = set(resolved)
             missing = [pk for pk in remaining if pk not in listed]
@@ -670,11 +805,19 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
             if len(resolved) != len(listed):
                 bad.append("lists a rule more than once")
             if missing:
-                bad.append(f"leaves out rules {', '.join(map(str, missing[:10]))}" + (" …" if len(missing) > 10 else ""))
+                bad.append(
+                    f"leaves out rules {', '.join(map(str, missing[:10]))}"
+                    + (" …" if len(missing) > 10 else "")
+                )
             if gone:
-                bad.append(f"lists deleted rules {', '.join(map(str, gone[:10]))}" + (" …" if len(gone) > 10 else ""))
+                bad.append(
+                    f"lists deleted rules {', '.join(map(str, gone[:10]))}"
+                    + (" …" if len(gone) > 10 else "")
+                )
         if bad:
-            errors["order"] = [f"must list every remaining rule exactly once: {'; '.join(bad[:20])}"]
+            errors["order"] = [
+                f"must list every remaining rule exactly once: {'; '.join(bad[:20])}"
+            ]
         else:
             sequence = list(resolved)
 
@@ -687,7 +830,9 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
         data = dict(item)
         position = data.pop("position", None)
         item_errors: dict[str, list[str]] = {}
-        if position is not None and (not isinstance(position, int) or isinstance(position, bool) or position < 1):
+        if position is not None and (
+            not isinstance(position, int) or isinstance(position, bool) or position < 1
+        ):
             item_errors["position"] = ["position must be a whole number from 1"]
         try:
             rule, links = rule_build(ruleset=ruleset, data=data, index=index)
@@ -695,7 +840,9 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
             item_errors.update(exc.message_dict)
         if not item_errors and (data.get("uuid") or data.get("id")):
             if str(rule.uuid) in given_uuids:
-                item_errors["uuid"] = [f"id {rule.uuid} is also given to create[{given_uuids[str(rule.uuid)]}]"]
+                item_errors["uuid"] = [
+                    f"id {rule.uuid} is also given to create[{given_uuids[str(rule.uuid)]}]"
+                ]
             given_uuids[str(rule.uuid)] = i
         if item_errors:
             fail("create", i, item_errors)
@@ -708,15 +855,23 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
     for chunk in _chunks(list(given_uuids)):
         for pk, taken in Rule.objects.filter(uuid__in=chunk).values_list("id", "uuid"):
             if pk not in deleted_set:
-                fail("create", given_uuids[str(taken)], {"uuid": [f"a rule with id {taken} already exists"]})
+                fail(
+                    "create",
+                    given_uuids[str(taken)],
+                    {"uuid": [f"a rule with id {taken} already exists"]},
+                )
 
     if errors:
         raise BulkError(errors)
 
     if deleted:  # raw deletes send no signals: record each rule as it was
         gone = [r for chunk in _chunks(list(deleted)) for r in Rule.objects.filter(pk__in=chunk)]
-        record_objects("delete", gone, before={r.pk: raw_state(r) for r in gone},
-                       name_of=lambda r: f"{ruleset.name} rule {r.uuid}")
+        record_objects(
+            "delete",
+            gone,
+            before={r.pk: raw_state(r) for r in gone},
+            name_of=lambda r: f"{ruleset.name} rule {r.uuid}",
+        )
     _delete_rows(Rule, deleted)
     if updated:
         now = timezone.now()
@@ -735,8 +890,13 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
         elif positions[item] != position:
             moved.append(Rule(pk=item, position=position))
     _update_rows(Rule, moved, ["position"])
-    record_objects("update", moved, before={r.pk: {"position": positions[r.pk]} for r in moved},
-                   fields=["position"], name_of=lambda r: f"{ruleset.name} rule {r.pk}")
+    record_objects(
+        "update",
+        moved,
+        before={r.pk: {"position": positions[r.pk]} for r in moved},
+        fields=["position"],
+        name_of=lambda r: f"{ruleset.name} rule {r.pk}",
+    )
     new_rules = [rule for rule, _ in created]
     _insert_rows(Rule, new_rules)
     if new_rules:
@@ -747,4 +907,6 @@ def rules_bulk(*, ruleset: RuleSet, create: Sequence[dict] = (), update: Sequenc
         revisions.mark_created(new_rules)  # audited with their references by _save_links
     _save_links(created)
     revisions.revisions_touch(rulesets=[ruleset])
-    return BulkResult(created=[rule for rule, _ in created], updated=updated, deleted=deleted, count=len(sequence))
+    return BulkResult(
+        created=[rule for rule, _ in created], updated=updated, deleted=deleted, count=len(sequence)
+    )

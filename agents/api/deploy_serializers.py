@@ -19,8 +19,12 @@ class RolloutSerializer(serializers.Serializer):
 class DeploymentCreateSerializer(serializers.Serializer):
     """Exactly one target: a list of device ids, a device group, or a rule set."""
 
-    devices = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
-                                    allow_empty=False, max_length=100_000)
+    devices = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        allow_empty=False,
+        max_length=100_000,
+    )
     device_group = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     ruleset = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     revision = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
@@ -40,9 +44,27 @@ class DeviceDeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DeviceDeployment
-        fields = ["id", "device", "device_name", "wave", "state", "version", "bundle_hash", "attempts",
-                  "created_at", "started_at", "pushed_at", "applied_at", "confirmed_at", "finished_at",
-                  "updated_at", "transitions", "agent_response", "error", "superseded_by"]
+        fields = [
+            "id",
+            "device",
+            "device_name",
+            "wave",
+            "state",
+            "version",
+            "bundle_hash",
+            "attempts",
+            "created_at",
+            "started_at",
+            "pushed_at",
+            "applied_at",
+            "confirmed_at",
+            "finished_at",
+            "updated_at",
+            "transitions",
+            "agent_response",
+            "error",
+            "superseded_by",
+        ]
         read_only_fields = fields
 
 
@@ -52,8 +74,22 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "created_at", "created_by", "trigger", "target", "revision", "confirm_timeout",
-                  "rollout", "status", "current_wave", "waves", "reason", "finished_at", "counts"]
+        fields = [
+            "id",
+            "created_at",
+            "created_by",
+            "trigger",
+            "target",
+            "revision",
+            "confirm_timeout",
+            "rollout",
+            "status",
+            "current_wave",
+            "waves",
+            "reason",
+            "finished_at",
+            "counts",
+        ]
         read_only_fields = fields
 
     def get_counts(self, obj: Deployment) -> dict[str, int]:
@@ -79,8 +115,12 @@ class DeploymentDetailSerializer(DeploymentSerializer):
 
 
 class EnrollmentTokenCreateSerializer(serializers.Serializer):
-    ttl = serializers.IntegerField(min_value=60, max_value=30 * 86400, required=False,
-                                   help_text="seconds until the token expires")
+    ttl = serializers.IntegerField(
+        min_value=60,
+        max_value=30 * 86400,
+        required=False,
+        help_text="seconds until the token expires",
+    )
 
 
 class EnrollmentTokenSerializer(serializers.Serializer):
@@ -109,7 +149,15 @@ class RuleCounterSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RuleCounter
-        fields = ["device", "device_name", "rule_uuid", "packets", "bytes", "last_hit_at", "first_seen_at"]
+        fields = [
+            "device",
+            "device_name",
+            "rule_uuid",
+            "packets",
+            "bytes",
+            "last_hit_at",
+            "first_seen_at",
+        ]
         read_only_fields = fields
 
 
@@ -119,7 +167,9 @@ class UnusedRuleSerializer(serializers.Serializer):
     position = serializers.IntegerField()
     comment = serializers.CharField()
     last_hit_at = serializers.DateTimeField(allow_null=True)
-    counted_since = serializers.DateTimeField(allow_null=True, help_text="null: no agent ever reported this rule")
+    counted_since = serializers.DateTimeField(
+        allow_null=True, help_text="null: no agent ever reported this rule"
+    )
     packets_total = serializers.IntegerField()
 
 

@@ -17,8 +17,9 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from agents import selectors, services
-from agents.models import Deployment, Device, DeviceDeployment, RuleCounter
-from console.accounts.permissions import CanDeploy, CanEdit, CanView
+from agents.models import Deployment, DeviceDeployment, RuleCounter
+from core.accounts.permissions import CanDeploy, CanEdit, CanView
+from rules.models import Device
 
 from .deploy_serializers import (
     DeploymentCreateSerializer,
@@ -33,12 +34,23 @@ from .deploy_serializers import (
 )
 
 
-class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                        viewsets.GenericViewSet):
+class DeploymentViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
     """Create a deployment (202, work happens in Celery) and watch every device's state."""
 
-    queryset = Deployment.objects.defer("document").select_related("created_by").prefetch_related(
-        Prefetch("device_deployments", queryset=DeviceDeployment.objects.select_related("device")))
+    queryset = (
+        Deployment.objects.defer("document")
+        .select_related("created_by")
+        .prefetch_related(
+            Prefetch(
+                "device_deployments", queryset=DeviceDeployment.objects.select_related("device")
+            )
+        )
+    )
     filterset_fields = ["status", "trigger"]
     ordering_fields = ["id", "created_at"]
     search_fields = []
@@ -57,7 +69,9 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         serializer.is_valid(raise_exception=True)
         deployment = services.deploy_create(user=request.user, **serializer.validated_data)
         deployment = self.get_queryset().get(pk=deployment.pk)
-        return Response(DeploymentDetailSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            DeploymentDetailSerializer(deployment).data, status=status.HTTP_202_ACCEPTED
+        )
 
 
 class EnrollmentTokenCreateView(APIView):
@@ -65,14 +79,22 @@ class EnrollmentTokenCreateView(APIView):
 
     permission_classes = [CanEdit]
 
-    @extend_schema(request=EnrollmentTokenCreateSerializer, responses={201: EnrollmentTokenSerializer})
+    @extend_schema(
+        request=EnrollmentTokenCreateSerializer, responses={201: EnrollmentTokenSerializer}
+    )
     def post(self, request: Request, pk: int) -> Response:
         device = get_object_or_404(Device, pk=pk)
         params = EnrollmentTokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        issued = services.enrollment_token_create(device=device, user=request.user, ttl=params.validated_data.get("ttl"))
-        body = {"token": issued.token, "device": device.name, "device_id": device.pk,
-                "expires_at": issued.record.expires_at}
+        issued = services.enrollment_token_create(
+            device=device, user=request.user, ttl=params.validated_data.get("ttl")
+        )
+        body = {
+            "token": issued.token,
+            "device": device.name,
+            "device_id": device.pk,
+            "expires_at": issued.record.expires_at,
+        }
         return Response(EnrollmentTokenSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
@@ -135,8 +157,10 @@ class UnusedRulesView(APIView):
 
     permission_classes = [CanView]
 
-    @extend_schema(parameters=[OpenApiParameter("days", int, description="window in days (default 30)")],
-                   responses=UnusedRulesSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("days", int, description="window in days (default 30)")],
+        responses=UnusedRulesSerializer,
+    )
     def get(self, request: Request) -> Response:
         try:
             days = int(request.query_params.get("days", 30))
@@ -146,5 +170,8 @@ class UnusedRulesView(APIView):
             raise ValidationError({"days": ["must be 1..3650"]})
         since = timezone.now() - timedelta(days=days)
         rules = selectors.unused_rules(since=since)
-        return Response(UnusedRulesSerializer(
-            {"window_days": days, "since": since, "count": len(rules), "rules": rules}).data)
+        return Response(
+            UnusedRulesSerializer(
+                {"window_days": days, "since": since, "count": len(rules), "rules": rules}
+            ).data
+        )

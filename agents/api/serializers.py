@@ -5,13 +5,21 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from agents import device_services
-from agents.choices import DefaultAction
-from agents.models import Device, DeviceGroup
-from console.api_base import NameListField, ServiceModelSerializer
+from core.api_base import NameListField, ServiceModelSerializer
+from rules.choices import DefaultAction
+from rules.models import Device, DeviceGroup
 
 AGENT_FIELDS = [
-    "agent_public_key", "agent_cert_fingerprint", "enrolled_at", "status", "last_seen_at", "facts",
-    "applied_hash", "applied_version", "drifted", "drift_diff",
+    "agent_public_key",
+    "agent_cert_fingerprint",
+    "enrolled_at",
+    "status",
+    "last_seen_at",
+    "facts",
+    "applied_hash",
+    "applied_version",
+    "drifted",
+    "drift_diff",
 ]
 
 
@@ -26,9 +34,15 @@ def _ruleset_names(obj: Device | DeviceGroup) -> list[str]:
 class DefaultPolicySerializer(serializers.Serializer):
     """What each chain does with a packet no rule matched."""
 
-    input = serializers.ChoiceField(choices=DefaultAction.choices, source="default_input", required=False)
-    forward = serializers.ChoiceField(choices=DefaultAction.choices, source="default_forward", required=False)
-    output = serializers.ChoiceField(choices=DefaultAction.choices, source="default_output", required=False)
+    input = serializers.ChoiceField(
+        choices=DefaultAction.choices, source="default_input", required=False
+    )
+    forward = serializers.ChoiceField(
+        choices=DefaultAction.choices, source="default_forward", required=False
+    )
+    output = serializers.ChoiceField(
+        choices=DefaultAction.choices, source="default_output", required=False
+    )
 
 
 class DeviceSerializer(ServiceModelSerializer):
@@ -36,11 +50,14 @@ class DeviceSerializer(ServiceModelSerializer):
 
     url = serializers.HyperlinkedIdentityField(view_name="device-detail")
     groups = NameListField(_group_names, help_text="device group names, in order")
-    rulesets = NameListField(_ruleset_names, help_text="the device's own rule sets, applied after its groups'")
+    rulesets = NameListField(
+        _ruleset_names, help_text="the device's own rule sets, applied after its groups'"
+    )
     default_policy = DefaultPolicySerializer(source="*", required=False)
     tags = serializers.ListField(child=serializers.CharField(), required=False)
     management_sources = serializers.ListField(
-        child=serializers.CharField(), required=False,
+        child=serializers.CharField(),
+        required=False,
         help_text="addresses or address names that always reach the agent port and ssh",
     )
     facts = serializers.DictField(read_only=True)
@@ -48,10 +65,26 @@ class DeviceSerializer(ServiceModelSerializer):
 
     class Meta:
         model = Device
-        fields = ["id", "url", "name", "description", "address", "agent_port", "tags", "groups", "rulesets",
-                  "default_policy", "management_sources", "stateful", "allow_loopback", "auto_repair",
-                  "forward_fallthrough",
-                  *AGENT_FIELDS, "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "address",
+            "agent_port",
+            "tags",
+            "groups",
+            "rulesets",
+            "default_policy",
+            "management_sources",
+            "stateful",
+            "allow_loopback",
+            "auto_repair",
+            "forward_fallthrough",
+            *AGENT_FIELDS,
+            "created",
+            "last_updated",
+        ]
         read_only_fields = AGENT_FIELDS
 
     def save_refs(self, obj: Device, refs: dict) -> None:
@@ -69,7 +102,16 @@ class DeviceGroupSerializer(ServiceModelSerializer):
 
     class Meta:
         model = DeviceGroup
-        fields = ["id", "url", "name", "description", "rulesets", "device_count", "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "rulesets",
+            "device_count",
+            "created",
+            "last_updated",
+        ]
 
     def save_refs(self, obj: DeviceGroup, refs: dict) -> None:
         if "rulesets" in refs:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from django.db.models import Count
 
 from agents import filtersets
-from agents.models import Device, DeviceGroup
-from console.accounts.permissions import CanEdit
-from console.api_base import ServiceModelViewSet
+from core.accounts.permissions import CanEdit
+from core.api_base import ServiceModelViewSet
+from rules.models import Device, DeviceGroup
 
 from . import serializers
 
 
 class DeviceViewSet(ServiceModelViewSet):
-    queryset = Device.objects.order_by("name").prefetch_related("group_links__group", "ruleset_links__ruleset")
+    queryset = Device.objects.order_by("name").prefetch_related(
+        "group_links__group", "ruleset_links__ruleset"
+    )
     serializer_class = serializers.DeviceSerializer
     filterset_class = filtersets.DeviceFilterSet
     permission_classes = [CanEdit]
@@ -22,8 +24,11 @@ class DeviceViewSet(ServiceModelViewSet):
 
 
 class DeviceGroupViewSet(ServiceModelViewSet):
-    queryset = (DeviceGroup.objects.order_by("name").prefetch_related("ruleset_links__ruleset")
-                .annotate(device_count=Count("device_links")))
+    queryset = (
+        DeviceGroup.objects.order_by("name")
+        .prefetch_related("ruleset_links__ruleset")
+        .annotate(device_count=Count("device_links"))
+    )
     serializer_class = serializers.DeviceGroupSerializer
     filterset_class = filtersets.DeviceGroupFilterSet
     permission_classes = [CanEdit]

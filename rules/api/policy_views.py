@@ -17,9 +17,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.accounts.permissions import CanEdit, CanView
+from compiler import values
+from core.accounts.permissions import CanEdit, CanView
 from rules import exporter, importer
-from rules.compiler import values
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -69,8 +69,10 @@ def body_format(request) -> str | None:
     description="Body: the document (YAML, or JSON with Content-Type application/json). "
     "`dry_run=1` returns the plan and changes nothing; `prune=1` deletes what the document no "
     "longer names. One transaction: any bad entry changes nothing (400 naming entry and field).",
-    parameters=[OpenApiParameter("dry_run", OpenApiTypes.BOOL),
-                OpenApiParameter("prune", OpenApiTypes.BOOL)],
+    parameters=[
+        OpenApiParameter("dry_run", OpenApiTypes.BOOL),
+        OpenApiParameter("prune", OpenApiTypes.BOOL),
+    ],
     request={"application/yaml": OpenApiTypes.STR, "application/json": OpenApiTypes.OBJECT},
     responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
 )
@@ -82,8 +84,9 @@ class PolicyImportView(APIView):
         prune = flag(request, "prune") if "prune" in request.query_params else None
         try:
             data = importer.load_text(request.data or b"", fmt=body_format(request))
-            plan = importer.import_document(data, prune=prune, dry_run=flag(request, "dry_run"),
-                                            actor=None)
+            plan = importer.import_document(
+                data, prune=prune, dry_run=flag(request, "dry_run"), actor=None
+            )
         except importer.ImportFailed as exc:
             return Response(exc.to_dict(), status=status.HTTP_400_BAD_REQUEST)
         return Response(plan.to_dict())
@@ -93,9 +96,11 @@ class PolicyImportView(APIView):
     summary="Export the policy document",
     description="All of it, or narrowed by `ruleset` and/or `device` names (repeatable); "
     "`format=yaml` (default) or `format=json`. Importing the export changes nothing.",
-    parameters=[OpenApiParameter("ruleset", OpenApiTypes.STR, many=True),
-                OpenApiParameter("device", OpenApiTypes.STR, many=True),
-                OpenApiParameter("format", OpenApiTypes.STR, enum=list(exporter.FORMATS))],
+    parameters=[
+        OpenApiParameter("ruleset", OpenApiTypes.STR, many=True),
+        OpenApiParameter("device", OpenApiTypes.STR, many=True),
+        OpenApiParameter("format", OpenApiTypes.STR, enum=list(exporter.FORMATS)),
+    ],
     responses={200: OpenApiTypes.OBJECT},
 )
 class PolicyExportView(APIView):
@@ -103,20 +108,21 @@ class PolicyExportView(APIView):
     renderer_classes = [YAMLRenderer, DocumentJSONRenderer]
 
     def get(self, request):
-        from agents.models import Device
-        from rules.models import RuleSet
+        from rules.models import Device, RuleSet
 
         rs_names = request.query_params.getlist("ruleset")
         dev_names = request.query_params.getlist("device")
         rulesets = list(RuleSet.objects.filter(name__in=rs_names))
         devices = list(Device.objects.filter(name__in=dev_names))
         unknown = sorted(set(rs_names) - {r.name for r in rulesets}) + sorted(
-            set(dev_names) - {d.name for d in devices})
+            set(dev_names) - {d.name for d in devices}
+        )
         if unknown:
             raise ValidationError({"detail": f"unknown rule set or device: {', '.join(unknown)}"})
         narrowed = bool(rs_names or dev_names)
-        doc = exporter.export_document(devices=devices if narrowed else None,
-                                       rulesets=rulesets if narrowed else None)
+        doc = exporter.export_document(
+            devices=devices if narrowed else None, rulesets=rulesets if narrowed else None
+        )
         response = Response(doc)
         ext = "json" if getattr(request.accepted_renderer, "format", "yaml") == "json" else "yaml"
         response["Content-Disposition"] = f'inline; filename="rampart-policy.{ext}"'
@@ -129,8 +135,10 @@ class PolicyExportView(APIView):
     "as text/plain. Returns the document, every line that was not translated (line, text, "
     "reason), other software's chains (Docker, kube-proxy) and notes. `import=1` also imports "
     "the document (with `dry_run=1`: only its plan).",
-    parameters=[OpenApiParameter("import", OpenApiTypes.BOOL),
-                OpenApiParameter("dry_run", OpenApiTypes.BOOL)],
+    parameters=[
+        OpenApiParameter("import", OpenApiTypes.BOOL),
+        OpenApiParameter("dry_run", OpenApiTypes.BOOL),
+    ],
     request={"application/json": OpenApiTypes.OBJECT, "text/plain": OpenApiTypes.STR},
     responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
 )
@@ -146,13 +154,18 @@ class FromIptablesSaveView(APIView):
             try:
                 body = json.loads(raw or b"{}")
             except json.JSONDecodeError as exc:
-                raise ValidationError({"detail": f"JSON syntax error at line {exc.lineno}: {exc.msg}"}) from None
+                raise ValidationError(
+                    {"detail": f"JSON syntax error at line {exc.lineno}: {exc.msg}"}
+                ) from None
             if not isinstance(body, dict):
                 raise ValidationError({"detail": "the body must be a JSON object"})
         else:
             body = {"iptables_save": raw.decode("utf-8", "replace")}
-        errors = {k: ["must be a string"] for k in ("iptables_save", "ipset_save", "ruleset")
-                  if k in body and not isinstance(body[k], str)}
+        errors = {
+            k: ["must be a string"]
+            for k in ("iptables_save", "ipset_save", "ruleset")
+            if k in body and not isinstance(body[k], str)
+        }
         if not body.get("iptables_save"):
             errors.setdefault("iptables_save", ["is required"])
         family = body.get("family")
@@ -165,13 +178,15 @@ class FromIptablesSaveView(APIView):
             errors["ruleset"] = [str(exc)]
         if errors:
             raise ValidationError(errors)
-        result = translate_iptables_save(body["iptables_save"], body.get("ipset_save") or "",
-                                         ruleset=ruleset, family=family)
+        result = translate_iptables_save(
+            body["iptables_save"], body.get("ipset_save") or "", ruleset=ruleset, family=family
+        )
         data = result.to_dict()
         if flag(request, "import"):
             try:
-                plan = importer.import_document(result.document, prune=False,
-                                                dry_run=flag(request, "dry_run"))
+                plan = importer.import_document(
+                    result.document, prune=False, dry_run=flag(request, "dry_run")
+                )
             except importer.ImportFailed as exc:
                 return Response({**data, **exc.to_dict()}, status=status.HTTP_400_BAD_REQUEST)
             data["plan"] = plan.to_dict()

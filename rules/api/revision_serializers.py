@@ -12,9 +12,24 @@ class RevisionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RuleSetRevision
-        fields = ("id", "ruleset", "ruleset_name", "number", "hash", "author", "author_name", "authors",
-                  "message", "parent", "status", "reviewer", "reviewer_name", "review_comment",
-                  "created", "reviewed_at")
+        fields = (
+            "id",
+            "ruleset",
+            "ruleset_name",
+            "number",
+            "hash",
+            "author",
+            "author_name",
+            "authors",
+            "message",
+            "parent",
+            "status",
+            "reviewer",
+            "reviewer_name",
+            "review_comment",
+            "created",
+            "reviewed_at",
+        )
         read_only_fields = fields
 
 

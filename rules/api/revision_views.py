@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.accounts.permissions import CanApprove, CanEdit, CanView
+from core.accounts.permissions import CanApprove, CanEdit, CanView
 from rules import revisions
 from rules.models import RuleSet, RuleSetRevision
 
@@ -58,13 +58,17 @@ class RevisionDiff(APIView):
 
     permission_classes = [CanView]
 
-    @extend_schema(parameters=[OpenApiParameter("against", OpenApiTypes.INT)], responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[OpenApiParameter("against", OpenApiTypes.INT)], responses=OpenApiTypes.OBJECT
+    )
     def get(self, request: Request, pk: int) -> Response:
         revision = get_object_or_404(RuleSetRevision, pk=pk)
         against = request.query_params.get("against")
         if against is None:
             if revision.parent_id is None:
-                raise ValidationError({"against": ["this is the first revision: name one to compare with"]})
+                raise ValidationError(
+                    {"against": ["this is the first revision: name one to compare with"]}
+                )
             base = revision.parent
         else:
             if not against.isdigit():
@@ -83,7 +87,9 @@ class RevisionRollback(APIView):
         revision = get_object_or_404(RuleSetRevision, pk=pk)
         body = RollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        new = revisions.revision_rollback(revision=revision, author=request.user, message=body.validated_data["message"])
+        new = revisions.revision_rollback(
+            revision=revision, author=request.user, message=body.validated_data["message"]
+        )
         data = RevisionSerializer(new).data
         data["conflicts"] = getattr(new, "conflicts", [])
         return Response(data, status=status.HTTP_201_CREATED)
@@ -99,7 +105,9 @@ class _Review(APIView):
         body = ReviewSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         review = revisions.revision_approve if self.approve else revisions.revision_reject
-        done = review(revision=revision, reviewer=request.user, comment=body.validated_data["comment"])
+        done = review(
+            revision=revision, reviewer=request.user, comment=body.validated_data["comment"]
+        )
         return Response(RevisionSerializer(done).data)
 
 

@@ -9,7 +9,7 @@ from django.db.models import Max
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from console.api_base import NameListField, ServiceModelSerializer
+from core.api_base import NameListField, ServiceModelSerializer
 from rules import services as rule_services
 from rules.choices import Side
 from rules.models import AddressGroup, AddressObject, NatRule, Rule, RuleSet, Service, ServiceGroup
@@ -31,12 +31,24 @@ class AddressObjectSerializer(ServiceModelSerializer):
 
     class Meta:
         model = AddressObject
-        fields = ["id", "url", "name", "value", "description", "kind", "family", "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "value",
+            "description",
+            "kind",
+            "family",
+            "created",
+            "last_updated",
+        ]
 
 
 class AddressGroupSerializer(ServiceModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="addressgroup-detail")
-    members = NameListField(_member_names, help_text="address names, group names or literals, in order")
+    members = NameListField(
+        _member_names, help_text="address names, group names or literals, in order"
+    )
     ref_fields = ("members",)
 
     class Meta:
@@ -55,13 +67,25 @@ class ServiceSerializer(ServiceModelSerializer):
 
     class Meta:
         model = Service
-        fields = ["id", "url", "name", "protocol", "ports", "source_ports", "icmp_type", "description",
-                  "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "protocol",
+            "ports",
+            "source_ports",
+            "icmp_type",
+            "description",
+            "created",
+            "last_updated",
+        ]
 
 
 class ServiceGroupSerializer(ServiceModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="servicegroup-detail")
-    members = NameListField(_member_names, help_text="service names or service group names, in order")
+    members = NameListField(
+        _member_names, help_text="service names or service group names, in order"
+    )
     ref_fields = ("members",)
 
     class Meta:
@@ -103,8 +127,18 @@ class RuleSetSerializer(ServiceModelSerializer):
 
     class Meta:
         model = RuleSet
-        fields = ["id", "url", "name", "description", "requires_approval", "assertions", "rule_count",
-                  "nat_rule_count", "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "requires_approval",
+            "assertions",
+            "rule_count",
+            "nat_rule_count",
+            "created",
+            "last_updated",
+        ]
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -124,9 +158,13 @@ def _services(rule: Rule) -> list[str]:
 class RuleWriteSerializer(serializers.ModelSerializer):
     """The fields a client sets on a rule (the policy document's rule, minus its id)."""
 
-    sources = NameListField(_addresses(Side.SOURCE), help_text="address names, group names or literals; empty = any")
+    sources = NameListField(
+        _addresses(Side.SOURCE), help_text="address names, group names or literals; empty = any"
+    )
     destinations = NameListField(_addresses(Side.DESTINATION), help_text="as sources")
-    services = NameListField(_services, help_text="service or service group names; or protocol + ports")
+    services = NameListField(
+        _services, help_text="service or service group names; or protocol + ports"
+    )
     dports = _strings(help_text='["80", "8000-8100"]; needs protocol tcp or udp')
     sports = _strings()
     states = _strings(help_text='conntrack states, e.g. ["new"]')
@@ -146,8 +184,17 @@ class RuleSerializer(RuleWriteSerializer):
     position = serializers.IntegerField(min_value=1, required=False)
 
     class Meta(RuleWriteSerializer.Meta):
-        fields = ["id", "url", "uuid", "ruleset", "ruleset_name", "position", *RuleWriteSerializer.Meta.fields,
-                  "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "uuid",
+            "ruleset",
+            "ruleset_name",
+            "position",
+            *RuleWriteSerializer.Meta.fields,
+            "created",
+            "last_updated",
+        ]
         read_only_fields = ["uuid", "created", "last_updated"]
 
     def validate_ruleset(self, value: RuleSet) -> RuleSet:
@@ -173,7 +220,9 @@ class RuleBulkCreateItemSerializer(RuleWriteSerializer):
     """A rule to create; without `position` it goes to the end."""
 
     position = serializers.IntegerField(min_value=1, required=False)
-    uuid = serializers.UUIDField(required=False, help_text="stable identity (the policy document's id)")
+    uuid = serializers.UUIDField(
+        required=False, help_text="stable identity (the policy document's id)"
+    )
 
     class Meta(RuleWriteSerializer.Meta):
         fields = ["position", "uuid", *RuleWriteSerializer.Meta.fields]
@@ -218,15 +267,21 @@ class RuleBulkSerializer(serializers.Serializer):
 
     create = serializers.ListField(child=RuleCreateItemField(), required=False)
     update = serializers.ListField(child=RuleUpdateItemField(), required=False)
-    delete = serializers.ListField(child=serializers.IntegerField(), required=False, help_text="rule ids")
+    delete = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="rule ids"
+    )
     order = serializers.ListField(
-        child=serializers.IntegerField(), required=False, allow_null=True,
+        child=serializers.IntegerField(),
+        required=False,
+        allow_null=True,
         help_text="every remaining rule id of the set, in the new order (before creating)",
     )
 
 
 class RuleBulkResultSerializer(serializers.Serializer):
-    created = serializers.ListField(child=serializers.IntegerField(), help_text="ids, in request order")
+    created = serializers.ListField(
+        child=serializers.IntegerField(), help_text="ids, in request order"
+    )
     updated = serializers.ListField(child=serializers.IntegerField())
     deleted = serializers.ListField(child=serializers.IntegerField())
     count = serializers.IntegerField(help_text="rules in the rule set afterwards")
@@ -235,15 +290,32 @@ class RuleBulkResultSerializer(serializers.Serializer):
 class NatRuleSerializer(ServiceModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="natrule-detail")
     ruleset = serializers.PrimaryKeyRelatedField(queryset=RuleSet.objects.all())
-    position = serializers.IntegerField(min_value=0, required=False, help_text="default: after the last")
+    position = serializers.IntegerField(
+        min_value=0, required=False, help_text="default: after the last"
+    )
     dports = _strings()
     sources = _strings(help_text="address names or literals")
     destinations = _strings(help_text="address names or literals")
 
     class Meta:
         model = NatRule
-        fields = ["id", "url", "uuid", "ruleset", "position", "enabled", "type", "in_interface", "out_interface",
-                  "protocol", "dports", "sources", "destinations", "to", "comment"]
+        fields = [
+            "id",
+            "url",
+            "uuid",
+            "ruleset",
+            "position",
+            "enabled",
+            "type",
+            "in_interface",
+            "out_interface",
+            "protocol",
+            "dports",
+            "sources",
+            "destinations",
+            "to",
+            "comment",
+        ]
         read_only_fields = ["uuid"]
 
     def validate_ruleset(self, value: RuleSet) -> RuleSet:

@@ -1,5 +1,5 @@
 """Policy API viewsets: each sets its queryset, serializer, filters and permission; the shared
-behaviour (transactions, service-backed writes, error shapes) is in console.api_base."""
+behaviour (transactions, service-backed writes, error shapes) is in core.api_base."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console.accounts.permissions import CanEdit
-from console.api_base import ServiceModelViewSet
+from core.accounts.permissions import CanEdit
+from core.api_base import ServiceModelViewSet
 from rules import filtersets, services
 from rules.models import (
     AddressGroup,
@@ -33,9 +33,15 @@ from . import serializers
 def rules_queryset():
     """Rules with their references: a page of rules costs three queries whatever its size
     (links joined to their targets, rather than one prefetch per target kind)."""
-    return Rule.objects.select_related("ruleset").order_by("position", "id").prefetch_related(
-        Prefetch("addresses", queryset=RuleAddress.objects.select_related("address", "group")),
-        Prefetch("service_refs", queryset=RuleService.objects.select_related("service", "group")),
+    return (
+        Rule.objects.select_related("ruleset")
+        .order_by("position", "id")
+        .prefetch_related(
+            Prefetch("addresses", queryset=RuleAddress.objects.select_related("address", "group")),
+            Prefetch(
+                "service_refs", queryset=RuleService.objects.select_related("service", "group")
+            ),
+        )
     )
 
 
@@ -49,7 +55,9 @@ class AddressObjectViewSet(ServiceModelViewSet):
 
 
 class AddressGroupViewSet(ServiceModelViewSet):
-    queryset = AddressGroup.objects.order_by("name").prefetch_related("members__address", "members__subgroup")
+    queryset = AddressGroup.objects.order_by("name").prefetch_related(
+        "members__address", "members__subgroup"
+    )
     serializer_class = serializers.AddressGroupSerializer
     filterset_class = filtersets.AddressGroupFilterSet
     permission_classes = [CanEdit]
@@ -67,7 +75,9 @@ class ServiceViewSet(ServiceModelViewSet):
 
 
 class ServiceGroupViewSet(ServiceModelViewSet):
-    queryset = ServiceGroup.objects.order_by("name").prefetch_related("members__service", "members__subgroup")
+    queryset = ServiceGroup.objects.order_by("name").prefetch_related(
+        "members__service", "members__subgroup"
+    )
     serializer_class = serializers.ServiceGroupSerializer
     filterset_class = filtersets.ServiceGroupFilterSet
     permission_classes = [CanEdit]
@@ -77,7 +87,13 @@ class ServiceGroupViewSet(ServiceModelViewSet):
 
 def _count(model) -> Coalesce:
     """COUNT(*) of a related table as a subquery: two plain Counts would multiply each other."""
-    sub = model.objects.filter(ruleset=OuterRef("pk")).order_by().values("ruleset").annotate(n=Count("pk")).values("n")
+    sub = (
+        model.objects.filter(ruleset=OuterRef("pk"))
+        .order_by()
+        .values("ruleset")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return Coalesce(Subquery(sub), 0)
 
 
@@ -85,7 +101,9 @@ class RuleSetViewSet(ServiceModelViewSet):
     """Rule sets. Their rules: /rules/?ruleset=<id>, or /rulesets/{id}/rules/ in order, and
     /rulesets/{id}/rules/bulk/ to change thousands of them in one transaction."""
 
-    queryset = RuleSet.objects.order_by("name").annotate(rule_count=_count(Rule), nat_rule_count=_count(NatRule))
+    queryset = RuleSet.objects.order_by("name").annotate(
+        rule_count=_count(Rule), nat_rule_count=_count(NatRule)
+    )
     serializer_class = serializers.RuleSetSerializer
     filterset_class = filtersets.RuleSetFilterSet
     permission_classes = [CanEdit]
@@ -93,18 +111,32 @@ class RuleSetViewSet(ServiceModelViewSet):
     ordering_fields = ["name", "created", "last_updated"]
 
     @extend_schema(responses=serializers.RuleSerializer(many=True), filters=False)
-    @action(detail=True, methods=["get"], url_path="rules", serializer_class=serializers.RuleSerializer,
-            filterset_class=None)
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="rules",
+        serializer_class=serializers.RuleSerializer,
+        filterset_class=None,
+    )
     def rules(self, request: Request, pk: str | None = None) -> Response:
         """The rule set's rules in evaluation order, paginated."""
         ruleset = self.get_object()
         page = self.paginate_queryset(rules_queryset().filter(ruleset=ruleset))
-        data = serializers.RuleSerializer(page, many=True, context=self.get_serializer_context()).data
+        data = serializers.RuleSerializer(
+            page, many=True, context=self.get_serializer_context()
+        ).data
         return self.get_paginated_response(data)
 
-    @extend_schema(request=serializers.RuleBulkSerializer, responses=serializers.RuleBulkResultSerializer)
-    @action(detail=True, methods=["post"], url_path="rules/bulk", serializer_class=serializers.RuleBulkSerializer,
-            filterset_class=None)
+    @extend_schema(
+        request=serializers.RuleBulkSerializer, responses=serializers.RuleBulkResultSerializer
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="rules/bulk",
+        serializer_class=serializers.RuleBulkSerializer,
+        filterset_class=None,
+    )
     def rules_bulk(self, request: Request, pk: str | None = None) -> Response:
         """Delete, update, reorder and create rules in one transaction: all or nothing.
 
@@ -118,8 +150,12 @@ class RuleSetViewSet(ServiceModelViewSet):
             result = services.rules_bulk(ruleset=ruleset, **serializer.validated_data)
         except services.BulkError as exc:
             raise ValidationError(exc.errors) from None
-        body = {"created": [r.pk for r in result.created], "updated": [r.pk for r in result.updated],
-                "deleted": result.deleted, "count": result.count}
+        body = {
+            "created": [r.pk for r in result.created],
+            "updated": [r.pk for r in result.updated],
+            "deleted": result.deleted,
+            "count": result.count,
+        }
         return Response(serializers.RuleBulkResultSerializer(body).data, status=status.HTTP_200_OK)
 
 
@@ -139,7 +175,12 @@ class RuleViewSet(ServiceModelViewSet):
     delete_service = staticmethod(_rule_delete)
 
     @extend_schema(request=serializers.RuleMoveSerializer, responses=serializers.RuleSerializer)
-    @action(detail=True, methods=["post"], serializer_class=serializers.RuleMoveSerializer, filterset_class=None)
+    @action(
+        detail=True,
+        methods=["post"],
+        serializer_class=serializers.RuleMoveSerializer,
+        filterset_class=None,
+    )
     def move(self, request: Request, pk: str | None = None) -> Response:
         """Move the rule to `position` (1-based) in its rule set; the others shift."""
         rule = self.get_object()
@@ -147,7 +188,9 @@ class RuleViewSet(ServiceModelViewSet):
         serializer.is_valid(raise_exception=True)
         services.rule_move(rule=rule, position=serializer.validated_data["position"])
         rule = self.get_queryset().get(pk=rule.pk)
-        return Response(serializers.RuleSerializer(rule, context=self.get_serializer_context()).data)
+        return Response(
+            serializers.RuleSerializer(rule, context=self.get_serializer_context()).data
+        )
 
 
 class NatRuleViewSet(ServiceModelViewSet):
@@ -157,4 +200,3 @@ class NatRuleViewSet(ServiceModelViewSet):
     permission_classes = [CanEdit]
     search_fields = ["comment", "to"]
     ordering_fields = ["position", "id"]
-

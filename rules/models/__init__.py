@@ -1,3 +1,4 @@
+from .devices import Device, DeviceGroup, DeviceGroupRuleSet, DeviceMembership, DeviceRuleSet
 from .objects import (
     AddressGroup,
     AddressGroupMember,
@@ -10,6 +11,22 @@ from .revisions import RevisionStatus, RuleSetRevision
 from .rulesets import NatRule, Rule, RuleAddress, RuleService, RuleSet
 
 __all__ = [
-    "AddressGroup", "AddressGroupMember", "AddressObject", "NatRule", "Rule", "RuleAddress",
-    "RuleService", "RuleSet", "RuleSetRevision", "RevisionStatus", "Service", "ServiceGroup", "ServiceGroupMember",
+    "AddressGroup",
+    "AddressGroupMember",
+    "Device",
+    "DeviceGroup",
+    "DeviceGroupRuleSet",
+    "DeviceMembership",
+    "DeviceRuleSet",
+    "AddressObject",
+    "NatRule",
+    "Rule",
+    "RuleAddress",
+    "RuleService",
+    "RuleSet",
+    "RuleSetRevision",
+    "RevisionStatus",
+    "Service",
+    "ServiceGroup",
+    "ServiceGroupMember",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from rules.compiler import values
+from compiler import values
 
 
 def check(errors: dict[str, list[str]], field: str, parse, *args):

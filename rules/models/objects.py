@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from compiler import values
 from rules.choices import Protocol
-from rules.compiler import values
 
 from .base import NamedModel, check, raise_if
 
@@ -14,7 +14,9 @@ from .base import NamedModel, check, raise_if
 class AddressObject(NamedModel):
     """One address, CIDR network or range (IPv4 or IPv6), known by name."""
 
-    value = models.CharField(max_length=100, help_text="198.18.1.10, 198.18.0.0/24 or 198.18.4.10-198.18.4.99")
+    value = models.CharField(
+        max_length=100, help_text="198.18.1.10, 198.18.0.0/24 or 198.18.4.10-198.18.4.99"
+    )
 
     class Meta(NamedModel.Meta):
         verbose_name = "address"
@@ -48,13 +50,23 @@ class AddressGroup(NamedModel):
 class AddressGroupMember(models.Model):
     """One member of an address group: exactly one of address, group or literal."""
 
-    group = models.ForeignKey("rules.AddressGroup", on_delete=models.CASCADE, related_name="members")
+    group = models.ForeignKey(
+        "rules.AddressGroup", on_delete=models.CASCADE, related_name="members"
+    )
     index = models.PositiveIntegerField(default=0)
     address = models.ForeignKey(
-        "rules.AddressObject", null=True, blank=True, on_delete=models.PROTECT, related_name="group_memberships"
+        "rules.AddressObject",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="group_memberships",
     )
     subgroup = models.ForeignKey(
-        "rules.AddressGroup", null=True, blank=True, on_delete=models.PROTECT, related_name="parent_memberships"
+        "rules.AddressGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="parent_memberships",
     )
     literal = models.CharField(max_length=100, blank=True)
 
@@ -66,7 +78,10 @@ class AddressGroupMember(models.Model):
                 condition=(
                     models.Q(address__isnull=False, subgroup__isnull=True, literal="")
                     | models.Q(address__isnull=True, subgroup__isnull=False, literal="")
-                    | (models.Q(address__isnull=True, subgroup__isnull=True) & ~models.Q(literal=""))
+                    | (
+                        models.Q(address__isnull=True, subgroup__isnull=True)
+                        & ~models.Q(literal="")
+                    )
                 ),
             )
         ]
@@ -76,7 +91,13 @@ class AddressGroupMember(models.Model):
 
     @property
     def ref(self) -> str:
-        return self.address.name if self.address_id else self.subgroup.name if self.subgroup_id else self.literal
+        return (
+            self.address.name
+            if self.address_id
+            else self.subgroup.name
+            if self.subgroup_id
+            else self.literal
+        )
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
@@ -91,7 +112,9 @@ class Service(NamedModel):
     """A protocol with optional destination/source ports or ICMP type."""
 
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.TCP)
-    ports = models.JSONField(default=list, blank=True, help_text='destination ports: ["443", "8000-8100"]')
+    ports = models.JSONField(
+        default=list, blank=True, help_text='destination ports: ["443", "8000-8100"]'
+    )
     source_ports = models.JSONField(default=list, blank=True)
     icmp_type = models.CharField(max_length=32, blank=True)
 
@@ -101,8 +124,14 @@ class Service(NamedModel):
         dports = check(errors, "ports", values.parse_ports, self.ports) or []
         sports = check(errors, "source_ports", values.parse_ports, self.source_ports) or []
         if "ports" not in errors and "source_ports" not in errors:
-            check(errors, "ports" if dports else "source_ports", values.check_ports_allowed,
-                  self.protocol, dports, sports)
+            check(
+                errors,
+                "ports" if dports else "source_ports",
+                values.check_ports_allowed,
+                self.protocol,
+                dports,
+                sports,
+            )
         if self.icmp_type:
             check(errors, "icmp_type", values.parse_icmp_type, self.protocol, self.icmp_type)
         raise_if(errors)
@@ -116,13 +145,23 @@ class ServiceGroup(NamedModel):
 
 
 class ServiceGroupMember(models.Model):
-    group = models.ForeignKey("rules.ServiceGroup", on_delete=models.CASCADE, related_name="members")
+    group = models.ForeignKey(
+        "rules.ServiceGroup", on_delete=models.CASCADE, related_name="members"
+    )
     index = models.PositiveIntegerField(default=0)
     service = models.ForeignKey(
-        "rules.Service", null=True, blank=True, on_delete=models.PROTECT, related_name="group_memberships"
+        "rules.Service",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="group_memberships",
     )
     subgroup = models.ForeignKey(
-        "rules.ServiceGroup", null=True, blank=True, on_delete=models.PROTECT, related_name="parent_memberships"
+        "rules.ServiceGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="parent_memberships",
     )
 
     class Meta:

@@ -6,8 +6,8 @@ import uuid
 
 from django.db import models
 
+from compiler import values
 from rules.choices import NAT_CHAINS, Action, Chain, NatChain, NatType, Protocol, Side
-from rules.compiler import values
 
 from .base import NamedModel, check, raise_if
 
@@ -19,7 +19,8 @@ class RuleSet(NamedModel):
         default=False, help_text="edits become pending changes that an approver must accept"
     )
     assertions = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="packets with an expected verdict, checked on validate and before every deploy",
     )
 
@@ -39,7 +40,9 @@ class Rule(models.Model):
     sources_negate = models.BooleanField(default=False)
     destinations_negate = models.BooleanField(default=False)
     protocol = models.CharField(
-        max_length=8, choices=Protocol.choices, blank=True,
+        max_length=8,
+        choices=Protocol.choices,
+        blank=True,
         help_text="literal protocol when no services are given",
     )
     dports = models.JSONField(default=list, blank=True)
@@ -53,7 +56,9 @@ class Rule(models.Model):
     rate_limit = models.CharField(max_length=20, blank=True, help_text="e.g. 10/second")
     burst = models.PositiveIntegerField(null=True, blank=True)
     comment = models.CharField(max_length=200, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="after this the rule is left out")
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="after this the rule is left out"
+    )
     created = models.DateTimeField(auto_now_add=True)
     last_updated = models.DateTimeField(auto_now=True)
 
@@ -72,8 +77,14 @@ class Rule(models.Model):
         if self.protocol:
             check(errors, "protocol", values.parse_protocol, self.protocol)
             if "dports" not in errors and "sports" not in errors:
-                check(errors, "dports" if dports else "sports", values.check_ports_allowed,
-                      self.protocol, dports, sports)
+                check(
+                    errors,
+                    "dports" if dports else "sports",
+                    values.check_ports_allowed,
+                    self.protocol,
+                    dports,
+                    sports,
+                )
         elif dports or sports:
             errors.setdefault("protocol", []).append("ports need protocol tcp or udp")
         if self.icmp_type:
@@ -89,7 +100,9 @@ class Rule(models.Model):
             errors.setdefault("states", []).append("states must be a list")
         else:
             for state in self.states:
-                check(errors, "states", values.parse_choice, state, values.STATES, "conntrack state")
+                check(
+                    errors, "states", values.parse_choice, state, values.STATES, "conntrack state"
+                )
         if self.rate_limit:
             check(errors, "rate_limit", values.parse_rate, self.rate_limit)
         elif self.burst:
@@ -106,10 +119,18 @@ class RuleAddress(models.Model):
     side = models.CharField(max_length=3, choices=Side.choices)
     index = models.PositiveIntegerField(default=0)
     address = models.ForeignKey(
-        "rules.AddressObject", null=True, blank=True, on_delete=models.PROTECT, related_name="rule_uses"
+        "rules.AddressObject",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rule_uses",
     )
     group = models.ForeignKey(
-        "rules.AddressGroup", null=True, blank=True, on_delete=models.PROTECT, related_name="rule_uses"
+        "rules.AddressGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rule_uses",
     )
     literal = models.CharField(max_length=100, blank=True)
 
@@ -131,7 +152,13 @@ class RuleAddress(models.Model):
 
     @property
     def ref(self) -> str:
-        return self.address.name if self.address_id else self.group.name if self.group_id else self.literal
+        return (
+            self.address.name
+            if self.address_id
+            else self.group.name
+            if self.group_id
+            else self.literal
+        )
 
 
 class RuleService(models.Model):
@@ -143,7 +170,11 @@ class RuleService(models.Model):
         "rules.Service", null=True, blank=True, on_delete=models.PROTECT, related_name="rule_uses"
     )
     group = models.ForeignKey(
-        "rules.ServiceGroup", null=True, blank=True, on_delete=models.PROTECT, related_name="rule_uses"
+        "rules.ServiceGroup",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rule_uses",
     )
 
     class Meta:
@@ -173,7 +204,9 @@ class NatRule(models.Model):
     enabled = models.BooleanField(default=True)
     type = models.CharField(max_length=12, choices=NatType.choices)
     chain = models.CharField(
-        max_length=12, choices=NatChain.choices, blank=True,
+        max_length=12,
+        choices=NatChain.choices,
+        blank=True,
         help_text="dnat: prerouting (default) or output; snat/masquerade: postrouting",
     )
     in_interface = models.CharField(max_length=16, blank=True)
@@ -182,7 +215,9 @@ class NatRule(models.Model):
     dports = models.JSONField(default=list, blank=True)
     sources = models.JSONField(default=list, blank=True, help_text="address names or literals")
     destinations = models.JSONField(default=list, blank=True, help_text="address names or literals")
-    to = models.CharField(max_length=120, blank=True, help_text="198.18.1.10:8080 (dnat) or 198.18.0.1 (snat)")
+    to = models.CharField(
+        max_length=120, blank=True, help_text="198.18.1.10:8080 (dnat) or 198.18.0.1 (snat)"
+    )
     comment = models.CharField(max_length=200, blank=True)
 
     class Meta:
@@ -195,7 +230,9 @@ class NatRule(models.Model):
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         if self.chain and self.type in NAT_CHAINS and self.chain not in NAT_CHAINS[self.type]:
-            errors["chain"] = [f"{self.type} rules go in {' or '.join(NAT_CHAINS[self.type])}, not {self.chain}"]
+            errors["chain"] = [
+                f"{self.type} rules go in {' or '.join(NAT_CHAINS[self.type])}, not {self.chain}"
+            ]
         dports = check(errors, "dports", values.parse_ports, self.dports) or []
         if self.protocol:
             check(errors, "protocol", values.parse_protocol, self.protocol)
@@ -210,16 +247,22 @@ class NatRule(models.Model):
             if self.to:
                 errors.setdefault("to", []).append("masquerade takes no target address")
             if self.in_interface:
-                errors.setdefault("in_interface", []).append("masquerade works on the output interface")
+                errors.setdefault("in_interface", []).append(
+                    "masquerade works on the output interface"
+                )
         elif self.type in (NatType.SNAT, NatType.DNAT):
             if not self.to:
                 errors.setdefault("to", []).append(f"{self.type} needs a target address")
             else:
                 check(errors, "to", parse_nat_target, self.to)
             if self.type == NatType.DNAT and self.out_interface:
-                errors.setdefault("out_interface", []).append("dnat happens before routing: use in_interface")
+                errors.setdefault("out_interface", []).append(
+                    "dnat happens before routing: use in_interface"
+                )
             if self.type == NatType.SNAT and self.in_interface:
-                errors.setdefault("in_interface", []).append("snat happens after routing: use out_interface")
+                errors.setdefault("in_interface", []).append(
+                    "snat happens after routing: use out_interface"
+                )
         raise_if(errors)
 
 

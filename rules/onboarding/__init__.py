@@ -9,6 +9,12 @@ from .foreign import chain_owner, recognised_foreign_chains
 from .translate import ForeignChain, OnboardingResult, Skipped, translate_iptables_save
 
 __all__ = [
-    "ForeignChain", "OnboardingResult", "Skipped", "chain_owner", "parse_ipset_save",
-    "parse_iptables_save", "recognised_foreign_chains", "translate_iptables_save",
+    "ForeignChain",
+    "OnboardingResult",
+    "Skipped",
+    "chain_owner",
+    "parse_ipset_save",
+    "parse_iptables_save",
+    "recognised_foreign_chains",
+    "translate_iptables_save",
 ]

@@ -12,15 +12,47 @@ import shlex
 from dataclasses import dataclass, field
 
 BUILTIN = ("INPUT", "FORWARD", "OUTPUT")
-RATE_UNITS = {"sec": "second", "second": "second", "s": "second", "min": "minute",
-              "minute": "minute", "m": "minute", "hour": "hour", "h": "hour", "day": "day",
-              "d": "day"}
-PROTOCOLS = {"tcp": "tcp", "6": "tcp", "udp": "udp", "17": "udp", "icmp": "icmp", "1": "icmp",
-             "ipv6-icmp": "icmpv6", "icmpv6": "icmpv6", "58": "icmpv6", "all": None, "0": None}
+RATE_UNITS = {
+    "sec": "second",
+    "second": "second",
+    "s": "second",
+    "min": "minute",
+    "minute": "minute",
+    "m": "minute",
+    "hour": "hour",
+    "h": "hour",
+    "day": "day",
+    "d": "day",
+}
+PROTOCOLS = {
+    "tcp": "tcp",
+    "6": "tcp",
+    "udp": "udp",
+    "17": "udp",
+    "icmp": "icmp",
+    "1": "icmp",
+    "ipv6-icmp": "icmpv6",
+    "icmpv6": "icmpv6",
+    "58": "icmpv6",
+    "all": None,
+    "0": None,
+}
 STATES = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"}
 # Modules whose only effect is to enable options we read (or none at all).
-PLAIN_MODULES = {"tcp", "udp", "icmp", "icmp6", "icmpv6", "multiport", "conntrack", "state",
-                 "comment", "set", "limit", "iprange"}
+PLAIN_MODULES = {
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "icmpv6",
+    "multiport",
+    "conntrack",
+    "state",
+    "comment",
+    "set",
+    "limit",
+    "iprange",
+}
 
 
 class Unsupported(ValueError):
@@ -123,7 +155,9 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
             setattr(m, f"{side}_negate", negate)
         elif tok in ("-i", "--in-interface", "-o", "--out-interface"):
             no_negation(tok)
-            setattr(m, "in_interface" if tok in ("-i", "--in-interface") else "out_interface", value())
+            setattr(
+                m, "in_interface" if tok in ("-i", "--in-interface") else "out_interface", value()
+            )
         elif tok in ("-p", "--protocol"):
             no_negation(tok)
             proto = value().lower()
@@ -135,8 +169,16 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
             module = value()
             if module not in PLAIN_MODULES:
                 raise Unsupported(f"-m {module} has no equivalent in the policy document")
-        elif tok in ("--dport", "--destination-port", "--sport", "--source-port", "--dports",
-                     "--sports", "--destination-ports", "--source-ports"):
+        elif tok in (
+            "--dport",
+            "--destination-port",
+            "--sport",
+            "--source-port",
+            "--dports",
+            "--sports",
+            "--destination-ports",
+            "--source-ports",
+        ):
             no_negation(tok)
             key = "dports" if tok.startswith(("--d", "--destination")) else "sports"
             if getattr(m, key):
@@ -150,9 +192,13 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
             extra = states - STATES
             if extra:
                 if not states & STATES:
-                    raise Unsupported(f"conntrack state {','.join(sorted(extra))} has no equivalent")
-                rule.notes.append(f"conntrack state {','.join(sorted(extra))} left out (the document "
-                                  f"knows {', '.join(sorted(s.lower() for s in STATES))})")
+                    raise Unsupported(
+                        f"conntrack state {','.join(sorted(extra))} has no equivalent"
+                    )
+                rule.notes.append(
+                    f"conntrack state {','.join(sorted(extra))} left out (the document "
+                    f"knows {', '.join(sorted(s.lower() for s in STATES))})"
+                )
             m.states = frozenset(s.lower() for s in states & STATES)
         elif tok == "--comment":
             rule.comment = value()
@@ -165,10 +211,14 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
         elif tok == "--match-set":
             name, dirs = value(), value()
             if "," in dirs:
-                raise Unsupported(f"--match-set {name} {dirs}: multi-dimension sets have no equivalent")
+                raise Unsupported(
+                    f"--match-set {name} {dirs}: multi-dimension sets have no equivalent"
+                )
             side = "sources" if dirs == "src" else "destinations"
             if getattr(m, side):
-                raise Unsupported(f"matches the {side[:-1]} twice (address and set): the document ORs addresses")
+                raise Unsupported(
+                    f"matches the {side[:-1]} twice (address and set): the document ORs addresses"
+                )
             setattr(m, side, (f"@set:{name}",))
             setattr(m, f"{side}_negate", negate)
         elif tok in ("--src-range", "--dst-range"):
@@ -191,7 +241,7 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
         elif tok in ("-j", "--jump", "-g", "--goto"):
             rule.target = value()
             rule.goto = tok in ("-g", "--goto")
-            rest = tokens[i + 1:]
+            rest = tokens[i + 1 :]
             j = 0
             while j < len(rest):
                 key = rest[j]
@@ -205,7 +255,9 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
         elif tok in ("-f", "--fragment"):
             raise Unsupported("fragment matches have no equivalent")
         else:
-            raise Unsupported(f"option {tok}{f' of -m {module}' if module else ''} has no equivalent")
+            raise Unsupported(
+                f"option {tok}{f' of -m {module}' if module else ''} has no equivalent"
+            )
         negate = False
         i += 1
     if negate:
@@ -300,7 +352,9 @@ def parse_ipset_save(text: str) -> tuple[dict[str, IpSet], list[tuple[int, str, 
             family = 6 if "inet6" in opts else 4
             ipset = IpSet(tokens[1], tokens[2], family, number, raw)
             if ipset.type not in TRANSLATABLE_SETS:
-                ipset.error = f"set type {ipset.type} has no equivalent (hash:ip, hash:net, list:set)"
+                ipset.error = (
+                    f"set type {ipset.type} has no equivalent (hash:ip, hash:net, list:set)"
+                )
             if "timeout" in opts:
                 ipset.notes.append("entries with a timeout are imported as permanent members")
             sets[ipset.name] = ipset

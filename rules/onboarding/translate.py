@@ -20,7 +20,7 @@ import ipaddress
 import re
 from dataclasses import asdict, dataclass, field
 
-from rules.compiler import values as V
+from compiler import values as V
 
 from .dumps import BUILTIN, Dump, IpSet, Match, ParsedRule, parse_ipset_save, parse_iptables_save
 from .foreign import chain_owner, rule_interface_owner
@@ -56,12 +56,15 @@ class OnboardingResult:
     family: int
 
     def to_dict(self) -> dict:
-        return {"document": self.document, "family": self.family,
-                "default_policy": self.default_policy,
-                "skipped": [asdict(s) for s in self.skipped],
-                "foreign_chains": [asdict(c) for c in self.foreign_chains],
-                "notes": [asdict(n) for n in self.notes],
-                "translated": {str(k): v for k, v in sorted(self.translated.items())}}
+        return {
+            "document": self.document,
+            "family": self.family,
+            "default_policy": self.default_policy,
+            "skipped": [asdict(s) for s in self.skipped],
+            "foreign_chains": [asdict(c) for c in self.foreign_chains],
+            "notes": [asdict(n) for n in self.notes],
+            "translated": {str(k): v for k, v in sorted(self.translated.items())},
+        }
 
 
 class Unflattenable(Exception):
@@ -87,8 +90,12 @@ def _ranges(ports: tuple[str, ...]) -> list[tuple[int, int]]:
 
 
 def _combine_ports(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
-    both = [(max(x[0], y[0]), min(x[1], y[1])) for x in _ranges(a) for y in _ranges(b)
-            if max(x[0], y[0]) <= min(x[1], y[1])]
+    both = [
+        (max(x[0], y[0]), min(x[1], y[1]))
+        for x in _ranges(a)
+        for y in _ranges(b)
+        if max(x[0], y[0]) <= min(x[1], y[1])
+    ]
     return tuple(V.format_port(r) for r in sorted(set(both)))
 
 
@@ -186,8 +193,13 @@ class _Translator:
         self.skip(rule, reason)
 
     def snapshot(self):
-        return (len(self.emitted), copy.deepcopy(self.translated), dict(self.skipped),
-                dict(self.notes), copy.deepcopy(self.foreign))
+        return (
+            len(self.emitted),
+            copy.deepcopy(self.translated),
+            dict(self.skipped),
+            dict(self.notes),
+            copy.deepcopy(self.foreign),
+        )
 
     def restore(self, snap) -> None:
         n, self.translated, self.skipped, self.notes, self.foreign = snap
@@ -201,8 +213,15 @@ class _Translator:
             decides = self.walk(builtin, builtin, Match(), (), None)
             policy, line = self.dump.policies.get(builtin, ("ACCEPT", 0))
             if not decides:
-                index = self.emit(Emitted(builtin.lower(), Match(), VERDICTS.get(policy, "accept"),
-                                          line, f"policy of {builtin}"))
+                index = self.emit(
+                    Emitted(
+                        builtin.lower(),
+                        Match(),
+                        VERDICTS.get(policy, "accept"),
+                        line,
+                        f"policy of {builtin}",
+                    )
+                )
                 self.translated.setdefault(line, []).append(index)
         for chain, rules in self.dump.chains.items():
             owner = chain_owner(chain)
@@ -210,16 +229,25 @@ class _Translator:
                 if rule.line in self.translated or any(k[0] == rule.line for k in self.skipped):
                     continue
                 if owner:
-                    self.foreign_rule(rule, chain, owner, f"chain {chain} belongs to {owner}: not imported")
+                    self.foreign_rule(
+                        rule, chain, owner, f"chain {chain} belongs to {owner}: not imported"
+                    )
                 elif chain in self.unflattenable:
-                    self.skip(rule, f"in chain {chain}, which cannot be inlined: {self.unflattenable[chain]}")
+                    self.skip(
+                        rule,
+                        f"in chain {chain}, which cannot be inlined: {self.unflattenable[chain]}",
+                    )
                 else:
                     self.skip(rule, f"chain {chain} is never reached from INPUT, FORWARD or OUTPUT")
         for rule in self.dump.other_tables:
             owner = chain_owner(rule.chain)
             if owner:
-                self.foreign_rule(rule, rule.chain, owner,
-                                  f"chain {rule.chain} ({rule.table} table) belongs to {owner}: not imported")
+                self.foreign_rule(
+                    rule,
+                    rule.chain,
+                    owner,
+                    f"chain {rule.chain} ({rule.table} table) belongs to {owner}: not imported",
+                )
             else:
                 self.skip(rule, f"table {rule.table}: only the filter table is imported")
         for line, text, reason in self.dump.bad_lines:
@@ -229,8 +257,9 @@ class _Translator:
         self.emitted.append(e)
         return len(self.emitted) - 1
 
-    def walk(self, chain: str, builtin: str, ctx: Match, stack: tuple[str, ...],
-             via: int | None) -> bool:
+    def walk(
+        self, chain: str, builtin: str, ctx: Match, stack: tuple[str, ...], via: int | None
+    ) -> bool:
         """Emit the rules of `chain` for packets that got here matching `ctx`.
 
         Returns True when every such packet is decided here (nothing falls through).
@@ -244,8 +273,12 @@ class _Translator:
                 log = None
             owner = rule_interface_owner(rule.text)
             if owner:
-                self.foreign_rule(rule, f"{chain} (rules naming {owner} interfaces)", owner,
-                                  f"names a {owner} interface: {owner}'s rule, not imported")
+                self.foreign_rule(
+                    rule,
+                    f"{chain} (rules naming {owner} interfaces)",
+                    owner,
+                    f"names a {owner} interface: {owner}'s rule, not imported",
+                )
                 continue
             if rule.error:
                 if rule.target == "RETURN" and chain != builtin:
@@ -264,28 +297,46 @@ class _Translator:
                 self.note(rule.line, rule.text, note)
             unconditional = rule.match.is_empty()
             target = rule.target
-            rest = rules[i + 1:]
+            rest = rules[i + 1 :]
             if target in VERDICTS or (target == "RETURN" and chain == builtin):
-                action = VERDICTS.get(target) or VERDICTS.get(self.dump.policies.get(builtin, ("ACCEPT", 0))[0], "accept")
+                action = VERDICTS.get(target) or VERDICTS.get(
+                    self.dump.policies.get(builtin, ("ACCEPT", 0))[0], "accept"
+                )
                 emitted = Emitted(builtin.lower(), merged, action, rule.line, rule.comment)
                 if log is not None:
                     emitted.log, emitted.log_prefix = True, log.target_args.get("--log-prefix")
                     self.mark(log, [len(self.emitted)])
                 if target == "REJECT" and rule.target_args.get("--reject-with", "") not in (
-                        "", "icmp-port-unreachable", "icmp6-port-unreachable", "tcp-reset"):
-                    self.note(rule.line, rule.text, f"rejected with {rule.target_args['--reject-with']} "
-                              "in the dump; Rampart's reject answers in its own way")
+                    "",
+                    "icmp-port-unreachable",
+                    "icmp6-port-unreachable",
+                    "tcp-reset",
+                ):
+                    self.note(
+                        rule.line,
+                        rule.text,
+                        f"rejected with {rule.target_args['--reject-with']} "
+                        "in the dump; Rampart's reject answers in its own way",
+                    )
                 self.mark(rule, [self.emit(emitted)])
                 if unconditional:
                     self.unreachable(rest, rule.line)
                     return True
             elif target == "LOG":
                 nxt = rest[0] if rest else None
-                if nxt is not None and not nxt.error and nxt.target in VERDICTS and nxt.match == rule.match:
+                if (
+                    nxt is not None
+                    and not nxt.error
+                    and nxt.target in VERDICTS
+                    and nxt.match == rule.match
+                ):
                     pending_log = rule
                 else:
-                    self.skip(rule, "LOG without a verdict of its own: Rampart logs the rules that decide "
-                              "(log: true on an accept/drop/reject rule)")
+                    self.skip(
+                        rule,
+                        "LOG without a verdict of its own: Rampart logs the rules that decide "
+                        "(log: true on an accept/drop/reject rule)",
+                    )
             elif target == "RETURN":
                 if unconditional:
                     self.mark(rule, [])
@@ -295,14 +346,22 @@ class _Translator:
                 decides_after = self.walk_rest(chain, builtin, ctx, stack, via, rest)
                 if len(self.emitted) > snap[0] or decides_after:
                     self.restore(snap)
-                    raise Unflattenable(f"line {rule.line}: a conditional RETURN before rules that decide")
+                    raise Unflattenable(
+                        f"line {rule.line}: a conditional RETURN before rules that decide"
+                    )
                 self.mark(rule, [])
-                self.note(rule.line, rule.text, "conditional RETURN with nothing deciding after it: no effect")
+                self.note(
+                    rule.line,
+                    rule.text,
+                    "conditional RETURN with nothing deciding after it: no effect",
+                )
                 return False
             elif target in self.dump.chains:
                 owner = chain_owner(target)
                 if owner:
-                    self.foreign_rule(rule, target, owner, f"jumps to {target}, a chain of {owner}: not imported")
+                    self.foreign_rule(
+                        rule, target, owner, f"jumps to {target}, a chain of {owner}: not imported"
+                    )
                     continue
                 if target in stack or target == chain:
                     self.skip(rule, f"jump to {target} makes a loop")
@@ -320,12 +379,21 @@ class _Translator:
                     # falling off a chain reached by goto from a built-in chain ends that
                     # built-in chain: its policy decides
                     policy = self.dump.policies.get(builtin, ("ACCEPT", 0))[0]
-                    self.emit(Emitted(builtin.lower(), merged, VERDICTS.get(policy, "accept"),
-                                      rule.line, f"policy of {builtin} after goto {target}"))
+                    self.emit(
+                        Emitted(
+                            builtin.lower(),
+                            merged,
+                            VERDICTS.get(policy, "accept"),
+                            rule.line,
+                            f"policy of {builtin} after goto {target}",
+                        )
+                    )
                     decides = True
                 elif rule.goto and not unconditional and not decides:
                     self.restore(snap)
-                    self.skip(rule, f"conditional goto to {target}, which can fall through: no equivalent")
+                    self.skip(
+                        rule, f"conditional goto to {target}, which can fall through: no equivalent"
+                    )
                     continue
                 self.mark(rule, list(range(start, len(self.emitted))))
                 if unconditional and (decides or rule.goto):
@@ -337,8 +405,15 @@ class _Translator:
                 self.skip(rule, f"target {target} has no equivalent in the policy document")
         return False
 
-    def walk_rest(self, chain: str, builtin: str, ctx: Match, stack: tuple[str, ...],
-                  via: int | None, rest: list[ParsedRule]) -> bool:
+    def walk_rest(
+        self,
+        chain: str,
+        builtin: str,
+        ctx: Match,
+        stack: tuple[str, ...],
+        via: int | None,
+        rest: list[ParsedRule],
+    ) -> bool:
         saved = self.dump.chains.get(chain, [])
         self.dump.chains[chain] = rest
         try:
@@ -349,7 +424,9 @@ class _Translator:
     def unreachable(self, rules: list[ParsedRule], line: int) -> None:
         for rule in rules:
             if rule.line not in self.translated:
-                self.skip(rule, f"unreachable: line {line} above decides (or returns) every packet first")
+                self.skip(
+                    rule, f"unreachable: line {line} above decides (or returns) every packet first"
+                )
 
     # ---- the document
     def address_refs(self, refs: tuple[str, ...]) -> list[str] | None:
@@ -426,8 +503,9 @@ class _Translator:
         if m.out_interface:
             rule["out_interface"] = m.out_interface
         if m.states:
-            rule["states"] = sorted(m.states, key=["new", "established", "related", "invalid",
-                                                   "untracked"].index)
+            rule["states"] = sorted(
+                m.states, key=["new", "established", "related", "invalid", "untracked"].index
+            )
         if e.log:
             rule["log"] = True
             prefix = (e.log_prefix or "").strip()
@@ -435,7 +513,11 @@ class _Translator:
                 try:
                     rule["log_prefix"] = V.parse_log_prefix(prefix)
                 except ValueError:
-                    self.note(e.line, "", f"log prefix {prefix!r} left out: {V.LOG_PREFIX_MAX} characters at most")
+                    self.note(
+                        e.line,
+                        "",
+                        f"log prefix {prefix!r} left out: {V.LOG_PREFIX_MAX} characters at most",
+                    )
         if m.rate_limit:
             rule["rate_limit"] = m.rate_limit
             if m.burst is not None:
@@ -453,15 +535,21 @@ class _Translator:
             built = self.rule_dict(e)
             if isinstance(built, str):
                 rule = by_line.get(e.line)
-                self.skipped.setdefault((e.line, built), Skipped(
-                    e.line, rule.text if rule else "", built))
+                self.skipped.setdefault(
+                    (e.line, built), Skipped(e.line, rule.text if rule else "", built)
+                )
                 continue
             index_map[i] = len(rules)
             rules.append(built)
-        self.translated = {line: [index_map[i] for i in idx if i in index_map]
-                           for line, idx in self.translated.items()}
-        for line in [ln for ln, idx in self.translated.items()
-                     if not idx and any(k[0] == ln for k in self.skipped)]:
+        self.translated = {
+            line: [index_map[i] for i in idx if i in index_map]
+            for line, idx in self.translated.items()
+        }
+        for line in [
+            ln
+            for ln, idx in self.translated.items()
+            if not idx and any(k[0] == ln for k in self.skipped)
+        ]:
             del self.translated[line]
         groups = []
         for name in sorted(self.sets):  # every usable set, used by a rule or not
@@ -469,25 +557,38 @@ class _Translator:
             reason = self.set_problem(name, ())
             if reason:
                 for line, text in [(ipset.line, ipset.text), *ipset.add_lines]:
-                    self.skipped.setdefault((line, reason), Skipped(line, text, reason, "ipset save"))
+                    self.skipped.setdefault(
+                        (line, reason), Skipped(line, text, reason, "ipset save")
+                    )
                 continue
             for note in ipset.notes:
                 self.note(ipset.line, ipset.text, note, "ipset save")
-            groups.append({"name": set_group_name(self.ruleset, name),
-                           "members": [set_group_name(self.ruleset, m[5:]) if m.startswith("@set:") else m
-                                       for m in ipset.members],
-                           "description": f"from ipset {name} ({ipset.type})"})
+            groups.append(
+                {
+                    "name": set_group_name(self.ruleset, name),
+                    "members": [
+                        set_group_name(self.ruleset, m[5:]) if m.startswith("@set:") else m
+                        for m in ipset.members
+                    ],
+                    "description": f"from ipset {name} ({ipset.type})",
+                }
+            )
         doc: dict = {"version": 1}
         if groups:
             doc["address_groups"] = groups
-        doc["rulesets"] = [{"name": self.ruleset,
-                            "description": f"imported from iptables-save (IPv{self.family})",
-                            "rules": rules}]
+        doc["rulesets"] = [
+            {
+                "name": self.ruleset,
+                "description": f"imported from iptables-save (IPv{self.family})",
+                "rules": rules,
+            }
+        ]
         return doc
 
 
-def translate_iptables_save(text: str, ipset_text: str = "", *, ruleset: str = "onboarded",
-                            family: int | None = None) -> OnboardingResult:
+def translate_iptables_save(
+    text: str, ipset_text: str = "", *, ruleset: str = "onboarded", family: int | None = None
+) -> OnboardingResult:
     """Translate a dump into a document with one rule set; see the module docstring."""
     V.validate_name(ruleset)
     dump = parse_iptables_save(text, family)
@@ -498,7 +599,12 @@ def translate_iptables_save(text: str, ipset_text: str = "", *, ruleset: str = "
     skipped = sorted(t.skipped.values(), key=lambda s: (s.source, s.line, s.reason))
     skipped += [Skipped(line, raw, reason, "ipset save") for line, raw, reason in set_skips]
     policies = {c.lower(): VERDICTS.get(p, "accept") for c, (p, _) in dump.policies.items()}
-    return OnboardingResult(doc, skipped, sorted(t.foreign.values(), key=lambda c: c.name),
-                            sorted(t.notes.values(), key=lambda s: (s.source, s.line)),
-                            t.translated, policies, dump.family)
-
+    return OnboardingResult(
+        doc,
+        skipped,
+        sorted(t.foreign.values(), key=lambda c: c.name),
+        sorted(t.notes.values(), key=lambda s: (s.source, s.line)),
+        t.translated,
+        policies,
+        dump.family,
+    )

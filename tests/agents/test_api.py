@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agents import device_services
-from agents.models import Device, DeviceGroup
 from rules import services
-from rules.models import RuleSet
+from rules.models import Device, DeviceGroup, RuleSet
 from tests.support.api_cases import APIViewTestCases
 
 pytestmark = pytest.mark.django_db
@@ -40,13 +39,21 @@ class TestDeviceGroupAPI(APIViewTestCases.APIViewTestCase):
 
     def make_objects(self):
         make_rulesets("base", "web-baseline", "db-only")
-        return [make_group("edge", ["base", "web-baseline"]), make_group("web", ["base"]), make_group("spare", [])]
+        return [
+            make_group("edge", ["base", "web-baseline"]),
+            make_group("web", ["base"]),
+            make_group("spare", []),
+        ]
 
     def test_rulesets_keep_their_order(self, api, objects):
-        response = api.patch(self.detail_url(objects[0]), {"rulesets": ["web-baseline", "base"]}, format="json")
+        response = api.patch(
+            self.detail_url(objects[0]), {"rulesets": ["web-baseline", "base"]}, format="json"
+        )
         assert response.data["rulesets"] == ["web-baseline", "base"]
         assert [link.ruleset.name for link in objects[0].ruleset_links.order_by("position")] == [
-            "web-baseline", "base"]
+            "web-baseline",
+            "base",
+        ]
 
     def test_deleting_a_group_with_devices_is_409_naming_them(self, api, objects):
         device = services.object_save(Device(name="web-1", address="198.18.0.2"))
@@ -66,34 +73,63 @@ class TestDeviceAPI(APIViewTestCases.APIViewTestCase):
     model = Device
     basename = "device"
     create_data = [
-        {"name": "web-2", "address": "198.18.0.3", "groups": ["web", "edge"], "rulesets": ["own"],
-         "default_policy": {"input": "drop", "forward": "drop", "output": "accept"},
-         "management_sources": ["198.18.0.1"], "tags": ["dc1"]},
-        {"name": "v6", "address": "2001:2::2", "agent_port": 9000, "stateful": False, "allow_loopback": False,
-         "default_policy": {"output": "drop"}},
+        {
+            "name": "web-2",
+            "address": "198.18.0.3",
+            "groups": ["web", "edge"],
+            "rulesets": ["own"],
+            "default_policy": {"input": "drop", "forward": "drop", "output": "accept"},
+            "management_sources": ["198.18.0.1"],
+            "tags": ["dc1"],
+        },
+        {
+            "name": "v6",
+            "address": "2001:2::2",
+            "agent_port": 9000,
+            "stateful": False,
+            "allow_loopback": False,
+            "default_policy": {"output": "drop"},
+        },
     ]
-    update_data = {"groups": ["edge", "web"], "rulesets": [], "default_policy": {"input": "reject"},
-                   "description": "changed"}
+    update_data = {
+        "groups": ["edge", "web"],
+        "rulesets": [],
+        "default_policy": {"input": "reject"},
+        "description": "changed",
+    }
     invalid_data = [
         ({"name": "p", "address": "198.18.0.9", "agent_port": 70000}, "agent_port"),
         ({"name": "a", "address": "198.18.0.0/33"}, "address"),
         ({"name": "g", "address": "198.18.0.9", "groups": ["nope"]}, "groups"),
         ({"name": "r", "address": "198.18.0.9", "rulesets": ["nope"]}, "rulesets"),
-        ({"name": "m", "address": "198.18.0.9", "management_sources": ["198.18.0.0/33"]}, "management_sources"),
-        ({"name": "d", "address": "198.18.0.9", "default_policy": {"input": "maybe"}}, "default_policy"),
+        (
+            {"name": "m", "address": "198.18.0.9", "management_sources": ["198.18.0.0/33"]},
+            "management_sources",
+        ),
+        (
+            {"name": "d", "address": "198.18.0.9", "default_policy": {"input": "maybe"}},
+            "default_policy",
+        ),
         ({"name": "web-1", "address": "198.18.0.9"}, "name"),
     ]
-    filter_cases = [({"group": "web"}, 2), ({"ruleset": "own"}, 1), ({"status": "unknown"}, 3),
-                    ({"search": "198.18.0.2"}, 1), ({"enrolled": "true"}, 0)]
+    filter_cases = [
+        ({"group": "web"}, 2),
+        ({"ruleset": "own"}, 1),
+        ({"status": "unknown"}, 3),
+        ({"search": "198.18.0.2"}, 1),
+        ({"enrolled": "true"}, 0),
+    ]
 
     def make_objects(self):
         make_rulesets("base", "own")
         make_group("web", ["base"])
         make_group("edge", [])
         devices = []
-        for name, address, groups, rulesets in (("db-1", "198.18.0.4", ["web", "edge"], ["own"]),
-                                                ("web-1", "198.18.0.2", ["web"], []),
-                                                ("spare", "198.18.0.5", [], [])):
+        for name, address, groups, rulesets in (
+            ("db-1", "198.18.0.4", ["web", "edge"], ["own"]),
+            ("web-1", "198.18.0.2", ["web"], []),
+            ("spare", "198.18.0.5", [], []),
+        ):
             device = services.object_save(Device(name=name, address=address))
             device_services.device_set_groups(device=device, groups=groups)
             device_services.device_set_rulesets(device=device, rulesets=rulesets)
@@ -101,13 +137,19 @@ class TestDeviceAPI(APIViewTestCases.APIViewTestCase):
         return devices
 
     def test_agent_fields_are_read_only(self, api, objects):
-        response = api.patch(self.detail_url(objects[0]),
-                             {"status": "online", "applied_version": 7, "agent_public_key": "x", "drifted": True},
-                             format="json")
+        response = api.patch(
+            self.detail_url(objects[0]),
+            {"status": "online", "applied_version": 7, "agent_public_key": "x", "drifted": True},
+            format="json",
+        )
         assert response.status_code == 200
         objects[0].refresh_from_db()
-        assert (objects[0].status, objects[0].applied_version, objects[0].agent_public_key, objects[0].drifted) == (
-            "unknown", 0, "", False)
+        assert (
+            objects[0].status,
+            objects[0].applied_version,
+            objects[0].agent_public_key,
+            objects[0].drifted,
+        ) == ("unknown", 0, "", False)
 
     def test_groups_and_rulesets_read_back_in_order(self, viewer_api, objects):
         data = viewer_api.get(self.detail_url(objects[0])).data
@@ -115,8 +157,13 @@ class TestDeviceAPI(APIViewTestCases.APIViewTestCase):
         assert data["default_policy"] == {"input": "drop", "forward": "drop", "output": "accept"}
 
     def test_a_failed_reference_update_changes_nothing(self, api, objects):
-        response = api.patch(self.detail_url(objects[0]), {"description": "new", "groups": ["nope"]}, format="json")
+        response = api.patch(
+            self.detail_url(objects[0]), {"description": "new", "groups": ["nope"]}, format="json"
+        )
         assert response.status_code == 400 and "groups" in response.data
         objects[0].refresh_from_db()
         assert objects[0].description == ""
-        assert [link.group.name for link in objects[0].group_links.order_by("position")] == ["web", "edge"]
+        assert [link.group.name for link in objects[0].group_links.order_by("position")] == [
+            "web",
+            "edge",
+        ]

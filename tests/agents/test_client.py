@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from agents.agent import protocol
 from agents.client import (
     AgentClient,
     AgentIdentityError,
@@ -12,6 +11,7 @@ from agents.client import (
     AgentUnreachable,
     reset_sessions,
 )
+from rampart_agent import protocol
 from tests.support.deploy import local_agent
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -31,13 +31,19 @@ def agent(tmp_path, console):
 
 
 def client_for(agent, console, **overrides) -> AgentClient:
-    params = {"address": "127.0.0.1", "port": agent.port, "public_key_b64": agent.public_key,
-              "cert_fingerprint": agent.fingerprint, "key": console, **overrides}
+    params = {
+        "address": "127.0.0.1",
+        "port": agent.port,
+        "public_key_b64": agent.public_key,
+        "cert_fingerprint": agent.fingerprint,
+        "key": console,
+        **overrides,
+    }
     return AgentClient(**params)
 
 
 def test_signed_status_apply_confirm_roundtrip(agent, console):
-    from agents.agent.sample import make_bundle
+    from rampart_agent.sample import make_bundle
 
     client = client_for(agent, console)
     assert client.status()["applied"] is None
@@ -52,7 +58,7 @@ def test_signed_status_apply_confirm_roundtrip(agent, console):
 
 
 def test_certificate_pin_mismatch_is_an_identity_error_and_nothing_is_sent(agent, console):
-    from agents.agent.sample import make_bundle
+    from rampart_agent.sample import make_bundle
 
     client = client_for(agent, console, cert_fingerprint="00" * 32)
     with pytest.raises(AgentIdentityError, match="pinned fingerprint"):
@@ -83,8 +89,13 @@ def test_unreachable_agent_is_retryable(console):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = AgentClient(address="127.0.0.1", port=port, public_key_b64=protocol.public_key_b64(console),
-                         cert_fingerprint="ab" * 32, key=console)
+    client = AgentClient(
+        address="127.0.0.1",
+        port=port,
+        public_key_b64=protocol.public_key_b64(console),
+        cert_fingerprint="ab" * 32,
+        key=console,
+    )
     with pytest.raises(AgentUnreachable) as exc:
         client.status()
     assert exc.value.retryable
@@ -92,4 +103,6 @@ def test_unreachable_agent_is_retryable(console):
 
 def test_not_enrolled_device_cannot_get_a_client(console):
     with pytest.raises(AgentIdentityError, match="not enrolled"):
-        AgentClient(address="127.0.0.1", port=1, public_key_b64="", cert_fingerprint="", key=console)
+        AgentClient(
+            address="127.0.0.1", port=1, public_key_b64="", cert_fingerprint="", key=console
+        )

@@ -20,12 +20,21 @@ def sent(monkeypatch) -> list[int]:
     return calls
 
 
-def test_create_returns_202_and_enqueues_only_after_commit(api, sent, django_capture_on_commit_callbacks):
+def test_create_returns_202_and_enqueues_only_after_commit(
+    api, sent, django_capture_on_commit_callbacks
+):
     ruleset, group = make_policy()
     devices = [make_device(f"web-{i}", group=group) for i in range(3)]
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        resp = api.post(URL, {"device_group": group.pk, "confirm_timeout": 5,
-                              "rollout": {"canary": 1, "wave_percent": 50}}, format="json")
+        resp = api.post(
+            URL,
+            {
+                "device_group": group.pk,
+                "confirm_timeout": 5,
+                "rollout": {"canary": 1, "wave_percent": 50},
+            },
+            format="json",
+        )
         assert resp.status_code == 202, resp.content
         assert sent == []  # nothing goes to the broker before the rows are committed
     for callback in callbacks:
@@ -38,10 +47,15 @@ def test_create_returns_202_and_enqueues_only_after_commit(api, sent, django_cap
     assert sent == [body["devices"][0]["id"]]  # the canary only
 
     detail = api.get(f"{URL}{body['id']}/").json()
-    assert detail["target"]["kind"] == "device_group" and detail["devices"][0]["transitions"][0]["state"] == "queued"
+    assert (
+        detail["target"]["kind"] == "device_group"
+        and detail["devices"][0]["transitions"][0]["state"] == "queued"
+    )
     assert detail["waves"][0]["states"] == {"queued": 1}
     listing = api.get(URL).json()
-    assert listing["results"][0]["id"] == body["id"] and listing["results"][0]["counts"] == {"queued": 3}
+    assert listing["results"][0]["id"] == body["id"] and listing["results"][0]["counts"] == {
+        "queued": 3
+    }
 
 
 def test_targets_by_devices_and_ruleset(api, sent, django_capture_on_commit_callbacks):
@@ -55,15 +69,18 @@ def test_targets_by_devices_and_ruleset(api, sent, django_capture_on_commit_call
     assert len(sent) == 2 and a.pk != b.pk
 
 
-@pytest.mark.parametrize("body,field", [
-    ({}, "non_field_errors"),
-    ({"devices": [1], "ruleset": 1}, "non_field_errors"),
-    ({"devices": [99999]}, "devices"),
-    ({"device_group": 99999}, "device_group"),
-    ({"devices": [1], "confirm_timeout": -1}, "confirm_timeout"),
-    ({"devices": [1], "rollout": {"wave_size": 2, "wave_percent": 10}}, "rollout"),
-    ({"devices": [1], "revision": 99999}, "revision"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "non_field_errors"),
+        ({"devices": [1], "ruleset": 1}, "non_field_errors"),
+        ({"devices": [99999]}, "devices"),
+        ({"device_group": 99999}, "device_group"),
+        ({"devices": [1], "confirm_timeout": -1}, "confirm_timeout"),
+        ({"devices": [1], "rollout": {"wave_size": 2, "wave_percent": 10}}, "rollout"),
+        ({"devices": [1], "revision": 99999}, "revision"),
+    ],
+)
 def test_validation_errors_are_400(api, sent, body, field):
     make_device("web-1", pk=1)
     resp = api.post(URL, body, format="json")
@@ -94,8 +111,11 @@ def test_counter_endpoints(api):
     ruleset, group = make_policy(ports=(80, 443))
     device = make_device("web-1", group=group)
     used = ruleset.rules.order_by("position").first()
-    services.counters_ingest(device=device, counters={str(used.uuid): {"packets": 7, "bytes": 700}},
-                             at=timezone.now() - timedelta(days=1))
+    services.counters_ingest(
+        device=device,
+        counters={str(used.uuid): {"packets": 7, "bytes": 700}},
+        at=timezone.now() - timedelta(days=1),
+    )
     rows = api.get("/api/v1/rule-counters/", {"rule_uuid": str(used.uuid)}).json()["results"]
     assert rows[0]["packets"] == 7 and rows[0]["device_name"] == "web-1"
     unused = api.get("/api/v1/rule-counters/unused/", {"days": 7}).json()

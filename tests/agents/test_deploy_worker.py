@@ -35,7 +35,10 @@ from tests.support.deploy import (
 )
 from tests.support.netns import host_pair, sh
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 REDIS_URL = os.environ.get("RAMPART_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 AMQP_URL = os.environ.get("RAMPART_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -73,7 +76,9 @@ def shared_db(tmp_path_factory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def redis_stack(tmp_path_factory, django_db_blocker, shared_db) -> Iterator[tuple[Stack, Net | None]]:
+def redis_stack(
+    tmp_path_factory, django_db_blocker, shared_db
+) -> Iterator[tuple[Stack, Net | None]]:
     if not reachable(REDIS_URL):
         pytest.skip(f"Redis not reachable at {REDIS_URL}")
     tmp = tmp_path_factory.mktemp("dpredis")
@@ -84,7 +89,19 @@ def redis_stack(tmp_path_factory, django_db_blocker, shared_db) -> Iterator[tupl
             # a link from the root namespace (where the console runs) to the agent's namespace
             n = os.getpid() % 250 + 1
             root_if, ns_if = f"rpdr{n}", f"rpds{n}"
-            sh("ip", "link", "add", root_if, "type", "veth", "peer", "name", ns_if, "netns", server.name)
+            sh(
+                "ip",
+                "link",
+                "add",
+                root_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ns_if,
+                "netns",
+                server.name,
+            )
             stack.callback(sh, "ip", "link", "delete", root_if, check=False)
             console_addr, agent_addr = f"198.19.{n}.1", f"198.19.{n}.2"
             sh("ip", "addr", "add", f"{console_addr}/30", "dev", root_if)
@@ -95,7 +112,9 @@ def redis_stack(tmp_path_factory, django_db_blocker, shared_db) -> Iterator[tupl
         db_url, key_file = shared_db
         port = free_port()
         binds = [f"127.0.0.1:{port}"] + ([f"{net.console_addr}:{port}"] if net else [])
-        console = stack.enter_context(console_stack(tmp, db_url, REDIS_URL, binds, RAMPART_CONSOLE_KEY_FILE=key_file))
+        console = stack.enter_context(
+            console_stack(tmp, db_url, REDIS_URL, binds, RAMPART_CONSOLE_KEY_FILE=key_file)
+        )
         yield console, net
 
 
@@ -107,11 +126,18 @@ def db_of(redis_stack, django_db_blocker):
 
 
 def ns_device(name: str, net: Net, **fields):
-    from agents.models import Device, DeviceMembership
+    from rules.models import Device, DeviceMembership
 
-    _, group = make_policy(name, ports=(80,), sources=(net.client.addr4,))  # only the client, port 80
-    device = Device.objects.create(name=name, address=net.agent_addr, agent_port=8745,
-                                   management_sources=[net.console_addr], **fields)
+    _, group = make_policy(
+        name, ports=(80,), sources=(net.client.addr4,)
+    )  # only the client, port 80
+    device = Device.objects.create(
+        name=name,
+        address=net.agent_addr,
+        agent_port=8745,
+        management_sources=[net.console_addr],
+        **fields,
+    )
     DeviceMembership.objects.create(device=device, group=group)
     return device
 
@@ -125,11 +151,20 @@ def ns_agent(redis_stack, django_db_blocker, tmp_path_factory):
     state = tmp_path_factory.mktemp("dpagent")
     with django_db_blocker.unblock(), use_database(console.db_url):
         device = ns_device("dp-web", net)
-    proc = net.server.popen(*serve_agent_cmd(state, f"{net.agent_addr}:8745", "nft", confirm_timeout=10),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = net.server.popen(
+        *serve_agent_cmd(state, f"{net.agent_addr}:8745", "nft", confirm_timeout=10),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     wait_ready(proc)
-    console.enroll(device.pk, state, 8745, f"http://{net.console_addr}{console.api_url[console.api_url.rindex(':'):]}",
-                   ns=net.server)
+    console.enroll(
+        device.pk,
+        state,
+        8745,
+        f"http://{net.console_addr}{console.api_url[console.api_url.rindex(':') :]}",
+        ns=net.server,
+    )
     net.server.listen(tcp=[80, 81])
     return device
 
@@ -138,16 +173,28 @@ def ns_agent(redis_stack, django_db_blocker, tmp_path_factory):
 def test_api_call_puts_rules_in_the_kernel_and_packets_obey(redis_stack, ns_agent):
     console, net = redis_stack
     client, server = net.client, net.server
-    assert client.probe([{"proto": "tcp", "host": server.addr4, "port": p} for p in (80, 81)]) == [True, True]
+    assert client.probe([{"proto": "tcp", "host": server.addr4, "port": p} for p in (80, 81)]) == [
+        True,
+        True,
+    ]
 
     deployment = console.deploy(devices=[ns_agent.pk], confirm_timeout=10)
     body = console.wait_done(deployment)
     dd = body["devices"][0]
     assert body["status"] == "succeeded" and dd["state"] == "confirmed", body
-    assert [t["state"] for t in dd["transitions"]] == ["queued", "compiling", "pushing", "applied", "confirmed"]
+    assert [t["state"] for t in dd["transitions"]] == [
+        "queued",
+        "compiling",
+        "pushing",
+        "applied",
+        "confirmed",
+    ]
     assert dd["agent_response"]["result"] == "applied" and dd["agent_response"]["apply_ms"] > 0
 
-    assert client.probe([{"proto": "tcp", "host": server.addr4, "port": p} for p in (80, 81)]) == [True, False]
+    assert client.probe([{"proto": "tcp", "host": server.addr4, "port": p} for p in (80, 81)]) == [
+        True,
+        False,
+    ]
     saved = server.run("iptables-nft-save").stdout
     assert "RPT-INPUT" in saved and "rpt:sys:mgmt" in saved
     # the console still reaches the agent through the management rule
@@ -157,7 +204,8 @@ def test_api_call_puts_rules_in_the_kernel_and_packets_obey(redis_stack, ns_agen
 
 @pytest.mark.netns
 def test_hand_made_change_is_drift_and_gets_repaired(redis_stack, ns_agent, django_db_blocker):
-    from agents.models import Deployment, Device
+    from agents.models import Deployment
+    from rules.models import Device
 
     console, net = redis_stack
     with django_db_blocker.unblock(), use_database(console.db_url):
@@ -165,22 +213,41 @@ def test_hand_made_change_is_drift_and_gets_repaired(redis_stack, ns_agent, djan
     console.wait_done(console.deploy(devices=[ns_agent.pk]))
     assert net.client.tcp_ok(net.server.addr4, 81) is False
 
-    net.server.run("iptables-nft", "-I", "RPT-INPUT", "1", "-p", "tcp", "--dport", "81", "-j", "ACCEPT")
+    net.server.run(
+        "iptables-nft", "-I", "RPT-INPUT", "1", "-p", "tcp", "--dport", "81", "-j", "ACCEPT"
+    )
     assert net.client.tcp_ok(net.server.addr4, 81) is True
     t0 = time.monotonic()
     with django_db_blocker.unblock(), use_database(console.db_url):
-        from console.audit.models import AuditEntry
+        from core.audit.models import AuditEntry
 
         # the drifted flag may be up for only a moment (the repair is quick): the audit log keeps it
-        entry = wait_for(lambda: AuditEntry.objects.filter(action="drift_detected", object_id=str(ns_agent.pk))
-                         .first(), 10, 0.2, "drift to be reported")
+        entry = wait_for(
+            lambda: AuditEntry.objects.filter(
+                action="drift_detected", object_id=str(ns_agent.pk)
+            ).first(),
+            10,
+            0.2,
+            "drift to be reported",
+        )
         seen = time.monotonic() - t0
         assert "no rpt comment" in entry.after["diff"], entry.after
-        wait_for(lambda: AuditEntry.objects.filter(action="drift_repaired", object_id=str(ns_agent.pk)).exists(),
-                 10, 0.2, "a repair deployment")
+        wait_for(
+            lambda: AuditEntry.objects.filter(
+                action="drift_repaired", object_id=str(ns_agent.pk)
+            ).exists(),
+            10,
+            0.2,
+            "a repair deployment",
+        )
         repair = Deployment.objects.filter(trigger="repair").order_by("-id").first()
         assert repair is not None and repair.device_deployments.get().device_id == ns_agent.pk
-        wait_for(lambda: Deployment.objects.get(pk=repair.pk).status == "succeeded", 20, 0.3, "the repair")
+        wait_for(
+            lambda: Deployment.objects.get(pk=repair.pk).status == "succeeded",
+            20,
+            0.3,
+            "the repair",
+        )
         assert not Device.objects.get(pk=ns_agent.pk).drifted
     assert seen < 2 * 2 + 3  # within one poll interval (2 s) plus the poll itself
     assert net.client.tcp_ok(net.server.addr4, 81) is False
@@ -188,12 +255,16 @@ def test_hand_made_change_is_drift_and_gets_repaired(redis_stack, ns_agent, djan
 
 
 def test_agent_down_is_retried_then_failed_with_reason(db_of):
-    from agents.models import Device
+    from rules.models import Device
 
     console = db_of
-    device = Device.objects.create(name="dp-down", address="127.0.0.1", agent_port=free_port(),
-                                   agent_public_key="0N7Xa5zTlqJ1jisA31Ax/mhwSi33YKaiIKzytXJGLqE=",
-                                   agent_cert_fingerprint="ab" * 32)
+    device = Device.objects.create(
+        name="dp-down",
+        address="127.0.0.1",
+        agent_port=free_port(),
+        agent_public_key="0N7Xa5zTlqJ1jisA31Ax/mhwSi33YKaiIKzytXJGLqE=",
+        agent_cert_fingerprint="ab" * 32,
+    )
     make_policy("dp-down-rs")
     body = console.wait_done(console.deploy(devices=[device.pk]), timeout=40)
     dd = body["devices"][0]
@@ -203,13 +274,19 @@ def test_agent_down_is_retried_then_failed_with_reason(db_of):
 
 
 def test_worker_killed_mid_push_is_redelivered_and_finishes(db_of, tmp_path):
-    from agents.models import Device, DeviceDeployment
+    from agents.models import DeviceDeployment
+    from rules.models import Device
 
     console = db_of
     port = free_port()
     state = tmp_path / "agent"
-    agent = subprocess.Popen(serve_agent_cmd(state, f"127.0.0.1:{port}"), stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    agent = subprocess.Popen(
+        serve_agent_cmd(state, f"127.0.0.1:{port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_ready(agent)
         _, group = make_policy("dp-kill")
@@ -218,8 +295,14 @@ def test_worker_killed_mid_push_is_redelivered_and_finishes(db_of, tmp_path):
         console.enroll(device.pk, state, port, console.api_url)
         os.kill(agent.pid, signal.SIGSTOP)  # the push hangs on the wire...
         deployment = console.deploy(devices=[device.pk], confirm_timeout=60)
-        wait_for(lambda: DeviceDeployment.objects.filter(deployment_id=deployment, state="pushing").exists(),
-                 20, 0.1, "the push to start")
+        wait_for(
+            lambda: DeviceDeployment.objects.filter(
+                deployment_id=deployment, state="pushing"
+            ).exists(),
+            20,
+            0.1,
+            "the push to start",
+        )
         time.sleep(0.5)
         console.worker.kill9()  # ...and the worker dies mid-task
         os.kill(agent.pid, signal.SIGCONT)
@@ -231,25 +314,41 @@ def test_worker_killed_mid_push_is_redelivered_and_finishes(db_of, tmp_path):
     dd = body["devices"][0]
     assert dd["state"] == "confirmed", dd
     assert sum(t["state"] == "compiling" for t in dd["transitions"]) >= 2  # it ran again
-    assert DeviceDeployment.objects.filter(state__in=["compiling", "pushing", "applied"]).count() == 0
+    assert (
+        DeviceDeployment.objects.filter(state__in=["compiling", "pushing", "applied"]).count() == 0
+    )
 
 
 @pytest.mark.parametrize("broker", ["amqp", "filesystem"])
 def test_other_brokers_end_to_end(broker, tmp_path, django_db_blocker, shared_db):
     """RabbitMQ (CELERY_BROKER_URL=amqp://…) and the embedded filesystem broker (no REDIS_URL)."""
-    from agents.models import Device
+    from rules.models import Device
 
     url = AMQP_URL if broker == "amqp" else "filesystem://"
     if broker == "amqp" and not reachable(AMQP_URL):
         pytest.skip(f"RabbitMQ not reachable at {AMQP_URL.split('@')[-1]}")
     db_url, key_file = shared_db
     name = f"dp-{broker}"
-    with django_db_blocker.unblock(), console_stack(tmp_path, db_url, url, [f"127.0.0.1:{free_port()}"],
-                                                    beat=False, RAMPART_CONSOLE_KEY_FILE=key_file) as console:
+    with (
+        django_db_blocker.unblock(),
+        console_stack(
+            tmp_path,
+            db_url,
+            url,
+            [f"127.0.0.1:{free_port()}"],
+            beat=False,
+            RAMPART_CONSOLE_KEY_FILE=key_file,
+        ) as console,
+    ):
         agent_port = free_port()
         state = tmp_path / "agent"
-        agent = subprocess.Popen(serve_agent_cmd(state, f"127.0.0.1:{agent_port}"), stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        agent = subprocess.Popen(
+            serve_agent_cmd(state, f"127.0.0.1:{agent_port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         console.procs.append(agent)
         wait_ready(agent)
         with use_database(db_url):

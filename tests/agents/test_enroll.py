@@ -11,9 +11,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agents import services
-from agents.agent import protocol
 from agents.client import console_private_key, console_public_key_b64
-from agents.models import Device, EnrollmentToken
+from agents.models import EnrollmentToken
+from rampart_agent import protocol
+from rules.models import Device
 from tests.support.deploy import make_device
 
 pytestmark = pytest.mark.django_db
@@ -24,17 +25,29 @@ ENROLL = "/api/v1/agents/enroll/"
 
 @pytest.fixture(autouse=True)
 def console_key(settings, tmp_path):
-    settings.RAMPART = {**settings.RAMPART, "CONSOLE_KEY_FILE": str(tmp_path / "keys" / "console-key.pem")}
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                   "LOCATION": f"enroll-{tmp_path.name}"}}
+    settings.RAMPART = {
+        **settings.RAMPART,
+        "CONSOLE_KEY_FILE": str(tmp_path / "keys" / "console-key.pem"),
+    }
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"enroll-{tmp_path.name}",
+        }
+    }
 
 
 def agent_payload(token: str, **overrides) -> dict:
     key = protocol.generate_private_key()
     cert = protocol.make_self_signed_cert(key, "web-1")
-    return {"token": token, "public_key": protocol.public_key_b64(key),
-            "cert_fingerprint": protocol.cert_fingerprint(cert), "listen_port": 9745,
-            "facts": {"hostname": "web-1", "kernel": "6.1", "backend": "nft"}, **overrides}
+    return {
+        "token": token,
+        "public_key": protocol.public_key_b64(key),
+        "cert_fingerprint": protocol.cert_fingerprint(cert),
+        "listen_port": 9745,
+        "facts": {"hostname": "web-1", "kernel": "6.1", "backend": "nft"},
+        **overrides,
+    }
 
 
 def test_token_is_hashed_one_time_and_expiring():
@@ -64,7 +77,9 @@ def test_api_token_creation_needs_edit_role(api, viewer_api):
     assert viewer_api.post(url, {}, format="json").status_code == 403
     resp = api.post(url, {"ttl": 120}, format="json")
     assert resp.status_code == 201, resp.content
-    assert resp.json()["device"] == "web-1" and services.enrollment_token_lookup(resp.json()["token"])
+    assert resp.json()["device"] == "web-1" and services.enrollment_token_lookup(
+        resp.json()["token"]
+    )
     assert api.post("/api/v1/devices/99999/enrollment-token/", {}, format="json").status_code == 404
 
 
@@ -74,7 +89,11 @@ def test_enroll_stores_key_pin_facts_and_returns_console_key(client):
     payload = agent_payload(token)
     resp = client.post(ENROLL, payload, content_type="application/json")
     assert resp.status_code == 201, resp.content
-    assert resp.json() == {"device": "web-1", "device_id": device.pk, "console_public_key": console_public_key_b64()}
+    assert resp.json() == {
+        "device": "web-1",
+        "device_id": device.pk,
+        "console_public_key": console_public_key_b64(),
+    }
     device.refresh_from_db()
     assert device.agent_public_key == payload["public_key"]
     assert device.agent_cert_fingerprint == payload["cert_fingerprint"]
@@ -96,29 +115,44 @@ def test_enroll_refuses_expired_token(client):
     device = make_device("web-1")
     token = services.enrollment_token_create(device=device).token
     EnrollmentToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert client.post(ENROLL, agent_payload(token), content_type="application/json").status_code == 403
+    assert (
+        client.post(ENROLL, agent_payload(token), content_type="application/json").status_code
+        == 403
+    )
 
 
-@pytest.mark.parametrize("field,value", [("public_key", "not-base64!"), ("cert_fingerprint", "12:34"),
-                                         ("listen_port", 70000)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("public_key", "not-base64!"), ("cert_fingerprint", "12:34"), ("listen_port", 70000)],
+)
 def test_enroll_validates_and_keeps_token_on_bad_input(client, field, value):
     device = make_device("web-1")
     token = services.enrollment_token_create(device=device).token
-    resp = client.post(ENROLL, agent_payload(token, **{field: value}), content_type="application/json")
+    resp = client.post(
+        ENROLL, agent_payload(token, **{field: value}), content_type="application/json"
+    )
     assert resp.status_code == 400 and field in resp.json()
     assert services.enrollment_token_lookup(token) is not None  # not spent by a typo
 
 
 def test_enroll_is_throttled(client, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
-                                                          "enroll": "3/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "enroll": "3/minute",
+        },
+    }
     from rest_framework.throttling import ScopedRateThrottle
 
     ScopedRateThrottle.THROTTLE_RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
     try:
-        codes = [client.post(ENROLL, {"token": "rpt-enroll-guess"}, content_type="application/json").status_code
-                 for _ in range(5)]
+        codes = [
+            client.post(
+                ENROLL, {"token": "rpt-enroll-guess"}, content_type="application/json"
+            ).status_code
+            for _ in range(5)
+        ]
     finally:
         from rest_framework.settings import api_settings
 

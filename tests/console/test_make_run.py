@@ -27,26 +27,48 @@ def free_port() -> int:
 
 
 def call(url: str, token: str | None = None, data: dict | None = None) -> tuple[int, dict | str]:
-    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Token {token}"} if token else {})})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(data).encode() if data is not None else None,
+        headers={
+            "Content-Type": "application/json",
+            **({"Authorization": f"Token {token}"} if token else {}),
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             body = resp.read().decode()
-            return resp.status, json.loads(body) if "json" in resp.headers.get("Content-Type", "") else body
+            return resp.status, json.loads(body) if "json" in resp.headers.get(
+                "Content-Type", ""
+            ) else body
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
 
 
 def test_make_run_serves_the_console_runs_a_worker_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env.update(RAMPART_VAR_DIR=str(tmp_path), RAMPART_LISTEN=f"127.0.0.1:{port}", DEBUG="1",
-               RAMPART_ADMIN_PASSWORD="demo-Password-1", RAMPART_DEMO_AGENT="0",
-               RAMPART_DEPLOY_MAX_ATTEMPTS="1")
-    proc = subprocess.Popen([sys.executable, "manage.py", "rampart_run"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    }
+    env.update(
+        RAMPART_VAR_DIR=str(tmp_path),
+        RAMPART_LISTEN=f"127.0.0.1:{port}",
+        DEBUG="1",
+        RAMPART_ADMIN_PASSWORD="demo-Password-1",
+        RAMPART_DEMO_AGENT="0",
+        RAMPART_DEPLOY_MAX_ATTEMPTS="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "rampart_run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -62,13 +84,23 @@ def test_make_run_serves_the_console_runs_a_worker_and_stops_on_ctrl_c(tmp_path)
         else:
             pytest.fail("the console did not answer within 90 s")
         assert "Rampart" in body
-        token = subprocess.run([sys.executable, "manage.py", "create_api_token", "admin"], cwd=ROOT, env=env,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        token = subprocess.run(
+            [sys.executable, "manage.py", "create_api_token", "admin"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         status, devices = call(base + "/api/v1/devices/", token)
-        assert status == 200 and [d["name"] for d in devices["results"]] == ["demo"]  # the demo policy
+        assert status == 200 and [d["name"] for d in devices["results"]] == [
+            "demo"
+        ]  # the demo policy
         # A deployment is picked up by the real worker through the filesystem broker: it
         # leaves `queued` (the demo device has no agent here, so it ends failed).
-        status, dep = call(base + "/api/v1/deployments/", token, {"devices": [devices["results"][0]["id"]]})
+        status, dep = call(
+            base + "/api/v1/deployments/", token, {"devices": [devices["results"][0]["id"]]}
+        )
         assert status == 202, dep
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -88,5 +120,7 @@ def test_make_run_serves_the_console_runs_a_worker_and_stops_on_ctrl_c(tmp_path)
     assert "Created user 'admin'" in out
     assert proc.returncode == 0
     time.sleep(0.5)
-    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid), "-a"], capture_output=True, text=True).stdout
+    leftovers = subprocess.run(
+        ["pgrep", "-s", str(proc.pid), "-a"], capture_output=True, text=True
+    ).stdout
     assert not leftovers.strip(), f"still running after Ctrl-C: {leftovers}"

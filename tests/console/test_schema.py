@@ -24,8 +24,20 @@ def test_schema_generates_without_warnings_or_errors(tmp_path):
     """The same command CI runs; in a fresh process, as spectacular's warnings are per process."""
     out = tmp_path / "schema.yaml"
     result = subprocess.run(
-        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn", "--file", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"},
+        [
+            sys.executable,
+            "manage.py",
+            "spectacular",
+            "--validate",
+            "--fail-on-warn",
+            "--file",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert out.read_text().startswith("openapi: 3")

@@ -15,10 +15,28 @@ PROBE = (
 
 
 def settings_with(tmp_path, **env) -> dict:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
+        }
+    }
     clean.update(DJANGO_SETTINGS_MODULE="console.settings", RAMPART_VAR_DIR=str(tmp_path), **env)
-    out = subprocess.run([sys.executable, "-c", PROBE], env=clean, cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=clean,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -33,8 +51,12 @@ def test_defaults_are_embedded_sqlite_filesystem_broker_and_debug_off(tmp_path):
 
 def test_production_environment_is_honoured(tmp_path):
     s = settings_with(
-        tmp_path, DATABASE_URL="postgres://u@127.0.0.1:5432/x", REDIS_URL="redis://127.0.0.1:6379/3",
-        SECRET_KEY="k", ALLOWED_HOSTS="fw.example.org,console", DEBUG="1",
+        tmp_path,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/x",
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        SECRET_KEY="k",
+        ALLOWED_HOSTS="fw.example.org,console",
+        DEBUG="1",
     )
     assert s["db"] == "django.db.backends.postgresql"
     assert s["broker"] == "redis://127.0.0.1:6379/3"
@@ -44,5 +66,9 @@ def test_production_environment_is_honoured(tmp_path):
 
 
 def test_celery_broker_url_overrides_redis(tmp_path):
-    s = settings_with(tmp_path, REDIS_URL="redis://127.0.0.1:6379/3", CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//")
+    s = settings_with(
+        tmp_path,
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+    )
     assert s["broker"].startswith("amqp://")

@@ -18,8 +18,14 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 PASSWORD = "pw-Rampart-123"
 
@@ -35,7 +41,7 @@ def role_groups(transactional_db) -> None:
     """The role groups come from a data migration, which a transactional test's flush empties."""
     from django.contrib.auth.models import Group
 
-    from console.accounts import roles
+    from core.accounts import roles
 
     for name in roles.ALL:
         Group.objects.get_or_create(name=name)
@@ -55,7 +61,9 @@ def chromium():
 
 @pytest.fixture
 def page(chromium, live_server) -> Iterator:
-    context = chromium.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
+    context = chromium.new_context(
+        viewport={"width": 1440, "height": 900}, base_url=live_server.url
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []

@@ -33,7 +33,10 @@ def add_rule(page, **fields: str) -> None:
 
 
 def comments(page) -> list[str]:
-    return [c.strip().split("\n")[0] for c in page.locator("tr[data-rule-id] td.comment").all_inner_texts()]
+    return [
+        c.strip().split("\n")[0]
+        for c in page.locator("tr[data-rule-id] td.comment").all_inner_texts()
+    ]
 
 
 def test_edit_reorder_and_see_shadowing(page, login, make_user):
@@ -50,7 +53,10 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.get_by_label("Members").fill("198.18.60.10\n198.18.60.11")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("[data-testid=objects-table]")).to_contain_text("198.18.60.11")
-    assert [m.ref for m in AddressGroup.objects.get(name="ui-web").members.all()] == ["198.18.60.10", "198.18.60.11"]
+    assert [m.ref for m in AddressGroup.objects.get(name="ui-web").members.all()] == [
+        "198.18.60.10",
+        "198.18.60.11",
+    ]
 
     # A rule set and three rules through the editor panel.
     page.get_by_role("link", name="Rule sets").click()
@@ -58,9 +64,30 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.get_by_label("Name").fill("ui-edge")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="ui-edge")).to_be_visible()
-    add_rule(page, action="drop", sources="198.18.50.7", protocol="tcp", dports="80", comment="block host")
-    add_rule(page, action="accept", sources="198.18.50.0/24", protocol="tcp", dports="80", comment="web from lab")
-    add_rule(page, action="accept", destinations="ui-web", protocol="tcp", dports="443", comment="tls to web")
+    add_rule(
+        page,
+        action="drop",
+        sources="198.18.50.7",
+        protocol="tcp",
+        dports="80",
+        comment="block host",
+    )
+    add_rule(
+        page,
+        action="accept",
+        sources="198.18.50.0/24",
+        protocol="tcp",
+        dports="80",
+        comment="web from lab",
+    )
+    add_rule(
+        page,
+        action="accept",
+        destinations="ui-web",
+        protocol="tcp",
+        dports="443",
+        comment="tls to web",
+    )
 
     # Inline validation: an unknown name is reported while typing, before saving.
     page.get_by_role("button", name="Add rule").click()
@@ -86,8 +113,11 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.mouse.up()
     expect(page.locator("#toasts")).to_contain_text("Rule moved to #1")
     ruleset = RuleSet.objects.get(name="ui-edge")
-    assert list(ruleset.rules.order_by("position").values_list("comment", flat=True)) == \
-        ["web from lab", "block host", "tls to web"]
+    assert list(ruleset.rules.order_by("position").values_list("comment", flat=True)) == [
+        "web from lab",
+        "block host",
+        "tls to web",
+    ]
     shadowed = page.locator("tr.finding-shadowed")
     expect(shadowed).to_have_count(1)
     expect(shadowed).to_contain_text("block host")
@@ -102,8 +132,11 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.keyboard.press("Alt+ArrowUp")
     expect(page.locator("#toasts")).to_contain_text("Rule moved to #2")
     expect(page.locator("tr[data-rule-id]").nth(1)).to_contain_text("tls to web")
-    assert list(ruleset.rules.order_by("position").values_list("comment", flat=True)) == \
-        ["web from lab", "tls to web", "block host"]
+    assert list(ruleset.rules.order_by("position").values_list("comment", flat=True)) == [
+        "web from lab",
+        "tls to web",
+        "block host",
+    ]
 
     # Keyboard: "/" focuses the search; searching narrows the table.
     page.keyboard.press("/")
@@ -126,9 +159,15 @@ def test_edit_reorder_and_see_shadowing(page, login, make_user):
     page.get_by_test_id("revisions-table").get_by_role("link", name="r3", exact=True).click()
     expect(page.get_by_test_id("revision-diff")).to_contain_text("web from lab")
     shot(page, "revision")
-    for name, url in (("devices", "/devices/"), ("objects", "/objects/address-groups/"),
-                      ("deployments", "/deployments/"), ("rulesets", "/rulesets/"), ("tracer", "/tracer/"),
-                      ("approvals", "/approvals/"), ("audit-log", "/audit/")):
+    for name, url in (
+        ("devices", "/devices/"),
+        ("objects", "/objects/address-groups/"),
+        ("deployments", "/deployments/"),
+        ("rulesets", "/rulesets/"),
+        ("tracer", "/tracer/"),
+        ("approvals", "/approvals/"),
+        ("audit-log", "/audit/"),
+    ):
         page.goto(url)
         shot(page, name)
     assert page.js_errors == []
@@ -147,8 +186,10 @@ def test_viewer_sees_no_edit_controls(page, login, make_user):
     expect(page.locator("#bulk-form")).to_have_count(0)
 
 
-@pytest.mark.skipif(not os.environ.get("RAMPART_UPDATE_SCREENSHOT"),
-                    reason="set RAMPART_UPDATE_SCREENSHOT=1 to refresh docs/screenshot-ruleset.png")
+@pytest.mark.skipif(
+    not os.environ.get("RAMPART_UPDATE_SCREENSHOT"),
+    reason="set RAMPART_UPDATE_SCREENSHOT=1 to refresh docs/screenshot-ruleset.png",
+)
 def test_readme_screenshot(page, login, make_user):
     """docs/screenshot-ruleset.png: a realistic rule set, with a shadowed rule highlighted."""
     from datetime import timedelta
@@ -158,30 +199,81 @@ def test_readme_screenshot(page, login, make_user):
     from rules import services
     from rules.models import AddressObject, Service, ServiceGroup
 
-    for name, value in (("office", "198.18.0.0/24"), ("monitoring", "198.18.2.5"), ("bastion", "198.18.3.4")):
+    for name, value in (
+        ("office", "198.18.0.0/24"),
+        ("monitoring", "198.18.2.5"),
+        ("bastion", "198.18.3.4"),
+    ):
         services.object_save(AddressObject(name=name, value=value))
     web = services.object_save(AddressGroup(name="web-servers"))
-    services.address_group_set_members(group=web, members=["198.18.1.10", "198.18.1.11", "2001:2::10"])
-    for name, proto, ports in (("http", "tcp", ["80"]), ("https", "tcp", ["443", "8443-8445"]), ("ssh", "tcp", ["22"])):
+    services.address_group_set_members(
+        group=web, members=["198.18.1.10", "198.18.1.11", "2001:2::10"]
+    )
+    for name, proto, ports in (
+        ("http", "tcp", ["80"]),
+        ("https", "tcp", ["443", "8443-8445"]),
+        ("ssh", "tcp", ["22"]),
+    ):
         services.object_save(Service(name=name, protocol=proto, ports=ports))
     group = services.object_save(ServiceGroup(name="web"))
     services.service_group_set_members(group=group, members=["http", "https"])
-    ruleset = services.object_save(RuleSet(name="web-baseline", description="what every web server allows"))
+    ruleset = services.object_save(
+        RuleSet(name="web-baseline", description="what every web server allows")
+    )
     soon = timezone.now() + timedelta(days=3)
     for data in (
-        {"action": "accept", "destinations": ["web-servers"], "services": ["web"], "states": ["new"],
-         "comment": "the web tier is public"},
-        {"action": "accept", "sources": ["bastion"], "services": ["ssh"], "log": True, "comment": "ssh via bastion"},
-        {"action": "accept", "sources": ["monitoring"], "protocol": "tcp", "dports": ["9100"],
-         "comment": "node exporter"},
-        {"action": "drop", "sources": ["office"], "protocol": "tcp", "dports": ["23"], "log": True,
-         "comment": "no telnet"},
-        {"action": "reject", "sources": ["198.18.0.0/24"], "destinations": ["web-servers"], "services": ["https"], "states": ["new"],
-         "comment": "office must use the proxy"},
-        {"action": "accept", "sources": ["198.18.0.0/16"], "protocol": "icmp", "rate_limit": "10/second",
-         "comment": "ping, rate limited"},
-        {"action": "accept", "sources": ["198.18.9.0/24"], "protocol": "tcp", "dports": ["8080"],
-         "expires_at": soon, "comment": "load test, temporary"},
+        {
+            "action": "accept",
+            "destinations": ["web-servers"],
+            "services": ["web"],
+            "states": ["new"],
+            "comment": "the web tier is public",
+        },
+        {
+            "action": "accept",
+            "sources": ["bastion"],
+            "services": ["ssh"],
+            "log": True,
+            "comment": "ssh via bastion",
+        },
+        {
+            "action": "accept",
+            "sources": ["monitoring"],
+            "protocol": "tcp",
+            "dports": ["9100"],
+            "comment": "node exporter",
+        },
+        {
+            "action": "drop",
+            "sources": ["office"],
+            "protocol": "tcp",
+            "dports": ["23"],
+            "log": True,
+            "comment": "no telnet",
+        },
+        {
+            "action": "reject",
+            "sources": ["198.18.0.0/24"],
+            "destinations": ["web-servers"],
+            "services": ["https"],
+            "states": ["new"],
+            "comment": "office must use the proxy",
+        },
+        {
+            "action": "accept",
+            "sources": ["198.18.0.0/16"],
+            "protocol": "icmp",
+            "rate_limit": "10/second",
+            "comment": "ping, rate limited",
+        },
+        {
+            "action": "accept",
+            "sources": ["198.18.9.0/24"],
+            "protocol": "tcp",
+            "dports": ["8080"],
+            "expires_at": soon,
+            "comment": "load test, temporary",
+        },
         {"action": "drop", "sources": ["198.18.9.0/24"], "enabled": False, "comment": "lab (off)"},
     ):
         services.rule_create(ruleset=ruleset, data=data)

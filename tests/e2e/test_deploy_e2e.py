@@ -22,24 +22,56 @@ from tests.support.netns import host_pair, needs_netns
 
 from .conftest import shot
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, *needs_netns, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    *needs_netns,
+    pytest.mark.django_db(transaction=True),
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start_worker(ns, tmp: Path, db_path: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAMPART_", "CELERY_", "REDIS_URL", "DATABASE_URL"))}
-    env.update(DATABASE_URL=f"sqlite:///{db_path}", CELERY_BROKER_URL="filesystem://", RAMPART_VAR_DIR=str(tmp),
-               RAMPART_CONSOLE_KEY_FILE=str(tmp / "console-key.pem"), PYTHONUNBUFFERED="1",
-               DJANGO_SETTINGS_MODULE="console.settings", PYTHONPATH=str(ROOT))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAMPART_", "CELERY_", "REDIS_URL", "DATABASE_URL"))
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{db_path}",
+        CELERY_BROKER_URL="filesystem://",
+        RAMPART_VAR_DIR=str(tmp),
+        RAMPART_CONSOLE_KEY_FILE=str(tmp / "console-key.pem"),
+        PYTHONUNBUFFERED="1",
+        DJANGO_SETTINGS_MODULE="console.settings",
+        PYTHONPATH=str(ROOT),
+    )
     log = (tmp / "worker.log").open("ab")
-    proc = ns.popen(str(Path(sys.executable).parent / "celery"), "-A", "console", "worker", "-P", "solo",
-                    "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "-n", f"rpt-ui-{os.getpid()}@%h", env=env, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=tmp)
+    proc = ns.popen(
+        str(Path(sys.executable).parent / "celery"),
+        "-A",
+        "console",
+        "worker",
+        "-P",
+        "solo",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"rpt-ui-{os.getpid()}@%h",
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+    )
     deadline = time.monotonic() + 60
     while b" ready." not in (tmp / "worker.log").read_bytes():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("celery worker did not start:\n" + (tmp / "worker.log").read_text()[-3000:])
+            raise RuntimeError(
+                "celery worker did not start:\n" + (tmp / "worker.log").read_text()[-3000:]
+            )
         time.sleep(0.2)
     return proc
 
@@ -52,19 +84,22 @@ def _point_celery_at(tmp: Path) -> None:
     for sub in ("out", "processed", "control"):
         (tmp / "broker" / sub).mkdir(parents=True, exist_ok=True)
     app.conf.broker_url = "filesystem://"
-    app.conf.broker_transport_options = {"data_folder_in": str(out), "data_folder_out": str(out),
-                                         "processed_folder": str(tmp / "broker" / "processed"),
-                                         "store_processed": False, "control_folder": str(tmp / "broker" / "control")}
+    app.conf.broker_transport_options = {
+        "data_folder_in": str(out),
+        "data_folder_out": str(out),
+        "processed_folder": str(tmp / "broker" / "processed"),
+        "store_processed": False,
+        "control_folder": str(tmp / "broker" / "control"),
+    }
 
 
 def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, make_user, tmp_path):
     from django.db import connection
 
-    from agents.agent import protocol
-    from agents.agent.state import StateDir
-    from agents.models import Device, DeviceRuleSet
+    from rampart_agent import protocol
+    from rampart_agent.state import StateDir
     from rules import services
-    from rules.models import RuleSet
+    from rules.models import Device, DeviceRuleSet, RuleSet
 
     with host_pair("uid") as (client, server):
         # The agent, trusting a console key made for this test.
@@ -73,19 +108,45 @@ def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, mak
         state = StateDir(tmp_path / "agent")
         agent_key = protocol.public_key_b64(state.ensure_identity())
         state.set_console_key(protocol.public_key_b64(key))
-        agent = server.popen("env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "agents.agent.cli", "serve",
-                             "--state-dir", str(state.path), "--dataplane", "nft",
-                             "--listen", f"{server.addr4}:8745", stdout=subprocess.PIPE, text=True)
+        agent = server.popen(
+            "env",
+            f"PYTHONPATH={ROOT}",
+            sys.executable,
+            "-m",
+            "rampart_agent.cli",
+            "serve",
+            "--state-dir",
+            str(state.path),
+            "--dataplane",
+            "nft",
+            "--listen",
+            f"{server.addr4}:8745",
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert agent.stdout.readline().startswith("ready")
         listener = server.listen(tcp=[80, 81])
 
         # Its device and policy: the client may reach tcp/80, nothing else new gets in.
         ruleset = services.object_save(RuleSet(name="ui-web"))
-        services.rule_create(ruleset=ruleset, data={"action": "accept", "protocol": "tcp", "dports": ["80"],
-                                                    "sources": [client.addr4], "comment": "web from client"})
+        services.rule_create(
+            ruleset=ruleset,
+            data={
+                "action": "accept",
+                "protocol": "tcp",
+                "dports": ["80"],
+                "sources": [client.addr4],
+                "comment": "web from client",
+            },
+        )
         device = Device.objects.create(
-            name="ui-agent", address=server.addr4, agent_port=8745, agent_public_key=agent_key,
-            agent_cert_fingerprint=state.cert_fingerprint(), management_sources=[client.addr4])
+            name="ui-agent",
+            address=server.addr4,
+            agent_port=8745,
+            agent_public_key=agent_key,
+            agent_cert_fingerprint=state.cert_fingerprint(),
+            management_sources=[client.addr4],
+        )
         DeviceRuleSet.objects.create(device=device, ruleset=ruleset)
         assert client.tcp_ok(server.addr4, 81)  # open before the deploy
 
@@ -99,7 +160,9 @@ def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, mak
             expect(progress).to_be_visible()
             expect(progress.get_by_test_id("dd-state")).to_contain_text("confirmed", timeout=90_000)
             expect(progress).to_have_attribute("data-status", "succeeded", timeout=30_000)
-            expect(page.get_by_test_id("applied")).to_contain_text("v1")  # refreshed when it finished
+            expect(page.get_by_test_id("applied")).to_contain_text(
+                "v1"
+            )  # refreshed when it finished
             device.refresh_from_db()
             assert device.applied_version > 0 and device.applied_hash
             # The kernel in the namespace now enforces it.

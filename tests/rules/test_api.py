@@ -44,11 +44,18 @@ class TestAddressObjectAPI(APIViewTestCases.APIViewTestCase):
         ({"name": "198.18.0.1", "value": "198.18.0.1"}, "name"),  # reads as an address
         ({"name": "nothing"}, "value"),
     ]
-    filter_cases = [({"name": "office"}, 1), ({"value__icontains": "198.18.1"}, 1), ({"search": "pool"}, 1)]
+    filter_cases = [
+        ({"name": "office"}, 1),
+        ({"value__icontains": "198.18.1"}, 1),
+        ({"search": "pool"}, 1),
+    ]
 
     def make_objects(self):
-        return [make_address("office", "198.18.0.0/24"), make_address("web-1", "198.18.1.10"),
-                make_address("pool", "198.18.4.10-198.18.4.99")]
+        return [
+            make_address("office", "198.18.0.0/24"),
+            make_address("web-1", "198.18.1.10"),
+            make_address("pool", "198.18.4.10-198.18.4.99"),
+        ]
 
     def test_kind_and_family_are_reported(self, viewer_api, objects):
         data = viewer_api.get(self.detail_url(objects[2])).data
@@ -66,7 +73,9 @@ class TestAddressObjectAPI(APIViewTestCases.APIViewTestCase):
 
     def test_a_name_used_by_an_address_group_is_refused(self, api, objects):
         make_address_group("servers", ["web-1"])
-        response = api.post(self.list_url(), {"name": "servers", "value": "198.18.7.1"}, format="json")
+        response = api.post(
+            self.list_url(), {"name": "servers", "value": "198.18.7.1"}, format="json"
+        )
         assert response.status_code == 400 and "name" in response.data
 
 
@@ -85,13 +94,20 @@ class TestAddressGroupAPI(APIViewTestCases.APIViewTestCase):
         ({"name": "bad-literal", "members": ["198.18.0.0/33"]}, "members"),
         ({"name": "web", "members": []}, "name"),
     ]
-    filter_cases = [({"member": "web-1"}, 1), ({"member": "198.18.2.1"}, 1), ({"name__icontains": "e"}, 3)]
+    filter_cases = [
+        ({"member": "web-1"}, 1),
+        ({"member": "198.18.2.1"}, 1),
+        ({"name__icontains": "e"}, 3),
+    ]
 
     def make_objects(self):
         make_address("office", "198.18.0.0/24")
         make_address("web-1", "198.18.1.10")
-        return [make_address_group("web", ["web-1"]), make_address_group("edge", ["198.18.2.1", "office"]),
-                make_address_group("spare", [])]
+        return [
+            make_address_group("web", ["web-1"]),
+            make_address_group("edge", ["198.18.2.1", "office"]),
+            make_address_group("spare", []),
+        ]
 
     def test_members_keep_their_order(self, api, objects):
         members = ["198.18.9.9", "web", "office", "web-1"]
@@ -112,7 +128,9 @@ class TestAddressGroupAPI(APIViewTestCases.APIViewTestCase):
         assert "address group outer" in response.data["non_field_errors"][0]
 
     def test_a_failed_member_update_changes_nothing(self, api, objects):
-        response = api.patch(self.detail_url(objects[0]), {"description": "new", "members": ["nope"]}, format="json")
+        response = api.patch(
+            self.detail_url(objects[0]), {"description": "new", "members": ["nope"]}, format="json"
+        )
         assert response.status_code == 400
         objects[0].refresh_from_db()
         assert objects[0].description == ""
@@ -134,14 +152,23 @@ class TestServiceAPI(APIViewTestCases.APIViewTestCase):
         ({"name": "weird", "protocol": "sctp"}, "protocol"),
         ({"name": "https", "protocol": "tcp", "ports": ["443"]}, "name"),
     ]
-    filter_cases = [({"protocol": "udp"}, 1), ({"protocol": ["tcp", "udp"]}, 3), ({"search": "https"}, 1)]
+    filter_cases = [
+        ({"protocol": "udp"}, 1),
+        ({"protocol": ["tcp", "udp"]}, 3),
+        ({"search": "https"}, 1),
+    ]
 
     def make_objects(self):
-        return [make_service("https", ports=["443"]), make_service("dns", "udp", ["53"]),
-                make_service("ssh", ports=["22"])]
+        return [
+            make_service("https", ports=["443"]),
+            make_service("dns", "udp", ["53"]),
+            make_service("ssh", ports=["22"]),
+        ]
 
     def test_port_70000_names_the_port(self, api, objects):
-        response = api.post(self.list_url(), {"name": "x", "protocol": "udp", "ports": ["70000"]}, format="json")
+        response = api.post(
+            self.list_url(), {"name": "x", "protocol": "udp", "ports": ["70000"]}, format="json"
+        )
         assert response.data["ports"] == ["port 70000 is out of range (1-65535)"]
 
 
@@ -160,7 +187,11 @@ class TestServiceGroupAPI(APIViewTestCases.APIViewTestCase):
     filter_cases = [({"member": "dns"}, 1), ({"member": "infra"}, 1), ({"member": "https"}, 1)]
 
     def make_objects(self):
-        for name, proto, port in (("https", "tcp", "443"), ("http", "tcp", "80"), ("dns", "udp", "53")):
+        for name, proto, port in (
+            ("https", "tcp", "443"),
+            ("http", "tcp", "80"),
+            ("dns", "udp", "53"),
+        ):
             make_service(name, proto, [port])
         groups = []
         for name, members in (("infra", ["dns"]), ("all", ["infra", "https"]), ("spare", [])):
@@ -175,19 +206,37 @@ class TestRuleSetAPI(APIViewTestCases.APIViewTestCase):
     basename = "ruleset"
     create_data = [
         {"name": "web-baseline", "description": "what every web server allows"},
-        {"name": "strict", "requires_approval": True,
-         "assertions": [{"chain": "input", "protocol": "tcp", "source": "198.18.0.5",
-                         "destination": "198.18.1.10", "dport": 443, "expect": "accept"}]},
+        {
+            "name": "strict",
+            "requires_approval": True,
+            "assertions": [
+                {
+                    "chain": "input",
+                    "protocol": "tcp",
+                    "source": "198.18.0.5",
+                    "destination": "198.18.1.10",
+                    "dport": 443,
+                    "expect": "accept",
+                }
+            ],
+        },
     ]
     update_data = {"description": "changed"}
-    invalid_data = [({"name": "base"}, "name"), ({"name": "-bad"}, "name"),
-                    ({"name": "x", "assertions": "nope"}, "assertions")]
+    invalid_data = [
+        ({"name": "base"}, "name"),
+        ({"name": "-bad"}, "name"),
+        ({"name": "x", "assertions": "nope"}, "assertions"),
+    ]
     filter_cases = [({"name": "base"}, 1), ({"search": "web"}, 1)]
 
     def make_objects(self):
         base = services.object_save(RuleSet(name="base"))
         services.rule_create(ruleset=base, data={"comment": "one"})
-        return [base, services.object_save(RuleSet(name="web")), services.object_save(RuleSet(name="spare"))]
+        return [
+            base,
+            services.object_save(RuleSet(name="web")),
+            services.object_save(RuleSet(name="spare")),
+        ]
 
     def test_counts(self, viewer_api, objects):
         data = viewer_api.get(self.detail_url(objects[0])).data
@@ -197,9 +246,20 @@ class TestRuleSetAPI(APIViewTestCases.APIViewTestCase):
 class TestRuleAPI(APIViewTestCases.APIViewTestCase):
     model = Rule
     basename = "rule"
-    update_data = {"action": "drop", "comment": "changed", "sources": ["198.18.7.0/24"], "services": []}
-    filter_cases = [({"action": "drop"}, 1), ({"address": "office"}, 1), ({"service": "https"}, 1),
-                    ({"chain": ["input", "forward"]}, 3), ({"search": "second"}, 1), ({"ruleset_name": "rs"}, 3)]
+    update_data = {
+        "action": "drop",
+        "comment": "changed",
+        "sources": ["198.18.7.0/24"],
+        "services": [],
+    }
+    filter_cases = [
+        ({"action": "drop"}, 1),
+        ({"address": "office"}, 1),
+        ({"service": "https"}, 1),
+        ({"chain": ["input", "forward"]}, 3),
+        ({"search": "second"}, 1),
+        ({"ruleset_name": "rs"}, 3),
+    ]
 
     def make_objects(self):
         make_address("office", "198.18.0.0/24")
@@ -207,27 +267,57 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
         make_service("https", ports=["443"])
         rs = services.object_save(RuleSet(name="rs"))
         return [
-            services.rule_create(ruleset=rs, data={"sources": ["office"], "services": ["https"], "comment": "first"}),
+            services.rule_create(
+                ruleset=rs, data={"sources": ["office"], "services": ["https"], "comment": "first"}
+            ),
             services.rule_create(ruleset=rs, data={"action": "drop", "comment": "second"}),
-            services.rule_create(ruleset=rs, data={"chain": "forward", "protocol": "udp", "dports": ["53"]}),
+            services.rule_create(
+                ruleset=rs, data={"chain": "forward", "protocol": "udp", "dports": ["53"]}
+            ),
         ]
 
     def get_create_data(self, objects):
         rs = objects[0].ruleset_id
         return [
-            {"ruleset": rs, "sources": ["office", "198.18.9.1"], "destinations": ["198.18.1.0/24"],
-             "services": ["https"], "action": "accept", "comment": "office to web", "states": ["new"]},
-            {"ruleset": rs, "chain": "output", "action": "reject", "protocol": "tcp", "dports": ["25"],
-             "out_interface": "eth0", "log": True, "log_prefix": "smtp ", "rate_limit": "10/second", "burst": 5},
-            {"ruleset": rs, "destinations": ["v6host"], "protocol": "icmpv6", "icmp_type": "echo-request",
-             "enabled": False, "expires_at": "2030-01-01T00:00:00Z"},
+            {
+                "ruleset": rs,
+                "sources": ["office", "198.18.9.1"],
+                "destinations": ["198.18.1.0/24"],
+                "services": ["https"],
+                "action": "accept",
+                "comment": "office to web",
+                "states": ["new"],
+            },
+            {
+                "ruleset": rs,
+                "chain": "output",
+                "action": "reject",
+                "protocol": "tcp",
+                "dports": ["25"],
+                "out_interface": "eth0",
+                "log": True,
+                "log_prefix": "smtp ",
+                "rate_limit": "10/second",
+                "burst": 5,
+            },
+            {
+                "ruleset": rs,
+                "destinations": ["v6host"],
+                "protocol": "icmpv6",
+                "icmp_type": "echo-request",
+                "enabled": False,
+                "expires_at": "2030-01-01T00:00:00Z",
+            },
         ]
 
     def get_invalid_data(self, objects):
         rs = objects[0].ruleset_id
         return [
             ({"ruleset": rs, "protocol": "tcp", "dports": ["70000"]}, "dports"),
-            ({"ruleset": rs, "sources": ["198.18.0.0/24"], "destinations": ["v6host"]}, "destinations"),
+            (
+                {"ruleset": rs, "sources": ["198.18.0.0/24"], "destinations": ["v6host"]},
+                "destinations",
+            ),
             ({"ruleset": rs, "sources": ["198.18.0.0/33"]}, "sources"),
             ({"ruleset": rs, "sources": ["nobody"]}, "sources"),
             ({"ruleset": rs, "services": ["https"], "protocol": "tcp"}, "services"),
@@ -238,7 +328,11 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
         ]
 
     def test_ipv6_in_an_ipv4_rule_names_destinations(self, api, objects):
-        data = {"ruleset": objects[0].ruleset_id, "sources": ["198.18.0.0/24"], "destinations": ["2001:2::1"]}
+        data = {
+            "ruleset": objects[0].ruleset_id,
+            "sources": ["198.18.0.0/24"],
+            "destinations": ["2001:2::1"],
+        }
         response = api.post(self.list_url(), data, format="json")
         assert response.status_code == 400
         assert "IPv4 only" in response.data["destinations"][0]
@@ -248,7 +342,11 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
         response = api.post(self.list_url(), data, format="json")
         assert response.data["position"] == 1
         assert list(Rule.objects.order_by("position").values_list("comment", flat=True)) == [
-            "top", "first", "second", ""]
+            "top",
+            "first",
+            "second",
+            "",
+        ]
 
     def test_a_rule_cannot_change_rule_set(self, api, objects):
         other = services.object_save(RuleSet(name="other"))
@@ -256,14 +354,18 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
         assert response.status_code == 400 and "ruleset" in response.data
 
     def test_move(self, api, objects):
-        response = api.post(reverse("rule-move", kwargs={"pk": objects[2].pk}), {"position": 1}, format="json")
+        response = api.post(
+            reverse("rule-move", kwargs={"pk": objects[2].pk}), {"position": 1}, format="json"
+        )
         assert response.status_code == 200, response.data
         assert response.data["position"] == 1
         order = list(Rule.objects.order_by("position").values_list("pk", flat=True))
         assert order == [objects[2].pk, objects[0].pk, objects[1].pk]
 
     def test_move_needs_a_positive_position(self, api, objects):
-        response = api.post(reverse("rule-move", kwargs={"pk": objects[2].pk}), {"position": 0}, format="json")
+        response = api.post(
+            reverse("rule-move", kwargs={"pk": objects[2].pk}), {"position": 0}, format="json"
+        )
         assert response.status_code == 400 and "position" in response.data
 
     def test_move_is_refused_for_a_viewer(self, viewer_api, objects):
@@ -278,7 +380,11 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
         services.rule_move(rule=objects[2], position=1)
         response = viewer_api.get(reverse("ruleset-rules", kwargs={"pk": objects[0].ruleset_id}))
         assert response.status_code == 200
-        assert [r["id"] for r in response.data["results"]] == [objects[2].pk, objects[0].pk, objects[1].pk]
+        assert [r["id"] for r in response.data["results"]] == [
+            objects[2].pk,
+            objects[0].pk,
+            objects[1].pk,
+        ]
         assert response.data["results"][1]["sources"] == ["office"]
         assert response.data["results"][1]["services"] == ["https"]
 
@@ -292,19 +398,42 @@ class TestNatRuleAPI(APIViewTestCases.APIViewTestCase):
     def make_objects(self):
         rs = services.object_save(RuleSet(name="rs"))
         return [
-            services.object_save(NatRule(ruleset=rs, position=0, type="dnat", in_interface="eth0", protocol="tcp",
-                                         dports=["80"], to="198.18.1.10:8080")),
-            services.object_save(NatRule(ruleset=rs, position=1, type="masquerade", out_interface="eth0")),
-            services.object_save(NatRule(ruleset=rs, position=2, type="snat", out_interface="eth1",
-                                         to="198.18.0.1")),
+            services.object_save(
+                NatRule(
+                    ruleset=rs,
+                    position=0,
+                    type="dnat",
+                    in_interface="eth0",
+                    protocol="tcp",
+                    dports=["80"],
+                    to="198.18.1.10:8080",
+                )
+            ),
+            services.object_save(
+                NatRule(ruleset=rs, position=1, type="masquerade", out_interface="eth0")
+            ),
+            services.object_save(
+                NatRule(ruleset=rs, position=2, type="snat", out_interface="eth1", to="198.18.0.1")
+            ),
         ]
 
     def get_create_data(self, objects):
         rs = objects[0].ruleset_id
         return [
-            {"ruleset": rs, "type": "masquerade", "out_interface": "eth0", "sources": ["198.18.0.0/24"]},
-            {"ruleset": rs, "type": "dnat", "in_interface": "eth0", "protocol": "tcp", "dports": ["443"],
-             "to": "[2001:2::1]:8443"},
+            {
+                "ruleset": rs,
+                "type": "masquerade",
+                "out_interface": "eth0",
+                "sources": ["198.18.0.0/24"],
+            },
+            {
+                "ruleset": rs,
+                "type": "dnat",
+                "in_interface": "eth0",
+                "protocol": "tcp",
+                "dports": ["443"],
+                "to": "[2001:2::1]:8443",
+            },
         ]
 
     def get_invalid_data(self, objects):
@@ -312,7 +441,16 @@ class TestNatRuleAPI(APIViewTestCases.APIViewTestCase):
         return [
             ({"ruleset": rs, "type": "dnat", "in_interface": "eth0"}, "to"),
             ({"ruleset": rs, "type": "masquerade", "to": "198.18.0.1"}, "to"),
-            ({"ruleset": rs, "type": "dnat", "protocol": "tcp", "dports": ["70000"], "to": "198.18.0.1"}, "dports"),
+            (
+                {
+                    "ruleset": rs,
+                    "type": "dnat",
+                    "protocol": "tcp",
+                    "dports": ["70000"],
+                    "to": "198.18.0.1",
+                },
+                "dports",
+            ),
         ]
 
     def test_new_nat_rules_go_last(self, api, objects):
@@ -340,26 +478,44 @@ def ordered(ruleset: RuleSet) -> list[str]:
 
 
 def test_bulk_create_then_read_back_paginated(api, ruleset):
-    items = [{"sources": ["office"], "services": ["https"], "comment": f"r{i}"} if i % 2 else
-             {"destinations": [f"198.18.{i % 250}.1"], "protocol": "udp", "dports": ["53"], "comment": f"r{i}"}
-             for i in range(500)]
+    items = [
+        {"sources": ["office"], "services": ["https"], "comment": f"r{i}"}
+        if i % 2
+        else {
+            "destinations": [f"198.18.{i % 250}.1"],
+            "protocol": "udp",
+            "dports": ["53"],
+            "comment": f"r{i}",
+        }
+        for i in range(500)
+    ]
     response = api.post(bulk_url(ruleset), {"create": items}, format="json")
     assert response.status_code == 200, response.data
     assert response.data["count"] == 500 and len(response.data["created"]) == 500
     assert ordered(ruleset) == [f"r{i}" for i in range(500)]
-    page = api.get(reverse("ruleset-rules", kwargs={"pk": ruleset.pk}), {"page": 2, "page_size": 100})
+    page = api.get(
+        reverse("ruleset-rules", kwargs={"pk": ruleset.pk}), {"page": 2, "page_size": 100}
+    )
     assert page.data["count"] == 500
     assert [r["comment"] for r in page.data["results"]] == [f"r{i}" for i in range(100, 200)]
-    assert page.data["results"][1]["sources"] == ["office"] and page.data["results"][1]["services"] == ["https"]
+    assert page.data["results"][1]["sources"] == ["office"] and page.data["results"][1][
+        "services"
+    ] == ["https"]
     assert [r["position"] for r in page.data["results"]] == list(range(101, 201))
 
 
 def test_bulk_is_all_or_nothing_with_per_item_errors(api, ruleset):
     keep = services.rule_create(ruleset=ruleset, data={"comment": "keep"})
     gone = services.rule_create(ruleset=ruleset, data={"comment": "gone"})
-    items = [{"comment": "fine"}] * 17 + [{"protocol": "tcp", "dports": ["70000"]},
-                                          {"sources": ["198.18.0.0/24"], "destinations": ["v6host"]}]
-    body = {"create": items, "delete": [gone.pk, 999999], "update": [{"id": keep.pk, "chain": "nowhere"}]}
+    items = [{"comment": "fine"}] * 17 + [
+        {"protocol": "tcp", "dports": ["70000"]},
+        {"sources": ["198.18.0.0/24"], "destinations": ["v6host"]},
+    ]
+    body = {
+        "create": items,
+        "delete": [gone.pk, 999999],
+        "update": [{"id": keep.pk, "chain": "nowhere"}],
+    }
     response = api.post(bulk_url(ruleset), body, format="json")
     assert response.status_code == 400
     errors = response.json()
@@ -376,7 +532,10 @@ def test_bulk_update_delete_order_and_insert(api, ruleset):
     rules = [services.rule_create(ruleset=ruleset, data={"comment": c}) for c in "abcd"]
     body = {
         "delete": [rules[1].pk],
-        "update": [{"id": rules[0].pk, "comment": "A", "sources": ["office"]}, {"id": str(rules[3].uuid), "log": True}],
+        "update": [
+            {"id": rules[0].pk, "comment": "A", "sources": ["office"]},
+            {"id": str(rules[3].uuid), "log": True},
+        ],
         "order": [rules[3].pk, rules[2].pk, rules[0].pk],
         "create": [{"comment": "end"}, {"comment": "top", "position": 1}],
     }
@@ -385,7 +544,13 @@ def test_bulk_update_delete_order_and_insert(api, ruleset):
     assert response.data["deleted"] == [rules[1].pk]
     assert sorted(response.data["updated"]) == sorted([rules[0].pk, rules[3].pk])
     assert ordered(ruleset) == ["top", "d", "c", "A", "end"]
-    assert list(ruleset.rules.order_by("position").values_list("position", flat=True)) == [1, 2, 3, 4, 5]
+    assert list(ruleset.rules.order_by("position").values_list("position", flat=True)) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
     rules[0].refresh_from_db()
     assert [a.ref for a in rules[0].addresses.all()] == ["office"]
     assert Rule.objects.get(pk=rules[3].pk).log is True
@@ -403,12 +568,17 @@ def test_bulk_rejects_rules_of_another_rule_set(api, ruleset):
     other = services.object_save(RuleSet(name="other"))
     foreign = services.rule_create(ruleset=other, data={"comment": "x"})
     response = api.post(bulk_url(ruleset), {"delete": [foreign.pk]}, format="json")
-    assert response.status_code == 400 and "not a rule of rule set big" in response.data["delete"]["0"][0]
+    assert (
+        response.status_code == 400
+        and "not a rule of rule set big" in response.data["delete"]["0"][0]
+    )
     assert Rule.objects.filter(pk=foreign.pk).exists()
 
 
 def test_bulk_shape_errors_are_per_item(api, ruleset):
-    response = api.post(bulk_url(ruleset), {"create": [{"comment": "ok"}, "not an object"]}, format="json")
+    response = api.post(
+        bulk_url(ruleset), {"create": [{"comment": "ok"}, "not an object"]}, format="json"
+    )
     assert response.status_code == 400
     assert list(response.json()["create"]) == ["1"]
 
@@ -420,8 +590,15 @@ def test_bulk_is_refused_for_a_viewer(viewer_api, ruleset):
 
 
 def test_a_page_of_100_rules_costs_a_handful_of_queries(viewer_api, ruleset):
-    items = [{"sources": ["office", "198.18.3.3"], "destinations": ["v6host"] if i % 2 else [],
-              "services": ["https"], "comment": str(i)} for i in range(150)]
+    items = [
+        {
+            "sources": ["office", "198.18.3.3"],
+            "destinations": ["v6host"] if i % 2 else [],
+            "services": ["https"],
+            "comment": str(i),
+        }
+        for i in range(150)
+    ]
     for item in items:
         if item["destinations"]:
             item["sources"] = ["2001:2::/64"]

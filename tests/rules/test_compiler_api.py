@@ -9,7 +9,7 @@ import yaml
 from django.core.management import call_command
 
 from rules import importer
-from tests.rules.compiler import cases
+from tests.compiler import cases
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +20,12 @@ EXAMPLE = cases.DATA / "example.yaml"
 def policy():
     """The example document, imported into the database."""
     importer.import_document(cases.example())
-    from agents.models import Device
-    from rules.models import RuleSet
+    from rules.models import Device, RuleSet
 
-    return {"device": Device.objects.get(name="web-1"),
-            "ruleset": RuleSet.objects.get(name="web-baseline")}
+    return {
+        "device": Device.objects.get(name="web-1"),
+        "ruleset": RuleSet.objects.get(name="web-baseline"),
+    }
 
 
 def test_bundle_is_the_compiled_document(policy, viewer_api):
@@ -33,7 +34,7 @@ def test_bundle_is_the_compiled_document(policy, viewer_api):
     body = response.json()
     assert {"iptables_v4", "iptables_v6", "ipsets", "hash", "chains", "sets", "rules"} <= set(body)
     assert body["device"] == "web-1"
-    assert "-A INPUT -m comment --comment \"rpt:jump\" -j RPT-INPUT" in body["iptables_v4"]
+    assert '-A INPUT -m comment --comment "rpt:jump" -j RPT-INPUT' in body["iptables_v4"]
     assert "0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1" in body["rules"]
     again = viewer_api.get(f"/api/v1/devices/{policy['device'].pk}/bundle/").json()
     assert again["hash"] == body["hash"]
@@ -54,14 +55,18 @@ def test_forward_fallthrough_device_flag_leaves_undecided_forwarding_to_docker(p
 
 
 def test_bundle_needs_a_role_and_an_existing_device(policy, api_client_for, viewer_api):
-    assert api_client_for(None).get(f"/api/v1/devices/{policy['device'].pk}/bundle/").status_code in (401, 403)
+    assert api_client_for(None).get(
+        f"/api/v1/devices/{policy['device'].pk}/bundle/"
+    ).status_code in (401, 403)
     assert viewer_api.get("/api/v1/devices/999999/bundle/").status_code == 404
 
 
 def test_trace_returns_verdict_and_rule(policy, viewer_api):
     url = f"/api/v1/devices/{policy['device'].pk}/trace/"
-    response = viewer_api.get(url, {"protocol": "tcp", "source": "198.18.7.5",
-                                    "destination": "198.18.1.10", "dport": "3306"})
+    response = viewer_api.get(
+        url,
+        {"protocol": "tcp", "source": "198.18.7.5", "destination": "198.18.1.10", "dport": "3306"},
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["verdict"] == "drop"
@@ -69,14 +74,36 @@ def test_trace_returns_verdict_and_rule(policy, viewer_api):
     assert body["path"][0]["chain"] == "INPUT"
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"protocol": "tcp", "source": "198.18.0.1", "destination": "198.18.0.2", "dport": "70000"}, "dport"),
-    ({"protocol": "gre", "source": "198.18.0.1", "destination": "198.18.0.2"}, "protocol"),
-    ({"protocol": "tcp", "destination": "198.18.0.2"}, "source"),
-    ({"protocol": "tcp", "source": "198.18.0.1", "destination": "2001:2::1"}, "destination"),
-    ({"protocol": "tcp", "source": "198.18.0.1", "destination": "198.18.0.2", "colour": "red"}, "colour"),
-    ({"protocol": "tcp", "source": "198.18.0.1", "destination": "198.18.0.2", "state": "x"}, "state"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (
+            {
+                "protocol": "tcp",
+                "source": "198.18.0.1",
+                "destination": "198.18.0.2",
+                "dport": "70000",
+            },
+            "dport",
+        ),
+        ({"protocol": "gre", "source": "198.18.0.1", "destination": "198.18.0.2"}, "protocol"),
+        ({"protocol": "tcp", "destination": "198.18.0.2"}, "source"),
+        ({"protocol": "tcp", "source": "198.18.0.1", "destination": "2001:2::1"}, "destination"),
+        (
+            {
+                "protocol": "tcp",
+                "source": "198.18.0.1",
+                "destination": "198.18.0.2",
+                "colour": "red",
+            },
+            "colour",
+        ),
+        (
+            {"protocol": "tcp", "source": "198.18.0.1", "destination": "198.18.0.2", "state": "x"},
+            "state",
+        ),
+    ],
+)
 def test_bad_trace_input_is_a_400_naming_the_field(policy, viewer_api, params, field):
     response = viewer_api.get(f"/api/v1/devices/{policy['device'].pk}/trace/", params)
     assert response.status_code == 400
@@ -101,8 +128,9 @@ def test_validate_yaml_body_changes_nothing(policy, viewer_api):
     before = Rule.objects.count()
     data = cases.example()
     data["rulesets"][0]["assertions"][1]["expect"] = "accept"
-    response = viewer_api.post("/api/v1/validate/", data=yaml.safe_dump(data),
-                               content_type="application/yaml")
+    response = viewer_api.post(
+        "/api/v1/validate/", data=yaml.safe_dump(data), content_type="application/yaml"
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["ok"] is False and body["errors"] == []
@@ -116,28 +144,39 @@ def test_validate_json_errors_name_the_rule(viewer_api, db):
     data["rulesets"][0]["rules"][0]["dports"] = ["70000"]
     data["rulesets"][0]["rules"][0].pop("services")
     data["rulesets"][0]["rules"][0]["protocol"] = "udp"
-    response = viewer_api.post("/api/v1/validate/", data=json.dumps(data),
-                               content_type="application/json")
+    response = viewer_api.post(
+        "/api/v1/validate/", data=json.dumps(data), content_type="application/json"
+    )
     body = response.json()
     assert response.status_code == 200 and body["ok"] is False
-    assert body["errors"] == [{"path": "rulesets[web-baseline].rules[0].dports[0]",
-                               "message": "port 70000 is out of range (1-65535)",
-                               "rule_id": "0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1"}]
+    assert body["errors"] == [
+        {
+            "path": "rulesets[web-baseline].rules[0].dports[0]",
+            "message": "port 70000 is out of range (1-65535)",
+            "rule_id": "0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1",
+        }
+    ]
 
 
 def test_validate_a_stored_rule_set(policy, viewer_api):
-    response = viewer_api.post("/api/v1/validate/", data=json.dumps({"ruleset": policy["ruleset"].pk}),
-                               content_type="application/json")
+    response = viewer_api.post(
+        "/api/v1/validate/",
+        data=json.dumps({"ruleset": policy["ruleset"].pk}),
+        content_type="application/json",
+    )
     body = response.json()
     assert response.status_code == 200 and body["ok"] is True
     assert [a["device"] for a in body["assertions"]] == [None, None]  # on the rule set alone
-    bad = viewer_api.post("/api/v1/validate/", data=json.dumps({"ruleset": "nope"}),
-                          content_type="application/json")
+    bad = viewer_api.post(
+        "/api/v1/validate/", data=json.dumps({"ruleset": "nope"}), content_type="application/json"
+    )
     assert bad.status_code == 400 and "ruleset" in bad.json()
 
 
 def test_validate_unparseable_body_is_a_400(viewer_api, db):
-    response = viewer_api.post("/api/v1/validate/", data="rulesets: [", content_type="application/yaml")
+    response = viewer_api.post(
+        "/api/v1/validate/", data="rulesets: [", content_type="application/yaml"
+    )
     assert response.status_code == 400
 
 

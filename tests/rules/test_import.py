@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from console.audit.models import AuditEntry
-from rules.compiler.document import fallback_rule_id
+from compiler.document import fallback_rule_id
+from core.audit.models import AuditEntry
 from rules.exporter import export_document
 from rules.importer import ImportFailed, import_document, import_document_file, load_text
 from rules.models import AddressGroup, AddressObject, Rule, RuleSet, RuleSetRevision
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.django_db
 
 def demo() -> dict:
     return yaml.safe_load(DEMO.read_text())
-
 
 
 def with_fallback_ids(doc: dict) -> dict:
@@ -140,8 +139,9 @@ def test_a_database_limit_failing_late_still_changes_nothing():
 def test_prune_deletes_what_the_document_no_longer_names():
     import_document(demo())
     doc = demo()
-    doc["rulesets"][0]["rules"] = [r for r in doc["rulesets"][0]["rules"]
-                                   if "monitoring" not in r.get("sources", [])]
+    doc["rulesets"][0]["rules"] = [
+        r for r in doc["rulesets"][0]["rules"] if "monitoring" not in r.get("sources", [])
+    ]
     doc["addresses"] = [a for a in doc["addresses"] if a["name"] != "monitoring"]
     doc["services"] = [s for s in doc["services"] if s["name"] != "dns"]
     kept = import_document(doc)  # without prune: nothing but the rule goes
@@ -155,9 +155,11 @@ def test_prune_deletes_what_the_document_no_longer_names():
 
 def test_prune_key_in_the_document_and_nested_groups_are_pruned_in_order():
     doc = demo()
-    doc["address_groups"] = [{"name": "inner", "members": ["198.18.5.1"]},
-                             {"name": "outer", "members": ["inner", "web-1"]},
-                             *doc["address_groups"]]
+    doc["address_groups"] = [
+        {"name": "inner", "members": ["198.18.5.1"]},
+        {"name": "outer", "members": ["inner", "web-1"]},
+        *doc["address_groups"],
+    ]
     import_document(doc)
     doc = demo()
     doc["prune"] = True
@@ -184,7 +186,9 @@ def test_rules_without_id_are_matched_by_content():
     import_document(demo())
     ids = list(Rule.objects.order_by("position").values_list("uuid", flat=True))
     doc = demo()
-    doc["rulesets"][0]["rules"].insert(0, {"chain": "input", "action": "drop", "sources": ["198.18.66.0/24"]})
+    doc["rulesets"][0]["rules"].insert(
+        0, {"chain": "input", "action": "drop", "sources": ["198.18.66.0/24"]}
+    )
     plan = import_document(doc)
     assert len(plan.created["rules"]) == 1 and len(plan.updated["rules"]) == 4
     assert list(Rule.objects.order_by("position").values_list("uuid", flat=True))[1:] == ids
@@ -213,10 +217,21 @@ def test_a_device_without_address_is_an_error_naming_the_field():
 def test_nat_rules_round_trip():
     doc = demo()
     doc["rulesets"][0]["nat"] = [
-        {"type": "dnat", "in_interface": "eth0", "protocol": "tcp", "dports": ["80"],
-         "to": "198.18.1.10:8080"},
+        {
+            "type": "dnat",
+            "in_interface": "eth0",
+            "protocol": "tcp",
+            "dports": ["80"],
+            "to": "198.18.1.10:8080",
+        },
         {"type": "masquerade", "out_interface": "eth0", "sources": ["office"]},
-        {"type": "dnat", "chain": "output", "protocol": "tcp", "dports": ["81"], "to": "198.18.1.10:8081"},
+        {
+            "type": "dnat",
+            "chain": "output",
+            "protocol": "tcp",
+            "dports": ["81"],
+            "to": "198.18.1.10:8081",
+        },
     ]
     import_document(doc)
     assert not import_document(doc).changed
@@ -224,7 +239,10 @@ def test_nat_rules_round_trip():
     assert not import_document(exported).changed
     got = canonical(exported)["rulesets"][0]["nat"]
     assert [(n["type"], n.get("chain")) for n in got] == [
-        ("dnat", "prerouting"), ("masquerade", "postrouting"), ("dnat", "output")]
+        ("dnat", "prerouting"),
+        ("masquerade", "postrouting"),
+        ("dnat", "output"),
+    ]
 
 
 def test_yaml_errors_carry_the_line_and_duplicate_keys_are_refused():
@@ -247,8 +265,16 @@ def test_import_document_file_reads_the_demo(tmp_path):
 
 
 def big(n: int, top: bool = False) -> dict:
-    rules = [{"chain": "input", "action": "accept", "sources": [f"198.18.{i // 250}.{i % 250 + 1}"],
-              "protocol": "tcp", "dports": [str(1000 + i)]} for i in range(n)]
+    rules = [
+        {
+            "chain": "input",
+            "action": "accept",
+            "sources": [f"198.18.{i // 250}.{i % 250 + 1}"],
+            "protocol": "tcp",
+            "dports": [str(1000 + i)],
+        }
+        for i in range(n)
+    ]
     if top:
         rules.insert(0, {"chain": "input", "action": "drop", "protocol": "udp"})
     return {"version": 1, "rulesets": [{"name": "big", "rules": rules}]}

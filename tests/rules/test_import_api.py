@@ -98,8 +98,16 @@ def test_export_is_deterministic_text(api):
     post_yaml(api, DEMO.read_text())
     first, second = api.get(EXPORT).content, api.get(EXPORT).content
     assert first == second
-    assert list(yaml.safe_load(first)) == ["version", "addresses", "address_groups", "services",
-                                           "service_groups", "rulesets", "device_groups", "devices"]
+    assert list(yaml.safe_load(first)) == [
+        "version",
+        "addresses",
+        "address_groups",
+        "services",
+        "service_groups",
+        "rulesets",
+        "device_groups",
+        "devices",
+    ]
 
 
 def test_commands_import_dry_run_prune_and_export(tmp_path):
@@ -125,5 +133,7 @@ def test_commands_import_dry_run_prune_and_export(tmp_path):
     assert "services[dns].ports[0]" in err.getvalue()
     pruned = tmp_path / "pruned.yaml"
     pruned.write_text("version: 1\n")
-    call_command("rampart_import", str(pruned), "--prune", stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "rampart_import", str(pruned), "--prune", stdout=io.StringIO(), stderr=io.StringIO()
+    )
     assert not RuleSet.objects.exists() and not AddressObject.objects.exists()

@@ -30,12 +30,16 @@ def test_bad_address_values_name_the_field(value, message):
 
 
 def test_port_70000_is_refused_on_the_ports_field():
-    errors = errors_of(lambda: services.object_save(Service(name="s", protocol="udp", ports=["70000"])))
+    errors = errors_of(
+        lambda: services.object_save(Service(name="s", protocol="udp", ports=["70000"]))
+    )
     assert "70000" in errors["ports"][0]
 
 
 def test_ports_on_icmp_are_refused():
-    errors = errors_of(lambda: services.object_save(Service(name="s", protocol="icmp", ports=["80"])))
+    errors = errors_of(
+        lambda: services.object_save(Service(name="s", protocol="icmp", ports=["80"]))
+    )
     assert "tcp or udp" in errors["ports"][0]
 
 
@@ -56,8 +60,11 @@ def test_a_group_cannot_contain_itself_even_indirectly():
 def test_ipv6_destination_in_an_ipv4_rule_is_refused():
     rs = services.object_save(RuleSet(name="rs"))
     services.object_save(AddressObject(name="v6host", value="2001:2::1"))
-    errors = errors_of(lambda: services.rule_create(
-        ruleset=rs, data={"sources": ["198.18.0.0/24"], "destinations": ["v6host"]}))
+    errors = errors_of(
+        lambda: services.rule_create(
+            ruleset=rs, data={"sources": ["198.18.0.0/24"], "destinations": ["v6host"]}
+        )
+    )
     assert "IPv4 only" in errors["destinations"][0]
 
 
@@ -74,6 +81,9 @@ def test_moving_a_rule_renumbers_atomically():
     rs = services.object_save(RuleSet(name="rs"))
     rules = [services.rule_create(ruleset=rs, data={"comment": str(i)}) for i in range(5)]
     services.rule_move(rule=rules[4], position=1)
-    assert list(Rule.objects.filter(ruleset=rs).order_by("position").values_list("comment", flat=True)) == [
-        "4", "0", "1", "2", "3"]
-    assert list(Rule.objects.filter(ruleset=rs).order_by("position").values_list("position", flat=True)) == [1, 2, 3, 4, 5]
+    assert list(
+        Rule.objects.filter(ruleset=rs).order_by("position").values_list("comment", flat=True)
+    ) == ["4", "0", "1", "2", "3"]
+    assert list(
+        Rule.objects.filter(ruleset=rs).order_by("position").values_list("position", flat=True)
+    ) == [1, 2, 3, 4, 5]

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from console.audit.context import AuditContext, audit_context, reset_context, set_context
-from console.audit.models import AuditEntry
+from core.audit.context import AuditContext, audit_context, reset_context, set_context
+from core.audit.models import AuditEntry
 from rules import revisions, services
 from rules.models import (
     AddressGroup,
@@ -27,7 +27,9 @@ pytestmark = pytest.mark.django_db
 @contextmanager
 def as_user(user):
     """Act as `user`, as the middleware does for one of their requests."""
-    token = set_context(AuditContext(channel="ui", request=SimpleNamespace(user=user), request_id="test"))
+    token = set_context(
+        AuditContext(channel="ui", request=SimpleNamespace(user=user), request_id="test")
+    )
     try:
         yield
     finally:
@@ -53,17 +55,26 @@ def latest(rs: RuleSet) -> RuleSetRevision:
 def test_each_change_makes_one_revision_with_the_referenced_objects(policy):
     rs = policy
     assert rs.revisions.count() == 1 and latest(rs).snapshot["ruleset"]["rules"] == []
-    rule = services.rule_create(ruleset=rs, data={"sources": ["office"], "destinations": ["web"], "services": ["https"]})
-    services.rule_create(ruleset=rs, data={"action": "drop"}, position=1)  # create + move: one revision
+    rule = services.rule_create(
+        ruleset=rs, data={"sources": ["office"], "destinations": ["web"], "services": ["https"]}
+    )
+    services.rule_create(
+        ruleset=rs, data={"action": "drop"}, position=1
+    )  # create + move: one revision
     assert rs.revisions.count() == 3
     rev = latest(rs)
     assert rev.parent.number == 2 and rev.status == RevisionStatus.DRAFT
     assert [r["id"] for r in rev.snapshot["ruleset"]["rules"]][1] == str(rule.uuid)
-    assert [a["name"] for a in rev.snapshot["addresses"]] == ["office", "web-1"]  # web-1 through the group
+    assert [a["name"] for a in rev.snapshot["addresses"]] == [
+        "office",
+        "web-1",
+    ]  # web-1 through the group
     assert [g["name"] for g in rev.snapshot["address_groups"]] == ["web"]
     assert [s["name"] for s in rev.snapshot["services"]] == ["https"]  # dns is not used
     assert rev.hash == revisions.snapshot_hash(rev.snapshot)
-    services.rule_update(rule=Rule.objects.get(pk=rule.pk), data={"comment": ""})  # no content change
+    services.rule_update(
+        rule=Rule.objects.get(pk=rule.pk), data={"comment": ""}
+    )  # no content change
     assert rs.revisions.count() == 3
 
 
@@ -83,8 +94,11 @@ def test_one_api_call_makes_one_revision_like_one_ui_action(policy, api):
     services.rule_create(ruleset=policy, data={"destinations": ["web"]})
     before = policy.revisions.count()
     group = AddressGroup.objects.get(name="web")
-    response = api.patch(f"/api/v1/address-groups/{group.pk}/",
-                         {"description": "the web tier", "members": ["web-1", "198.18.1.11"]}, format="json")
+    response = api.patch(
+        f"/api/v1/address-groups/{group.pk}/",
+        {"description": "the web tier", "members": ["web-1", "198.18.1.11"]},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     assert policy.revisions.count() == before + 1  # description and members: one call, one revision
     assert [a["name"] for a in latest(policy).snapshot["address_groups"]] == ["web"]
@@ -111,23 +125,36 @@ def test_diff_reports_added_removed_changed_and_moved(policy):
     rules = diff["rules"]
     assert [x["id"] for x in rules["added"]] == [str(d.uuid)]
     assert [x["id"] for x in rules["removed"]] == [str(a.uuid)]
-    assert rules["changed"] == [{"id": str(b.uuid), "fields": ["action", "services"],
-                                 "before": {"action": "accept", "services": None},
-                                 "after": {"action": "drop", "services": ["https"]}}]
+    assert rules["changed"] == [
+        {
+            "id": str(b.uuid),
+            "fields": ["action", "services"],
+            "before": {"action": "accept", "services": None},
+            "after": {"action": "drop", "services": ["https"]},
+        }
+    ]
     assert [(m["id"], m["from"], m["to"]) for m in rules["moved"]] in (
-        [(str(c.uuid), 3, 1)], [(str(b.uuid), 2, 2)])
+        [(str(c.uuid), 3, 1)],
+        [(str(b.uuid), 2, 2)],
+    )
     assert diff["objects"]["services"]["added"] == ["https"]
     assert not diff["identical"]
 
 
 def test_rollback_restores_rows_and_records_a_new_revision(policy):
     rs = policy
-    services.rule_create(ruleset=rs, data={"destinations": ["web"], "services": ["https"], "comment": "keep"})
+    services.rule_create(
+        ruleset=rs, data={"destinations": ["web"], "services": ["https"], "comment": "keep"}
+    )
     good = latest(rs)
     services.rules_bulk(ruleset=rs, create=[{"action": "drop"}], delete=[rs.rules.get().pk])
     assert latest(rs).hash != good.hash
     new = revisions.revision_rollback(revision=good)
-    assert new.hash == good.hash and new.number == good.number + 2 and new.parent.number == good.number + 1
+    assert (
+        new.hash == good.hash
+        and new.number == good.number + 2
+        and new.parent.number == good.number + 1
+    )
     assert revisions.ruleset_snapshot(rs) == good.snapshot  # rows are back, same uuids
     assert AuditEntry.objects.filter(action="revision_rollback", object_id=str(new.pk)).exists()
     assert rs.revisions.count() == good.number + 2  # the restore itself made no extra revisions
@@ -172,7 +199,9 @@ def test_edits_become_pending_and_only_approved_revisions_deploy(guarded, users,
         revisions.revision_approve(revision=pending, reviewer=users["operator"])
     with pytest.raises(PermissionDenied, match="only approvers"):
         revisions.revision_approve(revision=pending, reviewer=users["viewer"])
-    approved = revisions.revision_approve(revision=pending, reviewer=users["approver"], comment="lgtm")
+    approved = revisions.revision_approve(
+        revision=pending, reviewer=users["approver"], comment="lgtm"
+    )
     assert approved.status == RevisionStatus.APPROVED and approved.reviewer == users["approver"]
     assert revisions.deployable_revision(rs) == approved
     with pytest.raises(ValidationError):
@@ -225,7 +254,7 @@ def test_only_an_admin_can_turn_approval_off(guarded, users):
 
 
 def _device(*rulesets):
-    from agents.models import Device, DeviceRuleSet
+    from rules.models import Device, DeviceRuleSet
 
     device = Device.objects.create(name="fw-1", address="198.18.0.2")
     for i, rs in enumerate(rulesets):
@@ -250,7 +279,7 @@ def test_deployable_document_uses_the_approved_content_and_its_objects(guarded, 
     (member,) = group["members"]
     assert next(a for a in doc["addresses"] if a["name"] == member)["value"] == "198.18.1.10"
     assert next(a for a in doc["addresses"] if a["name"] == "web-1")["value"] == "198.18.1.99"
-    from rules.compiler import PolicyDocument
+    from compiler import PolicyDocument
 
     PolicyDocument.from_dict(doc)  # the compiler's parser accepts it
 
@@ -301,10 +330,13 @@ def test_revision_api(guarded, users, api_client_for):
     assert own.status_code == 403
     author_as_approver = RuleSetRevision.objects.get(pk=pending.pk)
     assert author_as_approver.status == RevisionStatus.PENDING
-    ok = api_client_for(users["approver"]).post(f"/api/v1/revisions/{pending.pk}/approve/", {"comment": "ok"},
-                                               format="json")
+    ok = api_client_for(users["approver"]).post(
+        f"/api/v1/revisions/{pending.pk}/approve/", {"comment": "ok"}, format="json"
+    )
     assert ok.status_code == 200 and ok.json()["status"] == "approved"
-    back = api_client_for(users["operator"]).post(f"/api/v1/revisions/{base.pk}/rollback/", {}, format="json")
+    back = api_client_for(users["operator"]).post(
+        f"/api/v1/revisions/{base.pk}/rollback/", {}, format="json"
+    )
     assert back.status_code == 201 and back.json()["status"] == "pending"
     assert rs.rules.count() == 0
 
@@ -320,28 +352,44 @@ def test_nat_rules_and_their_addresses_are_part_of_the_revision(policy):
     from rules.models import NatRule
 
     before = latest(policy)
-    nat = services.object_save(NatRule(ruleset=policy, type="masquerade", out_interface="eth0", sources=["office"]))
+    nat = services.object_save(
+        NatRule(ruleset=policy, type="masquerade", out_interface="eth0", sources=["office"])
+    )
     rev = latest(policy)
     assert rev.number == before.number + 1
     assert rev.snapshot["ruleset"]["nat"][0]["id"] == str(nat.uuid)
     assert [a["name"] for a in rev.snapshot["addresses"]] == ["office"]
-    assert [n["id"] for n in revisions.revision_diff(before, rev)["nat"]["added"]] == [str(nat.uuid)]
+    assert [n["id"] for n in revisions.revision_diff(before, rev)["nat"]["added"]] == [
+        str(nat.uuid)
+    ]
     services.object_delete(nat)
     assert "nat" not in latest(policy).snapshot["ruleset"]
 
 
 def test_an_api_edit_is_audited_and_revised_as_its_user(policy, users, api_client_for):
     client = api_client_for(users["operator"])
-    response = client.post("/api/v1/rules/", {"ruleset": policy.pk, "action": "drop", "destinations": ["web"]},
-                           format="json", HTTP_X_RAMPART_REASON="block web", HTTP_X_RAMPART_TICKET="CHG-9")
+    response = client.post(
+        "/api/v1/rules/",
+        {"ruleset": policy.pk, "action": "drop", "destinations": ["web"]},
+        format="json",
+        HTTP_X_RAMPART_REASON="block web",
+        HTTP_X_RAMPART_TICKET="CHG-9",
+    )
     assert response.status_code == 201, response.content
     rev = latest(policy)
     assert (rev.author, rev.message) == (users["operator"], "block web")
     created = AuditEntry.objects.get(action="create", object_type="rules.rule")
     assert (created.actor, created.channel, created.ticket) == ("operator", "api", "CHG-9")
     assert created.token.startswith("knox:")
-    bad = client.post("/api/v1/rules/", {"ruleset": policy.pk, "protocol": "tcp", "dports": ["70000"]},
-                      format="json")
+    bad = client.post(
+        "/api/v1/rules/",
+        {"ruleset": policy.pk, "protocol": "tcp", "dports": ["70000"]},
+        format="json",
+    )
     assert bad.status_code == 400
-    assert AuditEntry.objects.filter(object_type="rules.rule").count() == AuditEntry.objects.filter(
-        object_type="rules.rule", request_id=created.request_id).count()
+    assert (
+        AuditEntry.objects.filter(object_type="rules.rule").count()
+        == AuditEntry.objects.filter(
+            object_type="rules.rule", request_id=created.request_id
+        ).count()
+    )

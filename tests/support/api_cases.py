@@ -137,12 +137,16 @@ class APIViewTestCases:
 
         def test_create_is_refused_for_a_viewer(self, viewer_api, objects):
             before = self.model.objects.count()
-            response = viewer_api.post(self.list_url(), self.get_create_data(objects)[0], format="json")
+            response = viewer_api.post(
+                self.list_url(), self.get_create_data(objects)[0], format="json"
+            )
             assert response.status_code == 403
             assert self.model.objects.count() == before
 
         def test_create_is_refused_anonymous(self, api_client_for, objects):
-            response = api_client_for(None).post(self.list_url(), self.get_create_data(objects)[0], format="json")
+            response = api_client_for(None).post(
+                self.list_url(), self.get_create_data(objects)[0], format="json"
+            )
             assert response.status_code == 401
 
         def test_invalid_data_is_a_400_naming_the_field(self, api, objects):
@@ -161,11 +165,15 @@ class APIViewTestCases:
             assert api.get(self.detail_url(objects[0])).data == response.data
 
         def test_update_is_refused_for_a_viewer(self, viewer_api, objects):
-            response = viewer_api.patch(self.detail_url(objects[0]), self.update_data, format="json")
+            response = viewer_api.patch(
+                self.detail_url(objects[0]), self.update_data, format="json"
+            )
             assert response.status_code == 403
 
         def test_update_is_refused_anonymous(self, api_client_for, objects):
-            response = api_client_for(None).patch(self.detail_url(objects[0]), self.update_data, format="json")
+            response = api_client_for(None).patch(
+                self.detail_url(objects[0]), self.update_data, format="json"
+            )
             assert response.status_code == 401
 
     class DeleteObject(Base):

@@ -1,6 +1,6 @@
 """Helpers for the deployment tests: policy fixtures, in-process agents, a real Celery worker.
 
-Agents here are the agent engineer's own server and engine (agents.agent.server/engine)
+Agents here are the agent engineer's own server and engine (rampart_agent.server/engine)
 with the recording dataplane, on loopback; the namespaced tests start `rampart-agent serve`
 inside `rpt_` network namespaces instead.
 """
@@ -21,41 +21,65 @@ from typing import Any
 
 import requests
 
-from agents.agent import protocol
-from agents.agent.dataplane import RecordingDataplane
-from agents.agent.engine import Engine
-from agents.agent.server import AgentHTTPServer
-from agents.agent.state import StateDir
+from rampart_agent import protocol
+from rampart_agent.dataplane import RecordingDataplane
+from rampart_agent.engine import Engine
+from rampart_agent.server import AgentHTTPServer
+from rampart_agent.state import StateDir
 from tests.support.netns import sh
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def make_policy(name: str = "web", ports: tuple[int, ...] = (80,), assertions: list | None = None,
-                sources: tuple[str, ...] = ("198.18.0.0/15",)):
+def make_policy(
+    name: str = "web",
+    ports: tuple[int, ...] = (80,),
+    assertions: list | None = None,
+    sources: tuple[str, ...] = ("198.18.0.0/15",),
+):
     """A rule set allowing tcp `ports` from `sources` and a device group using it."""
-    from agents.models import DeviceGroup, DeviceGroupRuleSet
     from rules import services as rules_services
-    from rules.models import RuleSet
+    from rules.models import DeviceGroup, DeviceGroupRuleSet, RuleSet
 
     ruleset = RuleSet.objects.create(name=name, assertions=assertions or [])
     for port in ports:
-        rules_services.rule_create(ruleset=ruleset, data={
-            "chain": "input", "action": "accept", "protocol": "tcp", "dports": [str(port)],
-            "sources": list(sources), "comment": f"port {port}"})
+        rules_services.rule_create(
+            ruleset=ruleset,
+            data={
+                "chain": "input",
+                "action": "accept",
+                "protocol": "tcp",
+                "dports": [str(port)],
+                "sources": list(sources),
+                "comment": f"port {port}",
+            },
+        )
     group = DeviceGroup.objects.create(name=f"{name}-servers")
     DeviceGroupRuleSet.objects.create(group=group, ruleset=ruleset)
     return ruleset, group
 
 
-def make_device(name: str, *, group=None, address: str = "127.0.0.1", port: int = 8745,
-                agent: Any = None, **fields: Any):
-    from agents.models import Device, DeviceMembership
+def make_device(
+    name: str,
+    *,
+    group=None,
+    address: str = "127.0.0.1",
+    port: int = 8745,
+    agent: Any = None,
+    **fields: Any,
+):
+    from rules.models import Device, DeviceMembership
 
     if agent is not None:
-        fields = {"agent_public_key": agent.public_key, "agent_cert_fingerprint": agent.fingerprint, **fields}
-    device = Device.objects.create(name=name, address=address, agent_port=agent.port if agent else port, **fields)
+        fields = {
+            "agent_public_key": agent.public_key,
+            "agent_cert_fingerprint": agent.fingerprint,
+            **fields,
+        }
+    device = Device.objects.create(
+        name=name, address=address, agent_port=agent.port if agent else port, **fields
+    )
     if group is not None:
         DeviceMembership.objects.create(device=device, group=group)
     return device
@@ -90,8 +114,13 @@ class LocalAgent:
 
 
 @contextmanager
-def local_agent(state_dir: Path, console_public_key: str, *, port: int = 0,
-                fail_on: Callable[[str, str], str | None] | None = None) -> Iterator[LocalAgent]:
+def local_agent(
+    state_dir: Path,
+    console_public_key: str,
+    *,
+    port: int = 0,
+    fail_on: Callable[[str, str], str | None] | None = None,
+) -> Iterator[LocalAgent]:
     state = StateDir(state_dir)
     state.ensure_identity("local-agent")
     state.set_console_key(console_public_key)
@@ -112,11 +141,20 @@ def local_agent(state_dir: Path, console_public_key: str, *, port: int = 0,
 
 
 def worker_env(database_url: str, broker_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAMPART_", "CELERY_", "REDIS_URL"))}
-    env.update({
-        "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker_url, "RAMPART_VAR_DIR": str(var_dir),
-        "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "console.settings",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAMPART_", "CELERY_", "REDIS_URL"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": broker_url,
+            "RAMPART_VAR_DIR": str(var_dir),
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+        }
+    )
     if broker_url.startswith("redis://"):
         env["REDIS_URL"] = broker_url
     env.update(extra)
@@ -146,8 +184,14 @@ class Worker:
         return self.log.read_text(errors="replace")[-5000:] if self.log.exists() else ""
 
 
-def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 1, beat: bool = False,
-                 ready_timeout: float = 30) -> Worker:
+def start_worker(
+    env: dict[str, str],
+    log: Path,
+    *,
+    concurrency: int = 1,
+    beat: bool = False,
+    ready_timeout: float = 30,
+) -> Worker:
     """`celery -A console worker` (with embedded beat) in its own process group, consuming
     the queue named by RAMPART_CELERY_QUEUE; returns once it is ready."""
     queue = env.get("RAMPART_CELERY_QUEUE", "celery")
@@ -155,15 +199,31 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 1, beat: 
     while log.with_suffix(f".{n}.log").exists():
         n += 1
     log = log.with_suffix(f".{n}.log")
-    cmd = [str(BIN / "celery"), "-A", "console", "worker", "--loglevel", "INFO", "--concurrency",
-           str(concurrency), "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat",
-           "-n", f"rpt-test-{os.getpid()}-{time.monotonic_ns()}@%h"]
+    cmd = [
+        str(BIN / "celery"),
+        "-A",
+        "console",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "-Q",
+        queue,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-n",
+        f"rpt-test-{os.getpid()}-{time.monotonic_ns()}@%h",
+    ]
     if beat:
         cmd += ["-B", "--schedule", str(log.with_suffix(".beat"))]
     if env.get("CELERY_BROKER_URL", "").startswith("filesystem://"):
         cmd += ["-P", "solo"]  # the embedded broker is single-host, single-consumer
     out = log.open("ab")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     worker = Worker(proc, log)
     deadline = time.monotonic() + ready_timeout
     try:
@@ -179,7 +239,9 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 1, beat: 
         raise
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -199,7 +261,13 @@ def migrate_file_db(path: Path) -> str:
 
     url = f"sqlite:///{path}"
     env = worker_env(url, "memory://", path.parent / "var")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0", "--skip-checks"], cwd=ROOT, env=env, check=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0", "--skip-checks"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=180,
+    )
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA journal_mode=WAL")
     return url
@@ -217,8 +285,11 @@ def use_database(url: str) -> Iterator[None]:
 
     old = connections["default"]
     settings_dict = {**old.settings_dict, **environ.Env.db_url_config(url)}
-    settings_dict["OPTIONS"] = ({"timeout": 30, "transaction_mode": "IMMEDIATE"}
-                                if settings_dict["ENGINE"].endswith("sqlite3") else {})
+    settings_dict["OPTIONS"] = (
+        {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+        if settings_dict["ENGINE"].endswith("sqlite3")
+        else {}
+    )
     settings_dict["TEST"] = {**old.settings_dict.get("TEST", {})}
     new = old.__class__(settings_dict, alias="default")
     connections["default"] = new
@@ -229,11 +300,24 @@ def use_database(url: str) -> Iterator[None]:
         connections["default"] = old
 
 
-def start_gunicorn(env: dict[str, str], binds: list[str], log: Path, timeout: float = 40) -> subprocess.Popen:
-    cmd = [str(BIN / "gunicorn"), "console.wsgi", "--workers", "1", "--threads", "4", "--no-control-socket",
-           "--graceful-timeout", "2"] + [arg for b in binds for arg in ("--bind", b)]
+def start_gunicorn(
+    env: dict[str, str], binds: list[str], log: Path, timeout: float = 40
+) -> subprocess.Popen:
+    cmd = [
+        str(BIN / "gunicorn"),
+        "console.wsgi",
+        "--workers",
+        "1",
+        "--threads",
+        "4",
+        "--no-control-socket",
+        "--graceful-timeout",
+        "2",
+    ] + [arg for b in binds for arg in ("--bind", b)]
     out = log.open("ab")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -275,10 +359,27 @@ def api_token(username: str = "deployer", role: str = "operator") -> str:
     return AuthToken.objects.create(user=user)[1]
 
 
-def serve_agent_cmd(state_dir: Path, listen: str, dataplane: str = "recording", confirm_timeout: int = 30) -> list[str]:
-    return ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "agents.agent.cli", "serve", "--state-dir",
-            str(state_dir), "--dataplane", dataplane, "--listen", listen, "--confirm-timeout", str(confirm_timeout),
-            "--resync-interval", "0"]
+def serve_agent_cmd(
+    state_dir: Path, listen: str, dataplane: str = "recording", confirm_timeout: int = 30
+) -> list[str]:
+    return [
+        "env",
+        f"PYTHONPATH={ROOT}",
+        sys.executable,
+        "-m",
+        "rampart_agent.cli",
+        "serve",
+        "--state-dir",
+        str(state_dir),
+        "--dataplane",
+        dataplane,
+        "--listen",
+        listen,
+        "--confirm-timeout",
+        str(confirm_timeout),
+        "--resync-interval",
+        "0",
+    ]
 
 
 def wait_ready(proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -312,8 +413,13 @@ class Stack:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.api_url + path, headers={"Authorization": f"Token {self.token}"},
-                                timeout=30, **kwargs)
+        return requests.request(
+            method,
+            self.api_url + path,
+            headers={"Authorization": f"Token {self.token}"},
+            timeout=30,
+            **kwargs,
+        )
 
     concurrency: int = 2
     beat: bool = True
@@ -322,7 +428,9 @@ class Stack:
         if self.worker is not None:
             self.worker.stop()
         self.concurrency = concurrency or self.concurrency
-        self.worker = start_worker(self.env, self.tmp / "worker.log", concurrency=self.concurrency, beat=self.beat)
+        self.worker = start_worker(
+            self.env, self.tmp / "worker.log", concurrency=self.concurrency, beat=self.beat
+        )
         return self.worker
 
     def deploy(self, **body) -> int:
@@ -339,16 +447,34 @@ class Stack:
             return wait_for(done, timeout, 0.2, f"deployment {deployment_id}")
         except AssertionError:
             body = self.api("GET", f"/api/v1/deployments/{deployment_id}/").json()
-            raise AssertionError(f"{body}\n--- worker log ---\n{self.worker.output() if self.worker else ''}") from None
+            raise AssertionError(
+                f"{body}\n--- worker log ---\n{self.worker.output() if self.worker else ''}"
+            ) from None
 
-    def enroll(self, device_id: int, state_dir: Path, listen_port: int, console_url: str,
-               ns=None) -> None:
+    def enroll(
+        self, device_id: int, state_dir: Path, listen_port: int, console_url: str, ns=None
+    ) -> None:
         """Token from the API, then `rampart-agent enroll` (inside `ns` when given)."""
         resp = self.api("POST", f"/api/v1/devices/{device_id}/enrollment-token/", json={})
         assert resp.status_code == 201, resp.text
-        cmd = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m",
-               "agents.agent.cli", "enroll", "--console", console_url, "--token", resp.json()["token"],
-               "--listen-port", str(listen_port), "--state-dir", str(state_dir), "--dataplane", "recording"]
+        cmd = [
+            "env",
+            f"PYTHONPATH={ROOT}",
+            sys.executable,
+            "-m",
+            "rampart_agent.cli",
+            "enroll",
+            "--console",
+            console_url,
+            "--token",
+            resp.json()["token"],
+            "--listen-port",
+            str(listen_port),
+            "--state-dir",
+            str(state_dir),
+            "--dataplane",
+            "recording",
+        ]
         result = ns.run(*cmd, check=False) if ns is not None else sh(*cmd, check=False)
         assert result.returncode == 0, result.stderr
 
@@ -362,18 +488,36 @@ class Stack:
 
 
 @contextmanager
-def console_stack(tmp: Path, db_url: str, broker_url: str, binds: list[str], *, concurrency: int = 2,
-                  beat: bool = True, **extra_env: str) -> Iterator[Stack]:
+def console_stack(
+    tmp: Path,
+    db_url: str,
+    broker_url: str,
+    binds: list[str],
+    *,
+    concurrency: int = 2,
+    beat: bool = True,
+    **extra_env: str,
+) -> Iterator[Stack]:
     """gunicorn + `celery worker` (+ beat) on `db_url` and `broker_url`, with test-sized knobs:
     3 push attempts, 1-2 s backoff, 6 s broker visibility timeout, a poll every 2 s."""
-    env = worker_env(db_url, broker_url, tmp / "var", **{
-        "RAMPART_CELERY_QUEUE": f"rpt-deploy-test-{os.getpid()}-{tmp.name}",
-        "RAMPART_CONSOLE_KEY_FILE": str(tmp / "console-key.pem"),
-        "RAMPART_DEPLOY_MAX_ATTEMPTS": "3", "RAMPART_DEPLOY_RETRY_BACKOFF": "1",
-        "RAMPART_DEPLOY_RETRY_BACKOFF_MAX": "2", "RAMPART_BROKER_VISIBILITY_TIMEOUT": "6",
-        "RAMPART_BROKER_RESTORE_INTERVAL": "1", "RAMPART_STATUS_POLL_SECONDS": "2",
-        "RAMPART_CONFIRM_TIMEOUT": "10", "ALLOWED_HOSTS": ",".join(b.rpartition(":")[0] for b in binds),
-        **extra_env})
+    env = worker_env(
+        db_url,
+        broker_url,
+        tmp / "var",
+        **{
+            "RAMPART_CELERY_QUEUE": f"rpt-deploy-test-{os.getpid()}-{tmp.name}",
+            "RAMPART_CONSOLE_KEY_FILE": str(tmp / "console-key.pem"),
+            "RAMPART_DEPLOY_MAX_ATTEMPTS": "3",
+            "RAMPART_DEPLOY_RETRY_BACKOFF": "1",
+            "RAMPART_DEPLOY_RETRY_BACKOFF_MAX": "2",
+            "RAMPART_BROKER_VISIBILITY_TIMEOUT": "6",
+            "RAMPART_BROKER_RESTORE_INTERVAL": "1",
+            "RAMPART_STATUS_POLL_SECONDS": "2",
+            "RAMPART_CONFIRM_TIMEOUT": "10",
+            "ALLOWED_HOSTS": ",".join(b.rpartition(":")[0] for b in binds),
+            **extra_env,
+        },
+    )
     stack = Stack(tmp, db_url, env, f"http://{binds[0]}", concurrency=concurrency, beat=beat)
     try:
         with use_database(db_url):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rules.compiler import PolicyDocument
+from compiler import PolicyDocument
 
 
 def canonical(doc: dict) -> dict:

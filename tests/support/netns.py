@@ -94,7 +94,9 @@ def namespace(tag: str = "ns") -> Iterator[Netns]:
     sh("ip", "netns", "add", ns.name)
     try:
         ns.run("ip", "link", "set", "lo", "up")
-        ns.run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+        ns.run(
+            "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"
+        )
         yield ns
     finally:
         ns.close()
@@ -113,8 +115,21 @@ def host_pair(tag: str = "hp") -> Iterator[tuple[Netns, Netns]]:
     n = (os.getpid() * 7 + next(_subnet)) % 250 + 1
     with namespace(tag + "c") as client, namespace(tag + "s") as server:
         veth_c, veth_s = f"rc{n}_{os.getpid() % 1000}", f"rs{n}_{os.getpid() % 1000}"
-        sh("ip", "link", "add", veth_c, "netns", client.name, "type", "veth",
-           "peer", "name", veth_s, "netns", server.name)
+        sh(
+            "ip",
+            "link",
+            "add",
+            veth_c,
+            "netns",
+            client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            veth_s,
+            "netns",
+            server.name,
+        )
         for ns, dev, host in ((client, veth_c, 1), (server, veth_s, 2)):
             ns.addr4, ns.addr6 = f"198.18.{n}.{host}", f"2001:2:0:{n:x}::{host}"
             ns.run("ip", "addr", "add", f"{ns.addr4}/24", "dev", dev)

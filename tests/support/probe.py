@@ -1,7 +1,7 @@
 """Traffic helper run inside a test namespace (stdlib only).
 
-  probe.py serve tcp:80 udp:53 ...   accept TCP connections, echo UDP datagrams; prints "ready"
-  probe.py probe TIMEOUT < probes.json   prints a JSON list of booleans (True = answered)
+probe.py serve tcp:80 udp:53 ...   accept TCP connections, echo UDP datagrams; prints "ready"
+probe.py probe TIMEOUT < probes.json   prints a JSON list of booleans (True = answered)
 """
 
 import json

@@ -25,7 +25,11 @@ class Command(BaseCommand):
             password = os.environ.get("RAMPART_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
             user = User.objects.create_superuser("admin", "", password)
             user.groups.add(Group.objects.get(name="admin"))
-            shown = "(from RAMPART_ADMIN_PASSWORD)" if os.environ.get("RAMPART_ADMIN_PASSWORD") else password
+            shown = (
+                "(from RAMPART_ADMIN_PASSWORD)"
+                if os.environ.get("RAMPART_ADMIN_PASSWORD")
+                else password
+            )
             self.stdout.write(self.style.SUCCESS(f"Created user 'admin' with password: {shown}"))
         if demo:
             from rules.models import RuleSet

@@ -32,19 +32,49 @@ class Command(BaseCommand):
         bin_dir = os.path.dirname(sys.executable)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         commands = {
-            "web": [os.path.join(bin_dir, "gunicorn"), "console.wsgi", "--bind", listen,
-                    "--workers", "2", "--threads", "4", "--no-control-socket", "--access-logfile", "-"],
-            "worker": [os.path.join(bin_dir, "celery"), "-A", "console", "worker", "--loglevel", "INFO",
-                       "--concurrency", "2", *(["-P", "solo"] if settings.CELERY_BROKER_URL.startswith("filesystem") else [])],
-            "beat": [os.path.join(bin_dir, "celery"), "-A", "console", "beat", "--loglevel", "INFO",
-                     "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"],
+            "web": [
+                os.path.join(bin_dir, "gunicorn"),
+                "console.wsgi",
+                "--bind",
+                listen,
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--no-control-socket",
+                "--access-logfile",
+                "-",
+            ],
+            "worker": [
+                os.path.join(bin_dir, "celery"),
+                "-A",
+                "console",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                *(["-P", "solo"] if settings.CELERY_BROKER_URL.startswith("filesystem") else []),
+            ],
+            "beat": [
+                os.path.join(bin_dir, "celery"),
+                "-A",
+                "console",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--scheduler",
+                "django_celery_beat.schedulers:DatabaseScheduler",
+            ],
         }
         demo_agent = self._demo_agent_command()
         if demo_agent:
             commands["agent"] = demo_agent
         procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
-        self.stdout.write(f"Rampart console on http://{listen}/ (Ctrl-C stops web, worker, beat"
-                          f"{', demo agent' if demo_agent else ''})")
+        self.stdout.write(
+            f"Rampart console on http://{listen}/ (Ctrl-C stops web, worker, beat"
+            f"{', demo agent' if demo_agent else ''})"
+        )
         stopping = False
 
         def stop(*_):
@@ -72,9 +102,9 @@ class Command(BaseCommand):
                     proc.kill()
 
     def _demo_agent_command(self) -> list[str] | None:
-        """The demo agent (see agents/agent/demo.py) when it is available."""
+        """The demo agent (see rampart_agent/demo.py) when it is available."""
         try:
-            from agents.agent import demo
+            from rampart_agent import demo
         except ImportError:
             return None
         return demo.command(sys.executable)

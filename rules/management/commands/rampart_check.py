@@ -12,9 +12,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from compiler import CompileOptions, check_document
+from compiler.document import parse_datetime
 from rules import importer
-from rules.compiler import CompileOptions, check_document
-from rules.compiler.document import parse_datetime
 
 
 class Command(BaseCommand):
@@ -24,17 +24,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="the policy document (YAML or JSON; - for stdin)")
-        parser.add_argument("--json", action="store_true", dest="as_json",
-                            help="print the report as JSON")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="print the report as JSON"
+        )
         parser.add_argument("--now", help="evaluate rule expiry at this ISO time (default: now)")
         parser.add_argument("--ipset-threshold", type=int, default=None)
 
-    def handle(self, *args, file: str, as_json: bool, now: str | None,
-               ipset_threshold: int | None, **options):
+    def handle(
+        self,
+        *args,
+        file: str,
+        as_json: bool,
+        now: str | None,
+        ipset_threshold: int | None,
+        **options,
+    ):
         from django.conf import settings
 
         try:
-            raw = (self.stdin_bytes() if file == "-" else Path(file).read_bytes())
+            raw = self.stdin_bytes() if file == "-" else Path(file).read_bytes()
         except OSError as exc:
             self.stderr.write(f"cannot read {file}: {exc.strerror}")
             raise SystemExit(2) from None
@@ -46,8 +54,12 @@ class Command(BaseCommand):
         try:
             data = importer.load_text(raw, fmt="json" if file.endswith(".json") else None)
         except importer.ImportFailed as exc:
-            report_dict = {"ok": False, "errors": [e.to_dict() for e in exc.errors],
-                           "warnings": [], "assertions": []}
+            report_dict = {
+                "ok": False,
+                "errors": [e.to_dict() for e in exc.errors],
+                "warnings": [],
+                "assertions": [],
+            }
             self.emit(report_dict, [f"error: {e}" for e in exc.errors], as_json)
             raise SystemExit(1) from None
         report = check_document(data, now=at, options=CompileOptions(ipset_threshold=threshold))
@@ -68,6 +80,8 @@ class Command(BaseCommand):
             self.stdout.write(line)
         errors = len(data["errors"])
         failed = sum(not a["passed"] for a in data["assertions"])
-        self.stdout.write(f"{'OK' if data['ok'] else 'FAILED'}: {errors} error(s), "
-                          f"{len(data['warnings'])} warning(s), {len(data['assertions'])} "
-                          f"assertion(s), {failed} failed")
+        self.stdout.write(
+            f"{'OK' if data['ok'] else 'FAILED'}: {errors} error(s), "
+            f"{len(data['warnings'])} warning(s), {len(data['assertions'])} "
+            f"assertion(s), {failed} failed"
+        )

@@ -12,25 +12,48 @@ from rules import exporter, importer
 
 
 class Command(BaseCommand):
-    help = ("Apply a policy document (one transaction; --dry-run prints the plan only), or turn "
-            "an iptables-save dump into a rule set.")
+    help = (
+        "Apply a policy document (one transaction; --dry-run prints the plan only), or turn "
+        "an iptables-save dump into a rule set."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", nargs="?", help="the policy document (YAML or JSON)")
         parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-        parser.add_argument("--prune", action="store_true", default=None,
-                            help="delete what the document no longer names")
-        parser.add_argument("--from-iptables-save", metavar="FILE",
-                            help="onboard a host: an iptables-save dump (filter table)")
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            default=None,
+            help="delete what the document no longer names",
+        )
+        parser.add_argument(
+            "--from-iptables-save",
+            metavar="FILE",
+            help="onboard a host: an iptables-save dump (filter table)",
+        )
         parser.add_argument("--ipset-save", metavar="FILE", help="its `ipset save` dump")
-        parser.add_argument("--ruleset", default="onboarded", help="rule set name for --from-iptables-save")
-        parser.add_argument("--emit", metavar="FILE",
-                            help="with --from-iptables-save: write the document here instead of importing")
+        parser.add_argument(
+            "--ruleset", default="onboarded", help="rule set name for --from-iptables-save"
+        )
+        parser.add_argument(
+            "--emit",
+            metavar="FILE",
+            help="with --from-iptables-save: write the document here instead of importing",
+        )
 
-    def handle(self, *args, file: str | None, dry_run: bool, prune: bool | None,
-               from_iptables_save: str | None, ipset_save: str | None, ruleset: str,
-               emit: str | None, **options):
-        from console.audit.context import cli_actor
+    def handle(
+        self,
+        *args,
+        file: str | None,
+        dry_run: bool,
+        prune: bool | None,
+        from_iptables_save: str | None,
+        ipset_save: str | None,
+        ruleset: str,
+        emit: str | None,
+        **options,
+    ):
+        from core.audit.context import cli_actor
 
         if bool(file) == bool(from_iptables_save):
             raise CommandError("give either FILE or --from-iptables-save FILE")
@@ -39,10 +62,13 @@ class Command(BaseCommand):
                 data = self.onboard(from_iptables_save, ipset_save, ruleset, emit)
                 if data is None:
                     return
-                plan = importer.import_document(data, prune=False, dry_run=dry_run, actor=cli_actor())
+                plan = importer.import_document(
+                    data, prune=False, dry_run=dry_run, actor=cli_actor()
+                )
             else:
-                plan = importer.import_document_file(file, actor=cli_actor(), prune=prune,
-                                                     dry_run=dry_run)
+                plan = importer.import_document_file(
+                    file, actor=cli_actor(), prune=prune, dry_run=dry_run
+                )
         except importer.ImportFailed as exc:
             for error in exc.errors:
                 self.stderr.write(str(error))
@@ -50,21 +76,31 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(plan.to_dict(), indent=2))
         verb = "would change" if dry_run else "changed"
         counts = {what: sum(c.values()) for what, c in plan.summary().items()}
-        self.stderr.write(f"{verb}: created {counts['created']}, updated {counts['updated']}, "
-                          f"deleted {counts['deleted']}" if plan.changed else "nothing to change")
+        self.stderr.write(
+            f"{verb}: created {counts['created']}, updated {counts['updated']}, "
+            f"deleted {counts['deleted']}"
+            if plan.changed
+            else "nothing to change"
+        )
 
-    def onboard(self, dump: str, ipset_dump: str | None, ruleset: str, emit: str | None) -> dict | None:
+    def onboard(
+        self, dump: str, ipset_dump: str | None, ruleset: str, emit: str | None
+    ) -> dict | None:
         from rules.onboarding import translate_iptables_save
 
         result = translate_iptables_save(
-            Path(dump).read_text(), Path(ipset_dump).read_text() if ipset_dump else "",
-            ruleset=ruleset)
+            Path(dump).read_text(),
+            Path(ipset_dump).read_text() if ipset_dump else "",
+            ruleset=ruleset,
+        )
         for chain in result.foreign_chains:
             self.stderr.write(f"not imported: chain {chain.name} belongs to {chain.owner}")
         for line in result.skipped:
             self.stderr.write(f"line {line.line}: skipped: {line.reason}: {line.text}")
         if emit:
-            Path(emit).write_text(exporter.render(result.document, "json" if emit.endswith(".json") else "yaml"))
+            Path(emit).write_text(
+                exporter.render(result.document, "json" if emit.endswith(".json") else "yaml")
+            )
             self.stderr.write(f"wrote {emit}; {len(result.skipped)} line(s) skipped")
             return None
         return result.document

@@ -17,15 +17,21 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from rules.compiler import CompileOptions, PolicyDocument, Tracer
-from rules.compiler.lower import lower_device
-from rules.compiler.tracer import Packet
+from compiler import CompileOptions, PolicyDocument, Tracer
+from compiler.lower import lower_device
+from compiler.tracer import Packet
 from rules.exporter import export_document
 from rules.importer import import_document
 from rules.onboarding import OnboardingResult, translate_iptables_save
 
-ROOT_DUMPS = (["iptables-legacy-save"], ["iptables-nft-save"], ["ip6tables-legacy-save"],
-              ["ip6tables-nft-save"], ["nft", "list", "ruleset"], ["ipset", "save"])
+ROOT_DUMPS = (
+    ["iptables-legacy-save"],
+    ["iptables-nft-save"],
+    ["ip6tables-legacy-save"],
+    ["ip6tables-nft-save"],
+    ["nft", "list", "ruleset"],
+    ["ipset", "save"],
+)
 
 
 def root_firewall() -> list[str]:
@@ -44,15 +50,23 @@ def probes(tcp: list[int], udp: list[int], sport_base: int = 41000) -> list[Prob
     """Fixed source ports, so the tracer sees the very packets; a new round on the same
     hosts needs a new `sport_base` (conntrack remembers the earlier flows as established)."""
     return [Probe("tcp", p, sport_base + i) for i, p in enumerate(tcp)] + [
-        Probe("udp", p, sport_base + 500 + i) for i, p in enumerate(udp)]
+        Probe("udp", p, sport_base + 500 + i) for i, p in enumerate(udp)
+    ]
 
 
 def kernel_verdicts(client, server, sample: list[Probe]) -> list[bool]:
-    listener = server.listen(tcp=sorted({p.port for p in sample if p.proto == "tcp"}),
-                             udp=sorted({p.port for p in sample if p.proto == "udp"}))
+    listener = server.listen(
+        tcp=sorted({p.port for p in sample if p.proto == "tcp"}),
+        udp=sorted({p.port for p in sample if p.proto == "udp"}),
+    )
     try:
-        return client.probe([{"proto": p.proto, "host": server.addr4, "port": p.port,
-                              "sport": p.sport} for p in sample], timeout=0.5)
+        return client.probe(
+            [
+                {"proto": p.proto, "host": server.addr4, "port": p.port, "sport": p.sport}
+                for p in sample
+            ],
+            timeout=0.5,
+        )
     finally:
         listener.kill()
         listener.wait(timeout=5)
@@ -63,9 +77,16 @@ def import_onboarded(result: OnboardingResult, server_addr: str) -> PolicyDocume
     and read the policy back out of it, as a deploy would."""
     doc = copy.deepcopy(result.document)
     ruleset = doc["rulesets"][0]["name"]
-    doc["devices"] = [{"name": "onboarded-host", "address": server_addr, "rulesets": [ruleset],
-                       "stateful": False, "allow_loopback": False,
-                       "default_policy": {"input": "accept", "forward": "accept", "output": "accept"}}]
+    doc["devices"] = [
+        {
+            "name": "onboarded-host",
+            "address": server_addr,
+            "rulesets": [ruleset],
+            "stateful": False,
+            "allow_loopback": False,
+            "default_policy": {"input": "accept", "forward": "accept", "output": "accept"},
+        }
+    ]
     import_document(doc, actor="test:onboarding")
     return PolicyDocument.from_dict(export_document())
 
@@ -76,13 +97,18 @@ def tracer_verdicts(doc: PolicyDocument, client, server, sample: list[Probe]) ->
     out = []
     for p in sample:
         request = Packet("input", p.proto, c, s, p.sport, p.port, None, server.dev, None, "new")
-        answer = Packet("output", p.proto, s, c, p.port, p.sport, None, None, server.dev, "established")
-        out.append(tracer.trace(request).verdict == "accept" and tracer.trace(answer).verdict == "accept")
+        answer = Packet(
+            "output", p.proto, s, c, p.port, p.sport, None, None, server.dev, "established"
+        )
+        out.append(
+            tracer.trace(request).verdict == "accept" and tracer.trace(answer).verdict == "accept"
+        )
     return out
 
 
-def check_equivalence(client, server, sample: list[Probe], ipset_text: str = "",
-                      ruleset: str = "onboarded") -> tuple[OnboardingResult, dict, str]:
+def check_equivalence(
+    client, server, sample: list[Probe], ipset_text: str = "", ruleset: str = "onboarded"
+) -> tuple[OnboardingResult, dict, str]:
     """Translate the server's live dump, import it, and compare verdicts probe by probe."""
     dump = server.run("iptables-save").stdout
     result = translate_iptables_save(dump, ipset_text, ruleset=ruleset)

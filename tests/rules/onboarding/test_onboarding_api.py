@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_translate_only_changes_nothing(api):
-    res = api.post(URL, {"iptables_save": DOCKER_HOST, "ipset_save": IPSETS, "ruleset": "web-1"},
-                   format="json")
+    res = api.post(
+        URL, {"iptables_save": DOCKER_HOST, "ipset_save": IPSETS, "ruleset": "web-1"}, format="json"
+    )
     assert res.status_code == 200, res.content
     body = res.json()
     assert body["document"]["rulesets"][0]["name"] == "web-1"
@@ -28,21 +29,33 @@ def test_translate_only_changes_nothing(api):
 
 
 def test_import_and_dry_run(api):
-    res = api.post(URL + "?import=1&dry_run=1", {"iptables_save": DOCKER_HOST, "ipset_save": IPSETS},
-                   format="json")
-    assert res.json()["plan"]["created"]["rulesets"] == ["onboarded"] and not RuleSet.objects.exists()
-    res = api.post(URL + "?import=1", {"iptables_save": DOCKER_HOST, "ipset_save": IPSETS}, format="json")
+    res = api.post(
+        URL + "?import=1&dry_run=1",
+        {"iptables_save": DOCKER_HOST, "ipset_save": IPSETS},
+        format="json",
+    )
+    assert (
+        res.json()["plan"]["created"]["rulesets"] == ["onboarded"] and not RuleSet.objects.exists()
+    )
+    res = api.post(
+        URL + "?import=1", {"iptables_save": DOCKER_HOST, "ipset_save": IPSETS}, format="json"
+    )
     assert res.status_code == 200
     assert Rule.objects.filter(ruleset__name="onboarded").count() == len(
-        res.json()["document"]["rulesets"][0]["rules"])
-    assert set(AddressGroup.objects.values_list("name", flat=True)) == {"onboarded.admins",
-                                                                         "onboarded.blocklist"}
+        res.json()["document"]["rulesets"][0]["rules"]
+    )
+    assert set(AddressGroup.objects.values_list("name", flat=True)) == {
+        "onboarded.admins",
+        "onboarded.blocklist",
+    }
 
 
 def test_plain_text_body_and_bad_requests(api, viewer_api):
     res = api.post(URL, data=DOCKER_HOST, content_type="text/plain")
     assert res.status_code == 200 and res.json()["family"] == 4
-    assert api.post(URL, {"ruleset": "x"}, format="json").json() == {"iptables_save": ["is required"]}
+    assert api.post(URL, {"ruleset": "x"}, format="json").json() == {
+        "iptables_save": ["is required"]
+    }
     res = api.post(URL, {"iptables_save": DOCKER_HOST, "ruleset": "198.18.0.1"}, format="json")
     assert res.status_code == 400 and "ruleset" in res.json()
     assert viewer_api.post(URL, data=DOCKER_HOST, content_type="text/plain").status_code == 403
@@ -54,13 +67,33 @@ def test_command_from_iptables_save(tmp_path):
     sets.write_text(IPSETS)
     out, err = io.StringIO(), io.StringIO()
     emitted = tmp_path / "doc.yaml"
-    call_command("rampart_import", "--from-iptables-save", str(dump), "--ipset-save", str(sets),
-                 "--emit", str(emitted), stdout=out, stderr=err)
+    call_command(
+        "rampart_import",
+        "--from-iptables-save",
+        str(dump),
+        "--ipset-save",
+        str(sets),
+        "--emit",
+        str(emitted),
+        stdout=out,
+        stderr=err,
+    )
     assert "line 33: skipped: -m mac has no equivalent" in err.getvalue()
     assert "not imported: chain DOCKER belongs to Docker" in err.getvalue()
     assert emitted.exists() and not RuleSet.objects.exists()
     out = io.StringIO()
-    call_command("rampart_import", "--from-iptables-save", str(dump), "--ipset-save", str(sets),
-                 "--ruleset", "docker-host", stdout=out, stderr=io.StringIO())
+    call_command(
+        "rampart_import",
+        "--from-iptables-save",
+        str(dump),
+        "--ipset-save",
+        str(sets),
+        "--ruleset",
+        "docker-host",
+        stdout=out,
+        stderr=io.StringIO(),
+    )
     assert json.loads(out.getvalue())["created"]["rulesets"] == ["docker-host"]
-    call_command("rampart_import", str(emitted), "--dry-run", stdout=io.StringIO(), stderr=io.StringIO())
+    call_command(
+        "rampart_import", str(emitted), "--dry-run", stdout=io.StringIO(), stderr=io.StringIO()
+    )

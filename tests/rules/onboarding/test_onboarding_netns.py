@@ -49,7 +49,9 @@ def root_untouched():
 def assert_equivalent(table: dict) -> None:
     differ = {k: v for k, v in table.items() if v[0] != v[1]}
     assert not differ, f"kernel vs tracer differ (kernel, tracer): {differ}; all: {table}"
-    assert {k for k, _ in table.values()} == {True, False}, f"the sample needs both verdicts: {table}"
+    assert {k for k, _ in table.values()} == {True, False}, (
+        f"the sample needs both verdicts: {table}"
+    )
 
 
 def assert_every_line_accounted(result, dump: str) -> None:
@@ -60,13 +62,19 @@ def assert_every_line_accounted(result, dump: str) -> None:
 
 def private_ufw(tmp_path: Path) -> Path:
     root = tmp_path / "ufw"
-    for src, dst in (("/etc/ufw", "etc/ufw"), ("/lib/ufw", "lib/ufw"), ("/usr/share/ufw", "usr/share/ufw")):
+    for src, dst in (
+        ("/etc/ufw", "etc/ufw"),
+        ("/lib/ufw", "lib/ufw"),
+        ("/usr/share/ufw", "usr/share/ufw"),
+    ):
         shutil.copytree(src, root / dst, symlinks=True)
     (root / "etc/default").mkdir(parents=True)
     defaults = Path("/etc/default/ufw").read_text()
     sysctl = root / "etc/ufw/sysctl.conf"
     sysctl.write_text("")  # ufw would otherwise set these kernel knobs
-    (root / "etc/default/ufw").write_text(re.sub(r"(?m)^IPT_SYSCTL=.*$", f"IPT_SYSCTL={sysctl}", defaults))
+    (root / "etc/default/ufw").write_text(
+        re.sub(r"(?m)^IPT_SYSCTL=.*$", f"IPT_SYSCTL={sysctl}", defaults)
+    )
     return root
 
 
@@ -75,16 +83,21 @@ def test_ufw_dump_imports_and_matches_the_kernel(tmp_path, root_untouched):
     root = private_ufw(tmp_path)
     with host_pair("pcuf") as (client, server):
         ufw = ("ufw", f"--rootdir={root}", f"--datadir={root}")
-        for args in (["allow", "22/tcp"],
-                     ["allow", "from", client.addr4, "to", "any", "port", "8080", "proto", "tcp"],
-                     ["allow", "from", "198.19.0.0/16", "to", "any", "port", "9000", "proto", "tcp"],
-                     ["deny", "23"], ["limit", "2222/tcp"], ["reject", "25/tcp"],
-                     ["allow", "in", "on", server.dev, "to", "any", "port", "53", "proto", "udp"],
-                     ["allow", "in", "on", "eth9", "to", "any", "port", "5353", "proto", "udp"],
-                     ["--force", "enable"]):
+        for args in (
+            ["allow", "22/tcp"],
+            ["allow", "from", client.addr4, "to", "any", "port", "8080", "proto", "tcp"],
+            ["allow", "from", "198.19.0.0/16", "to", "any", "port", "9000", "proto", "tcp"],
+            ["deny", "23"],
+            ["limit", "2222/tcp"],
+            ["reject", "25/tcp"],
+            ["allow", "in", "on", server.dev, "to", "any", "port", "53", "proto", "udp"],
+            ["allow", "in", "on", "eth9", "to", "any", "port", "5353", "proto", "udp"],
+            ["--force", "enable"],
+        ):
             server.run(*ufw, *args)
-        sample = probes(tcp=[22, 23, 25, 80, 139, 445, 2222, 8080, 9000],
-                        udp=[23, 53, 137, 5353, 9999])
+        sample = probes(
+            tcp=[22, 23, 25, 80, 139, 445, 2222, 8080, 9000], udp=[23, 53, 137, 5353, 9999]
+        )
         result, table, dump = check_equivalence(client, server, sample, ruleset="ufw-host")
     assert_equivalent(table)
     assert_every_line_accounted(result, dump)
@@ -102,15 +115,20 @@ def test_firewalld_dump_imports_and_matches_the_kernel(tmp_path, root_untouched)
     apply.write_text(
         "import sys\nfrom firewall import config\nconfig.set_system_config_paths(sys.argv[1])\n"
         "from firewall.core.fw import Firewall\nfw = Firewall()\nfw.start()\n"
-        "assert fw._state == 'RUNNING', fw._state\n")
+        "assert fw._state == 'RUNNING', fw._state\n"
+    )
     with host_pair("pcfw") as (client, server):
         offline = ("firewall-offline-cmd", "--system-config", str(cfg), "--zone=public")
-        for args in ("--add-service=ssh", "--add-port=8080/tcp", "--add-port=5300-5310/udp",
-                     f"--add-rich-rule=rule family=ipv4 source address={client.addr4} port "
-                     "port=9100 protocol=tcp accept",
-                     f"--add-rich-rule=rule family=ipv4 source address={client.addr4} port "
-                     "port=7000 protocol=tcp reject",
-                     "--add-rich-rule=rule family=ipv4 source address=198.19.66.0/24 drop"):
+        for args in (
+            "--add-service=ssh",
+            "--add-port=8080/tcp",
+            "--add-port=5300-5310/udp",
+            f"--add-rich-rule=rule family=ipv4 source address={client.addr4} port "
+            "port=9100 protocol=tcp accept",
+            f"--add-rich-rule=rule family=ipv4 source address={client.addr4} port "
+            "port=7000 protocol=tcp reject",
+            "--add-rich-rule=rule family=ipv4 source address=198.19.66.0/24 drop",
+        ):
             server.run(*offline, args)
         server.run("/usr/bin/python3", str(apply), str(cfg), timeout=120)
         sample = probes(tcp=[22, 80, 7000, 8080, 9100], udp=[53, 5299, 5305])
@@ -138,8 +156,11 @@ def test_shorewall_dump_imports_and_matches_the_kernel(tmp_path, root_untouched)
     cfg.mkdir()
     var.mkdir()
     conf = Path("/usr/share/shorewall/configfiles/shorewall.conf").read_text()
-    for key, value in (("CONFIG_PATH", f'"{cfg}:${{CONFDIR}}/shorewall:${{SHAREDIR}}/shorewall"'),
-                       ("LOGFILE", str(tmp_path / "log")), ("STARTUP_LOG", str(tmp_path / "startup.log"))):
+    for key, value in (
+        ("CONFIG_PATH", f'"{cfg}:${{CONFDIR}}/shorewall:${{SHAREDIR}}/shorewall"'),
+        ("LOGFILE", str(tmp_path / "log")),
+        ("STARTUP_LOG", str(tmp_path / "startup.log")),
+    ):
         conf = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", conf)
     (cfg / "shorewall.conf").write_text(conf)
     (cfg / "zones").write_text("fw\tfirewall\nnet\tipv4\n")
@@ -163,8 +184,9 @@ def test_docker_style_host_imports_the_admins_rules_and_matches_the_kernel(root_
         server.run("ipset", "restore", input=ipsets)
         server.run("iptables-restore", input=DOCKER_HOST)
         sample = probes(tcp=[22, 23, 80, 443, 3306, 8080], udp=[53, 5000])
-        result, table, dump = check_equivalence(client, server, sample, ipset_text=ipsets,
-                                                ruleset="docker-host")
+        result, table, dump = check_equivalence(
+            client, server, sample, ipset_text=ipsets, ruleset="docker-host"
+        )
         assert_equivalent(table)
         assert_every_line_accounted(result, dump)
         assert {c.owner for c in result.foreign_chains} == {"Docker"}
@@ -173,7 +195,8 @@ def test_docker_style_host_imports_the_admins_rules_and_matches_the_kernel(root_
         server.run("ipset", "add", "blocklist", client.addr4)
         ipsets = DOCKER_IPSETS.format(admin="198.19.1.1", blocked=client.addr4)
         sample = probes(tcp=[22, 23, 80, 443, 3306, 8080], udp=[53, 5000], sport_base=43000)
-        _, table, _ = check_equivalence(client, server, sample, ipset_text=ipsets,
-                                        ruleset="docker-host")
+        _, table, _ = check_equivalence(
+            client, server, sample, ipset_text=ipsets, ruleset="docker-host"
+        )
     assert all(k == t for k, t in table.values()), table
     assert not any(k for k, _ in table.values())

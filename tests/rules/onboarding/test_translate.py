@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import re
 
-from rules.compiler import PolicyDocument
+from compiler import PolicyDocument
 from rules.onboarding import recognised_foreign_chains, translate_iptables_save
 
 from .dumps import DOCKER_HOST, DOCKER_IPSETS
 
 
 def rule_lines(text: str) -> set[int]:
-    return {n for n, line in enumerate(text.splitlines(), 1) if re.match(r"^(\[\d+:\d+\] )?-A ", line)}
+    return {
+        n for n, line in enumerate(text.splitlines(), 1) if re.match(r"^(\[\d+:\d+\] )?-A ", line)
+    }
 
 
 def assert_every_line_accounted(result, text: str) -> None:
@@ -31,12 +33,28 @@ def test_docker_host_imports_the_admins_rules_and_reports_dockers():
     PolicyDocument.from_dict(result.document)  # a valid document
     rules = result.document["rulesets"][0]["rules"]
     assert [(r["chain"], r["action"]) for r in rules] == [
-        ("input", "accept"), ("input", "accept"), ("input", "drop"), ("input", "accept"),
-        ("input", "drop"), ("input", "accept"), ("input", "accept"), ("input", "accept"),
-        ("input", "reject"), ("input", "drop"), ("forward", "drop"), ("output", "accept")]
+        ("input", "accept"),
+        ("input", "accept"),
+        ("input", "drop"),
+        ("input", "accept"),
+        ("input", "drop"),
+        ("input", "accept"),
+        ("input", "accept"),
+        ("input", "accept"),
+        ("input", "reject"),
+        ("input", "drop"),
+        ("forward", "drop"),
+        ("output", "accept"),
+    ]
     assert rules[2]["sources"] == ["docker-host.blocklist"]
-    assert rules[3] == {"chain": "input", "action": "accept", "sources": ["docker-host.admins"],
-                        "protocol": "tcp", "dports": ["22"], "comment": "iptables-save line 46"}
+    assert rules[3] == {
+        "chain": "input",
+        "action": "accept",
+        "sources": ["docker-host.admins"],
+        "protocol": "tcp",
+        "dports": ["22"],
+        "comment": "iptables-save line 46",
+    }
     assert rules[4]["dports"] == ["22"] and rules[4]["sources"] == ["0.0.0.0/0"]
     assert rules[5]["dports"] == ["80", "443"] and rules[5]["comment"].startswith("web tier")
     assert (rules[7]["protocol"], rules[7]["icmp_type"]) == ("icmp", "echo-request")
@@ -44,10 +62,14 @@ def test_docker_host_imports_the_admins_rules_and_reports_dockers():
     assert rules[7]["burst"] == 10
     assert rules[8]["log"] is True and rules[8]["log_prefix"] == "telnet:"
     groups = {g["name"]: g["members"] for g in result.document["address_groups"]}
-    assert groups == {"docker-host.admins": ["198.18.0.7"],
-                      "docker-host.blocklist": ["198.19.66.0/24", "198.18.66.6"]}
+    assert groups == {
+        "docker-host.admins": ["198.18.0.7"],
+        "docker-host.blocklist": ["198.19.66.0/24", "198.18.66.6"],
+    }
     owners = {c.name: c.owner for c in result.foreign_chains}
-    assert owners["DOCKER"] == owners["DOCKER-USER"] == owners["DOCKER-ISOLATION-STAGE-1"] == "Docker"
+    assert (
+        owners["DOCKER"] == owners["DOCKER-USER"] == owners["DOCKER-ISOLATION-STAGE-1"] == "Docker"
+    )
     assert "FORWARD (rules naming Docker interfaces)" in owners
     reasons = {s.line: s.reason for s in result.skipped}
     assert "-m mac has no equivalent" in reasons[33]
@@ -74,11 +96,23 @@ def test_a_rule_using_a_missing_set_is_skipped_with_its_reason():
 
 
 def test_recognised_foreign_chains():
-    assert recognised_foreign_chains(["DOCKER", "KUBE-SERVICES", "cali-fw-eth0", "f2b-sshd",
-                                      "ufw-user-input", "INPUT", "RPT-INPUT"]) == {
-        "DOCKER": "Docker", "KUBE-SERVICES": "Kubernetes (kube-proxy/kubelet)",
-        "cali-fw-eth0": "Calico", "f2b-sshd": "fail2ban",
-        "RPT-INPUT": "Rampart (already managed by an agent)"}
+    assert recognised_foreign_chains(
+        [
+            "DOCKER",
+            "KUBE-SERVICES",
+            "cali-fw-eth0",
+            "f2b-sshd",
+            "ufw-user-input",
+            "INPUT",
+            "RPT-INPUT",
+        ]
+    ) == {
+        "DOCKER": "Docker",
+        "KUBE-SERVICES": "Kubernetes (kube-proxy/kubelet)",
+        "cali-fw-eth0": "Calico",
+        "f2b-sshd": "fail2ban",
+        "RPT-INPUT": "Rampart (already managed by an agent)",
+    }
 
 
 FLATTEN = """\
@@ -109,15 +143,23 @@ COMMIT
 def test_flattening_combines_matches_and_follows_goto_return_and_contradictions():
     result = translate_iptables_save(FLATTEN, ruleset="flat")
     rules = result.document["rulesets"][0]["rules"]
-    assert rules[0] == {"chain": "input", "action": "accept", "sources": ["198.18.4.0/24"],
-                        "protocol": "tcp", "dports": ["80-90"], "comment": "iptables-save line 11"}
+    assert rules[0] == {
+        "chain": "input",
+        "action": "accept",
+        "sources": ["198.18.4.0/24"],
+        "protocol": "tcp",
+        "dports": ["80-90"],
+        "comment": "iptables-save line 11",
+    }
     # line 12 (udp) contradicts the jump's tcp: never reached, accounted as translated to nothing
     assert result.translated[12] == []
     # line 13: 198.19.0.0/16 is disjoint from the jump's 198.18.0.0/16
     assert result.translated[13] == []
     # udp goes to `tail`; falling off it ends INPUT, whose policy (drop) then decides
     assert rules[1]["protocol"] == "udp" and rules[1]["dports"] == ["53"]
-    assert (rules[2]["action"], rules[2]["protocol"]) == ("drop", "udp") and "dports" not in rules[2]
+    assert (rules[2]["action"], rules[2]["protocol"]) == ("drop", "udp") and "dports" not in rules[
+        2
+    ]
     assert result.translated[9] == [1, 2]
     assert rules[3]["dports"] == ["9"]
     assert rules[4]["comment"] == "policy of INPUT (iptables-save line 2)"
@@ -129,15 +171,21 @@ def test_flattening_combines_matches_and_follows_goto_return_and_contradictions(
 
 
 def test_an_ipv6_dump_is_scoped_to_ipv6():
-    text = "# Generated by ip6tables-save v1.8.9\n*filter\n:INPUT ACCEPT [0:0]\n" \
-           "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT\n" \
-           "-A INPUT -s 2001:2::/48 -j DROP\nCOMMIT\n"
+    text = (
+        "# Generated by ip6tables-save v1.8.9\n*filter\n:INPUT ACCEPT [0:0]\n"
+        "-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT\n"
+        "-A INPUT -s 2001:2::/48 -j DROP\nCOMMIT\n"
+    )
     result = translate_iptables_save(text)
     rules = result.document["rulesets"][0]["rules"]
     assert result.family == 6
     assert rules[0]["sources"] == ["::/0"]
     assert (rules[0]["protocol"], rules[0]["icmp_type"]) == ("icmpv6", "echo-request")
     assert rules[1]["sources"] == ["2001:2::/48"]
-    assert rules[2] == {"chain": "input", "action": "accept", "sources": ["::/0"],
-                        "comment": "policy of INPUT (iptables-save line 3)"}
+    assert rules[2] == {
+        "chain": "input",
+        "action": "accept",
+        "sources": ["::/0"],
+        "comment": "policy of INPUT (iptables-save line 3)",
+    }
     PolicyDocument.from_dict(result.document)

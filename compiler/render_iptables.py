@@ -1,0 +1,133 @@
+"""IR → `iptables-restore` text: the only module that spells iptables.
+
+Rules are written the way `iptables-save` prints them (`-m tcp` before `--dport`, quoted
+comments, the REJECT default spelled out, `--limit-burst` only when not 5), so the agent
+can compare its own chains in `iptables-save` output line by line with the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .ir import DNAT, JUMP, LOG, REJECT, SNAT, Rule, Table
+from .values import Rate, parse_rate
+
+_PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "ipv6-icmp"}
+_UNIT = {"second": "sec", "minute": "min", "hour": "hour", "day": "day"}
+_STATE_ORDER = {"INVALID": 0, "NEW": 1, "RELATED": 2, "ESTABLISHED": 3, "UNTRACKED": 4}
+_REJECT = {
+    4: "-j REJECT --reject-with icmp-port-unreachable",
+    6: "-j REJECT --reject-with icmp6-port-unreachable",
+}
+_rates: dict[str, Rate] = {}
+
+
+_PROTO_ARG = {name: f" -p {spelled}" for name, spelled in _PROTO.items()}
+_PLAIN_TARGET = {"ACCEPT": " -j ACCEPT", "DROP": " -j DROP"}
+
+
+def _ports(ports: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in ports)
+
+
+def render_rule(chain: str, r: Rule, family: int) -> str:
+    """One `-A` line.
+
+    Built by appending to one string (CPython extends it in place) rather than joining a
+    list of parts: this runs once per kernel rule, 50k times for a large policy.
+    """
+    src, dst, proto = r.src, r.dst, r.proto
+    line = "-A " + chain
+    if src is not None and src.set_name is None:
+        line += (" ! -s " if src.negate else " -s ") + src.nets[0].text  # nets.Net
+    if dst is not None and dst.set_name is None:
+        line += (" ! -d " if dst.negate else " -d ") + dst.nets[0].text
+    if r.in_iface:
+        line += " -i " + r.in_iface
+    if r.out_iface:
+        line += " -o " + r.out_iface
+    if proto:
+        line += _PROTO_ARG[proto]
+        if proto == "tcp" or proto == "udp":
+            sp, dp = r.sports, r.dports
+            if not sp:
+                if dp:  # the frequent case: destination ports only
+                    if len(dp) == 1:
+                        lo, hi = dp[0]
+                        line += (
+                            f" -m {proto} --dport {lo}"
+                            if lo == hi
+                            else f" -m {proto} --dport {lo}:{hi}"
+                        )
+                    else:
+                        line += " -m multiport --dports " + _ports(dp)
+            else:
+                line += _port_matches(proto, sp, dp)
+        elif r.icmp_type is not None:
+            if proto == "icmp":
+                line += f" -m icmp --icmp-type {r.icmp_type}"
+            else:
+                line += f" -m icmp6 --icmpv6-type {r.icmp_type}"
+    if src is not None and src.set_name is not None:
+        line += f" -m set {'! ' if src.negate else ''}--match-set {src.set_name} src"
+    if dst is not None and dst.set_name is not None:
+        line += f" -m set {'! ' if dst.negate else ''}--match-set {dst.set_name} dst"
+    if r.states:
+        line += " -m conntrack --ctstate " + ",".join(sorted(r.states, key=_STATE_ORDER.get))
+    if r.limit:
+        rate = _rates.get(r.limit) or _rates.setdefault(r.limit, parse_rate(r.limit))
+        line += f" -m limit --limit {rate.count}/{_UNIT[rate.unit]}"
+        if r.burst is not None and r.burst != 5:
+            line += f" --limit-burst {r.burst}"
+    target = r.target
+    spelled = _PLAIN_TARGET.get(target)
+    if spelled is None:
+        if target == JUMP:
+            spelled = " -j " + r.arg
+        elif target == REJECT:
+            spelled = " " + _REJECT[family]
+        elif target == LOG:
+            spelled = f' -j LOG --log-prefix "{r.arg}"'
+        elif target == DNAT:
+            spelled = " -j DNAT --to-destination " + r.arg
+        elif target == SNAT:
+            spelled = " -j SNAT --to-source " + r.arg
+        else:
+            spelled = " -j " + target
+    return f'{line} -m comment --comment "{r.tag}"{spelled}'
+
+
+def _port_matches(proto: str, sp: tuple, dp: tuple | None) -> str:
+    """Port matches when source ports are given: `-m tcp` for single ports, then multiport."""
+    single = []
+    if len(sp) == 1:
+        single.append("--sport " + _ports(sp))
+    if dp and len(dp) == 1:
+        single.append("--dport " + _ports(dp))
+    out = f" -m {proto} " + " ".join(single) if single else ""
+    if len(sp) > 1:
+        out += " -m multiport --sports " + _ports(sp)
+    if dp and len(dp) > 1:
+        out += " -m multiport --dports " + _ports(dp)
+    return out
+
+
+def render_table(table: Table) -> tuple[str, dict[str, str]]:
+    """The `*table … COMMIT` section and the sha256 of each owned chain's `-A` lines."""
+    fam = table.family
+    head = [f"*{table.name}"]
+    head.extend(f":{name} - [0:0]" for name in table.chains)
+    for builtin, rules in table.jumps.items():
+        head.extend(render_rule(builtin, r, fam) for r in rules)
+    parts = ["\n".join(head), "\n"]
+    hashes = {}
+    for name, chain in table.chains.items():
+        done = chain.memo.get(fam)
+        if done is None:
+            text = "\n".join([render_rule(name, r, fam) for r in chain.rules]) + "\n"
+            done = chain.memo[fam] = (text, hashlib.sha256(text.encode()).hexdigest())
+        text, hashes[name] = done
+        if chain.rules:
+            parts.append(text)
+    parts.append("COMMIT\n")
+    return "".join(parts), hashes

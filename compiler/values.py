@@ -1,0 +1,247 @@
+"""Parsing and validation of the policy's scalar values (pure: no Django, no I/O).
+
+One place decides what a valid address, port, name or rate is, so the models, the policy
+document, the compiler and the agent reject the same inputs with the same words. Every
+parser raises `ValueError` with a message fit to show next to the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from dataclasses import dataclass
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
+RATE_RE = re.compile(r"^(\d{1,6})/(second|minute|hour|day)$")
+LOG_PREFIX_MAX = 29
+
+PROTOCOLS = ("any", "tcp", "udp", "icmp", "icmpv6")
+PORT_PROTOCOLS = ("tcp", "udp")
+CHAINS = ("input", "output", "forward")
+ACTIONS = ("accept", "drop", "reject")
+STATES = ("new", "established", "related", "invalid", "untracked")
+
+ICMP_TYPES = {
+    "echo-reply": 0,
+    "destination-unreachable": 3,
+    "redirect": 5,
+    "echo-request": 8,
+    "router-advertisement": 9,
+    "router-solicitation": 10,
+    "time-exceeded": 11,
+    "parameter-problem": 12,
+    "timestamp-request": 13,
+    "timestamp-reply": 14,
+}
+ICMPV6_TYPES = {
+    "destination-unreachable": 1,
+    "packet-too-big": 2,
+    "time-exceeded": 3,
+    "parameter-problem": 4,
+    "echo-request": 128,
+    "echo-reply": 129,
+    "router-solicitation": 133,
+    "router-advertisement": 134,
+    "neighbour-solicitation": 135,
+    "neighbour-advertisement": 136,
+    "redirect": 137,
+}
+
+
+def validate_name(value: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: 1-63 characters, letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    if is_literal(value):
+        raise ValueError(f"invalid name {value!r}: it reads as an address")
+    return value
+
+
+def is_literal(value: str) -> bool:
+    """True when a reference is an address literal rather than an object name."""
+    return isinstance(value, str) and _is_literal(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_literal(value: str) -> bool:
+    # Cached: a bulk call asks about the same few names thousands of times.
+    try:
+        parse_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, order=True)
+class AddressRange:
+    """An inclusive range of addresses of one family, e.g. 198.18.4.10-198.18.4.99."""
+
+    first: ipaddress.IPv4Address | ipaddress.IPv6Address
+    last: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+    @property
+    def version(self) -> int:
+        return self.first.version
+
+    def networks(self) -> list[IPNetwork]:
+        return list(ipaddress.summarize_address_range(self.first, self.last))
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
+Address = IPNetwork | AddressRange
+
+
+def parse_address(value: str) -> Address:
+    """An address, CIDR or range, IPv4 or IPv6. A host address becomes a /32 or /128."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("an address, CIDR or range is required")
+    return _parse_address(value.strip())
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_address(text: str) -> Address:
+    # Cached: results are immutable, and the same literals recur across thousands of rules.
+    if "-" in text:
+        start, _, end = text.partition("-")
+        try:
+            first, last = ipaddress.ip_address(start.strip()), ipaddress.ip_address(end.strip())
+        except ValueError:
+            raise ValueError(f"invalid address range {text!r}") from None
+        if first.version != last.version:
+            raise ValueError(f"range {text!r} mixes IPv4 and IPv6")
+        if last < first:
+            raise ValueError(f"range {text!r} ends before it starts")
+        return AddressRange(first, last)
+    if "/" in text:
+        addr, _, plen = text.partition("/")
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            raise ValueError(f"invalid network address {addr!r}") from None
+        limit = 32 if ip.version == 4 else 128
+        if not plen.isdigit() or int(plen) > limit:
+            raise ValueError(
+                f"invalid prefix length /{plen}: must be 0-{limit} for IPv{ip.version}"
+            )
+        try:
+            return ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} has host bits set (did you mean "
+                f"{ipaddress.ip_network(text, strict=False)}?)"
+            ) from None
+    try:
+        return ipaddress.ip_network(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"invalid address {text!r}") from None
+
+
+def address_networks(address: Address) -> list[IPNetwork]:
+    """The CIDR blocks that together cover an address value."""
+    return address.networks() if isinstance(address, AddressRange) else [address]
+
+
+def address_version(address: Address) -> int:
+    return address.version
+
+
+def parse_port(value: object) -> tuple[int, int]:
+    """A port or range ("443", "8000-8100", 53) as an inclusive (low, high) pair."""
+    text = str(value).strip()
+    low, sep, high = text.partition("-")
+    if not low.isdigit() or (sep and not high.isdigit()):
+        raise ValueError(f"invalid port {text!r}: use a number or a range like 8000-8100")
+    lo, hi = int(low), int(high) if sep else int(low)
+    for port in (lo, hi):
+        if not 0 < port <= 65535:
+            raise ValueError(f"port {port} is out of range (1-65535)")
+    if hi < lo:
+        raise ValueError(f"port range {text!r} ends before it starts")
+    return lo, hi
+
+
+def parse_ports(values: object) -> list[tuple[int, int]]:
+    if values is None:
+        return []
+    if isinstance(values, (str, int)):
+        values = [p for p in str(values).split(",") if p.strip()]
+    if not isinstance(values, (list, tuple)):
+        raise ValueError('ports must be a list such as ["443", "8000-8100"]')
+    return [parse_port(v) for v in values]
+
+
+def format_port(port: tuple[int, int]) -> str:
+    return str(port[0]) if port[0] == port[1] else f"{port[0]}-{port[1]}"
+
+
+def parse_protocol(value: str) -> str:
+    if value not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {value!r}: one of {', '.join(PROTOCOLS)}")
+    return value
+
+
+def parse_icmp_type(protocol: str, value: str | int | None) -> int | None:
+    """An ICMP/ICMPv6 type by name or number; None for any type."""
+    if value in (None, ""):
+        return None
+    table = ICMPV6_TYPES if protocol == "icmpv6" else ICMP_TYPES
+    if protocol not in ("icmp", "icmpv6"):
+        raise ValueError("an ICMP type needs protocol icmp or icmpv6")
+    if isinstance(value, int) or str(value).isdigit():
+        number = int(value)
+        if not 0 <= number <= 255:
+            raise ValueError(f"ICMP type {number} is out of range (0-255)")
+        return number
+    if value not in table:
+        raise ValueError(f"unknown {protocol} type {value!r}: one of {', '.join(table)}")
+    return table[value]
+
+
+def check_ports_allowed(protocol: str, dports: list, sports: list) -> None:
+    """Ports only make sense for tcp and udp."""
+    if (dports or sports) and protocol not in PORT_PROTOCOLS:
+        raise ValueError(f"ports need protocol tcp or udp, not {protocol}")
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    unit: str
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.unit}"
+
+
+def parse_rate(value: str) -> Rate:
+    match = RATE_RE.match(str(value).strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"invalid rate {value!r}: use N/second, N/minute, N/hour or N/day")
+    return Rate(int(match.group(1)), match.group(2))
+
+
+def parse_interface(value: str) -> str:
+    if not INTERFACE_RE.match(value or ""):
+        raise ValueError(
+            f"invalid interface name {value!r} (at most 15 characters, '+' wildcard at the end)"
+        )
+    return value
+
+
+def parse_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}: one of {', '.join(choices)}")
+    return value
+
+
+def parse_log_prefix(value: str) -> str:
+    if len(value) > LOG_PREFIX_MAX or '"' in value or "\n" in value:
+        raise ValueError(f"log prefix must be at most {LOG_PREFIX_MAX} characters, without quotes")
+    return value

@@ -1,0 +1,22 @@
+"""Print a new API token for a user (for CI pipelines)."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from core.accounts.services import token_create
+
+
+class Command(BaseCommand):
+    help = "Create an API token for USERNAME and print it once (it is stored hashed)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--expires-days", type=int, default=None, help="default: never")
+
+    def handle(self, *args, username: str, expires_days: int | None, **options):
+        try:
+            user = get_user_model().objects.get(username=username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(f"no user named {username!r}") from None
+        _, key = token_create(user=user, expires_in_days=expires_days)
+        self.stdout.write(key)

@@ -1,0 +1,151 @@
+"""What every Rampart model viewset shares, written once (as NetBox's NetBoxModelViewSet).
+
+- Permissions are explicit: a concrete viewset that names none (or the settings default,
+  which refuses everything) is a programming error caught when the class is created.
+- Writes go through services: serializers parse the shape and their create()/update() call
+  a service; the viewset runs them in one transaction and deletes with a delete service.
+- Errors keep one shape: services raise Django ValidationErrors, which console.api turns
+  into field-keyed 400s; deleting an object still in use is a 409 naming its users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Model
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import APIException
+from rest_framework.settings import api_settings
+
+from core.api import validation_detail
+from rules import revisions, services
+
+
+class Conflict(APIException):
+    """409: the request is well-formed but the current state forbids it (e.g. object in use)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object is still in use."
+    default_code = "conflict"
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of a 400/409 that is not about one field (documentation only)."""
+
+    non_field_errors = serializers.ListField(child=serializers.CharField())
+
+
+def has_explicit_permissions(view_class: type) -> bool:
+    """True when a view names its own permission classes, or computes them per action."""
+    classes = getattr(view_class, "permission_classes", None)
+    overridden = any(
+        "get_permissions" in vars(k)
+        for k in view_class.__mro__
+        if k.__module__.split(".")[0] not in ("rest_framework",)
+    )
+    return (
+        overridden
+        or bool(classes)
+        and list(classes) != list(api_settings.DEFAULT_PERMISSION_CLASSES)
+    )
+
+
+class ServiceModelViewSet(viewsets.ModelViewSet):
+    """A model viewset whose writes go through services.
+
+    Subclasses set `queryset`, `serializer_class`, `filterset_class`, `permission_classes`
+    and, when deleting is more than `rules.services.object_delete`, `delete_service`.
+    """
+
+    delete_service: Callable[[Model], None] = staticmethod(services.object_delete)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if not has_explicit_permissions(cls):
+            raise ImproperlyConfigured(f"{cls.__qualname__} must set permission_classes explicitly")
+
+    def _refetch(self, serializer: serializers.BaseSerializer) -> None:
+        """Answer with the object as stored (services replace link rows behind prefetch caches)."""
+        serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        with revisions.revision_batch():  # one transaction, and one revision per call
+            serializer.save()
+        self._refetch(serializer)
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        with revisions.revision_batch():
+            serializer.save()
+        self._refetch(serializer)
+
+    def perform_destroy(self, instance: Model) -> None:
+        try:
+            type(self).delete_service(instance)
+        except services.ObjectInUse as exc:
+            raise Conflict(detail=validation_detail(exc)) from None
+
+    @extend_schema(responses={204: None, 409: ErrorSerializer})
+    def destroy(self, request, *args, **kwargs):
+        """Delete; refused with 409 (naming the users) while anything still refers to it."""
+        return super().destroy(request, *args, **kwargs)
+
+
+class NameListField(serializers.ListField):
+    """An ordered list of names (or address literals), read through `read(instance)`.
+
+    References travel by name, as in the policy document; the services resolve them.
+    """
+
+    def __init__(self, read: Callable[[Model], list[str]], **kwargs) -> None:
+        self.read = read
+        kwargs.setdefault("child", serializers.CharField())
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance: Model) -> list[str]:
+        return self.read(instance)
+
+    def to_representation(self, data: list[str]) -> list[str]:
+        return list(data)
+
+
+class ServiceModelSerializer(serializers.ModelSerializer):
+    """Parses the shape; the model (full_clean in services.object_save) validates the values.
+
+    Validators DRF would copy from the model (unique name, name syntax) are dropped so each
+    rule is checked, and worded, in one place. Reference lists named in `ref_fields` are
+    popped before saving and handed to `save_refs`, which calls the service that sets them.
+    """
+
+    ref_fields: tuple[str, ...] = ()
+
+    def build_standard_field(self, field_name, model_field):
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        kwargs.pop("validators", None)
+        return field_class, kwargs
+
+    def get_validators(self) -> list:
+        return []
+
+    def save_refs(self, obj: Model, refs: dict) -> None:
+        """Set reference lists through their service (override when `ref_fields` is set)."""
+
+    def create(self, validated_data: dict) -> Model:
+        refs = {
+            name: validated_data.pop(name) for name in self.ref_fields if name in validated_data
+        }
+        obj = services.object_save(self.Meta.model(**validated_data))
+        self.save_refs(obj, refs)
+        return obj
+
+    def update(self, instance: Model, validated_data: dict) -> Model:
+        refs = {
+            name: validated_data.pop(name) for name in self.ref_fields if name in validated_data
+        }
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        services.object_save(instance)
+        self.save_refs(instance, refs)
+        return instance

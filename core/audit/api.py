@@ -1,0 +1,136 @@
+"""Read-only audit API: list/search, verify, streamed export. Nothing here writes entries."""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.filters import OrderingFilter
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.accounts.permissions import CanView
+
+from . import selectors, services
+from .filtersets import AuditEntryFilterSet
+from .models import AuditEntry
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = (
+            "id",
+            "seq",
+            "time",
+            "actor",
+            "user_id",
+            "token",
+            "channel",
+            "action",
+            "object_type",
+            "object_id",
+            "object_name",
+            "changed",
+            "before",
+            "after",
+            "reason",
+            "ticket",
+            "request_id",
+            "client_ip",
+            "user_agent",
+            "extra",
+            "prev_hash",
+            "hash",
+        )
+        read_only_fields = fields
+
+
+class AuditEntryList(generics.ListAPIView):
+    """The audit log, newest first; filter with actor, action, channel, object_type/object_id,
+    since/until, q (search)."""
+
+    permission_classes = [CanView]
+    serializer_class = AuditEntrySerializer
+    queryset = AuditEntry.objects.order_by("-seq")
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = AuditEntryFilterSet
+    ordering_fields = ["seq", "time"]
+
+
+class AuditEntryDetail(generics.RetrieveAPIView):
+    permission_classes = [CanView]
+    serializer_class = AuditEntrySerializer
+    queryset = AuditEntry.objects.all()
+
+
+class VerifyResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    checked = serializers.IntegerField()
+    first_broken = serializers.DictField(allow_null=True)
+
+
+class AuditVerify(APIView):
+    """Re-hash the whole chain; `first_broken` names the first edited, deleted or inserted entry."""
+
+    permission_classes = [CanView]
+
+    @extend_schema(responses=VerifyResultSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(services.verify())
+
+
+class _StreamRenderer(BaseRenderer):
+    """Lets `?format=csv|jsonl` pass DRF's content negotiation; the view streams itself."""
+
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else JSONRenderer().render(data)
+
+
+class CSVRenderer(_StreamRenderer):
+    media_type = "text/csv"
+    format = "csv"
+
+
+class JSONLinesRenderer(_StreamRenderer):
+    media_type = "application/jsonl"
+    format = "jsonl"
+
+
+class AuditExport(APIView):
+    """Stream the (filtered) log oldest first as CSV or JSON lines, in constant memory."""
+
+    permission_classes = [CanView]
+    renderer_classes = [CSVRenderer, JSONLinesRenderer, JSONRenderer]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["csv", "jsonl"])],
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/jsonl"): OpenApiTypes.STR,
+        },
+    )
+    def get(self, request: Request) -> StreamingHttpResponse | Response:
+        fmt = request.query_params.get("format", "csv")
+        if fmt not in ("csv", "jsonl"):
+            return Response({"format": ["use csv or jsonl"]}, status=400)
+        params = request.query_params.copy()
+        params.pop("format", None)
+        queryset = selectors.audit_entries(params).order_by("seq")
+        stream = (
+            selectors.export_csv(queryset) if fmt == "csv" else selectors.export_jsonl(queryset)
+        )
+        content_type = (
+            "text/csv; charset=utf-8" if fmt == "csv" else "application/jsonl; charset=utf-8"
+        )
+        response = StreamingHttpResponse(stream, content_type=content_type)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response["Content-Disposition"] = f'attachment; filename="rampart-audit-{stamp}.{fmt}"'
+        return response

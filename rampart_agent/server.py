@@ -1,0 +1,168 @@
+"""The agent's HTTPS API: every request signed by the console, every answer by the agent.
+
+stdlib only (`http.server` + `ssl`): nothing to install on a managed host. Many servers can
+run in one process (`serve_fleet`) for the console's fleet benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socketserver
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from rampart_agent import protocol
+from rampart_agent.dataplane import DataplaneError
+from rampart_agent.engine import AgentError, Engine
+from rampart_agent.state import StateDir
+
+log = logging.getLogger("rampart.agent.http")
+
+MAX_BODY = 64 * 1024 * 1024  # a 50k-rule bundle is ~8 MB; read before the signature check
+
+
+class AgentHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], engine: Engine, state: StateDir) -> None:
+        self.engine = engine
+        self.state = state
+        self.nonces = protocol.NonceCache()
+        self.agent_key = state.ensure_identity()
+        super().__init__(address, Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # Ed25519 certificates need TLS 1.3
+        ctx.load_cert_chain(state.cert_path, state.key_path)
+        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup (10 s where no resolver answers)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: AgentHTTPServer
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # a client that connects and says nothing does not hold a thread forever
+    server_version = "rampart-agent"
+    sys_version = ""
+    # Headers and body go out as two writes; without TCP_NODELAY a kept-alive client waits
+    # ~40 ms for the delayed ACK before the body follows (measured by the deploy bench).
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._handle("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        nonce = ""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0 or length > MAX_BODY:
+                raise AgentError(413, "body too large")
+            body = self.rfile.read(length) if length else b""
+            console_key = self.server.state.console_key()
+            if console_key is None:
+                raise AgentError(401, "agent is not enrolled (no console key)")
+            try:
+                ts, nonce = protocol.verify_request(
+                    console_key,
+                    method,
+                    self.path,
+                    body,
+                    dict(self.headers.items()),
+                    now=self.server.engine.clock.time(),
+                )
+                self.server.nonces.check_and_add(nonce, ts, now=self.server.engine.clock.time())
+            except protocol.ProtocolError as exc:
+                raise AgentError(exc.status, str(exc)) from exc
+            status, answer = 200, self._route(method, body)
+        except AgentError as exc:
+            status, answer = exc.status, exc.body
+            log.warning(
+                "refused %s %s from %s: %s (%d)",
+                method,
+                self.path,
+                self.client_address[0],
+                exc,
+                exc.status,
+            )
+        except DataplaneError as exc:
+            status, answer = 500, {"error": str(exc)}
+            log.error("%s %s failed: %s", method, self.path, exc)
+        except Exception as exc:  # the server must answer, whatever broke
+            log.exception("%s %s crashed", method, self.path)
+            status, answer = 500, {"error": f"internal error: {exc.__class__.__name__}"}
+        self._reply(status, answer, nonce)
+
+    def _route(self, method: str, body: bytes) -> dict[str, Any]:
+        engine = self.server.engine
+        if method == "GET" and self.path == protocol.PATH_STATUS:
+            return engine.status()
+        if method != "POST" or self.path not in (
+            protocol.PATH_APPLY,
+            protocol.PATH_CONFIRM,
+            protocol.PATH_ROLLBACK,
+        ):
+            raise AgentError(404, f"no such endpoint: {method} {self.path}")
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise AgentError(400, f"body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise AgentError(400, "body must be a JSON object")
+        if self.path == protocol.PATH_APPLY:
+            return engine.apply(data)
+        if self.path == protocol.PATH_CONFIRM:
+            version = data.get("version")
+            if not isinstance(version, int):
+                raise AgentError(400, "'version' must be an integer")
+            return engine.confirm(version)
+        return engine.rollback("rollback requested by the console")
+
+    def _reply(self, status: int, answer: dict[str, Any], nonce: str) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header(
+            protocol.HEADER_SIGNATURE,
+            protocol.sign_response(self.server.agent_key, status, data, nonce),
+        )
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]") or "0.0.0.0", int(port))
+
+
+def make_server(engine: Engine, state: StateDir, listen: str) -> AgentHTTPServer:
+    return AgentHTTPServer(parse_listen(listen), engine, state)
+
+
+def serve_fleet(
+    engines: list[tuple[Engine, StateDir]], host: str, base_port: int
+) -> list[AgentHTTPServer]:
+    """Start one HTTPS server per engine on consecutive ports (any free port if base_port
+    is 0), each in a thread; small thread stacks so 1,000 agents fit in one process."""
+    threading.stack_size(512 * 1024)
+    servers = []
+    for i, (engine, state) in enumerate(engines):
+        server = AgentHTTPServer((host, base_port + i if base_port else 0), engine, state)
+        threading.Thread(target=server.serve_forever, name=f"agent-{i}", daemon=True).start()
+        servers.append(server)
+    return servers

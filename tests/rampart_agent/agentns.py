@@ -1,0 +1,108 @@
+"""Helpers for the real-kernel agent tests: run the agent CLI inside an rpt_ namespace."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rampart_agent.sample import make_bundle, set_name
+from tests.support.netns import Netns
+
+ROOT = str(Path(__file__).resolve().parents[3])
+AGENT = [sys.executable, "-m", "rampart_agent.cli"]
+BACKENDS = ["legacy", "nft"]
+
+
+def agent(ns: Netns, backend: str, state: Path, *args: str, check: bool = True, timeout=120):
+    """Run `rampart-agent ARGS --state-dir STATE --dataplane BACKEND` inside `ns`."""
+    return ns.run(
+        "env",
+        f"PYTHONPATH={ROOT}",
+        *AGENT,
+        *args,
+        "--state-dir",
+        str(state),
+        "--dataplane",
+        backend,
+        check=check,
+        timeout=timeout,
+    )
+
+
+def write(path: Path, obj) -> str:
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def policy(
+    client4: str,
+    client6: str,
+    ports=(443,),
+    extra_web: list[str] | None = None,
+    web_chain: str = "RPT-WEB",
+    block: bool = False,
+) -> dict:
+    """A small complete policy for the server side of a host_pair: the client may reach
+    `ports` (through a set holding its address), everything else new is dropped; with
+    `block`, every packet from the client is dropped (even replies to the server's own
+    connections)."""
+    s4, s6 = set_name(4, [f"{client4}/32"]), set_name(6, [f"{client6}/128"])
+
+    def family(setname: str, v6: bool) -> dict:
+        web = [
+            f"-p tcp -m tcp --dport {p} -m set --match-set {setname} src "
+            f'-m comment --comment "rpt:0000000{i}-aaaa-4000-8000-000000000000:0000000{i}" -j ACCEPT'
+            for i, p in enumerate(ports, 1)
+        ] + list(extra_web or [])
+        inp = (
+            [f"-s {client6 if v6 else client4} -m comment --comment rpt:sys:block -j DROP"]
+            if block
+            else []
+        )
+        inp += [
+            "-i lo -m comment --comment rpt:sys:loopback -j ACCEPT",
+            "-m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment rpt:sys:conntrack -j ACCEPT",
+        ]
+        if v6:
+            inp.append("-p ipv6-icmp -m comment --comment rpt:sys:icmpv6-nd -j ACCEPT")
+        inp += [f"-j {web_chain}", "-m comment --comment rpt:sys:default -j DROP"]
+        return {
+            "filter": {
+                "chains": {"RPT-INPUT": inp, web_chain: web},
+                "jumps": {"INPUT": ["RPT-INPUT"]},
+            }
+        }
+
+    return make_bundle(
+        v4=family(s4, False),
+        v6=family(s6, True),
+        sets={s4: [f"{client4}/32"], s6: [f"{client6}/128"]},
+    )
+
+
+def tool(backend: str, v6: bool = False, suffix: str = "") -> str:
+    return f"{'ip6' if v6 else 'ip'}tables-{backend}{suffix}"
+
+
+def snapshot(ns: Netns, backend: str) -> str:
+    """Everything the firewall holds (both families, all tables, sets), without counters."""
+    out = []
+    for v6 in (False, True):
+        text = ns.run(tool(backend, v6, "-save")).stdout
+        out += [ln for ln in text.splitlines() if not ln.startswith("#")]
+    names = sorted(ns.run("ipset", "list", "-n").stdout.split())
+    for name in names:
+        members = ns.run("ipset", "list", name).stdout.split("Members:")[1].split()
+        out.append(f"set {name} {sorted(members)}")
+    return "\n".join(out)
+
+
+def add_foreign_rules(ns: Netns, backend: str) -> None:
+    """A Docker-like chain and a rule an admin added by hand."""
+    for v6 in (False, True):
+        ipt = tool(backend, v6)
+        ns.run(ipt, "-N", "DOCKER-USER")
+        ns.run(ipt, "-A", "DOCKER-USER", "-j", "RETURN")
+        ns.run(ipt, "-A", "FORWARD", "-j", "DOCKER-USER")
+        ns.run(ipt, "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "ACCEPT")
