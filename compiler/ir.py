@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from rampart_contract.naming import CHAIN_MAX, CHAIN_PREFIX, SET_MAX, SET_PREFIX
+
 from .resolve import Nets, PortRanges
+
+__all__ = ["CHAIN_MAX", "CHAIN_PREFIX", "SET_MAX", "SET_PREFIX"]
 
 # targets
 ACCEPT, DROP, REJECT, LOG, JUMP, DNAT, SNAT, MASQUERADE = (
@@ -25,10 +29,6 @@ ACCEPT, DROP, REJECT, LOG, JUMP, DNAT, SNAT, MASQUERADE = (
 )
 VERDICTS = {ACCEPT: "accept", DROP: "drop", REJECT: "reject"}
 BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "OUTPUT", "POSTROUTING")}
-CHAIN_PREFIX = "RPT-"
-CHAIN_MAX = 28
-SET_PREFIX = "rpt-"
-SET_MAX = 31
 
 
 class AddrMatch(NamedTuple):

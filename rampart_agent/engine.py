@@ -37,7 +37,6 @@ from typing import Any
 from rampart_agent import protocol
 from rampart_agent.dataplane import Dataplane, DataplaneError, LiveFamily
 from rampart_agent.ruleset import (
-    FAMILIES,
     BundleError,
     SetBlock,
     Table,
@@ -60,6 +59,7 @@ from rampart_agent.state import (
     atomic_write,
     fsync_path,
 )
+from rampart_contract.naming import FAMILIES
 
 NEEDS_FULL_FILE = "needs_full.json"
 SNAPSHOT_FILE = "snapshot.json"  # the kernel's rendering of our rules, for drift

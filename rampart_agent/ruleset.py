@@ -15,12 +15,10 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-CHAIN_PREFIX = "RPT-"
-SET_PREFIX = "rpt-"
-MAX_CHAIN_LEN = 28
-MAX_SET_LEN = 31
-BUILTINS = ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING")
-FAMILIES = ("v4", "v6")
+from rampart_contract.naming import BUILTINS, CHAIN_PREFIX, SET_PREFIX
+from rampart_contract.naming import CHAIN_MAX as MAX_CHAIN_LEN
+from rampart_contract.naming import SET_MAX as MAX_SET_LEN
+
 TABLES = ("raw", "mangle", "nat", "filter", "security")
 COMMENT_RE = re.compile(r"""--comment\s+(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+))""")
 TARGET_RE = re.compile(r"(?:^|\s)-[jg]\s+(\S+)")
