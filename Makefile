@@ -28,8 +28,13 @@ sysdeps:
 run: $(BIN)/.installed
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py rampart_run
 
+# Style, format, complexity, one-way dependencies (.importlinter) and types (compiler, agent,
+# bundle contract).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: sysdeps $(BIN)/.installed lint test-sqlite test-postgres
 

@@ -8,9 +8,10 @@ the agent's dependencies, the agent without the console.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from .canonical import canonical_json
 
 BUNDLE_FORMAT = 2  # the format agents accept; stored bundles of format 1 still load
 # The fields a bundle has (docs/bundle-format.md): those covered by its hash, in this order,
@@ -43,12 +44,7 @@ def bundle_hash(bundle: Mapping[str, Any]) -> str:
         if isinstance(value, str):
             kind, data = b"s", value.encode()
         else:
-            kind, data = (
-                b"j",
-                json.dumps(
-                    value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-                ).encode(),
-            )
+            kind, data = b"j", canonical_json(value)
         digest.update(b"%s %s %d\n" % (key.encode(), kind, len(data)))
         digest.update(data)
     return digest.hexdigest()
