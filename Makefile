@@ -3,53 +3,85 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-SYSPKGS := iptables ipset nftables iproute2 iputils-ping chromium ufw shorewall firewalld docker-compose
+# Debian packages: the demo agent's firewall tools (`make run`, root only), and those plus the
+# browser and the host firewalls the tests compare against (`make test`).
+RUNPKGS := iptables ipset nftables iproute2
+SYSPKGS := $(RUNPKGS) iputils-ping chromium ufw shorewall firewalld docker-compose
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres lint bench sysdeps clean
+.PHONY: run run-sysdeps test test-sqlite test-postgres lint bench sysdeps clean
 
-$(BIN)/.installed: pyproject.toml
+# One stamp per dependency set: `make run` installs the runtime dependencies only, `make test`
+# the test extras too (a `make run` first does not count as a test install).
+$(BIN)/python:
 	@command -v $(PY) >/dev/null || { echo "needs $(PY) (Python 3.11)"; exit 1; }
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# Debian packages the firewall and browser tests need (installed only as root, only if missing).
-sysdeps:
-	@missing=$$(for p in $(SYSPKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages: $$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else echo "not root: skipping Debian packages ($$missing); tests needing them will skip"; fi; \
-	fi
+# Shell: install those of the Debian packages $(1) that are missing (as root, with apt-get);
+# otherwise say which are missing and $(2).
+debs = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "not root or no apt-get: skipping Debian packages ("$$missing"); $(2)"; fi
 
-run: $(BIN)/.installed
+# Debian packages the firewall and browser tests need.
+sysdeps:
+	@$(call debs,$(SYSPKGS),tests needing them will skip)
+
+# The demo agent's firewall tools; the demo agent runs only as root (and not with
+# RAMPART_DEMO_AGENT=0), so nothing is installed otherwise.
+run-sysdeps:
+	@if [ "$$(id -u)" != 0 ]; then echo "not root: no demo agent (it needs root and $(RUNPKGS))"; \
+	elif [ "$${RAMPART_DEMO_AGENT:-1}" != 0 ]; then $(call debs,$(RUNPKGS),no demo agent); fi
+
+run: run-sysdeps $(BIN)/.installed-run
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py rampart_run
 
 # Style, format, complexity, one-way dependencies (.importlinter) and types (compiler, agent,
 # bundle contract).
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: sysdeps $(BIN)/.installed lint test-sqlite test-postgres
+test: sysdeps $(BIN)/.installed-test lint test-sqlite test-postgres
 
 # The whole suite on SQLite (the embedded default).
-test-sqlite: $(BIN)/.installed
+test-sqlite: $(BIN)/.installed-test
 	env -u DATABASE_URL $(BIN)/pytest -q
 
 # The database-facing tests again on PostgreSQL, when one answers on 127.0.0.1:5432.
-test-postgres: $(BIN)/.installed
+test-postgres: $(BIN)/.installed-test
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not netns and not e2e and not slow" tests; \
 	else echo "PostgreSQL not reachable at $(PG_URL): PostgreSQL pass skipped"; fi
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed-test
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# The agent alone as a wheel (rampart_agent + rampart_contract, needs only cryptography), in
+# $(AGENT_DIST); built from a staging copy so the tree gets no build/ or egg-info.
+AGENT_DIST ?= dist
+agent-wheel:
+	@command -v $(PY) >/dev/null || { echo "needs $(PY) (Python 3.11)"; exit 1; }
+	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
+	cp packaging/agent/pyproject.toml packaging/agent/README.md packaging/agent/*.service "$$stage"/ && \
+	cp -r rampart_agent rampart_contract "$$stage"/ && \
+	find "$$stage" -name __pycache__ -prune -exec rm -rf {} + && \
+	$(PY) -m pip wheel -q --no-deps --no-cache-dir -w "$(AGENT_DIST)" "$$stage" && \
+	ls "$(AGENT_DIST)"/rampart_agent-*.whl
 
 clean:
 	rm -rf var/broker var/staticfiles .pytest_cache

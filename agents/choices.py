@@ -8,6 +8,7 @@ class DeploymentStatus(models.TextChoices):
     FAILED = "failed", "failed (some devices failed)"
     HALTED = "halted", "halted (rollout stopped after a failure)"
     SUPERSEDED = "superseded", "superseded"
+    CANCELLED = "cancelled", "cancelled"
 
 
 class DeviceDeploymentState(models.TextChoices):
@@ -20,7 +21,7 @@ class DeviceDeploymentState(models.TextChoices):
     FAILED = "failed", "failed"
     ROLLED_BACK = "rolled_back", "rolled back"
     SUPERSEDED = "superseded", "superseded by a newer deployment"
-    SKIPPED = "skipped", "skipped (rollout halted)"
+    SKIPPED = "skipped", "skipped (rollout halted or cancelled)"
 
 
 #: States after which nothing more happens to a device deployment.
@@ -46,6 +47,31 @@ ACTIVE_STATES = frozenset(
 )
 
 
+#: Deployment statuses after which the rollout moves no further by itself.
+DEPLOYMENT_FINISHED = frozenset(
+    {
+        DeploymentStatus.SUCCEEDED,
+        DeploymentStatus.FAILED,
+        DeploymentStatus.HALTED,
+        DeploymentStatus.SUPERSEDED,
+        DeploymentStatus.CANCELLED,
+    }
+)
+#: Statuses a deployment can be cancelled from; only a halted one can be resumed.
+DEPLOYMENT_CANCELLABLE = frozenset(
+    {DeploymentStatus.QUEUED, DeploymentStatus.RUNNING, DeploymentStatus.HALTED}
+)
+
+
+class DeploymentEvent(models.TextChoices):
+    """What stopped or restarted a rollout, as kept in `Deployment.events`."""
+
+    HALTED = "halted", "halted after a failed wave"
+    RESUMED = "resumed", "resumed"
+    CANCELLED = "cancelled", "cancelled"
+
+
 class DeploymentTrigger(models.TextChoices):
     MANUAL = "manual", "manual"
     REPAIR = "repair", "automatic drift repair"
+    EXPIRY = "expiry", "scheduled redeploy at a rule's expiry"

@@ -5,6 +5,11 @@ pinned instead: urllib3 compares the SHA-256 of the DER certificate with the fin
 stored at enrollment before a single byte of the request is sent. Every request is signed
 with the console key and every answer must carry the agent's signature over the status,
 the body and our nonce, so a replayed or forged answer is refused.
+
+Applies ride a kept-alive connection (no TLS handshake per push), which is dropped once
+the apply answered: confirms and status reads each open a fresh one, so they travel
+only if the policy just applied lets a *new* connection from the console through (an old
+one would pass the stateful rules however the new policy treats the console).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from rampart_agent import protocol
 log = logging.getLogger("rampart.deploy")
 
 CONNECT_TIMEOUT = 3.05
-READ_TIMEOUT = 60.0
+# longer than an apply may wait for another program's xtables lock, plus its own work: the
+# console never gives up on an agent that is only waiting
+READ_TIMEOUT = float(protocol.XTABLES_WAIT_SECONDS + 30)
 
 
 class AgentError(Exception):
@@ -154,6 +161,16 @@ _sessions_lock = threading.Lock()
 MAX_SESSIONS = 256
 
 
+def _new_session(fingerprint: str, pool_maxsize: int = 2) -> requests.Session:
+    session = requests.Session()
+    session.verify = False  # the pin replaces chain verification (self-signed certs)
+    session.trust_env = False  # never send agent traffic through a proxy
+    session.mount(
+        "https://", PinnedAdapter(fingerprint, pool_connections=1, pool_maxsize=pool_maxsize)
+    )
+    return session
+
+
 def _session(base_url: str, fingerprint: str) -> requests.Session:
     """A kept-alive session per (agent, certificate): a worker pushing to the same agents
     again and again skips the TLS handshake. Bounded, oldest dropped first."""
@@ -163,14 +180,19 @@ def _session(base_url: str, fingerprint: str) -> requests.Session:
         if session is not None:
             _sessions.move_to_end(key)
             return session
-        session = requests.Session()
-        session.verify = False  # the pin replaces chain verification (self-signed certs)
-        session.trust_env = False  # never send agent traffic through a proxy
-        session.mount("https://", PinnedAdapter(fingerprint, pool_connections=1, pool_maxsize=2))
+        session = _new_session(fingerprint)
         _sessions[key] = session
         while len(_sessions) > MAX_SESSIONS:
             _sessions.popitem(last=False)[1].close()
         return session
+
+
+def _drop_session(base_url: str, fingerprint: str) -> None:
+    """Close the kept-alive connections to one agent (after an apply: none spans one)."""
+    with _sessions_lock:
+        session = _sessions.pop((base_url, fingerprint), None)
+    if session is not None:
+        session.close()
 
 
 def reset_sessions() -> None:
@@ -223,22 +245,36 @@ class AgentClient:
         )
 
     def request(
-        self, method: str, path: str, payload: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        fresh: bool = False,
+        connect_timeout: float | None = None,
     ) -> AgentResponse:
-        """One signed request; returns only a verified answer, raises AgentError otherwise."""
+        """One signed request; returns only a verified answer, raises AgentError otherwise.
+
+        `fresh`: on a connection of its own (TCP and TLS handshake), closed after it.
+        """
+        timeout = self.timeout if connect_timeout is None else (connect_timeout, self.timeout[1])
         body = b"" if payload is None else protocol.canonical_json(payload)
         headers = protocol.sign_request(self.key, method, path, body)
         nonce = headers[protocol.HEADER_NONCE]
         if body:
             headers["Content-Type"] = "application/json"
-        session = _session(self.base_url, self.fingerprint)
+        if fresh:
+            headers["Connection"] = "close"
+            session = _new_session(self.fingerprint, pool_maxsize=1)
+        else:
+            session = _session(self.base_url, self.fingerprint)
         try:
             resp = session.request(
                 method,
                 self.base_url + path,
                 data=body or None,
                 headers=headers,
-                timeout=self.timeout,
+                timeout=timeout,
             )
         except requests.exceptions.SSLError as exc:
             if "fingerprint" in str(exc).lower():
@@ -248,6 +284,9 @@ class AgentClient:
             raise AgentUnreachable(f"TLS error talking to {self.base_url}: {exc}") from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise AgentUnreachable(f"{self.base_url} unreachable: {type(exc).__name__}") from exc
+        finally:
+            if fresh:
+                session.close()
         signature = resp.headers.get(protocol.HEADER_SIGNATURE)
         try:
             protocol.verify_response(
@@ -279,7 +318,9 @@ class AgentClient:
         return True
 
     def status(self) -> dict[str, Any]:
-        return self.request("GET", protocol.PATH_STATUS).body
+        """On a fresh connection: a kept-alive one would report an agent "online" that new
+        connections (the next push, the confirm) can no longer reach."""
+        return self.request("GET", protocol.PATH_STATUS, fresh=True).body
 
     def apply(
         self,
@@ -290,20 +331,32 @@ class AgentClient:
         confirm_timeout: int,
         probes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """Over the kept-alive connection, which is dropped after: none spans an apply."""
+        try:
+            return self.request(
+                "POST",
+                protocol.PATH_APPLY,
+                {
+                    "bundle": bundle,
+                    "version": version,
+                    "deployment": deployment,
+                    "confirm_timeout": confirm_timeout,
+                    "probes": probes or [],
+                },
+            ).body
+        finally:
+            _drop_session(self.base_url, self.fingerprint)
+
+    def confirm(self, version: int, connect_timeout: float | None = None) -> dict[str, Any]:
+        """On a fresh connection, opened after the apply answered: the confirm proves the
+        new policy lets the console in (the agent refuses one on an older connection)."""
         return self.request(
             "POST",
-            protocol.PATH_APPLY,
-            {
-                "bundle": bundle,
-                "version": version,
-                "deployment": deployment,
-                "confirm_timeout": confirm_timeout,
-                "probes": probes or [],
-            },
+            protocol.PATH_CONFIRM,
+            {"version": version},
+            fresh=True,
+            connect_timeout=connect_timeout,
         ).body
-
-    def confirm(self, version: int) -> dict[str, Any]:
-        return self.request("POST", protocol.PATH_CONFIRM, {"version": version}).body
 
     def rollback(self) -> dict[str, Any]:
         return self.request("POST", protocol.PATH_ROLLBACK, {}).body

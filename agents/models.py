@@ -5,6 +5,8 @@ in `rules.models.devices`.
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
 
@@ -56,7 +58,19 @@ class Deployment(models.Model):
     status = models.CharField(
         max_length=10, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED
     )
-    reason = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(
+        max_length=255, blank=True, help_text="why it was started (as given; never overwritten)"
+    )
+    halt_reason = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="why the rollout stopped (a failed wave, a cancel); cleared on resume",
+    )
+    events = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="halts, resumes and cancels in order: {event, at, by, wave, note}",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -166,8 +180,16 @@ class EnrollmentToken(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
+    #: Every token starts with this, so a token pasted in the wrong place is recognisable.
+    PREFIX = "rpt-enroll-"
+
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"enrollment token {self.prefix}… for {self.device}"
+
+    @staticmethod
+    def digest_of(token: str) -> str:
+        """The stored form of a clear-text token (SHA-256 hex)."""
+        return hashlib.sha256(token.encode()).hexdigest()

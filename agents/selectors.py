@@ -1,14 +1,123 @@
-"""Reads of the deploy machinery: rule usage from the stored counters."""
+"""Reads of the fleet: deployment targets and progress, enrolled agents, enrollment tokens,
+and rule usage from the stored counters."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from django.conf import settings
-from django.db.models import Max, Min, Sum
+from django.core.exceptions import ValidationError
+from django.db.models import Max, Min, Q, Sum
+from django.utils import timezone
 
-from agents.models import RuleCounter
-from rules.models import Device
+from agents.choices import TERMINAL_STATES
+from agents.models import Deployment, EnrollmentToken, RuleCounter
+from rules.models import Device, DeviceGroup, Rule, RuleSet
+
+
+def resolve_target(
+    *,
+    devices: Sequence[int] | None = None,
+    device_group: int | None = None,
+    ruleset: int | None = None,
+) -> tuple[list[Device], dict]:
+    """The devices a deployment request names, and a description of what was asked."""
+    given = [
+        k
+        for k, v in (("devices", devices), ("device_group", device_group), ("ruleset", ruleset))
+        if v
+    ]
+    if len(given) != 1:
+        raise ValidationError(
+            {"non_field_errors": ["give exactly one of devices, device_group, ruleset"]}
+        )
+    if devices:
+        ids = sorted({int(i) for i in devices})
+        found = list(Device.objects.filter(pk__in=ids).order_by("name"))
+        missing = sorted(set(ids) - {d.pk for d in found})
+        if missing:
+            raise ValidationError({"devices": [f"unknown device ids: {missing}"]})
+        return found, {
+            "kind": "devices",
+            "ids": ids,
+            "label": ", ".join(d.name for d in found[:5])
+            + (f" (+{len(found) - 5})" if len(found) > 5 else ""),
+        }
+    if device_group:
+        group = DeviceGroup.objects.filter(pk=device_group).first()
+        if group is None:
+            raise ValidationError({"device_group": [f"unknown device group {device_group}"]})
+        found = list(Device.objects.filter(group_links__group=group).order_by("name"))
+        return found, {"kind": "device_group", "ids": [group.pk], "label": f"group {group.name}"}
+    rs = RuleSet.objects.filter(pk=ruleset).first()
+    if rs is None:
+        raise ValidationError({"ruleset": [f"unknown rule set {ruleset}"]})
+    found = list(
+        Device.objects.filter(
+            Q(ruleset_links__ruleset=rs) | Q(group_links__group__ruleset_links__ruleset=rs)
+        )
+        .distinct()
+        .order_by("name")
+    )
+    return found, {"kind": "ruleset", "ids": [rs.pk], "label": f"rule set {rs.name}"}
+
+
+def deployment_summary(deployment: Deployment) -> dict:
+    """Counts of device states per wave, for the API and the dashboard."""
+    per_wave: dict[int, dict[str, int]] = {}
+    for wave, state in deployment.device_deployments.values_list("wave", "state"):
+        counts = per_wave.setdefault(wave, {})
+        counts[state] = counts.get(state, 0) + 1
+    waves = []
+    for w in deployment.waves:
+        counts = per_wave.get(w["index"], {})
+        waves.append(
+            {
+                **w,
+                "states": counts,
+                "done": sum(n for s, n in counts.items() if s in TERMINAL_STATES),
+            }
+        )
+    return {"waves": waves}
+
+
+def deployment_state_counts(deployment: Deployment) -> dict[str, int]:
+    """How many of its device deployments are in each state.
+
+    Counted over `device_deployments.all()`, so a prefetched list costs no query.
+    """
+    counts: dict[str, int] = {}
+    for dd in deployment.device_deployments.all():
+        counts[dd.state] = counts.get(dd.state, 0) + 1
+    return counts
+
+
+def enrolled_device_ids() -> list[int]:
+    """Devices whose agent has enrolled (key and certificate pin known): the ones polled."""
+    return list(
+        Device.objects.exclude(agent_public_key="")
+        .exclude(agent_cert_fingerprint="")
+        .values_list("pk", flat=True)
+    )
+
+
+def enrollment_token_lookup(token: str) -> EnrollmentToken | None:
+    """The usable (unused, unexpired) token record for a clear-text token, or None."""
+    if (
+        not isinstance(token, str)
+        or not token.startswith(EnrollmentToken.PREFIX)
+        or len(token) > 100
+    ):
+        return None
+    return (
+        EnrollmentToken.objects.select_related("device")
+        .filter(
+            digest=EnrollmentToken.digest_of(token),
+            used_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .first()
+    )
 
 
 def unused_rules(*, since: datetime) -> list[dict]:
@@ -18,8 +127,6 @@ def unused_rules(*, since: datetime) -> list[dict]:
     ever reported it — not deployed anywhere yet), so a rule added yesterday is not mistaken
     for one idle for months.
     """
-    from rules.models import Rule
-
     stats = {
         str(row["rule_uuid"]): row
         for row in RuleCounter.objects.values("rule_uuid").annotate(
@@ -51,13 +158,3 @@ def unused_rules(*, since: datetime) -> list[dict]:
             }
         )
     return out
-
-
-def device_compile_options(device: Device | None = None):
-    """The compiler options for a device: the site-wide ipset threshold plus its own flags."""
-    from compiler import CompileOptions
-
-    return CompileOptions(
-        ipset_threshold=settings.RAMPART["IPSET_THRESHOLD"],
-        forward_fallthrough=bool(device and device.forward_fallthrough),
-    )

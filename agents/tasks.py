@@ -3,6 +3,8 @@
 Deploy tasks are acks_late (a worker that dies mid-push gets its message redelivered),
 time-limited, and retried with exponential backoff and jitter only for errors worth
 retrying (agent unreachable, device busy); validation errors end in `failed` at once.
+Task names come from agents/enqueue.py, through which services send work here without
+importing this module.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from agents import services
+from agents import enqueue, selectors, services
 
 _TIME_LIMIT = settings.CELERY_TASK_TIME_LIMIT
 _RETRY = {
@@ -27,6 +29,7 @@ _RETRY = {
 
 @shared_task(
     bind=True,
+    name=enqueue.DEPLOY_DEVICE,
     acks_late=True,
     reject_on_worker_lost=True,
     time_limit=_TIME_LIMIT,
@@ -44,22 +47,29 @@ def deploy_device(self, device_deployment_id: int) -> str:
         return "failed"
 
 
-@shared_task(acks_late=True, time_limit=60, soft_time_limit=50)
+@shared_task(name=enqueue.POLL_DEVICE, acks_late=True, time_limit=60, soft_time_limit=50)
 def poll_device(device_id: int) -> dict:
     """One agent's status: online/offline, drift (repaired where allowed), counters."""
     return services.status_poll(device_id=device_id)
 
 
-@shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
+@shared_task(name=enqueue.POLL_FLEET, acks_late=True, time_limit=120, soft_time_limit=110)
 def poll_fleet() -> int:
     """Beat: fan the status poll out, one task per enrolled device."""
-    ids = services.enrolled_device_ids()
+    ids = selectors.enrolled_device_ids()
     for device_id in ids:
         poll_device.delay(device_id)
     return len(ids)
 
 
-@shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
+@shared_task(name=enqueue.EXPIRE_RULES, acks_late=True, time_limit=60, soft_time_limit=50)
+def expire_rules() -> int | None:
+    """Beat: redeploy the devices a rule's expiry has made out of date; the deployment id."""
+    deployment = services.expire_rules()
+    return deployment.pk if deployment is not None else None
+
+
+@shared_task(name=enqueue.SWEEP_STUCK, acks_late=True, time_limit=120, soft_time_limit=110)
 def sweep_stuck() -> int:
     """Beat: fail deployments stuck beyond their time limit."""
     return services.sweep_stuck()

@@ -1,8 +1,9 @@
 """Rampart's policy compiler: pure Python, no Django.
 
-policy dict → `PolicyDocument` (document.py, the one parser) → names resolved
-(resolve.py) → neutral chains (lower.py, ir.py) → iptables/ipset text (render_*.py) →
-`Bundle` (bundle.py). The tracer walks the same chains the renderer writes.
+policy dict → `PolicyDocument` (document/, the one parser) → names resolved
+(resolve.py) → neutral chains (lower/, ir.py) → iptables/ipset text (render_*.py) →
+`Bundle` (bundle.py). The tracer walks the same chains the renderer writes; validate.py
+checks single objects with the same parser; errors.py holds the error types.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from .assertions import AssertionResult, device_assertions, document_assertions
 from .bundle import Bundle, build_bundle
 from .check import Report, check_document, check_parsed
 from .document import PolicyDocument
-from .errors import CompileError, CompilerError, DocumentError, FieldError
+from .errors import (
+    CompileError,
+    CompilerError,
+    DocumentError,
+    FamilyMismatch,
+    FieldError,
+    PacketError,
+    UnknownName,
+)
 from .gcpause import gc_paused
 from .lower import CompileOptions, lower_device
 from .tracer import Packet, Tracer, TraceResult
@@ -26,13 +35,16 @@ __all__ = [
     "CompileOptions",
     "CompilerError",
     "DocumentError",
+    "FamilyMismatch",
     "FieldError",
     "Finding",
     "Packet",
+    "PacketError",
     "PolicyDocument",
     "Report",
     "TraceResult",
     "Tracer",
+    "UnknownName",
     "analyse_device",
     "analyse_document",
     "analyse_ruleset",

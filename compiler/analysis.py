@@ -1,100 +1,28 @@
-"""Exact rule analysis by set arithmetic: shadowed, redundant and never-matching rules,
-empty groups and unused objects.
-
-A rule is a union of boxes in the space source × destination × protocol × source port ×
-destination port × ICMP type × in-interface × out-interface × conntrack state (per address
-family and chain). Addresses and ports are integer intervals, so 198.18.0.0/24 covers
-198.18.0.7 by arithmetic, never by comparing strings. Interfaces become a finite set of
-representative names (every exact name used, one name per wildcard, one for "anything
-else"), which is exact for the patterns the rules use.
-"""
+"""Exact rule analysis by set arithmetic (regions.py): shadowed, redundant and
+never-matching rules, rules that touch management traffic (management.py), empty groups
+and unused objects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from .document import PolicyDocument, Rule, RuleSet, fallback_rule_id
-from .lower import ND_TYPES
-from .resolve import FamilyMatch, ProtoSpec, Resolver, merge_ports
-from .tracer import iface_matches
+from .findings import Finding, rule_label
+from .lower import ND_CHAINS, ND_TYPES
+from .management import filter_findings, management_region, nat_findings
+from .regions import (
+    Box,
+    Entry,
+    TooComplex,
+    bbox_meet,
+    fm_region,
+    interface_reps,
+    region_sub,
+    regions_meet,
+)
+from .resolve import FamilyMatch, ProtoSpec, Resolver
 
-Intervals = tuple[tuple[int, int], ...]
-Box = tuple  # (src, dst, proto, sport, dport, icmp, in_if, out_if, states)
-
-_PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
-_FULL_ADDR = {4: ((0, 2**32 - 1),), 6: ((0, 2**128 - 1),)}
-_FULL_PROTO = ((0, 255),)
-_FULL_PORT = ((0, 65535),)
-_FULL_ICMP = ((0, 255),)
-STATES = frozenset(("new", "established", "related", "invalid", "untracked"))
-MAX_BOXES = 4000
-
-
-# ---------------------------------------------------------------- interval and box algebra
-
-
-def iv_and(a: Intervals, b: Intervals) -> Intervals:
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return tuple(out)
-
-
-def iv_sub(a: Intervals, b: Intervals) -> Intervals:
-    out = []
-    for lo, hi in a:
-        for blo, bhi in b:
-            if bhi < lo or blo > hi:
-                continue
-            if blo > lo:
-                out.append((lo, blo - 1))
-            lo = bhi + 1
-            if lo > hi:
-                break
-        if lo <= hi:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def _and(x, y):
-    return x & y if isinstance(x, frozenset) else iv_and(x, y)
-
-
-def _sub(x, y):
-    return x - y if isinstance(x, frozenset) else iv_sub(x, y)
-
-
-def box_and(a: Box, b: Box) -> Box | None:
-    out = []
-    for x, y in zip(a, b, strict=True):
-        z = _and(x, y)
-        if not z:
-            return None
-        out.append(z)
-    return tuple(out)
-
-
-def box_sub(a: Box, b: Box) -> list[Box]:
-    """a − b as disjoint boxes."""
-    if box_and(a, b) is None:
-        return [a]
-    pieces = []
-    current = list(a)
-    for i, (x, y) in enumerate(zip(a, b, strict=True)):
-        diff = _sub(x, y)
-        if diff:
-            piece = list(current)
-            piece[i] = diff
-            pieces.append(tuple(piece))
-        current[i] = _and(x, y)
-    return pieces
+__all__ = ["Finding", "analyse_device", "analyse_document", "analyse_ruleset"]
 
 
 class _SourceIndex:
@@ -129,147 +57,6 @@ class _SourceIndex:
         for k in range(lo, hi + 1):
             found.update(self.buckets.get(k, ()))
         return sorted(found)
-
-
-class TooComplex(Exception):
-    """The exact answer needs more boxes than we are willing to compute."""
-
-
-def region_sub(region: list[Box], boxes: list[Box]) -> list[Box]:
-    for b in boxes:
-        out = []
-        for a in region:
-            out.extend(box_sub(a, b))
-        region = out
-        if len(region) > MAX_BOXES:
-            raise TooComplex
-        if not region:
-            break
-    return region
-
-
-def regions_meet(a: list[Box], b: list[Box]) -> bool:
-    return any(box_and(x, y) is not None for x in a for y in b)
-
-
-# ---------------------------------------------------------------- rules as regions
-
-
-def _addr(family: int, nets, negate: bool) -> Intervals:
-    if nets is None:
-        return _FULL_ADDR[family]
-    ivs = tuple((n.first, n.last) for n in nets)
-    return iv_sub(_FULL_ADDR[family], ivs) if negate else ivs
-
-
-def _ifaces(pattern: str | None, reps: frozenset[str]) -> frozenset[str]:
-    if pattern is None:
-        return reps
-    return frozenset(r for r in reps if iface_matches(pattern, r))
-
-
-def interface_reps(patterns: set[str]) -> frozenset[str]:
-    reps = {"~"}
-    for p in patterns:
-        reps.add(p[:-1] + "~" if p.endswith("+") else p)
-    return frozenset(reps)
-
-
-def fm_region(
-    fm: FamilyMatch,
-    in_if: str | None,
-    out_if: str | None,
-    states: tuple[str, ...],
-    reps: tuple[frozenset, frozenset],
-) -> list[Box]:
-    src = _addr(fm.family, fm.src, fm.src_negate)
-    dst = _addr(fm.family, fm.dst, fm.dst_negate)
-    ins, outs = _ifaces(in_if, reps[0]), _ifaces(out_if, reps[1])
-    sts = frozenset(states) if states else STATES
-    if not (src and dst and ins and outs):
-        return []
-    boxes = []
-    for spec in fm.protos:
-        proto = _FULL_PROTO if spec.protocol is None else ((_PROTO_NUM[spec.protocol],) * 2,)
-        boxes.append(
-            (
-                src,
-                dst,
-                proto,
-                spec.sports or _FULL_PORT,
-                spec.dports or _FULL_PORT,
-                ((spec.icmp_type,) * 2,) if spec.icmp_type is not None else _FULL_ICMP,
-                ins,
-                outs,
-                sts,
-            )
-        )
-    return boxes
-
-
-@dataclass
-class Entry:
-    """One rule of a chain under analysis."""
-
-    key: str  # rule id or sys:<what>
-    ruleset: str | None
-    position: int | None
-    action: str
-    region: dict[int, list[Box]]  # per family
-    complete: bool = True  # False: rate limited, so it does not always take
-    label: str = ""
-    bbox: dict[int, tuple] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # per family: the bounds of source, destination, protocol and dport, so most pairs
-        # of rules are found disjoint without any box arithmetic
-        for fam, boxes in self.region.items():
-            if boxes:
-                self.bbox[fam] = tuple(
-                    f(b[dim][0 if f is min else -1][0 if f is min else 1] for b in boxes)
-                    for dim in (0, 1, 2, 4)
-                    for f in (min, max)
-                )
-
-    def ref(self) -> dict:
-        return {"ruleset": self.ruleset, "position": self.position, "id": self.key}
-
-
-def bbox_meet(a: tuple | None, b: tuple | None) -> bool:
-    if a is None or b is None:
-        return False
-    return (
-        a[0] <= b[1]
-        and b[0] <= a[1]
-        and a[2] <= b[3]
-        and b[2] <= a[3]
-        and a[4] <= b[5]
-        and b[4] <= a[5]
-        and a[6] <= b[7]
-        and b[6] <= a[7]
-    )
-
-
-@dataclass
-class Finding:
-    kind: str  # shadowed | redundant | never_matches | empty_group | unused | incomplete
-    severity: str  # warning | info
-    message: str
-    rules: list[dict] = field(default_factory=list)
-    objects: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "severity": self.severity,
-            "message": self.message,
-            "rules": self.rules,
-            "objects": self.objects,
-        }
-
-
-def _label(ruleset: str, position: int, rule_id: str) -> str:
-    return f"{ruleset} rule {position} ({rule_id})"
 
 
 class Analyser:
@@ -308,7 +95,7 @@ class Analyser:
                         rule.action,
                         region,
                         rule.rate_limit is None,
-                        _label(rs.name, index + 1, rid),
+                        rule_label(rs.name, index + 1, rid),
                     ),
                 )
             )
@@ -348,7 +135,10 @@ class Analyser:
                 {f: fm_region(m, None, None, ("invalid",), reps) for f, m in any_fm.items()},
                 "conntrack (invalid)",
             )
-        if device.default_policy(chain) != "accept":
+        if chain in ND_CHAINS and device.default_policy(chain) != "accept":
+            # hop limit 255 is not a dimension of the regions: a message with another hop
+            # limit was routed and is invalid, so "every packet it matches" is meant as
+            # every neighbour discovery message the host would accept
             nd = FamilyMatch(
                 6,
                 None,
@@ -361,14 +151,10 @@ class Analyser:
                 "icmpv6-nd",
                 "accept",
                 {6: fm_region(nd, None, None, (), reps)},
-                "ICMPv6 neighbour discovery",
+                "ICMPv6 neighbour discovery (hop limit 255)",
             )
         if chain == "input" and device.management_sources:
-            fams = {}
-            ports = merge_ports([(22, 22), (device.agent_port, device.agent_port)])
-            for fam, nets in self.resolver.addresses(device.management_sources).items():
-                fm = FamilyMatch(fam, nets, False, None, False, (ProtoSpec("tcp", ports),))
-                fams[fam] = fm_region(fm, None, None, (), reps)
+            fams = management_region(device, self.resolver, reps)
             add("mgmt", "accept", fams, "anti-lockout (management sources)")
         return out
 
@@ -505,16 +291,16 @@ class Analyser:
                         objects=[g.name],
                     )
                 )
-        for g in doc.service_groups:
-            if used is not None and g.name not in used:
+        for sg in doc.service_groups:
+            if used is not None and sg.name not in used:
                 continue
-            if not self.resolver.service_specs(g.name):
+            if not self.resolver.service_specs(sg.name):
                 findings.append(
                     Finding(
                         "empty_group",
                         "warning",
-                        f"service group {g.name} holds no service",
-                        objects=[g.name],
+                        f"service group {sg.name} holds no service",
+                        objects=[sg.name],
                     )
                 )
         if rulesets is not None:
@@ -551,8 +337,8 @@ class Analyser:
             addr_refs.update(d.management_sources)
         for g in doc.address_groups:
             addr_refs.update(g.members)
-        for g in doc.service_groups:
-            svc_refs.update(g.members)
+        for sg in doc.service_groups:
+            svc_refs.update(sg.members)
         rs_used = {n for g in doc.device_groups for n in g.rulesets}
         rs_used |= {n for d in doc.devices for n in d.rulesets}
         dg_used = {g for d in doc.devices for g in d.groups}
@@ -600,7 +386,8 @@ def analyse_ruleset(doc: PolicyDocument, ruleset_name: str, *, now: datetime) ->
 
 
 def analyse_device(doc: PolicyDocument, device_name: str, *, now: datetime) -> list[Finding]:
-    """Findings over a device's whole evaluation order: fixed steps, every rule set, default."""
+    """Findings over a device's whole evaluation order: fixed steps, every rule set, default;
+    and the rules that would touch its management traffic."""
     analyser = Analyser(doc, now)
     device = doc.device(device_name)
     rulesets = list({rs.name: rs for rs in doc.device_rulesets(device)}.values())
@@ -609,15 +396,32 @@ def analyse_device(doc: PolicyDocument, device_name: str, *, now: datetime) -> l
         user = [e for _, e in analyser.entries(rulesets, chain)]
         entries = analyser.fixed_entries(device, chain) + user
         findings.extend(analyser.chain_findings(entries, device.default_policy(chain)))
+        if chain == "input":
+            mgmt = management_region(device, analyser.resolver, analyser.reps)
+            findings.extend(filter_findings(device, mgmt, user))
+    findings.extend(nat_findings(device, rulesets, analyser.resolver))
     return findings + analyser.object_findings(rulesets)
 
 
 def analyse_document(doc: PolicyDocument, *, now: datetime) -> list[Finding]:
-    """Every rule set on its own, plus empty groups and unused objects."""
+    """Every rule set on its own, the rules that would touch a device's management traffic,
+    plus empty groups and unused objects."""
     analyser = Analyser(doc, now)
     findings = []
+    inputs: dict[str, tuple[list[Entry], tuple[frozenset, frozenset]]] = {}
     for rs in doc.rulesets:
         for chain in ("input", "forward", "output"):
             entries = [e for _, e in analyser.entries([rs], chain)]
             findings.extend(analyser.chain_findings(entries, None))
+            if chain == "input":
+                inputs[rs.name] = (entries, analyser.reps)
+    for device in doc.devices:
+        if not device.management_sources:
+            continue
+        rulesets = list({rs.name: rs for rs in doc.device_rulesets(device)}.values())
+        for rs in rulesets:
+            entries, reps = inputs[rs.name]
+            mgmt = management_region(device, analyser.resolver, reps)
+            findings.extend(filter_findings(device, mgmt, entries))
+        findings.extend(nat_findings(device, rulesets, analyser.resolver))
     return findings + analyser.object_findings()

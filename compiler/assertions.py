@@ -116,7 +116,7 @@ def device_assertions(
     if program is None:
         program = Lowerer(doc, options or CompileOptions(), now).device(device)
     tracer = Tracer(program)
-    out = []
+    out: list[AssertionResult] = []
     for rs in {rs.name: rs for rs in doc.device_rulesets(device)}.values():
         out.extend(_check(tracer, rs.name, i, a, device.name) for i, a in enumerate(rs.assertions))
     return out

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 
 from rampart_contract.bundle_hash import BUNDLE_FORMAT, bundle_hash
+from rampart_contract.canonical import canonical_text
 
 from .ir import Program, RuleInfo
 from .render_ipset import render_sets, set_meta
@@ -15,13 +15,10 @@ from .render_iptables import render_table
 FORMAT = BUNDLE_FORMAT
 
 
-def canonical_json(data: object) -> str:
-    """The one JSON spelling hashes are computed over (sorted keys, no spaces)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 @dataclass(frozen=True)
 class Bundle:
+    """One device's compiled policy as the agent receives it (docs/bundle-format.md)."""
+
     device: str
     iptables_v4: str
     iptables_v6: str
@@ -56,7 +53,8 @@ class Bundle:
         return data
 
     def to_json(self) -> str:
-        return canonical_json(self.to_dict())
+        """The bundle in canonical JSON (the agent's and the hash's byte form)."""
+        return canonical_text(self.to_dict())
 
 
 def build_bundle(program: Program) -> Bundle:
@@ -67,22 +65,25 @@ def build_bundle(program: Program) -> Bundle:
         text, hashes = render_table(table)
         texts[family].append(text)
         chains[f"v{family}"][table_name] = hashes
+    iptables_v4, iptables_v6 = "".join(texts[4]), "".join(texts[6])
+    ipsets = render_sets(program.sets)
+    sets = {name: set_meta(s) for name, s in sorted(program.sets.items())}
     body = {
         "format": FORMAT,
         "device": program.device,
-        "iptables_v4": "".join(texts[4]),
-        "iptables_v6": "".join(texts[6]),
-        "ipsets": render_sets(program.sets),
+        "iptables_v4": iptables_v4,
+        "iptables_v6": iptables_v6,
+        "ipsets": ipsets,
         "chains": chains,
-        "sets": {name: set_meta(s) for name, s in sorted(program.sets.items())},
+        "sets": sets,
     }
     return Bundle(
         program.device,
-        body["iptables_v4"],
-        body["iptables_v6"],
-        body["ipsets"],
+        iptables_v4,
+        iptables_v6,
+        ipsets,
         chains,
-        body["sets"],
+        sets,
         bundle_hash(body),
         FORMAT,
         program,

@@ -8,6 +8,7 @@ iptables spelling; `proto` uses the policy's names (tcp, udp, icmp, icmpv6).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NamedTuple
 
 from rampart_contract.naming import CHAIN_MAX, CHAIN_PREFIX, SET_MAX, SET_PREFIX
@@ -62,6 +63,13 @@ class Rule:
     burst: int | None = None
     arg: str | None = None  # jump chain, log prefix or NAT target
     rule_id: str | None = None
+    # kernel time match: the rule matches only before this whole second (UTC), so an
+    # expiring rule leaves the kernel on time without a redeploy (`-m time --datestop`)
+    until: datetime | None = None
+    # `-m hl --hl-eq`: ICMPv6 neighbour discovery is only valid with hop limit 255 (RFC 4861)
+    hop_limit: int | None = None
+    # `-m addrtype --dst-type`: LOCAL = addressed to the host itself (the NAT exemption)
+    dst_type: str | None = None
 
 
 @dataclass(slots=True)
@@ -113,3 +121,5 @@ class Program:
     tables: dict[tuple[int, str], Table]
     sets: dict[str, IpSet]
     rules: dict[str, RuleInfo]
+    # the time it was compiled at: what the tracer checks time matches against by default
+    now: datetime | None = None

@@ -9,6 +9,7 @@ so the accepted inputs and the error messages stay those of `values.py`.
 from __future__ import annotations
 
 import socket
+from ipaddress import IPv4Address, IPv6Address
 from operator import attrgetter
 
 from . import values as V
@@ -46,7 +47,7 @@ class Net:
     def __hash__(self) -> int:
         return hash((self.version, self.first, self.plen))
 
-    def __contains__(self, addr: object) -> bool:
+    def __contains__(self, addr: int | IPv4Address | IPv6Address) -> bool:
         """`ipaddress` address (of the same family) or int."""
         if isinstance(addr, int):
             return self.first <= addr <= self.last

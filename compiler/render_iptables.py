@@ -8,6 +8,7 @@ can compare its own chains in `iptables-save` output line by line with the bundl
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 from .ir import DNAT, JUMP, LOG, REJECT, SNAT, Rule, Table
 from .values import Rate, parse_rate
@@ -24,6 +25,8 @@ _rates: dict[str, Rate] = {}
 
 _PROTO_ARG = {name: f" -p {spelled}" for name, spelled in _PROTO.items()}
 _PLAIN_TARGET = {"ACCEPT": " -j ACCEPT", "DROP": " -j DROP"}
+# `Rule.dst_type`: only the management exemption in the nat table sets it
+_DST_TYPE = {None: "", "LOCAL": " -m addrtype --dst-type LOCAL"}
 
 
 def _ports(ports: tuple[tuple[int, int], ...]) -> str:
@@ -64,37 +67,66 @@ def render_rule(chain: str, r: Rule, family: int) -> str:
             else:
                 line += _port_matches(proto, sp, dp)
         elif r.icmp_type is not None:
-            if proto == "icmp":
-                line += f" -m icmp --icmp-type {r.icmp_type}"
-            else:
-                line += f" -m icmp6 --icmpv6-type {r.icmp_type}"
+            line += _icmp_match(proto, r.icmp_type, r.hop_limit)
     if src is not None and src.set_name is not None:
         line += f" -m set {'! ' if src.negate else ''}--match-set {src.set_name} src"
     if dst is not None and dst.set_name is not None:
         line += f" -m set {'! ' if dst.negate else ''}--match-set {dst.set_name} dst"
+    line += _DST_TYPE[r.dst_type]  # a lookup, not a branch: render_rule is at C901's limit
+    if r.states or r.limit or r.until is not None:
+        line += _rare_matches(r)
+    spelled = _PLAIN_TARGET.get(r.target)
+    if spelled is None:
+        spelled = _target(r, family)
+    return f'{line} -m comment --comment "{r.tag}"{spelled}'
+
+
+def _icmp_match(proto: str, icmp_type: int, hop_limit: int | None) -> str:
+    if proto == "icmp":
+        return f" -m icmp --icmp-type {icmp_type}"
+    if hop_limit is not None:  # neighbour discovery: hop limit 255, never routed
+        return f" -m icmp6 --icmpv6-type {icmp_type} -m hl --hl-eq {hop_limit}"
+    return f" -m icmp6 --icmpv6-type {icmp_type}"
+
+
+def _rare_matches(r: Rule) -> str:
+    """Conntrack states, the rate limit and the time match (rare in policy rules: kept off
+    the hot path)."""
+    out = ""
     if r.states:
-        line += " -m conntrack --ctstate " + ",".join(sorted(r.states, key=_STATE_ORDER.get))
+        out += " -m conntrack --ctstate " + ",".join(sorted(r.states, key=_STATE_ORDER.__getitem__))
     if r.limit:
         rate = _rates.get(r.limit) or _rates.setdefault(r.limit, parse_rate(r.limit))
-        line += f" -m limit --limit {rate.count}/{_UNIT[rate.unit]}"
+        out += f" -m limit --limit {rate.count}/{_UNIT[rate.unit]}"
         if r.burst is not None and r.burst != 5:
-            line += f" --limit-burst {r.burst}"
+            out += f" --limit-burst {r.burst}"
+    if r.until is not None:
+        out += _time_match(r.until)
+    return out
+
+
+def _time_match(until: datetime) -> str:
+    """`-m time --datestop`: xt_time (and iptables-nft's `meta time`) compare in UTC and
+    keep matching through the whole datestop second, so the stop is the second before
+    `until`."""
+    stop = until.astimezone(UTC) - timedelta(seconds=1)
+    return " -m time --datestop " + stop.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _target(r: Rule, family: int) -> str:
+    """`-j …` for targets other than ACCEPT/DROP (jumps, REJECT, LOG, NAT)."""
     target = r.target
-    spelled = _PLAIN_TARGET.get(target)
-    if spelled is None:
-        if target == JUMP:
-            spelled = " -j " + r.arg
-        elif target == REJECT:
-            spelled = " " + _REJECT[family]
-        elif target == LOG:
-            spelled = f' -j LOG --log-prefix "{r.arg}"'
-        elif target == DNAT:
-            spelled = " -j DNAT --to-destination " + r.arg
-        elif target == SNAT:
-            spelled = " -j SNAT --to-source " + r.arg
-        else:
-            spelled = " -j " + target
-    return f'{line} -m comment --comment "{r.tag}"{spelled}'
+    if target == JUMP:
+        return f" -j {r.arg}"
+    if target == REJECT:
+        return " " + _REJECT[family]
+    if target == LOG:
+        return f' -j LOG --log-prefix "{r.arg}"'
+    if target == DNAT:
+        return f" -j DNAT --to-destination {r.arg}"
+    if target == SNAT:
+        return f" -j SNAT --to-source {r.arg}"
+    return " -j " + target
 
 
 def _port_matches(proto: str, sp: tuple, dp: tuple | None) -> str:

@@ -4,6 +4,7 @@ It walks the `Program` — the very objects the renderer turns into iptables tex
 built-in chain through our jump rules, so its answer is what the kernel does with the same
 bundle. Two things the kernel knows and a trace cannot: rate limits (a trace assumes the
 packet is within the limit) and the state of other firewalls' chains (we assume none).
+Time matches (an expiring rule's `--datestop`) are checked against the trace's `now`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import bisect
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from . import values as V
-from .errors import FieldError
+from .errors import FamilyMismatch, FieldError, PacketError
 from .ir import JUMP, LOG, VERDICTS, AddrMatch, IpSet, Program, Rule, Table
 from .render_iptables import render_rule
 
@@ -42,65 +44,18 @@ class Packet:
 
     @classmethod
     def from_params(cls, params: dict) -> Packet:
-        """Build from query-style strings; `ValueError` carrying `.errors` (FieldError)."""
-        errors: list[FieldError] = []
-
-        def bad(key: str, message: str) -> None:
-            errors.append(FieldError(key, message))
-
-        def get(key: str) -> str | None:
-            value = params.get(key)
-            return None if value in (None, "") else str(value).strip()
-
-        chain = get("chain") or "input"
-        if chain not in V.CHAINS:
-            bad("chain", f"unknown chain {chain!r}: one of {', '.join(V.CHAINS)}")
-        protocol = get("protocol") or "tcp"
-        if protocol not in PACKET_PROTOCOLS:
-            bad("protocol", f"unknown protocol {protocol!r}: one of {', '.join(PACKET_PROTOCOLS)}")
-        addrs = {}
-        for key in ("source", "destination"):
-            value = get(key)
-            if value is None:
-                bad(key, "is required")
-                continue
-            try:
-                addrs[key] = ipaddress.ip_address(value)
-            except ValueError:
-                bad(key, f"invalid address {value!r}")
-        if len(addrs) == 2 and addrs["source"].version != addrs["destination"].version:
-            bad("destination", "source and destination are of different families")
-        ports: dict[str, int | None] = {}
-        for key in ("sport", "dport"):
-            value = get(key)
-            ports[key] = None
-            if value is None:
-                continue
-            if not value.isdigit() or not 0 < int(value) <= 65535:
-                bad(key, f"invalid port {value!r}: 1-65535")
-            elif protocol not in V.PORT_PROTOCOLS:
-                bad(key, f"ports need protocol tcp or udp, not {protocol}")
-            else:
-                ports[key] = int(value)
-        icmp_type = None
-        if get("icmp_type") is not None:
-            try:
-                icmp_type = V.parse_icmp_type(protocol, get("icmp_type"))
-            except ValueError as exc:
-                bad("icmp_type", str(exc))
-        ifaces = {}
-        for key in ("in_interface", "out_interface"):
-            value = get(key)
-            ifaces[key] = value
-            if value is not None and (value.endswith("+") or not V.INTERFACE_RE.match(value)):
-                bad(key, f"invalid interface name {value!r}")
-        state = (get("state") or "new").lower()
-        if state not in V.STATES:
-            bad("state", f"unknown state {state!r}: one of {', '.join(V.STATES)}")
-        if errors:
-            exc = ValueError("; ".join(str(e) for e in errors))
-            exc.errors = errors  # type: ignore[attr-defined]
-            raise exc
+        """Build from query-style strings; `PacketError` (a `ValueError`) carrying every
+        field error as `.errors`."""
+        p = _Params(params)
+        chain = p.choice("chain", "input", V.CHAINS)
+        protocol = p.choice("protocol", "tcp", PACKET_PROTOCOLS)
+        addrs = p.addresses()
+        ports = {key: p.port(key, protocol) for key in ("sport", "dport")}
+        icmp_type = p.icmp_type(protocol)
+        ifaces = {key: p.interface(key) for key in ("in_interface", "out_interface")}
+        state = p.choice("state", "new", V.STATES, lower=True)
+        if p.errors:
+            raise PacketError(p.errors)
         return cls(
             chain,
             protocol,
@@ -113,6 +68,74 @@ class Packet:
             ifaces["out_interface"],
             state,
         )
+
+
+class _Params:
+    """Query-style packet fields, read one by one; problems go to `errors`."""
+
+    def __init__(self, params: dict) -> None:
+        self.params = params
+        self.errors: list[FieldError] = []
+
+    def get(self, key: str) -> str | None:
+        value = self.params.get(key)
+        return None if value in (None, "") else str(value).strip()
+
+    def bad(self, key: str, message: str) -> None:
+        self.errors.append(FieldError(key, message))
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...], lower: bool = False) -> str:
+        value = self.get(key) or default
+        if lower:
+            value = value.lower()
+        if value not in choices:
+            self.bad(key, f"unknown {key} {value!r}: one of {', '.join(choices)}")
+        return value
+
+    def addresses(self) -> dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        addrs = {}
+        for key in ("source", "destination"):
+            value = self.get(key)
+            if value is None:
+                self.bad(key, "is required")
+                continue
+            try:
+                addrs[key] = ipaddress.ip_address(value)
+            except ValueError:
+                self.bad(key, f"invalid address {value!r}")
+        if len(addrs) == 2 and addrs["source"].version != addrs["destination"].version:
+            self.errors.append(
+                FamilyMismatch("destination", "source and destination are of different families")
+            )
+        return addrs
+
+    def port(self, key: str, protocol: str) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not value.isdigit() or not 0 < int(value) <= 65535:
+            self.bad(key, f"invalid port {value!r}: 1-65535")
+        elif protocol not in V.PORT_PROTOCOLS:
+            self.bad(key, f"ports need protocol tcp or udp, not {protocol}")
+        else:
+            return int(value)
+        return None
+
+    def icmp_type(self, protocol: str) -> int | None:
+        value = self.get("icmp_type")
+        if value is None:
+            return None
+        try:
+            return V.parse_icmp_type(protocol, value)
+        except ValueError as exc:
+            self.bad("icmp_type", str(exc))
+            return None
+
+    def interface(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is not None and (value.endswith("+") or not V.INTERFACE_RE.match(value)):
+            self.bad(key, f"invalid interface name {value!r}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -165,10 +188,15 @@ class _SetIndex:
 
 
 class Tracer:
-    """Traces packets through one compiled program (a device's bundle)."""
+    """Traces packets through one compiled program (a device's bundle) at time `now`.
 
-    def __init__(self, program: Program):
+    `now` defaults to the time the program was compiled at: a rule with a time match
+    (`Rule.until`) matches only a packet traced before its `until`, as in the kernel.
+    """
+
+    def __init__(self, program: Program, now: datetime | None = None):
         self.program = program
+        self.now = now if now is not None else program.now
         self._sets: dict[str, _SetIndex] = {}
 
     def _in(self, m: AddrMatch, addr) -> bool:
@@ -200,11 +228,14 @@ class Tracer:
                 return False
             if r.icmp_type is not None and r.icmp_type != p.icmp_type:
                 return False
-        return not (r.states is not None and p.state.upper() not in r.states)
+        if r.states is not None and p.state.upper() not in r.states:
+            return False
+        return r.until is None or self.now is None or self.now < r.until
 
     def trace(self, packet: Packet) -> TraceResult:
         table: Table = self.program.tables[(packet.family, "filter")]
-        chain, index, stack = _START[packet.chain], 0, []
+        chain, index = _START[packet.chain], 0
+        stack: list[tuple[str, int]] = []  # (chain, index) to return to
         path: list[Step] = []
         notes: list[str] = []
         while True:
@@ -228,6 +259,7 @@ class Tracer:
                         f"{rule.tag} is rate limited ({rule.limit}); assumed within the limit"
                     )
                 if rule.target == JUMP:
+                    assert rule.arg is not None  # a jump always names its chain
                     stack.append((chain, index + 1))
                     chain, index = rule.arg, 0
                     continue

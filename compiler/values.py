@@ -117,7 +117,7 @@ def _parse_address(text: str) -> Address:
             raise ValueError(f"invalid address range {text!r}") from None
         if first.version != last.version:
             raise ValueError(f"range {text!r} mixes IPv4 and IPv6")
-        if last < first:
+        if int(last) < int(first):
             raise ValueError(f"range {text!r} ends before it starts")
         return AddressRange(first, last)
     if "/" in text:

@@ -9,5 +9,6 @@ urlpatterns = [
     path("", include("rules.api.policy_urls")),
     path("", include("agents.api.urls")),
     path("", include("agents.api.deploy_urls")),
+    path("", include("agents.api.compiled_urls")),
     path("", include("core.accounts.api.urls")),
 ]

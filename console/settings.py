@@ -8,8 +8,10 @@ REDIS_URL, SECRET_KEY and ALLOWED_HOSTS (see README).
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("RAMPART_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -27,13 +29,37 @@ if not SECRET_KEY:
     # A stable per-installation key for development; production must set SECRET_KEY.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
-        from django.core.management.utils import get_random_secret_key
-
         key_file.write_text(get_random_secret_key())
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
-ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+ALLOWED_HOSTS = list(env("ALLOWED_HOSTS"))
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Where `make run` serves (gunicorn's bind address). A console started on another address
+# must answer there: its host joins ALLOWED_HOSTS and http://host:port the trusted origins
+# (not for a wildcard address such as 0.0.0.0, nor a unix: socket).
+RAMPART_LISTEN = env.str("RAMPART_LISTEN", default="127.0.0.1:8000")
+
+
+def _listen_host_and_origin(listen: str) -> tuple[str, str] | None:
+    """(ALLOWED_HOSTS entry, origin) for a gunicorn bind address `host[:port]`, or None."""
+    if listen.startswith(("unix:", "fd://")):
+        return None
+    parts = urlsplit(f"http://{listen}")
+    try:
+        host, port = parts.hostname, parts.port or 8000
+    except ValueError:  # not a port number: gunicorn refuses it and says why
+        return None
+    if not host or host in {"0.0.0.0", "::"}:
+        return None
+    name = f"[{host}]" if ":" in host else host
+    return name, f"http://{name}:{port}"
+
+
+if (listen_origin := _listen_host_and_origin(RAMPART_LISTEN)) is not None:
+    if listen_origin[0] not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(listen_origin[0])
+    if listen_origin[1] not in CSRF_TRUSTED_ORIGINS:
+        CSRF_TRUSTED_ORIGINS.append(listen_origin[1])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -58,6 +84,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "console.metrics.middleware.RequestLatencyMiddleware",  # first: times the others too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -138,6 +165,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
+# Files browsers ask for at the site root (/favicon.ico), served by WhiteNoise as they are.
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
@@ -199,7 +228,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Unacked messages of a worker killed with -9 come back after this many seconds; it
-    # must exceed the task time limit and the longest retry countdown (deploy engineer).
+    # must exceed the task time limit and the longest retry countdown.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("RAMPART_BROKER_VISIBILITY_TIMEOUT", default=900),
         # sweep for such messages every N seconds (kombu's default is ~100 s)
@@ -208,6 +237,9 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# No result backend, so nothing expires: without this beat schedules a daily no-op
+# `celery.backend_cleanup` (a crontab row in django_celery_beat's tables).
+CELERY_RESULT_EXPIRES = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -217,6 +249,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # One queue per installation (tests and benchmarks use their own on a shared broker).
 CELERY_TASK_DEFAULT_QUEUE = env.str("RAMPART_CELERY_QUEUE", default="celery")
+
+# Prometheus /metrics (docs/metrics.md): the scraper's bearer token (empty: only users with a
+# role may read it), and how often a scrape re-checks the audit chain (0: never).
+RAMPART_METRICS_TOKEN = env.str("RAMPART_METRICS_TOKEN", default="")
+RAMPART_METRICS_AUDIT_VERIFY_SECONDS = env.int("RAMPART_METRICS_AUDIT_VERIFY_SECONDS", default=900)
 
 # Rampart's own knobs.
 RAMPART = {
@@ -237,13 +274,15 @@ RAMPART = {
     ),
     "ENROLL_TOKEN_TTL": env.int("RAMPART_ENROLL_TOKEN_TTL", default=3600),
 }
-# Beat (stored by django_celery_beat's DatabaseScheduler at start): fleet status poll, sweeper.
+# Beat (stored by django_celery_beat's DatabaseScheduler at start): fleet status poll, sweeper,
+# the redeploy that tidies bundles after a rule's expiry (the kernel's time match enforces it).
 CELERY_BEAT_SCHEDULE = {
     "rampart-status-poll": {
         "task": "agents.tasks.poll_fleet",
         "schedule": float(RAMPART["STATUS_POLL_SECONDS"]),
     },
     "rampart-sweeper": {"task": "agents.tasks.sweep_stuck", "schedule": 60.0},
+    "rampart-expiry": {"task": "agents.tasks.expire_rules", "schedule": 60.0},
 }
 
 LOGGING = {

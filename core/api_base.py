@@ -6,13 +6,19 @@
   a service; the viewset runs them in one transaction and deletes with a delete service.
 - Errors keep one shape: services raise Django ValidationErrors, which console.api turns
   into field-keyed 400s; deleting an object still in use is a 409 naming its users.
+
+The platform knows no domain: which services save and delete, what wraps a write (the
+policy domain adds revision capture) and which errors mean "in use" are attributes that a
+domain's base classes set (rules.api.base).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.db.models import Model
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
@@ -20,7 +26,6 @@ from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
 from core.api import validation_detail
-from rules import revisions, services
 
 
 class Conflict(APIException):
@@ -55,15 +60,21 @@ def has_explicit_permissions(view_class: type) -> bool:
 class ServiceModelViewSet(viewsets.ModelViewSet):
     """A model viewset whose writes go through services.
 
-    Subclasses set `queryset`, `serializer_class`, `filterset_class`, `permission_classes`
-    and, when deleting is more than `rules.services.object_delete`, `delete_service`.
+    A domain's base class sets `delete_service`, and may set `write_scope` (what wraps a
+    create or update: a transaction by default) and `conflict_errors` (service errors that
+    mean "still in use", answered 409). Concrete viewsets set `queryset`,
+    `serializer_class`, `filterset_class`, `permission_classes`; a base class that is not a
+    view itself sets `abstract = True`.
     """
 
-    delete_service: Callable[[Model], None] = staticmethod(services.object_delete)
+    abstract = True
+    delete_service: Callable[[Model], None] | None = None
+    write_scope: Callable[[], AbstractContextManager] = staticmethod(transaction.atomic)
+    conflict_errors: tuple[type[Exception], ...] = ()
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
-        if not has_explicit_permissions(cls):
+        if not vars(cls).get("abstract", False) and not has_explicit_permissions(cls):
             raise ImproperlyConfigured(f"{cls.__qualname__} must set permission_classes explicitly")
 
     def _refetch(self, serializer: serializers.BaseSerializer) -> None:
@@ -71,19 +82,22 @@ class ServiceModelViewSet(viewsets.ModelViewSet):
         serializer.instance = self.get_queryset().get(pk=serializer.instance.pk)
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        with revisions.revision_batch():  # one transaction, and one revision per call
+        with type(self).write_scope():
             serializer.save()
         self._refetch(serializer)
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        with revisions.revision_batch():
+        with type(self).write_scope():
             serializer.save()
         self._refetch(serializer)
 
     def perform_destroy(self, instance: Model) -> None:
+        delete = type(self).delete_service
+        if delete is None:
+            raise ImproperlyConfigured(f"{type(self).__qualname__} must set delete_service")
         try:
-            type(self).delete_service(instance)
-        except services.ObjectInUse as exc:
+            delete(instance)
+        except self.conflict_errors as exc:
             raise Conflict(detail=validation_detail(exc)) from None
 
     @extend_schema(responses={204: None, 409: ErrorSerializer})
@@ -112,14 +126,16 @@ class NameListField(serializers.ListField):
 
 
 class ServiceModelSerializer(serializers.ModelSerializer):
-    """Parses the shape; the model (full_clean in services.object_save) validates the values.
+    """Parses the shape; the model (full_clean in the save service) validates the values.
 
     Validators DRF would copy from the model (unique name, name syntax) are dropped so each
-    rule is checked, and worded, in one place. Reference lists named in `ref_fields` are
-    popped before saving and handed to `save_refs`, which calls the service that sets them.
+    rule is checked, and worded, in one place. A domain's base class sets `save_service`
+    (validate and save one object). Reference lists named in `ref_fields` are popped before
+    saving and handed to `save_refs`, which calls the service that sets them.
     """
 
     ref_fields: tuple[str, ...] = ()
+    save_service: Callable[[Model], Model] | None = None
 
     def build_standard_field(self, field_name, model_field):
         field_class, kwargs = super().build_standard_field(field_name, model_field)
@@ -132,11 +148,17 @@ class ServiceModelSerializer(serializers.ModelSerializer):
     def save_refs(self, obj: Model, refs: dict) -> None:
         """Set reference lists through their service (override when `ref_fields` is set)."""
 
+    def _save(self, obj: Model) -> Model:
+        save = type(self).save_service
+        if save is None:
+            raise ImproperlyConfigured(f"{type(self).__qualname__} must set save_service")
+        return save(obj)
+
     def create(self, validated_data: dict) -> Model:
         refs = {
             name: validated_data.pop(name) for name in self.ref_fields if name in validated_data
         }
-        obj = services.object_save(self.Meta.model(**validated_data))
+        obj = self._save(self.Meta.model(**validated_data))
         self.save_refs(obj, refs)
         return obj
 
@@ -146,6 +168,6 @@ class ServiceModelSerializer(serializers.ModelSerializer):
         }
         for name, value in validated_data.items():
             setattr(instance, name, value)
-        services.object_save(instance)
+        self._save(instance)
         self.save_refs(instance, refs)
         return instance

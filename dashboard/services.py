@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from rules import revisions, services
-from rules.models import AddressGroup, Rule, ServiceGroup
+from rules.models import AddressGroup, Rule, RuleSet, ServiceGroup
 
 
 @transaction.atomic
@@ -27,6 +27,7 @@ def rule_place(*, rule: Rule, before: Rule | None = None, after: Rule | None = N
     if (before is None) == (after is None):
         raise ValidationError({"position": ["drop the rule before or after another rule"]})
     anchor = before or after
+    assert anchor is not None  # exactly one of them, checked above
     if anchor.ruleset_id != rule.ruleset_id or anchor.pk == rule.pk:
         raise ValidationError(
             {"position": ["the neighbour must be another rule of the same rule set"]}
@@ -39,6 +40,48 @@ def rule_place(*, rule: Rule, before: Rule | None = None, after: Rule | None = N
     if target != rule.position:
         services.rule_move(rule=rule, position=target)
     return target
+
+
+@transaction.atomic
+def rule_drop(
+    *, ruleset: RuleSet, rule_id: int, before_id: int | None = None, after_id: int | None = None
+) -> int:
+    """`rule_place` by row ids as the browser reports them; returns the rule's new position.
+
+    Ids of another rule set are treated as unknown, so a stale page cannot move their rules.
+    """
+    rules = ruleset.rules.in_bulk([v for v in (rule_id, before_id, after_id) if v])
+    rule = rules.get(rule_id)
+    if rule is None:
+        raise ValidationError({"rule": ["no such rule in this rule set (reload the page)"]})
+    return rule_place(rule=rule, before=rules.get(before_id or 0), after=rules.get(after_id or 0))
+
+
+BULK_ACTIONS = ("enable", "disable", "delete", "move")
+
+
+@transaction.atomic
+def rules_bulk_action(
+    *, ruleset: RuleSet, action: str, rule_ids: Sequence[int], position: int | None = None
+) -> int:
+    """Enable, disable, delete or move the selected rules as one `rules.services.rules_bulk`
+    call; `move` places them, in their current order, from `position` on. Returns how many."""
+    if action in ("enable", "disable"):
+        services.rules_bulk(
+            ruleset=ruleset, update=[{"id": pk, "enabled": action == "enable"} for pk in rule_ids]
+        )
+    elif action == "delete":
+        services.rules_bulk(ruleset=ruleset, delete=list(rule_ids))
+    elif action == "move" and position:
+        chosen = set(rule_ids)
+        current = list(ruleset.rules.order_by("position", "id").values_list("id", flat=True))
+        picked = [pk for pk in current if pk in chosen]
+        rest = [pk for pk in current if pk not in chosen]
+        at = min(position, len(rest) + 1) - 1
+        services.rules_bulk(ruleset=ruleset, order=rest[:at] + picked + rest[at:])
+    else:
+        raise ValidationError({"action": [f"unknown bulk action {action!r} (or no position)"]})
+    return len(rule_ids)
 
 
 @revisions.batched

@@ -10,26 +10,44 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rampart_agent import protocol
-from rampart_agent.dataplane import DataplaneError, RecordingDataplane, open_dataplane
-from rampart_agent.engine import AgentError, Engine, gather_facts
+from rampart_agent import __version__, control, protocol
+from rampart_agent.dataplane import (
+    Dataplane,
+    DataplaneError,
+    RecordingDataplane,
+    open_dataplane,
+)
+from rampart_agent.engine import Engine
+from rampart_agent.errors import AgentError
+from rampart_agent.host import gather_facts
+from rampart_agent.intake import MIB, Limits
+from rampart_agent.metrics import serve_metrics
+from rampart_agent.owner import SERVE, Owner
 from rampart_agent.ruleset import BundleError
 from rampart_agent.runner import CommandError
+from rampart_agent.server import make_server, serve_fleet
 from rampart_agent.state import DEFAULT_STATE_DIR, ENROLLMENT_FILE, StateDir
 
 log = logging.getLogger("rampart.agent")
 
 
+ENROLL_TIMEOUT = 30  # seconds for the console to answer an enrollment
+OWNER_WAIT = 120  # seconds to wait for a one-shot command that owns the state directory
+
+
 class UserError(Exception):
-    pass
+    """A mistake on the command line or a refusal to report in one line, without traceback."""
 
 
-def _dataplane(args: argparse.Namespace, state: StateDir):  # noqa: ANN202
+def _dataplane(args: argparse.Namespace, state: StateDir) -> Dataplane:
     kind = args.dataplane or os.environ.get("RAMPART_AGENT_DATAPLANE") or "iptables"
     if kind == "recording":
         return RecordingDataplane(path=state.path / "recording.json")
@@ -50,19 +68,81 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from rampart_agent.server import make_server
+def _take_ownership(state: StateDir, role: str) -> tuple[Owner, tuple[int, str] | None]:
+    """The owner lock (owner.py), waiting for a one-shot command; the holder if it is
+    `serve` (or the wait ran out)."""
+    state.ensure()
+    owner = Owner(state.path)
+    return owner, owner.wait(role, OWNER_WAIT)
 
+
+def _busy(state: StateDir, pid: int, role: str) -> UserError:
+    if role == SERVE:
+        return UserError(
+            f"rampart-agent serve (pid {pid}) owns {state.path}; its control socket "
+            f"{control.socket_path(state)} does not answer: stop it first"
+        )
+    return UserError(
+        f"rampart-agent {role or 'command'} (pid {pid or '?'}) owns {state.path} "
+        f"for more than {OWNER_WAIT} s; try again when it ends"
+    )
+
+
+def _one_shot(args: argparse.Namespace, command: str, control_args: dict[str, Any]) -> Any:
+    """Run a local command: in this process when the state directory is free, else by the
+    `serve` that owns it, over its control socket (never a second engine beside it)."""
+    state = StateDir(args.state_dir, args.run_dir)
+    owner, holder = _take_ownership(state, command)
+    if holder is None:
+        try:
+            return control.run_command(_engine(args), command, control_args)
+        finally:
+            owner.release()
+    pid, role = holder
+    if role != SERVE:
+        raise _busy(state, pid, role)
+    try:
+        return control.call(control.socket_path(state), command, control_args)
+    except OSError as exc:
+        raise _busy(state, pid, role) from exc
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    owner, holder = _take_ownership(StateDir(args.state_dir, args.run_dir), SERVE)
+    if holder is not None:
+        pid, role = holder
+        raise UserError(
+            f"rampart-agent {role or 'command'} (pid {pid or '?'}) owns {args.state_dir}; "
+            "stop it first"
+        )
+    try:
+        return _serve(args)
+    finally:
+        owner.release()
+
+
+def _serve(args: argparse.Namespace) -> int:
     engine = _engine(args)
     if engine.dp.backend == "legacy":
         try:
-            import iptc  # noqa: F401 - ~0.8 s once here rather than in the first apply
+            # optional (needs libxtables): imported here, ~0.8 s, rather than in the first apply
+            import iptc  # noqa: F401
         except Exception as exc:  # noqa: BLE001 - it fails in several ways without libxtables
             log.warning("python-iptables unavailable (%s): reads use iptables-legacy", exc)
     result = engine.start()  # the confirmed policy is in place before the API serves
     log.info("restored version %s (%s)", result["version"], "full" if result["full"] else "kept")
-    server = make_server(engine, engine.state, args.listen)
-    log.info("listening on https://%s (backend %s)", args.listen, engine.dp.name)
+    limits = Limits(
+        max_connections=args.max_connections,
+        max_bundle_bytes=args.max_bundle_bytes,
+        max_read_bytes=args.max_read_bytes,
+    )
+    server = make_server(engine, engine.state, args.listen, limits)
+    local = control.start_control(engine.state, engine, limits.max_bundle_bytes + MIB)
+    host, port = str(server.server_name), server.server_port
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    log.info("listening on https://%s (backend %s)", address, engine.dp.name)
+    if args.metrics_listen:
+        _start_metrics(args.metrics_listen, engine, address)
     stop = threading.Event()
 
     def _stop(*_: Any) -> None:
@@ -75,25 +155,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threading.Thread(
             target=_resync_loop, args=(engine, args.resync_interval, stop), daemon=True
         ).start()
-    print(f"ready {args.listen}", flush=True)
+    print(f"ready {address}", flush=True)
     server.serve_forever()
+    if local is not None:
+        local.stop()
     engine.shutdown()
     return 0
+
+
+def _start_metrics(listen: str, engine: Engine, api_address: str) -> None:
+    """The Prometheus listener (metrics.py): plain HTTP, never on the API's port."""
+    try:
+        serve_metrics(listen, engine, api_listen=api_address)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"--metrics-listen {listen}: {exc}") from exc
+    log.info("metrics on http://%s/metrics", listen)
 
 
 def _resync_loop(engine: Engine, interval: float, stop: threading.Event) -> None:
     """Felix-style periodic read-back: drift found here makes the next apply a full one."""
     while not stop.wait(interval):
         try:
-            if engine.status()["drift"]["drifted"]:
+            if (engine.status()["drift"] or {}).get("drifted"):  # null: an apply waits
                 log.warning("drift detected: the next apply rewrites every RPT- chain")
         except Exception:  # keep the loop alive; the next round retries
             log.exception("resync read failed")
 
 
-def cmd_enroll(args: argparse.Namespace) -> int:
-    import requests
+def _post_json(url: str, payload: dict[str, Any], *, insecure: bool) -> tuple[int, bytes]:
+    """POST `payload` as JSON: (status, body) of any HTTP answer; UserError when the console
+    cannot be reached. `insecure`: the console's TLS certificate is not verified."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload, allow_nan=False).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        method="POST",
+    )
+    context = ssl.create_default_context()
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(request, timeout=ENROLL_TIMEOUT, context=context) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+    except (OSError, ValueError) as exc:  # URLError, TLS, timeout; ValueError: a bad URL
+        raise UserError(f"cannot reach the console at {url}: {exc}") from exc
 
+
+def cmd_enroll(args: argparse.Namespace) -> int:
     state = StateDir(args.state_dir, args.run_dir)
     key = state.ensure_identity()
     if args.facts_file:
@@ -111,18 +223,19 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         "facts": facts,
     }
     url = args.console.rstrip("/") + protocol.ENROLL_PATH
-    try:
-        resp = requests.post(url, json=payload, timeout=30, verify=not args.insecure)
-    except requests.RequestException as exc:
-        raise UserError(f"cannot reach the console at {url}: {exc}") from exc
-    if resp.status_code >= 300:
+    status, body = _post_json(url, payload, insecure=args.insecure)
+    if status >= 300:
         try:
-            detail = resp.json()
+            detail = json.loads(body)
         except ValueError:
-            detail = resp.text[:200]
-        raise UserError(f"enrollment refused ({resp.status_code}): {detail}")
-    answer = resp.json()
-    state.set_console_key(answer["console_public_key"])
+            detail = body.decode(errors="replace")[:200]
+        raise UserError(f"enrollment refused ({status}): {detail}")
+    try:
+        answer = json.loads(body)
+        console_key = answer["console_public_key"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"the console's answer is not an enrollment: {body[:200]!r}") from exc
+    state.set_console_key(console_key)
     state.write_json(
         ENROLLMENT_FILE,
         {
@@ -144,40 +257,40 @@ def cmd_facts(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    _print(_engine(args).status())
+    _print(_one_shot(args, "status", {}))
     return 0
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     try:
         data = json.loads(Path(args.file).read_text() if args.file != "-" else sys.stdin.read())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"cannot read {args.file}: {exc}") from exc
-    if args.confirm_timeout_set is not None and isinstance(data, dict) and "bundle" in data:
+    if args.confirm_timeout_set is not None and isinstance(data, dict):
+        if "bundle" not in data and "format" in data:  # a bare bundle
+            data = {"bundle": data}
         data["confirm_timeout"] = args.confirm_timeout_set
-    _print(_engine(args).apply(data, local=True))
+    _print(_one_shot(args, "apply", {"request": data}))
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    _print(_engine(args).rollback("local rollback"))
+    _print(_one_shot(args, "rollback", {}))
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    _print(_engine(args).start(serving=False))
+    _print(_one_shot(args, "restore", {}))
     return 0
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    _print(_engine(args).confirm(args.version))
+    _print(_one_shot(args, "confirm", {"version": args.version}))
     return 0
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     """Many agents (recording dataplane) in one process, for the console's fleet benchmark."""
-    from rampart_agent.server import serve_fleet
-
     console_key = args.console_key
     if args.console_key_file:
         console_key = Path(args.console_key_file).read_text().strip()
@@ -225,6 +338,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rampart-agent", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
@@ -259,6 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=300,
         help="seconds between drift read-backs (0: never)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics "
+        "(default: off; never the API's port; see docs/metrics.md)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=Limits.max_connections,
+        help="connections served at once; more are closed at once",
+    )
+    p.add_argument(
+        "--max-bundle-bytes",
+        type=int,
+        default=Limits.max_bundle_bytes,
+        help="largest POST /v1/apply body (other routes: 64 KiB)",
+    )
+    p.add_argument(
+        "--max-read-bytes",
+        type=int,
+        default=Limits.max_read_bytes,
+        help="request bodies read at once over all connections; more answer 503",
     )
     p = add("enroll", cmd_enroll, "enroll with the console using a one-time token")
     p.add_argument("--console", required=True)

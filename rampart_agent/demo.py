@@ -28,7 +28,7 @@ NS = "rpt_demo"
 VETH = "rpt_demo0"
 HOST_ADDR = "198.18.0.1"
 AGENT_ADDR = "198.18.0.2"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def command(python: str) -> list[str] | None:

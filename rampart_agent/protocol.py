@@ -1,7 +1,9 @@
 """Console <-> agent wire protocol: keys, request/response signatures, bundle hash.
 
 Pure (stdlib + `cryptography`): the console imports this module too, so signing and
-verifying can never drift apart. See docs/agent-protocol.md for the contract.
+verifying can never drift apart. The signed bytes, header names and freshness window are
+the contract's (rampart_contract/signing.py); this module adds the Ed25519 keys, the
+signatures and the replay cache. See docs/agent-protocol.md for the contract.
 """
 
 from __future__ import annotations
@@ -9,15 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
-import hashlib
 import hmac
-import json
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -34,20 +32,34 @@ from rampart_contract.bundle_hash import (  # noqa: F401 - part of the protocol
     HASHED_BUNDLE_FIELDS,
     bundle_hash,
 )
+from rampart_contract.canonical import canonical_json  # noqa: F401 - part of the protocol
+from rampart_contract.signing import (  # noqa: F401 - part of the protocol
+    CLOCK_WINDOW,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    PROTOCOL_VERSION,
+    header,
+    is_fresh,
+    is_valid_nonce,
+    new_nonce,
+    request_message,
+    response_message,
+    sha256_hex,
+)
 
-PROTOCOL_VERSION = "rampart-v1"
 DEFAULT_PORT = 8745
-CLOCK_WINDOW = 60  # seconds either side of the agent's clock
-
-HEADER_TIMESTAMP = "X-Rampart-Timestamp"
-HEADER_NONCE = "X-Rampart-Nonce"
-HEADER_SIGNATURE = "X-Rampart-Signature"
 
 PATH_STATUS = "/v1/status"
 PATH_APPLY = "/v1/apply"
 PATH_CONFIRM = "/v1/confirm"
 PATH_ROLLBACK = "/v1/rollback"
 ENROLL_PATH = "/api/v1/agents/enroll/"
+
+# How long an apply waits for the xtables lock another program holds (iptables-legacy
+# serialises every table change on it) before it gives up, changing nothing. The console's
+# read timeout is derived from it, so it never gives up on an agent that is only waiting.
+XTABLES_WAIT_SECONDS = 60
 
 
 class ProtocolError(Exception):
@@ -66,18 +78,6 @@ class ExpiredError(ProtocolError):
 
 class ReplayError(ProtocolError):
     status = 409
-
-
-# --- encoding helpers -------------------------------------------------------------------
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The one JSON serialisation that is hashed: sorted keys, no spaces, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- keys -------------------------------------------------------------------------------
@@ -149,17 +149,6 @@ def hashes_sha256(data: bytes) -> str:
 # --- requests (console -> agent) -------------------------------------------------------
 
 
-def request_message(method: str, path: str, body: bytes, timestamp: int | str, nonce: str) -> bytes:
-    """The exact bytes signed for a request; `path` is the request target as sent."""
-    return (
-        f"{PROTOCOL_VERSION}\n{method.upper()}\n{path}\n{sha256_hex(body)}\n{timestamp}\n{nonce}"
-    ).encode()
-
-
-def new_nonce() -> str:
-    return os.urandom(16).hex()
-
-
 def sign_request(
     key: Ed25519PrivateKey,
     method: str,
@@ -180,11 +169,29 @@ def sign_request(
     }
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return value
-    return None
+def check_request_headers(
+    headers: Mapping[str, str], *, now: float | None = None, window: int = CLOCK_WINDOW
+) -> tuple[str, str, bytes]:
+    """The checks a request's signature headers allow before its body is read: present,
+    well formed and fresh. Returns (timestamp text, nonce, signature bytes)."""
+    ts_text = header(headers, HEADER_TIMESTAMP)
+    nonce = header(headers, HEADER_NONCE)
+    sig_text = header(headers, HEADER_SIGNATURE)
+    if not ts_text or not nonce or not sig_text:
+        raise SignatureError("missing signature headers")
+    if not is_valid_nonce(nonce):
+        raise SignatureError("nonce must be 32 lowercase hex characters")
+    try:
+        ts = int(ts_text)
+        sig = base64.b64decode(sig_text, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise SignatureError("malformed timestamp or signature") from exc
+    if len(sig) != 64:
+        raise SignatureError("malformed signature (an Ed25519 signature is 64 bytes)")
+    now = time.time() if now is None else now
+    if not is_fresh(ts, now, window):
+        raise ExpiredError(f"timestamp outside ±{window}s of the agent's clock")
+    return ts_text, nonce, sig
 
 
 def verify_request(
@@ -202,26 +209,12 @@ def verify_request(
     The nonce is not checked here (see `NonceCache`) so that a caller can verify first and
     only then remember the nonce: an unsigned request cannot fill the cache.
     """
-    ts_text = _header(headers, HEADER_TIMESTAMP)
-    nonce = _header(headers, HEADER_NONCE)
-    sig_text = _header(headers, HEADER_SIGNATURE)
-    if not ts_text or not nonce or not sig_text:
-        raise SignatureError("missing signature headers")
-    if len(nonce) != 32 or any(c not in "0123456789abcdef" for c in nonce):
-        raise SignatureError("nonce must be 32 lowercase hex characters")
-    try:
-        ts = int(ts_text)
-        sig = base64.b64decode(sig_text, validate=True)
-    except (ValueError, binascii.Error) as exc:
-        raise SignatureError("malformed timestamp or signature") from exc
+    ts_text, nonce, sig = check_request_headers(headers, now=now, window=window)
     try:
         public_key.verify(sig, request_message(method, path, body, ts_text, nonce))
     except InvalidSignature as exc:
         raise SignatureError("bad signature") from exc
-    now = time.time() if now is None else now
-    if abs(now - ts) > window:
-        raise ExpiredError(f"timestamp outside ±{window}s of the agent's clock")
-    return ts, nonce
+    return int(ts_text), nonce
 
 
 class NonceCache:
@@ -232,6 +225,11 @@ class NonceCache:
         self.max_entries = max_entries
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+
+    def seen(self, nonce: str) -> bool:
+        """Whether `nonce` was used (a replay can be refused before its body is read)."""
+        with self._lock:
+            return nonce in self._seen
 
     def check_and_add(self, nonce: str, timestamp: float, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -248,12 +246,6 @@ class NonceCache:
 
 
 # --- responses (agent -> console) ------------------------------------------------------
-
-
-def response_message(status: int, body: bytes, request_nonce: str) -> bytes:
-    return (
-        f"{PROTOCOL_VERSION}-response\n{int(status)}\n{sha256_hex(body)}\n{request_nonce}".encode()
-    )
 
 
 def sign_response(key: Ed25519PrivateKey, status: int, body: bytes, request_nonce: str) -> str:

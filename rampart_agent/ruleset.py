@@ -54,7 +54,8 @@ def parse_restore(text: str, previous: dict[str, Table] | None = None) -> dict[s
     at a time (one regex match and one split per chain); every other line is checked on
     its own. `previous` (the tables of the bundle applied before) lends its line lists to
     chains whose run of lines is the same text: a 1-rule change to a 50k-rule bundle
-    splits one chain, not all of them.
+    splits one chain, not all of them. The helpers are called once per run or per other
+    line, never per rule line.
     """
     tables: dict[str, Table] = {}
     current: Table | None = None
@@ -68,35 +69,15 @@ def parse_restore(text: str, previous: dict[str, Table] | None = None) -> dict[s
         if text.startswith("-A ", pos):
             if earlier is not None:  # the previous bundle's run of this chain, unchanged?
                 chain = text[pos + 3 : text.find(" ", pos + 3)]
-                block = earlier.runs.get(chain)
-                end = pos + len(block) if block is not None else -1
-                if (
-                    block is not None
-                    and chains.get(chain) == []
-                    and chain not in runs
-                    and text.startswith(block, pos)
-                    and text.startswith("\n", end)
-                    and not text.startswith(f"\n-A {chain} ", end)
-                ):
-                    runs[chain] = block  # a memcmp instead of a regex scan and a split
-                    chains[chain] = earlier.chains[chain]  # shared, never extended
+                end = _lend_run(text, pos, chain, earlier, chains, runs)
+                if end >= 0:
                     lineno += len(chains[chain])
                     pos = end + 1
                     continue
             run = _RUN_RE.match(text, pos)
-            chain = run.group(1) if run else ""
-            rules = chains.get(chain)
-            if rules is not None:  # rules of a declared RPT- chain
-                block = run.group(0)
-                if not rules and chain not in runs:  # the chain's first (usually only) run
-                    runs[chain] = block
-                elif runs.pop(chain, None) is not None:  # in pieces: no single text for it
-                    chains[chain] = rules = list(rules)  # (the first piece may be shared)
-                lines = block.split("\n")
-                if block.endswith(" ") or " \n" in block:
-                    lines = [line.rstrip() for line in lines]
-                rules += lines
-                lineno += len(lines)
+            rules = chains.get(run.group(1)) if run is not None else None
+            if run is not None and rules is not None:  # rules of a declared RPT- chain
+                lineno += _add_run(run.group(1), run.group(0), rules, chains, runs)
                 pos = run.end() + 1
                 continue
         eol = text.find("\n", pos)
@@ -108,46 +89,102 @@ def parse_restore(text: str, previous: dict[str, Table] | None = None) -> dict[s
         if not line or line.startswith("#"):
             continue
         if line.startswith("*"):
-            name = line[1:]
-            if name not in TABLES:
-                raise BundleError(f"line {lineno}: unknown table {name!r}")
-            current = tables.setdefault(name, Table(name))
+            current = _open_table(line, lineno, tables)
             chains, runs = current.chains, current.runs
-            earlier = (previous or {}).get(name)
-            continue
-        if current is None:
+            earlier = (previous or {}).get(current.name)
+        elif current is None:
             raise BundleError(f"line {lineno}: rule outside a table")
-        if line == "COMMIT":
+        elif line == "COMMIT":
             current = earlier = None
             chains, runs = {}, {}
-            continue
-        if line.startswith(":"):
-            chain = line[1:].split()[0]
-            if chain in BUILTINS:
-                continue  # built-in chain policies are never changed
-            _check_chain(chain, lineno)
-            current.chains.setdefault(chain, [])
-            continue
-        parts = line.split(None, 2)
-        if len(parts) < 3 or parts[0] != "-A":
-            raise BundleError(f"line {lineno}: only ':CHAIN' declarations and '-A' rules allowed")
-        chain = parts[1]
-        if chain in BUILTINS:
-            target = _target(line)
-            if not target or not target.startswith(CHAIN_PREFIX):
-                raise BundleError(f"line {lineno}: a rule in {chain} must jump to an RPT- chain")
-            current.jumps.setdefault(chain, []).append(line)
-            continue
-        _check_chain(chain, lineno)
-        raise BundleError(f"line {lineno}: chain {chain} is not declared")
+        else:
+            _table_line(current, line, lineno)
     if current is not None:
         raise BundleError("table without COMMIT")
+    _check_jumps(tables)
+    return tables
+
+
+def _lend_run(
+    text: str,
+    pos: int,
+    chain: str,
+    earlier: Table,
+    chains: dict[str, list[str]],
+    runs: dict[str, str],
+) -> int:
+    """If the run of lines at `pos` is the previous bundle's run of its chain, unchanged,
+    share that bundle's line list (a memcmp instead of a regex scan and a split) and
+    return where the run ends; else -1."""
+    block = earlier.runs.get(chain)
+    if block is None:
+        return -1
+    end = pos + len(block)
+    if (
+        chains.get(chain) == []
+        and chain not in runs
+        and text.startswith(block, pos)
+        and text.startswith("\n", end)
+        and not text.startswith(f"\n-A {chain} ", end)
+    ):
+        runs[chain] = block
+        chains[chain] = earlier.chains[chain]  # shared, never extended
+        return end
+    return -1
+
+
+def _add_run(
+    chain: str, block: str, rules: list[str], chains: dict[str, list[str]], runs: dict[str, str]
+) -> int:
+    """Add a run of rule lines to its (declared) chain; return how many lines it had."""
+    if not rules and chain not in runs:  # the chain's first (usually only) run
+        runs[chain] = block
+    elif runs.pop(chain, None) is not None:  # in pieces: no single text for it
+        chains[chain] = rules = list(rules)  # (the first piece may be shared)
+    lines = block.split("\n")
+    if block.endswith(" ") or " \n" in block:
+        lines = [line.rstrip() for line in lines]
+    rules += lines
+    return len(lines)
+
+
+def _open_table(line: str, lineno: int, tables: dict[str, Table]) -> Table:
+    name = line[1:]
+    if name not in TABLES:
+        raise BundleError(f"line {lineno}: unknown table {name!r}")
+    return tables.setdefault(name, Table(name))
+
+
+def _table_line(current: Table, line: str, lineno: int) -> None:
+    """A line inside a table that is not part of a run: a chain declaration, a jump from a
+    built-in chain, or an error."""
+    if line.startswith(":"):
+        chain = line[1:].split()[0]
+        if chain in BUILTINS:
+            return  # built-in chain policies are never changed
+        _check_chain(chain, lineno)
+        current.chains.setdefault(chain, [])
+        return
+    parts = line.split(None, 2)
+    if len(parts) < 3 or parts[0] != "-A":
+        raise BundleError(f"line {lineno}: only ':CHAIN' declarations and '-A' rules allowed")
+    chain = parts[1]
+    if chain in BUILTINS:
+        target = _target(line)
+        if not target or not target.startswith(CHAIN_PREFIX):
+            raise BundleError(f"line {lineno}: a rule in {chain} must jump to an RPT- chain")
+        current.jumps.setdefault(chain, []).append(line)
+        return
+    _check_chain(chain, lineno)
+    raise BundleError(f"line {lineno}: chain {chain} is not declared")
+
+
+def _check_jumps(tables: dict[str, Table]) -> None:
     for table in tables.values():
         for lines in table.jumps.values():
             for line in lines:
                 if _target(line) not in table.chains:
                     raise BundleError(f"jump to undeclared chain: {line}")
-    return tables
 
 
 def _check_chain(chain: str, lineno: int) -> None:

@@ -34,7 +34,8 @@ class Runner:
     def __init__(self, prefix: Sequence[str] = (), timeout: float = 300) -> None:
         self.prefix = list(prefix)
         self.timeout = timeout
-        self._warm: dict[tuple[str, ...], subprocess.Popen] = {}
+        # command -> its waiting process (None: wanted, being started)
+        self._warm: dict[tuple[str, ...], subprocess.Popen | None] = {}
         self._warm_lock = threading.Lock()
         self._held: list[tuple[str, ...]] | None = None  # refills waiting for `busy` to end
 
@@ -52,7 +53,7 @@ class Runner:
             key = tuple(argv)
             with self._warm_lock:
                 if key not in self._warm:
-                    self._warm[key] = None  # type: ignore[assignment]  # wanted, not yet up
+                    self._warm[key] = None  # wanted, not yet up
             _WARMER.request(self, key)
 
     def _spawn(self, argv: Sequence[str]) -> subprocess.Popen:
@@ -81,10 +82,10 @@ class Runner:
             if key not in self._warm:
                 return None
             proc, self._warm[key] = self._warm[key], None
+            refill_now = self._held is None
             if self._held is not None:
                 self._held.append(key)
-                key = None
-        if key is not None:
+        if refill_now:
             _WARMER.request(self, key)  # the next apply finds one waiting again
         if proc is not None and proc.poll() is None:
             return proc
@@ -211,7 +212,8 @@ class _Buffered:
     """A `Pending` look-alike that runs the whole input at `finish` (test doubles)."""
 
     def __init__(self, run: Callable[[str, bool], Result]) -> None:
-        self._run, self._parts = run, []
+        self._run = run
+        self._parts: list[str] = []
 
     def feed(self, text: str) -> None:
         self._parts.append(text)
@@ -229,6 +231,10 @@ class _Watchdog:
     """Kills processes that outlive their deadline; one thread for every Runner."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh, thread-less state (in a forked child: the thread did not survive)."""
         self._cv = threading.Condition()
         self._procs: dict[int, tuple[float, subprocess.Popen]] = {}
         self._expired: set[int] = set()
@@ -273,6 +279,10 @@ class _Warmer:
     """Starts the waiting processes of `Runner.keep_warm` off the caller's path."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh, thread-less state (in a forked child: the thread did not survive)."""
         self._cv = threading.Condition()
         self._todo: list[tuple[Runner, tuple[str, ...]]] = []
         self._thread: threading.Thread | None = None
@@ -302,8 +312,15 @@ class _Warmer:
 
 _WATCHDOG = _Watchdog()
 _WARMER = _Warmer()
-# the threads do not survive a fork
-os.register_at_fork(after_in_child=lambda: (_WATCHDOG.__init__(), _WARMER.__init__()))
+
+
+def _after_fork_in_child() -> None:
+    """The threads do not survive a fork: the child starts its own when it needs them."""
+    _WATCHDOG.reset()
+    _WARMER.reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass

@@ -14,14 +14,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from rampart_agent import protocol
+from rampart_agent import intake, protocol
 from rampart_agent.dataplane import DataplaneError
-from rampart_agent.engine import AgentError, Engine
+from rampart_agent.engine import Engine
+from rampart_agent.errors import AgentError
 from rampart_agent.state import StateDir
 
 log = logging.getLogger("rampart.agent.http")
-
-MAX_BODY = 64 * 1024 * 1024  # a 50k-rule bundle is ~8 MB; read before the signature check
 
 
 class AgentHTTPServer(ThreadingHTTPServer):
@@ -29,10 +28,19 @@ class AgentHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], engine: Engine, state: StateDir) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        engine: Engine,
+        state: StateDir,
+        limits: intake.Limits | None = None,
+    ) -> None:
         self.engine = engine
         self.state = state
         self.nonces = protocol.NonceCache()
+        self.limits = limits or intake.Limits()
+        self.budget = intake.ReadBudget(self.limits.max_read_bytes)
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         self.agent_key = state.ensure_identity()
         super().__init__(address, Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -46,6 +54,29 @@ class AgentHTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Over `max_connections` a new connection is closed at once (no TLS handshake, no
+        thread): a flood cannot make the agent hold more than the cap."""
+        if not self._slots.acquire(blocking=False):
+            log.warning(
+                "closed a connection from %s: %d connections open (--max-connections)",
+                client_address[0],
+                self.limits.max_connections,
+            )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
 
 class Handler(BaseHTTPRequestHandler):
     server: AgentHTTPServer
@@ -57,6 +88,12 @@ class Handler(BaseHTTPRequestHandler):
     # ~40 ms for the delayed ACK before the body follows (measured by the deploy bench).
     disable_nagle_algorithm = True
 
+    def setup(self) -> None:
+        # When this connection was accepted (its thread starts right after): a confirm is
+        # taken only on a connection opened after the apply (Engine.confirm).
+        self.opened_at = self.server.engine.clock.monotonic()
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -67,27 +104,9 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
     def _handle(self, method: str) -> None:
-        nonce = ""
+        self._nonce = ""  # the request's nonce once its headers passed: signs the answer
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length < 0 or length > MAX_BODY:
-                raise AgentError(413, "body too large")
-            body = self.rfile.read(length) if length else b""
-            console_key = self.server.state.console_key()
-            if console_key is None:
-                raise AgentError(401, "agent is not enrolled (no console key)")
-            try:
-                ts, nonce = protocol.verify_request(
-                    console_key,
-                    method,
-                    self.path,
-                    body,
-                    dict(self.headers.items()),
-                    now=self.server.engine.clock.time(),
-                )
-                self.server.nonces.check_and_add(nonce, ts, now=self.server.engine.clock.time())
-            except protocol.ProtocolError as exc:
-                raise AgentError(exc.status, str(exc)) from exc
+            body = self._read_signed(method)
             status, answer = 200, self._route(method, body)
         except AgentError as exc:
             status, answer = exc.status, exc.body
@@ -102,10 +121,45 @@ class Handler(BaseHTTPRequestHandler):
         except DataplaneError as exc:
             status, answer = 500, {"error": str(exc)}
             log.error("%s %s failed: %s", method, self.path, exc)
+        except RecursionError:
+            status, answer = 400, {"error": "body is nested too deeply"}
         except Exception as exc:  # the server must answer, whatever broke
             log.exception("%s %s crashed", method, self.path)
             status, answer = 500, {"error": f"internal error: {exc.__class__.__name__}"}
-        self._reply(status, answer, nonce)
+        # an answer to a request whose signature did not verify is signed without a nonce
+        self._reply(status, answer, "" if status == 401 else self._nonce)
+
+    def _read_signed(self, method: str) -> bytes:
+        """The body of a request signed by the console. Whatever the headers alone can
+        refuse is refused before a body byte is read (the connection is then closed: its
+        unread body cannot be taken for the next request); see intake.py."""
+        server = self.server
+        now = server.engine.clock.time()
+        keep_alive = not self.close_connection
+        self.close_connection = True  # until the body is read
+        length = intake.content_length(method, self.path, self.headers, server.limits)
+        console_key = server.state.console_key()
+        if console_key is None:
+            raise AgentError(401, "agent is not enrolled (no console key)")
+        _, nonce, _ = intake.check_headers(self.headers, server.nonces, now=now)
+        self._nonce = nonce
+        if not server.budget.take(length):
+            raise AgentError(503, "agent busy reading other requests; try again")
+        try:
+            body = self.rfile.read(length) if length else b""
+        finally:
+            server.budget.give(length)
+        if len(body) != length:
+            raise AgentError(400, f"body ended after {len(body)} of {length} bytes")
+        self.close_connection = not keep_alive
+        try:
+            ts, _ = protocol.verify_request(
+                console_key, method, self.path, body, dict(self.headers.items()), now=now
+            )
+            server.nonces.check_and_add(nonce, ts, now=now)
+        except protocol.ProtocolError as exc:
+            raise AgentError(exc.status, str(exc)) from exc
+        return body
 
     def _route(self, method: str, body: bytes) -> dict[str, Any]:
         engine = self.server.engine
@@ -119,6 +173,8 @@ class Handler(BaseHTTPRequestHandler):
             raise AgentError(404, f"no such endpoint: {method} {self.path}")
         try:
             data = json.loads(body or b"{}")
+        except RecursionError as exc:
+            raise AgentError(400, "body is not JSON: nested too deeply") from exc
         except ValueError as exc:
             raise AgentError(400, f"body is not JSON: {exc}") from exc
         if not isinstance(data, dict):
@@ -129,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
             version = data.get("version")
             if not isinstance(version, int):
                 raise AgentError(400, "'version' must be an integer")
-            return engine.confirm(version)
+            return engine.confirm(version, opened_at=self.opened_at)
         return engine.rollback("rollback requested by the console")
 
     def _reply(self, status: int, answer: dict[str, Any], nonce: str) -> None:
@@ -137,12 +193,24 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header(
             protocol.HEADER_SIGNATURE,
             protocol.sign_response(self.server.agent_key, status, data, nonce),
         )
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError as exc:  # SSLEOFError, reset: the client gave up first (its timeout)
+            self.close_connection = True
+            log.warning(
+                "%s %s: the client left before the answer (%d) was sent: %s",
+                self.command,
+                self.path,
+                status,
+                exc.__class__.__name__,
+            )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -150,8 +218,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0", int(port))
 
 
-def make_server(engine: Engine, state: StateDir, listen: str) -> AgentHTTPServer:
-    return AgentHTTPServer(parse_listen(listen), engine, state)
+def make_server(
+    engine: Engine, state: StateDir, listen: str, limits: intake.Limits | None = None
+) -> AgentHTTPServer:
+    return AgentHTTPServer(parse_listen(listen), engine, state, limits)
 
 
 def serve_fleet(

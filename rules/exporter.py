@@ -12,6 +12,9 @@ from collections.abc import Iterable
 
 import yaml
 
+from rules.models import Device, RuleSet
+from rules.selectors import policy_dict
+
 FORMATS = ("yaml", "json")
 
 # Key order of each kind of entry, as POLICY-FORMAT.md lists them; unknown keys go last.
@@ -130,9 +133,31 @@ def canonical_order(document: dict) -> dict:
 
 def export_document(*, devices: Iterable | None = None, rulesets: Iterable | None = None) -> dict:
     """The policy (all, or narrowed to some devices and/or rule sets) as a document dict."""
-    from rules.selectors import policy_dict
-
     return canonical_order(policy_dict(devices=devices, rulesets=rulesets))
+
+
+class UnknownTargets(ValueError):
+    """`export_named` was given rule set or device names that do not exist."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        super().__init__(f"unknown rule set or device: {', '.join(names)}")
+
+
+def export_named(*, rulesets: Iterable[str] = (), devices: Iterable[str] = ()) -> dict:
+    """The document narrowed to the rule sets and devices named (all of it when none are);
+    UnknownTargets names those that do not exist."""
+    rs_names, dev_names = list(rulesets), list(devices)
+    found_rs = list(RuleSet.objects.filter(name__in=rs_names))
+    found_dev = list(Device.objects.filter(name__in=dev_names))
+    unknown = sorted(set(rs_names) - {r.name for r in found_rs}) + sorted(
+        set(dev_names) - {d.name for d in found_dev}
+    )
+    if unknown:
+        raise UnknownTargets(unknown)
+    if not (rs_names or dev_names):
+        return export_document()
+    return export_document(devices=found_dev, rulesets=found_rs)
 
 
 class _Dumper(yaml.SafeDumper):

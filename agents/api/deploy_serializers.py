@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from agents.choices import DeploymentEvent
 from agents.models import Deployment, DeviceDeployment, RuleCounter
+from agents.selectors import deployment_state_counts, deployment_summary
 
 MAX_ID = 2**63 - 1
 
@@ -39,6 +41,32 @@ class DeploymentCreateSerializer(serializers.Serializer):
         return attrs
 
 
+class DeploymentResumeSerializer(serializers.Serializer):
+    """POST /deployments/{id}/resume/: restart a halted rollout."""
+
+    retry_failed = serializers.BooleanField(
+        default=False,
+        help_text="push the devices of the failed wave again (default: only the later waves)",
+    )
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class DeploymentCancelSerializer(serializers.Serializer):
+    """POST /deployments/{id}/cancel/: stop a queued, running or halted rollout."""
+
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class DeploymentEventSerializer(serializers.Serializer):
+    """One halt, resume or cancel of a rollout (waves counted from 1)."""
+
+    event = serializers.ChoiceField(choices=DeploymentEvent.choices)
+    at = serializers.DateTimeField()
+    by = serializers.CharField()
+    wave = serializers.IntegerField()
+    note = serializers.CharField(allow_blank=True)
+
+
 class DeviceDeploymentSerializer(serializers.ModelSerializer):
     device_name = serializers.CharField(source="device.name", read_only=True)
 
@@ -71,6 +99,7 @@ class DeviceDeploymentSerializer(serializers.ModelSerializer):
 class DeploymentSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     counts = serializers.SerializerMethodField()
+    events = DeploymentEventSerializer(many=True, read_only=True)
 
     class Meta:
         model = Deployment
@@ -87,16 +116,15 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "current_wave",
             "waves",
             "reason",
+            "halt_reason",
+            "events",
             "finished_at",
             "counts",
         ]
         read_only_fields = fields
 
     def get_counts(self, obj: Deployment) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for dd in obj.device_deployments.all():
-            counts[dd.state] = counts.get(dd.state, 0) + 1
-        return counts
+        return deployment_state_counts(obj)
 
 
 class DeploymentDetailSerializer(DeploymentSerializer):
@@ -107,8 +135,6 @@ class DeploymentDetailSerializer(DeploymentSerializer):
         read_only_fields = fields
 
     def to_representation(self, instance: Deployment) -> dict:
-        from agents.services import deployment_summary
-
         data = super().to_representation(instance)
         data["waves"] = deployment_summary(instance)["waves"]
         return data

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -19,11 +21,14 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import Deployment, DeviceDeployment, RuleCounter
 from core.accounts.permissions import CanDeploy, CanEdit, CanView
+from core.api_base import Conflict, ErrorSerializer
 from rules.models import Device
 
 from .deploy_serializers import (
+    DeploymentCancelSerializer,
     DeploymentCreateSerializer,
     DeploymentDetailSerializer,
+    DeploymentResumeSerializer,
     DeploymentSerializer,
     EnrollAnswerSerializer,
     EnrollmentTokenCreateSerializer,
@@ -33,6 +38,10 @@ from .deploy_serializers import (
     UnusedRulesSerializer,
 )
 
+_REFUSED = OpenApiResponse(
+    ErrorSerializer, description="the deployment's status does not allow it (the reason is given)"
+)
+
 
 class DeploymentViewSet(
     mixins.ListModelMixin,
@@ -40,7 +49,8 @@ class DeploymentViewSet(
     mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Create a deployment (202, work happens in Celery) and watch every device's state."""
+    """Create a deployment (202, work happens in Celery), watch every device's state, and
+    resume or cancel its rollout."""
 
     queryset = (
         Deployment.objects.defer("document")
@@ -53,10 +63,11 @@ class DeploymentViewSet(
     )
     filterset_fields = ["status", "trigger"]
     ordering_fields = ["id", "created_at"]
-    search_fields = []
+    search_fields: list[str] = []
+    DEPLOY_ACTIONS = ("create", "resume", "cancel")
 
     def get_permissions(self) -> list[BasePermission]:
-        return [CanDeploy()] if self.action == "create" else [CanView()]
+        return [CanDeploy()] if self.action in self.DEPLOY_ACTIONS else [CanView()]
 
     def get_serializer_class(self):  # noqa: ANN201 - DRF hook
         if self.action == "create":
@@ -72,6 +83,41 @@ class DeploymentViewSet(
         return Response(
             DeploymentDetailSerializer(deployment).data, status=status.HTTP_202_ACCEPTED
         )
+
+    @extend_schema(
+        request=DeploymentResumeSerializer,
+        responses={200: DeploymentDetailSerializer, 409: _REFUSED},
+        description="Restart a halted rollout: the waves after the failed one proceed; the "
+        "failed wave's devices are pushed again only with `retry_failed`. 409 unless halted.",
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        params = DeploymentResumeSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        return self._control(services.deployment_resume, pk, request, **params.validated_data)
+
+    @extend_schema(
+        request=DeploymentCancelSerializer,
+        responses={200: DeploymentDetailSerializer, 409: _REFUSED},
+        description="Stop a queued, running or halted rollout: devices still waiting end "
+        "`skipped`, pushes on the wire finish. 409 once it has ended.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        params = DeploymentCancelSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        return self._control(services.deployment_cancel, pk, request, **params.validated_data)
+
+    def _control(
+        self, service: Callable[..., Deployment], pk: str, request: Request, **params
+    ) -> Response:
+        """Call a rollout control for the deployment `pk`; its refusal is a 409."""
+        deployment = get_object_or_404(Deployment.objects.only("pk"), pk=pk)
+        try:
+            service(deployment_id=deployment.pk, user=request.user, **params)
+        except services.RolloutStateError as exc:
+            raise Conflict(detail={"non_field_errors": [str(exc)]}) from None
+        return Response(DeploymentDetailSerializer(self.get_queryset().get(pk=deployment.pk)).data)
 
 
 class EnrollmentTokenCreateView(APIView):
@@ -109,7 +155,7 @@ class HasEnrollmentToken(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         token = request.data.get("token") if hasattr(request.data, "get") else None
-        record = services.enrollment_token_lookup(token) if isinstance(token, str) else None
+        record = selectors.enrollment_token_lookup(token) if isinstance(token, str) else None
         request.enrollment_token = record
         return record is not None
 
@@ -149,7 +195,7 @@ class RuleCounterList(generics.ListAPIView):
     queryset = RuleCounter.objects.select_related("device")
     filterset_fields = ["device", "rule_uuid"]
     ordering_fields = ["packets", "bytes", "last_hit_at"]
-    search_fields = []
+    search_fields: list[str] = []
 
 
 class UnusedRulesView(APIView):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from agents import device_services
-from core.api_base import NameListField, ServiceModelSerializer
+from agents import services
+from core.api_base import NameListField
+from rules.api.base import PolicyModelSerializer
 from rules.choices import DefaultAction
 from rules.models import Device, DeviceGroup
 
@@ -45,7 +46,7 @@ class DefaultPolicySerializer(serializers.Serializer):
     )
 
 
-class DeviceSerializer(ServiceModelSerializer):
+class DeviceSerializer(PolicyModelSerializer):
     """A managed host. What its agent reported (enrollment, status, drift) is read-only here."""
 
     url = serializers.HyperlinkedIdentityField(view_name="device-detail")
@@ -89,12 +90,12 @@ class DeviceSerializer(ServiceModelSerializer):
 
     def save_refs(self, obj: Device, refs: dict) -> None:
         if "groups" in refs:
-            device_services.device_set_groups(device=obj, groups=refs["groups"])
+            services.device_set_groups(device=obj, groups=refs["groups"])
         if "rulesets" in refs:
-            device_services.device_set_rulesets(device=obj, rulesets=refs["rulesets"])
+            services.device_set_rulesets(device=obj, rulesets=refs["rulesets"])
 
 
-class DeviceGroupSerializer(ServiceModelSerializer):
+class DeviceGroupSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="devicegroup-detail")
     rulesets = NameListField(_ruleset_names, help_text="rule set names, in order")
     device_count = serializers.IntegerField(read_only=True)
@@ -115,4 +116,4 @@ class DeviceGroupSerializer(ServiceModelSerializer):
 
     def save_refs(self, obj: DeviceGroup, refs: dict) -> None:
         if "rulesets" in refs:
-            device_services.device_group_set_rulesets(group=obj, rulesets=refs["rulesets"])
+            services.device_group_set_rulesets(group=obj, rulesets=refs["rulesets"])

@@ -6,13 +6,13 @@ from django.db.models import Count
 
 from agents import filtersets
 from core.accounts.permissions import CanEdit
-from core.api_base import ServiceModelViewSet
+from rules.api.base import PolicyModelViewSet
 from rules.models import Device, DeviceGroup
 
 from . import serializers
 
 
-class DeviceViewSet(ServiceModelViewSet):
+class DeviceViewSet(PolicyModelViewSet):
     queryset = Device.objects.order_by("name").prefetch_related(
         "group_links__group", "ruleset_links__ruleset"
     )
@@ -23,7 +23,7 @@ class DeviceViewSet(ServiceModelViewSet):
     ordering_fields = ["name", "address", "status", "last_seen_at", "created", "last_updated"]
 
 
-class DeviceGroupViewSet(ServiceModelViewSet):
+class DeviceGroupViewSet(PolicyModelViewSet):
     queryset = (
         DeviceGroup.objects.order_by("name")
         .prefetch_related("ruleset_links__ruleset")

@@ -1,7 +1,7 @@
 """The audit log: who changed what, when, from where; hash-chained and append-only.
 
-Public API (import from the submodules; the names below are re-exported lazily so that
-importing this package never loads models before the app registry is ready):
+Public API (import from the submodules; `record`/`record_objects` are re-exported lazily so
+that importing this package never loads models before the app registry is ready):
 
 - `record(action, obj=None, ...)` / `record_objects(action, objs, ...)` — services.py
 - `audit_context(actor=..., channel=...)` — context.py
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .context import audit_context, current
+
+__all__ = ["audit_context", "current"]
+
 
 def __getattr__(name: str) -> Any:
     if name in ("record", "record_objects"):
-        from . import services
+        from . import services  # cycle: the app registry imports this package before models load
 
         return getattr(services, name)
-    if name in ("audit_context", "current"):
-        from . import context
-
-        return getattr(context, name)
     raise AttributeError(name)

@@ -8,6 +8,6 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         # Signal receivers are the one cross-cutting concern we allow (STYLE.md).
-        from . import signals
+        from . import signals  # cycle: signals needs models, which load after this app
 
         signals.connect()

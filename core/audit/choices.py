@@ -13,6 +13,8 @@ class AuditAction(models.TextChoices):
     TOKEN_CREATE = "token_create", "token created"
     TOKEN_REVOKE = "token_revoke", "token revoked"
     DEPLOY_STATE = "deploy_state", "deployment state change"
+    DEPLOY_RESUME = "deploy_resume", "deployment resumed"
+    DEPLOY_CANCEL = "deploy_cancel", "deployment cancelled"
     DRIFT_DETECTED = "drift_detected", "drift detected"
     DRIFT_REPAIRED = "drift_repaired", "drift repaired"
     REVISION_CREATE = "revision_create", "revision created"

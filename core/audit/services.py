@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, tzinfo
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -24,6 +23,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from core.bulk_rows import insert_rows
+from rampart_contract.canonical import canonical_json
 
 from .context import AuditContext, actor_of, current, is_disabled
 from .models import GENESIS_HASH, AuditChainHead, AuditEntry
@@ -82,7 +82,7 @@ def canonical(entry: Any) -> bytes:
         if name == "time":
             value = value.astimezone(UTC).isoformat()
         data[name] = value
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(data)
 
 
 class _Row:
@@ -120,6 +120,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, tzinfo):  # django_celery_beat's CrontabSchedule.timezone
+        return str(value)
     return _ENCODER.default(value)
 
 

@@ -11,8 +11,11 @@ import functools
 import uuid
 from typing import Any
 
+from celery.signals import task_postrun, task_prerun
 from django.apps import apps
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.core.management.base import BaseCommand
+from django.db.models.deletion import Collector
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
 from .choices import AuditAction
@@ -169,8 +172,6 @@ def _task_postrun(task_id=None, **kwargs) -> None:
 
 def _wrap_management_commands() -> None:
     """Run every management command as `cli:<os user>` on the cli channel."""
-    from django.core.management.base import BaseCommand
-
     if getattr(BaseCommand.execute, "_rampart_audit", False):
         return
     original = BaseCommand.execute
@@ -197,8 +198,6 @@ def _wrap_management_commands() -> None:
 
 def _defer_deletion_entries() -> None:
     """Django sends post_delete once per collected row; chain a whole delete's entries at once."""
-    from django.db.models.deletion import Collector
-
     if getattr(Collector.delete, "_rampart_audit", False):
         return
     original = Collector.delete
@@ -223,12 +222,7 @@ def connect() -> None:
     user_logged_in.connect(_logged_in, dispatch_uid=_UID)
     user_logged_out.connect(_logged_out, dispatch_uid=_UID)
     user_login_failed.connect(_login_failed, dispatch_uid=_UID)
-    try:
-        from celery.signals import task_postrun, task_prerun
-    except ImportError:  # pragma: no cover - celery is a dependency
-        pass
-    else:
-        task_prerun.connect(_task_prerun, dispatch_uid=_UID, weak=False)
-        task_postrun.connect(_task_postrun, dispatch_uid=_UID, weak=False)
+    task_prerun.connect(_task_prerun, dispatch_uid=_UID, weak=False)
+    task_postrun.connect(_task_postrun, dispatch_uid=_UID, weak=False)
     _wrap_management_commands()
     _defer_deletion_entries()

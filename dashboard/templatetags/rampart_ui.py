@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from django import template
 from django.utils.html import format_html
 
 from core.accounts import roles
+from dashboard.selectors.revisions import pending_approval_count
 
 register = template.Library()
 
@@ -100,9 +103,7 @@ def query_with(context, **changes) -> str:
 @register.simple_tag
 def pending_approvals() -> int:
     """Pending changes waiting for an approver (shown in the navigation)."""
-    from rules.models import RevisionStatus, RuleSetRevision
-
-    return RuleSetRevision.objects.filter(status=RevisionStatus.PENDING).count()
+    return pending_approval_count()
 
 
 @register.filter
@@ -143,8 +144,6 @@ def split_words(text: str) -> list[str]:
 @register.filter
 def pretty(value) -> str:
     """Facts as an admin reads them: lists joined, mappings as compact JSON."""
-    import json
-
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):

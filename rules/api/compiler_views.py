@@ -1,4 +1,5 @@
-"""Compiler over HTTP: a device's bundle, the packet tracer, analysis and validate (for CI).
+"""Compiler over HTTP for policy: rule set analysis and validate (for CI). A device's
+bundle, trace and analysis go through the one compile path: agents/api/compiled_views.py.
 
 Thin views: read the database through `rules.selectors.policy_dict` (the one document form),
 call one function of `compiler`, render. Bad query input is a 400 naming the field; a
@@ -10,43 +11,25 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import compiler
-from compiler.lower import lower_device
 from core.accounts import roles
 from core.accounts.permissions import CanView
 from rules import importer
 from rules.api.policy_views import RawBodyParser, body_format
+from rules.compile_options import compile_options
+from rules.models import RuleSet
 from rules.selectors import policy_dict
-
-TRACE_PARAMS = (
-    "chain",
-    "protocol",
-    "source",
-    "destination",
-    "sport",
-    "dport",
-    "icmp_type",
-    "in_interface",
-    "out_interface",
-    "state",
-)
 
 
 class CanValidate(CanView):
     """POST /validate/ changes nothing, so every role may use it (CI tokens included)."""
 
     write_roles = roles.CAN_READ
-
-
-def options(device=None) -> compiler.CompileOptions:
-    from agents.selectors import device_compile_options
-
-    return device_compile_options(device)
 
 
 def uncompilable(exc: compiler.CompilerError) -> Response:
@@ -59,74 +42,6 @@ def uncompilable(exc: compiler.CompilerError) -> Response:
     )
 
 
-def device_document(device) -> compiler.PolicyDocument:
-    return compiler.PolicyDocument.from_dict(policy_dict(devices=[device]))
-
-
-def _device(pk):
-    from rules.models import Device
-
-    return get_object_or_404(Device, pk=pk)
-
-
-@extend_schema(
-    summary="The compiled bundle of a device",
-    description="What the agent would be sent now: iptables-restore text for IPv4 "
-    "and IPv6, ipset restore text, per-chain hashes and the bundle hash "
-    "(docs/bundle-format.md).",
-    responses={200: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
-)
-class DeviceBundleView(APIView):
-    permission_classes = [CanView]
-
-    def get(self, request, pk):
-        device = _device(pk)
-        try:
-            bundle = compiler.compile_device(
-                device_document(device), device.name, options=options(device), now=timezone.now()
-            )
-        except compiler.CompilerError as exc:
-            return uncompilable(exc)
-        return Response(bundle.to_dict())
-
-
-@extend_schema(
-    summary="Trace a packet through a device's compiled policy",
-    description="Walks the compiled chains as netfilter does and returns the verdict, "
-    "the rule that decided it and the path. `protocol` tcp|udp|icmp|icmpv6, `state` "
-    "new|established|related|invalid|untracked (default new), `chain` "
-    "input|forward|output (default input).",
-    parameters=[OpenApiParameter(name, OpenApiTypes.STR) for name in TRACE_PARAMS],
-    responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
-)
-class DeviceTraceView(APIView):
-    permission_classes = [CanView]
-
-    def get(self, request, pk):
-        device = _device(pk)
-        unknown = sorted(set(request.query_params) - set(TRACE_PARAMS) - {"format"})
-        errors: dict[str, list[str]] = {k: ["unknown parameter"] for k in unknown}
-        try:
-            packet = compiler.Packet.from_params(
-                {k: request.query_params.get(k) for k in TRACE_PARAMS}
-            )
-        except ValueError as exc:
-            for error in getattr(exc, "errors", []):
-                errors.setdefault(error.path, []).append(error.message)
-            if not errors:
-                errors["non_field_errors"] = [str(exc)]
-        if errors:
-            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
-        try:
-            program = lower_device(
-                device_document(device), device.name, options(device), timezone.now()
-            )
-        except compiler.CompilerError as exc:
-            return uncompilable(exc)
-        result = compiler.Tracer(program).trace(packet)
-        return Response({"device": device.name, **result.to_dict()})
-
-
 @extend_schema(
     summary="Analysis of a rule set",
     description="Shadowed, redundant and never-matching rules (exact, by set "
@@ -137,8 +52,6 @@ class RuleSetAnalysisView(APIView):
     permission_classes = [CanView]
 
     def get(self, request, pk):
-        from rules.models import RuleSet
-
         ruleset = get_object_or_404(RuleSet, pk=pk)
         try:
             doc = compiler.PolicyDocument.from_dict(policy_dict(rulesets=[ruleset]))
@@ -146,25 +59,6 @@ class RuleSetAnalysisView(APIView):
             return uncompilable(exc)
         findings = compiler.analyse_ruleset(doc, ruleset.name, now=timezone.now())
         return Response({"ruleset": ruleset.name, "findings": [f.to_dict() for f in findings]})
-
-
-@extend_schema(
-    summary="Analysis of a device's whole policy",
-    description="The same findings over the device's evaluation order: fixed steps "
-    "(loopback, conntrack, anti-lockout), every rule set, the default policy.",
-    responses={200: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
-)
-class DeviceAnalysisView(APIView):
-    permission_classes = [CanView]
-
-    def get(self, request, pk):
-        device = _device(pk)
-        try:
-            doc = device_document(device)
-        except compiler.CompilerError as exc:
-            return uncompilable(exc)
-        findings = compiler.analyse_device(doc, device.name, now=timezone.now())
-        return Response({"device": device.name, "findings": [f.to_dict() for f in findings]})
 
 
 @extend_schema(
@@ -186,8 +80,6 @@ class ValidateView(APIView):
         except importer.ImportFailed as exc:
             return Response(exc.to_dict(), status=status.HTTP_400_BAD_REQUEST)
         if isinstance(data, dict) and set(data) == {"ruleset"}:
-            from rules.models import RuleSet
-
             ref = data["ruleset"]
             if isinstance(ref, bool) or not isinstance(ref, (int, str)) or not str(ref).isdigit():
                 return Response(
@@ -200,8 +92,8 @@ class ValidateView(APIView):
                 )
             data = policy_dict(rulesets=[ruleset])
             report = compiler.check_document(
-                data, now=timezone.now(), options=options(), ruleset=ruleset.name
+                data, now=timezone.now(), options=compile_options(), ruleset=ruleset.name
             )
             return Response(report.to_dict())
-        report = compiler.check_document(data, now=timezone.now(), options=options())
+        report = compiler.check_document(data, now=timezone.now(), options=compile_options())
         return Response(report.to_dict())

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from compiler import values
 from core.accounts.permissions import CanEdit, CanView
 from rules import exporter, importer
+from rules.onboarding import translate_iptables_save
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -108,21 +109,13 @@ class PolicyExportView(APIView):
     renderer_classes = [YAMLRenderer, DocumentJSONRenderer]
 
     def get(self, request):
-        from rules.models import Device, RuleSet
-
-        rs_names = request.query_params.getlist("ruleset")
-        dev_names = request.query_params.getlist("device")
-        rulesets = list(RuleSet.objects.filter(name__in=rs_names))
-        devices = list(Device.objects.filter(name__in=dev_names))
-        unknown = sorted(set(rs_names) - {r.name for r in rulesets}) + sorted(
-            set(dev_names) - {d.name for d in devices}
-        )
-        if unknown:
-            raise ValidationError({"detail": f"unknown rule set or device: {', '.join(unknown)}"})
-        narrowed = bool(rs_names or dev_names)
-        doc = exporter.export_document(
-            devices=devices if narrowed else None, rulesets=rulesets if narrowed else None
-        )
+        try:
+            doc = exporter.export_named(
+                rulesets=request.query_params.getlist("ruleset"),
+                devices=request.query_params.getlist("device"),
+            )
+        except exporter.UnknownTargets as exc:
+            raise ValidationError({"detail": str(exc)}) from None
         response = Response(doc)
         ext = "json" if getattr(request.accepted_renderer, "format", "yaml") == "json" else "yaml"
         response["Content-Disposition"] = f'inline; filename="rampart-policy.{ext}"'
@@ -147,8 +140,6 @@ class FromIptablesSaveView(APIView):
     parser_classes = [RawBodyParser]
 
     def post(self, request):
-        from rules.onboarding import translate_iptables_save
-
         raw = request.data or b""
         if "json" in (request.content_type or ""):
             try:

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from core.accounts.permissions import CanApprove, CanEdit, CanView
 from rules import revisions
 from rules.models import RuleSet, RuleSetRevision
+from rules.revisions.rollback import revision_rollback
 
 from .revision_serializers import (
     ReviewSerializer,
@@ -87,7 +88,7 @@ class RevisionRollback(APIView):
         revision = get_object_or_404(RuleSetRevision, pk=pk)
         body = RollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        new = revisions.revision_rollback(
+        new = revision_rollback(
             revision=revision, author=request.user, message=body.validated_data["message"]
         )
         data = RevisionSerializer(new).data

@@ -1,16 +1,16 @@
 """Policy objects over HTTP, in the policy document's shape: references are names.
 
-Serializers parse the shape; the models and rules/services.py validate and write.
+Serializers parse the shape; the models and rules.services validate and write.
 """
 
 from __future__ import annotations
 
-from django.db.models import Max
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.api_base import NameListField, ServiceModelSerializer
+from core.api_base import NameListField
 from rules import services as rule_services
+from rules.api.base import PolicyModelSerializer
 from rules.choices import Side
 from rules.models import AddressGroup, AddressObject, NatRule, Rule, RuleSet, Service, ServiceGroup
 
@@ -24,7 +24,7 @@ def _member_names(group: AddressGroup | ServiceGroup) -> list[str]:
     return [m.ref for m in group.members.all()]
 
 
-class AddressObjectSerializer(ServiceModelSerializer):
+class AddressObjectSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="addressobject-detail")
     kind = serializers.CharField(read_only=True, help_text="host, network or range")
     family = serializers.IntegerField(read_only=True, allow_null=True, help_text="4 or 6")
@@ -44,7 +44,7 @@ class AddressObjectSerializer(ServiceModelSerializer):
         ]
 
 
-class AddressGroupSerializer(ServiceModelSerializer):
+class AddressGroupSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="addressgroup-detail")
     members = NameListField(
         _member_names, help_text="address names, group names or literals, in order"
@@ -60,7 +60,7 @@ class AddressGroupSerializer(ServiceModelSerializer):
             rule_services.address_group_set_members(group=obj, members=refs["members"])
 
 
-class ServiceSerializer(ServiceModelSerializer):
+class ServiceSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="service-detail")
     ports = _strings(help_text='destination ports: ["443", "8000-8100"]')
     source_ports = _strings()
@@ -81,7 +81,7 @@ class ServiceSerializer(ServiceModelSerializer):
         ]
 
 
-class ServiceGroupSerializer(ServiceModelSerializer):
+class ServiceGroupSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="servicegroup-detail")
     members = NameListField(
         _member_names, help_text="service names or service group names, in order"
@@ -119,7 +119,7 @@ class AssertionsField(serializers.JSONField):
         return data
 
 
-class RuleSetSerializer(ServiceModelSerializer):
+class RuleSetSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="ruleset-detail")
     assertions = AssertionsField(required=False)
     rule_count = serializers.IntegerField(read_only=True)
@@ -287,7 +287,7 @@ class RuleBulkResultSerializer(serializers.Serializer):
     count = serializers.IntegerField(help_text="rules in the rule set afterwards")
 
 
-class NatRuleSerializer(ServiceModelSerializer):
+class NatRuleSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="natrule-detail")
     ruleset = serializers.PrimaryKeyRelatedField(queryset=RuleSet.objects.all())
     position = serializers.IntegerField(
@@ -324,7 +324,5 @@ class NatRuleSerializer(ServiceModelSerializer):
         return value
 
     def create(self, validated_data: dict) -> NatRule:
-        if "position" not in validated_data:
-            last = validated_data["ruleset"].nat_rules.aggregate(m=Max("position"))["m"]
-            validated_data["position"] = 0 if last is None else last + 1
-        return super().create(validated_data)
+        position = validated_data.pop("position", None)
+        return rule_services.nat_rule_create(nat=NatRule(**validated_data), position=position)

@@ -1,9 +1,10 @@
 """Policy API viewsets: each sets its queryset, serializer, filters and permission; the shared
-behaviour (transactions, service-backed writes, error shapes) is in core.api_base."""
+behaviour (transactions, service-backed writes, error shapes) is in core.api_base, wired to
+rules.services in rules.api.base."""
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -13,39 +14,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.accounts.permissions import CanEdit
-from core.api_base import ServiceModelViewSet
 from rules import filtersets, services
+from rules.api.base import PolicyModelViewSet
 from rules.models import (
     AddressGroup,
     AddressObject,
     NatRule,
     Rule,
-    RuleAddress,
-    RuleService,
     RuleSet,
     Service,
     ServiceGroup,
 )
+from rules.selectors import rules_queryset
 
 from . import serializers
 
 
-def rules_queryset():
-    """Rules with their references: a page of rules costs three queries whatever its size
-    (links joined to their targets, rather than one prefetch per target kind)."""
-    return (
-        Rule.objects.select_related("ruleset")
-        .order_by("position", "id")
-        .prefetch_related(
-            Prefetch("addresses", queryset=RuleAddress.objects.select_related("address", "group")),
-            Prefetch(
-                "service_refs", queryset=RuleService.objects.select_related("service", "group")
-            ),
-        )
-    )
-
-
-class AddressObjectViewSet(ServiceModelViewSet):
+class AddressObjectViewSet(PolicyModelViewSet):
     queryset = AddressObject.objects.order_by("name")
     serializer_class = serializers.AddressObjectSerializer
     filterset_class = filtersets.AddressObjectFilterSet
@@ -54,7 +39,7 @@ class AddressObjectViewSet(ServiceModelViewSet):
     ordering_fields = ["name", "value", "created", "last_updated"]
 
 
-class AddressGroupViewSet(ServiceModelViewSet):
+class AddressGroupViewSet(PolicyModelViewSet):
     queryset = AddressGroup.objects.order_by("name").prefetch_related(
         "members__address", "members__subgroup"
     )
@@ -65,7 +50,7 @@ class AddressGroupViewSet(ServiceModelViewSet):
     ordering_fields = ["name", "created", "last_updated"]
 
 
-class ServiceViewSet(ServiceModelViewSet):
+class ServiceViewSet(PolicyModelViewSet):
     queryset = Service.objects.order_by("name")
     serializer_class = serializers.ServiceSerializer
     filterset_class = filtersets.ServiceFilterSet
@@ -74,7 +59,7 @@ class ServiceViewSet(ServiceModelViewSet):
     ordering_fields = ["name", "protocol", "created", "last_updated"]
 
 
-class ServiceGroupViewSet(ServiceModelViewSet):
+class ServiceGroupViewSet(PolicyModelViewSet):
     queryset = ServiceGroup.objects.order_by("name").prefetch_related(
         "members__service", "members__subgroup"
     )
@@ -97,7 +82,7 @@ def _count(model) -> Coalesce:
     return Coalesce(Subquery(sub), 0)
 
 
-class RuleSetViewSet(ServiceModelViewSet):
+class RuleSetViewSet(PolicyModelViewSet):
     """Rule sets. Their rules: /rules/?ruleset=<id>, or /rulesets/{id}/rules/ in order, and
     /rulesets/{id}/rules/bulk/ to change thousands of them in one transaction."""
 
@@ -163,7 +148,7 @@ def _rule_delete(rule: Rule) -> None:
     services.rule_delete(rule=rule)
 
 
-class RuleViewSet(ServiceModelViewSet):
+class RuleViewSet(PolicyModelViewSet):
     """Rules of every rule set, ordered by rule set then position; filter with ?ruleset=<id>."""
 
     queryset = rules_queryset().order_by("ruleset__name", "position", "id")
@@ -193,7 +178,7 @@ class RuleViewSet(ServiceModelViewSet):
         )
 
 
-class NatRuleViewSet(ServiceModelViewSet):
+class NatRuleViewSet(PolicyModelViewSet):
     queryset = NatRule.objects.select_related("ruleset").order_by("ruleset__name", "position", "id")
     serializer_class = serializers.NatRuleSerializer
     filterset_class = filtersets.NatRuleFilterSet

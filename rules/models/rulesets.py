@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db import models
 
-from compiler import values
-from rules.choices import NAT_CHAINS, Action, Chain, NatChain, NatType, Protocol, Side
+from compiler.validate import nat_errors, rule_errors
+from rules.choices import Action, Chain, NatChain, NatType, Protocol, Side
+from rules.document_form import RULE_COLUMNS, nat_dict, rule_dict
 
-from .base import NamedModel, check, raise_if
+from .base import NamedModel, raise_if
+
+_NOT_CHECKED = ("id", "ruleset_id")  # not rule fields: the rule set and row ids
 
 
 class RuleSet(NamedModel):
@@ -70,46 +74,13 @@ class Rule(models.Model):
         return f"{self.ruleset} #{self.position} {self.action}"
 
     def clean(self) -> None:
-        """Single-rule checks; references and address families are checked by the service."""
-        errors: dict[str, list[str]] = {}
-        dports = check(errors, "dports", values.parse_ports, self.dports) or []
-        sports = check(errors, "sports", values.parse_ports, self.sports) or []
-        if self.protocol:
-            check(errors, "protocol", values.parse_protocol, self.protocol)
-            if "dports" not in errors and "sports" not in errors:
-                check(
-                    errors,
-                    "dports" if dports else "sports",
-                    values.check_ports_allowed,
-                    self.protocol,
-                    dports,
-                    sports,
-                )
-        elif dports or sports:
-            errors.setdefault("protocol", []).append("ports need protocol tcp or udp")
-        if self.icmp_type:
-            check(errors, "icmp_type", values.parse_icmp_type, self.protocol or "", self.icmp_type)
-        for field in ("in_interface", "out_interface"):
-            if getattr(self, field):
-                check(errors, field, values.parse_interface, getattr(self, field))
-        if self.in_interface and self.chain == Chain.OUTPUT:
-            errors.setdefault("in_interface", []).append("the output chain has no input interface")
-        if self.out_interface and self.chain == Chain.INPUT:
-            errors.setdefault("out_interface", []).append("the input chain has no output interface")
-        if not isinstance(self.states, list):
-            errors.setdefault("states", []).append("states must be a list")
-        else:
-            for state in self.states:
-                check(
-                    errors, "states", values.parse_choice, state, values.STATES, "conntrack state"
-                )
-        if self.rate_limit:
-            check(errors, "rate_limit", values.parse_rate, self.rate_limit)
-        elif self.burst:
-            errors.setdefault("burst", []).append("a burst needs a rate limit")
-        if self.log_prefix:
-            check(errors, "log_prefix", values.parse_log_prefix, self.log_prefix)
-        raise_if(errors)
+        """Single-rule checks, by the compiler's own parser and wording (compiler.validate),
+        so the API, forms and import accept and word the same things. References and
+        address families are checked by the service, which resolves names."""
+        row = {name: getattr(self, name) for name in RULE_COLUMNS if name not in _NOT_CHECKED}
+        if not isinstance(row["expires_at"], datetime):  # unparsed: clean_fields says why
+            row["expires_at"] = None
+        raise_if(rule_errors(rule_dict(row, {})))
 
 
 class RuleAddress(models.Model):
@@ -228,58 +199,5 @@ class NatRule(models.Model):
         return f"{self.ruleset} NAT #{self.position} {self.type}"
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if self.chain and self.type in NAT_CHAINS and self.chain not in NAT_CHAINS[self.type]:
-            errors["chain"] = [
-                f"{self.type} rules go in {' or '.join(NAT_CHAINS[self.type])}, not {self.chain}"
-            ]
-        dports = check(errors, "dports", values.parse_ports, self.dports) or []
-        if self.protocol:
-            check(errors, "protocol", values.parse_protocol, self.protocol)
-            if dports:
-                check(errors, "dports", values.check_ports_allowed, self.protocol, dports, [])
-        elif dports:
-            errors.setdefault("protocol", []).append("ports need protocol tcp or udp")
-        for field in ("in_interface", "out_interface"):
-            if getattr(self, field):
-                check(errors, field, values.parse_interface, getattr(self, field))
-        if self.type == NatType.MASQUERADE:
-            if self.to:
-                errors.setdefault("to", []).append("masquerade takes no target address")
-            if self.in_interface:
-                errors.setdefault("in_interface", []).append(
-                    "masquerade works on the output interface"
-                )
-        elif self.type in (NatType.SNAT, NatType.DNAT):
-            if not self.to:
-                errors.setdefault("to", []).append(f"{self.type} needs a target address")
-            else:
-                check(errors, "to", parse_nat_target, self.to)
-            if self.type == NatType.DNAT and self.out_interface:
-                errors.setdefault("out_interface", []).append(
-                    "dnat happens before routing: use in_interface"
-                )
-            if self.type == NatType.SNAT and self.in_interface:
-                errors.setdefault("in_interface", []).append(
-                    "snat happens after routing: use out_interface"
-                )
-        raise_if(errors)
-
-
-def parse_nat_target(value: str):
-    """`198.18.1.10`, `198.18.1.10:8080`, `[2001:2::1]:8080` → (address, port or None)."""
-    text = value.strip()
-    port = None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = values.parse_port(rest.lstrip(":"))[0]
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = values.parse_port(p)[0]
-    else:
-        host = text
-    address = values.parse_address(host)
-    if isinstance(address, values.AddressRange) or address.num_addresses != 1:
-        raise ValueError(f"NAT target {value!r} must be a single address")
-    return address, port
+        """Single-NAT-rule checks, by the compiler's own parser and wording."""
+        raise_if(nat_errors(nat_dict(self)))

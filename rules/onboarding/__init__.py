@@ -6,7 +6,8 @@ document it returns through `rules.importer`, like any other document.
 
 from .dumps import parse_ipset_save, parse_iptables_save
 from .foreign import chain_owner, recognised_foreign_chains
-from .translate import ForeignChain, OnboardingResult, Skipped, translate_iptables_save
+from .results import ForeignChain, OnboardingResult, Skipped
+from .translate import translate_iptables_save
 
 __all__ = [
     "ForeignChain",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BUILTIN = ("INPUT", "FORWARD", "OUTPUT")
@@ -123,53 +124,175 @@ def _ports(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> None:
-    """Fill `rule` from the tokens after `-A CHAIN`; raises Unsupported naming the cause."""
-    m = rule.match
-    negate = False
-    module = ""
-    i = 0
+JUMPS = ("-j", "--jump", "-g", "--goto")
 
-    def value() -> str:
-        nonlocal i
-        if i + 1 >= len(tokens):
-            raise Unsupported(f"{tokens[i]} without a value")
-        i += 1
-        return tokens[i]
 
-    def no_negation(what: str) -> None:
-        if negate:
+class _RuleParser:
+    """The tokens of one rule after `-A CHAIN`, read left to right into a ParsedRule.
+
+    One handler per option (OPTIONS); a leading `!` negates the next option, and the
+    handlers of options the document cannot negate refuse it.
+    """
+
+    def __init__(self, tokens: list[str], rule: ParsedRule, family_hint: list[int]):
+        self.tokens = tokens
+        self.rule = rule
+        self.m = rule.match
+        self.hints = family_hint
+        self.i = 0
+        self.negate = False
+        self.module = ""
+
+    def value(self) -> str:
+        if self.i + 1 >= len(self.tokens):
+            raise Unsupported(f"{self.tokens[self.i]} without a value")
+        self.i += 1
+        return self.tokens[self.i]
+
+    def no_negation(self, what: str) -> None:
+        if self.negate:
             raise Unsupported(f"negated {what} ('! {what}') has no equivalent")
 
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok == "!":
-            negate = True
-            i += 1
-            continue
-        if tok in ("-s", "--source", "-d", "--destination"):
-            side = "sources" if tok in ("-s", "--source") else "destinations"
-            if getattr(m, side):
-                raise Unsupported(f"matches the {side[:-1]} twice: the document ORs addresses")
-            setattr(m, side, (_address(value(), family_hint),))
-            setattr(m, f"{side}_negate", negate)
-        elif tok in ("-i", "--in-interface", "-o", "--out-interface"):
-            no_negation(tok)
-            setattr(
-                m, "in_interface" if tok in ("-i", "--in-interface") else "out_interface", value()
+    def set_side(self, side: str, ref: str) -> None:
+        setattr(self.m, side, (ref,))
+        setattr(self.m, f"{side}_negate", self.negate)
+
+    def run(self) -> None:
+        tokens = self.tokens
+        while self.i < len(tokens):
+            tok = tokens[self.i]
+            if tok == "!":
+                self.negate = True
+                self.i += 1
+                continue
+            if tok in JUMPS:
+                self.jump(tok)
+                break
+            handler = OPTIONS.get(tok)
+            if handler is None:
+                where = f" of -m {self.module}" if self.module else ""
+                raise Unsupported(f"option {tok}{where} has no equivalent")
+            handler(self, tok)
+            self.negate = False
+            self.i += 1
+        if self.negate:
+            raise Unsupported("dangling '!'")
+        if self.m.burst is not None and self.m.rate_limit is None:
+            raise Unsupported("--limit-burst without --limit")
+
+    # ---- one handler per option
+    def address(self, tok: str) -> None:
+        side = "sources" if tok in ("-s", "--source") else "destinations"
+        if getattr(self.m, side):
+            raise Unsupported(f"matches the {side[:-1]} twice: the document ORs addresses")
+        self.set_side(side, _address(self.value(), self.hints))
+
+    def interface(self, tok: str) -> None:
+        self.no_negation(tok)
+        name = "in_interface" if tok in ("-i", "--in-interface") else "out_interface"
+        setattr(self.m, name, self.value())
+
+    def protocol(self, tok: str) -> None:
+        self.no_negation(tok)
+        proto = self.value().lower()
+        if proto not in PROTOCOLS:
+            raise Unsupported(f"protocol {proto} has no equivalent (tcp, udp, icmp, icmpv6)")
+        self.m.protocol = PROTOCOLS[proto]
+
+    def match_module(self, tok: str) -> None:
+        self.no_negation(tok)
+        self.module = self.value()
+        if self.module not in PLAIN_MODULES:
+            raise Unsupported(f"-m {self.module} has no equivalent in the policy document")
+
+    def ports(self, tok: str) -> None:
+        self.no_negation(tok)
+        key = "dports" if tok.startswith(("--d", "--destination")) else "sports"
+        if getattr(self.m, key):
+            raise Unsupported(f"{key} matched twice")
+        setattr(self.m, key, _ports(self.value()))
+
+    def either_ports(self, tok: str) -> None:
+        raise Unsupported("multiport --ports (source or destination) has no equivalent")
+
+    def state(self, tok: str) -> None:
+        self.no_negation(tok)
+        states = set(self.value().upper().split(","))
+        extra = states - STATES
+        if extra:
+            if not states & STATES:
+                raise Unsupported(f"conntrack state {','.join(sorted(extra))} has no equivalent")
+            self.rule.notes.append(
+                f"conntrack state {','.join(sorted(extra))} left out (the document "
+                f"knows {', '.join(sorted(s.lower() for s in STATES))})"
             )
-        elif tok in ("-p", "--protocol"):
-            no_negation(tok)
-            proto = value().lower()
-            if proto not in PROTOCOLS:
-                raise Unsupported(f"protocol {proto} has no equivalent (tcp, udp, icmp, icmpv6)")
-            m.protocol = PROTOCOLS[proto]
-        elif tok in ("-m", "--match"):
-            no_negation(tok)
-            module = value()
-            if module not in PLAIN_MODULES:
-                raise Unsupported(f"-m {module} has no equivalent in the policy document")
-        elif tok in (
+        self.m.states = frozenset(s.lower() for s in states & STATES)
+
+    def comment(self, tok: str) -> None:
+        self.rule.comment = self.value()
+
+    def icmp_type(self, tok: str) -> None:
+        self.no_negation(tok)
+        kind = self.value()
+        if "/" in kind:
+            raise Unsupported(f"ICMP type/code {kind}: codes have no equivalent")
+        self.m.icmp_type = None if kind == "any" else kind
+
+    def match_set(self, tok: str) -> None:
+        name, dirs = self.value(), self.value()
+        if "," in dirs:
+            raise Unsupported(f"--match-set {name} {dirs}: multi-dimension sets have no equivalent")
+        side = "sources" if dirs == "src" else "destinations"
+        if getattr(self.m, side):
+            raise Unsupported(
+                f"matches the {side[:-1]} twice (address and set): the document ORs addresses"
+            )
+        self.set_side(side, f"@set:{name}")
+
+    def address_range(self, tok: str) -> None:
+        side = "sources" if tok == "--src-range" else "destinations"
+        first, _, last = self.value().partition("-")
+        self.hints.append(ipaddress.ip_address(first).version)
+        if getattr(self.m, side):
+            raise Unsupported(f"matches the {side[:-1]} twice: the document ORs addresses")
+        self.set_side(side, f"{first}-{last}")
+
+    def limit(self, tok: str) -> None:
+        self.no_negation(tok)
+        count, _, unit = self.value().partition("/")
+        if unit not in RATE_UNITS:
+            raise Unsupported(f"rate unit {unit!r} has no equivalent")
+        self.m.rate_limit = f"{count}/{RATE_UNITS[unit]}"
+
+    def limit_burst(self, tok: str) -> None:
+        self.m.burst = int(self.value())
+
+    def fragment(self, tok: str) -> None:
+        raise Unsupported("fragment matches have no equivalent")
+
+    def jump(self, tok: str) -> None:
+        """The target and its options (`--log-prefix x`, `--reject-with y`): the rule's end."""
+        self.rule.target = self.value()
+        self.rule.goto = tok in ("-g", "--goto")
+        rest = self.tokens[self.i + 1 :]
+        j = 0
+        while j < len(rest):
+            key = rest[j]
+            if j + 1 < len(rest) and not rest[j + 1].startswith("--"):
+                self.rule.target_args[key] = rest[j + 1]
+                j += 2
+            else:
+                self.rule.target_args[key] = ""
+                j += 1
+
+
+OPTIONS: dict[str, Callable[[_RuleParser, str], None]] = {
+    **dict.fromkeys(("-s", "--source", "-d", "--destination"), _RuleParser.address),
+    **dict.fromkeys(("-i", "--in-interface", "-o", "--out-interface"), _RuleParser.interface),
+    **dict.fromkeys(("-p", "--protocol"), _RuleParser.protocol),
+    **dict.fromkeys(("-m", "--match"), _RuleParser.match_module),
+    **dict.fromkeys(
+        (
             "--dport",
             "--destination-port",
             "--sport",
@@ -178,92 +301,24 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
             "--sports",
             "--destination-ports",
             "--source-ports",
-        ):
-            no_negation(tok)
-            key = "dports" if tok.startswith(("--d", "--destination")) else "sports"
-            if getattr(m, key):
-                raise Unsupported(f"{key} matched twice")
-            setattr(m, key, _ports(value()))
-        elif tok == "--ports":
-            raise Unsupported("multiport --ports (source or destination) has no equivalent")
-        elif tok in ("--ctstate", "--state"):
-            no_negation(tok)
-            states = set(value().upper().split(","))
-            extra = states - STATES
-            if extra:
-                if not states & STATES:
-                    raise Unsupported(
-                        f"conntrack state {','.join(sorted(extra))} has no equivalent"
-                    )
-                rule.notes.append(
-                    f"conntrack state {','.join(sorted(extra))} left out (the document "
-                    f"knows {', '.join(sorted(s.lower() for s in STATES))})"
-                )
-            m.states = frozenset(s.lower() for s in states & STATES)
-        elif tok == "--comment":
-            rule.comment = value()
-        elif tok in ("--icmp-type", "--icmpv6-type"):
-            no_negation(tok)
-            kind = value()
-            if "/" in kind:
-                raise Unsupported(f"ICMP type/code {kind}: codes have no equivalent")
-            m.icmp_type = None if kind == "any" else kind
-        elif tok == "--match-set":
-            name, dirs = value(), value()
-            if "," in dirs:
-                raise Unsupported(
-                    f"--match-set {name} {dirs}: multi-dimension sets have no equivalent"
-                )
-            side = "sources" if dirs == "src" else "destinations"
-            if getattr(m, side):
-                raise Unsupported(
-                    f"matches the {side[:-1]} twice (address and set): the document ORs addresses"
-                )
-            setattr(m, side, (f"@set:{name}",))
-            setattr(m, f"{side}_negate", negate)
-        elif tok in ("--src-range", "--dst-range"):
-            side = "sources" if tok == "--src-range" else "destinations"
-            text = value()
-            first, _, last = text.partition("-")
-            family_hint.append(ipaddress.ip_address(first).version)
-            if getattr(m, side):
-                raise Unsupported(f"matches the {side[:-1]} twice: the document ORs addresses")
-            setattr(m, side, (f"{first}-{last}",))
-            setattr(m, f"{side}_negate", negate)
-        elif tok == "--limit":
-            no_negation(tok)
-            count, _, unit = value().partition("/")
-            if unit not in RATE_UNITS:
-                raise Unsupported(f"rate unit {unit!r} has no equivalent")
-            m.rate_limit = f"{count}/{RATE_UNITS[unit]}"
-        elif tok == "--limit-burst":
-            m.burst = int(value())
-        elif tok in ("-j", "--jump", "-g", "--goto"):
-            rule.target = value()
-            rule.goto = tok in ("-g", "--goto")
-            rest = tokens[i + 1 :]
-            j = 0
-            while j < len(rest):
-                key = rest[j]
-                if j + 1 < len(rest) and not rest[j + 1].startswith("--"):
-                    rule.target_args[key] = rest[j + 1]
-                    j += 2
-                else:
-                    rule.target_args[key] = ""
-                    j += 1
-            break
-        elif tok in ("-f", "--fragment"):
-            raise Unsupported("fragment matches have no equivalent")
-        else:
-            raise Unsupported(
-                f"option {tok}{f' of -m {module}' if module else ''} has no equivalent"
-            )
-        negate = False
-        i += 1
-    if negate:
-        raise Unsupported("dangling '!'")
-    if m.burst is not None and m.rate_limit is None:
-        raise Unsupported("--limit-burst without --limit")
+        ),
+        _RuleParser.ports,
+    ),
+    "--ports": _RuleParser.either_ports,
+    **dict.fromkeys(("--ctstate", "--state"), _RuleParser.state),
+    "--comment": _RuleParser.comment,
+    **dict.fromkeys(("--icmp-type", "--icmpv6-type"), _RuleParser.icmp_type),
+    "--match-set": _RuleParser.match_set,
+    **dict.fromkeys(("--src-range", "--dst-range"), _RuleParser.address_range),
+    "--limit": _RuleParser.limit,
+    "--limit-burst": _RuleParser.limit_burst,
+    **dict.fromkeys(("-f", "--fragment"), _RuleParser.fragment),
+}
+
+
+def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> None:
+    """Fill `rule` from the tokens after `-A CHAIN`; raises Unsupported naming the cause."""
+    _RuleParser(tokens, rule, family_hint).run()
 
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\]\s+")
@@ -311,7 +366,7 @@ def parse_iptables_save(text: str, family: int | None = None) -> Dump:
         except (Unsupported, ValueError) as exc:
             rule.error = str(exc)
             for flag, target in zip(tokens, tokens[1:], strict=False):
-                if flag in ("-j", "--jump", "-g", "--goto"):
+                if flag in JUMPS:
                     rule.target, rule.goto = target, flag in ("-g", "--goto")
         dump.chains.setdefault(rule.chain, []).append(rule)
     dump.family = family or (6 if 6 in hints and 4 not in hints else 4)
@@ -359,20 +414,20 @@ def parse_ipset_save(text: str) -> tuple[dict[str, IpSet], list[tuple[int, str, 
                 ipset.notes.append("entries with a timeout are imported as permanent members")
             sets[ipset.name] = ipset
         elif tokens[0] == "add" and len(tokens) >= 3:
-            ipset = sets.get(tokens[1])
-            if ipset is None:
+            target = sets.get(tokens[1])
+            if target is None:
                 skipped.append((number, raw, f"adds to set {tokens[1]!r}, which is not created"))
             else:
-                ipset.add_lines.append((number, raw))
-                if ipset.error:
+                target.add_lines.append((number, raw))
+                if target.error:
                     continue  # the translator reports every line of a set it cannot use
                 if "nomatch" in tokens[3:]:
-                    ipset.error = "it has 'nomatch' exceptions, which have no equivalent"
-                elif ipset.type == "list:set":
-                    ipset.members.append(f"@set:{tokens[2]}")
+                    target.error = "it has 'nomatch' exceptions, which have no equivalent"
+                elif target.type == "list:set":
+                    target.members.append(f"@set:{tokens[2]}")
                 else:
                     try:
-                        ipset.members.append(_address(tokens[2], []))
+                        target.members.append(_address(tokens[2], []))
                     except ValueError as exc:
                         skipped.append((number, raw, f"not an address: {exc}"))
         else:

@@ -16,153 +16,36 @@ listed in `notes`.
 from __future__ import annotations
 
 import copy
-import ipaddress
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from compiler import values as V
 
+from .document import DocumentBuilder, Emitted
 from .dumps import BUILTIN, Dump, IpSet, Match, ParsedRule, parse_ipset_save, parse_iptables_save
 from .foreign import chain_owner, rule_interface_owner
+from .matches import NEVER, combine
+from .results import ForeignChain, OnboardingResult, Skipped
 
 VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject"}
-ANY = {4: "0.0.0.0/0", 6: "::/0"}
-COMMENT_MAX = 200
-
-
-@dataclass
-class Skipped:
-    line: int
-    text: str
-    reason: str
-    source: str = "iptables-save"
-
-
-@dataclass
-class ForeignChain:
-    name: str
-    owner: str
-    lines: list[int] = field(default_factory=list)
-
-
-@dataclass
-class OnboardingResult:
-    document: dict
-    skipped: list[Skipped]
-    foreign_chains: list[ForeignChain]
-    notes: list[Skipped]
-    translated: dict[int, list[int]]
-    default_policy: dict[str, str]
-    family: int
-
-    def to_dict(self) -> dict:
-        return {
-            "document": self.document,
-            "family": self.family,
-            "default_policy": self.default_policy,
-            "skipped": [asdict(s) for s in self.skipped],
-            "foreign_chains": [asdict(c) for c in self.foreign_chains],
-            "notes": [asdict(n) for n in self.notes],
-            "translated": {str(k): v for k, v in sorted(self.translated.items())},
-        }
 
 
 class Unflattenable(Exception):
     """A user chain whose rules cannot be inlined (e.g. a conditional RETURN)."""
 
 
-@dataclass
-class Emitted:
+@dataclass(frozen=True)
+class _Frame:
+    """Where a walk is: the chain, the built-in chain it started from, the matches of the
+    jumps that led here, the chains on the way, and the line of the last jump."""
+
     chain: str
-    match: Match
-    action: str
-    line: int
-    comment: str
-    log_prefix: str | None = None
-    log: bool = False
+    builtin: str
+    ctx: Match
+    stack: tuple[str, ...]
+    via: int | None
 
 
-NEVER = "never"
-
-
-def _ranges(ports: tuple[str, ...]) -> list[tuple[int, int]]:
-    return [V.parse_port(p) for p in ports]
-
-
-def _combine_ports(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
-    both = [
-        (max(x[0], y[0]), min(x[1], y[1]))
-        for x in _ranges(a)
-        for y in _ranges(b)
-        if max(x[0], y[0]) <= min(x[1], y[1])
-    ]
-    return tuple(V.format_port(r) for r in sorted(set(both)))
-
-
-def _combine_address(a: str, b: str) -> str | None:
-    """The intersection of two literals when it is one of them; NEVER if disjoint."""
-    if a.startswith("@set:") or b.startswith("@set:") or "-" in a or "-" in b:
-        return None
-    na, nb = ipaddress.ip_network(a), ipaddress.ip_network(b)
-    if na.version != nb.version or not na.overlaps(nb):
-        return NEVER
-    return a if na.subnet_of(nb) else b
-
-
-def combine(outer: Match, inner: Match) -> Match | str | None:
-    """Both matches at once: a Match, NEVER (no packet matches both), or None when the
-    document cannot say it (e.g. two different rate limits)."""
-    out = copy.copy(outer)
-    for name in ("protocol", "icmp_type", "in_interface", "out_interface"):
-        a, b = getattr(outer, name), getattr(inner, name)
-        if a and b and a != b:
-            if name.endswith("interface") and (a.endswith("+") or b.endswith("+")):
-                return None
-            return NEVER
-        setattr(out, name, a or b)
-    for name in ("sources", "destinations"):
-        a, b = getattr(outer, name), getattr(inner, name)
-        a_neg, b_neg = getattr(outer, f"{name}_negate"), getattr(inner, f"{name}_negate")
-        if not (a and b):
-            setattr(out, name, a or b)
-            setattr(out, f"{name}_negate", a_neg if a else b_neg)
-        elif (a, a_neg) == (b, b_neg):
-            continue
-        elif a_neg or b_neg or len(a) != 1 or len(b) != 1:
-            return None
-        else:
-            both = _combine_address(a[0], b[0])
-            if both is None or both == NEVER:
-                return both
-            setattr(out, name, (both,))
-    for name in ("dports", "sports"):
-        a, b = getattr(outer, name), getattr(inner, name)
-        if a and b:
-            both = _combine_ports(a, b)
-            if not both:
-                return NEVER
-            setattr(out, name, both)
-        else:
-            setattr(out, name, a or b)
-    if outer.rate_limit and inner.rate_limit:
-        return None
-    if inner.rate_limit:
-        out.rate_limit, out.burst = inner.rate_limit, inner.burst
-    if inner.states is not None:
-        out.states = inner.states if outer.states is None else outer.states & inner.states
-    if out.states is not None and not out.states:
-        return NEVER
-    return out
-
-
-def set_group_name(ruleset: str, name: str) -> str:
-    """An ipset as an address group name: `<rule set>.<set>`, so importing an onboarded
-    host never overwrites another host's (or the console's own) group of the same name."""
-    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", name)
-    return f"{ruleset}.{clean}"[:63]
-
-
-class _Translator:
+class _Translator(DocumentBuilder):
     def __init__(self, dump: Dump, sets: dict[str, IpSet], ruleset: str):
         self.dump = dump
         self.sets = sets
@@ -178,9 +61,6 @@ class _Translator:
     # ---- bookkeeping
     def skip(self, rule: ParsedRule, reason: str) -> None:
         self.skipped.setdefault((rule.line, reason), Skipped(rule.line, rule.text, reason))
-
-    def note(self, line: int, text: str, reason: str, source: str = "iptables-save") -> None:
-        self.notes.setdefault((line, reason), Skipped(line, text, reason, source))
 
     def mark(self, rule: ParsedRule, indexes: list[int]) -> None:
         self.translated.setdefault(rule.line, [])
@@ -264,6 +144,7 @@ class _Translator:
 
         Returns True when every such packet is decided here (nothing falls through).
         """
+        frame = _Frame(chain, builtin, ctx, stack, via)
         rules = self.dump.chains.get(chain, [])
         pending_log: ParsedRule | None = None
         for i, rule in enumerate(rules):
@@ -271,139 +152,186 @@ class _Translator:
             if log is not None and not (rule.target in VERDICTS and not rule.error):
                 self.skip(log, "LOG without a verdict of its own")
                 log = None
-            owner = rule_interface_owner(rule.text)
-            if owner:
-                self.foreign_rule(
-                    rule,
-                    f"{chain} (rules naming {owner} interfaces)",
-                    owner,
-                    f"names a {owner} interface: {owner}'s rule, not imported",
-                )
-                continue
-            if rule.error:
-                if rule.target == "RETURN" and chain != builtin:
-                    raise Unflattenable(f"line {rule.line}: a RETURN whose match {rule.error}")
-                self.skip(rule, rule.error)
-                continue
-            merged = combine(ctx, rule.match)
+            merged = self.merged(frame, rule)
             if merged is None:
-                self.skip(rule, f"cannot be combined with the matches of the jump at line {via}")
                 continue
-            if merged == NEVER:
-                self.mark(rule, [])  # contradicts the jump's matches: no packet gets here
-                continue
-            assert isinstance(merged, Match)
-            for note in rule.notes:
-                self.note(rule.line, rule.text, note)
-            unconditional = rule.match.is_empty()
-            target = rule.target
             rest = rules[i + 1 :]
-            if target in VERDICTS or (target == "RETURN" and chain == builtin):
-                action = VERDICTS.get(target) or VERDICTS.get(
-                    self.dump.policies.get(builtin, ("ACCEPT", 0))[0], "accept"
-                )
-                emitted = Emitted(builtin.lower(), merged, action, rule.line, rule.comment)
-                if log is not None:
-                    emitted.log, emitted.log_prefix = True, log.target_args.get("--log-prefix")
-                    self.mark(log, [len(self.emitted)])
-                if target == "REJECT" and rule.target_args.get("--reject-with", "") not in (
-                    "",
-                    "icmp-port-unreachable",
-                    "icmp6-port-unreachable",
-                    "tcp-reset",
-                ):
-                    self.note(
-                        rule.line,
-                        rule.text,
-                        f"rejected with {rule.target_args['--reject-with']} "
-                        "in the dump; Rampart's reject answers in its own way",
-                    )
-                self.mark(rule, [self.emit(emitted)])
-                if unconditional:
-                    self.unreachable(rest, rule.line)
-                    return True
-            elif target == "LOG":
-                nxt = rest[0] if rest else None
-                if (
-                    nxt is not None
-                    and not nxt.error
-                    and nxt.target in VERDICTS
-                    and nxt.match == rule.match
-                ):
-                    pending_log = rule
-                else:
-                    self.skip(
-                        rule,
-                        "LOG without a verdict of its own: Rampart logs the rules that decide "
-                        "(log: true on an accept/drop/reject rule)",
-                    )
-            elif target == "RETURN":
-                if unconditional:
-                    self.mark(rule, [])
-                    self.unreachable(rest, rule.line)
-                    return False
-                snap = self.snapshot()
-                decides_after = self.walk_rest(chain, builtin, ctx, stack, via, rest)
-                if len(self.emitted) > snap[0] or decides_after:
-                    self.restore(snap)
-                    raise Unflattenable(
-                        f"line {rule.line}: a conditional RETURN before rules that decide"
-                    )
-                self.mark(rule, [])
-                self.note(
-                    rule.line,
-                    rule.text,
-                    "conditional RETURN with nothing deciding after it: no effect",
-                )
-                return False
-            elif target in self.dump.chains:
-                owner = chain_owner(target)
-                if owner:
-                    self.foreign_rule(
-                        rule, target, owner, f"jumps to {target}, a chain of {owner}: not imported"
-                    )
-                    continue
-                if target in stack or target == chain:
-                    self.skip(rule, f"jump to {target} makes a loop")
-                    continue
-                snap = self.snapshot()
-                start = len(self.emitted)
-                try:
-                    decides = self.walk(target, builtin, merged, (*stack, chain), rule.line)
-                except Unflattenable as exc:
-                    self.restore(snap)
-                    self.unflattenable[target] = str(exc)
-                    self.skip(rule, f"jump to {target} cannot be inlined: {exc}")
-                    continue
-                if rule.goto and not decides and chain == builtin:
-                    # falling off a chain reached by goto from a built-in chain ends that
-                    # built-in chain: its policy decides
-                    policy = self.dump.policies.get(builtin, ("ACCEPT", 0))[0]
-                    self.emit(
-                        Emitted(
-                            builtin.lower(),
-                            merged,
-                            VERDICTS.get(policy, "accept"),
-                            rule.line,
-                            f"policy of {builtin} after goto {target}",
-                        )
-                    )
-                    decides = True
-                elif rule.goto and not unconditional and not decides:
-                    self.restore(snap)
-                    self.skip(
-                        rule, f"conditional goto to {target}, which can fall through: no equivalent"
-                    )
-                    continue
-                self.mark(rule, list(range(start, len(self.emitted))))
-                if unconditional and (decides or rule.goto):
-                    self.unreachable(rest, rule.line)
-                    return decides
-            elif target is None:
-                self.skip(rule, "no target: the rule only counts packets (or feeds a match module)")
-            else:
-                self.skip(rule, f"target {target} has no equivalent in the policy document")
+            if rule.target == "LOG":
+                pending_log = self.log_rule(rule, rest)
+                continue
+            decided = self.step(frame, rule, merged, log, rest)
+            if decided is not None:
+                return decided
         return False
+
+    def merged(self, frame: _Frame, rule: ParsedRule) -> Match | None:
+        """The rule's match within the jump's context, or None when the rule is handled here
+        (another owner's, unusable, contradicting the jump's matches)."""
+        owner = rule_interface_owner(rule.text)
+        if owner:
+            self.foreign_rule(
+                rule,
+                f"{frame.chain} (rules naming {owner} interfaces)",
+                owner,
+                f"names a {owner} interface: {owner}'s rule, not imported",
+            )
+            return None
+        if rule.error:
+            if rule.target == "RETURN" and frame.chain != frame.builtin:
+                raise Unflattenable(f"line {rule.line}: a RETURN whose match {rule.error}")
+            self.skip(rule, rule.error)
+            return None
+        merged = combine(frame.ctx, rule.match)
+        if merged is None:
+            self.skip(rule, f"cannot be combined with the matches of the jump at line {frame.via}")
+            return None
+        if merged == NEVER:
+            self.mark(rule, [])  # contradicts the jump's matches: no packet gets here
+            return None
+        assert isinstance(merged, Match)
+        for note in rule.notes:
+            self.note(rule.line, rule.text, note)
+        return merged
+
+    def step(
+        self,
+        frame: _Frame,
+        rule: ParsedRule,
+        merged: Match,
+        log: ParsedRule | None,
+        rest: list[ParsedRule],
+    ) -> bool | None:
+        """Translate one rule by its target; a bool ends the chain's walk with that answer."""
+        target = rule.target
+        if target in VERDICTS or (target == "RETURN" and frame.chain == frame.builtin):
+            return self.verdict(frame, rule, merged, log, rest)
+        if target == "RETURN":
+            return self.user_return(frame, rule, rest)
+        if target in self.dump.chains:
+            return self.jump(frame, rule, merged, rest)
+        if target is None:
+            self.skip(rule, "no target: the rule only counts packets (or feeds a match module)")
+        else:
+            self.skip(rule, f"target {target} has no equivalent in the policy document")
+        return None
+
+    def verdict(
+        self,
+        frame: _Frame,
+        rule: ParsedRule,
+        merged: Match,
+        log: ParsedRule | None,
+        rest: list[ParsedRule],
+    ) -> bool | None:
+        """ACCEPT, DROP, REJECT (or RETURN from a built-in chain: its policy)."""
+        builtin = frame.builtin
+        action = VERDICTS.get(rule.target or "") or VERDICTS.get(
+            self.dump.policies.get(builtin, ("ACCEPT", 0))[0], "accept"
+        )
+        emitted = Emitted(builtin.lower(), merged, action, rule.line, rule.comment)
+        if log is not None:
+            emitted.log, emitted.log_prefix = True, log.target_args.get("--log-prefix")
+            self.mark(log, [len(self.emitted)])
+        if rule.target == "REJECT" and rule.target_args.get("--reject-with", "") not in (
+            "",
+            "icmp-port-unreachable",
+            "icmp6-port-unreachable",
+            "tcp-reset",
+        ):
+            self.note(
+                rule.line,
+                rule.text,
+                f"rejected with {rule.target_args['--reject-with']} "
+                "in the dump; Rampart's reject answers in its own way",
+            )
+        self.mark(rule, [self.emit(emitted)])
+        if rule.match.is_empty():
+            self.unreachable(rest, rule.line)
+            return True
+        return None
+
+    def log_rule(self, rule: ParsedRule, rest: list[ParsedRule]) -> ParsedRule | None:
+        """A LOG rule, kept (returned) when the next rule is a verdict with the same match."""
+        nxt = rest[0] if rest else None
+        if nxt is not None and not nxt.error and nxt.target in VERDICTS and nxt.match == rule.match:
+            return rule
+        self.skip(
+            rule,
+            "LOG without a verdict of its own: Rampart logs the rules that decide "
+            "(log: true on an accept/drop/reject rule)",
+        )
+        return None
+
+    def user_return(self, frame: _Frame, rule: ParsedRule, rest: list[ParsedRule]) -> bool:
+        """RETURN from a user chain: unconditional ends the chain; conditional only when
+        nothing after it decides (otherwise the chain cannot be inlined)."""
+        if rule.match.is_empty():
+            self.mark(rule, [])
+            self.unreachable(rest, rule.line)
+            return False
+        snap = self.snapshot()
+        decides_after = self.walk_rest(
+            frame.chain, frame.builtin, frame.ctx, frame.stack, frame.via, rest
+        )
+        if len(self.emitted) > snap[0] or decides_after:
+            self.restore(snap)
+            raise Unflattenable(f"line {rule.line}: a conditional RETURN before rules that decide")
+        self.mark(rule, [])
+        self.note(
+            rule.line,
+            rule.text,
+            "conditional RETURN with nothing deciding after it: no effect",
+        )
+        return False
+
+    def jump(
+        self, frame: _Frame, rule: ParsedRule, merged: Match, rest: list[ParsedRule]
+    ) -> bool | None:
+        """A jump or goto to a user chain: its rules inlined with the jump's matches."""
+        target = rule.target or ""
+        chain, builtin = frame.chain, frame.builtin
+        owner = chain_owner(target)
+        if owner:
+            self.foreign_rule(
+                rule, target, owner, f"jumps to {target}, a chain of {owner}: not imported"
+            )
+            return None
+        if target in frame.stack or target == chain:
+            self.skip(rule, f"jump to {target} makes a loop")
+            return None
+        unconditional = rule.match.is_empty()
+        snap = self.snapshot()
+        start = len(self.emitted)
+        try:
+            decides = self.walk(target, builtin, merged, (*frame.stack, chain), rule.line)
+        except Unflattenable as exc:
+            self.restore(snap)
+            self.unflattenable[target] = str(exc)
+            self.skip(rule, f"jump to {target} cannot be inlined: {exc}")
+            return None
+        if rule.goto and not decides and chain == builtin:
+            # falling off a chain reached by goto from a built-in chain ends that
+            # built-in chain: its policy decides
+            policy = self.dump.policies.get(builtin, ("ACCEPT", 0))[0]
+            self.emit(
+                Emitted(
+                    builtin.lower(),
+                    merged,
+                    VERDICTS.get(policy, "accept"),
+                    rule.line,
+                    f"policy of {builtin} after goto {target}",
+                )
+            )
+            decides = True
+        elif rule.goto and not unconditional and not decides:
+            self.restore(snap)
+            self.skip(rule, f"conditional goto to {target}, which can fall through: no equivalent")
+            return None
+        self.mark(rule, list(range(start, len(self.emitted))))
+        if unconditional and (decides or rule.goto):
+            self.unreachable(rest, rule.line)
+            return decides
+        return None
 
     def walk_rest(
         self,
@@ -427,163 +355,6 @@ class _Translator:
                 self.skip(
                     rule, f"unreachable: line {line} above decides (or returns) every packet first"
                 )
-
-    # ---- the document
-    def address_refs(self, refs: tuple[str, ...]) -> list[str] | None:
-        out = []
-        for ref in refs:
-            if ref.startswith("@set:"):
-                name = ref[5:]
-                problem = self.set_problem(name, ())
-                if problem:
-                    return None
-                out.append(set_group_name(self.ruleset, name))
-            else:
-                out.append(ref)
-        return out
-
-    def set_problem(self, name: str, stack: tuple[str, ...]) -> str | None:
-        ipset = self.sets.get(name)
-        if ipset is None:
-            return f"set {name} is not in the ipset dump"
-        if ipset.error:
-            return f"set {name}: {ipset.error}"
-        if name in stack:
-            return f"set {name} contains itself"
-        for member in ipset.members:
-            if member.startswith("@set:"):
-                problem = self.set_problem(member[5:], (*stack, name))
-                if problem:
-                    return problem
-        return None
-
-    @staticmethod
-    def icmp_type(protocol: str, kind: str) -> str | int:
-        """The type by its document name where it has one (echo-request), else its number."""
-        table = V.ICMPV6_TYPES if protocol == "icmpv6" else V.ICMP_TYPES
-        if not kind.isdigit():
-            return kind
-        return {v: k for k, v in table.items()}.get(int(kind), int(kind))
-
-    def rule_dict(self, e: Emitted) -> dict | str:
-        """The document rule, or a reason it cannot be one."""
-        m = e.match
-        rule: dict = {"chain": e.chain, "action": e.action}
-        for side in ("sources", "destinations"):
-            refs = getattr(m, side)
-            if refs:
-                names = self.address_refs(refs)
-                if names is None:
-                    return self.set_problem(refs[0][5:], ()) or "unusable set"
-                rule[side] = names
-                if getattr(m, f"{side}_negate"):
-                    rule[f"{side}_negate"] = True
-        if not m.sources and not m.destinations:
-            rule["sources"] = [ANY[self.family]]
-        if m.icmp_type is not None:
-            proto = m.protocol or ("icmpv6" if self.family == 6 else "icmp")
-            if proto not in ("icmp", "icmpv6"):
-                return f"an ICMP type with protocol {proto}"
-            try:
-                V.parse_icmp_type(proto, int(m.icmp_type) if m.icmp_type.isdigit() else m.icmp_type)
-            except ValueError as exc:
-                return str(exc)
-            rule["protocol"] = proto
-            rule["icmp_type"] = self.icmp_type(proto, m.icmp_type)
-        elif m.protocol:
-            rule["protocol"] = m.protocol
-            if m.dports:
-                rule["dports"] = list(m.dports)
-            if m.sports:
-                rule["sports"] = list(m.sports)
-        elif m.dports or m.sports:
-            return "ports without a protocol"
-        if m.in_interface:
-            rule["in_interface"] = m.in_interface
-        if m.out_interface:
-            rule["out_interface"] = m.out_interface
-        if m.states:
-            rule["states"] = sorted(
-                m.states, key=["new", "established", "related", "invalid", "untracked"].index
-            )
-        if e.log:
-            rule["log"] = True
-            prefix = (e.log_prefix or "").strip()
-            if prefix:
-                try:
-                    rule["log_prefix"] = V.parse_log_prefix(prefix)
-                except ValueError:
-                    self.note(
-                        e.line,
-                        "",
-                        f"log prefix {prefix!r} left out: {V.LOG_PREFIX_MAX} characters at most",
-                    )
-        if m.rate_limit:
-            rule["rate_limit"] = m.rate_limit
-            if m.burst is not None:
-                rule["burst"] = m.burst
-        where = f"iptables-save line {e.line}"
-        text = f"{e.comment} ({where})" if e.comment else where
-        rule["comment"] = text[:COMMENT_MAX]
-        return rule
-
-    def document(self) -> dict:
-        rules: list[dict] = []
-        index_map: dict[int, int] = {}
-        by_line = {r.line: r for rules_ in self.dump.chains.values() for r in rules_}
-        for i, e in enumerate(self.emitted):
-            built = self.rule_dict(e)
-            if isinstance(built, str):
-                rule = by_line.get(e.line)
-                self.skipped.setdefault(
-                    (e.line, built), Skipped(e.line, rule.text if rule else "", built)
-                )
-                continue
-            index_map[i] = len(rules)
-            rules.append(built)
-        self.translated = {
-            line: [index_map[i] for i in idx if i in index_map]
-            for line, idx in self.translated.items()
-        }
-        for line in [
-            ln
-            for ln, idx in self.translated.items()
-            if not idx and any(k[0] == ln for k in self.skipped)
-        ]:
-            del self.translated[line]
-        groups = []
-        for name in sorted(self.sets):  # every usable set, used by a rule or not
-            ipset = self.sets[name]
-            reason = self.set_problem(name, ())
-            if reason:
-                for line, text in [(ipset.line, ipset.text), *ipset.add_lines]:
-                    self.skipped.setdefault(
-                        (line, reason), Skipped(line, text, reason, "ipset save")
-                    )
-                continue
-            for note in ipset.notes:
-                self.note(ipset.line, ipset.text, note, "ipset save")
-            groups.append(
-                {
-                    "name": set_group_name(self.ruleset, name),
-                    "members": [
-                        set_group_name(self.ruleset, m[5:]) if m.startswith("@set:") else m
-                        for m in ipset.members
-                    ],
-                    "description": f"from ipset {name} ({ipset.type})",
-                }
-            )
-        doc: dict = {"version": 1}
-        if groups:
-            doc["address_groups"] = groups
-        doc["rulesets"] = [
-            {
-                "name": self.ruleset,
-                "description": f"imported from iptables-save (IPv{self.family})",
-                "rules": rules,
-            }
-        ]
-        return doc
 
 
 def translate_iptables_save(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents import device_services
+from agents.services import device_refs
 from rules import services
 from rules.models import Device, DeviceGroup, RuleSet
 from tests.support.api_cases import APIViewTestCases
@@ -18,7 +18,7 @@ def make_rulesets(*names: str) -> list[RuleSet]:
 
 def make_group(name: str, rulesets: list[str]) -> DeviceGroup:
     group = services.object_save(DeviceGroup(name=name))
-    device_services.device_group_set_rulesets(group=group, rulesets=rulesets)
+    device_refs.device_group_set_rulesets(group=group, rulesets=rulesets)
     return group
 
 
@@ -57,7 +57,7 @@ class TestDeviceGroupAPI(APIViewTestCases.APIViewTestCase):
 
     def test_deleting_a_group_with_devices_is_409_naming_them(self, api, objects):
         device = services.object_save(Device(name="web-1", address="198.18.0.2"))
-        device_services.device_set_groups(device=device, groups=["web"])
+        device_refs.device_set_groups(device=device, groups=["web"])
         response = api.delete(self.detail_url(objects[1]))
         assert response.status_code == 409
         assert "device web-1" in response.data["non_field_errors"][0]
@@ -131,8 +131,8 @@ class TestDeviceAPI(APIViewTestCases.APIViewTestCase):
             ("spare", "198.18.0.5", [], []),
         ):
             device = services.object_save(Device(name=name, address=address))
-            device_services.device_set_groups(device=device, groups=groups)
-            device_services.device_set_rulesets(device=device, rulesets=rulesets)
+            device_refs.device_set_groups(device=device, groups=groups)
+            device_refs.device_set_rulesets(device=device, rulesets=rulesets)
             devices.append(device)
         return devices
 

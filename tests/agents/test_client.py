@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agents import client as client_module
 from agents.client import (
+    READ_TIMEOUT,
     AgentClient,
     AgentIdentityError,
     AgentRefused,
@@ -12,6 +14,8 @@ from agents.client import (
     reset_sessions,
 )
 from rampart_agent import protocol
+from rampart_agent.sample import make_bundle
+from tests.agents.helpers import free_port
 from tests.support.deploy import local_agent
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -43,8 +47,6 @@ def client_for(agent, console, **overrides) -> AgentClient:
 
 
 def test_signed_status_apply_confirm_roundtrip(agent, console):
-    from rampart_agent.sample import make_bundle
-
     client = client_for(agent, console)
     assert client.status()["applied"] is None
     spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
@@ -57,9 +59,26 @@ def test_signed_status_apply_confirm_roundtrip(agent, console):
     assert refused.value.status == 409 and not refused.value.retryable
 
 
-def test_certificate_pin_mismatch_is_an_identity_error_and_nothing_is_sent(agent, console):
-    from rampart_agent.sample import make_bundle
+def test_no_kept_alive_connection_spans_an_apply(agent, console):
+    """Applies ride the kept-alive pool, dropped once answered; status and confirm open
+    a connection each (the agent refuses a confirm on one opened before the apply)."""
+    client = client_for(agent, console)
+    key = (client.base_url, client.fingerprint)
+    client.request("GET", protocol.PATH_STATUS)  # a kept-alive connection, opened now
+    assert key in client_module._sessions
+    spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
+    client.apply(bundle=make_bundle(v4=spec), version=1, deployment="1", confirm_timeout=30)
+    assert key not in client_module._sessions
+    assert client.status()["pending"]["version"] == 1
+    assert client.confirm(1) == {"result": "confirmed", "version": 1}
+    assert key not in client_module._sessions
 
+
+def test_read_timeout_outlasts_the_agents_wait_for_the_xtables_lock():
+    assert READ_TIMEOUT >= protocol.XTABLES_WAIT_SECONDS + 10
+
+
+def test_certificate_pin_mismatch_is_an_identity_error_and_nothing_is_sent(agent, console):
     client = client_for(agent, console, cert_fingerprint="00" * 32)
     with pytest.raises(AgentIdentityError, match="pinned fingerprint"):
         client.status()
@@ -84,14 +103,9 @@ def test_wrong_console_key_is_refused_by_the_agent(agent):
 
 
 def test_unreachable_agent_is_retryable(console):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     client = AgentClient(
         address="127.0.0.1",
-        port=port,
+        port=free_port(),
         public_key_b64=protocol.public_key_b64(console),
         cert_fingerprint="ab" * 32,
         key=console,

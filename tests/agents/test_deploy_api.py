@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
+from types import SimpleNamespace
 
-from agents import tasks
+import pytest
+from django.utils import timezone
+
+from agents import enqueue, services
 from tests.support.deploy import make_device, make_policy
 
 pytestmark = pytest.mark.django_db
@@ -15,8 +19,14 @@ URL = "/api/v1/deployments/"
 
 @pytest.fixture
 def sent(monkeypatch) -> list[int]:
+    """The device deployment ids sent to the broker as `deploy_device` tasks."""
     calls: list[int] = []
-    monkeypatch.setattr(tasks.deploy_device, "delay", lambda dd_id: calls.append(dd_id))
+
+    def send_task(name: str, args: tuple) -> None:
+        assert name == enqueue.DEPLOY_DEVICE
+        calls.extend(args)
+
+    monkeypatch.setattr(enqueue, "current_app", SimpleNamespace(send_task=send_task))
     return calls
 
 
@@ -102,12 +112,6 @@ def test_viewers_read_but_cannot_deploy(viewer_api, api_client_for, sent):
 
 
 def test_counter_endpoints(api):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from agents import services
-
     ruleset, group = make_policy(ports=(80, 443))
     device = make_device("web-1", group=group)
     used = ruleset.rules.order_by("position").first()

@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from agents.models import Deployment, DeviceDeployment
+from core.audit.models import AuditEntry
+from rules.models import Device, DeviceMembership
 from tests.support.deploy import (
     Stack,
     console_stack,
@@ -126,8 +129,6 @@ def db_of(redis_stack, django_db_blocker):
 
 
 def ns_device(name: str, net: Net, **fields):
-    from rules.models import Device, DeviceMembership
-
     _, group = make_policy(
         name, ports=(80,), sources=(net.client.addr4,)
     )  # only the client, port 80
@@ -204,9 +205,6 @@ def test_api_call_puts_rules_in_the_kernel_and_packets_obey(redis_stack, ns_agen
 
 @pytest.mark.netns
 def test_hand_made_change_is_drift_and_gets_repaired(redis_stack, ns_agent, django_db_blocker):
-    from agents.models import Deployment
-    from rules.models import Device
-
     console, net = redis_stack
     with django_db_blocker.unblock(), use_database(console.db_url):
         Device.objects.filter(pk=ns_agent.pk).update(auto_repair=True)
@@ -219,8 +217,6 @@ def test_hand_made_change_is_drift_and_gets_repaired(redis_stack, ns_agent, djan
     assert net.client.tcp_ok(net.server.addr4, 81) is True
     t0 = time.monotonic()
     with django_db_blocker.unblock(), use_database(console.db_url):
-        from core.audit.models import AuditEntry
-
         # the drifted flag may be up for only a moment (the repair is quick): the audit log keeps it
         entry = wait_for(
             lambda: AuditEntry.objects.filter(
@@ -255,8 +251,6 @@ def test_hand_made_change_is_drift_and_gets_repaired(redis_stack, ns_agent, djan
 
 
 def test_agent_down_is_retried_then_failed_with_reason(db_of):
-    from rules.models import Device
-
     console = db_of
     device = Device.objects.create(
         name="dp-down",
@@ -274,9 +268,6 @@ def test_agent_down_is_retried_then_failed_with_reason(db_of):
 
 
 def test_worker_killed_mid_push_is_redelivered_and_finishes(db_of, tmp_path):
-    from agents.models import DeviceDeployment
-    from rules.models import Device
-
     console = db_of
     port = free_port()
     state = tmp_path / "agent"
@@ -322,8 +313,6 @@ def test_worker_killed_mid_push_is_redelivered_and_finishes(db_of, tmp_path):
 @pytest.mark.parametrize("broker", ["amqp", "filesystem"])
 def test_other_brokers_end_to_end(broker, tmp_path, django_db_blocker, shared_db):
     """RabbitMQ (CELERY_BROKER_URL=amqp://…) and the embedded filesystem broker (no REDIS_URL)."""
-    from rules.models import Device
-
     url = AMQP_URL if broker == "amqp" else "filesystem://"
     if broker == "amqp" and not reachable(AMQP_URL):
         pytest.skip(f"RabbitMQ not reachable at {AMQP_URL.split('@')[-1]}")

@@ -9,8 +9,11 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
 
-from agents import services
+from agents import client as console_client
+from agents import selectors, services
 from agents.client import console_private_key, console_public_key_b64
 from agents.models import EnrollmentToken
 from rampart_agent import protocol
@@ -56,10 +59,10 @@ def test_token_is_hashed_one_time_and_expiring():
     record = EnrollmentToken.objects.get()
     assert issued.token not in (record.digest, record.prefix) and len(record.digest) == 64
     assert issued.token.startswith("rpt-enroll-") and issued.token[11:19] == record.prefix
-    assert services.enrollment_token_lookup(issued.token) == record
-    assert services.enrollment_token_lookup(issued.token + "x") is None
+    assert selectors.enrollment_token_lookup(issued.token) == record
+    assert selectors.enrollment_token_lookup(issued.token + "x") is None
     EnrollmentToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert services.enrollment_token_lookup(issued.token) is None
+    assert selectors.enrollment_token_lookup(issued.token) is None
 
 
 def test_command_prints_a_usable_token():
@@ -67,7 +70,7 @@ def test_command_prints_a_usable_token():
     out, err = io.StringIO(), io.StringIO()
     call_command("enrollment_token", "web-1", stdout=out, stderr=err)
     token = out.getvalue().strip()
-    assert services.enrollment_token_lookup(token).device == device
+    assert selectors.enrollment_token_lookup(token).device == device
     assert "web-1" in err.getvalue() and token not in err.getvalue()
 
 
@@ -77,7 +80,7 @@ def test_api_token_creation_needs_edit_role(api, viewer_api):
     assert viewer_api.post(url, {}, format="json").status_code == 403
     resp = api.post(url, {"ttl": 120}, format="json")
     assert resp.status_code == 201, resp.content
-    assert resp.json()["device"] == "web-1" and services.enrollment_token_lookup(
+    assert resp.json()["device"] == "web-1" and selectors.enrollment_token_lookup(
         resp.json()["token"]
     )
     assert api.post("/api/v1/devices/99999/enrollment-token/", {}, format="json").status_code == 404
@@ -132,7 +135,7 @@ def test_enroll_validates_and_keeps_token_on_bad_input(client, field, value):
         ENROLL, agent_payload(token, **{field: value}), content_type="application/json"
     )
     assert resp.status_code == 400 and field in resp.json()
-    assert services.enrollment_token_lookup(token) is not None  # not spent by a typo
+    assert selectors.enrollment_token_lookup(token) is not None  # not spent by a typo
 
 
 def test_enroll_is_throttled(client, settings):
@@ -143,8 +146,6 @@ def test_enroll_is_throttled(client, settings):
             "enroll": "3/minute",
         },
     }
-    from rest_framework.throttling import ScopedRateThrottle
-
     ScopedRateThrottle.THROTTLE_RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
     try:
         codes = [
@@ -154,8 +155,6 @@ def test_enroll_is_throttled(client, settings):
             for _ in range(5)
         ]
     finally:
-        from rest_framework.settings import api_settings
-
         ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
     assert codes[:3] == [403] * 3 and codes[3:] == [429, 429]
 
@@ -166,8 +165,6 @@ def test_console_key_made_once_with_mode_0600(tmp_path, settings):
     key = console_private_key()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     pem = path.read_bytes()
-    from agents import client
-
-    client._key_cache.clear()
+    console_client._key_cache.clear()
     assert protocol.public_key_b64(console_private_key()) == protocol.public_key_b64(key)
     assert path.read_bytes() == pem

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from compiler import Bundle, PolicyDocument, compile_device
+
 DATA = Path(__file__).with_name("data")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -162,3 +164,9 @@ CASES = {
     "sets_and_ports": (sets_and_ports, "fw"),
     "nat": (nat, "gw-1"),
 }
+
+
+def compile_case(name: str, **kwargs) -> Bundle:
+    """The bundle of a case's device, compiled at NOW."""
+    build, device = CASES[name]
+    return compile_device(PolicyDocument.from_dict(build()), device, now=NOW, **kwargs)

@@ -9,11 +9,12 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import CompileOptions, PolicyDocument, compile_device
+from compiler import CompileOptions, DocumentError, PolicyDocument, compile_device
 from compiler.lower import RULESET_CACHE, RulesetCache, ruleset_chain
 
 from . import cases
 from .test_compile import random_policy
+from .test_segments import big_ruleset, document
 
 
 def fresh(data: dict, device: str, **kwargs):
@@ -48,6 +49,8 @@ def test_every_input_of_the_chains_is_part_of_the_key():
     objects["address_groups"][0]["members"].append("198.19.7.7")
     variants.append((objects, {}))
     variants.append((base, {"options": CompileOptions(ipset_threshold=1)}))  # an option
+    variants.append((base, {"options": CompileOptions(log_rate_limit="3/second")}))
+    variants.append((base, {"options": CompileOptions(log_rate_limit=None)}))
     for data, kwargs in variants:
         assert cached(data, "web-1", **kwargs).to_json() == fresh(data, "web-1", **kwargs).to_json()
         cached(base, "web-1")
@@ -77,8 +80,6 @@ def test_random_documents_compile_as_if_nothing_was_cached(one, two):
 def assert_second_compile_is_fresh(one: dict, two: dict) -> None:
     """Compile `one`, then `two` with what that left in the cache: the bytes of a compile
     of `two` from an empty cache (documents the parser refuses are skipped)."""
-    from compiler import DocumentError
-
     try:
         PolicyDocument.from_dict(one)
         PolicyDocument.from_dict(two)
@@ -147,8 +148,6 @@ def test_an_edited_rule_set_compiles_as_if_nothing_was_cached(pair):
 
 
 def test_an_edit_in_a_long_rule_set_reuses_every_other_segment():
-    from .test_segments import big_ruleset, document
-
     rules = big_ruleset(3000)
     first = fresh(document(rules), "fw")
     changed = [dict(r) for r in rules]
@@ -204,8 +203,6 @@ def two_rulesets(draw):
 def test_rule_sets_sharing_sets_compile_as_if_nothing_was_cached(docs, threshold):
     """A set made by one rule set and used by another too: every device's bundle still
     creates every set it uses, whatever order devices and edits come in."""
-    from compiler import DocumentError
-
     data, edited = docs
     try:
         PolicyDocument.from_dict(data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compiler import PolicyDocument, check_document, device_assertions
+from compiler import PolicyDocument, check_document, compile_device, device_assertions
 
 from . import cases
 
@@ -126,8 +126,6 @@ def test_report_lines_and_dict_are_complete():
 
 
 def test_device_assertions_on_the_bundle_being_deployed():
-    from compiler import compile_device
-
     data = cases.example()
     data["rulesets"][0]["assertions"].append(
         {

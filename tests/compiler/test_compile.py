@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import CompileError, CompileOptions, PolicyDocument, compile_device
+from compiler import CompileError, CompileOptions, DocumentError, PolicyDocument, compile_device
 
 from . import cases
+from .cases import compile_case
 
 GOLDEN = Path(__file__).with_name("golden")
 BUILTINS = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
@@ -24,11 +25,6 @@ TAG = re.compile(
     r'-m comment --comment "(rpt:(?:jump|sys:[a-z0-9-]+|'
     r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{8}))"'
 )
-
-
-def compile_case(name: str, **kwargs):
-    build, device = cases.CASES[name]
-    return compile_device(PolicyDocument.from_dict(build()), device, now=cases.NOW, **kwargs)
 
 
 @pytest.mark.parametrize("case", sorted(cases.CASES))
@@ -92,46 +88,6 @@ def test_same_input_same_bytes_and_hash_moves_with_content():
         c for c, h in other.chains["v4"]["filter"].items() if one.chains["v4"]["filter"].get(c) != h
     }
     assert changed == {"RPT-I-web-baseline-5e4e2934"}  # only the rule set's chain moved
-
-
-def test_evaluation_order_of_the_fixed_steps():
-    lines = [
-        line
-        for line in compile_case("example").iptables_v6.splitlines()
-        if line.startswith("-A RPT-INPUT ")
-    ]
-    tags = [TAG.search(line).group(1) for line in lines]
-    order = [
-        "rpt:sys:loopback",
-        "rpt:sys:conntrack",
-        "rpt:sys:icmpv6-nd",
-        "rpt:sys:mgmt",
-        "rpt:jump",
-        "rpt:sys:default",
-    ]
-    assert [t for i, t in enumerate(tags) if i == 0 or tags[i - 1] != t] == order
-    assert "--ctstate RELATED,ESTABLISHED" in lines[1] and "--ctstate INVALID" in lines[2]
-    assert lines[-1].endswith("-j DROP")
-
-
-def test_disabled_and_expired_rules_are_left_out():
-    text = compile_case("example").iptables_v4
-    assert "--dport 9000" not in text and "--dport 9001" not in text
-    data = cases.example()
-    before = compile_device(
-        PolicyDocument.from_dict(data), "web-1", now=cases.NOW.replace(year=2019)
-    )
-    assert "--dport 9001" in before.iptables_v4 and "--dport 9000" not in before.iptables_v4
-
-
-def test_groups_above_the_threshold_become_sets_per_family():
-    bundle = compile_case("sets_and_ports")
-    families = sorted(m["family"] for m in bundle.sets.values())
-    assert families.count("inet") >= 1 and families.count("inet6") >= 1
-    assert all(m["type"] == "hash:net" for m in bundle.sets.values())
-    inline = compile_case("sets_and_ports", options=CompileOptions(ipset_threshold=100))
-    assert "--match-set rpt-4" in inline.iptables_v4  # negated list: a set regardless
-    assert "-m set --match-set" not in inline.iptables_v4  # positive lists are inlined
 
 
 def test_100k_group_set_is_sized():
@@ -225,8 +181,6 @@ def random_policy(draw):
 
 def compile_random(data: dict, threshold: int):
     """Compile if the random document is valid (mixed-family rules are rightly refused)."""
-    from compiler import DocumentError
-
     try:
         doc = PolicyDocument.from_dict(data)
     except DocumentError as exc:

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import CompileOptions, PolicyDocument, compile_device
+from compiler import CompileOptions, DocumentError, PolicyDocument, compile_device
 from compiler.document import fallback_ids, fallback_rule_id
+from compiler.document.parser import Parser
 from compiler.lower import RULESET_CACHE, rule_tag, rule_tagger
 from compiler.resolve import Resolver
 from rampart_agent import protocol
@@ -72,8 +73,6 @@ def simple_rules(rnd: random.Random, n: int) -> list[dict]:
 
 def valid_document(seed: int) -> dict:
     """Random simple rules, minus the ones the parser refuses (mixed families)."""
-    from compiler import DocumentError
-
     rnd = random.Random(seed)
     data = {
         "version": 1,
@@ -240,8 +239,6 @@ def rule_dicts(draw) -> dict:
 
 
 def _parse(data: dict):
-    from compiler import DocumentError
-
     try:
         return PolicyDocument.from_dict(data)
     except DocumentError as exc:
@@ -252,8 +249,6 @@ def _parse(data: dict):
 @settings(max_examples=400, deadline=None)
 def test_plain_rule_parser_equals_the_general_one(rules):
     """Same document or same errors, whichever path each rule takes."""
-    from compiler.document import _MISSING, _Parser
-
     data = {
         "version": 1,
         "addresses": [
@@ -269,16 +264,14 @@ def test_plain_rule_parser_equals_the_general_one(rules):
     }
     fast = _parse(data)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_Parser, "plain_rule", lambda self, item, path, index: _MISSING)
+        mp.setattr(Parser, "plain_rule", lambda self, item, path, index: None)
         general = _parse(data)
     assert fast == general
 
 
 def test_plain_rule_parser_takes_the_database_shape():
     """The rules the console's database hands over take the plain path."""
-    from compiler.document import _MISSING, _Parser
-
-    parser = _Parser()
+    parser = Parser()
     rule = {
         "id": "0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1",
         "chain": "input",
@@ -290,5 +283,5 @@ def test_plain_rule_parser_takes_the_database_shape():
         "comment": "web",
         "sources_negate": True,
     }
-    assert parser.plain_rule(rule, "rulesets[rs]", 0) is not _MISSING
-    assert parser.plain_rule({**rule, "log": True}, "rulesets[rs]", 1) is _MISSING
+    assert parser.plain_rule(rule, "rulesets[rs]", 0) is not None
+    assert parser.plain_rule({**rule, "log": True}, "rulesets[rs]", 1) is None

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler import CompileOptions, PolicyDocument, compile_device
-from tests.support.netns import namespace, needs_netns
+from tests.support.netns import host_pair, namespace, needs_netns
 
 from . import cases
 from .kernel import load, rules_by_chain, saved_rules
@@ -59,8 +59,6 @@ def test_100k_group_loads_with_sized_set():
 def test_ipv6_keeps_working_behind_a_stateful_drop_default():
     """Neighbour discovery must get through (step 3 of the evaluation order), even with the
     conntrack INVALID drop before it and empty neighbour caches."""
-    from tests.support.netns import host_pair
-
     with host_pair("cpnd") as (client, server):
         server.listen(tcp=[7443])
         doc = PolicyDocument.from_dict(

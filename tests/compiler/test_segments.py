@@ -12,7 +12,9 @@ from unittest import mock
 import pytest
 
 from compiler import Packet, PolicyDocument, Tracer, compile_device
-from compiler import lower as L
+from compiler.ir import JUMP
+from compiler.lower import segments as S
+from compiler.lower.names import ruleset_chain
 
 from . import cases
 
@@ -58,15 +60,15 @@ def test_long_chain_becomes_a_chain_of_segments_in_the_same_order():
     rules = big_ruleset(3000)
     bundle = compiled(rules)
     program = bundle.program.tables[(4, "filter")]
-    head = L.ruleset_chain("big-imported-set", "input")
+    head = ruleset_chain("big-imported-set", "input")
     jumps = program.chains[head].rules
-    assert all(r.target == L.JUMP and r.tag == "rpt:jump" for r in jumps)
+    assert all(r.target == JUMP and r.tag == "rpt:jump" for r in jumps)
     parts = [program.chains[j.arg].rules for j in jumps]
-    assert len(parts) > 3 and all(0 < len(p) <= L.SEGMENT_MAX for p in parts)
+    assert len(parts) > 3 and all(0 < len(p) <= S.SEGMENT_MAX for p in parts)
     assert all(
         len(name) <= 28 and name.startswith("RPT-I-big-im-") for name in (j.arg for j in jumps)
     )
-    with mock.patch.object(L, "SEGMENT_MAX", 10**9):
+    with mock.patch.object(S, "SEGMENT_MAX", 10**9):
         whole = compiled(rules).program.tables[(4, "filter")].chains[head].rules
     assert [r for part in parts for r in part] == whole
     # a policy rule's kernel rules (LOG + verdict) are never split between two segments
@@ -77,7 +79,7 @@ def test_long_chain_becomes_a_chain_of_segments_in_the_same_order():
 def test_same_verdicts_as_one_long_chain():
     rules = big_ruleset(3000)
     segmented = Tracer(compiled(rules).program)
-    with mock.patch.object(L, "SEGMENT_MAX", 10**9):
+    with mock.patch.object(S, "SEGMENT_MAX", 10**9):
         whole = Tracer(compiled(rules).program)
     rnd = random.Random(1)
     for _ in range(400):
@@ -115,7 +117,7 @@ def test_one_edited_rule_changes_one_segment(edit):
         edited[at]["action"] = "accept" if edited[at]["action"] != "accept" else "drop"
     after = chains(compiled(edited))
     changed = {c for c in set(before) | set(after) if before.get(c) != after.get(c)}
-    head = L.ruleset_chain("big-imported-set", "input")
+    head = ruleset_chain("big-imported-set", "input")
     # only the segment holding the rule (the head of jumps and the rule set's positions in
     # the console's index change, the kernel rules of every other segment do not)
     assert changed == {changed_segment(before, after)}, changed
@@ -128,7 +130,7 @@ def test_a_rule_that_starts_a_segment_changes_the_head_and_one_segment_more():
     cut = next(
         str(uuid.UUID(int=i, version=4))
         for i in range(1, 10**6)
-        if zlib.crc32(str(uuid.UUID(int=i, version=4)).encode()) % L.SEGMENT_EVERY == 0
+        if zlib.crc32(str(uuid.UUID(int=i, version=4)).encode()) % S.SEGMENT_EVERY == 0
     )
     edited = [
         *rules[:1500],
@@ -137,8 +139,8 @@ def test_a_rule_that_starts_a_segment_changes_the_head_and_one_segment_more():
     ]
     after = chains(compiled(edited))
     changed = {c for c in set(before) | set(after) if before.get(c) != after.get(c)}
-    head = L.ruleset_chain("big-imported-set", "input")
-    new = L.segment_chain("big-imported-set", "input", cut)
+    head = ruleset_chain("big-imported-set", "input")
+    new = S.segment_chain("big-imported-set", "input", cut)
     assert head in changed and new in changed and new not in before
     assert len(changed) == 3, changed  # + the segment the new one was cut from
 
@@ -149,6 +151,6 @@ def changed_segment(before: dict, after: dict) -> str:
 
 
 def test_short_rule_sets_stay_one_chain():
-    bundle = compiled(big_ruleset(L.SEGMENT_MAX - 50))
+    bundle = compiled(big_ruleset(S.SEGMENT_MAX - 50))
     names = [c for c in chains(bundle) if c.startswith("RPT-I-")]
-    assert names == [L.ruleset_chain("big-imported-set", "input")]
+    assert names == [ruleset_chain("big-imported-set", "input")]

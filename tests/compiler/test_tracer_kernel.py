@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import CompileOptions, Packet, PolicyDocument, Tracer, compile_device, lower
+from compiler import CompileOptions, Packet, PolicyDocument, Tracer, compile_device
+from compiler.lower import segments
 from tests.support.netns import host_pair, needs_netns
 
 from . import cases
@@ -31,8 +33,6 @@ _sport_base = itertools.count(20000, 10)
 def pin_neighbours(client, server) -> None:
     """Permanent neighbour entries both ways: a probe's verdict must not depend on how fast
     neighbour discovery is on a loaded machine (it is tested on its own in test_kernel.py)."""
-    import json
-
     macs = {
         ns.name: json.loads(ns.run("ip", "-j", "link", "show", "dev", ns.dev).stdout)[0]["address"]
         for ns in (client, server)
@@ -126,9 +126,9 @@ def test_tracer_agrees_with_the_kernel(pair, data):
     # segments of 1-2 kernel rules: the cut of long rule-set chains, on these small policies
     segment = data.draw(st.sampled_from([None, 2]))
     with mock.patch.multiple(
-        lower,
-        SEGMENT_MAX=segment or lower.SEGMENT_MAX,
-        SEGMENT_EVERY=segment or lower.SEGMENT_EVERY,
+        segments,
+        SEGMENT_MAX=segment or segments.SEGMENT_MAX,
+        SEGMENT_EVERY=segment or segments.SEGMENT_EVERY,
     ):
         bundle = compile_device(
             doc, "server", options=CompileOptions(ipset_threshold=threshold), now=cases.NOW

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
     "import json, django; django.setup(); from django.conf import settings as s;"
     "print(json.dumps({'debug': s.DEBUG, 'broker': s.CELERY_BROKER_URL, 'db': s.DATABASES['default']['ENGINE'],"
-    "'cache': s.CACHES['default']['BACKEND'], 'hosts': s.ALLOWED_HOSTS, 'secret': bool(s.SECRET_KEY)}))"
+    "'cache': s.CACHES['default']['BACKEND'], 'hosts': s.ALLOWED_HOSTS, 'secret': bool(s.SECRET_KEY),"
+    "'origins': s.CSRF_TRUSTED_ORIGINS}))"
 )
 
 
@@ -26,6 +27,8 @@ def settings_with(tmp_path, **env) -> dict:
             "DEBUG",
             "SECRET_KEY",
             "ALLOWED_HOSTS",
+            "CSRF_TRUSTED_ORIGINS",
+            "RAMPART_LISTEN",
         }
     }
     clean.update(DJANGO_SETTINGS_MODULE="console.settings", RAMPART_VAR_DIR=str(tmp_path), **env)
@@ -72,3 +75,21 @@ def test_celery_broker_url_overrides_redis(tmp_path):
         CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
     )
     assert s["broker"].startswith("amqp://")
+
+
+def test_the_listen_address_is_an_allowed_host_and_a_trusted_origin(tmp_path):
+    s = settings_with(tmp_path, RAMPART_LISTEN="198.18.7.9:8000")
+    assert "198.18.7.9" in s["hosts"] and "127.0.0.1" in s["hosts"]
+    assert s["origins"] == ["http://198.18.7.9:8000"]
+    s = settings_with(tmp_path, RAMPART_LISTEN="[fd00::7]:9000", ALLOWED_HOSTS="fw.example.org")
+    assert s["hosts"] == ["fw.example.org", "[fd00::7]"]
+    assert s["origins"] == ["http://[fd00::7]:9000"]
+    assert settings_with(tmp_path, RAMPART_LISTEN="198.18.7.9")["origins"] == [
+        "http://198.18.7.9:8000"  # gunicorn's default port
+    ]
+
+
+def test_a_wildcard_or_socket_listen_address_adds_no_host(tmp_path):
+    for listen in ("0.0.0.0:8000", "[::]:8000", "unix:/run/rampart.sock"):
+        s = settings_with(tmp_path, RAMPART_LISTEN=listen, ALLOWED_HOSTS="fw.example.org")
+        assert s["hosts"] == ["fw.example.org"] and s["origins"] == [], listen

@@ -14,7 +14,7 @@ from core.accounts import roles
 from dashboard.urls import dashboard_patterns
 from rules.models import AddressObject, Rule, RuleSet
 
-from .test_dashboard import small_policy
+from .helpers import small_policy
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from rampart_agent.sample import make_bundle, set_name
 from tests.support.netns import Netns
 
-ROOT = str(Path(__file__).resolve().parents[3])
+ROOT = str(Path(__file__).resolve().parents[2])  # the repository root
 AGENT = [sys.executable, "-m", "rampart_agent.cli"]
 BACKENDS = ["legacy", "nft"]
 

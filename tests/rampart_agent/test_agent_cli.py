@@ -7,7 +7,7 @@ import sys
 import pytest
 import requests
 
-from rampart_agent import protocol
+from rampart_agent import __version__, protocol
 from rampart_agent.sample import make_bundle
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -90,3 +90,17 @@ def test_fleet_serves_many_signed_agents_in_one_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_version_and_python_dash_m(tmp_path):
+    for argv in (AGENT, [sys.executable, "-m", "rampart_agent"]):
+        res = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and res.stdout.strip() == f"rampart-agent {__version__}"
+    res = subprocess.run(
+        [sys.executable, "-m", "rampart_agent", "status", "--state-dir", str(tmp_path)]
+        + ["--dataplane", "recording"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0 and json.loads(res.stdout)["applied"] is None

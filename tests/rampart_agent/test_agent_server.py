@@ -51,6 +51,8 @@ def agent(tmp_path):
         headers=None,
         sign_path=None,
         sign_body=None,
+        session=None,
+        timeout=10,
     ):
         data = json.dumps(body).encode() if body is not None else b""
         hdrs = protocol.sign_request(
@@ -63,15 +65,17 @@ def agent(tmp_path):
         )
         if headers is not None:
             hdrs = headers
-        resp = requests.request(
+        resp = (session or requests).request(
             method,
             f"https://127.0.0.1:{port}{path}",
             data=data,
             headers=hdrs,
             verify=False,
-            timeout=10,
+            timeout=timeout,
         )
         return resp, hdrs.get(protocol.HEADER_NONCE, "")
+
+    call.engine = engine
 
     yield call, dp, agent_pub, state
     server.shutdown()
@@ -151,3 +155,38 @@ def test_unknown_endpoint_and_bad_json(agent):
     assert resp.status_code == 404
     resp, _ = call("POST", "/v1/confirm", {"version": "x"})
     assert resp.status_code == 400
+
+
+def test_confirm_must_come_on_a_connection_opened_after_the_apply(agent):
+    """A kept-alive connection opened before the apply passes stateful rules that drop
+    every new connection: a confirm on it would prove nothing, so it is refused."""
+    call, _, _, _ = agent
+    old = requests.Session()
+    assert call("GET", "/v1/status", session=old)[0].status_code == 200  # opened now
+    r, _ = call("POST", "/v1/apply", {"bundle": bundle(), "version": 1}, session=old)
+    assert r.status_code == 200 and r.json()["confirm_deadline"], r.text
+    r, _ = call("POST", "/v1/confirm", {"version": 1}, session=old)
+    assert r.status_code == 409, r.text
+    assert r.json() == {
+        "error": "confirm must arrive on a connection opened after the apply; "
+        "this one was opened before",
+        "result": "stale_connection",
+    }
+    r, _ = call("POST", "/v1/confirm", {"version": 1})  # a new connection
+    assert r.status_code == 200 and r.json()["result"] == "confirmed", r.text
+    old.close()
+
+
+def test_a_client_that_gives_up_first_costs_a_log_line_not_a_traceback(agent, capfd, caplog):
+    """The console's read timeout ran out while the apply waited (e.g. for the xtables
+    lock): the agent finishes, cannot answer, and says so in one line."""
+    call, _, _, _ = agent
+    with call.engine._lock:  # the apply waits behind this
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            call("POST", "/v1/apply", {"bundle": bundle(), "version": 1}, timeout=0.3)
+    deadline = time.monotonic() + 5
+    while "the client left before the answer" not in caplog.text:
+        assert time.monotonic() < deadline, caplog.text
+        time.sleep(0.05)
+    time.sleep(0.3)  # the handler's next read of the closed connection
+    assert "Traceback" not in capfd.readouterr().err

@@ -65,10 +65,17 @@ def test_trace_returns_verdict_and_rule(policy, viewer_api):
     url = f"/api/v1/devices/{policy['device'].pk}/trace/"
     response = viewer_api.get(
         url,
-        {"protocol": "tcp", "source": "198.18.7.5", "destination": "198.18.1.10", "dport": "3306"},
+        {
+            "target": "candidate",
+            "protocol": "tcp",
+            "source": "198.18.7.5",
+            "destination": "198.18.1.10",
+            "dport": "3306",
+        },
     )
     assert response.status_code == 200, response.content
     body = response.json()
+    assert body["target"] == "candidate"
     assert body["verdict"] == "drop"
     assert body["decided_by"]["ruleset"] == "web-baseline" and body["decided_by"]["position"] == 5
     assert body["path"][0]["chain"] == "INPUT"

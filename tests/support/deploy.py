@@ -1,6 +1,6 @@
 """Helpers for the deployment tests: policy fixtures, in-process agents, a real Celery worker.
 
-Agents here are the agent engineer's own server and engine (rampart_agent.server/engine)
+Agents here are the real agent server and engine (rampart_agent.server/engine)
 with the recording dataplane, on loopback; the namespaced tests start `rampart-agent serve`
 inside `rpt_` network namespaces instead.
 """

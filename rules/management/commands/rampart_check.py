@@ -7,9 +7,11 @@ needs no database. Exit status: 0 ok, 1 errors or failed assertions, 2 unreadabl
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from compiler import CompileOptions, check_document
@@ -39,8 +41,6 @@ class Command(BaseCommand):
         ipset_threshold: int | None,
         **options,
     ):
-        from django.conf import settings
-
         try:
             raw = self.stdin_bytes() if file == "-" else Path(file).read_bytes()
         except OSError as exc:
@@ -68,8 +68,6 @@ class Command(BaseCommand):
             raise SystemExit(1)
 
     def stdin_bytes(self) -> bytes:
-        import sys
-
         return sys.stdin.buffer.read()
 
     def emit(self, data: dict, lines: list[str], as_json: bool) -> None:

@@ -36,19 +36,10 @@ class Command(BaseCommand):
         output: str | None,
         **options,
     ):
-        from rules.models import Device, RuleSet
-
-        rulesets = list(RuleSet.objects.filter(name__in=ruleset))
-        devices = list(Device.objects.filter(name__in=device))
-        unknown = sorted(set(ruleset) - {r.name for r in rulesets}) + sorted(
-            set(device) - {d.name for d in devices}
-        )
-        if unknown:
-            raise CommandError(f"unknown rule set or device: {', '.join(unknown)}")
-        narrowed = bool(ruleset or device)
-        doc = exporter.export_document(
-            devices=devices if narrowed else None, rulesets=rulesets if narrowed else None
-        )
+        try:
+            doc = exporter.export_named(rulesets=ruleset, devices=device)
+        except exporter.UnknownTargets as exc:
+            raise CommandError(str(exc)) from None
         fmt = format or ("json" if output and output.endswith(".json") else "yaml")
         text = exporter.render(doc, fmt)
         if output:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.audit.context import cli_actor
 from rules import exporter, importer
+from rules.onboarding import translate_iptables_save
 
 
 class Command(BaseCommand):
@@ -53,8 +55,6 @@ class Command(BaseCommand):
         emit: str | None,
         **options,
     ):
-        from core.audit.context import cli_actor
-
         if bool(file) == bool(from_iptables_save):
             raise CommandError("give either FILE or --from-iptables-save FILE")
         try:
@@ -86,8 +86,6 @@ class Command(BaseCommand):
     def onboard(
         self, dump: str, ipset_dump: str | None, ruleset: str, emit: str | None
     ) -> dict | None:
-        from rules.onboarding import translate_iptables_save
-
         result = translate_iptables_save(
             Path(dump).read_text(),
             Path(ipset_dump).read_text() if ipset_dump else "",

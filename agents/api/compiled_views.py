@@ -1,0 +1,199 @@
+"""A device's compiled policy over HTTP: its bundle, the packet tracer and its analysis.
+
+Each view asks `agents.device_policy.device_policy` for the document (the one compile path)
+and says which target it shows: `?target=deployed` (what the agent holds), `candidate` (what
+a deploy would push now) or `working_copy` (live edits, unapproved ones included). Bad query
+input is a 400 naming the field; a policy that does not compile is a 422 with the
+compiler's errors; a device with nothing deployed asked for `deployed` is a 409.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.device_policy import DevicePolicy, NothingDeployed, Target, device_policy
+from compiler import CompilerError, Packet, analyse_device
+from core.accounts.permissions import CanView
+from core.api import validation_detail
+from rules.models import Device
+
+TRACE_PARAMS = (
+    "chain",
+    "protocol",
+    "source",
+    "destination",
+    "sport",
+    "dport",
+    "icmp_type",
+    "in_interface",
+    "out_interface",
+    "state",
+)
+_TARGETS = [Target.DEPLOYED, Target.CANDIDATE, Target.WORKING_COPY]
+
+
+def target_parameter(default: Target) -> OpenApiParameter:
+    return OpenApiParameter(
+        "target",
+        OpenApiTypes.STR,
+        enum=[str(t) for t in _TARGETS],
+        description=f"which policy: deployed (what the agent holds), candidate (what a "
+        f"deploy would push now: approved revisions where approval is required) or "
+        f"working_copy (live edits). Default {default}.",
+    )
+
+
+class PolicyRefused(Exception):
+    """The policy asked for cannot be shown; `response` says why."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.data)
+        self.response = response
+
+
+def uncompilable(exc: CompilerError) -> Response:
+    return Response(
+        {
+            "detail": "the stored policy does not compile",
+            "errors": [e.to_dict() for e in exc.errors],
+        },
+        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+    )
+
+
+def policy_for(request: Request, device: Device, default: Target) -> DevicePolicy:
+    """The device's policy for the `target` query parameter, or PolicyRefused."""
+    name = request.query_params.get("target") or str(default)
+    if name not in {str(t) for t in _TARGETS}:
+        choices = ", ".join(str(t) for t in _TARGETS)
+        raise PolicyRefused(
+            Response({"target": [f"must be one of {choices}"]}, status=status.HTTP_400_BAD_REQUEST)
+        )
+    try:
+        return device_policy(device, Target(name))
+    except NothingDeployed as exc:
+        raise PolicyRefused(
+            Response(
+                {"target": [f"{exc}; ask for target=candidate"]}, status=status.HTTP_409_CONFLICT
+            )
+        ) from exc
+    except ValidationError as exc:
+        raise PolicyRefused(
+            Response(validation_detail(exc), status=status.HTTP_409_CONFLICT)
+        ) from exc
+    except CompilerError as exc:
+        raise PolicyRefused(uncompilable(exc)) from exc
+
+
+@extend_schema(
+    summary="The compiled bundle of a device",
+    description="iptables-restore text for IPv4 and IPv6, ipset restore text, per-chain "
+    "hashes and the bundle hash (docs/bundle-format.md), of the target asked for: by "
+    "default the candidate, what the agent would be sent by a deploy now. `target` and "
+    "`compiled_at` in the answer say what was compiled; for `deployed`, `hash_matches` says "
+    "whether it is the very bundle the agent reported.",
+    parameters=[target_parameter(Target.CANDIDATE)],
+    responses={
+        200: OpenApiTypes.OBJECT,
+        400: OpenApiTypes.OBJECT,
+        409: OpenApiTypes.OBJECT,
+        422: OpenApiTypes.OBJECT,
+    },
+)
+class DeviceBundleView(APIView):
+    permission_classes = [CanView]
+
+    def get(self, request, pk):
+        device = get_object_or_404(Device, pk=pk)
+        try:
+            policy = policy_for(request, device, Target.CANDIDATE)
+            bundle = policy.compile()
+        except PolicyRefused as exc:
+            return exc.response
+        except CompilerError as exc:
+            return uncompilable(exc)
+        body = {**bundle.to_dict(), **policy.describe()}
+        if policy.expected_hash:
+            body["hash_matches"] = bundle.hash == policy.expected_hash
+        return Response(body)
+
+
+@extend_schema(
+    summary="Trace a packet through a device's compiled policy",
+    description="Walks the compiled chains as netfilter does and returns the verdict, "
+    "the rule that decided it and the path. By default it traces what the agent holds "
+    "(`target=deployed`). `protocol` tcp|udp|icmp|icmpv6, `state` "
+    "new|established|related|invalid|untracked (default new), `chain` "
+    "input|forward|output (default input).",
+    parameters=[
+        target_parameter(Target.DEPLOYED),
+        *(OpenApiParameter(name, OpenApiTypes.STR) for name in TRACE_PARAMS),
+    ],
+    responses={
+        200: OpenApiTypes.OBJECT,
+        400: OpenApiTypes.OBJECT,
+        409: OpenApiTypes.OBJECT,
+        422: OpenApiTypes.OBJECT,
+    },
+)
+class DeviceTraceView(APIView):
+    permission_classes = [CanView]
+
+    def get(self, request, pk):
+        device = get_object_or_404(Device, pk=pk)
+        allowed = {*TRACE_PARAMS, "format", "target"}
+        unknown = sorted(set(request.query_params) - allowed)
+        errors: dict[str, list[str]] = {k: ["unknown parameter"] for k in unknown}
+        try:
+            packet = Packet.from_params({k: request.query_params.get(k) for k in TRACE_PARAMS})
+        except ValueError as exc:
+            for error in getattr(exc, "errors", []):
+                errors.setdefault(error.path, []).append(error.message)
+            if not errors:
+                errors["non_field_errors"] = [str(exc)]
+        if errors:
+            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            policy = policy_for(request, device, Target.DEPLOYED)
+            result = policy.tracer().trace(packet)
+        except PolicyRefused as exc:
+            return exc.response
+        except CompilerError as exc:
+            return uncompilable(exc)
+        return Response({"device": device.name, **policy.describe(), **result.to_dict()})
+
+
+@extend_schema(
+    summary="Analysis of a device's whole policy",
+    description="Shadowed, redundant and never-matching rules over the device's evaluation "
+    "order: fixed steps (loopback, conntrack, anti-lockout), every rule set, the default "
+    "policy; of the candidate by default.",
+    parameters=[target_parameter(Target.CANDIDATE)],
+    responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
+)
+class DeviceAnalysisView(APIView):
+    permission_classes = [CanView]
+
+    def get(self, request, pk):
+        device = get_object_or_404(Device, pk=pk)
+        try:
+            policy = policy_for(request, device, Target.CANDIDATE)
+            findings = analyse_device(policy.document, device.name, now=policy.now)
+        except PolicyRefused as exc:
+            return exc.response
+        except CompilerError as exc:
+            return uncompilable(exc)
+        return Response(
+            {
+                "device": device.name,
+                **policy.describe(),
+                "findings": [f.to_dict() for f in findings],
+            }
+        )

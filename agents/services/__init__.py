@@ -1,0 +1,70 @@
+"""Every write of the fleet, one module per concern (reads: agents/selectors.py).
+
+- `deployments`: create a deployment (target, rollout plan, frozen document, supersede).
+- `rollout`: advance a deployment wave by wave, halt it on failure, finish it; resume
+  or cancel it on an operator's request.
+- `transitions`: the one function that moves a device deployment to a new state, audited.
+- `lease`: at most one push per device on the wire.
+- `device_run`: one device's part of a deployment: compile → push → confirm.
+- `sweeper`: fail device deployments whose worker was lost.
+- `expiry`: redeploy the devices a rule's expiry has made out of date (audited).
+- `polling`: an agent's status: online/offline, drift (and its repair), rule counters.
+- `enrollment`: one-time enrollment tokens and the agent's enrollment.
+- `device_refs`: the ordered groups and rule sets of devices and device groups.
+
+The public functions are re-exported here (as NetBox's `models/__init__` does), so callers
+write `services.deploy_create(...)` without knowing the module. Tasks (agents/tasks.py) and
+API views only parse, call one of them and render. The compile path is agents/compile.py;
+tasks are sent through agents/enqueue.py, which never imports the tasks, so the import
+graph runs one way: tasks → services → enqueue.
+"""
+
+from agents.services.deployments import deploy_create, plan_waves
+from agents.services.device_refs import (
+    device_group_set_rulesets,
+    device_set_groups,
+    device_set_rulesets,
+)
+from agents.services.device_run import (
+    DeviceBusy,
+    RetryLater,
+    device_deployment_fail,
+    device_deployment_run,
+)
+from agents.services.enrollment import IssuedToken, agent_enroll, enrollment_token_create
+from agents.services.expiry import expire_rules
+from agents.services.lease import lease_acquire, lease_release
+from agents.services.polling import counters_ingest, drift_repair, status_poll
+from agents.services.rollout import (
+    RolloutStateError,
+    deployment_cancel,
+    deployment_refresh,
+    deployment_resume,
+)
+from agents.services.sweeper import sweep_stuck
+
+__all__ = [
+    "DeviceBusy",
+    "IssuedToken",
+    "RetryLater",
+    "RolloutStateError",
+    "agent_enroll",
+    "counters_ingest",
+    "deploy_create",
+    "deployment_cancel",
+    "deployment_refresh",
+    "deployment_resume",
+    "device_deployment_fail",
+    "device_deployment_run",
+    "device_group_set_rulesets",
+    "device_set_groups",
+    "device_set_rulesets",
+    "drift_repair",
+    "enrollment_token_create",
+    "expire_rules",
+    "lease_acquire",
+    "lease_release",
+    "plan_waves",
+    "status_poll",
+    "sweep_stuck",
+]

@@ -1,0 +1,386 @@
+"""One device's part of a deployment: compile → check → push → confirm, under its lease.
+
+Safe to run again for the same device deployment (a task redelivered after a crash): a
+terminal state is left alone, the version is kept, and an agent that already holds this
+version is recognised instead of refusing it as a replay. Errors worth retrying raise
+RetryLater to the task, which retries with backoff.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Max
+from django.utils import timezone
+
+from agents.choices import TERMINAL_STATES
+from agents.client import (
+    CONNECT_TIMEOUT,
+    AgentClient,
+    AgentError,
+    AgentIdentityError,
+    AgentRefused,
+    AgentUnreachable,
+)
+from agents.compile import compile_for_device
+from agents.models import DeviceDeployment
+from agents.services.lease import lease_acquire, lease_release
+from agents.services.rollout import deployment_refresh
+from agents.services.transitions import S, move, now_iso
+from compiler import CompilerError
+from rules.models import Device
+
+# An apply unanswered after this long: ask the agent (status, fresh connection) what it is
+# waiting for, and note it on the device deployment.
+WATCH_APPLY_AFTER = 1.0
+
+
+class RetryLater(Exception):
+    """Raised to the task when the attempt should be repeated later (with backoff)."""
+
+
+class DeviceBusy(RetryLater):
+    """Another push holds the device's lease."""
+
+
+def _next_version(dd: DeviceDeployment, at_least: int = 0) -> int:
+    """A bundle version greater than anything this device has seen from us or reported."""
+    device = Device.objects.get(pk=dd.device_id)
+    highest = (
+        DeviceDeployment.objects.filter(device_id=dd.device_id).aggregate(v=Max("version"))["v"]
+        or 0
+    )
+    return max(highest, device.applied_version, at_least) + 1
+
+
+def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = False) -> str:
+    """Compile, check, push and confirm one device's bundle; returns the state reached.
+
+    Raises RetryLater when the attempt should be repeated; on `final_attempt` a
+    retryable failure is recorded as `failed` instead.
+    """
+    dd = (
+        DeviceDeployment.objects.select_related("device", "deployment")
+        .defer("deployment__document")
+        .get(pk=device_deployment_id)
+    )
+    if dd.state in TERMINAL_STATES:
+        return dd.state
+    if not lease_acquire(dd):
+        raise DeviceBusy(f"another push to {dd.device.name} is in flight")
+    try:
+        dd.refresh_from_db()
+        if dd.state in TERMINAL_STATES:  # finished by a duplicate delivery meanwhile
+            return dd.state
+        dd.attempts += 1
+        max_attempts = settings.RAMPART.get("DEPLOY_MAX_ATTEMPTS", 5)
+        state = _run_locked(dd, final_attempt=final_attempt or dd.attempts >= max_attempts)
+    finally:
+        lease_release(dd)
+    if state in TERMINAL_STATES:
+        deployment_refresh(deployment_id=dd.deployment_id)
+    return state
+
+
+def device_deployment_fail(*, device_deployment_id: int, reason: str) -> None:
+    """Record a failure the task layer saw (time limit, crash) if nothing else did."""
+    dd = DeviceDeployment.objects.select_related("device").get(pk=device_deployment_id)
+    if dd.state not in TERMINAL_STATES:
+        move(dd, S.FAILED, "task failed", error=reason)
+        deployment_refresh(deployment_id=dd.deployment_id)
+
+
+def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
+    try:
+        move(dd, S.COMPILING, f"attempt {dd.attempts}")
+        bundle = _compile(dd)
+        if bundle is None:
+            return dd.state
+        if not dd.version:
+            dd.version = _next_version(dd)
+        client = AgentClient.for_device(dd.device)
+        move(dd, S.PUSHING, f"version {dd.version}")
+        answer = _push(dd, client, bundle)
+        if answer is None:
+            return dd.state
+        return _after_apply(dd, client, answer)
+    except (AgentUnreachable, AgentRefused) as exc:
+        if isinstance(exc, AgentRefused) and not exc.retryable:
+            return _refused(dd, exc)
+        return _unreachable(dd, exc, final_attempt=final_attempt)
+    except AgentIdentityError as exc:
+        move(dd, S.FAILED, "agent identity", error=str(exc))
+        return dd.state
+    except SoftTimeLimitExceeded:
+        move(dd, S.FAILED, "time limit", error=f"task time limit exceeded while {dd.state}")
+        return dd.state
+
+
+def _compile(dd: DeviceDeployment) -> dict | None:
+    """The bundle to push, or None after recording why there is none (never retried)."""
+    try:
+        # compiled as of the compiling step's stamp: `target=deployed` compiles it again as of then
+        compiled = compile_for_device(dd.device, dd.deployment, now=dd.started_at)
+    except CompilerError as exc:
+        move(
+            dd,
+            S.FAILED,
+            "compile error",
+            error=f"policy does not compile: {exc}",
+            agent_response={"errors": [e.to_dict() for e in exc.errors][:50]},
+        )
+        return None
+    except ValidationError as exc:
+        move(dd, S.FAILED, "invalid request", error="; ".join(exc.messages))
+        return None
+    dd.bundle_hash = compiled.hash
+    if compiled.failed_assertions:
+        move(
+            dd,
+            S.FAILED,
+            "assertion failed",
+            error="assertion failed, not pushed: " + "; ".join(compiled.failed_assertions),
+        )
+        return None
+    return compiled.bundle
+
+
+def _unreachable(dd: DeviceDeployment, exc: AgentError, *, final_attempt: bool) -> str:
+    """Give up on the last attempt; otherwise note the attempt and raise RetryLater."""
+    if final_attempt:
+        move(
+            dd,
+            S.FAILED,
+            "gave up",
+            error=f"agent unreachable after {dd.attempts} attempts: {exc}",
+        )
+        return dd.state
+    dd.error = f"attempt {dd.attempts}: {exc}"
+    dd.transitions = [
+        *dd.transitions,
+        {"state": dd.state, "at": now_iso(), "note": f"retrying: {exc}"[:500]},
+    ]
+    DeviceDeployment.objects.filter(pk=dd.pk).update(
+        error=dd.error,
+        transitions=dd.transitions,
+        attempts=dd.attempts,
+        bundle_hash=dd.bundle_hash,
+        version=dd.version,
+        updated_at=timezone.now(),
+    )
+    raise RetryLater(str(exc)) from exc
+
+
+def _refused(dd: DeviceDeployment, exc: AgentRefused) -> str:
+    result = exc.body.get("result")
+    state = S.ROLLED_BACK if result == "rolled_back" else S.FAILED
+    move(
+        dd,
+        state,
+        f"agent answered {exc.status}",
+        agent_response=exc.body,
+        error=str(exc.body.get("error") or exc),
+    )
+    return dd.state
+
+
+def _push(dd: DeviceDeployment, client: AgentClient, bundle: dict) -> dict | None:
+    """POST /v1/apply; on a version conflict, find out what the agent already holds."""
+    request = {
+        "bundle": bundle,
+        "deployment": str(dd.deployment_id),
+        "confirm_timeout": dd.deployment.confirm_timeout,
+    }
+    for _ in range(2):
+        try:
+            return _apply_watched(dd, client, request)
+        except AgentRefused as exc:
+            if exc.status != 409:
+                raise
+            status = client.status()
+            held = _agent_holds(status, dd)
+            if held is not None:
+                return held
+            # The agent has seen a higher version (another console, a local apply): go past it.
+            seen = max(
+                int((status.get(k) or {}).get("version") or 0)
+                for k in ("applied", "pending", "last_rollback")
+            )
+            dd.version = _next_version(dd, at_least=seen)
+            DeviceDeployment.objects.filter(pk=dd.pk).update(
+                version=dd.version, updated_at=timezone.now()
+            )
+    move(dd, S.FAILED, "version conflict", error="agent refused every version offered (409)")
+    return None
+
+
+def _apply_watched(dd: DeviceDeployment, client: AgentClient, request: dict) -> dict:
+    """`client.apply`, noting on the device deployment what the agent says it waits for
+    (another program's xtables lock) while its answer is awaited. The HTTP call runs in a
+    thread; the database is only touched from this one."""
+    watcher = AgentClient.for_device(dd.device, timeout=(CONNECT_TIMEOUT, 5))
+    seen = ""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-apply") as pool:
+        future = pool.submit(client.apply, version=dd.version, **request)
+        while True:
+            try:
+                return future.result(timeout=WATCH_APPLY_AFTER)
+            except FutureTimeout:
+                pass
+            try:
+                activity = str(watcher.status().get("activity") or "")
+            except AgentError:
+                continue
+            if activity and activity != seen and not future.done():
+                seen = activity
+                _note(dd, f"agent: {activity}")
+
+
+def _note(dd: DeviceDeployment, note: str) -> None:
+    """A note in the transitions without a change of state (shown with them)."""
+    dd.transitions = [*dd.transitions, {"state": dd.state, "at": now_iso(), "note": note[:500]}]
+    DeviceDeployment.objects.filter(pk=dd.pk).update(
+        transitions=dd.transitions, updated_at=timezone.now()
+    )
+
+
+def _agent_holds(status: dict, dd: DeviceDeployment) -> dict | None:
+    """The apply answer to assume when the agent already took this very push."""
+    applied = status.get("applied") or {}
+    if applied.get("version") == dd.version and applied.get("hash") == dd.bundle_hash:
+        return {
+            "result": "applied",
+            "hash": dd.bundle_hash,
+            "version": dd.version,
+            "confirm_deadline": (status.get("pending") or {}).get("deadline"),
+            "recovered": True,
+            "confirmed": bool(applied.get("confirmed")),
+        }
+    rollback = status.get("last_rollback") or {}
+    if rollback.get("version") == dd.version:
+        return {
+            "result": "rolled_back",
+            "version": dd.version,
+            "error": rollback.get("reason"),
+            "recovered": True,
+        }
+    return None
+
+
+def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
+    """Record the agent's apply answer; confirm it where the deployment asks for that."""
+    result = answer.get("result")
+    if result == "rolled_back":
+        move(
+            dd,
+            S.ROLLED_BACK,
+            "agent rolled back",
+            agent_response=answer,
+            error=str(answer.get("error") or ""),
+        )
+        return dd.state
+    if result == "unchanged":
+        move(dd, S.UNCHANGED, "bundle already applied", agent_response=answer, error="")
+        _device_applied(dd)
+        return dd.state
+    if result != "applied":
+        move(
+            dd,
+            S.FAILED,
+            "unexpected answer",
+            agent_response=answer,
+            error=f"unexpected agent answer {result!r}",
+        )
+        return dd.state
+    note = f"apply_ms={answer.get('apply_ms')}"
+    if answer.get("note"):
+        note += f"; {answer['note']}"
+    move(dd, S.APPLIED, note, agent_response=answer, error="")
+    if dd.deployment.confirm_timeout <= 0 or answer.get("confirmed"):
+        move(
+            dd,
+            S.CONFIRMED,
+            "no confirm needed" if dd.deployment.confirm_timeout <= 0 else "already confirmed",
+        )
+        _device_applied(dd)
+        return dd.state
+    return _confirm(dd, client, answer)
+
+
+def _confirm(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
+    """Send the commit-confirm; keep trying until the agent's deadline, then look."""
+    deadline = time.monotonic() + dd.deployment.confirm_timeout
+    delay = 0.2
+    last_error = ""
+    while True:
+        try:
+            # a connect attempt never runs past the window: a policy cutting the console off
+            # is reported when the window ends, as the agent rolls it back
+            connect = min(CONNECT_TIMEOUT, max(0.2, deadline - time.monotonic()))
+            confirmed = client.confirm(dd.version, connect_timeout=connect)
+            move(dd, S.CONFIRMED, "", agent_response={**answer, "confirm": confirmed})
+            _device_applied(dd)
+            return dd.state
+        except AgentRefused as exc:
+            if exc.body.get("result") == "stale_connection":
+                # the agent took this connection for one opened before the apply (each
+                # confirm opens its own: not expected); another fresh one is tried
+                last_error = str(exc)
+            elif exc.status == 409:
+                move(
+                    dd,
+                    S.ROLLED_BACK,
+                    "confirm refused",
+                    agent_response={**answer, "confirm": exc.body},
+                    error=str(exc.body.get("error") or "the agent had already rolled back"),
+                )
+                return dd.state
+            elif not exc.retryable:
+                raise
+            else:
+                last_error = str(exc)
+        except AgentUnreachable as exc:
+            last_error = str(exc)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 5)
+    return _confirm_missed(dd, client, last_error)
+
+
+def _confirm_missed(dd: DeviceDeployment, client: AgentClient, last_error: str) -> str:
+    """The confirm never got through before the deadline: the agent rolls back by itself,
+    unless the status shows the confirm did arrive after all."""
+    agent_says = ""
+    try:
+        status = client.status()
+        held = _agent_holds(status, dd)
+        if held and held.get("result") == "applied" and held.get("confirmed"):
+            move(dd, S.CONFIRMED, "confirm found applied after retries")
+            _device_applied(dd)
+            return dd.state
+        if held and held.get("result") == "rolled_back":
+            agent_says = f"; agent: {held.get('error')}"
+    except AgentError:
+        pass
+    move(
+        dd,
+        S.ROLLED_BACK,
+        "confirm timed out",
+        error=f"confirm did not reach the agent within {dd.deployment.confirm_timeout}s "
+        f"on a new connection ({last_error}): the policy cuts the console off; the agent "
+        f"rolled back to its last confirmed policy{agent_says}",
+    )
+    return dd.state
+
+
+def _device_applied(dd: DeviceDeployment) -> None:
+    """The device now runs this bundle, and so it has no drift."""
+    Device.objects.filter(pk=dd.device_id).update(
+        applied_hash=dd.bundle_hash, applied_version=dd.version or 0, drifted=False, drift_diff=""
+    )

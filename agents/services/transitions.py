@@ -1,0 +1,72 @@
+"""The state machine of a device deployment: the only way one changes state.
+
+A device deployment moves queued → compiling → pushing → applied → confirmed, or ends
+failed / rolled_back / superseded / unchanged / skipped; every move is appended to its
+`transitions` with a timestamp, and audited. State changes are written with queryset
+updates (no save signals), so each transition is audited once, with its meaning, not as a
+field diff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.choices import TERMINAL_STATES, DeviceDeploymentState
+from agents.models import DeviceDeployment
+from core.audit.choices import AuditAction
+from core.audit.services import record
+
+S = DeviceDeploymentState
+
+_STAMPS = {
+    S.COMPILING: "started_at",
+    S.PUSHING: "pushed_at",
+    S.APPLIED: "applied_at",
+    S.CONFIRMED: "confirmed_at",
+}
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat()
+
+
+def move(dd: DeviceDeployment, state: str, note: str = "", **fields: Any) -> None:
+    """Change state, stamp it, save, audit. The only way a device deployment changes state."""
+    now = timezone.now()
+    dd.state = state
+    entry = {"state": state, "at": now.isoformat()}
+    if note:
+        entry["note"] = note[:500]
+    dd.transitions = [*dd.transitions, entry]
+    stamp = _STAMPS.get(state)
+    if stamp:
+        setattr(dd, stamp, now)
+    if state in TERMINAL_STATES:
+        dd.finished_at = now
+    for key, value in fields.items():
+        setattr(dd, key, value)
+    dd.updated_at = now
+    with transaction.atomic():  # the state and its audit entry commit together (one commit)
+        DeviceDeployment.objects.filter(pk=dd.pk).update(
+            **{
+                f.attname: getattr(dd, f.attname)
+                for f in DeviceDeployment._meta.concrete_fields
+                if not f.primary_key
+            }
+        )
+        record(
+            AuditAction.DEPLOY_STATE,
+            dd,
+            after={"state": state},
+            extra={
+                "deployment": dd.deployment_id,
+                "device": dd.device.name,
+                "version": dd.version,
+                "hash": dd.bundle_hash,
+                **({"note": note[:200]} if note else {}),
+                **({"error": dd.error[:500]} if state in (S.FAILED, S.ROLLED_BACK) else {}),
+            },
+        )

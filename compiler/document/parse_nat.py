@@ -1,0 +1,94 @@
+"""Parsing NAT rules (dnat, snat, masquerade) of a rule set."""
+
+from __future__ import annotations
+
+from .. import values as V
+from .literals import parse_nat_target
+from .model import NAT_CHAINS, NAT_TYPES, NatRule
+from .parse_base import MISSING, ParserBase
+
+_NAT_KEYS = {
+    "id",
+    "type",
+    "chain",
+    "in_interface",
+    "out_interface",
+    "protocol",
+    "sources",
+    "destinations",
+    "dports",
+    "to",
+    "comment",
+    "enabled",
+}
+
+
+class NatParser(ParserBase):
+    """NAT rules, checked against the addresses parsed before them."""
+
+    def nat(self, item: object, path: str) -> NatRule | None:
+        rid = self.rule_id(item, path) if isinstance(item, dict) else None
+        if self.mapping(item, path, _NAT_KEYS, ("type",), rid) is None:
+            return None
+        assert isinstance(item, dict)
+        n_errors = len(self.errors)
+        kind = self.choice(item, "type", path, NAT_TYPES, "NAT type", rid)
+        chain = item.get("chain")
+        if kind and chain is None:
+            chain = NAT_CHAINS[kind][0]
+        elif kind and chain not in NAT_CHAINS[kind]:
+            self.err(
+                f"{path}.chain",
+                f"a {kind} rule belongs in chain {' or '.join(NAT_CHAINS[kind])}, not {chain!r}",
+                rid,
+            )
+        in_ok = ("prerouting",)
+        out_ok = ("postrouting", "output")
+        in_if, out_if = self.interfaces(item, path, chain, rid, in_ok, out_ok)
+        protocol = self.choice(item, "protocol", path, V.PROTOCOLS, "protocol", rid)
+        dports = self.str_list(item, "dports", path, rid)
+        for i, p in enumerate(dports):
+            self.call(self.port, p, f"{path}.dports[{i}]", rid)
+        if dports and (protocol or "any") not in V.PORT_PROTOCOLS:
+            self.err(
+                f"{path}.dports", f"ports need protocol tcp or udp, not {protocol or 'any'}", rid
+            )
+        sources = self.str_list(item, "sources", path, rid)
+        destinations = self.str_list(item, "destinations", path, rid)
+        fams = [
+            self.address_refs(sources, path, "sources", rid),
+            self.address_refs(destinations, path, "destinations", rid),
+        ]
+        to = item.get("to")
+        if kind in ("dnat", "snat"):
+            if to is None:
+                self.err(f"{path}.to", f"a {kind} rule needs `to`", rid)
+            else:
+                target = self.call(parse_nat_target, to, f"{path}.to", rid)
+                if target is not MISSING:
+                    fams.append(frozenset((target[0].version,)))
+                    if target[1] and (protocol or "any") not in V.PORT_PROTOCOLS:
+                        self.err(f"{path}.to", "a target port needs protocol tcp or udp", rid)
+        elif to is not None:
+            self.err(f"{path}.to", "masquerade takes no `to`", rid)
+        known = [f for f in fams if f not in (None, MISSING)]
+        if known and not frozenset.intersection(*known):
+            self.mismatch(path, "mixes IPv4 and IPv6 addresses", rid)
+        enabled = self.boolean(item, "enabled", path, True, rid)
+        comment = self.text(item, "comment", path, rid)
+        if len(self.errors) != n_errors or kind is None or not isinstance(chain, str):
+            return None
+        return NatRule(
+            kind,
+            chain,
+            rid,
+            in_if,
+            out_if,
+            protocol,
+            sources,
+            destinations,
+            dports,
+            None if to is None else str(to).strip(),
+            comment,
+            enabled,
+        )

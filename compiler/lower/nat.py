@@ -1,0 +1,81 @@
+"""The nat table: each rule set's NAT rules, in `RPT-PREROUTING`/`-OUTPUT`/`-POSTROUTING`,
+after the device's management exemption (static.nat_exemption) where that chain exists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..document import NatRule, RuleSet, fallback_rule_id, parse_nat_target
+from ..ir import DNAT, JUMP, MASQUERADE, SNAT, Chain, RuleInfo, Table
+from ..ir import Rule as IRRule
+from ..resolve import FamilyMatch, ProtoSpec, Resolver, merge_ports
+from ..values import parse_port
+from .expand import Expander
+from .names import short_hash
+
+_NAT_TARGET = {"dnat": DNAT, "snat": SNAT, "masquerade": MASQUERADE}
+_ORDER = {"RPT-PREROUTING": 0, "RPT-OUTPUT": 1, "RPT-POSTROUTING": 2}
+# the chains where a DNAT/REDIRECT decides where a new connection to the device goes
+_EXEMPT = ("RPT-PREROUTING", "RPT-OUTPUT")
+
+
+def nat_table(
+    rulesets: list[RuleSet],
+    family: int,
+    resolver: Resolver,
+    expander: Expander,
+    infos: dict[str, RuleInfo],
+    exempt: Sequence[IRRule] = (),
+) -> Table:
+    """The nat table of one family; where each rule came from goes to `infos`. `exempt`
+    (management traffic) opens `RPT-PREROUTING` and `RPT-OUTPUT`, before any NAT rule."""
+    table = Table(family, "nat")
+    seen: set[str] = set()
+    for rs in rulesets:
+        if rs.name in seen:
+            continue
+        seen.add(rs.name)
+        for index, nat in enumerate(rs.nat):
+            if not nat.enabled:
+                continue
+            rule_id = nat.id or fallback_rule_id(rs.name, "nat", index)
+            infos[rule_id] = RuleInfo(rs.name, index + 1, nat.comment, "nat")
+            fm = nat_match(nat, family, resolver)
+            if fm is None:
+                continue
+            builtin = nat.chain.upper()
+            main = f"RPT-{builtin}"
+            if main not in table.chains:
+                table.chains[main] = Chain(main, list(exempt) if main in _EXEMPT else [])
+                table.jumps[builtin] = [IRRule(JUMP, "rpt:jump", arg=main)]
+            tag = f"rpt:{rule_id}:{short_hash(repr(nat))}"
+            base = (nat.in_interface, nat.out_interface, None, None, None)
+            target = _NAT_TARGET[nat.type]
+            table.chains[main].rules.extend(expander.expand(fm, base, target, tag, rule_id, nat.to))
+    table.chains = dict(sorted(table.chains.items(), key=lambda kv: _ORDER[kv[0]]))
+    return table
+
+
+def nat_match(nat: NatRule, family: int, resolver: Resolver) -> FamilyMatch | None:
+    """What the NAT rule matches in `family`; None if it has no part in that family."""
+    src = resolver.addresses(nat.sources) if nat.sources else None
+    dst = resolver.addresses(nat.destinations) if nat.destinations else None
+    target_fam = parse_nat_target(nat.to)[0].version if nat.to else None
+    if (
+        (src is not None and family not in src)
+        or (dst is not None and family not in dst)
+        or target_fam not in (None, family)
+    ):
+        return None
+    if nat.protocol == ("icmpv6" if family == 4 else "icmp"):
+        return None
+    proto = None if nat.protocol in (None, "any") else nat.protocol
+    dports = merge_ports([parse_port(p) for p in nat.dports]) if nat.dports else None
+    return FamilyMatch(
+        family,
+        src[family] if src else None,
+        False,
+        dst[family] if dst else None,
+        False,
+        (ProtoSpec(proto, dports),),
+    )

@@ -1,0 +1,88 @@
+"""Rule tags: the comment on every kernel rule that says which policy rule it comes from
+and what that rule said, so the agent recognises its own rules and their changes."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from operator import itemgetter
+
+from ..document import Rule
+
+
+def rule_tag(rule_id: str, rule: Rule) -> str:
+    """`rpt:<uuid>:<8 hex>`; the hash covers what the rule says (not its comment or id)."""
+    key = (
+        rule.chain,
+        rule.action,
+        rule.sources,
+        rule.destinations,
+        rule.services,
+        rule.protocol,
+        rule.dports,
+        rule.sports,
+        rule.sources_negate,
+        rule.destinations_negate,
+        rule.in_interface,
+        rule.out_interface,
+        rule.states,
+        rule.log,
+        rule.log_prefix,
+        rule.rate_limit,
+        rule.burst,
+        rule.icmp_type,
+    )
+    return f"rpt:{rule_id}:{zlib.crc32(repr(key).encode()):08x}"
+
+
+def rule_tagger() -> Callable[[str, Rule], str]:
+    """`rule_tag` for many rules: the same value, but the repr of the fields that rarely
+    differ between rules is written once per distinct combination, not once per rule.
+
+    The repr of a tuple is "(" + ", ".join(repr(item)) + ")", so the key's repr is rebuilt
+    from a cached head, middle and tail around the reprs of sources, destinations, dports.
+    """
+    shapes: dict[tuple, tuple[str, str, str]] = {}
+    crc32 = zlib.crc32
+    # (chain, action, services, protocol, sports, sources_negate, destinations_negate,
+    # in_interface, out_interface, states, log, log_prefix, rate_limit, burst, icmp_type)
+    # and (sources, destinations, dports), picked from the Rule tuple in C
+    shape_of = itemgetter(
+        *(
+            Rule._fields.index(f)
+            for f in (
+                "chain",
+                "action",
+                "services",
+                "protocol",
+                "sports",
+                "sources_negate",
+                "destinations_negate",
+                "in_interface",
+                "out_interface",
+                "states",
+                "log",
+                "log_prefix",
+                "rate_limit",
+                "burst",
+                "icmp_type",
+            )
+        )
+    )
+    varying = itemgetter(*(Rule._fields.index(f) for f in ("sources", "destinations", "dports")))
+
+    def tag(rule_id: str, rule: Rule) -> str:
+        shape = shape_of(rule)
+        parts = shapes.get(shape)
+        if parts is None:
+            r = [repr(x) for x in shape]
+            parts = shapes[shape] = (
+                f"({r[0]}, {r[1]}, ",
+                f", {r[2]}, {r[3]}, ",
+                f", {', '.join(r[4:])})",
+            )
+        sources, destinations, dports = varying(rule)
+        text = f"{parts[0]}{sources!r}, {destinations!r}{parts[1]}{dports!r}{parts[2]}"
+        return f"rpt:{rule_id}:{crc32(text.encode()):08x}"
+
+    return tag

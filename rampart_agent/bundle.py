@@ -1,0 +1,83 @@
+"""A bundle as the agent holds it: checked against the contract, parsed into tables and
+sets, and the byte form it is stored in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rampart_agent.ruleset import BundleError, SetBlock, Table, parse_ipsets, parse_restore
+from rampart_contract.bundle_hash import BUNDLE_FIELDS, BUNDLE_FORMAT, bundle_hash
+
+
+@dataclass
+class Bundle:
+    """A parsed bundle: the restore text split into tables, the sets into blocks."""
+
+    raw: dict[str, Any]
+    hash: str
+    tables: dict[str, dict[str, Table]]  # family -> table -> Table
+    sets: dict[str, SetBlock]
+    set_entries: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Any, verify_hash: bool = True, previous: Bundle | None = None) -> Bundle:
+        """Check and parse; `previous` (the bundle applied before) lends the lines of the
+        chains that did not change (see `parse_restore`)."""
+        if not isinstance(raw, dict):
+            raise BundleError("bundle must be a JSON object")
+        # a stored bundle (already checked when it came) may be of the previous format
+        formats = (BUNDLE_FORMAT,) if verify_hash else (1, BUNDLE_FORMAT)
+        if raw.get("format") not in formats:
+            raise BundleError(
+                f"unsupported bundle format {raw.get('format')!r} (expected {BUNDLE_FORMAT})"
+            )
+        unknown = sorted(set(map(str, raw)) - BUNDLE_FIELDS)
+        if unknown:
+            raise BundleError(f"unknown bundle field {unknown[0]!r}")
+        for key in ("device", "iptables_v4", "iptables_v6", "ipsets"):
+            if not isinstance(raw.get(key, ""), str):
+                raise BundleError(f"bundle field {key} must be a string")
+        for key in ("chains", "sets"):
+            if not isinstance(raw.get(key) or {}, dict):
+                raise BundleError(f"bundle field {key} must be an object")
+        digest = bundle_hash(raw) if verify_hash else str(raw.get("hash"))
+        if verify_hash and raw.get("hash") != digest:
+            raise BundleError("bundle hash does not match its content")
+        sets = parse_ipsets(raw.get("ipsets", ""))
+        meta = raw.get("sets") or {}
+        entries = {name: block.entries for name, block in sets.items()}
+        for name, block in sets.items():
+            declared = (meta.get(name) or {}).get("entries")
+            if declared is not None and declared != block.entries:
+                raise BundleError(
+                    f"set {name}: {block.entries} entries, the bundle says {declared}"
+                )
+        return cls(
+            raw=raw,
+            hash=digest,
+            tables={
+                family: parse_restore(
+                    raw.get(f"iptables_{family}", ""),
+                    previous.tables.get(family) if previous else None,
+                )
+                for family in ("v4", "v6")
+            },
+            sets=sets,
+            set_entries=entries,
+        )
+
+    @classmethod
+    def empty(cls) -> Bundle:
+        return cls(raw={}, hash="", tables={"v4": {}, "v6": {}}, sets={})
+
+    def chain_count(self) -> int:
+        return sum(len(t.chains) for fam in self.tables.values() for t in fam.values())
+
+
+def bundle_json(raw: dict[str, Any]) -> bytes:
+    """A bundle as stored: without the console's rule index, which the agent never uses."""
+    return json.dumps(
+        {k: v for k, v in raw.items() if k != "rules"}, separators=(",", ":"), ensure_ascii=False
+    ).encode()

@@ -1,0 +1,49 @@
+"""Dataplanes: the only code that touches (or pretends to touch) the kernel.
+
+`Dataplane` (base.py) is the interface; `IptablesDataplane` (iptables.py) the real one,
+reading with `iptables-save` (save.py) or python-iptables (iptc_reader.py);
+`RecordingDataplane` (recording.py) the in-memory one.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rampart_agent.dataplane.base import (
+    Dataplane,
+    DataplaneError,
+    LiveFamily,
+    LiveRule,
+    LiveTable,
+    PendingRestore,
+)
+from rampart_agent.dataplane.iptables import IptablesDataplane, detect_backend
+from rampart_agent.dataplane.recording import RecordingDataplane
+from rampart_agent.dataplane.save import parse_save
+from rampart_agent.dataplane.xtables_lock import XtablesLockBusy
+from rampart_agent.runner import Runner
+
+
+def open_dataplane(kind: str, runner: Runner | None = None) -> Dataplane:
+    """'recording', 'legacy', 'nft' or 'iptables'/'auto' (detect the host's backend)."""
+    if kind == "recording":
+        return RecordingDataplane()
+    if kind in ("iptables", "auto"):
+        kind = os.environ.get("RAMPART_AGENT_BACKEND") or detect_backend(runner)
+    return IptablesDataplane(kind, runner)
+
+
+__all__ = [
+    "Dataplane",
+    "DataplaneError",
+    "IptablesDataplane",
+    "LiveFamily",
+    "LiveRule",
+    "LiveTable",
+    "PendingRestore",
+    "RecordingDataplane",
+    "XtablesLockBusy",
+    "detect_backend",
+    "open_dataplane",
+    "parse_save",
+]

@@ -1,0 +1,43 @@
+"""Reading `iptables-save [-c]` output: our chains, the built-in chains, their counters."""
+
+from __future__ import annotations
+
+import re
+
+from rampart_agent.dataplane.base import LiveFamily, LiveRule, LiveTable
+from rampart_agent.ruleset import BUILTINS, CHAIN_PREFIX, _target, rule_comment
+
+COUNTER_RE = re.compile(r"^\[(\d+):(\d+)\]\s+")
+
+
+def parse_save(text: str) -> LiveFamily:
+    """Parse `iptables-save [-c]` output, keeping RPT- chains and built-in chains only."""
+    tables: LiveFamily = {}
+    current: LiveTable | None = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:].strip(), LiveTable())
+        elif current is None or line.startswith("#") or line == "COMMIT":
+            continue
+        elif line.startswith(":"):
+            name = line[1:].split()[0]
+            if name.startswith(CHAIN_PREFIX):
+                current.chains.setdefault(name, [])
+            elif name in BUILTINS:
+                current.builtins.setdefault(name, [])
+        else:
+            packets = nbytes = 0
+            match = COUNTER_RE.match(line)
+            if match:
+                packets, nbytes = int(match.group(1)), int(match.group(2))
+                line = line[match.end() :]
+            parts = line.split(None, 2)
+            if len(parts) < 2 or parts[0] != "-A":
+                continue
+            chain, spec = parts[1], parts[2] if len(parts) > 2 else ""
+            rule = LiveRule(spec, rule_comment(spec), _target(spec), packets, nbytes)
+            if chain.startswith(CHAIN_PREFIX):
+                current.chains.setdefault(chain, []).append(rule)
+            elif chain in BUILTINS:
+                current.builtins.setdefault(chain, []).append(rule)
+    return tables

@@ -1,0 +1,183 @@
+"""The kernel transition: make the kernel hold one bundle, assuming it holds another.
+
+Order: sets that are missing are created (named by content, created empty, filled while
+the rule payloads are parsed), then one `iptables-restore --noflush` per family (one
+transaction per table), then sets nobody references any more are destroyed (the previous
+bundle's sets are kept while a confirm is pending, for the rollback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+
+from rampart_agent.bundle import Bundle
+from rampart_agent.dataplane import Dataplane, DataplaneError, LiveFamily
+from rampart_agent.ruleset import (
+    SetBlock,
+    Table,
+    believed_jumps,
+    ipset_create_line,
+    ipset_fill_payloads,
+    ipset_refill_payload,
+    plan_table,
+)
+from rampart_agent.runner import CommandError
+from rampart_contract.naming import FAMILIES
+
+# What a kernel step can raise: the tool refused, failed to run, or timed out.
+KERNEL_ERRORS = (DataplaneError, CommandError, OSError, subprocess.SubprocessError)
+
+log = logging.getLogger("rampart.agent")
+
+
+def transition(
+    dp: Dataplane,
+    old: Bundle,
+    new: Bundle,
+    *,
+    full: bool,
+    keep_sets: set[str],
+    before_kernel: Callable[[], None] = lambda: None,
+) -> None:
+    """Make the kernel hold `new`, assuming it holds `old` (unless `full`).
+
+    Incremental first, trusting the records; if the kernel refuses that (it did not
+    hold what we believed), once more as a full rewrite that reads what is there.
+    `before_kernel` runs once, right before the first change to the kernel (the
+    journal). Raises DataplaneError with the kernel's words if a step fails; the
+    caller repairs.
+    """
+    once = _Once(before_kernel)
+    if not full:
+        try:
+            _transition_once(dp, old, new, full=False, keep_sets=keep_sets, before_kernel=once)
+            return
+        except DataplaneError as exc:
+            log.warning("incremental apply failed (%s); retrying as a full rewrite", exc)
+    _transition_once(dp, old, new, full=True, keep_sets=keep_sets, before_kernel=once)
+
+
+def _transition_once(
+    dp: Dataplane,
+    old: Bundle,
+    new: Bundle,
+    *,
+    full: bool,
+    keep_sets: set[str],
+    before_kernel: Callable[[], None],
+) -> None:
+    # Sets that exist: listed on a full rewrite; otherwise the ones the records say are
+    # there (the old bundle's and those kept for a rollback), like the chains. A set
+    # damaged by hand is drift: the status poll sees it, the next apply is full.
+    existing: dict[str, int | None]
+    if full:
+        existing = dict(dp.ipset_list())
+    else:
+        existing = {**{n: None for n in keep_sets}, **old.set_entries}
+    added: list[SetBlock] = []  # sets this bundle adds: created empty, then filled
+    refills: list[str] = []  # damaged sets (full rewrite): refilled and swapped in
+    for name, block in new.sets.items():
+        if name not in existing:
+            added.append(block)
+        elif full and existing[name] != block.entries:
+            refills.append(ipset_refill_payload(block))
+    creates = [ipset_create_line(block) + "\n" for block in added]
+    payloads = [
+        (family, text)
+        for family in FAMILIES
+        if (text := plan_family(dp, family, old, new, full=full))
+    ]
+    if creates or refills:
+        before_kernel()
+        # A set must exist when iptables-restore parses a rule naming it, so the new
+        # sets are created (empty) first; they are filled while the rules are parsed.
+        dp.ipset_restore("".join(refills + creates))
+    filling = [
+        dp.begin_ipset_restore(fill)
+        for fill in ipset_fill_payloads(added, min(os.cpu_count() or 1, 4))
+    ]
+    try:
+        for family, text in payloads:
+            # The tool parses everything before the first COMMIT while the journal is
+            # written and the sets are filled; nothing reaches the kernel before it.
+            # One family at a time: a legacy restore holds the xtables lock from its
+            # first table line to COMMIT, which the other family's would wait for.
+            head, _, rest = text.partition("\nCOMMIT\n")
+            pending = dp.begin_restore(family, head + "\n")
+            try:
+                before_kernel()
+                while filling:  # every entry is in before a rule can use its set
+                    filling.pop(0).commit("")
+            except BaseException:
+                pending.abort()
+                raise
+            pending.commit("COMMIT\n" + rest)
+        while filling:
+            filling.pop(0).commit("")
+    except BaseException:
+        for fill in filling:
+            fill.abort()
+        raise
+    # What exists now: what existed (leftover temporary sets included) plus the new sets.
+    stale = {n for n in existing if n not in new.sets and n not in keep_sets}
+    if stale:
+        left = dp.ipset_destroy(sorted(stale))
+        if left:
+            log.info("sets still referenced, kept: %s", ", ".join(left))
+
+
+def plan_family(dp: Dataplane, family: str, old: Bundle, new: Bundle, *, full: bool) -> str:
+    """The restore payload turning `old` into `new` for one family ("": nothing)."""
+    live: LiveFamily = dp.read(family) if full else {}
+    names = set(new.tables[family]) | set(old.tables[family])
+    if full:
+        names |= {t for t, lt in live.items() if lt.chains or lt.jumps()}
+    lines: list[str] = []
+    for tname in sorted(names):
+        old_t = old.tables[family].get(tname)
+        new_t = new.tables[family].get(tname) or Table(tname)
+        chains: set[str] | None
+        if full:
+            lt = live.get(tname)
+            jumps = lt.jumps() if lt else {}
+            chains = set(lt.chains) if lt else set()
+        else:
+            if old_t is not None and old_t == new_t:
+                continue
+            if dp.reads_jumps_in_process:  # python-iptables: ~0.15 ms, no fork
+                builtins = {b for b, js in new_t.jumps.items() if js}
+                if old_t is not None:
+                    builtins |= {b for b, js in old_t.jumps.items() if js}
+                jumps = dp.read_jumps(family, tname, builtins) if builtins else {}
+            else:
+                # A read would cost a fork (iptables-nft -S: 1-11 ms, the whole apply
+                # of 100 rules is ~5 ms): trust the record, as Felix trusts its cache.
+                # A wrong belief makes the restore fail and the full rewrite below
+                # read the kernel; jumps moved by others are drift for the status poll.
+                jumps = believed_jumps(old_t)
+            chains = None
+        lines += plan_table(
+            tname,
+            old_t,
+            new_t,
+            jumps,
+            full=full,
+            live_chains=chains,
+            inplace_limit=dp.inplace_limit,
+        )
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+class _Once:
+    """Calls `fn` the first time it is called, never again."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()

@@ -1,0 +1,28 @@
+"""Import: apply a policy document (POLICY-FORMAT.md) to the database.
+
+The document is validated in full first by the one parser (`PolicyDocument.from_dict`);
+then, inside ONE transaction, objects are matched by name and rules by `id` (rules without
+one are matched by content within their rule set), and only what differs is written, so
+importing the same document twice changes nothing. Creation runs in dependency order
+(addresses → groups → services → service groups → rule sets → device groups → devices),
+pruning in the reverse. A dry run is the same transaction rolled back, so its plan is
+exactly what a real run would do, including the database's own checks.
+
+Modules: `text` (YAML/JSON), `plan` (Plan, ImportFailed), `run` (entry points), `state`
+(one run), and one per step: `objects`, `rulesets`, `devices`, `prune`.
+"""
+
+from rules.importer.plan import KINDS, ImportFailed, Plan
+from rules.importer.run import import_document, import_document_file, plan_import
+from rules.importer.text import load_text, parse_document
+
+__all__ = [
+    "KINDS",
+    "ImportFailed",
+    "Plan",
+    "import_document",
+    "import_document_file",
+    "load_text",
+    "parse_document",
+    "plan_import",
+]

@@ -1,0 +1,43 @@
+"""What onboarding reports besides the document: skipped lines, other software's chains,
+notes on close-but-not-exact translations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Skipped:
+    line: int
+    text: str
+    reason: str
+    source: str = "iptables-save"
+
+
+@dataclass
+class ForeignChain:
+    name: str
+    owner: str
+    lines: list[int] = field(default_factory=list)
+
+
+@dataclass
+class OnboardingResult:
+    document: dict
+    skipped: list[Skipped]
+    foreign_chains: list[ForeignChain]
+    notes: list[Skipped]
+    translated: dict[int, list[int]]
+    default_policy: dict[str, str]
+    family: int
+
+    def to_dict(self) -> dict:
+        return {
+            "document": self.document,
+            "family": self.family,
+            "default_policy": self.default_policy,
+            "skipped": [asdict(s) for s in self.skipped],
+            "foreign_chains": [asdict(c) for c in self.foreign_chains],
+            "notes": [asdict(n) for n in self.notes],
+            "translated": {str(k): v for k, v in sorted(self.translated.items())},
+        }

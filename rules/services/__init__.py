@@ -1,0 +1,65 @@
+"""Writes to the policy model. Views, serializers, forms and tasks call these; nothing else
+changes policy rows, so every path (API, admin, UI, import) gets the same validation.
+
+References (to addresses, groups, services) are given as names, exactly as in the policy
+document; a string that reads as an address is a literal. One module per concern: `names`
+(resolution), `objects` (named objects and groups), `nat` (placing NAT rules), `rule_build`
+(validating one rule), `rule_links` (its reference rows), `rule_writes` (single rules),
+`bulk` (many rules at once) and `rows` (the raw batch SQL those use).
+"""
+
+from rules.services.bulk import BulkError, BulkResult, rules_bulk
+from rules.services.names import NameIndex
+from rules.services.nat import nat_rule_create
+from rules.services.objects import (
+    ObjectInUse,
+    address_group_set_members,
+    object_delete,
+    object_save,
+    object_users,
+    service_group_set_members,
+)
+from rules.services.rule_build import (
+    RULE_SCALAR_FIELDS,
+    RuleRefs,
+    resolve_rule_refs,
+    rule_build,
+    rule_current_refs,
+)
+from rules.services.rule_links import audit_rule_refs, mark_created, save_links
+from rules.services.rule_writes import (
+    renumber,
+    rule_create,
+    rule_delete,
+    rule_move,
+    rule_update,
+    rules_reorder,
+)
+
+__all__ = [
+    "RULE_SCALAR_FIELDS",
+    "BulkError",
+    "BulkResult",
+    "NameIndex",
+    "ObjectInUse",
+    "RuleRefs",
+    "address_group_set_members",
+    "audit_rule_refs",
+    "mark_created",
+    "nat_rule_create",
+    "object_delete",
+    "object_save",
+    "object_users",
+    "renumber",
+    "resolve_rule_refs",
+    "rule_build",
+    "rule_create",
+    "rule_current_refs",
+    "rule_delete",
+    "rule_move",
+    "rule_update",
+    "rules_bulk",
+    "rules_reorder",
+    "save_links",
+    "service_group_set_members",
+]

@@ -1,0 +1,80 @@
+"""IptablesDataplane over a fake command runner: the exact commands, and parsing their output."""
+
+import pytest
+
+from rampart_agent.dataplane import DataplaneError, IptablesDataplane, detect_backend
+from rampart_agent.runner import FakeRunner, Result
+from tests.rampart_agent.test_dataplane_save import SAVE
+
+IPSET = """Name: rpt-4-aaaa
+Type: hash:net
+Number of entries: 12
+
+Name: docker-set
+Type: hash:ip
+Number of entries: 3
+"""
+
+
+def fake(outputs):
+    def handler(argv, inp):
+        for key, out in outputs.items():
+            if " ".join(argv).startswith(key):
+                return out if isinstance(out, Result) else Result(0, out)
+        return Result(0, "")
+
+    return FakeRunner(handler=handler)
+
+
+def test_restore_command_and_refusal():
+    runner = fake(
+        {"iptables-nft-restore": Result(4, "", "line 6: RULE_APPEND failed (Too many links)")}
+    )
+    dp = IptablesDataplane("nft", runner)
+    with pytest.raises(DataplaneError, match="Too many links"):
+        dp.restore("v4", "*filter\nCOMMIT\n")
+    runner = fake({})
+    IptablesDataplane("legacy", runner, reader="save").restore("v6", "*filter\nCOMMIT\n")
+    assert runner.calls == [
+        (["ip6tables-legacy-restore", "--noflush", "--wait=60"], "*filter\nCOMMIT\n")
+    ]
+
+
+def test_read_jumps_reads_only_the_named_builtin_chain():
+    runner = fake(
+        {
+            "iptables-nft -w 60 -t filter -S INPUT": "-P INPUT ACCEPT\n"
+            "-A INPUT -p tcp -j ACCEPT\n-A INPUT -m comment --comment rpt:jump -j RPT-INPUT\n"
+        }
+    )
+    jumps = IptablesDataplane("nft", runner).read_jumps("v4", "filter", ["INPUT"])
+    assert [(j.position, j.target) for j in jumps["INPUT"]] == [(2, "RPT-INPUT")]
+    assert len(runner.calls) == 1
+
+
+def test_ipset_list_only_ours():
+    dp = IptablesDataplane("nft", fake({"ipset list -t": IPSET}))
+    assert dp.ipset_list() == {"rpt-4-aaaa": 12}
+
+
+def test_other_backend_cleanup_goes_through_the_other_restore():
+    runner = fake({"iptables-legacy-save": SAVE})
+    found = IptablesDataplane("nft", runner).cleanup_other_backend()
+    assert found == {"v4:filter": ["RPT-INPUT", "INPUT->RPT-INPUT"]}
+    restores = [(argv, inp) for argv, inp in runner.calls if argv[0].endswith("-restore")]
+    assert restores == [
+        (
+            ["iptables-legacy-restore", "--noflush", "--wait=60"],
+            "*filter\n-D INPUT 1\n-F RPT-INPUT\n-X RPT-INPUT\nCOMMIT\n",
+        )
+    ]
+
+
+def test_backend_detection_follows_the_other_users_rules():
+    docker_on_legacy = fake(
+        {"iptables-legacy-save": SAVE, "iptables -V": "iptables v1.8.9 (nf_tables)"}
+    )
+    assert detect_backend(docker_on_legacy) == "legacy"  # 2 foreign rules there, none in nft
+    empty = fake({"iptables -V": "iptables v1.8.9 (nf_tables)"})
+    assert detect_backend(empty) == "nft"
+    assert detect_backend(fake({"iptables -V": "iptables v1.8.9 (legacy)"})) == "legacy"

@@ -1,0 +1,56 @@
+"""Drift in the status answer: chains, rules edited by hand, damaged sets."""
+
+from rampart_agent.sample import set_name
+from tests.rampart_agent.engine_env import bundle
+
+
+def test_drift_reported_with_diff_and_repaired_by_next_apply(env):
+    engine, dp, _, _ = env
+    rules = [
+        f'-s 198.18.0.{i} -m comment --comment "rpt:u{i}:0000000{i}" -j ACCEPT' for i in range(1, 4)
+    ]
+    engine.apply({"bundle": bundle(rules), "version": 1, "confirm_timeout": 0})
+    del dp.tables["v4"]["filter"]["RPT-INPUT"][1]
+    st = engine.status()
+    assert st["drift"]["drifted"] and "-v4 filter RPT-INPUT rpt:u2:00000002" in st["drift"]["diff"]
+    # an in-place edit would delete a rule that is not there: the engine rewrites instead
+    engine.apply({"bundle": bundle(rules[:2] + ["-j DROP"]), "version": 2, "confirm_timeout": 0})
+    assert len(dp.tables["v4"]["filter"]["RPT-INPUT"]) == 3
+    assert not engine.status()["drift"]["drifted"]
+
+
+def test_rule_edited_by_hand_keeping_its_comment_is_drift(env):
+    engine, dp, _, _ = env
+    rule = '-s 198.18.0.1 -m comment --comment "rpt:u1:00000001" -j ACCEPT'
+    engine.apply({"bundle": bundle([rule]), "version": 1, "confirm_timeout": 0})
+    assert not engine.status()["drift"]["drifted"]  # records the kernel's rendering
+    dp.tables["v4"]["filter"]["RPT-INPUT"][0] = rule.replace("198.18.0.1", "198.18.0.0/15")
+    st = engine.status()
+    assert st["drift"]["drifted"] and "198.18.0.0/15" in st["drift"]["diff"]
+
+
+def test_set_damaged_by_hand_is_drift_and_the_next_apply_refills_it(env):
+    engine, dp, _, _ = env
+    members = ["198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24"]
+    s = set_name(4, members)
+    rule = f"-m set --match-set {s} src -j ACCEPT"
+    engine.apply(
+        {"bundle": bundle([rule], v6=False, sets={s: members}), "version": 1, "confirm_timeout": 0}
+    )
+
+    def entries():  # the recording dataplane keeps the lines it was given
+        return [line.split()[-1] for line in dp.sets[s][1:]]
+
+    dp.sets[s].pop()  # someone deleted an entry
+    st = engine.status()
+    assert st["drift"]["drifted"] and f"set {s} entries=2" in st["drift"]["diff"]
+    engine.apply(
+        {
+            "bundle": bundle([rule, "-j DROP"], v6=False, sets={s: members}),
+            "version": 2,
+            "confirm_timeout": 0,
+        }
+    )
+    assert entries() == members and not any(n.startswith("rpt-tmp-") for n in dp.sets)
+    assert any(kind == "ipset" and "swap rpt-tmp-" in p for kind, p in dp.payloads)
+    assert not engine.status()["drift"]["drifted"]
