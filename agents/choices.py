@@ -1,3 +1,5 @@
+"""The fleet's vocabulary: deployment and device deployment states, rollout events, triggers."""
+
 from django.db import models
 
 
@@ -24,7 +26,8 @@ class DeviceDeploymentState(models.TextChoices):
     SKIPPED = "skipped", "skipped (rollout halted or cancelled)"
 
 
-#: States after which nothing more happens to a device deployment.
+#: States after which nothing more happens to a device deployment, unless an operator
+#: resumes its halted rollout (skipped ones, and with retry_failed failed ones, queue again).
 TERMINAL_STATES = frozenset(
     {
         DeviceDeploymentState.CONFIRMED,

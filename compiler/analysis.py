@@ -395,10 +395,13 @@ def analyse_device(doc: PolicyDocument, device_name: str, *, now: datetime) -> l
     for chain in ("input", "forward", "output"):
         user = [e for _, e in analyser.entries(rulesets, chain)]
         entries = analyser.fixed_entries(device, chain) + user
-        findings.extend(analyser.chain_findings(entries, device.default_policy(chain)))
+        found = analyser.chain_findings(entries, device.default_policy(chain))
+        findings.extend(found)
         if chain == "input":
+            # a rule the shadow finding already says the anti-lockout covers needs no second
+            said = {f.rules[0]["id"] for f in found if any(r["id"] == "sys:mgmt" for r in f.rules)}
             mgmt = management_region(device, analyser.resolver, analyser.reps)
-            findings.extend(filter_findings(device, mgmt, user))
+            findings.extend(filter_findings(device, mgmt, [e for e in user if e.key not in said]))
     findings.extend(nat_findings(device, rulesets, analyser.resolver))
     return findings + analyser.object_findings(rulesets)
 

@@ -5,14 +5,18 @@ a time, before a whole document exists. These functions run the very parser of
 `PolicyDocument.from_dict` on that one object and give its problems keyed by the field
 names of POLICY-FORMAT.md, so every entry point accepts and words exactly the same things.
 
-References are not resolved here: a syntactically valid name is accepted wherever a name
-may stand (its object may not exist yet); an address literal is parsed and checked (its
-family too). Absent and None mean "not set"; the caller drops empty form values.
+References are not resolved here unless the caller passes `families` (name → the IP
+versions of the address or group, None when no such name exists): without it a
+syntactically valid name is accepted wherever a name may stand (its object may not exist
+yet); an address literal is always parsed and checked (its family too). Absent and None
+mean "not set"; the caller drops empty form values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+FamilyLookup = Callable[[str], "frozenset[int] | None"]
 
 from . import values as V
 from .document.model import FAMILIES_ALL
@@ -25,7 +29,12 @@ _ROOT = "rule"
 
 
 class _NameParser(Parser):
-    """The document parser, with every well-formed name taken as defined."""
+    """The document parser, with every well-formed name taken as defined (or looked up in
+    `families`, when given)."""
+
+    def __init__(self, families: FamilyLookup | None = None) -> None:
+        super().__init__()
+        self.families = families
 
     def address_refs(
         self, refs: tuple[str, ...], path: str, key: str, rule_id: str | None
@@ -40,7 +49,11 @@ class _NameParser(Parser):
             try:
                 fams.add(self.lit(ref)[0].version)
             except ValueError:
-                if not _is_name(ref):
+                known = self.families(ref) if self.families and _is_name(ref) else None
+                if known is not None:
+                    fams |= known
+                    continue
+                if self.families or not _is_name(ref):
                     self.unknown_address(f"{path}.{key}[{i}]", ref, rule_id)
                     return MISSING
                 named = True
@@ -70,8 +83,10 @@ def _by_field(errors: list[FieldError]) -> dict[str, list[str]]:
     return out
 
 
-def _errors(parse: Callable[[_NameParser], object]) -> dict[str, list[str]]:
-    parser = _NameParser()
+def _errors(
+    parse: Callable[[_NameParser], object], families: FamilyLookup | None = None
+) -> dict[str, list[str]]:
+    parser = _NameParser(families)
     parse(parser)
     return _by_field(parser.errors)
 
@@ -86,9 +101,11 @@ def rule_errors(rule: dict, *, chain: str | None = None) -> dict[str, list[str]]
     return _errors(lambda p: p.rule(item, _ROOT))
 
 
-def nat_errors(nat: dict) -> dict[str, list[str]]:
-    """Problems of one NAT rule, by field (`{}` when it is valid)."""
-    return _errors(lambda p: p.nat(nat, _ROOT))
+def nat_errors(nat: dict, *, families: FamilyLookup | None = None) -> dict[str, list[str]]:
+    """Problems of one NAT rule, by field (`{}` when it is valid). With `families`, named
+    sources and destinations must exist, and their families must agree with the literals'
+    and the target's (a v4 `to` for v6 sources is refused, as the compiler would)."""
+    return _errors(lambda p: p.nat(nat, _ROOT), families)
 
 
 def assertion_errors(assertion: dict) -> dict[str, list[str]]:
@@ -96,4 +113,4 @@ def assertion_errors(assertion: dict) -> dict[str, list[str]]:
     return _errors(lambda p: p.assertion(assertion, _ROOT))
 
 
-__all__ = ["NON_FIELD", "assertion_errors", "nat_errors", "rule_errors"]
+__all__ = ["NON_FIELD", "FamilyLookup", "assertion_errors", "nat_errors", "rule_errors"]

@@ -16,8 +16,21 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
-RATE_RE = re.compile(r"^(\d{1,6})/(second|minute|hour|day)$")
+IFNAMSIZ = 16  # the kernel's buffer for an interface name, its NUL included
+RATE_RE = re.compile(r"^(\d{1,9})/(second|minute|hour|day)$")
 LOG_PREFIX_MAX = 29
+
+# xt_limit (net/netfilter/xt_limit.c): iptables stores a rate as the interval between
+# packets in 1/10000 s (`XT_LIMIT_SCALE * seconds_per_unit / count`: 0 is "Rate too fast",
+# so at most 10000/second); the kernel refuses (ERANGE) a rule whose interval × burst
+# overflows its 32-bit credit arithmetic: (interval × burst / 10000) × HZ × CREDITS_PER_JIFFY
+# must stay below 2^32, where HZ × CREDITS_PER_JIFFY is 25600 (HZ 100), 32000 (HZ 250 or
+# 1000) or 38400 (HZ 300). The bound below is the strictest, so a rule loads on every host.
+XT_LIMIT_SCALE = 10000
+LIMIT_BURST_DEFAULT = 5  # iptables' default when --limit-burst is not given
+LIMIT_SPAN_MAX = 0xFFFFFFFF // 38400  # seconds of interval × burst (111848 s, about 31 h)
+BURST_MAX = 10000
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 PROTOCOLS = ("any", "tcp", "udp", "icmp", "icmpv6")
 PORT_PROTOCOLS = ("tcp", "udp")
@@ -221,16 +234,52 @@ class Rate:
 
 
 def parse_rate(value: str) -> Rate:
+    """N/second|minute|hour|day, no faster than the kernel's 10000/second."""
     match = RATE_RE.match(str(value).strip())
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"invalid rate {value!r}: use N/second, N/minute, N/hour or N/day")
-    return Rate(int(match.group(1)), match.group(2))
+    rate = Rate(int(match.group(1)), match.group(2))
+    if limit_interval(rate) == 0:
+        most = XT_LIMIT_SCALE * _UNIT_SECONDS[rate.unit]
+        raise ValueError(
+            f"rate {rate} is faster than the kernel allows: at most 10000/second "
+            f"({most}/{rate.unit})"
+        )
+    return rate
+
+
+def limit_interval(rate: Rate) -> int:
+    """The interval between packets as xt_limit stores it (1/10000 s; 0 = too fast)."""
+    return XT_LIMIT_SCALE * _UNIT_SECONDS[rate.unit] // rate.count
+
+
+def check_limit_burst(rate: Rate, burst: int | None) -> None:
+    """ValueError when the kernel would refuse `rate` with `burst` (None: iptables' 5)."""
+    burst = LIMIT_BURST_DEFAULT if burst is None else burst
+    if not 1 <= burst <= BURST_MAX:
+        raise ValueError(f"burst must be a whole number 1-{BURST_MAX}")
+    if limit_interval(rate) * burst // XT_LIMIT_SCALE > LIMIT_SPAN_MAX:
+        most = max(1, LIMIT_SPAN_MAX * rate.count // _UNIT_SECONDS[rate.unit])
+        raise ValueError(
+            f"rate {rate} with burst {burst} overflows the kernel's limit match "
+            f"(interval × burst at most {LIMIT_SPAN_MAX} s): use a burst of at most "
+            f"{most}, or a faster rate"
+        )
 
 
 def parse_interface(value: str) -> str:
-    if not INTERFACE_RE.match(value or ""):
+    """A kernel interface name (dev_valid_name: shorter than IFNAMSIZ, no '/', no
+    whitespace, not '.' or '..'), or a prefix ending in the wildcard '+'."""
+    if (
+        not isinstance(value, str)
+        or len(value) >= IFNAMSIZ
+        or value in (".", "..")
+        or not INTERFACE_RE.match(value)
+    ):
         raise ValueError(
-            f"invalid interface name {value!r} (at most 15 characters, '+' wildcard at the end)"
+            f"invalid interface name {value!r}: at most {IFNAMSIZ - 1} characters (a '+' "
+            "wildcard at the end included), letters, digits, '_', '.', ':', '@', '-', "
+            "not '.' or '..'"
         )
     return value
 

@@ -34,10 +34,11 @@ if not SECRET_KEY:
     SECRET_KEY = key_file.read_text().strip()
 ALLOWED_HOSTS = list(env("ALLOWED_HOSTS"))
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Where `make run` serves (gunicorn's bind address). A console started on another address
-# must answer there: its host joins ALLOWED_HOSTS and http://host:port the trusted origins
-# (not for a wildcard address such as 0.0.0.0, nor a unix: socket).
-RAMPART_LISTEN = env.str("RAMPART_LISTEN", default="127.0.0.1:8000")
+# Where `make run` serves (gunicorn's bind address; unset: 127.0.0.1:8000). A console
+# started on another address must answer there: its host joins ALLOWED_HOSTS and
+# http://host:port the trusted origins (not for a wildcard address such as 0.0.0.0, nor a
+# unix: socket).
+RAMPART_LISTEN = env.str("RAMPART_LISTEN", default="")
 
 
 def _listen_host_and_origin(listen: str) -> tuple[str, str] | None:
@@ -55,7 +56,7 @@ def _listen_host_and_origin(listen: str) -> tuple[str, str] | None:
     return name, f"http://{name}:{port}"
 
 
-if (listen_origin := _listen_host_and_origin(RAMPART_LISTEN)) is not None:
+if RAMPART_LISTEN and (listen_origin := _listen_host_and_origin(RAMPART_LISTEN)):
     if listen_origin[0] not in ALLOWED_HOSTS and "*" not in ALLOWED_HOSTS:
         ALLOWED_HOSTS.append(listen_origin[0])
     if listen_origin[1] not in CSRF_TRUSTED_ORIGINS:
@@ -184,6 +185,10 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
+    # JSON bodies only (415 otherwise): a form body reads a missing boolean as false. The
+    # browsable API keeps its raw JSON form; views taking YAML or text name their parsers.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -253,7 +258,7 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("RAMPART_CELERY_QUEUE", default="celery")
 # Prometheus /metrics (docs/metrics.md): the scraper's bearer token (empty: only users with a
 # role may read it), and how often a scrape re-checks the audit chain (0: never).
 RAMPART_METRICS_TOKEN = env.str("RAMPART_METRICS_TOKEN", default="")
-RAMPART_METRICS_AUDIT_VERIFY_SECONDS = env.int("RAMPART_METRICS_AUDIT_VERIFY_SECONDS", default=900)
+RAMPART_METRICS_AUDIT_VERIFY_SECONDS = env.int("RAMPART_METRICS_AUDIT_VERIFY_SECONDS", default=3600)
 
 # Rampart's own knobs.
 RAMPART = {

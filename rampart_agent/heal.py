@@ -47,7 +47,11 @@ def heal_confirmed(state: StateDir, now: float) -> Healed | None:
     """Repair `confirmed.json` if the bundle it names is not stored; None if it is."""
     confirmed: dict[str, Any] = state.read_json(CONFIRMED_FILE) or {}
     lost = confirmed.get("hash") or ""
-    if not lost or _stored(state, lost):
+    if not lost or state.bundle_file(lost).exists():
+        return None
+    if state.bundle_file(lost, pending=True).exists():  # would not outlive a reboot
+        log.warning("confirmed bundle %s was only in the runtime directory: copied", lost[:12])
+        atomic_write(state.bundle_file(lost), state.bundle_file(lost, pending=True).read_bytes())
         return None
     live: dict[str, Any] = state.read_json(LIVE_FILE) or {}
     candidates: list[tuple[str, str]] = []

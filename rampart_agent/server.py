@@ -81,7 +81,11 @@ class AgentHTTPServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: AgentHTTPServer
     protocol_version = "HTTP/1.1"
-    timeout = 120  # a client that connects and says nothing does not hold a thread forever
+    # A new connection must complete its TLS handshake and send its first request's
+    # headers without a 10 s silence, or it is closed: it holds one of --max-connections.
+    # Once a request is authenticated, a kept-alive connection may idle for 120 s.
+    timeout = 10
+    idle_timeout = 120
     server_version = "rampart-agent"
     sys_version = ""
     # Headers and body go out as two writes; without TCP_NODELAY a kept-alive client waits
@@ -151,7 +155,6 @@ class Handler(BaseHTTPRequestHandler):
             server.budget.give(length)
         if len(body) != length:
             raise AgentError(400, f"body ended after {len(body)} of {length} bytes")
-        self.close_connection = not keep_alive
         try:
             ts, _ = protocol.verify_request(
                 console_key, method, self.path, body, dict(self.headers.items()), now=now
@@ -159,6 +162,9 @@ class Handler(BaseHTTPRequestHandler):
             server.nonces.check_and_add(nonce, ts, now=now)
         except protocol.ProtocolError as exc:
             raise AgentError(exc.status, str(exc)) from exc
+        # the console's: its connection may stay open (an unsigned one never does)
+        self.close_connection = not keep_alive
+        self.connection.settimeout(self.idle_timeout)
         return body
 
     def _route(self, method: str, body: bytes) -> dict[str, Any]:

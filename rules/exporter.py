@@ -3,6 +3,8 @@
 `rules.selectors.policy_dict` does the reading; this module only fixes the key order (the
 order POLICY-FORMAT.md shows, so exports diff cleanly in a repository) and renders text.
 Exporting twice gives byte-identical output; importing an export changes nothing.
+An export narrowed to some rule sets or devices says so in its `scope`, so importing it
+with prune deletes nothing outside the rule sets and devices it was made for.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ _ORDER: dict[str, tuple[str, ...]] = {
     "document": (
         "version",
         "prune",
+        "scope",
         "addresses",
         "address_groups",
         "services",
@@ -157,7 +160,20 @@ def export_named(*, rulesets: Iterable[str] = (), devices: Iterable[str] = ()) -
         raise UnknownTargets(unknown)
     if not (rs_names or dev_names):
         return export_document()
-    return export_document(devices=found_dev, rulesets=found_rs)
+    doc = export_document(devices=found_dev, rulesets=found_rs)
+    doc["scope"] = export_scope(rulesets=rs_names, devices=dev_names)
+    return canonical_order(doc)
+
+
+def export_scope(*, rulesets: Iterable[str] = (), devices: Iterable[str] = ()) -> dict:
+    """The `scope` of an export narrowed to these rule sets and devices: only they are
+    covered. The objects, device groups and the other rule sets the export carries (so its
+    references resolve) are context, never pruned by importing it."""
+    return {
+        kind: sorted(set(names))
+        for kind, names in (("rulesets", list(rulesets)), ("devices", list(devices)))
+        if names
+    }
 
 
 class _Dumper(yaml.SafeDumper):

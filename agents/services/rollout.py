@@ -40,11 +40,7 @@ class RolloutStateError(Exception):
 
 
 def start_wave(deployment: Deployment, wave: int) -> None:
-    """Mark a wave running and enqueue its device deployments after commit.
-
-    A wave with nothing left to push (every device superseded meanwhile) is refreshed
-    after commit instead, so the rollout moves on rather than waiting for a device.
-    """
+    """Mark a wave running and enqueue its device deployments after commit."""
     waves = list(deployment.waves)
     waves[wave] = {**waves[wave], "state": "running", "started_at": now_iso()}
     Deployment.objects.filter(pk=deployment.pk).update(waves=waves, status=DeploymentStatus.RUNNING)
@@ -52,34 +48,38 @@ def start_wave(deployment: Deployment, wave: int) -> None:
     ids = list(
         deployment.device_deployments.filter(wave=wave, state=S.QUEUED).values_list("pk", flat=True)
     )
-    if ids:
-        transaction.on_commit(lambda: enqueue.device_deployments(ids))
-    else:
-        transaction.on_commit(lambda: deployment_refresh(deployment_id=deployment.pk))
+    transaction.on_commit(lambda: enqueue.device_deployments(ids))
 
 
 def deployment_refresh(*, deployment_id: int) -> Deployment:
-    """Advance the rollout when a wave is done, halt it on failure, or finish it."""
-    deployment = Deployment.objects.defer("document").get(pk=deployment_id)
-    if deployment.status in DEPLOYMENT_FINISHED:
-        return deployment
-    wave = deployment.current_wave
-    # cheap test first: in a 1,000-device wave this runs once per device
-    if deployment.device_deployments.filter(wave=wave).exclude(state__in=TERMINAL_STATES).exists():
-        return deployment
-    rows = list(deployment.device_deployments.values_list("wave", "state"))
-    bad = [state for w, state in rows if w == wave and state in _BAD]
-    last = wave + 1 >= len(deployment.waves)
-    with transaction.atomic():
-        if bad and deployment.rollout.get("halt_on_failure", True) and not last:
-            acted = _halt(deployment, wave, len(bad))
-        elif not last:
-            acted = _next_wave(deployment, wave, failed=bool(bad))
-        else:
-            acted = _finish(deployment, wave, [state for _, state in rows], failed=bool(bad))
-    if not acted:  # another worker (or a cancel) moved the rollout first
-        return deployment
-    return Deployment.objects.defer("document").get(pk=deployment_id)
+    """Advance the rollout when a wave is done, halt it on failure, or finish it.
+
+    Loops so that a wave with nothing left to push (every device superseded meanwhile)
+    is passed over at once instead of waiting for a device that will never report.
+    """
+    while True:
+        deployment = Deployment.objects.defer("document").get(pk=deployment_id)
+        if deployment.status in DEPLOYMENT_FINISHED:
+            return deployment
+        wave = deployment.current_wave
+        # cheap test first: in a 1,000-device wave this runs once per device
+        unfinished = deployment.device_deployments.filter(wave=wave).exclude(
+            state__in=TERMINAL_STATES
+        )
+        if unfinished.exists():
+            return deployment
+        rows = list(deployment.device_deployments.values_list("wave", "state"))
+        bad = [state for w, state in rows if w == wave and state in _BAD]
+        last = wave + 1 >= len(deployment.waves)
+        with transaction.atomic():
+            if bad and deployment.rollout.get("halt_on_failure", True) and not last:
+                acted = _halt(deployment, wave, len(bad))
+            elif not last:
+                acted = _next_wave(deployment, wave, failed=bool(bad))
+            else:
+                acted = _finish(deployment, wave, [state for _, state in rows], failed=bool(bad))
+        if not acted:  # another worker (or a cancel) moved the rollout first
+            return deployment
 
 
 def _event(kind: str, wave: int, note: str, user: Any = None) -> dict:
@@ -142,7 +142,8 @@ def _next_wave(deployment: Deployment, wave: int, *, failed: bool) -> bool:
 
 
 def _finish(deployment: Deployment, wave: int, states: list[str], *, failed: bool) -> bool:
-    """Close the last wave and give the deployment its final status (audited once)."""
+    """Close the last wave and give the deployment its final status (audited once); False
+    if another worker (or a cancel) got there first."""
     if all(s == S.SUPERSEDED for s in states):
         status = DeploymentStatus.SUPERSEDED
     elif any(s in _BAD for s in states):
@@ -165,7 +166,7 @@ def _finish(deployment: Deployment, wave: int, states: list[str], *, failed: boo
             after={"status": status},
             extra={"states": {s: states.count(s) for s in set(states)}},
         )
-    return True
+    return bool(won)
 
 
 # --- the operator's controls ---------------------------------------------------------------
@@ -232,6 +233,8 @@ def deployment_resume(
     )
     requeued, superseded = _requeue(deployment, halted, retry_failed=retry_failed)
     start_wave(deployment, first)
+    # moves on at once if that wave has nothing left to push (all superseded)
+    transaction.on_commit(lambda: deployment_refresh(deployment_id=deployment.pk))
     record(
         AuditAction.DEPLOY_RESUME,
         deployment,

@@ -321,14 +321,19 @@ class RuleParser(ParserBase):
         if log_prefix is not None:
             self.call(V.parse_log_prefix, str(log_prefix), f"{path}.log_prefix", rid)
         rate = item.get("rate_limit")
-        if rate is not None:
-            self.call(V.parse_rate, rate, f"{path}.rate_limit", rid)
+        parsed = MISSING if rate is None else self.call(V.parse_rate, rate, f"{path}.rate_limit", rid)
         burst = item.get("burst")
+        burst_ok = burst is None
         if burst is not None:
-            if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 10000:
-                self.err(f"{path}.burst", "must be a whole number 1-10000", rid)
+            if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= V.BURST_MAX:
+                self.err(f"{path}.burst", f"must be a whole number 1-{V.BURST_MAX}", rid)
             elif rate is None:
                 self.err(f"{path}.burst", "burst needs rate_limit", rid)
+            else:
+                burst_ok = True
+        if parsed is not MISSING and burst_ok:  # what the kernel's limit match would refuse
+            where = f"{path}.{'rate_limit' if burst is None else 'burst'}"
+            self.call(lambda r: V.check_limit_burst(r, burst), parsed, where, rid)
         return (
             None if log_prefix is None else str(log_prefix),
             None if rate is None else str(rate).strip(),

@@ -24,10 +24,12 @@ from .parse_devices import DeviceParser
 from .parse_nat import NatParser
 from .parse_objects import ObjectParser
 from .parse_rules import RuleParser
+from .parse_scope import Scope, ScopeParser
 
 _TOP_KEYS = {
     "version",
     "prune",
+    "scope",
     "addresses",
     "address_groups",
     "services",
@@ -49,9 +51,10 @@ class Parsed(NamedTuple):
     device_groups: tuple[DeviceGroup, ...]
     devices: tuple[Device, ...]
     prune: bool | None
+    scope: Scope | None
 
 
-class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser):
+class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser, ScopeParser):
     """Parses one document (an instance keeps what it learnt: use one per document)."""
 
     def document(self, data: object) -> Parsed:
@@ -66,6 +69,7 @@ class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser)
         if prune is not None and not isinstance(prune, bool):
             self.err("prune", "must be true or false")
             prune = None
+        scope = self.scope(top.get("scope"))
         addresses = self.addresses(self.items(top, "addresses", ""))
         groups = self.address_groups(self.items(top, "address_groups", ""))
         services = self.services(self.items(top, "services", ""))
@@ -88,6 +92,7 @@ class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser)
             tuple(dgroups),
             tuple(devices),
             prune,
+            scope,
         )
 
     def ruleset(self, name: str, item: dict, path: str) -> RuleSet:

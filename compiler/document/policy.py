@@ -14,6 +14,7 @@ from .model import (
     Service,
     ServiceGroup,
 )
+from .parse_scope import Scope
 from .parser import Parser
 from .serialise import document_dict
 
@@ -31,6 +32,7 @@ class PolicyDocument:
     device_groups: tuple[DeviceGroup, ...] = ()
     devices: tuple[Device, ...] = ()
     prune: bool | None = None
+    scope: Scope | None = None  # None: the document speaks for the whole policy
     by_name: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     # address literals parsed while validating, reused by the resolver
     literals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -78,6 +80,7 @@ class PolicyDocument:
                 p.device_groups,
                 p.devices,
                 p.prune,
+                p.scope,
             )
             doc.literals.update(parser.literals)
             doc.ports.update(parser.ports)

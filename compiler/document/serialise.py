@@ -17,6 +17,8 @@ def document_dict(doc: PolicyDocument) -> dict:
     out: dict = {"version": doc.version}
     if doc.prune is not None:
         out["prune"] = doc.prune
+    if doc.scope is not None:
+        out["scope"] = doc.scope.to_dict()
     out["addresses"] = [
         _compact({"name": a.name, "value": a.value, "description": a.description})
         for a in doc.addresses

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..values import parse_rate
+from ..values import check_limit_burst, parse_rate
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,5 @@ class CompileOptions:
         if self.ipset_threshold < 1:
             raise ValueError("ipset_threshold must be at least 1")
         if self.log_rate_limit is not None:
-            parse_rate(self.log_rate_limit)  # ValueError names the bad spelling
-        if self.log_burst < 1:
-            raise ValueError("log_burst must be at least 1")
+            # ValueError names the bad spelling, or a pair the kernel would refuse
+            check_limit_burst(parse_rate(self.log_rate_limit), self.log_burst)

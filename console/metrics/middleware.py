@@ -1,6 +1,6 @@
 """Request latency by route, the one metric counted in the process that serves.
 
-Labelled by the resolved URL name (`api:device-detail`-like), never the raw path: a path
+Labelled by the resolved URL name (`device-detail`), never the raw path: a path
 holds ids, so its values would grow without bound. Per gunicorn worker unless
 PROMETHEUS_MULTIPROC_DIR is set (docs/metrics.md), which prometheus-client reads when
 this module is imported.
@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics
 
+disable_created_metrics()  # no `_created` series beside every histogram: noise for dashboards
 #: This process's own metrics (the fleet's are read from the database at each scrape).
 PROCESS_REGISTRY = CollectorRegistry()
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

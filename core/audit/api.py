@@ -24,30 +24,7 @@ from .models import AuditEntry
 class AuditEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEntry
-        fields = (
-            "id",
-            "seq",
-            "time",
-            "actor",
-            "user_id",
-            "token",
-            "channel",
-            "action",
-            "object_type",
-            "object_id",
-            "object_name",
-            "changed",
-            "before",
-            "after",
-            "reason",
-            "ticket",
-            "request_id",
-            "client_ip",
-            "user_agent",
-            "extra",
-            "prev_hash",
-            "hash",
-        )
+        fields = ("id", *selectors.EXPORT_FIELDS)
         read_only_fields = fields
 
 

@@ -69,10 +69,15 @@ def body_format(request) -> str | None:
     summary="Import a policy document",
     description="Body: the document (YAML, or JSON with Content-Type application/json). "
     "`dry_run=1` returns the plan and changes nothing; `prune=1` deletes what the document no "
-    "longer names. One transaction: any bad entry changes nothing (400 naming entry and field).",
+    "longer names, inside the document's `scope` only (all of the policy without one; never a "
+    "device when it lists none). A prune that would delete devices, device groups or more than "
+    "10 objects needs `confirm_prune=<count>` (the dry run's `confirm_prune`), else a 400 "
+    "saying how many and what. One transaction: any bad entry changes nothing (400 naming "
+    "entry and field).",
     parameters=[
         OpenApiParameter("dry_run", OpenApiTypes.BOOL),
         OpenApiParameter("prune", OpenApiTypes.BOOL),
+        OpenApiParameter("confirm_prune", OpenApiTypes.INT),
     ],
     request={"application/yaml": OpenApiTypes.STR, "application/json": OpenApiTypes.OBJECT},
     responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
@@ -83,10 +88,17 @@ class PolicyImportView(APIView):
 
     def post(self, request):
         prune = flag(request, "prune") if "prune" in request.query_params else None
+        confirm = request.query_params.get("confirm_prune")
+        if confirm is not None and not confirm.isdigit():
+            raise ValidationError({"confirm_prune": ["must be a whole number"]})
         try:
             data = importer.load_text(request.data or b"", fmt=body_format(request))
             plan = importer.import_document(
-                data, prune=prune, dry_run=flag(request, "dry_run"), actor=None
+                data,
+                prune=prune,
+                dry_run=flag(request, "dry_run"),
+                actor=None,
+                confirm_prune=None if confirm is None else int(confirm),
             )
         except importer.ImportFailed as exc:
             return Response(exc.to_dict(), status=status.HTTP_400_BAD_REQUEST)
@@ -95,8 +107,10 @@ class PolicyImportView(APIView):
 
 @extend_schema(
     summary="Export the policy document",
-    description="All of it, or narrowed by `ruleset` and/or `device` names (repeatable); "
-    "`format=yaml` (default) or `format=json`. Importing the export changes nothing.",
+    description="All of it, or narrowed by `ruleset` and/or `device` names (repeatable), "
+    "which the narrowed document records in its `scope` (an import with prune deletes nothing "
+    "outside it); `format=yaml` (default) or `format=json`. Importing the export changes "
+    "nothing.",
     parameters=[
         OpenApiParameter("ruleset", OpenApiTypes.STR, many=True),
         OpenApiParameter("device", OpenApiTypes.STR, many=True),

@@ -6,13 +6,15 @@ one are matched by content within their rule set), and only what differs is writ
 importing the same document twice changes nothing. Creation runs in dependency order
 (addresses → groups → services → service groups → rule sets → device groups → devices),
 pruning in the reverse. A dry run is the same transaction rolled back, so its plan is
-exactly what a real run would do, including the database's own checks.
+exactly what a real run would do, including the database's own checks and the ids of the
+rules it creates (derived from their place, never random).
 
 Modules: `text` (YAML/JSON), `plan` (Plan, ImportFailed), `run` (entry points), `state`
-(one run), and one per step: `objects`, `rulesets`, `devices`, `prune`.
+(one run), and one per step: `objects`, `rulesets`, `devices`, `prune` (inside the
+document's `scope`; a large or fleet-wide prune needs `confirm_prune`).
 """
 
-from rules.importer.plan import KINDS, ImportFailed, Plan
+from rules.importer.plan import KINDS, ImportFailed, Plan, PruneNotConfirmed
 from rules.importer.run import import_document, import_document_file, plan_import
 from rules.importer.text import load_text, parse_document
 
@@ -20,6 +22,7 @@ __all__ = [
     "KINDS",
     "ImportFailed",
     "Plan",
+    "PruneNotConfirmed",
     "import_document",
     "import_document_file",
     "load_text",

@@ -1,5 +1,6 @@
 """What an import does (`Plan`, by kind, with names) and why it cannot (`ImportFailed`,
-with the path of every bad entry and field)."""
+with the path of every bad entry and field; `PruneNotConfirmed`, with what prune would
+delete)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,28 @@ class ImportFailed(Exception):
         return data
 
 
+class PruneNotConfirmed(ImportFailed):
+    """Prune would delete devices, device groups or many objects, and `confirm_prune` did
+    not give that count; nothing was changed."""
+
+    def __init__(self, count: int, doomed: dict[str, list[str]], given: int | None):
+        self.count, self.doomed = count, doomed
+        what = ", ".join(f"{len(names)} {kind.replace('_', ' ')}" for kind, names in doomed.items())
+        mismatch = "" if given is None else f"confirm_prune={given} does not match: "
+        super().__init__(
+            [
+                FieldError(
+                    "confirm_prune",
+                    f"{mismatch}prune would delete {count} objects ({what}): "
+                    f"repeat with confirm_prune={count} to delete them",
+                )
+            ]
+        )
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "confirm_prune": self.count, "would_delete": self.doomed}
+
+
 def _kinds() -> dict[str, list[str]]:
     return {k: [] for k in KINDS}
 
@@ -57,6 +80,7 @@ class Plan:
     deleted: dict[str, list[str]] = field(default_factory=_kinds)
     dry_run: bool = False
     prune: bool = False
+    confirm_prune: int | None = None  # the count a prune this large must be confirmed with
 
     @property
     def changed(self) -> bool:
@@ -72,6 +96,7 @@ class Plan:
         return {
             "dry_run": self.dry_run,
             "prune": self.prune,
+            "confirm_prune": self.confirm_prune,
             "changed": self.changed,
             "summary": self.summary(),
             "created": self.created,

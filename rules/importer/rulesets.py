@@ -4,7 +4,6 @@ per changed rule set."""
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 
 from django.core.exceptions import ValidationError
@@ -137,9 +136,7 @@ class _RuleSync:
         return candidates.popleft() if candidates else None
 
     def _create(self, i: int, dr: D.Rule, data: dict, path: str) -> None:
-        rid = dr.id or D.fallback_rule_id(self.rs.name, "rules", i)
-        if rid in self.run.used_uuids:
-            rid = str(uuid.uuid4())
+        rid = fresh_id(dr.id or D.fallback_rule_id(self.rs.name, "rules", i), self.run.used_uuids)
         self.run.used_uuids.add(rid)
         try:
             rule, links = rule_build(ruleset=self.row, data={**data, "id": rid}, index=self.index)
@@ -220,6 +217,30 @@ class _RuleSync:
         save_links(relink + self.new)  # writes the links and audits them with their rules
 
 
+def fresh_id(wanted: str, taken: set[str]) -> str:
+    """`wanted`, or when it is taken the first free id derived from it. Derived, never
+    random: a dry run and the real import of the same document on the same database
+    create the same ids, so the dry run's plan names exactly what the import will."""
+    rid, n = wanted, 0
+    while rid in taken:
+        n += 1
+        rid = D.fallback_rule_id(wanted, "again", n)
+    return rid
+
+
+def _new_nat_id(run: ImportRun, ruleset: str, index: int) -> str:
+    """The id of a new NAT rule without one: the compiler's fallback id for its place (so
+    counters and comments agree), or one derived from it while a stored NAT rule (one this
+    import replaces, deleted at its end) still holds it."""
+    wanted = rid = D.fallback_rule_id(ruleset, "nat", index)
+    n = 0
+    while rid in run.used_nat_ids or NatRule.objects.filter(uuid=rid).exists():
+        n += 1
+        rid = D.fallback_rule_id(wanted, "again", n)
+    run.used_nat_ids.add(rid)
+    return rid
+
+
 def _move(row: RuleSet, moved: list[tuple[Rule, int]]) -> None:
     """New places, one UPDATE per distinct shift: inserting a rule at the top of 5000
     is a few queries, where bulk_update would build a 5000-way CASE."""
@@ -270,7 +291,7 @@ def _sync_nat(
                 and all(getattr(current, k) == v for k, v in data.items())
             ):
                 continue
-        nat = current or NatRule(uuid=dn.id or uuid.uuid4())
+        nat = current or NatRule(uuid=dn.id or _new_nat_id(run, rs.name, i))
         for k, v in data.items():
             setattr(nat, k, v)
         nat.ruleset, nat.position = row, i + 1

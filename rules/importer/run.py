@@ -37,21 +37,30 @@ def plan_import(doc_dict: object, *, prune: bool | None = None) -> Plan:
 
 
 def import_document(
-    doc_dict: object, *, prune: bool | None = None, dry_run: bool = False, actor: object = None
+    doc_dict: object,
+    *,
+    prune: bool | None = None,
+    dry_run: bool = False,
+    actor: object = None,
+    confirm_prune: int | None = None,
 ) -> Plan:
     """Validate, then apply in one transaction; returns the plan of what was (or would be) done.
 
-    `prune` None follows the document's own `prune:` key. Raises ImportFailed (with paths)
-    and changes nothing when any entry is invalid.
+    `prune` None follows the document's own `prune:` key; prune stays inside the document's
+    `scope`, and a prune of devices, device groups or many objects needs `confirm_prune`
+    (the count, which a dry run reports). Raises ImportFailed (with paths) and changes
+    nothing when any entry is invalid, PruneNotConfirmed when the count is missing.
     """
     doc = parse_document(doc_dict)
     do_prune = bool(doc.prune) if prune is None else prune
     plan = Plan(dry_run=dry_run, prune=do_prune)
+    run = ImportRun(doc, plan)
+    run.confirm_prune = confirm_prune
     with _acting_as(actor), transaction.atomic():
         # One revision per rule set whose content changed, captured at the end (none when
         # nothing did); the bulk rule writes below touch their rule sets themselves.
         with revision_batch(message="policy import"):
-            _apply(ImportRun(doc, plan))
+            _apply(run)
         if dry_run:
             transaction.set_rollback(True)
         elif plan.changed:
@@ -60,12 +69,19 @@ def import_document(
 
 
 def import_document_file(
-    path: str | Path, actor: object = None, *, prune: bool | None = None, dry_run: bool = False
+    path: str | Path,
+    actor: object = None,
+    *,
+    prune: bool | None = None,
+    dry_run: bool = False,
+    confirm_prune: int | None = None,
 ) -> Plan:
     """Import a YAML/JSON file (used by `rampart_bootstrap` and `rampart_import`)."""
     path = Path(path)
     data = load_text(path.read_bytes(), fmt="json" if path.suffix == ".json" else None)
-    return import_document(data, prune=prune, dry_run=dry_run, actor=actor)
+    return import_document(
+        data, prune=prune, dry_run=dry_run, actor=actor, confirm_prune=confirm_prune
+    )
 
 
 def _acting_as(actor: object) -> contextlib.AbstractContextManager:

@@ -23,6 +23,8 @@ class ImportRun:
         self.errors: list[FieldError] = []
         self.canonical = doc.to_dict()
         self.used_uuids: set[str] = set()
+        self.used_nat_ids: set[str] = set()
+        self.confirm_prune: int | None = None
 
     def check(self) -> None:
         """Stop at the end of a step when any entry of it was invalid."""

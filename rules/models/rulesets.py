@@ -7,11 +7,13 @@ from datetime import datetime
 
 from django.db import models
 
-from compiler.validate import nat_errors, rule_errors
+from compiler import values
+from compiler.validate import NON_FIELD, assertion_errors, nat_errors, rule_errors
 from rules.choices import Action, Chain, NatChain, NatType, Protocol, Side
 from rules.document_form import RULE_COLUMNS, nat_dict, rule_dict
 
 from .base import NamedModel, raise_if
+from .objects import AddressGroup, AddressGroupMember, AddressObject
 
 _NOT_CHECKED = ("id", "ruleset_id")  # not rule fields: the rule set and row ids
 
@@ -30,6 +32,18 @@ class RuleSet(NamedModel):
 
     class Meta(NamedModel.Meta):
         verbose_name = "rule set"
+
+    def clean(self) -> None:
+        """Assertions are checked by the compiler's own parser when written, so a bad one
+        is refused here rather than failing every later deploy of the rule set."""
+        if not isinstance(self.assertions, list):
+            raise_if({"assertions": ["must be a list of assertions"]})
+        problems: list[str] = []
+        for i, item in enumerate(self.assertions):
+            for key, messages in assertion_errors(item).items():
+                where = f"[{i}]" if key == NON_FIELD else f"[{i}].{key}"
+                problems += [f"{where}: {m}" for m in messages]
+        raise_if({"assertions": problems} if problems else {})
 
 
 class Rule(models.Model):
@@ -199,5 +213,33 @@ class NatRule(models.Model):
         return f"{self.ruleset} NAT #{self.position} {self.type}"
 
     def clean(self) -> None:
-        """Single-NAT-rule checks, by the compiler's own parser and wording."""
-        raise_if(nat_errors(nat_dict(self)))
+        """Single-NAT-rule checks, by the compiler's own parser and wording; named sources
+        and destinations must exist and agree in family with the target."""
+        raise_if(nat_errors(nat_dict(self), families=address_families))
+
+
+def address_families(name: str) -> frozenset[int] | None:
+    """IP versions the address or address group `name` holds (a group: all its members',
+    nested groups included); None when no address or group has that name."""
+    obj = AddressObject.objects.filter(name=name).first()
+    if obj is not None:
+        return frozenset(() if obj.family is None else (obj.family,))
+    group = AddressGroup.objects.filter(name=name).first()
+    if group is None:
+        return None
+    found: set[int] = set()
+    seen: set[int] = set()
+    stack = [group.pk]
+    while stack:
+        pk = stack.pop()
+        if pk in seen:
+            continue
+        seen.add(pk)
+        for m in AddressGroupMember.objects.filter(group_id=pk).select_related("address"):
+            if m.subgroup_id:
+                stack.append(m.subgroup_id)
+            elif m.address_id and m.address.family is not None:
+                found.add(m.address.family)
+            elif m.literal and values.is_literal(m.literal):
+                found.add(values.parse_address(m.literal).version)
+    return frozenset(found)

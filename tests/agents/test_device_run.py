@@ -149,7 +149,7 @@ def test_confirm_that_never_arrives_ends_rolled_back(agent, policy, monkeypatch)
     device = make_device("web-1", group=group, agent=agent)
     deployment = services.deploy_create(devices=[device.pk], confirm_timeout=1)
 
-    def lost(self, version):
+    def lost(self, version, connect_timeout=None):
         raise AgentUnreachable("confirm lost on the way")
 
     monkeypatch.setattr(AgentClient, "confirm", lost)
@@ -199,7 +199,7 @@ def test_redelivered_task_recognises_its_own_push(agent, policy, monkeypatch):
     dd = deployment.device_deployments.get()
     real_confirm = AgentClient.confirm
 
-    def crash(self, version):
+    def crash(self, version, connect_timeout=None):
         raise SystemExit("worker killed")
 
     monkeypatch.setattr(AgentClient, "confirm", crash)

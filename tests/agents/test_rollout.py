@@ -84,3 +84,36 @@ def test_rollout_without_halt_continues(
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.FAILED
     assert [w["state"] for w in deployment.waves] == ["failed"] * 3
+
+
+def test_a_wave_whose_devices_were_all_superseded_is_passed_over(
+    deploy_console, policy, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Nothing would ever report for such a wave: the rollout must not wait for it."""
+    _, group = policy
+    enqueued: list[int] = []
+    monkeypatch.setattr(enqueue, "device_deployments", lambda ids: enqueued.extend(ids))
+    devices = [
+        make_device(
+            f"web-{i}",
+            group=group,
+            port=free_port(),
+            agent_public_key=deploy_console,
+            agent_cert_fingerprint="ab" * 32,
+        )
+        for i in range(2)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        older = services.deploy_create(
+            devices=[d.pk for d in devices], rollout={"wave_size": 1, "halt_on_failure": False}
+        )
+        services.deploy_create(devices=[devices[1].pk])  # takes web-1 from the second wave
+    with django_capture_on_commit_callbacks(execute=True):
+        services.device_deployment_run(device_deployment_id=enqueued[0], final_attempt=True)
+    older.refresh_from_db()
+    assert older.status == DeploymentStatus.FAILED
+    assert [w["state"] for w in older.waves] == ["failed", "done"]
+    assert dict(older.device_deployments.values_list("device__name", "state")) == {
+        "web-0": "failed",
+        "web-1": "superseded",
+    }

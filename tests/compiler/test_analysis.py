@@ -313,6 +313,31 @@ ICMP_ONLY_DECIDER = (  # rule 6 alone decides non-new ICMP to .1 on eth0 (4: tcp
 )
 
 
+MGMT_PACKETS = [
+    p for p in PACKETS if str(p.source) == "198.18.0.2" and p.protocol == "tcp" and p.dport == 81
+]
+
+
+def assert_management_findings(rules, device, findings) -> None:
+    """A drop/reject rule is said to touch management traffic (a `management` finding, or a
+    shadow finding naming the anti-lockout) exactly when, alone on a device without
+    management sources, it decides some management packet of the universe."""
+    named = {
+        f.rules[0]["id"]
+        for f in findings
+        if f.rules and (f.kind == "management" or any(r["id"] == "sys:mgmt" for r in f.rules[1:]))
+    }
+    open_device = {"stateful": False, "allow_loopback": False, "default_policy": {}}
+    for rule in rules:
+        touches = False
+        if device.get("management_sources") and rule["action"] != "accept":
+            tracer = Tracer(
+                compile_device(ruleset_doc(rule, device=open_device), "d", now=cases.NOW).program
+            )
+            touches = any(tracer.trace(p).rule_id == rule["id"] for p in MGMT_PACKETS)
+        assert (rule["id"] in named) == touches, (rule, touches)
+
+
 @given(small_policy())
 @example(IPV6_ONLY_DECIDER)
 @example(ICMP_ONLY_DECIDER)
@@ -320,7 +345,8 @@ ICMP_ONLY_DECIDER = (  # rule 6 alone decides non-new ICMP to .1 on eth0 (4: tcp
 def test_analysis_agrees_with_brute_force(policy):
     rules, device = policy
     findings = analyse_device(ruleset_doc(*rules, device=device), "d", now=cases.NOW)
-    flagged = {f.rules[0]["id"]: f.kind for f in findings if f.rules}
+    flagged = {f.rules[0]["id"]: f.kind for f in findings if f.rules and f.kind != "management"}
+    assert_management_findings(rules, device, findings)
     base = verdicts(rules, device)
     for index, rule in enumerate(rules):
         decides = any(rid == rule["id"] for _, rid in base)
@@ -333,3 +359,46 @@ def test_analysis_agrees_with_brute_force(policy):
             assert removable, (index, kind)
         if kind is None:
             assert decides and not removable, (index, decides, removable)
+
+
+def test_rules_that_would_touch_management_traffic_are_named():
+    """A drop that partly covers management traffic (overridden by the anti-lockout) and a
+    DNAT of the agent port (exempted from NAT) are findings naming the rule; an accept, a
+    DNAT of another port and a masquerade are not."""
+    data = {
+        "version": 1,
+        "rulesets": [
+            {
+                "name": "rs",
+                "rules": [
+                    r("drop", sources=["198.18.0.0/16"], protocol="tcp"),
+                    r("accept", sources=["198.18.0.1"], protocol="tcp", dports=["22"]),
+                    r("reject", sources=["198.18.9.9"], protocol="tcp", dports=["22"]),
+                ],
+                "nat": [
+                    {"type": "dnat", "protocol": "tcp", "dports": ["8745"], "to": "198.18.5.5"},
+                    {"type": "dnat", "protocol": "tcp", "dports": ["80"], "to": "198.18.5.5"},
+                    {"type": "masquerade", "out_interface": "eth0"},
+                ],
+            }
+        ],
+        "devices": [{"name": "d", "rulesets": ["rs"], "management_sources": ["198.18.0.1"]}],
+    }
+    doc = PolicyDocument.from_dict(data)
+    for findings in (
+        analyse_device(doc, "d", now=cases.NOW),
+        analyse_document(doc, now=cases.NOW),
+    ):
+        mgmt = [f for f in findings if f.kind == "management"]
+        assert [(f.rules[0].get("table", "filter"), f.rules[0]["position"]) for f in mgmt] == [
+            ("filter", 1),
+            ("nat", 1),
+        ]
+        assert "anti-lockout" in mgmt[0].message and "device d" in mgmt[0].message
+        assert "exempt from Rampart's NAT" in mgmt[1].message and "8745" in mgmt[1].message
+    data["devices"][0]["management_sources"] = []
+    assert not [
+        f
+        for f in analyse_device(PolicyDocument.from_dict(data), "d", now=cases.NOW)
+        if f.kind == "management"
+    ]

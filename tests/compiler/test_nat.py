@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from compiler import CompileOptions, PolicyDocument
 from compiler.ir import DNAT, MASQUERADE, SNAT, RuleInfo
-from compiler.lower import Expander
+from compiler.lower import Expander, lower_device
 from compiler.lower.nat import nat_table
 from compiler.resolve import Resolver
 
 from . import cases
+from .cases import compile_case
 
 
 def tables() -> tuple[dict, dict, dict[str, RuleInfo]]:
@@ -65,3 +66,21 @@ def test_disabled_rules_are_left_out_and_the_others_indexed_as_nat():
     _, _, infos = tables()
     assert sorted(i.position for i in infos.values()) == [1, 2, 3, 4]
     assert {i.table for i in infos.values()} == {"nat"}
+
+
+def test_management_exemption_opens_prerouting_and_output_only():
+    data = cases.nat()
+    data["devices"][0]["management_sources"] = ["198.18.60.0/24", "2001:2:0:60::/64"]
+    doc = PolicyDocument.from_dict(data)
+    program = lower_device(doc, "gw-1", CompileOptions(), cases.NOW)
+    for family in (4, 6):
+        chains = program.tables[(family, "nat")].chains
+        for name, chain in chains.items():
+            exempt = [r for r in chain.rules if r.tag == "rpt:sys:mgmt"]
+            if name == "RPT-POSTROUTING":
+                assert exempt == []
+            else:  # first, before every NAT rule
+                assert chain.rules[: len(exempt)] == exempt and len(exempt) == 1
+                assert (exempt[0].target, exempt[0].dst_type) == ("RETURN", "LOCAL")
+    v4 = compile_case("nat").iptables_v4  # no management sources: nothing added
+    assert "rpt:sys:mgmt" not in v4.split("*nat")[1]

@@ -3,6 +3,8 @@ where each rule came from, and sets for long address lists."""
 
 from __future__ import annotations
 
+import pytest
+
 from compiler import CompileOptions, PolicyDocument, compile_device
 from compiler.ir import ACCEPT, DROP
 from compiler.lower import RULESET_CACHE, Expander, ruleset_chain
@@ -95,3 +97,36 @@ def test_groups_above_the_threshold_become_sets_per_family():
     inline = compile_case("sets_and_ports", options=CompileOptions(ipset_threshold=100))
     assert "--match-set rpt-4" in inline.iptables_v4  # negated list: a set regardless
     assert "-m set --match-set" not in inline.iptables_v4  # positive lists are inlined
+
+
+def _log_lines(options: CompileOptions | None = None, **rule) -> list[str]:
+    data = cases.example()
+    data["rulesets"][0]["rules"] = [
+        {"chain": "input", "action": "accept", "protocol": "tcp", "dports": ["22"], "log": True}
+        | rule
+    ]
+    text = compile_device(
+        PolicyDocument.from_dict(data), "web-1", options=options, now=cases.NOW
+    ).iptables_v4
+    return [line for line in text.splitlines() if line.startswith("-A RPT-I-")]
+
+
+def test_log_rules_are_rate_limited_by_default_and_the_verdict_never():
+    log, verdict = _log_lines()
+    assert "-m limit --limit 10/min -m comment" in log and "-j LOG" in log
+    assert "-m limit" not in verdict
+    # the rule's own limit applies to both, the default none
+    log, verdict = _log_lines(rate_limit="3/second", burst=7)
+    assert "--limit 3/sec --limit-burst 7" in log and "--limit 3/sec --limit-burst 7" in verdict
+    # settable, and off when None
+    log, _ = _log_lines(CompileOptions(log_rate_limit="1/hour", log_burst=2))
+    assert "-m limit --limit 1/hour --limit-burst 2" in log
+    log, _ = _log_lines(CompileOptions(log_rate_limit=None))
+    assert "-m limit" not in log
+
+
+def test_a_bad_log_rate_is_refused():
+    with pytest.raises(ValueError, match="invalid rate"):
+        CompileOptions(log_rate_limit="lots")
+    with pytest.raises(ValueError, match="burst"):
+        CompileOptions(log_burst=0)

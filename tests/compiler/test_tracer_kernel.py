@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
@@ -28,6 +29,7 @@ pytestmark = [*needs_netns, pytest.mark.slow]
 PORTS = [7001, 7002, 7003, 7010]
 EPHEMERAL = 40000  # the tracer's stand-in for a kernel-chosen port (rules never name it)
 _sport_base = itertools.count(20000, 10)
+EXPIRIES = [cases.NOW + timedelta(hours=1), datetime.now(UTC) + timedelta(days=1)]
 
 
 def pin_neighbours(client, server) -> None:
@@ -97,6 +99,10 @@ def policy(draw, client, server) -> dict:
             rule["in_interface"] = draw(st.sampled_from([server.dev, "rs+", "nope0"]))
         if draw(st.integers(0, 4)) == 0:
             rule["states"] = draw(st.sampled_from([["new"], ["established"]]))
+        if draw(st.integers(0, 3)) == 0:
+            # compiled in (after cases.NOW) with a time match: one the kernel's clock has
+            # passed (on any machine whose clock is past 2026-11-25), one it has not
+            rule["expires_at"] = draw(st.sampled_from(EXPIRIES)).isoformat()
         rules.append(rule)
     return {
         "version": 1,
@@ -135,7 +141,7 @@ def test_tracer_agrees_with_the_kernel(pair, data):
         )
     reset(server)
     load(server, bundle)
-    tracer = Tracer(bundle.program)
+    tracer = Tracer(bundle.program, now=datetime.now(UTC))  # as the kernel's clock
     base = next(_sport_base)
     probes, expected = [], []
     for proto, v6, port, fixed in itertools.product(

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agents.choices import DeploymentStatus, DeviceDeploymentState
 from agents.models import Deployment, DeviceDeployment
 from agents.services.transitions import move
-from console.metrics import queue
+from console.metrics import audit, queue
 from console.metrics.audit import DUE_KEY
 from core.audit.choices import AuditAction
 from core.audit.models import AuditEntry
@@ -30,8 +30,10 @@ TOKEN = "scrape-secret-123"
 
 
 @pytest.fixture(autouse=True)
-def metrics_settings(settings):
+def metrics_settings(settings, monkeypatch):
     settings.RAMPART_METRICS_TOKEN = TOKEN
+    # a due audit check runs inline: a thread would not see this test's transaction
+    monkeypatch.setattr(audit, "start", lambda check: check())
     settings.CELERY_BROKER_URL = "filesystem://"
     cache.clear()  # the audit check's result and its interval live in the shared cache
     yield

@@ -181,9 +181,9 @@ def test_a_client_that_gives_up_first_costs_a_log_line_not_a_traceback(agent, ca
     """The console's read timeout ran out while the apply waited (e.g. for the xtables
     lock): the agent finishes, cannot answer, and says so in one line."""
     call, _, _, _ = agent
-    with call.engine._lock:  # the apply waits behind this
-        with pytest.raises(requests.exceptions.ReadTimeout):
-            call("POST", "/v1/apply", {"bundle": bundle(), "version": 1}, timeout=0.3)
+    # the apply waits behind the engine's lock, the client gives up
+    with call.engine._lock, pytest.raises(requests.exceptions.ReadTimeout):
+        call("POST", "/v1/apply", {"bundle": bundle(), "version": 1}, timeout=0.3)
     deadline = time.monotonic() + 5
     while "the client left before the answer" not in caplog.text:
         assert time.monotonic() < deadline, caplog.text

@@ -36,6 +36,7 @@ from rules.models import Device
 
 from .rampart_bootstrap import ADMIN, Bootstrapped, bootstrap
 
+DEFAULT_LISTEN = "127.0.0.1:8000"
 DEMO_DEVICE = "demo"  # rampart_agent.demo enrols under this name by default
 WEB_WAIT_SECONDS = 60
 ENROL_WAIT_SECONDS = 45
@@ -44,26 +45,35 @@ ENROL_WAIT_SECONDS = 45
 class ErrorFilter:
     """Which lines of a log stream belong to an error record: a record at level ERROR or
     CRITICAL (Celery, Django, gunicorn and agent formats all start with a timestamp), a bare
-    traceback, or the demo agent giving up; plus the record's traceback lines."""
+    traceback, or the demo agent giving up; plus the record's indented and traceback lines
+    (up to the exception line, and any traceback chained to it)."""
 
     RECORD = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
     LEVEL = re.compile(r"\b(ERROR|CRITICAL)\b")
     ALONE = re.compile(r"^(Traceback \(most recent call last\):|demo agent disabled:)")
-    CONTINUED = re.compile(
-        r"^(\s|Traceback |During handling|The above exception|[\w.]+(Error|Exception|Exit)\b)"
-    )
+    CHAINED = re.compile(r"^(During handling|The above exception|\s*$)")
 
     def __init__(self) -> None:
         self.in_error = False
+        self.in_traceback = False  # frames: indented lines until the exception line
+        self.after_exception = False  # only a chained traceback may follow
 
     def is_error(self, line: str) -> bool:
         if start := self.RECORD.match(line):
             # the level comes right after the timestamp, before any message text
             self.in_error = bool(self.LEVEL.search(line, start.end(), start.end() + 30))
-        elif self.ALONE.match(line):
-            self.in_error = True
-        elif not self.CONTINUED.match(line):
-            self.in_error = False
+            self.in_traceback = self.after_exception = False
+        elif self.ALONE.match(line) or (self.in_error and line.startswith("Traceback ")):
+            self.in_error, self.after_exception = True, False
+            self.in_traceback = line.startswith("Traceback ")
+        elif self.in_traceback:
+            # the first line not indented is the exception: `module.Name: message`
+            self.in_traceback = line[:1].isspace()
+            self.after_exception = not self.in_traceback
+        elif self.after_exception:
+            self.in_error = self.after_exception = bool(self.CHAINED.match(line))
+        elif self.in_error:
+            self.in_error = line[:1].isspace()
         return self.in_error
 
 
@@ -107,7 +117,7 @@ class Command(BaseCommand):
     help = "Migrate, bootstrap (admin user, demo policy) and run web + worker + beat."
 
     def add_arguments(self, parser):
-        parser.add_argument("--listen", default=settings.RAMPART_LISTEN)
+        parser.add_argument("--listen", default=settings.RAMPART_LISTEN or DEFAULT_LISTEN)
         parser.add_argument("--no-demo", action="store_true", help="do not load the demo policy")
 
     def handle(self, *args, listen: str, no_demo: bool, **options):
@@ -140,7 +150,7 @@ class Command(BaseCommand):
             if self._wait_for_web(listen, children, stopping):
                 if "agent" in children:
                     self._wait_for_enrolment(started, children, stopping)
-                block = self._status_block(listen, done, "agent" in children, started, log_dir)
+                block = self._status_block(listen, done, list(children), started, log_dir)
                 with lock:
                     self.stdout.write(block)
             self._supervise(children, stopping)
@@ -199,6 +209,8 @@ class Command(BaseCommand):
         self, started: datetime, children: dict[str, Child], stopping: threading.Event
     ) -> None:
         deadline = time.monotonic() + ENROL_WAIT_SECONDS
+        if not Device.objects.filter(name=DEMO_DEVICE).exists():
+            deadline = 0  # nothing to enrol as: the demo agent says so in its log
         while time.monotonic() < deadline and not stopping.is_set() and not _dead(children):
             if Device.objects.filter(name=DEMO_DEVICE, enrolled_at__gte=started).exists():
                 break
@@ -206,7 +218,7 @@ class Command(BaseCommand):
         close_old_connections()
 
     def _status_block(
-        self, listen: str, done: Bootstrapped, agent: bool, started: datetime, log_dir: Path
+        self, listen: str, done: Bootstrapped, names: list[str], started: datetime, log_dir: Path
     ) -> str:
         if done.generated_password:
             login = f"{ADMIN} / {done.generated_password}   (generated now; not shown again)"
@@ -220,8 +232,8 @@ class Command(BaseCommand):
             "Rampart is running",
             f"  Console  http://{listen}/",
             f"  Login    {login}",
-            f"  Demo     {_demo_state(agent, started, logs)}",
-            f"  Logs     {logs}/ (web, worker, beat, access, agent); errors also appear here",
+            f"  Demo     {_demo_state('agent' in names, started, logs)}",
+            f"  Logs     {logs}/ ({', '.join([*names, 'access'])}); errors also appear here",
             "  Stop     Ctrl-C",
             "",
         ]
@@ -281,7 +293,7 @@ def _demo_state(agent: bool, started: datetime, logs: str) -> str:
     device = Device.objects.filter(name=DEMO_DEVICE).first()
     close_old_connections()
     if device is None:
-        return f"no device '{DEMO_DEVICE}' (the database had rule sets before the demo policy)"
+        return f"no device '{DEMO_DEVICE}' in this database"
     if not agent:
         return f"device '{DEMO_DEVICE}', no agent ({_no_agent_reason()})"
     if device.enrolled_at is None or device.enrolled_at < started:

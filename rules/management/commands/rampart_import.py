@@ -1,4 +1,4 @@
-"""`rampart_import FILE [--dry-run] [--prune]` and
+"""`rampart_import FILE [--dry-run] [--prune [--confirm-prune N]]` and
 `rampart_import --from-iptables-save FILE [--ipset-save FILE] [--ruleset NAME] [--dry-run]`."""
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ class Command(BaseCommand):
             "--prune",
             action="store_true",
             default=None,
-            help="delete what the document no longer names",
+            help="delete what the document no longer names (inside its scope)",
+        )
+        parser.add_argument(
+            "--confirm-prune",
+            type=int,
+            metavar="N",
+            help="needed when prune deletes devices, device groups or more than 10 objects: "
+            "the count it deletes (--dry-run prints it)",
         )
         parser.add_argument(
             "--from-iptables-save",
@@ -49,6 +56,7 @@ class Command(BaseCommand):
         file: str | None,
         dry_run: bool,
         prune: bool | None,
+        confirm_prune: int | None,
         from_iptables_save: str | None,
         ipset_save: str | None,
         ruleset: str,
@@ -67,7 +75,11 @@ class Command(BaseCommand):
                 )
             else:
                 plan = importer.import_document_file(
-                    file, actor=cli_actor(), prune=prune, dry_run=dry_run
+                    file,
+                    actor=cli_actor(),
+                    prune=prune,
+                    dry_run=dry_run,
+                    confirm_prune=confirm_prune,
                 )
         except importer.ImportFailed as exc:
             for error in exc.errors:
