@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 # Debian packages: the demo agent's firewall tools (`make run`, root only), and those plus the
 # browser and the host firewalls the tests compare against (`make test`).
 RUNPKGS := iptables ipset nftables iproute2
-SYSPKGS := $(RUNPKGS) iputils-ping chromium ufw shorewall firewalld docker-compose
+SYSPKGS := $(RUNPKGS) iputils-ping chromium ufw shorewall firewalld docker-compose prometheus
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run run-sysdeps test test-sqlite test-postgres lint bench sysdeps clean
+.PHONY: run run-sysdeps test test-sqlite test-postgres test-faults lint bench sysdeps clean
 
 # One stamp per dependency set: `make run` installs the runtime dependencies only, `make test`
 # the test extras too (a `make run` first does not count as a test install).
@@ -67,6 +67,14 @@ test-postgres: $(BIN)/.installed-test
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not netns and not e2e and not slow" tests; \
 	else echo "PostgreSQL not reachable at $(PG_URL): PostgreSQL pass skipped"; fi
+
+# Fault injection (docs/operations-faults.md), not part of `make test`: a real worker on Redis
+# (127.0.0.1:6379/14, and a private redis-server it restarts) killed with -9, the broker
+# restarted without persistence, hung agents; and, as root, kill -9 of the agent mid-apply.
+# About 6 minutes.
+test-faults: $(BIN)/.installed-test
+	env -u DATABASE_URL $(BIN)/pytest -q -m "faults or netns" tests/faults \
+	  tests/rampart_agent/test_agent_kill_netns.py
 
 bench: $(BIN)/.installed-test
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

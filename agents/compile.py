@@ -8,15 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agents.device_policy import Target, device_policy, frozen_document
+from agents.device_policy import Target, deployment_policy, device_policy, frozen_document
 from agents.models import Deployment
 from rules.models import Device
+from rules.revisions import Deployable
 
 
-def deployment_document(devices: Sequence[Device], revision: int | None = None) -> dict:
+def deployment_document(devices: Sequence[Device], revision: int | None = None) -> Deployable:
     """The policy document a deployment's devices compile from, taken once in the
     deployment's transaction and stored on it, so every device of it gets the same policy
-    (and approval rules apply) however long the rollout takes."""
+    (and approval rules apply) however long the rollout takes; with the revision of each
+    rule set it holds (recorded on the deployment)."""
     return frozen_document(list(devices), revision)
 
 
@@ -40,3 +42,12 @@ def compile_for_device(
         bundle.to_dict(rules=False), bundle.hash, policy.failed_assertions(), policy.now
     )
 
+
+def deployment_probes(device: Device, deployment: Deployment) -> list[dict]:
+    """The health probes the agent runs after this deployment's apply to `device`: the
+    deployment's override when it has one, else the device's (or its groups') from the
+    frozen document, in the apply request's form (docs/agent-protocol.md)."""
+    if deployment.probes is not None:
+        return list(deployment.probes)
+    doc = deployment_policy(deployment)
+    return [p.to_dict() for p in doc.device_probes(doc.device(device.name))]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -42,7 +42,7 @@ from compiler import (
 from compiler.ir import Program
 from rules.compile_options import compile_options
 from rules.models import Device, RuleSetRevision
-from rules.revisions import candidate_document, deployable_document
+from rules.revisions import Deployable, candidate_document, deployable_policy
 from rules.selectors import policy_dict
 
 
@@ -119,11 +119,16 @@ def device_policy(
     if target is Target.DEPLOYMENT or deployment is not None:
         if deployment is None:
             raise ValueError("target deployment needs the deployment")
+        recorded = (
+            DeviceDeployment.objects.filter(deployment=deployment, device=device)
+            .values_list("settings", flat=True)
+            .first()
+        )
         return DevicePolicy(
             device,
             Target.DEPLOYMENT,
             deployment_policy(deployment),
-            options,
+            recorded_options(options, recorded),
             now or timezone.now(),
             deployment.pk,
         )
@@ -138,11 +143,33 @@ def device_policy(
     )
 
 
-def frozen_document(devices: list[Device], revision: int | None = None) -> dict:
+def frozen_document(devices: list[Device], revision: int | None = None) -> Deployable:
     """The document a new deployment to `devices` freezes: the candidate, with revisions
     recorded for any rule set whose live content changed without one (writes; call it in
-    the deployment's transaction)."""
-    return deployable_document(devices, revisions=_chosen(revision))
+    the deployment's transaction), and the revision each rule set of it comes from."""
+    return deployable_policy(devices, revisions=_chosen(revision))
+
+
+_SETTINGS = ("groups", "rulesets", "default_policy", "management_sources")
+_FLAGS = ("stateful", "allow_loopback")
+
+
+def device_settings(document: dict, device: Device) -> dict:
+    """What `document` sets for `device` (default policy, management sources, flags, groups,
+    rule sets) plus the compile option taken from its row: what a deployment records per
+    device, so it says what it pushed and compiles with the flag it was created with."""
+    entry = next((d for d in document.get("devices", []) if d.get("name") == device.name), {})
+    out: dict = {key: entry.get(key) for key in _SETTINGS}
+    out |= {key: entry.get(key, True) for key in _FLAGS}
+    out["forward_fallthrough"] = compile_options(device).forward_fallthrough
+    return out
+
+
+def recorded_options(options: CompileOptions, recorded: dict | None) -> CompileOptions:
+    """`options` with the device flag a deployment recorded (older ones recorded none)."""
+    if recorded and "forward_fallthrough" in recorded:
+        return replace(options, forward_fallthrough=bool(recorded["forward_fallthrough"]))
+    return options
 
 
 def _chosen(revision: int | None) -> list[RuleSetRevision]:
@@ -206,7 +233,7 @@ def _deployed(device: Device, options: CompileOptions) -> DevicePolicy:
         device,
         Target.DEPLOYED,
         deployment_policy(dd.deployment),
-        options,
+        recorded_options(options, dd.settings),
         compiled_at(dd),
         dd.deployment_id,
         device.applied_hash,

@@ -45,11 +45,24 @@ class Deployment(models.Model):
         editable=False,
         help_text="the policy document every device of this deployment compiles from (snapshot at creation)",
     )
+    revisions = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="the revision of every rule set the document holds: "
+        "{rule set name: {id, number, hash, status}} (recorded when the document is frozen)",
+    )
     confirm_timeout = models.PositiveIntegerField(
         default=30, help_text="seconds; 0 = no commit-confirmed"
     )
     rollout = models.JSONField(
         default=dict, blank=True, help_text="canary, wave_size | wave_percent, halt_on_failure"
+    )
+    probes = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="health probes for every device of it, in place of each device's own "
+        "(null: each device's, from the frozen document)",
     )
     waves = models.JSONField(
         default=list, blank=True, help_text="per wave: index, size, state, started_at, finished_at"
@@ -96,10 +109,28 @@ class DeviceDeployment(models.Model):
         null=True, blank=True, help_text="bundle version sent to the agent"
     )
     bundle_hash = models.CharField(max_length=64, blank=True)
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="the device settings this deployment compiles for it (default policy, "
+        "management sources, flags, groups, rule sets), as approved when it was created",
+    )
     transitions = models.JSONField(
         default=list, blank=True, help_text="every state change: {state, at, note}"
     )
     attempts = models.PositiveIntegerField(default=0)
+    # A worker's lease on the run (agents/services/sweeper.py): stamped when a worker takes
+    # the task, so a queued one never taken and a run whose worker died can be told apart.
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a worker first took this device deployment's task"
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a worker last took or worked on it"
+    )
+    requeues = models.PositiveIntegerField(
+        default=0, help_text="times the sweeper sent its task again (message lost)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)
@@ -134,8 +165,10 @@ class RuleCounter(models.Model):
     """Traffic totals per device and rule UUID that survive agent counter resets.
 
     The agent reports raw kernel counters, which drop to zero when chains are rewritten or
-    the host reboots; `last_raw_*` lets ingest add only the growth (or the whole new raw
-    value after a reset) so a reset never looks like negative or zero traffic.
+    the host reboots; `last_raw_*` is the baseline the next raw value grows from. A reset
+    the agent reports (`counter_generation`, numbered per boot `counter_boot`) lowers the
+    baseline by the counts the kernel lost, so the hits not polled before it are added by
+    the next reading; the baseline is signed because it may drop below zero.
     """
 
     device = models.ForeignKey(
@@ -144,8 +177,10 @@ class RuleCounter(models.Model):
     rule_uuid = models.UUIDField()
     packets = models.PositiveBigIntegerField(default=0)
     bytes = models.PositiveBigIntegerField(default=0)
-    last_raw_packets = models.PositiveBigIntegerField(default=0)
-    last_raw_bytes = models.PositiveBigIntegerField(default=0)
+    last_raw_packets = models.BigIntegerField(default=0)
+    last_raw_bytes = models.BigIntegerField(default=0)
+    counter_boot = models.CharField(max_length=64, blank=True, default="")
+    counter_generation = models.PositiveIntegerField(default=0)
     last_hit_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import Max, Min, Q, Sum
+from django.db.models import Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.choices import TERMINAL_STATES
@@ -120,41 +121,54 @@ def enrollment_token_lookup(token: str) -> EnrollmentToken | None:
     )
 
 
-def unused_rules(*, since: datetime) -> list[dict]:
-    """Enabled rules without a single hit since `since`, on any device.
+def unused_rules_query(*, since: datetime, ruleset: RuleSet | None = None) -> QuerySet[Rule]:
+    """Enabled rules (of `ruleset`, or of all) without a single hit since `since`, on any
+    device, annotated with their counters across devices (one query; pages with it).
 
     `counted_since` says how long the console has been counting a rule (None: no agent
     ever reported it — not deployed anywhere yet), so a rule added yesterday is not mistaken
     for one idle for months.
     """
-    stats = {
-        str(row["rule_uuid"]): row
-        for row in RuleCounter.objects.values("rule_uuid").annotate(
-            last_hit_at=Max("last_hit_at"),
-            counted_since=Min("first_seen_at"),
-            packets=Sum("packets"),
+    per_rule = RuleCounter.objects.filter(rule_uuid=OuterRef("uuid")).values("rule_uuid")
+    rules = Rule.objects.filter(enabled=True)
+    if ruleset is not None:
+        rules = rules.filter(ruleset=ruleset)
+    return (
+        rules.annotate(
+            hit_at=Subquery(per_rule.annotate(v=Max("last_hit_at")).values("v")),
+            counted_since=Subquery(per_rule.annotate(v=Min("first_seen_at")).values("v")),
+            packets_total=Coalesce(
+                Subquery(per_rule.annotate(v=Sum("packets")).values("v")), Value(0)
+            ),
         )
-    }
-    out = []
-    rules = (
-        Rule.objects.filter(enabled=True)
+        .filter(Q(hit_at__isnull=True) | Q(hit_at__lt=since))
         .select_related("ruleset")
         .order_by("ruleset__name", "position", "id")
     )
-    for rule in rules:
-        row = stats.get(str(rule.uuid))
-        last_hit = row["last_hit_at"] if row else None
-        if last_hit is not None and last_hit >= since:
-            continue
-        out.append(
-            {
-                "rule": str(rule.uuid),
-                "ruleset": rule.ruleset.name,
-                "position": rule.position,
-                "comment": rule.comment,
-                "last_hit_at": last_hit,
-                "counted_since": row["counted_since"] if row else None,
-                "packets_total": row["packets"] if row else 0,
-            }
-        )
-    return out
+
+
+def unused_rule_row(rule: Rule) -> dict:
+    """One row of the unused-rules report, from `unused_rules_query`."""
+    return {
+        "rule": str(rule.uuid),
+        "ruleset": rule.ruleset.name,
+        "position": rule.position,
+        "comment": rule.comment,
+        "last_hit_at": rule.hit_at,
+        "counted_since": rule.counted_since,
+        "packets_total": rule.packets_total,
+    }
+
+
+def unused_rules(*, since: datetime, ruleset: RuleSet | None = None) -> list[dict]:
+    """`unused_rules_query` as report rows (all of them: for pages that show them all)."""
+    return [unused_rule_row(r) for r in unused_rules_query(since=since, ruleset=ruleset)]
+
+
+def ruleset_lookup(ref: str) -> RuleSet | None:
+    """A rule set by id, or by name."""
+    if ref.isdigit():
+        found = RuleSet.objects.filter(pk=int(ref)).first()
+        if found is not None:
+            return found
+    return RuleSet.objects.filter(name=ref).first()

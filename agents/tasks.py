@@ -33,7 +33,7 @@ _RETRY = {
     acks_late=True,
     reject_on_worker_lost=True,
     time_limit=_TIME_LIMIT,
-    soft_time_limit=_TIME_LIMIT - 30,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
     **_RETRY,
 )
 def deploy_device(self, device_deployment_id: int) -> str:
@@ -71,5 +71,5 @@ def expire_rules() -> int | None:
 
 @shared_task(name=enqueue.SWEEP_STUCK, acks_late=True, time_limit=120, soft_time_limit=110)
 def sweep_stuck() -> int:
-    """Beat: fail deployments stuck beyond their time limit."""
+    """Beat: fail in-flight runs whose worker was lost, send lost queued tasks again."""
     return services.sweep_stuck()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from .document import Device, RuleSet, fallback_rule_id
 from .findings import Finding
 from .lower.nat import nat_match
-from .regions import Box, Entry, fm_region, interface_reps, regions_meet
+from .regions import Box, Entry, bbox_meet, fm_region, interface_reps, regions_meet
 from .resolve import FamilyMatch, ProtoSpec, Resolver, merge_ports
 
 KIND = "management"
@@ -58,10 +58,14 @@ def filter_findings(
     """Input rules (`entries`, regions built with the same interface representatives as
     `mgmt`) that drop or reject some management traffic: the anti-lockout overrides them."""
     out = []
+    bounds = Entry("sys:mgmt", None, None, "accept", mgmt).bbox
     for entry in entries:
         if entry.ruleset is None or entry.action not in _BLOCKING:
             continue
-        if any(regions_meet(region, mgmt.get(fam, [])) for fam, region in entry.region.items()):
+        if any(
+            bbox_meet(entry.bbox.get(fam), bounds.get(fam)) and regions_meet(region, mgmt[fam])
+            for fam, region in entry.region.items()
+        ):
             out.append(
                 Finding(
                     KIND,

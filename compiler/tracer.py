@@ -5,12 +5,20 @@ built-in chain through our jump rules, so its answer is what the kernel does wit
 bundle. Two things the kernel knows and a trace cannot: rate limits (a trace assumes the
 packet is within the limit) and the state of other firewalls' chains (we assume none).
 Time matches (an expiring rule's `--datestop`) are checked against the trace's `now`.
+
+A new connection passes the nat table first (tracer_nat.py): PREROUTING (arriving) or
+OUTPUT (locally generated) may rewrite the destination, and a DNAT to another address
+re-decides the route — local destination → INPUT, else FORWARD — before the filter table
+sees the rewritten packet; POSTROUTING's SNAT/MASQUERADE follows an accepted forward or
+output packet (reported; it cannot change the verdict).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +26,7 @@ from . import values as V
 from .errors import FamilyMismatch, FieldError, PacketError
 from .ir import JUMP, LOG, VERDICTS, AddrMatch, IpSet, Program, Rule, Table
 from .render_iptables import render_rule
+from .tracer_nat import LocalAddresses, NatStep, NatWalker
 
 _START = {"input": "INPUT", "forward": "FORWARD", "output": "OUTPUT"}
 PACKET_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
@@ -160,6 +169,9 @@ class TraceResult:
     position: int | None = None
     path: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    nat: list[NatStep] = field(default_factory=list)
+    # the filter chain walked: the one asked for unless a DNAT re-decided the route
+    chain: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -172,6 +184,8 @@ class TraceResult:
             },
             "path": [s.to_dict() for s in self.path],
             "notes": self.notes,
+            "chain": self.chain,
+            "nat": [s.to_dict() for s in self.nat],
         }
 
 
@@ -192,11 +206,21 @@ class Tracer:
 
     `now` defaults to the time the program was compiled at: a rule with a time match
     (`Rule.until`) matches only a packet traced before its `until`, as in the kernel.
+    `local_addresses` (addresses or networks) are the device's own: the NAT exemption's
+    addrtype LOCAL test and the route after a DNAT ask whether a destination is one of
+    them (loopback always is, and so is the destination of a packet traced at `input`).
     """
 
-    def __init__(self, program: Program, now: datetime | None = None):
+    def __init__(
+        self,
+        program: Program,
+        now: datetime | None = None,
+        local_addresses: Iterable[str | ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
+    ):
         self.program = program
         self.now = now if now is not None else program.now
+        self.local = LocalAddresses(local_addresses)
+        self.nat = NatWalker(program, self.matches)
         self._sets: dict[str, _SetIndex] = {}
 
     def _in(self, m: AddrMatch, addr) -> bool:
@@ -230,9 +254,63 @@ class Tracer:
                 return False
         if r.states is not None and p.state.upper() not in r.states:
             return False
+        if r.dst_type is not None and not self.local.holds(p):  # only "LOCAL" is compiled
+            return False
         return r.until is None or self.now is None or self.now < r.until
 
     def trace(self, packet: Packet) -> TraceResult:
+        """The verdict on `packet`, with the NAT steps of a new connection before it."""
+        if self.nat.table(packet.family) is None:
+            return self.filter(packet)
+        if packet.state != "new":
+            result = self.filter(packet)
+            result.notes.append(
+                f"state {packet.state}: the nat chains are not traversed (netfilter NATs "
+                "a connection's first packet only; conntrack applies the mapping it got then)"
+            )
+            return result
+        hook = "OUTPUT" if packet.chain == "output" else "PREROUTING"
+        routed, step, notes = self.nat.hook(hook, packet)
+        steps = [step] if step is not None else []
+        routed = self._route(packet, routed, notes)
+        result = self.filter(routed)
+        if result.verdict == "accept" and routed.chain != "input":
+            _, step, more = self.nat.hook("POSTROUTING", routed)
+            notes += more
+            if step is not None:
+                steps.append(step)
+        result.nat = steps
+        result.notes[:0] = notes
+        return result
+
+    def _route(self, packet: Packet, routed: Packet, notes: list[str]) -> Packet:
+        """The routing decision after PREROUTING: a DNAT to another address sends the
+        packet to INPUT if that address is local, else to FORWARD; a locally generated
+        packet stays in OUTPUT, and a port-only rewrite keeps the chain asked for."""
+        if packet.chain == "output" or routed.destination == packet.destination:
+            return routed
+        if routed.destination.is_loopback:
+            notes.append(
+                "DNAT to a loopback address from PREROUTING: IPv4 delivers it only with "
+                "net.ipv4.conf.<interface>.route_localnet=1; IPv6 drops it"
+            )
+        chain = "input" if routed.destination in self.local else "forward"
+        if chain == packet.chain:
+            return routed
+        notes.append(
+            f"DNAT to {routed.destination}: "
+            + (
+                "one of the device's addresses, so the packet is delivered locally (INPUT)"
+                if chain == "input"
+                else "not one of the device's addresses, so the packet is routed (FORWARD)"
+                + ("" if routed.out_interface else "; out_interface unknown (not given)")
+            )
+        )
+        out_iface = None if chain == "input" else routed.out_interface
+        return dataclasses.replace(routed, chain=chain, out_interface=out_iface)
+
+    def filter(self, packet: Packet) -> TraceResult:
+        """The filter table's verdict on `packet` (at its chain, addresses as given)."""
         table: Table = self.program.tables[(packet.family, "filter")]
         chain, index = _START[packet.chain], 0
         stack: list[tuple[str, int]] = []  # (chain, index) to return to
@@ -246,7 +324,14 @@ class Tracer:
                         f"fell off built-in chain {chain}: its policy (ACCEPT, never "
                         "changed by Rampart) applies"
                     )
-                    return TraceResult("accept", f"builtin:{chain}", None, path=path, notes=notes)
+                    return TraceResult(
+                        "accept",
+                        f"builtin:{chain}",
+                        None,
+                        path=path,
+                        notes=notes,
+                        chain=packet.chain,
+                    )
                 chain, index = stack.pop()
                 continue
             rule = rules[index]
@@ -275,6 +360,7 @@ class Tracer:
                         info.position if info else None,
                         path,
                         notes,
+                        chain=packet.chain,
                     )
             index += 1
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-FamilyLookup = Callable[[str], "frozenset[int] | None"]
-
 from . import values as V
 from .document.model import FAMILIES_ALL
 from .document.parse_base import MISSING
 from .document.parser import Parser
 from .errors import FieldError
+
+FamilyLookup = Callable[[str], "frozenset[int] | None"]
 
 NON_FIELD = "__all__"  # problems of the object as a whole (Django's NON_FIELD_ERRORS)
 _ROOT = "rule"
@@ -108,9 +108,28 @@ def nat_errors(nat: dict, *, families: FamilyLookup | None = None) -> dict[str, 
     return _errors(lambda p: p.nat(nat, _ROOT), families)
 
 
+def probe_errors(probes: object, *, field: str = "probes") -> dict[str, list[str]]:
+    """Problems of a list of health probes, keyed by the exact field (`probes[1].port`,
+    `probes` for the list itself); `{}` when they are valid."""
+    parser = _NameParser()
+    parser.probes({"probes": probes}, "")
+    out: dict[str, list[str]] = {}
+    for error in parser.errors:
+        key = field + error.path[len("probes") :]
+        out.setdefault(key, []).append(error.message)
+    return out
+
+
 def assertion_errors(assertion: dict) -> dict[str, list[str]]:
     """Problems of one assertion, by field (`{}` when it is valid)."""
     return _errors(lambda p: p.assertion(assertion, _ROOT))
 
 
-__all__ = ["NON_FIELD", "FamilyLookup", "assertion_errors", "nat_errors", "rule_errors"]
+__all__ = [
+    "NON_FIELD",
+    "FamilyLookup",
+    "assertion_errors",
+    "nat_errors",
+    "probe_errors",
+    "rule_errors",
+]

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "console",
     "core.accounts",
     "core.audit",
+    "core.idempotency",
     "dashboard",
     "rules",
     "agents",
@@ -181,6 +182,8 @@ REST_FRAMEWORK = {
     # Every view must name its own permission classes; this default refuses everything.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_FILTER_BACKENDS": [
+        # First: a list asked with a parameter no backend reads is a 400 naming it.
+        "core.api.UnknownParamsFilter",
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
@@ -191,7 +194,7 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "core.api.Pagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/minute", "enroll": "30/minute"},
 }
@@ -209,6 +212,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tags and operation ids start after /api/v1/: one tag per resource (addresses,
+    # rulesets, deployments, audit, tokens...), ids like `addresses_list`.
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
         # One name per choice set (rule actions and default policies share accept/drop/reject).
         "VerdictEnum": "rules.choices.Action",
@@ -219,6 +225,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: Redis when REDIS_URL is set, else an embedded broker on the filesystem.
+# The hard time limit T of one run bounds how long a deployment can hang on a lost worker or
+# a hung agent (docs/operations-faults.md: every device deployment ends within 2 x T); the soft
+# limit records `failed` with the reason before the hard one kills the process.
+CELERY_TASK_TIME_LIMIT = env.int("RAMPART_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(30, CELERY_TASK_TIME_LIMIT // 3)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -232,10 +243,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # Unacked messages of a worker killed with -9 come back after this many seconds; it
-    # must exceed the task time limit and the longest retry countdown.
+    # Unacked messages of a worker killed with -9 come back after this many seconds. A live
+    # worker keeps a message unacked for a retry's countdown (at most the backoff maximum)
+    # and then one run (at most the time limit): a shorter timeout would hand a live run to a
+    # second worker. The sweeper ends lost work sooner (docs/operations-faults.md).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("RAMPART_BROKER_VISIBILITY_TIMEOUT", default=900),
+        "visibility_timeout": env.int(
+            "RAMPART_BROKER_VISIBILITY_TIMEOUT",
+            default=CELERY_TASK_TIME_LIMIT
+            + env.int("RAMPART_DEPLOY_RETRY_BACKOFF_MAX", default=60)
+            + 60,
+        ),
         # sweep for such messages every N seconds (kombu's default is ~100 s)
         "unacked_restore_interval": env.int("RAMPART_BROKER_RESTORE_INTERVAL", default=10),
         "unacked_restore_throttle": 1,
@@ -245,11 +263,11 @@ CELERY_TASK_IGNORE_RESULT = True
 # No result backend, so nothing expires: without this beat schedules a daily no-op
 # `celery.backend_cleanup` (a crontab row in django_celery_beat's tables).
 CELERY_RESULT_EXPIRES = None
+# A message is acknowledged after its run, and requeued when the worker process dies under it
+# (kill -9, OOM): redelivery is safe because a run is idempotent (agents/services/device_run.py).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env.int("RAMPART_TASK_TIME_LIMIT", default=300)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 # One queue per installation (tests and benchmarks use their own on a shared broker).
@@ -269,15 +287,30 @@ RAMPART = {
     "STATUS_POLL_SECONDS": env.int("RAMPART_STATUS_POLL_SECONDS", default=60),
     "CONFIRM_TIMEOUT": env.int("RAMPART_CONFIRM_TIMEOUT", default=30),
     "AUDIT_REQUIRE_REASON": env.bool("RAMPART_AUDIT_REQUIRE_REASON", default=False),
+    "AUDIT_REQUIRE_TICKET": env.bool("RAMPART_AUDIT_REQUIRE_TICKET", default=False),
+    # The audit chain's HMAC key (docs/audit.md): the variable, else a file beside the
+    # console key made on first use; checkpoints go to every sink listed.
+    "AUDIT_KEY": env.str("RAMPART_AUDIT_KEY", default=""),
+    "AUDIT_KEY_FILE": env.str("RAMPART_AUDIT_KEY_FILE", default=""),
+    "AUDIT_CHECKPOINT_DIR": env.str(
+        "RAMPART_AUDIT_CHECKPOINT_DIR", default=str(VAR_DIR / "audit-checkpoints")
+    ),
+    "AUDIT_CHECKPOINT_SINKS": env.list(
+        "RAMPART_AUDIT_CHECKPOINT_SINKS",
+        default=["core.audit.checkpoints.directory_sink", "core.audit.checkpoints.log_sink"],
+    ),
     # Deployments (agents/services.py): push attempts before `failed`, retry backoff
     # (seconds, exponential with jitter), when an in-flight push counts as stuck.
     "DEPLOY_MAX_ATTEMPTS": env.int("RAMPART_DEPLOY_MAX_ATTEMPTS", default=5),
     "DEPLOY_RETRY_BACKOFF": env.int("RAMPART_DEPLOY_RETRY_BACKOFF", default=2),
     "DEPLOY_RETRY_BACKOFF_MAX": env.int("RAMPART_DEPLOY_RETRY_BACKOFF_MAX", default=60),
-    "DEPLOY_STUCK_SECONDS": env.int(
-        "RAMPART_DEPLOY_STUCK_SECONDS", default=CELERY_TASK_TIME_LIMIT + 120
-    ),
+    # 0: derived from the time limit (agents/services/sweeper.py, docs/operations-faults.md)
+    "DEPLOY_STUCK_SECONDS": env.int("RAMPART_DEPLOY_STUCK_SECONDS", default=0),
+    "DEPLOY_QUEUED_LOST_SECONDS": env.int("RAMPART_DEPLOY_QUEUED_LOST_SECONDS", default=0),
+    "DEPLOY_MAX_REQUEUES": env.int("RAMPART_DEPLOY_MAX_REQUEUES", default=3),
     "ENROLL_TOKEN_TTL": env.int("RAMPART_ENROLL_TOKEN_TTL", default=3600),
+    # CIDRs the console reaches agents from; empty: what each agent saw (rules/console_sources.py)
+    "CONSOLE_SOURCES": env.list("RAMPART_CONSOLE_SOURCES", default=[]),
 }
 # Beat (stored by django_celery_beat's DatabaseScheduler at start): fleet status poll, sweeper,
 # the redeploy that tidies bundles after a rule's expiry (the kernel's time match enforces it).
@@ -286,8 +319,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "agents.tasks.poll_fleet",
         "schedule": float(RAMPART["STATUS_POLL_SECONDS"]),
     },
-    "rampart-sweeper": {"task": "agents.tasks.sweep_stuck", "schedule": 60.0},
+    # how late lost work is noticed: part of the bound in docs/operations-faults.md
+    "rampart-sweeper": {
+        "task": "agents.tasks.sweep_stuck",
+        "schedule": float(env.int("RAMPART_SWEEP_SECONDS", default=30)),
+    },
     "rampart-expiry": {"task": "agents.tasks.expire_rules", "schedule": 60.0},
+    "rampart-audit-checkpoint": {
+        "task": "core.audit.tasks.write_chain_checkpoint",
+        "schedule": float(env.int("RAMPART_AUDIT_CHECKPOINT_SECONDS", default=3600)),
+    },
+    "rampart-audit-verify": {"task": "core.audit.tasks.verify_chain", "schedule": 86400.0},
 }
 
 LOGGING = {

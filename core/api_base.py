@@ -6,6 +6,9 @@
   a service; the viewset runs them in one transaction and deletes with a delete service.
 - Errors keep one shape: services raise Django ValidationErrors, which console.api turns
   into field-keyed 400s; deleting an object still in use is a 409 naming its users.
+- Every object has an ETag (a hash of its representation); a write carrying `If-Match`
+  that no longer matches is a 412, so two clients editing one object cannot silently
+  overwrite each other. A write without `If-Match` proceeds (last writer wins).
 
 The platform knows no domain: which services save and delete, what wraps a write (the
 policy domain adds revision capture) and which errors mean "in use" are attributes that a
@@ -14,6 +17,7 @@ domain's base classes set (rules.api.base).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -23,9 +27,12 @@ from django.db.models import Model
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from core.api import validation_detail
+from rampart_contract.canonical import canonical_json
 
 
 class Conflict(APIException):
@@ -34,6 +41,14 @@ class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The object is still in use."
     default_code = "conflict"
+
+
+class PreconditionFailed(APIException):
+    """412: the request's If-Match names a version of the object that is no longer current."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "If-Match does not match the object's current ETag."
+    default_code = "precondition_failed"
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -57,7 +72,71 @@ def has_explicit_permissions(view_class: type) -> bool:
     )
 
 
-class ServiceModelViewSet(viewsets.ModelViewSet):
+def etag_of(data: object) -> str:
+    """A strong ETag: the hash of the object's representation as the API renders it."""
+    return '"' + hashlib.sha256(canonical_json(data, default=str)).hexdigest()[:32] + '"'
+
+
+def if_match_allows(header: str | None, current: str) -> bool:
+    """RFC 9110 If-Match: absent, `*` or a list naming the current (strong) tag."""
+    if header is None:
+        return True
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or current in tags
+
+
+class ETagMixin:
+    """GET of an object answers its ETag (and 304 to a matching If-None-Match); PUT, PATCH
+    and DELETE with an If-Match that does not name the current ETag answer 412 and change
+    nothing. The check and the write run in one transaction holding the object's row lock,
+    so of two clients writing with the same ETag exactly one succeeds."""
+
+    uses_etags = True  # core.api_schema documents If-Match and 412 for these views
+
+    def current_etag(self, instance: Model) -> str:
+        return etag_of(self.get_serializer(instance).data)
+
+    def check_if_match(self, request: Request, instance: Model) -> None:
+        current = self.current_etag(instance)
+        if not if_match_allows(request.headers.get("If-Match"), current):
+            raise PreconditionFailed(
+                detail=f"If-Match does not match the current ETag {current}: the object "
+                "changed since you read it; GET it again and retry with its new ETag."
+            )
+
+    def locked_object(self) -> Model:
+        """The object, read after taking its row lock (call inside a transaction)."""
+        instance = self.get_object()
+        type(instance)._default_manager.select_for_update().filter(pk=instance.pk).exists()
+        return self.get_object()
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        instance = self.get_object()
+        data = self.get_serializer(instance).data
+        tag = etag_of(data)
+        if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+        return Response(data, headers={"ETag": tag})
+
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        partial = kwargs.pop("partial", False)
+        with transaction.atomic():
+            instance = self.locked_object()
+            self.check_if_match(request, instance)
+            serializer = self.get_serializer(instance, data=request.data, partial=partial)
+            serializer.is_valid(raise_exception=True)
+            self.perform_update(serializer)
+        return Response(serializer.data, headers={"ETag": etag_of(serializer.data)})
+
+    def destroy(self, request: Request, *args, **kwargs) -> Response:
+        with transaction.atomic():
+            instance = self.locked_object()
+            self.check_if_match(request, instance)
+            self.perform_destroy(instance)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ServiceModelViewSet(ETagMixin, viewsets.ModelViewSet):
     """A model viewset whose writes go through services.
 
     A domain's base class sets `delete_service`, and may set `write_scope` (what wraps a

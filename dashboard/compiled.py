@@ -5,13 +5,13 @@ one compile path (agents.device_policy), so the preview is what the worker pushe
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 
 from agents.device_policy import NothingDeployed, Target, device_policy
 from compiler import CompilerError
+from compiler.diff import unified_diff
 from rules.models import Device
 
 
@@ -35,19 +35,6 @@ class Preview:
         return bool(self.deployed_hash and self.hash == self.deployed_hash)
 
 
-def bundle_text(bundle: dict) -> str:
-    """The parts of a bundle a human reviews: ipsets, then iptables-restore per family."""
-    parts = []
-    for key, title in (
-        ("ipsets", "ipset"),
-        ("iptables_v4", "iptables (IPv4)"),
-        ("iptables_v6", "ip6tables (IPv6)"),
-    ):
-        if bundle.get(key):
-            parts.append(f"# --- {title}\n{bundle[key].rstrip()}\n")
-    return "\n".join(parts)
-
-
 def device_preview(device: Device) -> Preview:
     """The candidate bundle and its diff against the deployed one.
 
@@ -67,7 +54,6 @@ def device_preview(device: Device) -> Preview:
         preview.errors = exc.messages
         return preview
     preview.bundle, preview.hash = bundle.to_dict(), bundle.hash
-    new_text = bundle_text(preview.bundle).splitlines(True)
     try:
         deployed = device_policy(device, Target.DEPLOYED)
     except NothingDeployed as exc:
@@ -77,9 +63,7 @@ def device_preview(device: Device) -> Preview:
             if not device.applied_hash
             else f"{exc}: the diff shows everything as new"
         )
-        preview.diff = "".join(
-            difflib.unified_diff([], new_text, "deployed (nothing)", "to deploy")
-        )
+        preview.diff = unified_diff(None, preview.bundle, "deployed (nothing)", "to deploy")
         return preview
     preview.deployed_hash, preview.deployed_deployment = device.applied_hash, deployed.deployment_id
     if preview.unchanged:
@@ -95,12 +79,7 @@ def device_preview(device: Device) -> Preview:
     preview.deployed_exact = old["hash"] == device.applied_hash
     if not preview.deployed_exact:
         preview.deployed_note = "the rebuilt deployed bundle differs from the hash the agent holds; the diff is approximate"
-    preview.diff = "".join(
-        difflib.unified_diff(
-            bundle_text(old).splitlines(True),
-            new_text,
-            f"deployed (deployment #{deployed.deployment_id})",
-            "to deploy",
-        )
+    preview.diff = unified_diff(
+        old, preview.bundle, f"deployed (deployment #{deployed.deployment_id})", "to deploy"
     )
     return preview

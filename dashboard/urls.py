@@ -6,6 +6,7 @@ from django.urls import include, path
 from dashboard.views import (
     audit,
     deployments,
+    device_changes,
     devices,
     objects,
     overview,
@@ -20,7 +21,13 @@ dashboard_patterns = [
     path("overview/idle-rules/", overview.overview_idle, name="overview-idle"),
     path("devices/", devices.device_list, name="devices"),
     path("devices/<int:pk>/", devices.device_detail, name="device"),
+    path("devices/<int:pk>/settings/", devices.device_settings, name="device-settings"),
     path("devices/by-name/<str:name>/", devices.device_redirect, name="device-by-name"),
+    path(
+        "devices/changes/<int:pk>/review/",
+        device_changes.device_change_review,
+        name="device-change-review",
+    ),
     path("rulesets/", rulesets.ruleset_list, name="rulesets"),
     path("rulesets/new/", rulesets.ruleset_form, name="ruleset-new"),
     path("rulesets/<int:pk>/", rulesets.ruleset_detail, name="ruleset"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 from rampart_agent.errors import AgentError
 
@@ -57,8 +58,44 @@ def _check_probe(probe: Any, where: str) -> None:
     probe that cannot run must refuse the apply, not fail it half-way."""
     if not isinstance(probe, dict):
         raise AgentError(400, f"{where} must be an object", field=where)
-    if probe.get("type") not in ("tcp", "icmp"):
-        raise AgentError(400, f"{where}.type must be tcp or icmp", field=f"{where}.type")
+    if probe.get("type") not in ("tcp", "icmp", "http"):
+        raise AgentError(400, f"{where}.type must be tcp, icmp or http", field=f"{where}.type")
+    if probe["type"] == "http":
+        _check_http_probe(probe, where)
+    else:
+        _check_host_probe(probe, where)
+    timeout = probe.get("timeout")
+    if timeout is not None and not _seconds(timeout, 0, MAX_PROBE_TIMEOUT, open_low=True):
+        raise AgentError(
+            400,
+            f"{where}.timeout must be a number of seconds in (0, {MAX_PROBE_TIMEOUT}]",
+            field=f"{where}.timeout",
+        )
+
+
+def _check_http_probe(probe: dict[str, Any], where: str) -> None:
+    url = probe.get("url")
+    ok = (
+        isinstance(url, str)
+        and len(url) <= 2000
+        and not any(c.isspace() or ord(c) < 32 for c in url)
+    )
+    if ok:
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            ok = False
+    if not ok:
+        raise AgentError(400, f"{where}.url must be an http(s) URL", field=f"{where}.url")
+    status = probe.get("expect_status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise AgentError(
+            400, f"{where}.expect_status must be 100..599", field=f"{where}.expect_status"
+        )
+
+
+def _check_host_probe(probe: dict[str, Any], where: str) -> None:
     host = probe.get("host")
     if not isinstance(host, str) or not host or len(host) > 253 or host.startswith("-"):
         raise AgentError(400, f"{where}.host must be a host name or address", field=f"{where}.host")
@@ -68,11 +105,4 @@ def _check_probe(probe: Any, where: str) -> None:
     ):
         raise AgentError(
             400, f"{where}.port: a tcp probe needs a port 1..65535", field=f"{where}.port"
-        )
-    timeout = probe.get("timeout")
-    if timeout is not None and not _seconds(timeout, 0, MAX_PROBE_TIMEOUT, open_low=True):
-        raise AgentError(
-            400,
-            f"{where}.timeout must be a number of seconds in (0, {MAX_PROBE_TIMEOUT}]",
-            field=f"{where}.timeout",
         )

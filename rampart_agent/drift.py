@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from rampart_agent.bundle import Bundle
+from rampart_agent.counters import Counts, add_counts
 from rampart_agent.dataplane import Dataplane, LiveFamily
 from rampart_agent.ruleset import _target, rule_comment
 from rampart_agent.state import StateDir
@@ -24,12 +25,11 @@ SNAPSHOT_FILE = "snapshot.json"  # the kernel's rendering of our rules, for drif
 log = logging.getLogger("rampart.agent")
 
 
-def family_lines(
-    family: str, bundle: Bundle, live: LiveFamily | None
-) -> tuple[list[str], dict[str, list[int]]]:
-    """Comparable lines for drift (bundle side when `live` is None) and uuid counters."""
+def family_lines(family: str, bundle: Bundle, live: LiveFamily | None) -> tuple[list[str], Counts]:
+    """Comparable lines for drift (bundle side when `live` is None) and uuid counters
+    (summed as counters.py says: LOG rules are not counted)."""
     lines: list[str] = []
-    counters: dict[str, list[int]] = {}
+    counters: Counts = {}
     if live is None:
         for tname, table in sorted(bundle.tables[family].items()):
             for name, rules in table.chains.items():
@@ -57,11 +57,7 @@ def family_lines(
                     else f"(no rpt comment) -j {rule.target}"
                 )
                 lines.append(f"{family} {tname} {name} {key}")
-                parts = (rule.comment or "").split(":")
-                if len(parts) >= 3 and parts[0] == "rpt" and parts[1] not in ("sys", "jump"):
-                    c = counters.setdefault(parts[1], [0, 0])
-                    c[0] += rule.packets
-                    c[1] += rule.bytes
+            add_counts(lt.chains[name], counters)
         for builtin, live_jumps in sorted(lt.jumps().items()):
             lines += [f"{family} {tname} {builtin} #{j.position} -> {j.target}" for j in live_jumps]
     return lines, counters

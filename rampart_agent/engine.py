@@ -28,11 +28,12 @@ from typing import Any
 from rampart_agent.apply_request import parse_apply
 from rampart_agent.background import Background
 from rampart_agent.bundle import Bundle
+from rampart_agent.counters import CounterLedger, Counts
 from rampart_agent.dataplane import Dataplane, XtablesLockBusy
 from rampart_agent.drift import kernel_matches
 from rampart_agent.errors import AgentError
 from rampart_agent.heal import heal_confirmed
-from rampart_agent.host import boot_id, gather_facts, run_probe
+from rampart_agent.host import boot_id, gather_facts, probe_label, run_probe
 from rampart_agent.metrics import AgentMetrics, measured_apply
 from rampart_agent.protocol import XTABLES_WAIT_SECONDS
 from rampart_agent.report import AGENT_VERSION, StatusReport
@@ -46,7 +47,7 @@ from rampart_agent.state import (
     StateDir,
 )
 from rampart_agent.store import BundleStore
-from rampart_agent.transition import KERNEL_ERRORS, transition
+from rampart_agent.transition import KERNEL_ERRORS, journalled
 
 __all__ = ["AGENT_VERSION", "AgentError", "Bundle", "Engine", "gather_facts", "run_probe"]
 
@@ -82,6 +83,7 @@ class Engine(StatusReport):
         self._lock = threading.RLock()
         self._background = Background(on_due=self.check_deadline, on_write=self._write_queued)
         self.boot_id = boot_id()
+        self.counters = CounterLedger(state, self.boot_id)
         self.other_backend_notice: dict[str, list[str]] = {}
         self._other_checked = False
         # clock.monotonic() when the pending bundle reached the kernel: its confirm must come
@@ -152,9 +154,10 @@ class Engine(StatusReport):
         full: bool,
         keep_sets: set[str],
         repair_to: Bundle,
-    ) -> float:
-        """Journal, transition, and on failure repair the kernel to `repair_to`; the
-        seconds spent waiting for another program's xtables lock first."""
+    ) -> tuple[float, dict[str, Any] | None]:
+        """Journal, transition, and on failure repair the kernel to `repair_to`: the
+        seconds spent waiting for another program's xtables lock first, and the counter
+        reset the change caused (counters.py; None: no rule lost a count)."""
         try:
             waited = self.dp.await_kernel_lock(XTABLES_WAIT_SECONDS)
         except XtablesLockBusy as exc:
@@ -162,42 +165,26 @@ class Engine(StatusReport):
             raise AgentError(503, f"{exc}; nothing was changed", result="failed") from exc
         self.metrics.lock_waited(waited)
 
-        def journal() -> None:
-            # Written while the restore tool parses, before anything reaches the kernel.
-            # Not fsync'd: it guards against a killed agent; after a power loss the kernel
-            # holds no rules and the start applies the (durable) confirmed bundle anyway.
-            self.state.write_json(
-                JOURNAL_FILE,
-                {
-                    "phase": "applying",
-                    "from": old.hash,
-                    "to": new.hash,
-                    "repair_to": repair_to.hash,
-                    "started": self.clock.time(),
-                },
-                durable=False,
-            )
-
+        lost: Counts = {}
         try:
-            transition(self.dp, old, new, full=full, keep_sets=keep_sets, before_kernel=journal)
-        except KERNEL_ERRORS as exc:
-            log.error("apply of %s failed: %s; restoring the previous policy", new.hash[:12], exc)
-            try:
-                transition(
-                    self.dp, new, repair_to, full=True, keep_sets=keep_sets, before_kernel=journal
-                )
-            except KERNEL_ERRORS as exc2:
-                log.critical("repair failed too (journal kept for the next start): %s", exc2)
-                raise AgentError(
-                    500, f"apply failed ({exc}) and repair failed ({exc2})", result="failed"
-                ) from exc2
-            self.state.remove(JOURNAL_FILE, durable=False)
-            raise AgentError(422, f"kernel refused the bundle: {exc}", result="failed") from exc
+            journalled(
+                self.dp,
+                self.state,
+                old,
+                new,
+                full=full,
+                keep_sets=keep_sets,
+                repair_to=repair_to,
+                now=self.clock.time,
+                lost=lost,
+            )
+        finally:  # a repaired or failed apply rewrote chains too
+            reset = self.counters.record(lost, self.clock.time())
         self.store.keep(new)
         self.metrics.loaded(new)
         self.state.write_json(LIVE_FILE, new_record, durable=False)
         self.state.remove(JOURNAL_FILE, durable=False)
-        return waited
+        return waited, reset
 
     def _check_other_backend(self) -> None:
         """Once per process: our chains in the other iptables backend are removed, loudly.
@@ -343,7 +330,7 @@ class Engine(StatusReport):
                     "apply_ms": 0,
                     "confirm_deadline": None,
                 }
-            waited = self._do(
+            waited, reset = self._do(
                 old, bundle, record, full=full, keep_sets=set(base.sets), repair_to=repair_to
             )
             self._applied_mono = self.clock.monotonic()
@@ -351,7 +338,7 @@ class Engine(StatusReport):
             if full:
                 self.needs_full = False
             try:
-                failed = self._run_probes(probes)
+                failed = next((probe_label(p) for p in probes if not self.probe(p)), None)
                 if failed:
                     self._rollback_locked(f"probe failed: {failed}", to_record=confirmed)
                     raise AgentError(
@@ -375,6 +362,8 @@ class Engine(StatusReport):
             "apply_ms": round((time.monotonic() - started) * 1000, 1),
             "confirm_deadline": record["deadline"],
         }
+        if reset:  # the counts of the rules this apply rewrote, for the console to keep
+            answer["counter_reset"] = reset
         if waited > 0:
             answer["lock_wait_s"] = round(waited, 3)
             answer["note"] = f"waited {waited:.1f} s for the xtables lock"
@@ -399,14 +388,6 @@ class Engine(StatusReport):
                 )
             return AgentError(500, f"{reason}; rollback failed ({exc2}), retried", result="failed")
         return AgentError(422, f"{reason}; rolled back", result="rolled_back")
-
-    def _run_probes(self, probes: list[dict[str, Any]]) -> str | None:
-        for probe in probes:
-            if not self.probe(probe):
-                return f"{probe.get('type')} {probe.get('host')}:{probe.get('port', '')}".rstrip(
-                    ":"
-                )
-        return None
 
     def confirm(self, version: int, opened_at: float | None = None) -> dict[str, Any]:
         """Confirm the pending `version`. `opened_at` (clock.monotonic() when the request's

@@ -2,18 +2,55 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rampart_agent.dataplane import Dataplane
 
 
+def probe_label(probe: dict[str, Any]) -> str:
+    """How a probe is named in answers and logs: `tcp 198.18.0.1:22`, `icmp 198.18.0.1`,
+    `http https://198.18.0.1/health 200`."""
+    if probe.get("type") == "http":
+        return f"http {probe.get('url')} {probe.get('expect_status', 200)}"
+    port = f":{probe.get('port')}" if probe.get("type") == "tcp" else ""
+    return f"{probe.get('type')} {probe.get('host')}{port}"
+
+
+def _http_probe(url: str, expect: int, timeout: float) -> bool:
+    """GET `url` (redirects not followed) and compare the status. The certificate is not
+    checked: the probe asks whether the service answers, not who it is."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        conn.request("GET", target, headers={"User-Agent": "rampart-agent-probe"})
+        return conn.getresponse().status == expect
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def run_probe(probe: dict[str, Any]) -> bool:
-    """One health probe from this host: TCP connect or one ICMP echo."""
+    """One health probe from this host: TCP connect, one ICMP echo, or an HTTP(S) GET."""
     timeout = float(probe.get("timeout") or 2)
+    if probe["type"] == "http":
+        return _http_probe(probe["url"], int(probe.get("expect_status", 200)), timeout)
     host = probe["host"]
     if probe["type"] == "tcp":
         try:

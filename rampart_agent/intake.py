@@ -58,6 +58,8 @@ def content_length(method: str, path: str, headers: Message, limits: Limits) -> 
     """The body length the headers declare, refused (400/411/413) before any body byte."""
     if headers.get("Transfer-Encoding"):
         raise AgentError(411, "Transfer-Encoding is not accepted: send a Content-Length")
+    if len(headers.get_all("Content-Length") or ()) > 1:
+        raise AgentError(400, "more than one Content-Length header")
     text = headers.get("Content-Length")
     if text is None:
         if method == "POST":

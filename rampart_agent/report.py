@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from rampart_agent import __version__
+from rampart_agent.counters import CounterLedger
 from rampart_agent.dataplane import Dataplane
 from rampart_agent.drift import drift_diff, read_kernel, text_drift
 from rampart_agent.errors import AgentError
@@ -30,6 +31,7 @@ class StatusReport:
     dp: Dataplane
     state: StateDir
     store: BundleStore
+    counters: CounterLedger
     boot_id: str
     other_backend_notice: dict[str, list[str]]
     needs_full: bool
@@ -75,6 +77,8 @@ class StatusReport:
             return self._busy_status()
         try:
             view = read_kernel(self.dp, bundle)
+            # read with the counters: the resets that explain them (counters.py)
+            epoch = self.counters.epoch()
         finally:
             self._lock.release()
         keep = set(bundle.sets)
@@ -98,6 +102,7 @@ class StatusReport:
             "last_rollback": self._record(LAST_ROLLBACK_FILE),
             "drift": {"drifted": bool(diff), "diff": diff},
             "counters": view.counters,
+            "counter_epoch": epoch,
             "facts": gather_facts(self.dp),
             "boot_id": self.boot_id,
             "other_backend_cleaned": self.other_backend_notice,

@@ -170,7 +170,9 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, body: bytes) -> dict[str, Any]:
         engine = self.server.engine
         if method == "GET" and self.path == protocol.PATH_STATUS:
-            return engine.status()
+            # `peer`: where the console's connection came from, so it can check that the
+            # management sources cover it (behind a NAT it is not the console's own address)
+            return {**engine.status(), "peer": self.client_address[0]}
         if method != "POST" or self.path not in (
             protocol.PATH_APPLY,
             protocol.PATH_CONFIRM,

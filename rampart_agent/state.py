@@ -36,7 +36,8 @@ LIVE_FILE = "live.json"  # what the kernel holds (confirmed or pending)
 JOURNAL_FILE = "journal.json"  # present only while an apply is in progress
 LAST_ROLLBACK_FILE = "last_rollback.json"
 SETTINGS_FILE = "settings.json"
-RUNTIME_FILES = frozenset((LIVE_FILE, JOURNAL_FILE))  # kept in the runtime directory
+COUNTERS_FILE = "counters.json"  # the counter resets the agent's own rewrites caused
+RUNTIME_FILES = frozenset((LIVE_FILE, JOURNAL_FILE, COUNTERS_FILE))  # in the runtime directory
 BUNDLES = "bundles"  # folder, in both directories: confirmed (state) and pending (runtime)
 
 

@@ -1,4 +1,5 @@
-"""The kernel transition: make the kernel hold one bundle, assuming it holds another.
+"""The kernel transition: make the kernel hold one bundle, assuming it holds another
+(`journalled`: under the apply journal, repaired on failure).
 
 Order: sets that are missing are created (named by content, created empty, filled while
 the rule payloads are parsed), then one `iptables-restore --noflush` per family (one
@@ -14,7 +15,9 @@ import subprocess
 from collections.abc import Callable
 
 from rampart_agent.bundle import Bundle
+from rampart_agent.counters import Counts, losing_chains, lost_in_family, lost_in_table, merge
 from rampart_agent.dataplane import Dataplane, DataplaneError, LiveFamily
+from rampart_agent.errors import AgentError
 from rampart_agent.ruleset import (
     SetBlock,
     Table,
@@ -25,12 +28,62 @@ from rampart_agent.ruleset import (
     plan_table,
 )
 from rampart_agent.runner import CommandError
+from rampart_agent.state import JOURNAL_FILE, StateDir
 from rampart_contract.naming import FAMILIES
 
 # What a kernel step can raise: the tool refused, failed to run, or timed out.
 KERNEL_ERRORS = (DataplaneError, CommandError, OSError, subprocess.SubprocessError)
 
 log = logging.getLogger("rampart.agent")
+
+
+def journalled(
+    dp: Dataplane,
+    state: StateDir,
+    old: Bundle,
+    new: Bundle,
+    *,
+    full: bool,
+    keep_sets: set[str],
+    repair_to: Bundle,
+    now: Callable[[], float],
+    lost: Counts,
+) -> None:
+    """`transition` under the apply journal. If the kernel refuses `new`, it is repaired
+    to `repair_to` and AgentError says why; if even that fails, the journal stays for the
+    next start to finish the repair. The caller removes the journal after success."""
+
+    def journal() -> None:
+        # Written while the restore tool parses, before anything reaches the kernel.
+        # Not fsync'd: it guards against a killed agent; after a power loss the kernel
+        # holds no rules and the start applies the (durable) confirmed bundle anyway.
+        state.write_json(
+            JOURNAL_FILE,
+            {
+                "phase": "applying",
+                "from": old.hash,
+                "to": new.hash,
+                "repair_to": repair_to.hash,
+                "started": now(),
+            },
+            durable=False,
+        )
+
+    try:
+        transition(dp, old, new, full=full, keep_sets=keep_sets, before_kernel=journal, lost=lost)
+    except KERNEL_ERRORS as exc:
+        log.error("apply of %s failed: %s; restoring the previous policy", new.hash[:12], exc)
+        try:
+            transition(
+                dp, new, repair_to, full=True, keep_sets=keep_sets, before_kernel=journal, lost=lost
+            )
+        except KERNEL_ERRORS as exc2:
+            log.critical("repair failed too (journal kept for the next start): %s", exc2)
+            raise AgentError(
+                500, f"apply failed ({exc}) and repair failed ({exc2})", result="failed"
+            ) from exc2
+        state.remove(JOURNAL_FILE, durable=False)
+        raise AgentError(422, f"kernel refused the bundle: {exc}", result="failed") from exc
 
 
 def transition(
@@ -41,6 +94,7 @@ def transition(
     full: bool,
     keep_sets: set[str],
     before_kernel: Callable[[], None] = lambda: None,
+    lost: Counts | None = None,
 ) -> None:
     """Make the kernel hold `new`, assuming it holds `old` (unless `full`).
 
@@ -48,16 +102,19 @@ def transition(
     hold what we believed), once more as a full rewrite that reads what is there.
     `before_kernel` runs once, right before the first change to the kernel (the
     journal). Raises DataplaneError with the kernel's words if a step fails; the
-    caller repairs.
+    caller repairs. `lost` (if given) gains the counts of the rules each family's restore
+    replaced, read right before it (see counters.py).
     """
     once = _Once(before_kernel)
     if not full:
         try:
-            _transition_once(dp, old, new, full=False, keep_sets=keep_sets, before_kernel=once)
+            _transition_once(
+                dp, old, new, full=False, keep_sets=keep_sets, before_kernel=once, lost=lost
+            )
             return
         except DataplaneError as exc:
             log.warning("incremental apply failed (%s); retrying as a full rewrite", exc)
-    _transition_once(dp, old, new, full=True, keep_sets=keep_sets, before_kernel=once)
+    _transition_once(dp, old, new, full=True, keep_sets=keep_sets, before_kernel=once, lost=lost)
 
 
 def _transition_once(
@@ -68,28 +125,15 @@ def _transition_once(
     full: bool,
     keep_sets: set[str],
     before_kernel: Callable[[], None],
+    lost: Counts | None,
 ) -> None:
-    # Sets that exist: listed on a full rewrite; otherwise the ones the records say are
-    # there (the old bundle's and those kept for a rollback), like the chains. A set
-    # damaged by hand is drift: the status poll sees it, the next apply is full.
-    existing: dict[str, int | None]
-    if full:
-        existing = dict(dp.ipset_list())
-    else:
-        existing = {**{n: None for n in keep_sets}, **old.set_entries}
-    added: list[SetBlock] = []  # sets this bundle adds: created empty, then filled
-    refills: list[str] = []  # damaged sets (full rewrite): refilled and swapped in
-    for name, block in new.sets.items():
-        if name not in existing:
-            added.append(block)
-        elif full and existing[name] != block.entries:
-            refills.append(ipset_refill_payload(block))
+    existing, added, refills = _plan_sets(dp, old, new, full=full, keep_sets=keep_sets)
     creates = [ipset_create_line(block) + "\n" for block in added]
-    payloads = [
-        (family, text)
-        for family in FAMILIES
-        if (text := plan_family(dp, family, old, new, full=full))
-    ]
+    payloads = []
+    for family in FAMILIES:
+        taken: Counts | None = {} if lost is not None else None
+        if text := plan_family(dp, family, old, new, full=full, lost=taken):
+            payloads.append((family, text, taken))
     if creates or refills:
         before_kernel()
         # A set must exist when iptables-restore parses a rule naming it, so the new
@@ -100,7 +144,7 @@ def _transition_once(
         for fill in ipset_fill_payloads(added, min(os.cpu_count() or 1, 4))
     ]
     try:
-        for family, text in payloads:
+        for family, text, taken in payloads:
             # The tool parses everything before the first COMMIT while the journal is
             # written and the sets are filled; nothing reaches the kernel before it.
             # One family at a time: a legacy restore holds the xtables lock from its
@@ -115,6 +159,8 @@ def _transition_once(
                 pending.abort()
                 raise
             pending.commit("COMMIT\n" + rest)
+            if lost is not None and taken:  # only a restore that went in took them
+                merge(lost, taken)
         while filling:
             filling.pop(0).commit("")
     except BaseException:
@@ -129,9 +175,39 @@ def _transition_once(
             log.info("sets still referenced, kept: %s", ", ".join(left))
 
 
-def plan_family(dp: Dataplane, family: str, old: Bundle, new: Bundle, *, full: bool) -> str:
-    """The restore payload turning `old` into `new` for one family ("": nothing)."""
+def _plan_sets(
+    dp: Dataplane, old: Bundle, new: Bundle, *, full: bool, keep_sets: set[str]
+) -> tuple[dict[str, int | None], list[SetBlock], list[str]]:
+    """The sets that exist (name -> entries, None: unknown), the sets `new` adds (created
+    empty, then filled) and the refill payloads of damaged sets (full rewrite only).
+
+    Sets that exist: listed on a full rewrite; otherwise the ones the records say are
+    there (the old bundle's and those kept for a rollback), like the chains. A set
+    damaged by hand is drift: the status poll sees it, the next apply is full.
+    """
+    existing: dict[str, int | None]
+    if full:
+        existing = dict(dp.ipset_list())
+    else:
+        existing = {**{n: None for n in keep_sets}, **old.set_entries}
+    added: list[SetBlock] = []
+    refills: list[str] = []
+    for name, block in new.sets.items():
+        if name not in existing:
+            added.append(block)
+        elif full and existing[name] != block.entries:
+            refills.append(ipset_refill_payload(block))
+    return existing, added, refills
+
+
+def plan_family(
+    dp: Dataplane, family: str, old: Bundle, new: Bundle, *, full: bool, lost: Counts | None = None
+) -> str:
+    """The restore payload turning `old` into `new` for one family ("": nothing);
+    `lost` (if given) gains the counts of the rules it replaces, read from the kernel."""
     live: LiveFamily = dp.read(family) if full else {}
+    if full and lost is not None:
+        merge(lost, lost_in_family(live))
     names = set(new.tables[family]) | set(old.tables[family])
     if full:
         names |= {t for t, lt in live.items() if lt.chains or lt.jumps()}
@@ -147,6 +223,10 @@ def plan_family(dp: Dataplane, family: str, old: Bundle, new: Bundle, *, full: b
         else:
             if old_t is not None and old_t == new_t:
                 continue
+            if lost is not None:
+                losing = losing_chains(old_t, new_t, inplace_limit=dp.inplace_limit)
+                if losing:  # a read (a fork) only when rules lose their counters
+                    merge(lost, lost_in_table(dp.read(family, [tname]).get(tname), losing))
             if dp.reads_jumps_in_process:  # python-iptables: ~0.15 ms, no fork
                 builtins = {b for b, js in new_t.jumps.items() if js}
                 if old_t is not None:

@@ -91,7 +91,7 @@ _ORDER: dict[str, tuple[str, ...]] = {
         "expect",
         "description",
     ),
-    "device_groups": ("name", "rulesets", "description"),
+    "device_groups": ("name", "rulesets", "description", "probes"),
     "devices": (
         "name",
         "description",
@@ -103,10 +103,16 @@ _ORDER: dict[str, tuple[str, ...]] = {
         "management_sources",
         "stateful",
         "allow_loopback",
+        "probes",
     ),
     "default_policy": ("input", "forward", "output"),
+    "probes": ("type", "host", "port", "url", "expect_status", "timeout"),
 }
-_NESTED = {"rulesets": ("rules", "nat", "assertions"), "devices": ("default_policy",)}
+_NESTED = {
+    "rulesets": ("rules", "nat", "assertions"),
+    "devices": ("default_policy", "probes"),
+    "device_groups": ("probes",),
+}
 
 
 def _ordered(data: dict, kind: str) -> dict:

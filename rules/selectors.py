@@ -93,6 +93,18 @@ def device_dict(device) -> dict:
     d["management_sources"] = list(device.management_sources)
     d["stateful"] = device.stateful
     d["allow_loopback"] = device.allow_loopback
+    if device.probes:
+        d["probes"] = list(device.probes)
+    return d
+
+
+def device_group_dict(group) -> dict:
+    d = _described(
+        {"name": group.name, "rulesets": [link.ruleset.name for link in group.ruleset_links.all()]},
+        group,
+    )
+    if group.probes:
+        d["probes"] = list(group.probes)
     return d
 
 
@@ -139,13 +151,7 @@ def policy_dict(*, devices: Iterable | None = None, rulesets: Iterable | None = 
             )
         ],
         "rulesets": [ruleset_dict(rs, rules[rs.pk]) for rs in chosen],
-        "device_groups": [
-            _described(
-                {"name": g.name, "rulesets": [link.ruleset.name for link in g.ruleset_links.all()]},
-                g,
-            )
-            for g in group_qs.order_by("name")
-        ],
+        "device_groups": [device_group_dict(g) for g in group_qs.order_by("name")],
         "devices": [device_dict(d) for d in device_qs.order_by("name")],
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 ROLES = ("viewer", "operator", "approver", "admin")
@@ -28,6 +30,17 @@ def fast_password_hasher(request) -> None:
         return  # pure tests run with -p no:django
     settings = request.getfixturevalue("settings")
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def audit_checkpoints_apart(request, tmp_path_factory) -> None:
+    """Each test's audit checkpoints in a directory of its own (made when first written):
+    a checkpoint in the shared var/ would make every later test's chain look truncated."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
+    settings = request.getfixturevalue("settings")
+    directory = tmp_path_factory.getbasetemp() / "audit-checkpoints" / uuid.uuid4().hex
+    settings.RAMPART = {**settings.RAMPART, "AUDIT_CHECKPOINT_DIR": str(directory)}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A device's compiled policy under /api/v1/devices/{id}/: bundle, trace, analysis."""
+"""A device's compiled policy under /api/v1/devices/{id}/: bundle, trace, analysis, diff."""
 
 from django.urls import path
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("devices/<int:pk>/bundle/", views.DeviceBundleView.as_view(), name="device-bundle"),
     path("devices/<int:pk>/trace/", views.DeviceTraceView.as_view(), name="device-trace"),
     path("devices/<int:pk>/analysis/", views.DeviceAnalysisView.as_view(), name="device-analysis"),
+    path("devices/<int:pk>/diff/", views.DeviceDiffView.as_view(), name="device-diff"),
 ]

@@ -1,4 +1,5 @@
-"""A device's compiled policy over HTTP: its bundle, the packet tracer and its analysis.
+"""A device's compiled policy over HTTP: its bundle, the packet tracer, its analysis and what
+a deploy would change (the diff of candidate against deployed).
 
 Each view asks `agents.device_policy.device_policy` for the document (the one compile path)
 and says which target it shows: `?target=deployed` (what the agent holds), `candidate` (what
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 
 from agents.device_policy import DevicePolicy, NothingDeployed, Target, device_policy
 from compiler import CompilerError, Packet, analyse_device
+from compiler.diff import chain_diff, unified_diff
 from core.accounts.permissions import CanView
 from core.api import validation_detail
 from rules.models import Device
@@ -195,5 +197,49 @@ class DeviceAnalysisView(APIView):
                 "device": device.name,
                 **policy.describe(),
                 "findings": [f.to_dict() for f in findings],
+            }
+        )
+
+
+@extend_schema(
+    summary="What a deploy would change on a device",
+    description="The candidate bundle (what a deploy would push now) against the deployed one "
+    "(what the agent holds, rebuilt from its deployment and checked against the agent's hash): "
+    "`unified` is a unified diff of the ipset and iptables-restore texts, `chains` lists the "
+    "chains added and removed and a diff per changed chain. Nothing deployed yet: everything is "
+    "added (`deployed` is null).",
+    responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
+)
+class DeviceDiffView(APIView):
+    permission_classes = [CanView]
+
+    def get(self, request, pk):
+        device = get_object_or_404(Device, pk=pk)
+        try:
+            candidate = policy_for(request, device, Target.CANDIDATE)
+            new = candidate.compile().to_dict(rules=False)
+            try:
+                deployed = device_policy(device, Target.DEPLOYED)
+            except NothingDeployed:
+                deployed = None
+            old = deployed.compile().to_dict(rules=False) if deployed is not None else None
+        except PolicyRefused as exc:
+            return exc.response
+        except CompilerError as exc:
+            return uncompilable(exc)
+        return Response(
+            {
+                "device": device.name,
+                "candidate": {**candidate.describe(), "hash": new["hash"]},
+                "deployed": None
+                if deployed is None or old is None
+                else {
+                    **deployed.describe(),
+                    "hash": old["hash"],
+                    "hash_matches": old["hash"] == deployed.expected_hash,
+                },
+                "changed": old is None or old["hash"] != new["hash"],
+                "unified": unified_diff(old, new, "deployed", "candidate"),
+                "chains": chain_diff(old, new),
             }
         )

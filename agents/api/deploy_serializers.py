@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from agents.api.serializers import validated_probes
 from agents.choices import DeploymentEvent
 from agents.models import Deployment, DeviceDeployment, RuleCounter
 from agents.selectors import deployment_state_counts, deployment_summary
@@ -33,8 +34,16 @@ class DeploymentCreateSerializer(serializers.Serializer):
     confirm_timeout = serializers.IntegerField(min_value=0, max_value=3600, required=False)
     rollout = RolloutSerializer(required=False)
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    probes = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="health probes for every device of this deployment, in place of each "
+        "device's own ([] runs none; absent or null: each device's)",
+    )
 
     def validate(self, attrs: dict) -> dict:
+        if attrs.get("probes") is not None:
+            attrs["probes"] = validated_probes(attrs["probes"])
         given = [k for k in ("devices", "device_group", "ruleset") if k in attrs]
         if len(given) != 1:
             raise serializers.ValidationError("give exactly one of devices, device_group, ruleset")
@@ -67,7 +76,18 @@ class DeploymentEventSerializer(serializers.Serializer):
     note = serializers.CharField(allow_blank=True)
 
 
+class RecordedRevisionSerializer(serializers.Serializer):
+    """The revision of one rule set a deployment pushed."""
+
+    id = serializers.IntegerField(allow_null=True, help_text="null: live content not yet recorded")
+    number = serializers.IntegerField()
+    hash = serializers.CharField()
+    status = serializers.CharField()
+
+
 class DeviceDeploymentSerializer(serializers.ModelSerializer):
+    """One device's part; `settings` are the device settings it compiled (as approved)."""
+
     device_name = serializers.CharField(source="device.name", read_only=True)
 
     class Meta:
@@ -80,6 +100,7 @@ class DeviceDeploymentSerializer(serializers.ModelSerializer):
             "state",
             "version",
             "bundle_hash",
+            "settings",
             "attempts",
             "created_at",
             "started_at",
@@ -97,9 +118,16 @@ class DeviceDeploymentSerializer(serializers.ModelSerializer):
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True, default=None
+    )
     counts = serializers.SerializerMethodField()
     events = DeploymentEventSerializer(many=True, read_only=True)
+    revisions = serializers.DictField(
+        child=RecordedRevisionSerializer(),
+        read_only=True,
+        help_text="rule set name -> the revision of it this deployment pushed",
+    )
 
     class Meta:
         model = Deployment
@@ -110,8 +138,10 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "trigger",
             "target",
             "revision",
+            "revisions",
             "confirm_timeout",
             "rollout",
+            "probes",
             "status",
             "current_wave",
             "waves",
@@ -197,10 +227,3 @@ class UnusedRuleSerializer(serializers.Serializer):
         allow_null=True, help_text="null: no agent ever reported this rule"
     )
     packets_total = serializers.IntegerField()
-
-
-class UnusedRulesSerializer(serializers.Serializer):
-    window_days = serializers.IntegerField()
-    since = serializers.DateTimeField()
-    count = serializers.IntegerField()
-    rules = UnusedRuleSerializer(many=True)

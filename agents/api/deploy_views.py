@@ -21,7 +21,8 @@ from rest_framework.views import APIView
 from agents import selectors, services
 from agents.models import Deployment, DeviceDeployment, RuleCounter
 from core.accounts.permissions import CanDeploy, CanEdit, CanView
-from core.api_base import Conflict, ErrorSerializer
+from core.api_base import Conflict, ErrorSerializer, ETagMixin
+from core.idempotency.views import idempotent
 from rules.models import Device
 
 from .deploy_serializers import (
@@ -35,7 +36,7 @@ from .deploy_serializers import (
     EnrollmentTokenSerializer,
     EnrollSerializer,
     RuleCounterSerializer,
-    UnusedRulesSerializer,
+    UnusedRuleSerializer,
 )
 
 _REFUSED = OpenApiResponse(
@@ -44,6 +45,7 @@ _REFUSED = OpenApiResponse(
 
 
 class DeploymentViewSet(
+    ETagMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -75,6 +77,7 @@ class DeploymentViewSet(
         return DeploymentDetailSerializer if self.action == "retrieve" else DeploymentSerializer
 
     @extend_schema(request=DeploymentCreateSerializer, responses={202: DeploymentDetailSerializer})
+    @idempotent
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = DeploymentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -198,26 +201,38 @@ class RuleCounterList(generics.ListAPIView):
     search_fields: list[str] = []
 
 
-class UnusedRulesView(APIView):
-    """Enabled rules with no hit on any device within the chosen window (days)."""
+class UnusedRulesView(generics.GenericAPIView):
+    """Enabled rules with no hit on any device within the chosen window (days), of one
+    rule set (`ruleset`: id or name) or of all, a page at a time (the API's pagination;
+    `window_days` and `since` beside the page)."""
 
     permission_classes = [CanView]
+    serializer_class = UnusedRuleSerializer
 
     @extend_schema(
-        parameters=[OpenApiParameter("days", int, description="window in days (default 30)")],
-        responses=UnusedRulesSerializer,
+        parameters=[
+            OpenApiParameter("days", int, description="window in days (default 30)"),
+            OpenApiParameter("ruleset", str, description="only this rule set (id or name)"),
+        ],
+        responses=UnusedRuleSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
+        params = request.query_params
         try:
-            days = int(request.query_params.get("days", 30))
+            days = int(params.get("days", 30))
         except ValueError:
             raise ValidationError({"days": ["must be a whole number of days"]}) from None
         if not 1 <= days <= 3650:
             raise ValidationError({"days": ["must be 1..3650"]})
+        ruleset = None
+        if params.get("ruleset"):
+            ruleset = selectors.ruleset_lookup(params["ruleset"])
+            if ruleset is None:
+                raise ValidationError({"ruleset": [f"unknown rule set {params['ruleset']!r}"]})
         since = timezone.now() - timedelta(days=days)
-        rules = selectors.unused_rules(since=since)
-        return Response(
-            UnusedRulesSerializer(
-                {"window_days": days, "since": since, "count": len(rules), "rules": rules}
-            ).data
-        )
+        page = self.paginate_queryset(selectors.unused_rules_query(since=since, ruleset=ruleset))
+        rows = [selectors.unused_rule_row(rule) for rule in page or ()]
+        response = self.get_paginated_response(self.get_serializer(rows, many=True).data)
+        response.data["window_days"] = days
+        response.data["since"] = since
+        return response

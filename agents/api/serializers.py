@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents import services
+from compiler.validate import probe_errors
 from core.api_base import NameListField
+from rules import services
 from rules.api.base import PolicyModelSerializer
+from rules.api.device_change_serializers import PendingDeviceChangeSerializer
 from rules.choices import DefaultAction
-from rules.models import Device, DeviceGroup
+from rules.console_sources import device_write_check
+from rules.models import Device, DeviceGroup, PendingDeviceChange
 
 AGENT_FIELDS = [
     "agent_public_key",
@@ -21,7 +25,33 @@ AGENT_FIELDS = [
     "applied_version",
     "drifted",
     "drift_diff",
+    "console_seen_from",
 ]
+# what the management-sources check reads (rules/console_sources.py), with defaults
+_CHECKED = {
+    "management_sources": [],
+    "console_seen_from": None,
+    "allow_console_lockout": False,
+    "console_lockout_reason": "",
+}
+
+
+def probes_field() -> serializers.JSONField:
+    return serializers.JSONField(
+        required=False,
+        help_text="health probes run by the agent after an apply (a failed one rolls back): "
+        "[{type: tcp, host, port, timeout} | {type: icmp, host, timeout} | "
+        "{type: http, url, expect_status, timeout}]",
+    )
+
+
+def validated_probes(value: object, field: str = "probes") -> list:
+    """The probes, or a 400 naming the field at fault (`probes[1].port`, at the top level
+    of the answer: call it from `validate`, not from `validate_probes`)."""
+    errors = probe_errors(value, field=field)
+    if errors:
+        raise serializers.ValidationError(errors)
+    return value if isinstance(value, list) else []
 
 
 def _group_names(device: Device) -> list[str]:
@@ -47,7 +77,12 @@ class DefaultPolicySerializer(serializers.Serializer):
 
 
 class DeviceSerializer(PolicyModelSerializer):
-    """A managed host. What its agent reported (enrollment, status, drift) is read-only here."""
+    """A managed host. What its agent reported (enrollment, status, drift) is read-only here.
+
+    Where a rule set on the device requires approval, a change of what it enforces (default
+    policy, management sources, flags, groups, rule sets) is held as `pending_change` until
+    another approver approves it; the fields show the approved settings meanwhile.
+    """
 
     url = serializers.HyperlinkedIdentityField(view_name="device-detail")
     groups = NameListField(_group_names, help_text="device group names, in order")
@@ -62,6 +97,8 @@ class DeviceSerializer(PolicyModelSerializer):
         help_text="addresses or address names that always reach the agent port and ssh",
     )
     facts = serializers.DictField(read_only=True)
+    probes = probes_field()
+    pending_change = serializers.SerializerMethodField()
     ref_fields = ("groups", "rulesets")
 
     class Meta:
@@ -82,23 +119,62 @@ class DeviceSerializer(PolicyModelSerializer):
             "allow_loopback",
             "auto_repair",
             "forward_fallthrough",
+            "probes",
+            "allow_console_lockout",
+            "console_lockout_reason",
+            "pending_change",
             *AGENT_FIELDS,
             "created",
             "last_updated",
         ]
         read_only_fields = AGENT_FIELDS
 
-    def save_refs(self, obj: Device, refs: dict) -> None:
-        if "groups" in refs:
-            services.device_set_groups(device=obj, groups=refs["groups"])
-        if "rulesets" in refs:
-            services.device_set_rulesets(device=obj, rulesets=refs["rulesets"])
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if "probes" in attrs:
+            attrs["probes"] = validated_probes(attrs["probes"])
+        candidate = Device(
+            **{
+                f: attrs.get(f, getattr(self.instance, f, default))
+                for f, default in _CHECKED.items()
+            }
+        )
+        request = self.context.get("request")
+        device_write_check(
+            device=candidate, before=self.instance, user=getattr(request, "user", None)
+        )
+        if "allow_console_lockout" in attrs or "console_lockout_reason" in attrs:
+            attrs["console_lockout_reason"] = candidate.console_lockout_reason
+        return attrs
+
+    @extend_schema_field(PendingDeviceChangeSerializer(allow_null=True))
+    def get_pending_change(self, obj: Device) -> dict | None:
+        held = getattr(obj, "held_changes", None)  # prefetched by the viewset
+        if held is None:
+            held = [c for c in (services.pending_device_change(obj),) if c is not None]
+        return PendingDeviceChangeSerializer(held[0]).data if held else None
+
+    def _refs(self, validated_data: dict) -> dict:
+        return {n: validated_data.pop(n) for n in self.ref_fields if n in validated_data}
+
+    def create(self, validated_data: dict) -> Device:
+        refs = self._refs(validated_data)
+        return services.device_create(device=Device(**validated_data), refs=refs)
+
+    def update(self, instance: Device, validated_data: dict) -> Device:
+        """Writes, or holds for approval (`self.held`: the pending change, then a 202)."""
+        refs = self._refs(validated_data)
+        self.held: PendingDeviceChange | None = services.device_update(
+            device=instance, data=validated_data, refs=refs
+        )
+        return instance
 
 
 class DeviceGroupSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="devicegroup-detail")
     rulesets = NameListField(_ruleset_names, help_text="rule set names, in order")
     device_count = serializers.IntegerField(read_only=True)
+    probes = probes_field()
     ref_fields = ("rulesets",)
 
     class Meta:
@@ -109,10 +185,17 @@ class DeviceGroupSerializer(PolicyModelSerializer):
             "name",
             "description",
             "rulesets",
+            "probes",
             "device_count",
             "created",
             "last_updated",
         ]
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if "probes" in attrs:
+            attrs["probes"] = validated_probes(attrs["probes"])
+        return attrs
 
     def save_refs(self, obj: DeviceGroup, refs: dict) -> None:
         if "rulesets" in refs:

@@ -9,8 +9,8 @@
 - `sweeper`: fail device deployments whose worker was lost.
 - `expiry`: redeploy the devices a rule's expiry has made out of date (audited).
 - `polling`: an agent's status: online/offline, drift (and its repair), rule counters.
+- `counters`: rule counters added up across the agents' counter resets.
 - `enrollment`: one-time enrollment tokens and the agent's enrollment.
-- `device_refs`: the ordered groups and rule sets of devices and device groups.
 
 The public functions are re-exported here (as NetBox's `models/__init__` does), so callers
 write `services.deploy_create(...)` without knowing the module. Tasks (agents/tasks.py) and
@@ -19,12 +19,8 @@ tasks are sent through agents/enqueue.py, which never imports the tasks, so the 
 graph runs one way: tasks → services → enqueue.
 """
 
+from agents.services.counters import counter_reset_ingest, counters_ingest
 from agents.services.deployments import deploy_create, plan_waves
-from agents.services.device_refs import (
-    device_group_set_rulesets,
-    device_set_groups,
-    device_set_rulesets,
-)
 from agents.services.device_run import (
     DeviceBusy,
     RetryLater,
@@ -34,7 +30,7 @@ from agents.services.device_run import (
 from agents.services.enrollment import IssuedToken, agent_enroll, enrollment_token_create
 from agents.services.expiry import expire_rules
 from agents.services.lease import lease_acquire, lease_release
-from agents.services.polling import counters_ingest, drift_repair, status_poll
+from agents.services.polling import drift_repair, status_poll
 from agents.services.rollout import (
     RolloutStateError,
     deployment_cancel,
@@ -49,6 +45,7 @@ __all__ = [
     "RetryLater",
     "RolloutStateError",
     "agent_enroll",
+    "counter_reset_ingest",
     "counters_ingest",
     "deploy_create",
     "deployment_cancel",
@@ -56,9 +53,6 @@ __all__ = [
     "deployment_resume",
     "device_deployment_fail",
     "device_deployment_run",
-    "device_group_set_rulesets",
-    "device_set_groups",
-    "device_set_rulesets",
     "drift_repair",
     "enrollment_token_create",
     "expire_rules",

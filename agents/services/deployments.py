@@ -17,10 +17,12 @@ from django.utils import timezone
 
 from agents.choices import DeploymentTrigger
 from agents.compile import deployment_document
+from agents.device_policy import device_settings
 from agents.models import Deployment, DeviceDeployment
 from agents.selectors import resolve_target
 from agents.services.rollout import deployment_refresh, start_wave
 from agents.services.transitions import S, move, now_iso
+from compiler.validate import probe_errors
 from core.audit.choices import AuditAction
 from core.audit.services import record
 from rules.models import Device
@@ -104,31 +106,39 @@ def deploy_create(
     rollout: dict | None = None,
     trigger: str = DeploymentTrigger.MANUAL,
     reason: str = "",
+    probes: list | None = None,
 ) -> Deployment:
     """Create a deployment and enqueue its first wave once the transaction commits.
 
-    Older deployments still queued for the same devices are superseded: they would push a
-    policy that is already out of date.
+    `probes` replaces every device's own health probes for this deployment (`[]`: none);
+    None keeps each device's. Older deployments still queued for the same devices are
+    superseded: they would push a policy that is already out of date.
     """
+    if probes is not None:
+        errors = probe_errors(probes)
+        if errors:
+            raise ValidationError(errors)
     targets, target = resolve_target(devices=devices, device_group=device_group, ruleset=ruleset)
     if not targets:
         raise ValidationError({"non_field_errors": [f"{target['label']} has no devices"]})
     confirm_timeout = _confirm_timeout(confirm_timeout)
     config = _rollout_config(rollout)
     sizes = plan_waves(len(targets), config)
-    document = deployment_document(targets, revision)
+    frozen = deployment_document(targets, revision)
     # bulk_create sends no save signal: the audit entry below names the deployment without
     # copying its (possibly large) policy document into the log.
     [deployment] = Deployment.objects.bulk_create(
         [
             Deployment(
-                document=document,
+                document=frozen.document,
+                revisions=frozen.revisions,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 trigger=trigger,
                 target=target,
                 revision=revision,
                 confirm_timeout=confirm_timeout,
                 rollout=config,
+                probes=probes,
                 reason=reason[:255],
                 created_at=timezone.now(),
                 waves=[
@@ -153,21 +163,24 @@ def deploy_create(
             "devices": len(targets),
             "waves": sizes,
             "revision": revision,
+            "revisions": frozen.revisions,
             "confirm_timeout": confirm_timeout,
             "rollout": config,
+            "probes": probes,
             "reason": reason[:255],
         },
     )
-    _create_device_deployments(deployment, targets, sizes)
+    _create_device_deployments(deployment, targets, sizes, frozen.document)
     _supersede_queued(deployment)
     start_wave(deployment, 0)
     return deployment
 
 
 def _create_device_deployments(
-    deployment: Deployment, targets: list[Device], sizes: list[int]
+    deployment: Deployment, targets: list[Device], sizes: list[int], document: dict
 ) -> None:
-    """One queued device deployment per target, in waves of the planned sizes."""
+    """One queued device deployment per target, in waves of the planned sizes, each with the
+    device settings the document compiles for it."""
     dds: list[DeviceDeployment] = []
     position = 0
     now = now_iso()
@@ -178,6 +191,7 @@ def _create_device_deployments(
                     deployment=deployment,
                     device=device,
                     wave=wave,
+                    settings=device_settings(document, device),
                     transitions=[{"state": S.QUEUED, "at": now}],
                 )
             )

@@ -15,7 +15,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Max
+from django.db.models import DateTimeField, Max, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.choices import TERMINAL_STATES
@@ -27,8 +28,9 @@ from agents.client import (
     AgentRefused,
     AgentUnreachable,
 )
-from agents.compile import compile_for_device
+from agents.compile import compile_for_device, deployment_probes
 from agents.models import DeviceDeployment
+from agents.services.counters import counter_reset_ingest
 from agents.services.lease import lease_acquire, lease_release
 from agents.services.rollout import deployment_refresh
 from agents.services.transitions import S, move, now_iso
@@ -71,6 +73,7 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
     )
     if dd.state in TERMINAL_STATES:
         return dd.state
+    _claim(dd)
     if not lease_acquire(dd):
         raise DeviceBusy(f"another push to {dd.device.name} is in flight")
     try:
@@ -85,6 +88,17 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
     if state in TERMINAL_STATES:
         deployment_refresh(deployment_id=dd.deployment_id)
     return state
+
+
+def _claim(dd: DeviceDeployment) -> None:
+    """Stamp a worker's claim (the first) and heartbeat: the sweeper's proof that the task's
+    message was delivered and that a run (or its wait for a busy device) is alive."""
+    now = timezone.now()
+    DeviceDeployment.objects.filter(pk=dd.pk).update(
+        heartbeat_at=now, claimed_at=Coalesce("claimed_at", Value(now, DateTimeField()))
+    )
+    dd.claimed_at = dd.claimed_at or now  # move() writes every field of `dd` back
+    dd.heartbeat_at = now
 
 
 def device_deployment_fail(*, device_deployment_id: int, reason: str) -> None:
@@ -195,6 +209,7 @@ def _push(dd: DeviceDeployment, client: AgentClient, bundle: dict) -> dict | Non
         "bundle": bundle,
         "deployment": str(dd.deployment_id),
         "confirm_timeout": dd.deployment.confirm_timeout,
+        "probes": deployment_probes(dd.device, dd.deployment),
     }
     for _ in range(2):
         try:
@@ -225,8 +240,9 @@ def _apply_watched(dd: DeviceDeployment, client: AgentClient, request: dict) -> 
     thread; the database is only touched from this one."""
     watcher = AgentClient.for_device(dd.device, timeout=(CONNECT_TIMEOUT, 5))
     seen = ""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-apply") as pool:
-        future = pool.submit(client.apply, version=dd.version, **request)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-apply")
+    future = pool.submit(client.apply, version=dd.version, **request)
+    try:
         while True:
             try:
                 return future.result(timeout=WATCH_APPLY_AFTER)
@@ -239,6 +255,10 @@ def _apply_watched(dd: DeviceDeployment, client: AgentClient, request: dict) -> 
             if activity and activity != seen and not future.done():
                 seen = activity
                 _note(dd, f"agent: {activity}")
+    finally:
+        # never wait for the call here: on the soft time limit (an agent that hangs) the
+        # failure is recorded now; the abandoned call ends with its read timeout
+        pool.shutdown(wait=False)
 
 
 def _note(dd: DeviceDeployment, note: str) -> None:
@@ -261,8 +281,10 @@ def _agent_holds(status: dict, dd: DeviceDeployment) -> dict | None:
             "recovered": True,
             "confirmed": bool(applied.get("confirmed")),
         }
+    # a rollback at this version is ours only if it rolled back our bundle: another bundle
+    # (a local break-glass apply, another console) may have used the same version number
     rollback = status.get("last_rollback") or {}
-    if rollback.get("version") == dd.version:
+    if rollback.get("version") == dd.version and rollback.get("hash") == dd.bundle_hash:
         return {
             "result": "rolled_back",
             "version": dd.version,
@@ -274,6 +296,8 @@ def _agent_holds(status: dict, dd: DeviceDeployment) -> dict | None:
 
 def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
     """Record the agent's apply answer; confirm it where the deployment asks for that."""
+    if isinstance(answer.get("counter_reset"), dict):  # the counts the rewrite took
+        counter_reset_ingest(device=dd.device, reset=answer["counter_reset"], at=timezone.now())
     result = answer.get("result")
     if result == "rolled_back":
         move(

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from agents.choices import TERMINAL_STATES, DeploymentTrigger
 from agents.client import AgentClient, AgentError
-from agents.models import Deployment, DeviceDeployment, RuleCounter
+from agents.models import Deployment, DeviceDeployment
+from agents.services.counters import counters_ingest
 from agents.services.deployments import deploy_create
 from core.audit.choices import AuditAction
 from core.audit.services import record
@@ -57,7 +57,13 @@ def status_poll(*, device_id: int) -> dict:
         reset = bool(
             previous_boot and status.get("boot_id") and previous_boot != status.get("boot_id")
         )
-        ingested = counters_ingest(device=device, counters=counters, at=now, reset=reset)
+        ingested = counters_ingest(
+            device=device,
+            counters=counters,
+            at=now,
+            reset=reset,
+            epoch=status.get("counter_epoch"),
+        )
     repair = drift_repair(device=device) if drifted and device.auto_repair else None
     return {
         "device": device.name,
@@ -80,6 +86,17 @@ def _mark_offline(device: Device, exc: AgentError) -> None:
         )
 
 
+def _peer(value: object) -> str | None:
+    """The console's address as the agent saw it (an IPv4-mapped one as IPv4), or None."""
+    try:
+        addr = ipaddress.ip_address(str(value)) if value else None
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return str(addr) if addr else None
+
+
 def _status_updates(status: dict, now: datetime) -> dict[str, Any]:
     """The Device fields an agent's status answer sets (drift diff capped at 200 kB)."""
     updates: dict[str, Any] = {"status": AgentStatus.ONLINE, "last_seen_at": now}
@@ -91,6 +108,9 @@ def _status_updates(status: dict, now: datetime) -> dict[str, Any]:
             "backend": status.get("backend"),
             "boot_id": status.get("boot_id"),
         }
+    peer = _peer(status.get("peer"))
+    if peer:
+        updates["console_seen_from"] = peer
     applied = status.get("applied") or {}
     if applied.get("confirmed") and applied.get("hash"):
         updates["applied_hash"] = applied["hash"]
@@ -130,57 +150,3 @@ def drift_repair(*, device: Device) -> Deployment | None:
     )
     record(AuditAction.DRIFT_REPAIRED, device, extra={"deployment": deployment.pk})
     return deployment
-
-
-def counters_ingest(*, device: Device, counters: dict, at: datetime, reset: bool = False) -> int:
-    """Add the agent's raw per-rule counters to the stored totals.
-
-    Totals grow by raw − last_raw; a raw value below the last one (chain rewritten, agent
-    or host restarted) or `reset` (the host rebooted) means the kernel counted from zero
-    again, so the whole raw value is new traffic. A reset therefore never looks like zero
-    traffic, and never subtracts.
-    """
-    existing = {str(c.rule_uuid): c for c in RuleCounter.objects.filter(device=device)}
-    new: list[RuleCounter] = []
-    changed: list[RuleCounter] = []
-    for key, value in counters.items():
-        try:
-            rule_uuid = str(uuid.UUID(str(key)))
-            packets = int(value.get("packets") or 0)
-            nbytes = int(value.get("bytes") or 0)
-        except (ValueError, TypeError, AttributeError):
-            log.warning("device %s: ignoring malformed counter %r", device.name, key)
-            continue
-        if packets < 0 or nbytes < 0:
-            continue
-        counter = existing.get(rule_uuid)
-        if counter is None:
-            counter = RuleCounter(device=device, rule_uuid=rule_uuid)
-            new.append(counter)
-        elif counter.last_raw_packets == packets and counter.last_raw_bytes == nbytes and not reset:
-            continue
-        else:
-            changed.append(counter)
-        was_reset = reset or packets < counter.last_raw_packets or nbytes < counter.last_raw_bytes
-        grew_p = packets if was_reset else packets - counter.last_raw_packets
-        grew_b = nbytes if was_reset else nbytes - counter.last_raw_bytes
-        counter.packets += grew_p
-        counter.bytes += grew_b
-        if grew_p > 0:
-            counter.last_hit_at = at
-        counter.last_raw_packets, counter.last_raw_bytes = packets, nbytes
-    with transaction.atomic():
-        RuleCounter.objects.bulk_create(new, ignore_conflicts=True)
-        if changed:
-            RuleCounter.objects.bulk_update(
-                changed,
-                [
-                    "packets",
-                    "bytes",
-                    "last_hit_at",
-                    "last_raw_packets",
-                    "last_raw_bytes",
-                    "updated_at",
-                ],
-            )
-    return len(new) + len(changed)

@@ -145,12 +145,43 @@ class RuleSet:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """A health check the agent runs after an apply; a failed one rolls the apply back.
+
+    `tcp` connects to host:port, `icmp` sends one echo to host, `http` GETs url and
+    expects `expect_status`. `timeout` is in seconds (None: the agent's default, 2 s)."""
+
+    type: str
+    host: str | None = None
+    port: int | None = None
+    url: str | None = None
+    expect_status: int | None = None
+    timeout: float | None = None
+
+    def to_dict(self) -> dict:
+        """The form of the document and of the agent's apply request (unset keys left out)."""
+        return {
+            k: getattr(self, k)
+            for k in ("type", "host", "port", "url", "expect_status", "timeout")
+            if getattr(self, k) is not None
+        }
+
+    def label(self) -> str:
+        """How the agent and the console name the probe: `tcp 198.18.0.1:22`."""
+        if self.type == "http":
+            return f"http {self.url} {self.expect_status}"
+        return f"{self.type} {self.host}" + (f":{self.port}" if self.type == "tcp" else "")
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceGroup:
-    """Rule sets shared by the devices of the group, in order."""
+    """Rule sets shared by the devices of the group, in order, and the health probes its
+    devices without their own run after an apply."""
 
     name: str
     rulesets: tuple[str, ...] = ()
     description: str = ""
+    probes: tuple[Probe, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +200,7 @@ class Device:
     stateful: bool = True
     allow_loopback: bool = True
     description: str = ""
+    probes: tuple[Probe, ...] = ()
 
     def default_policy(self, chain: str) -> str:
         """The verdict for packets no rule decided in `chain`."""

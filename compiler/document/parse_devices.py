@@ -6,7 +6,7 @@ import ipaddress
 
 from .. import values as V
 from .model import DEFAULT_POLICY, Device, DeviceGroup
-from .parse_base import ParserBase
+from .parse_probes import ProbeParser
 
 _DEVICE_KEYS = {
     "name",
@@ -19,21 +19,23 @@ _DEVICE_KEYS = {
     "stateful",
     "allow_loopback",
     "description",
+    "probes",
 }
 
 
-class DeviceParser(ParserBase):
+class DeviceParser(ProbeParser):
     """Device groups and devices, checked against the rule sets and addresses."""
 
     def device_groups(self, entries: list, rulesets: set[str]) -> list[DeviceGroup]:
         out = []
         for name, item, path in self.named(entries, "device_groups"):
-            self.mapping(item, path, {"name", "rulesets", "description"})
+            self.mapping(item, path, {"name", "rulesets", "description", "probes"})
             names = self.str_list(item, "rulesets", path)
             for i, rs in enumerate(names):
                 if rs not in rulesets:
                     self.unknown(f"{path}.rulesets[{i}]", "rule set", rs)
-            out.append(DeviceGroup(name, names, self.text(item, "description", path)))
+            probes = self.probes(item, path)
+            out.append(DeviceGroup(name, names, self.text(item, "description", path), probes))
         return out
 
     def devices(self, entries: list, rulesets: set[str], groups: set[str]) -> list[Device]:
@@ -77,6 +79,7 @@ class DeviceParser(ParserBase):
             stateful = self.boolean(item, "stateful", path, True)
             loopback = self.boolean(item, "allow_loopback", path, True)
             desc = self.text(item, "description", path)
+            probes = self.probes(item, path)
             if len(self.errors) != n_errors:
                 continue
             out.append(
@@ -93,6 +96,7 @@ class DeviceParser(ParserBase):
                     stateful,
                     loopback,
                     desc,
+                    probes,
                 )
             )
         return out

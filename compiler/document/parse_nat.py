@@ -60,20 +60,19 @@ class NatParser(ParserBase):
             self.address_refs(destinations, path, "destinations", rid),
         ]
         to = item.get("to")
+        target_family = None
         if kind in ("dnat", "snat"):
             if to is None:
                 self.err(f"{path}.to", f"a {kind} rule needs `to`", rid)
             else:
                 target = self.call(parse_nat_target, to, f"{path}.to", rid)
                 if target is not MISSING:
-                    fams.append(frozenset((target[0].version,)))
+                    target_family = target[0].version
                     if target[1] and (protocol or "any") not in V.PORT_PROTOCOLS:
                         self.err(f"{path}.to", "a target port needs protocol tcp or udp", rid)
         elif to is not None:
             self.err(f"{path}.to", "masquerade takes no `to`", rid)
-        known = [f for f in fams if f not in (None, MISSING)]
-        if known and not frozenset.intersection(*known):
-            self.mismatch(path, "mixes IPv4 and IPv6 addresses", rid)
+        self.nat_families(path, [f for f in fams if f not in (None, MISSING)], target_family, rid)
         enabled = self.boolean(item, "enabled", path, True, rid)
         comment = self.text(item, "comment", path, rid)
         if len(self.errors) != n_errors or kind is None or not isinstance(chain, str):
@@ -92,3 +91,21 @@ class NatParser(ParserBase):
             comment,
             enabled,
         )
+
+    def nat_families(
+        self, path: str, known: list[frozenset[int]], target: int | None, rid: str | None
+    ) -> None:
+        """Sources, destinations and target must share a family: the kernel cannot
+        translate an IPv6 packet to an IPv4 address (the target's field is named when it is
+        the one that differs)."""
+        common = frozenset.intersection(*known) if known else None
+        if common is not None and not common:
+            self.mismatch(path, "mixes IPv4 and IPv6 addresses", rid)
+        elif common is not None and target is not None and target not in common:
+            others = "/".join(f"IPv{f}" for f in sorted(common))
+            self.mismatch(
+                f"{path}.to",
+                f"mixes IPv4 and IPv6 addresses: an IPv{target} target for {others} "
+                "sources and destinations",
+                rid,
+            )

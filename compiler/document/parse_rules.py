@@ -321,11 +321,17 @@ class RuleParser(ParserBase):
         if log_prefix is not None:
             self.call(V.parse_log_prefix, str(log_prefix), f"{path}.log_prefix", rid)
         rate = item.get("rate_limit")
-        parsed = MISSING if rate is None else self.call(V.parse_rate, rate, f"{path}.rate_limit", rid)
+        parsed = (
+            MISSING if rate is None else self.call(V.parse_rate, rate, f"{path}.rate_limit", rid)
+        )
         burst = item.get("burst")
         burst_ok = burst is None
         if burst is not None:
-            if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= V.BURST_MAX:
+            if (
+                isinstance(burst, bool)
+                or not isinstance(burst, int)
+                or not 1 <= burst <= V.BURST_MAX
+            ):
                 self.err(f"{path}.burst", f"must be a whole number 1-{V.BURST_MAX}", rid)
             elif rate is None:
                 self.err(f"{path}.burst", "burst needs rate_limit", rid)

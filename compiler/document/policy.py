@@ -10,6 +10,7 @@ from .model import (
     AddressObject,
     Device,
     DeviceGroup,
+    Probe,
     RuleSet,
     Service,
     ServiceGroup,
@@ -63,6 +64,16 @@ class PolicyDocument:
             names.extend(self.by_name["device_groups"][group].rulesets)
         names.extend(device.rulesets)
         return [self.ruleset(n) for n in names]
+
+    def device_probes(self, device: Device) -> list[Probe]:
+        """The probes run after an apply to `device`: its own; without them, those of its
+        groups in group order (a probe two groups share, once)."""
+        if device.probes:
+            return list(device.probes)
+        out: list[Probe] = []
+        for group in device.groups:
+            out.extend(p for p in self.by_name["device_groups"][group].probes if p not in out)
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> PolicyDocument:

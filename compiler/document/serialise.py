@@ -52,7 +52,14 @@ def document_dict(doc: PolicyDocument) -> dict:
     ]
     out["rulesets"] = [ruleset_dict(rs) for rs in doc.rulesets]
     out["device_groups"] = [
-        _compact({"name": g.name, "rulesets": list(g.rulesets), "description": g.description})
+        _compact(
+            {
+                "name": g.name,
+                "rulesets": list(g.rulesets),
+                "description": g.description,
+                "probes": [p.to_dict() for p in g.probes],
+            }
+        )
         for g in doc.device_groups
     ]
     out["devices"] = [device_dict(d) for d in doc.devices]
@@ -159,4 +166,6 @@ def device_dict(d: Device) -> dict:
         out["management_sources"] = list(d.management_sources)
     out["stateful"] = d.stateful
     out["allow_loopback"] = d.allow_loopback
+    if d.probes:
+        out["probes"] = [p.to_dict() for p in d.probes]
     return out

@@ -15,10 +15,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.accounts.permissions import CanView
+from core.api import UnknownParamsFilter
+from core.api_base import ETagMixin
 
-from . import selectors, services
+from . import selectors
+from .choices import VerifyTrigger
 from .filtersets import AuditEntryFilterSet
 from .models import AuditEntry
+from .verification import run_verification
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
@@ -35,31 +39,48 @@ class AuditEntryList(generics.ListAPIView):
     permission_classes = [CanView]
     serializer_class = AuditEntrySerializer
     queryset = AuditEntry.objects.order_by("-seq")
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [UnknownParamsFilter, DjangoFilterBackend, OrderingFilter]
     filterset_class = AuditEntryFilterSet
     ordering_fields = ["seq", "time"]
 
 
-class AuditEntryDetail(generics.RetrieveAPIView):
+class AuditEntryDetail(ETagMixin, generics.RetrieveAPIView):
     permission_classes = [CanView]
     serializer_class = AuditEntrySerializer
     queryset = AuditEntry.objects.all()
 
 
+class ChainBreakSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(allow_null=True)
+    id = serializers.IntegerField(allow_null=True)
+    kind = serializers.CharField(
+        help_text="missing, link, edited, downgrade, checkpoint, truncated, rewound or head"
+    )
+    problem = serializers.CharField()
+
+
 class VerifyResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     checked = serializers.IntegerField()
-    first_broken = serializers.DictField(allow_null=True)
+    break_count = serializers.IntegerField()
+    breaks = ChainBreakSerializer(many=True)
+    first_broken = ChainBreakSerializer(allow_null=True)
+    head_seq = serializers.IntegerField()
+    keyed_from = serializers.IntegerField(allow_null=True)
+    checkpoint = serializers.DictField(allow_null=True)
 
 
 class AuditVerify(APIView):
-    """Re-hash the whole chain; `first_broken` names the first edited, deleted or inserted entry."""
+    """Check the whole chain against its head row and the last checkpoint; `breaks` lists
+    every edited, deleted, inserted or truncated entry. The result is kept for the
+    overview; writing checkpoints is left to the schedule and `audit_verify`."""
 
     permission_classes = [CanView]
 
     @extend_schema(responses=VerifyResultSerializer)
     def get(self, request: Request) -> Response:
-        return Response(services.verify())
+        result, _ = run_verification(trigger=VerifyTrigger.API)
+        return Response(result)
 
 
 class _StreamRenderer(BaseRenderer):

@@ -21,6 +21,8 @@ class AuditAction(models.TextChoices):
     REVISION_APPROVE = "revision_approve", "revision approved"
     REVISION_REJECT = "revision_reject", "revision rejected"
     REVISION_ROLLBACK = "revision_rollback", "rollback"
+    DEVICE_CHANGE_APPROVE = "device_change_approve", "device change approved"
+    DEVICE_CHANGE_REJECT = "device_change_reject", "device change rejected"
     IMPORT = "import", "import"
 
 
@@ -30,3 +32,16 @@ class AuditChannel(models.TextChoices):
     ADMIN = "admin", "admin"
     CLI = "cli", "command line"
     SYSTEM = "system", "system"
+
+
+class AuditChain(models.IntegerChoices):
+    """How an entry is sealed (core/audit/chain.py)."""
+
+    PLAIN = 1, "SHA-256 (before the audit key)"
+    KEYED = 2, "HMAC-SHA256 with the audit key"
+
+
+class VerifyTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "schedule"
+    COMMAND = "command", "command"
+    API = "api", "API"

@@ -1,4 +1,9 @@
-"""Sets the audit context for each request and returns its id as X-Request-ID."""
+"""Sets the audit context for each request and returns its id as X-Request-ID.
+
+The reason and ticket of a write come from the X-Rampart-Reason / X-Rampart-Ticket
+headers, else from `reason`/`ticket` fields (JSON on the API, form fields in the
+dashboard); the API refuses a write without them when the settings require them.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,17 @@ def _body_fields(request: HttpRequest) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _form_fields(request: HttpRequest, reason: str, ticket: str) -> tuple[str, str]:
+    """A dashboard write's `reason`/`ticket` form fields (headers win). The forms refuse
+    missing required values themselves, with a field error (dashboard/forms/audit.py)."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return reason, ticket
+    return (
+        reason or str(request.POST.get("reason") or "").strip(),
+        ticket or str(request.POST.get("ticket") or "").strip(),
+    )
+
+
 class AuditContextMiddleware:
     """Place after AuthenticationMiddleware. The user is read from the request when an entry
     is written, so API token users (authenticated later, by DRF) are attributed too."""
@@ -63,7 +79,9 @@ class AuditContextMiddleware:
         channel = channel_for(request.path)
         reason = request.headers.get("X-Rampart-Reason", "").strip()
         ticket = request.headers.get("X-Rampart-Ticket", "").strip()
-        if (
+        if channel == AuditChannel.UI and request.method in WRITE_METHODS:
+            reason, ticket = _form_fields(request, reason, ticket)
+        elif (
             channel == AuditChannel.API
             and request.method in WRITE_METHODS
             and not (reason and ticket)

@@ -1,10 +1,10 @@
-"""The audit entry and the head of its hash chain."""
+"""The audit entry, the head of its chain, and the results of checking the chain."""
 
 from __future__ import annotations
 
 from django.db import models
 
-from .choices import AuditChannel
+from .choices import AuditChain, AuditChannel, VerifyTrigger
 
 GENESIS_HASH = "0" * 64
 
@@ -44,7 +44,12 @@ class AuditEntry(models.Model):
     channel = models.CharField(max_length=8, choices=AuditChannel.choices, db_index=True)
     extra = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 or keyed MAC")
+    chain = models.PositiveSmallIntegerField(
+        choices=AuditChain.choices,
+        default=AuditChain.PLAIN,
+        help_text="how `hash` seals the entry (core/audit/chain.py)",
+    )
 
     class Meta:
         ordering = ["-seq"]
@@ -69,3 +74,29 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head #{self.seq}"
+
+
+class AuditVerification(models.Model):
+    """The outcome of one check of the chain (`audit_verify`, the daily task, the API).
+
+    A status for the overview and /metrics, not evidence: the evidence is the chain and
+    the checkpoints kept outside the database.
+    """
+
+    time = models.DateTimeField(db_index=True)
+    trigger = models.CharField(max_length=8, choices=VerifyTrigger.choices)
+    ok = models.BooleanField()
+    checked = models.PositiveBigIntegerField(default=0)
+    break_count = models.PositiveBigIntegerField(default=0)
+    breaks = models.JSONField(default=list, blank=True, help_text="the first breaks found")
+    head_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    checkpoint_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    checkpoint_time = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(default=0.0, help_text="seconds")
+
+    class Meta:
+        ordering = ["-time"]
+
+    def __str__(self) -> str:
+        state = "ok" if self.ok else f"{self.break_count} breaks"
+        return f"audit verification {self.time:%Y-%m-%d %H:%M:%S}: {state}"

@@ -11,9 +11,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
+from django.utils import timezone
 
+from .checkpoints import last_checkpoint
 from .filtersets import AuditEntryFilterSet
-from .models import AuditEntry
+from .models import AuditEntry, AuditVerification
 from .services import object_id_of, object_type_of
 
 EXPORT_FIELDS = (
@@ -116,3 +118,25 @@ def export_jsonl(queryset: QuerySet) -> Iterator[str]:
             buffer.clear()
     if buffer:
         yield "".join(buffer)
+
+
+def audit_status() -> dict[str, Any]:
+    """The last check of the chain and the last checkpoint, for the overview and /metrics.
+
+    `state` is "never" (not checked yet), "ok" or "broken"; ages are in seconds (None
+    when there is nothing to be old). Reads one row and the newest checkpoint file.
+    """
+    last = AuditVerification.objects.order_by("-time").first()
+    checkpoint, _ = last_checkpoint()
+    now = timezone.now()
+    return {
+        "state": "never" if last is None else ("ok" if last.ok else "broken"),
+        "verified_at": last.time if last else None,
+        "verified_age": (now - last.time).total_seconds() if last else None,
+        "ok": last.ok if last else None,
+        "checked": last.checked if last else None,
+        "break_count": last.break_count if last else None,
+        "checkpoint_seq": checkpoint.seq if checkpoint else None,
+        "checkpoint_time": checkpoint.time if checkpoint else None,
+        "checkpoint_age": (now - checkpoint.time).total_seconds() if checkpoint else None,
+    }

@@ -2,18 +2,19 @@
 back takes its entries with it, and a committed change has its entries committed too.
 
 Appends are serialised through `AuditChainHead` (its row is updated first, which locks it
-until the transaction ends), so concurrent writers never fork the hash chain.
+until the transaction ends), so concurrent writers never fork the hash chain. Each entry
+is sealed with a MAC keyed by the audit key (core/audit/chain.py, keys.py); checking the
+chain lives in verification.py (`verify` is re-exported here for existing callers).
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -23,10 +24,13 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from core.bulk_rows import insert_rows
-from rampart_contract.canonical import canonical_json
 
+from .chain import entry_mac
+from .choices import AuditChain
 from .context import AuditContext, actor_of, current, is_disabled
-from .models import GENESIS_HASH, AuditChainHead, AuditEntry
+from .keys import audit_key
+from .models import AuditChainHead, AuditEntry
+from .verification import verify as verify
 
 REDACTED = "[redacted]"
 # Field names whose values never enter the log (password hashes, token keys/digests, keys).
@@ -45,58 +49,8 @@ IGNORED_FIELDS = frozenset(
         "last_update",
     }
 )
-HASHED_FIELDS = (
-    "seq",
-    "time",
-    "actor",
-    "user_id",
-    "token",
-    "action",
-    "object_type",
-    "object_id",
-    "object_name",
-    "before",
-    "after",
-    "changed",
-    "reason",
-    "ticket",
-    "request_id",
-    "client_ip",
-    "user_agent",
-    "channel",
-    "extra",
-    "prev_hash",
-)
 BULK_BATCH = 2000
 RAW_INSERT_FROM = 50  # entries per append from which the raw executemany path is used
-
-
-# --- canonical form and hash -----------------------------------------------------------
-
-
-def canonical(entry: Any) -> bytes:
-    """Sorted-key JSON of every hashed field (all but `hash` and the row id)."""
-    data: dict[str, Any] = {}
-    for name in HASHED_FIELDS:
-        value = getattr(entry, name)
-        if name == "time":
-            value = value.astimezone(UTC).isoformat()
-        data[name] = value
-    return canonical_json(data)
-
-
-class _Row:
-    """A (id, hash, *HASHED_FIELDS) row with attribute access: verify skips model instances."""
-
-    __slots__ = ("pk", "hash", *HASHED_FIELDS)
-
-    def __init__(self, row: tuple) -> None:
-        for name, value in zip(self.__slots__, row, strict=True):
-            setattr(self, name, value)
-
-
-def entry_hash(entry: AuditEntry | _Row) -> str:
-    return hashlib.sha256(canonical(entry)).hexdigest()
 
 
 # --- object snapshots ------------------------------------------------------------------
@@ -244,11 +198,11 @@ def _append(entries: list[AuditEntry]) -> list[AuditEntry]:
             AuditChainHead.objects.bulk_create([AuditChainHead(pk=1)], ignore_conflicts=True)
             AuditChainHead.objects.filter(pk=1).update(seq=F("seq") + len(entries))
         head = AuditChainHead.objects.get(pk=1)
-        seq, prev = head.seq - len(entries), head.hash
+        seq, prev, key = head.seq - len(entries), head.hash, audit_key()
         for entry in entries:
             seq += 1
-            entry.seq, entry.prev_hash = seq, prev
-            entry.hash = prev = entry_hash(entry)
+            entry.seq, entry.prev_hash, entry.chain = seq, prev, AuditChain.KEYED
+            entry.hash = prev = entry_mac(entry, key)
         if len(entries) < RAW_INSERT_FROM:
             AuditEntry.objects.bulk_create(entries, batch_size=BULK_BATCH)
         else:
@@ -399,52 +353,3 @@ def record_objects(
             )
         )
     return len(_append(entries))
-
-
-def verify(*, chunk_size: int = 5000) -> dict[str, Any]:
-    """Walk the chain in order; report the first broken link.
-
-    Edited row → its hash no longer matches; deleted row → a gap in `seq` (or the end
-    short of the head); inserted row → a `seq` out of place or a `prev_hash` that does not
-    match its predecessor. Streams the table, so memory stays flat for any size.
-    """
-    expected_seq, prev, checked = 1, GENESIS_HASH, 0
-    rows = AuditEntry.objects.order_by("seq").values_list("id", "hash", *HASHED_FIELDS)
-    for row in rows.iterator(chunk_size=chunk_size):
-        entry = _Row(row)
-        problem = None
-        if entry.seq != expected_seq:
-            problem = f"expected entry #{expected_seq} but found #{entry.seq}: entries missing or inserted"
-        elif entry.prev_hash != prev:
-            problem = "prev_hash does not match the previous entry: an entry was inserted or removed before it"
-        elif entry_hash(entry) != entry.hash:
-            problem = "hash does not match the content: the entry was edited"
-        if problem:
-            return {
-                "ok": False,
-                "checked": checked,
-                "first_broken": {"id": entry.pk, "seq": entry.seq, "problem": problem},
-            }
-        prev, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and (head.seq != checked or head.hash != prev):
-        return {
-            "ok": False,
-            "checked": checked,
-            "first_broken": {
-                "id": None,
-                "seq": checked + 1,
-                "problem": f"the chain ends at #{checked} but the head records #{head.seq}: entries were deleted",
-            },
-        }
-    if head is None and checked:
-        return {
-            "ok": False,
-            "checked": checked,
-            "first_broken": {
-                "id": None,
-                "seq": checked,
-                "problem": "the chain head row is missing",
-            },
-        }
-    return {"ok": True, "checked": checked, "first_broken": None}

@@ -2,7 +2,8 @@
 
 Services raise Django ValidationError keyed by field; `ServiceForm.run` turns those into
 form errors (unknown keys become non-field errors) so the page shows them next to the
-input that caused them.
+input that caused them. Every service form carries the audit reason and ticket
+(dashboard/forms/audit.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from django import forms
 from django.core.exceptions import ValidationError
 
+from dashboard.forms.audit import AuditFieldsMixin
+
 SPLIT = re.compile(r"[\s,]+")
 
 
@@ -21,7 +24,7 @@ def split_list(text: str) -> list[str]:
     return [item for item in SPLIT.split(text or "") if item]
 
 
-class ServiceForm(forms.Form):
+class ServiceForm(AuditFieldsMixin, forms.Form):
     """A form whose save calls a service and shows the service's field errors."""
 
     def __init__(self, *args, **kwargs):

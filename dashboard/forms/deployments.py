@@ -15,6 +15,7 @@ from agents.services import (
     deployment_resume,
 )
 from dashboard.forms.base import ServiceForm
+from dashboard.forms.probes import parse_probes
 from dashboard.selectors.devices import device_group_choices
 
 
@@ -37,10 +38,23 @@ class DeployForm(ServiceForm):
         help_text="seconds the agent waits for confirmation",
     )
     reason = forms.CharField(required=False, max_length=255)
+    probes = forms.CharField(
+        required=False,
+        label="Probes (override)",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="empty: each device's own probes; `none`: run none; else one a line, "
+        "e.g. tcp 198.18.0.1:22 timeout=2",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["device_group"].choices = [("", "—"), *device_group_choices()]
+
+    def clean_probes(self) -> list | None:
+        text = (self.cleaned_data.get("probes") or "").strip()
+        if not text:
+            return None
+        return [] if text.lower() == "none" else parse_probes(text)
 
     def save(self, user):
         if not self.is_valid():
@@ -60,6 +74,7 @@ class DeployForm(ServiceForm):
                 confirm_timeout=data.get("confirm_timeout"),
                 rollout=rollout or None,
                 reason=data.get("reason") or "",
+                probes=data.get("probes"),
             )
         )
 

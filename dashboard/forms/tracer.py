@@ -16,6 +16,8 @@ from rules.models import Device
 class TraceForm(ServiceForm):
     """A packet to trace through a device's compiled policy."""
 
+    writes = False  # reads only: no audit reason or ticket
+
     device = forms.ChoiceField()
     target = forms.ChoiceField(
         choices=[

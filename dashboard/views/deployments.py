@@ -15,7 +15,7 @@ from agents.choices import DEPLOYMENT_CANCELLABLE, DeploymentStatus
 from agents.models import Deployment
 from dashboard.forms.deployments import DeployForm, RolloutCancelForm, RolloutResumeForm
 from dashboard.permissions import deployer, reader
-from dashboard.selectors import deployments
+from dashboard.selectors import deployments, pushed
 from dashboard.selectors.rulesets import ruleset_choices
 from dashboard.views.common import form_errors, hx_done, page_size
 
@@ -94,7 +94,11 @@ def deployment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "dashboard/deployments/detail.html",
-        {**_progress_context(deployment), "nav": "deployments"},
+        {
+            **_progress_context(deployment),
+            "pushed": pushed.deployment_pushed(deployment),
+            "nav": "deployments",
+        },
     )
 
 

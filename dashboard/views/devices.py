@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from dashboard.permissions import reader
+from dashboard.forms.device_changes import DeviceChangeReviewForm
+from dashboard.forms.devices import DeviceSettingsForm
+from dashboard.permissions import editor, reader
 from dashboard.selectors import devices
 from dashboard.views.common import page_size
+from rules.console_sources import console_lockout_errors, console_sources
 from rules.models import Device
+from rules.services import pending_device_change
 
 
 @reader
@@ -37,6 +42,37 @@ def device_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "facts": sorted((device.facts or {}).items()),
             "counters": devices.device_counters(device),
             "recent": devices.device_deployments(device),
+            "console_sources": console_sources(device),
+            "lockout": console_lockout_errors(device).get("management_sources", []),
+            "pending": pending_device_change(device),
+            "review_form": DeviceChangeReviewForm(),
+            "nav": "devices",
+        },
+    )
+
+
+@editor
+def device_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    """Management sources and health probes (and, for admins, the lockout override)."""
+    device = get_object_or_404(Device, pk=pk)
+    form = DeviceSettingsForm(request.POST or None, device=device, user=request.user)
+    if request.method == "POST":
+        saved = form.save()
+        if saved is not None:
+            held = saved[1]
+            messages.success(
+                request,
+                f"Settings of {device.name} saved"
+                + (": what it enforces waits for another approver." if held else "."),
+            )
+            return redirect("dashboard:device", pk=device.pk)
+    return render(
+        request,
+        "dashboard/devices/settings.html",
+        {
+            "device": device,
+            "form": form,
+            "console_sources": console_sources(device),
             "nav": "devices",
         },
     )

@@ -10,11 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from dashboard.forms.audit import AuditFieldsForm
 from dashboard.forms.objects import OBJECT_FORMS
 from dashboard.permissions import editor, reader
 from dashboard.selectors.objects import OBJECT_KINDS
 from dashboard.selectors.objects import object_list as objects_of_kind
-from dashboard.views.common import page_size
+from dashboard.views.common import form_errors, page_size
 from rules import services
 
 
@@ -90,6 +91,10 @@ def object_form(request: HttpRequest, kind: str, pk: int | None = None) -> HttpR
 def object_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     model, _, noun = _kind(kind)
     obj = get_object_or_404(model, pk=pk)
+    audit = AuditFieldsForm(request.POST)
+    if not audit.is_valid():
+        messages.error(request, form_errors(audit))
+        return redirect("dashboard:object-edit", kind=kind, pk=pk)
     try:
         services.object_delete(obj)
     except ValidationError as exc:

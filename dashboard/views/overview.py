@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from core.audit.selectors import audit_status
 from dashboard.permissions import reader
 from dashboard.selectors import deployments, devices, rulesets
 
@@ -31,6 +32,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "problem_devices": devices.device_problems(),
             "expiring": rulesets.rules_expiring(),
             "expiry_days": rulesets.EXPIRY_WINDOW.days,
+            "audit": audit_status(),
             "nav": "overview",
         },
     )

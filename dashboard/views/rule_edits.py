@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from dashboard.forms.audit import AuditFieldsForm
 from dashboard.forms.rule_editor import BulkForm, PlaceForm, RuleForm
 from dashboard.permissions import editor
 from dashboard.selectors.rulesets import rule_refs
@@ -53,7 +54,7 @@ def rule_validate(request: HttpRequest, pk: int, rule_pk: int | None = None) -> 
     """Inline validation while typing: the service's checks, nothing saved."""
     ruleset = get_object_or_404(RuleSet, pk=pk)
     rule = get_object_or_404(Rule, pk=rule_pk, ruleset=ruleset) if rule_pk else None
-    form = RuleForm(request.POST)
+    form = RuleForm(request.POST, audit=False)  # nothing is written: no reason asked yet
     form.validate_only(ruleset, rule)
     return render(request, "dashboard/rulesets/_rule_errors.html", {"form": form})
 
@@ -63,6 +64,12 @@ def rule_validate(request: HttpRequest, pk: int, rule_pk: int | None = None) -> 
 def rule_delete(request: HttpRequest, pk: int, rule_pk: int) -> HttpResponse:
     rule = get_object_or_404(Rule, pk=rule_pk, ruleset_id=pk)
     position = rule.position
+    audit = AuditFieldsForm(request.POST)
+    if not audit.is_valid():
+        if request.htmx:
+            return hx_done(form_errors(audit), status=400)
+        messages.error(request, form_errors(audit))
+        return redirect("dashboard:ruleset", pk=pk)
     services.rule_delete(rule=rule)
     if request.htmx:
         return hx_done(f"Rule #{position} deleted.", "rules-changed")

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from compiler import values
 from core.accounts.permissions import CanEdit, CanView
+from core.idempotency.views import idempotent
 from rules import exporter, importer
 from rules.onboarding import translate_iptables_save
 
@@ -86,6 +87,7 @@ class PolicyImportView(APIView):
     permission_classes = [CanEdit]
     parser_classes = [RawBodyParser]
 
+    @idempotent
     def post(self, request):
         prune = flag(request, "prune") if "prune" in request.query_params else None
         confirm = request.query_params.get("confirm_prune")

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.accounts.permissions import CanApprove, CanEdit, CanView
+from core.api_base import ETagMixin
 from rules import revisions
 from rules.models import RuleSet, RuleSetRevision
 from rules.revisions.rollback import revision_rollback
@@ -48,7 +49,7 @@ class RuleSetRevisionList(RevisionList):
         return ruleset.revisions.select_related("ruleset").order_by("-number")
 
 
-class RevisionDetail(generics.RetrieveAPIView):
+class RevisionDetail(ETagMixin, generics.RetrieveAPIView):
     permission_classes = [CanView]
     serializer_class = RevisionDetailSerializer
     queryset = RuleSetRevision.objects.select_related("ruleset")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from compiler import FieldError
+from rules.console_sources import console_lockout_errors
 from rules.importer.state import ImportRun
 from rules.models import (
     Device,
@@ -52,7 +53,7 @@ def import_device_groups(run: ImportRun) -> None:
         DeviceGroup,
         "device_groups",
         run.doc.device_groups,
-        lambda g: {"description": g.description},
+        lambda g: {"description": g.description, "probes": [p.to_dict() for p in g.probes]},
     )
     rulesets = {r.name: r for r in RuleSet.objects.all()}
     for g in run.doc.device_groups:
@@ -87,7 +88,22 @@ def _device_fields(d) -> dict:
         "management_sources": list(d.management_sources),
         "stateful": d.stateful,
         "allow_loopback": d.allow_loopback,
+        "probes": [p.to_dict() for p in d.probes],
     }
+
+
+def _check_console_covered(run: ImportRun) -> None:
+    """New devices, and devices whose management sources change, must let the console in
+    (rules/console_sources.py); the override is an admin's, set on the device itself."""
+    stored = {d.name: d for d in Device.objects.filter(name__in=[d.name for d in run.doc.devices])}
+    for d in run.doc.devices:
+        row = stored.get(d.name)
+        if row is not None and list(row.management_sources or []) == list(d.management_sources):
+            continue
+        candidate = row or Device(name=d.name)
+        candidate.management_sources = list(d.management_sources)
+        for message in console_lockout_errors(candidate).get("management_sources", []):
+            run.errors.append(FieldError(f"devices[{d.name}].management_sources", message))
 
 
 def import_devices(run: ImportRun) -> None:
@@ -99,6 +115,7 @@ def import_devices(run: ImportRun) -> None:
                     "is required to import a device (where its agent listens)",
                 )
             )
+    _check_console_covered(run)
     run.check()
     rows = run.upsert(Device, "devices", run.doc.devices, _device_fields)
     groups = {g.name: g for g in DeviceGroup.objects.all()}

@@ -1,3 +1,4 @@
+from .device_changes import DeviceChangeStatus, PendingDeviceChange
 from .devices import Device, DeviceGroup, DeviceGroupRuleSet, DeviceMembership, DeviceRuleSet
 from .objects import (
     AddressGroup,
@@ -14,12 +15,14 @@ __all__ = [
     "AddressGroup",
     "AddressGroupMember",
     "Device",
+    "DeviceChangeStatus",
     "DeviceGroup",
     "DeviceGroupRuleSet",
     "DeviceMembership",
     "DeviceRuleSet",
     "AddressObject",
     "NatRule",
+    "PendingDeviceChange",
     "Rule",
     "RuleAddress",
     "RuleService",

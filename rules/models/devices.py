@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import models
 
 from compiler import values
+from compiler.validate import probe_errors
 from rules.choices import AgentStatus, DefaultAction
 from rules.models.base import NamedModel, check, raise_if
 
@@ -21,6 +22,15 @@ class DeviceGroup(NamedModel):
     rulesets = models.ManyToManyField(
         "rules.RuleSet", through="rules.DeviceGroupRuleSet", related_name="device_groups"
     )
+    probes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="health probes for its devices that have none of their own "
+        "(POLICY-FORMAT.md, probes)",
+    )
+
+    def clean(self) -> None:
+        raise_if(probe_errors(self.probes))
 
     class Meta(NamedModel.Meta):
         db_table = "agents_devicegroup"
@@ -83,6 +93,19 @@ class Device(NamedModel):
         help_text="Docker/kube-proxy hosts: with a forward default of accept, forwarded packets no rule "
         "decides return to FORWARD (DOCKER-USER, Docker's isolation) instead of being accepted",
     )
+    probes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="health probes the agent runs after an apply (a failed one rolls back); "
+        "empty: its groups' probes",
+    )
+    # Management sources that leave out the console's addresses (or are empty) are refused
+    # unless an admin sets this, with a reason (rules/console_sources.py).
+    allow_console_lockout = models.BooleanField(
+        default=False,
+        help_text="accept management sources that do not cover the console's addresses",
+    )
+    console_lockout_reason = models.CharField(max_length=255, blank=True)
 
     # What the agent told us (filled by enrollment and status polls).
     agent_public_key = models.CharField(max_length=64, blank=True)
@@ -97,6 +120,9 @@ class Device(NamedModel):
     applied_version = models.PositiveBigIntegerField(default=0)
     drifted = models.BooleanField(default=False)
     drift_diff = models.TextField(blank=True)
+    console_seen_from = models.GenericIPAddressField(
+        null=True, blank=True, help_text="the console's address as the agent last saw it"
+    )
 
     # The per-device push lease (at most one push in flight per device).
     # A conditional UPDATE takes it, so it works on SQLite and PostgreSQL alike, and it
@@ -121,6 +147,7 @@ class Device(NamedModel):
                     errors.setdefault("management_sources", []).append(f"{item!r} is not a string")
                 elif any(c in item for c in "./:") and not values.NAME_RE.match(item):
                     check(errors, "management_sources", values.parse_address, item)
+        errors.update(probe_errors(self.probes))
         raise_if(errors)
 
     @property

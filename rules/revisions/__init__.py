@@ -21,8 +21,10 @@ from rules.revisions.capture import (
     rulesets_using,
 )
 from rules.revisions.deploy import (
+    Deployable,
     candidate_document,
     deployable_document,
+    deployable_policy,
     deployable_revision,
     is_deployable,
 )
@@ -32,10 +34,12 @@ from rules.revisions.snapshots import OBJECT_KINDS, ruleset_snapshot, snapshot_h
 
 __all__ = [
     "OBJECT_KINDS",
+    "Deployable",
     "batched",
     "captures_suspended",
     "candidate_document",
     "deployable_document",
+    "deployable_policy",
     "deployable_revision",
     "guard_ruleset_save",
     "is_deployable",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 
@@ -29,9 +30,10 @@ _TWIN = {
 
 
 def is_deployable(revision: RuleSetRevision, ruleset: RuleSet) -> bool:
+    """Under approval only approved revisions deploy: drafts recorded before approval was
+    switched on were never reviewed (switching it on made the latest one pending)."""
     if ruleset.requires_approval:
-        # drafts were recorded while the set needed no approval: they were accepted as such.
-        return revision.status in (RevisionStatus.APPROVED, RevisionStatus.DRAFT)
+        return revision.status == RevisionStatus.APPROVED
     return revision.status != RevisionStatus.REJECTED
 
 
@@ -39,7 +41,7 @@ def deployable_revision(ruleset: RuleSet) -> RuleSetRevision | None:
     """The latest approved revision of a rule set that requires approval; else its latest."""
     qs = ruleset.revisions.order_by("-number")
     if ruleset.requires_approval:
-        return qs.filter(status__in=[RevisionStatus.APPROVED, RevisionStatus.DRAFT]).first()
+        return qs.filter(status=RevisionStatus.APPROVED).first()
     return qs.exclude(status=RevisionStatus.REJECTED).first()
 
 
@@ -115,6 +117,15 @@ def _merge_snapshot(doc: dict, snapshot: dict, *, name: str, tag: str) -> dict:
     return _renamed_ruleset(snapshot, name, rename)
 
 
+class Deployable(NamedTuple):
+    """A document to deploy and the revision each of its rule sets comes from:
+    {rule set name: {id, number, hash, status}} (id None: the revision a deployment would
+    record for live content that has none yet)."""
+
+    document: dict
+    revisions: dict[str, dict]
+
+
 def deployable_document(devices: Iterable, *, revisions: Iterable[RuleSetRevision] = ()) -> dict:
     """The policy document (POLICY-FORMAT.md) a deployment to `devices` must compile.
 
@@ -124,17 +135,21 @@ def deployable_document(devices: Iterable, *, revisions: Iterable[RuleSetRevisio
     Call it inside the deployment's transaction: it records a revision of any rule set whose
     live content was changed without one.
     """
-    return _deployable(devices, revisions, capture=True)
+    return deployable_policy(devices, revisions=revisions).document
 
 
 def candidate_document(devices: Iterable, *, revisions: Iterable[RuleSetRevision] = ()) -> dict:
     """What `deployable_document` would return now, writing nothing (previews, the API's
     candidate bundle and trace): a rule set whose live content has no revision yet counts
     as the revision a deployment would record for it."""
-    return _deployable(devices, revisions, capture=False)
+    return deployable_policy(devices, revisions=revisions, capture=False).document
 
 
-def _deployable(devices: Iterable, revisions: Iterable[RuleSetRevision], *, capture: bool) -> dict:
+def deployable_policy(
+    devices: Iterable, *, revisions: Iterable[RuleSetRevision] = (), capture: bool = True
+) -> Deployable:
+    """`deployable_document` (capture) or `candidate_document` (no capture), with the
+    revision every rule set of it comes from (what a deployment records)."""
     doc = policy_dict(devices=list(devices))
     by_name = {
         rs.name: rs for rs in RuleSet.objects.filter(name__in=[r["name"] for r in doc["rulesets"]])
@@ -148,26 +163,33 @@ def _deployable(devices: Iterable, revisions: Iterable[RuleSetRevision], *, capt
                 f"revision r{rev.number} of {rev.ruleset}: that rule set is not on these devices"
             )
     out = []
+    recorded: dict[str, dict] = {}
     live_snapshots = snapshots_of(doc)  # cut from the one read above, not one read per rule set
     for live in doc["rulesets"]:
         rs = by_name[live["name"]]
-        snapshot = _deployable_snapshot(
+        found = _deployable_snapshot(
             rs, chosen.get(rs.pk), live_snapshots[rs.name], capture, errors
         )
-        if snapshot is not None:
-            out.append(_merge_snapshot(doc, snapshot[1], name=rs.name, tag=snapshot[0]))
+        if found is not None:
+            tag, snapshot, recorded[rs.name] = found
+            out.append(_merge_snapshot(doc, snapshot, name=rs.name, tag=tag))
     if errors:
         raise ValidationError({"rulesets": errors})
     doc["rulesets"] = out
     for kind in OBJECT_KINDS:
         doc[kind].sort(key=lambda o: o["name"])
-    return doc
+    return Deployable(doc, recorded)
+
+
+def _recorded(rev: RuleSetRevision) -> dict:
+    return {"id": rev.pk, "number": rev.number, "hash": rev.hash, "status": rev.status}
 
 
 def _deployable_snapshot(
     rs: RuleSet, rev: RuleSetRevision | None, live: dict, capture: bool, errors: list[str]
-) -> tuple[str, dict] | None:
-    """(alias tag, snapshot) of the revision of `rs` that deploys, or None with an error."""
+) -> tuple[str, dict, dict] | None:
+    """(alias tag, snapshot, recorded revision) of the revision of `rs` that deploys, or None
+    with an error."""
     if rev is not None and not is_deployable(rev, rs):
         errors.append(f"{rs.name} r{rev.number} is {rev.status}: only approved revisions deploy")
         return None
@@ -181,9 +203,10 @@ def _deployable_snapshot(
         if latest is None or latest.hash != digest:
             # the revision a deployment would capture now (it would be the deployable one)
             number = (latest.number if latest else 0) + 1
-            return f"r{number}-{digest[:8]}", live
+            recorded = {"id": None, "number": number, "hash": digest, "status": "uncaptured"}
+            return f"r{number}-{digest[:8]}", live, recorded
     rev = rev or deployable_revision(rs)
     if rev is None:
         errors.append(f"{rs.name} requires approval and has no approved revision")
         return None
-    return f"r{rev.number}-{rev.hash[:8]}", rev.snapshot
+    return f"r{rev.number}-{rev.hash[:8]}", rev.snapshot, _recorded(rev)

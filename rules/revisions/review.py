@@ -1,5 +1,6 @@
 """Four-eyes review: an approver who is not one of the change's authors approves or rejects a
-pending revision; only admins may turn a rule set's approval requirement off."""
+pending revision; only admins may turn a rule set's approval requirement off, and turning it
+on puts the latest revision up for approval."""
 
 from __future__ import annotations
 
@@ -15,13 +16,29 @@ from rules.models import RevisionStatus, RuleSet, RuleSetRevision
 
 
 def guard_ruleset_save(ruleset: RuleSet) -> None:
-    """Turning approval off would let one person change and deploy alone: admins only."""
-    if ruleset.pk is None or ruleset.requires_approval:
+    """Turning approval off would let one person change and deploy alone: admins only.
+    Turning it on holds the latest revision (recorded while none was needed) for approval."""
+    if ruleset.pk is None:
         return
     was = RuleSet.objects.filter(pk=ruleset.pk).values_list("requires_approval", flat=True).first()
+    if ruleset.requires_approval:
+        if was is False:
+            hold_latest_draft(ruleset)
+        return
     user = current_user()
     if was and user is not None and not roles.has_any(user, roles.CAN_ADMINISTER):
         raise ValidationError({"requires_approval": ["only an admin can turn approval off"]})
+
+
+def hold_latest_draft(ruleset: RuleSet) -> RuleSetRevision | None:
+    """Make the latest revision pending when it is a draft: content recorded before approval
+    was switched on deploys only once someone approves it (older drafts never deploy)."""
+    latest = ruleset.revisions.select_for_update().order_by("-number").first()
+    if latest is None or latest.status != RevisionStatus.DRAFT:
+        return None
+    latest.status = RevisionStatus.PENDING
+    latest.save(update_fields=["status"])
+    return latest
 
 
 def _check_reviewer(revision: RuleSetRevision, reviewer) -> None:

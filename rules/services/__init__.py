@@ -5,10 +5,26 @@ References (to addresses, groups, services) are given as names, exactly as in th
 document; a string that reads as an address is a literal. One module per concern: `names`
 (resolution), `objects` (named objects and groups), `nat` (placing NAT rules), `rule_build`
 (validating one rule), `rule_links` (its reference rows), `rule_writes` (single rules),
-`bulk` (many rules at once) and `rows` (the raw batch SQL those use).
+`bulk` (many rules at once), `rows` (the raw batch SQL those use), `device_refs` (the
+ordered groups and rule sets of devices and device groups) and `device_changes` (what a
+device enforces, held for approval where its rule sets require it).
 """
 
 from rules.services.bulk import BulkError, BulkResult, rules_bulk
+from rules.services.device_changes import (
+    device_change_approve,
+    device_change_reject,
+    device_create,
+    device_requires_approval,
+    device_settings,
+    device_update,
+    pending_device_change,
+)
+from rules.services.device_refs import (
+    device_group_set_rulesets,
+    device_set_groups,
+    device_set_rulesets,
+)
 from rules.services.names import NameIndex
 from rules.services.nat import nat_rule_create
 from rules.services.objects import (
@@ -45,11 +61,21 @@ __all__ = [
     "RuleRefs",
     "address_group_set_members",
     "audit_rule_refs",
+    "device_change_approve",
+    "device_change_reject",
+    "device_create",
+    "device_group_set_rulesets",
+    "device_requires_approval",
+    "device_set_groups",
+    "device_set_rulesets",
+    "device_settings",
+    "device_update",
     "mark_created",
     "nat_rule_create",
     "object_delete",
     "object_save",
     "object_users",
+    "pending_device_change",
     "renumber",
     "resolve_rule_refs",
     "rule_build",

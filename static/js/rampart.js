@@ -8,9 +8,36 @@
     return meta ? meta.content : "";
   }
 
+  // The page's reason/ticket for changes (templates/dashboard/_audit_bar.html) go with every
+  // write that does not carry its own: HTMX requests and plain form posts alike.
+  function auditValues() {
+    var values = [];
+    document.querySelectorAll("[data-audit-field]").forEach(function (input) {
+      if (input.value.trim()) values.push([input.dataset.auditField, input.value.trim()]);
+    });
+    return values;
+  }
   document.addEventListener("htmx:configRequest", function (evt) {
     evt.detail.headers["X-CSRFToken"] = csrfToken();
+    if (evt.detail.verb === "get") return;
+    var params = evt.detail.parameters;
+    auditValues().forEach(function (pair) {
+      if (!params[pair[0]]) params[pair[0]] = pair[1];
+    });
   });
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!form.closest("#main") || (form.method || "").toLowerCase() !== "post") return;
+    auditValues().forEach(function (pair) {
+      var field = form.elements[pair[0]];
+      if (field && !field.value) field.value = pair[1];
+      else if (!field) {
+        var hidden = document.createElement("input");
+        hidden.type = "hidden"; hidden.name = pair[0]; hidden.value = pair[1];
+        form.appendChild(hidden);
+      }
+    });
+  }, true);
 
   // Toasts: servers send HX-Trigger {"toast": {"message": ..., "level": ...}}.
   function toast(message, level) {

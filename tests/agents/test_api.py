@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agents.services import device_refs
+from rules.services import device_refs
 from rules import services
 from rules.models import Device, DeviceGroup, RuleSet
 from tests.support.api_cases import APIViewTestCases
 
 pytestmark = pytest.mark.django_db
+MGMT = {"management_sources": ["198.18.0.1"]}
 
 
 def make_rulesets(*names: str) -> list[RuleSet]:
@@ -89,6 +90,7 @@ class TestDeviceAPI(APIViewTestCases.APIViewTestCase):
             "stateful": False,
             "allow_loopback": False,
             "default_policy": {"output": "drop"},
+            "management_sources": ["2001:2::/64"],
         },
     ]
     update_data = {
@@ -98,19 +100,29 @@ class TestDeviceAPI(APIViewTestCases.APIViewTestCase):
         "description": "changed",
     }
     invalid_data = [
-        ({"name": "p", "address": "198.18.0.9", "agent_port": 70000}, "agent_port"),
-        ({"name": "a", "address": "198.18.0.0/33"}, "address"),
-        ({"name": "g", "address": "198.18.0.9", "groups": ["nope"]}, "groups"),
-        ({"name": "r", "address": "198.18.0.9", "rulesets": ["nope"]}, "rulesets"),
+        ({"name": "p", "address": "198.18.0.9", "agent_port": 70000, **MGMT}, "agent_port"),
+        ({"name": "a", "address": "198.18.0.0/33", **MGMT}, "address"),
+        ({"name": "g", "address": "198.18.0.9", "groups": ["nope"], **MGMT}, "groups"),
+        ({"name": "r", "address": "198.18.0.9", "rulesets": ["nope"], **MGMT}, "rulesets"),
         (
             {"name": "m", "address": "198.18.0.9", "management_sources": ["198.18.0.0/33"]},
             "management_sources",
         ),
+        ({"name": "e", "address": "198.18.0.9"}, "management_sources"),
         (
-            {"name": "d", "address": "198.18.0.9", "default_policy": {"input": "maybe"}},
+            {"name": "d", "address": "198.18.0.9", "default_policy": {"input": "maybe"}, **MGMT},
             "default_policy",
         ),
-        ({"name": "web-1", "address": "198.18.0.9"}, "name"),
+        ({"name": "web-1", "address": "198.18.0.9", **MGMT}, "name"),
+        (
+            {
+                "name": "q",
+                "address": "198.18.0.9",
+                "probes": [{"type": "tcp", "host": "x"}],
+                **MGMT,
+            },
+            "probes[0].port",
+        ),
     ]
     filter_cases = [
         ({"group": "web"}, 2),

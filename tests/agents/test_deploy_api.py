@@ -123,5 +123,24 @@ def test_counter_endpoints(api):
     rows = api.get("/api/v1/rule-counters/", {"rule_uuid": str(used.uuid)}).json()["results"]
     assert rows[0]["packets"] == 7 and rows[0]["device_name"] == "web-1"
     unused = api.get("/api/v1/rule-counters/unused/", {"days": 7}).json()
-    assert unused["count"] == 1 and unused["rules"][0]["rule"] != str(used.uuid)
+    assert unused["count"] == 1 and unused["results"][0]["rule"] != str(used.uuid)
+    assert unused["window_days"] == 7 and unused["next"] is None
     assert api.get("/api/v1/rule-counters/unused/", {"days": "x"}).status_code == 400
+
+
+def test_unused_rules_filter_by_rule_set_and_page(api):
+    web, _ = make_policy(ports=(80, 443))
+    db, _ = make_policy("db", ports=(5432, 5433, 5434))
+    url = "/api/v1/rule-counters/unused/"
+    by_id = api.get(url, {"ruleset": web.pk}).json()
+    assert by_id["count"] == 2 and {r["ruleset"] for r in by_id["results"]} == {"web"}
+    by_name = api.get(url, {"ruleset": "db", "page_size": 2}).json()
+    assert by_name["count"] == 3 and len(by_name["results"]) == 2 and by_name["next"]
+    assert [r["position"] for r in by_name["results"]] == sorted(
+        db.rules.values_list("position", flat=True)
+    )[:2]
+    rest = api.get(url, {"ruleset": "db", "limit": 2, "offset": 2}).json()
+    assert len(rest["results"]) == 1 and rest["next"] is None
+    assert api.get(url).json()["count"] == 5
+    missing = api.get(url, {"ruleset": "nope"})
+    assert missing.status_code == 400 and "ruleset" in missing.json()

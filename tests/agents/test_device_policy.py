@@ -146,3 +146,26 @@ def test_a_device_with_nothing_deployed_says_so(guarded_device):
     device, _ = guarded_device
     with pytest.raises(NothingDeployed):
         device_policy(device, Target.DEPLOYED)
+
+
+def test_diff_shows_what_a_deploy_would_change(guarded_device, api_client_for, users):
+    device, _ = guarded_device
+    api = api_client_for(users["viewer"])
+    url = reverse("device-diff", args=[device.pk])
+    first = api.get(url).data
+    assert first["deployed"] is None and first["changed"] is True
+    assert "+-A RPT-" in first["unified"] and first["chains"]["added"]
+    deploy(device)
+    same = api.get(url).data
+    assert same["changed"] is False and same["unified"] == "" and same["deployed"]["hash_matches"]
+    assert same["chains"] == {"added": [], "removed": [], "changed": {}}
+    # approving the pending edit makes it the candidate: one chain changes, by one rule
+    ruleset = RuleSet.objects.get(name="edge")
+    revisions.revision_approve(
+        revision=ruleset.revisions.order_by("-number").first(), reviewer=users["approver"]
+    )
+    changed = api.get(url).data
+    assert changed["changed"] is True and not changed["chains"]["removed"]
+    (name, text), *_ = changed["chains"]["changed"].items()
+    assert "/filter/RPT-" in name and "+-A " in text and "--dport 8080" in text
+    assert text.count("\n+-A ") == 1

@@ -236,3 +236,23 @@ def test_compile_error_fails_without_retry(agent):
     assert run_all(deployment) == ["failed"]
     dd = deployment.device_deployments.get()
     assert "does not compile" in dd.error and dd.attempts == 1
+
+
+def test_version_collision_with_another_bundles_rollback_pushes_higher(agent, policy):
+    """An out-of-band apply rolled back at the version the console was about to use: the
+    rollback is not ours (another hash), so the console goes past it and its bundle lands."""
+    _, group = policy
+    device = make_device("web-1", group=group, agent=agent)
+    spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
+    other = agent.engine.apply({"bundle": make_bundle(v4=spec), "version": 1, "confirm_timeout": 30})
+    agent.engine.rollback("break-glass bundle refused by the operator")
+    assert agent.engine.status()["last_rollback"]["version"] == 1
+
+    deployment = services.deploy_create(devices=[device.pk], confirm_timeout=10)
+    assert run_all(deployment) == ["confirmed"]
+    dd = deployment.device_deployments.get()
+    assert dd.version == 2 and dd.bundle_hash != other["hash"]
+    assert "break-glass" not in dd.error and dd.agent_response["result"] == "applied"
+    applied = agent.engine.status()["applied"]
+    assert applied["hash"] == dd.bundle_hash and applied["version"] == 2 and applied["confirmed"]
+    assert Device.objects.get(pk=device.pk).applied_version == 2

@@ -1,16 +1,13 @@
-"""Watching the fleet: status polls (online/offline, drift and its repair) and counters."""
+"""Watching the fleet: status polls (online/offline, drift and its repair)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from agents import enqueue, services
 from agents.choices import DeploymentTrigger
 from agents.client import console_public_key_b64
-from agents.models import Deployment, RuleCounter
+from agents.models import Deployment
 from core.audit.models import AuditEntry
 from rules.models import Device
 from tests.agents.helpers import free_port, run_all
@@ -65,38 +62,3 @@ def test_status_poll_marks_unreachable_agent_offline(policy):
     )
     assert services.status_poll(device_id=device.pk)["status"] == "offline"
     assert Device.objects.get(pk=device.pk).status == "offline"
-
-
-def test_counters_survive_resets_and_never_look_like_zero():
-    device = make_device("web-1")
-    rule = "8c1f8f55-64d5-4b5a-9d3e-6a7f1c0e2b11"
-    t0 = timezone.now()
-    services.counters_ingest(device=device, counters={rule: {"packets": 10, "bytes": 1000}}, at=t0)
-    services.counters_ingest(
-        device=device, counters={rule: {"packets": 15, "bytes": 1500}}, at=t0 + timedelta(minutes=1)
-    )
-    c = RuleCounter.objects.get()
-    assert (c.packets, c.bytes, c.last_hit_at) == (15, 1500, t0 + timedelta(minutes=1))
-    # counters went back to 3: the chain was rewritten; 3 packets are new traffic, not -12
-    services.counters_ingest(
-        device=device, counters={rule: {"packets": 3, "bytes": 300}}, at=t0 + timedelta(minutes=2)
-    )
-    c.refresh_from_db()
-    assert (c.packets, c.bytes, c.last_hit_at) == (18, 1800, t0 + timedelta(minutes=2))
-    # unchanged raw values: no traffic, last hit stays
-    services.counters_ingest(
-        device=device, counters={rule: {"packets": 3, "bytes": 300}}, at=t0 + timedelta(minutes=3)
-    )
-    c.refresh_from_db()
-    assert c.packets == 18 and c.last_hit_at == t0 + timedelta(minutes=2)
-    # a reboot (boot id changed) with more packets than before: all of them are new
-    services.counters_ingest(
-        device=device,
-        counters={rule: {"packets": 20, "bytes": 2000}},
-        at=t0 + timedelta(minutes=4),
-        reset=True,
-    )
-    c.refresh_from_db()
-    assert c.packets == 38 and c.bytes == 3800
-    services.counters_ingest(device=device, counters={"not-a-uuid": {"packets": 1}}, at=t0)
-    assert RuleCounter.objects.count() == 1

@@ -145,7 +145,7 @@ def test_nat_in_the_wrong_chain_and_family_mix():
     ) in found
     assert any(p == "rulesets[web-baseline].nat[3].out_interface" for p, _, _ in found)
     assert any(
-        p == "rulesets[web-baseline].nat[4]" and "mixes IPv4 and IPv6" in m for p, m, _ in found
+        p == "rulesets[web-baseline].nat[4].to" and "mixes IPv4 and IPv6" in m for p, m, _ in found
     )
     assert any(p == "rulesets[web-baseline].nat[5].to" for p, _, _ in found)
 

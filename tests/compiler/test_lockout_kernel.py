@@ -105,17 +105,22 @@ def test_dnat_of_the_agent_port_and_ssh_spares_management_sources():
 
 
 def _nd_doc(forward: str = "drop") -> PolicyDocument:
-    """Drop defaults everywhere (stateless, so nothing passes as ESTABLISHED), ping allowed."""
+    """Drop defaults everywhere, stateless (nothing passes as ESTABLISHED): the rule sets
+    allow echo requests in and echo replies out, so neighbour discovery gets through only
+    by the ICMPv6 step."""
     return PolicyDocument.from_dict(
         {
             "version": 1,
-            "services": [{"name": "ping6", "protocol": "icmpv6", "icmp_type": "echo-request"}],
+            "services": [
+                {"name": "ping6", "protocol": "icmpv6", "icmp_type": "echo-request"},
+                {"name": "pong6", "protocol": "icmpv6", "icmp_type": "echo-reply"},
+            ],
             "rulesets": [
                 {
                     "name": "ping",
                     "rules": [
                         {"chain": "input", "action": "accept", "services": ["ping6"]},
-                        {"chain": "output", "action": "accept", "protocol": "icmpv6"},
+                        {"chain": "output", "action": "accept", "services": ["pong6"]},
                     ],
                 }
             ],
@@ -132,11 +137,8 @@ def _nd_doc(forward: str = "drop") -> PolicyDocument:
 
 
 def test_neighbour_discovery_works_behind_drop_defaults():
-    """Empty neighbour caches both ways: the ping only gets through if solicitations and
-    advertisements pass the server's INPUT and OUTPUT (its echo replies are allowed, its
-    neighbour advertisements only by the ICMPv6 exception: output allows icmpv6 only after
-    the exception, so the exception is what is tested on input, and drop in output is
-    covered by the rule)."""
+    """With empty neighbour caches both ways, a ping gets an answer only if the client's
+    solicitation passes the server's INPUT and the server's advertisement its OUTPUT."""
     with host_pair("ndpg") as (client, server):
         load(server, compile_device(_nd_doc(), "d", now=cases.NOW))
         for ns in (client, server):

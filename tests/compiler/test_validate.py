@@ -95,8 +95,11 @@ def test_nat_rules():
     assert nat_errors({"type": "masquerade", "out_interface": "eth0", "sources": ["office"]}) == {}
     assert nat_errors({"type": "snat"}) == {"to": ["a snat rule needs `to`"]}
     assert nat_errors({"type": "dnat", "to": "198.18.0.1", "sources": ["2001:2::1"]}) == {
-        NON_FIELD: ["mixes IPv4 and IPv6 addresses"]
+        "to": ["mixes IPv4 and IPv6 addresses: an IPv4 target for IPv6 sources and destinations"]
     }
+    assert nat_errors(
+        {"type": "dnat", "to": "198.18.0.1", "sources": ["2001:2::1"], "destinations": ["10.0.0.1"]}
+    ) == {NON_FIELD: ["mixes IPv4 and IPv6 addresses"]}
     assert list(nat_errors({"type": "dnat", "chain": "postrouting", "to": "198.18.0.1"})) == [
         "chain"
     ]
@@ -154,3 +157,38 @@ def test_same_verdict_and_words_as_the_document_parser(rule):
         if not all(m.startswith("unknown reference") for m in messages)
     }
     assert alone == _document_errors(rule)
+
+
+def test_rates_and_bursts_the_kernel_refuses():
+    """xt_limit: no faster than 10000/s; interval × burst within its 32-bit credits
+    (checked against iptables-legacy on a real kernel: 1/hour takes burst 37, not 38)."""
+    ok = {"chain": "input", "action": "accept"}
+    assert rule_errors({**ok, "rate_limit": "10000/second", "burst": 10000}) == {}
+    assert rule_errors({**ok, "rate_limit": "600000/minute"}) == {}
+    assert rule_errors({**ok, "rate_limit": "1/day", "burst": 1}) == {}
+    assert rule_errors({**ok, "rate_limit": "1/hour", "burst": 31}) == {}
+    too_fast = rule_errors({**ok, "rate_limit": "50000/second"})
+    assert list(too_fast) == ["rate_limit"] and "at most 10000/second" in too_fast["rate_limit"][0]
+    assert list(rule_errors({**ok, "rate_limit": "600001/minute"})) == ["rate_limit"]
+    assert list(rule_errors({**ok, "rate_limit": "1/day"})) == ["rate_limit"]  # iptables' burst 5
+    assert list(rule_errors({**ok, "rate_limit": "1/hour", "burst": 38})) == ["burst"]
+    assert list(rule_errors({**ok, "rate_limit": "1/second", "burst": 10001})) == ["burst"]
+
+
+def test_interface_names_follow_the_kernel():
+    ok = {"chain": "input", "action": "accept"}
+    for name in ("eth0", "eth0123456789ab", "eth0123456789a+", "wg+", "+", "br-lan.10"):
+        assert rule_errors({**ok, "in_interface": name}) == {}, name
+    for name in ("eth0123456789ab+", "eth0123456789abc", "a/b", "a b", "a\tb", ".", "..", "e+th"):
+        assert list(rule_errors({**ok, "in_interface": name})) == ["in_interface"], name
+
+
+def test_nat_names_resolve_through_families_when_given():
+    fams = {"v4": frozenset({4}), "v6": frozenset({6}), "both": frozenset({4, 6})}
+    nat = {"type": "dnat", "to": "198.18.1.10"}
+    assert nat_errors({**nat, "sources": ["v6"]}) == {}  # unresolved: any family
+    assert nat_errors({**nat, "sources": ["v4"]}, families=fams.get) == {}
+    assert nat_errors({**nat, "sources": ["both"]}, families=fams.get) == {}
+    assert list(nat_errors({**nat, "sources": ["v6"]}, families=fams.get)) == ["to"]
+    unknown = nat_errors({**nat, "destinations": ["nosuch"]}, families=fams.get)
+    assert list(unknown) == ["destinations"]

@@ -89,3 +89,51 @@ def test_schema_and_docs_are_served(client):
     assert client.get("/api/schema/").status_code == 200
     docs = client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_one_tag_per_resource(schema):
+    tags = {
+        path: {tag for op in item.values() if isinstance(op, dict) for tag in op.get("tags", ())}
+        for path, item in schema["paths"].items()
+    }
+    assert tags["/api/v1/addresses/"] == {"addresses"}
+    assert tags["/api/v1/address-groups/{id}/"] == {"address-groups"}
+    assert tags["/api/v1/deployments/"] == {"deployments"}
+    assert tags["/api/v1/audit/"] == {"audit"} and tags["/api/v1/tokens/"] == {"tokens"}
+    assert tags["/api/v1/"] == {"root"}
+    assert len(set().union(*tags.values())) >= 15
+    assert "v1" not in set().union(*tags.values())
+
+
+def _component(schema: dict, response: dict) -> str:
+    return response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+
+
+def test_write_operations_document_their_4xx_answers(schema):
+    update = _operation(schema, "/api/v1/rules/{id}/", "patch")["responses"]
+    assert {"400", "401", "403", "404", "412", "415"} <= set(update)
+    assert _component(schema, update["400"]) == "FieldErrors"
+    assert _component(schema, update["412"]) == "ErrorDetail"
+    assert schema["components"]["schemas"]["ErrorDetail"]["required"] == ["detail"]
+    create = _operation(schema, "/api/v1/rules/", "post")["responses"]
+    assert {"400", "403", "415"} <= set(create) and "412" not in create
+    delete = _operation(schema, "/api/v1/addresses/{id}/", "delete")["responses"]
+    assert {"403", "404", "409", "412"} <= set(delete)
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            if method in ("post", "put", "patch", "delete"):
+                assert "403" in op["responses"], (method, path)
+
+
+def test_created_by_is_nullable(schema):
+    for name in ("Deployment", "DeploymentDetail"):
+        assert schema["components"]["schemas"][name]["properties"]["created_by"]["nullable"]
+
+
+def test_paging_documents_both_styles(schema):
+    params = {p["name"] for p in _operation(schema, "/api/v1/addresses/", "get")["parameters"]}
+    assert {"page", "page_size", "limit", "offset"} <= params
+
+
+def test_operation_ids_are_short(schema):
+    assert _operation(schema, "/api/v1/addresses/", "get")["operationId"] == "addresses_list"

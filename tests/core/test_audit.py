@@ -9,20 +9,17 @@ import json
 import pytest
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
-from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.core.management import call_command
+from django.db import transaction
 
 from core.audit.context import audit_context
 from core.audit.models import AuditChainHead, AuditEntry
 from core.audit.services import record, verify
 from rules import services
 from rules.models import AddressObject, Rule, RuleSet
+from tests.core.audit_support import entries, some_entries
 
 pytestmark = pytest.mark.django_db
-
-
-def entries(**filters) -> list[AuditEntry]:
-    return list(AuditEntry.objects.filter(**filters).order_by("seq"))
 
 
 # --- what is recorded -----------------------------------------------------------------------
@@ -208,88 +205,6 @@ def test_a_rolled_back_change_leaves_no_entry_and_a_committed_one_has_one():
     assert verify()["ok"]
 
 
-# --- tamper evidence ----------------------------------------------------------------------------
-
-
-def _some_entries(n: int = 5) -> list[AuditEntry]:
-    for i in range(n):
-        record(
-            "drift_detected", object_type="rules.device", object_id=i, name=f"d{i}", after={"i": i}
-        )
-    return entries()
-
-
-def test_verify_accepts_an_intact_chain_and_links_each_entry():
-    rows = _some_entries()
-    assert verify() == {"ok": True, "checked": len(rows), "first_broken": None}
-    assert rows[0].prev_hash == "0" * 64
-    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
-
-
-@pytest.mark.skipif(
-    connection.vendor == "postgresql", reason="the PostgreSQL trigger refuses the edit first"
-)
-def test_a_direct_sql_edit_is_caught_by_audit_verify():
-    rows = _some_entries()
-    target = rows[2]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_auditentry SET actor = %s WHERE id = %s", ["mallory", target.pk]
-        )
-    result = verify()
-    assert not result["ok"] and result["first_broken"]["seq"] == target.seq
-    assert "edited" in result["first_broken"]["problem"]
-    with pytest.raises(CommandError, match=f"#{target.seq}"):
-        call_command("audit_verify")
-
-
-@pytest.mark.skipif(
-    connection.vendor == "postgresql", reason="the PostgreSQL trigger refuses the delete first"
-)
-def test_deleted_and_inserted_rows_are_caught():
-    rows = _some_entries()
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [rows[-1].pk])
-    assert "deleted" in verify()["first_broken"]["problem"]
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [rows[1].pk])
-    assert verify()["first_broken"]["seq"] == rows[2].seq
-
-
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="SQLite: no trigger, verify detects")
-def test_an_inserted_row_is_caught():
-    rows = _some_entries()
-    forged = AuditEntry.objects.get(pk=rows[3].pk)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_auditentry SET seq = seq + 1000 WHERE seq >= %s", [rows[3].seq]
-        )
-        cursor.execute("UPDATE audit_auditentry SET seq = seq - 999 WHERE seq >= 1000")
-    forged.pk, forged.seq, forged.hash = None, rows[3].seq, "f" * 64
-    AuditEntry.objects.bulk_create([forged])
-    assert verify()["first_broken"]["seq"] == rows[3].seq
-
-
-@pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="the trigger exists on PostgreSQL only"
-)
-def test_postgresql_refuses_update_and_delete_of_entries():
-    from django.db import DatabaseError
-
-    rows = _some_entries(2)
-    for sql in (
-        "UPDATE audit_auditentry SET actor = 'mallory' WHERE id = %s",
-        "DELETE FROM audit_auditentry WHERE id = %s",
-    ):
-        with (
-            pytest.raises(DatabaseError, match="append-only"),
-            transaction.atomic(),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(sql, [rows[0].pk])
-    assert verify()["ok"]
-
-
 def test_no_admin_path_can_change_entries(rf, make_user):
     from django.contrib import admin
 
@@ -384,14 +299,8 @@ def test_list_filters_search_and_per_object_history(api_client_for, users):
     assert api_client_for(None).get("/api/v1/audit/").status_code in (401, 403)
 
 
-def test_verify_endpoint(api_client_for, users):
-    _some_entries(3)
-    body = api_client_for(users["viewer"]).get("/api/v1/audit/verify/").json()
-    assert body["ok"] and body["checked"] == AuditEntry.objects.count()
-
-
 def test_export_streams_csv_and_json_lines(api_client_for, users):
-    _some_entries(4)
+    some_entries(4)
     client = api_client_for(users["viewer"])
     response = client.get("/api/v1/audit/export/", {"format": "csv", "action": "drift_detected"})
     assert response.status_code == 200 and response.streaming

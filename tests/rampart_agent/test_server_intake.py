@@ -75,6 +75,15 @@ def test_malformed_content_length_and_deep_json_are_400(agent):
     assert status == 400
     status, answer, _ = raw.send("POST", "/v1/confirm", raw.signed("POST", "/v1/confirm"))
     assert status == 411 and "Content-Length" in answer["error"]
+    sock = raw.connect()
+    head = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+    sock.sendall(
+        f"POST /v1/confirm HTTP/1.1\r\n{head}Content-Length: 14\r\nContent-Length: 0\r\n\r\n".encode()
+        + body
+    )
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    assert resp.status == 400 and "more than one" in json.loads(resp.read())["error"]
     deep = b"[" * 10_000 + b"]" * 10_000
     for path in ("/v1/confirm", "/v1/apply"):
         hdrs = raw.signed("POST", path, deep)

@@ -12,7 +12,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler import PolicyDocument
+from compiler import PolicyDocument, values
 from compiler.document import fallback_rule_id
 from rules.exporter import export_document, render
 from rules.importer import import_document, load_text
@@ -27,6 +27,7 @@ TEXT = st.text(
 )
 IFACES = st.sampled_from(["eth0", "eth1", "ens3", "br-lan", "wg+", "veth+"])
 STATES = ["new", "established", "related", "invalid", "untracked"]
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 @st.composite
@@ -234,11 +235,11 @@ def rules(draw, fam: dict[str, set[int]], proto_of: dict[str, set[str]]) -> dict
         if draw(st.booleans()):
             rule["log_prefix"] = draw(st.from_regex(r"[A-Za-z0-9 :_-]{1,20}", fullmatch=True))
     if draw(st.booleans()):
-        rule["rate_limit"] = (
-            f"{draw(st.integers(1, 999))}/{draw(st.sampled_from(['second', 'minute', 'hour', 'day']))}"
-        )
-        if draw(st.booleans()):
-            rule["burst"] = draw(st.integers(1, 10000))
+        count, unit = draw(st.integers(1, 999)), draw(st.sampled_from(list(UNIT_SECONDS)))
+        rule["rate_limit"] = f"{count}/{unit}"
+        most = min(10000, values.LIMIT_SPAN_MAX * count // UNIT_SECONDS[unit])  # kernel bound
+        if most < values.LIMIT_BURST_DEFAULT or draw(st.booleans()):
+            rule["burst"] = draw(st.integers(1, most))
     if draw(st.booleans()):
         rule["comment"] = draw(TEXT)
     if draw(st.booleans()):

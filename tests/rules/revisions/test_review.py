@@ -20,10 +20,13 @@ pytestmark = pytest.mark.django_db
 def test_edits_become_pending_and_only_approved_revisions_deploy(guarded, users, make_user):
     rs = guarded
     base = latest(rs)
+    assert base.status == RevisionStatus.PENDING  # recorded before approval was switched on
     edit_as(users["operator"], rs, comment="one")
     pending = latest(rs)
     assert pending.status == RevisionStatus.PENDING and pending.author == users["operator"]
-    assert revisions.deployable_revision(rs) == base  # the draft recorded before approval was on
+    base.refresh_from_db()
+    assert base.status == RevisionStatus.SUPERSEDED  # the new pending change contains it
+    assert revisions.deployable_revision(rs) is None  # nothing was ever approved
     with pytest.raises(PermissionDenied, match="you cannot review"):
         revisions.revision_approve(revision=pending, reviewer=users["operator"])
     with pytest.raises(PermissionDenied, match="only approvers"):
@@ -68,6 +71,26 @@ def test_rejecting_needs_a_comment_and_keeps_the_approved_revision(guarded, user
     revisions.revision_reject(revision=bad, reviewer=users["approver"], comment="drops all traffic")
     assert revisions.deployable_revision(rs) == approved
     assert AuditEntry.objects.get(action="revision_reject").reason == "drops all traffic"
+
+
+def test_switching_approval_on_holds_the_latest_draft_until_approved(policy, users):
+    edit_as(users["operator"], policy, comment="one")
+    edit_as(users["operator"], policy, comment="two")
+    *_, older, draft = policy.revisions.order_by("number")
+    assert draft.status == RevisionStatus.DRAFT
+    assert revisions.deployable_revision(policy) == draft
+    policy.requires_approval = True
+    with as_user(users["operator"]):
+        services.object_save(policy)
+    draft.refresh_from_db()
+    older.refresh_from_db()
+    assert draft.status == RevisionStatus.PENDING and older.status == RevisionStatus.DRAFT
+    assert revisions.deployable_revision(policy) is None
+    assert not revisions.is_deployable(older, policy) and not revisions.is_deployable(draft, policy)
+    entry = AuditEntry.objects.filter(object_type="rules.rulesetrevision", action="update").last()
+    assert entry.object_id == str(draft.pk) and entry.after["status"] == "pending"
+    approved = revisions.revision_approve(revision=draft, reviewer=users["approver"])
+    assert revisions.deployable_revision(policy) == approved
 
 
 def test_only_an_admin_can_turn_approval_off(guarded, users):

@@ -2,7 +2,8 @@
 
 Order matters (POLICY-FORMAT.md, "Meaning" step 5: group order, then each group's rule set
 order, then the device's own), so each setter replaces the whole list in one transaction.
-Kept apart from the deploy machinery: these are policy-target edits made through the API.
+A device's own lists are written through `device_changes`, which holds them for approval
+where the device's rule sets require it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rules.models import (
 )
 
 
-def _resolve(model: type[Model], names: Sequence[str], field: str) -> list[Model]:
+def resolve_names(model: type[Model], names: Sequence[str], field: str) -> list[Model]:
     """The named objects, in the given order; a field-keyed error for unknown or repeated names."""
     if not isinstance(names, (list, tuple)):
         raise ValidationError({field: [f"must be a list of {model._meta.verbose_name} names"]})
@@ -58,7 +59,7 @@ def _replace(
 @transaction.atomic
 def device_set_groups(*, device: Device, groups: Sequence[str]) -> None:
     """Set the device's groups, in order (their rule sets apply before the device's own)."""
-    targets = _resolve(DeviceGroup, groups, "groups")
+    targets = resolve_names(DeviceGroup, groups, "groups")
     current = list(device.group_links.order_by("position", "id").values_list("group_id", flat=True))
     _replace(
         device.group_links,
@@ -71,7 +72,7 @@ def device_set_groups(*, device: Device, groups: Sequence[str]) -> None:
 @transaction.atomic
 def device_set_rulesets(*, device: Device, rulesets: Sequence[str]) -> None:
     """Set the device's own rule sets, in order."""
-    targets = _resolve(RuleSet, rulesets, "rulesets")
+    targets = resolve_names(RuleSet, rulesets, "rulesets")
     current = list(
         device.ruleset_links.order_by("position", "id").values_list("ruleset_id", flat=True)
     )
@@ -86,7 +87,7 @@ def device_set_rulesets(*, device: Device, rulesets: Sequence[str]) -> None:
 @transaction.atomic
 def device_group_set_rulesets(*, group: DeviceGroup, rulesets: Sequence[str]) -> None:
     """Set a device group's rule sets, in order."""
-    targets = _resolve(RuleSet, rulesets, "rulesets")
+    targets = resolve_names(RuleSet, rulesets, "rulesets")
     current = list(
         group.ruleset_links.order_by("position", "id").values_list("ruleset_id", flat=True)
     )
