@@ -69,7 +69,7 @@ test-postgres: $(BIN)/.installed-test
 	else echo "PostgreSQL not reachable at $(PG_URL): PostgreSQL pass skipped"; fi
 
 # Fault injection (docs/operations-faults.md), not part of `make test`: a real worker on Redis
-# (127.0.0.1:6379/14, and a private redis-server it restarts) killed with -9, the broker
+# (127.0.0.1:6379/13, and a private redis-server it restarts) killed with -9, the broker
 # restarted without persistence, hung agents; and, as root, kill -9 of the agent mid-apply.
 # About 6 minutes.
 test-faults: $(BIN)/.installed-test

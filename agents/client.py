@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from compiler.document.parse_probes import worst_case_seconds
 from rampart_agent import protocol
 
 log = logging.getLogger("rampart.deploy")
@@ -252,12 +253,16 @@ class AgentClient:
         *,
         fresh: bool = False,
         connect_timeout: float | None = None,
+        read_extra: float = 0.0,
     ) -> AgentResponse:
         """One signed request; returns only a verified answer, raises AgentError otherwise.
 
         `fresh`: on a connection of its own (TCP and TLS handshake), closed after it.
+        `read_extra`: seconds the agent may spend before it answers beyond the usual (the
+        apply's health probes).
         """
-        timeout = self.timeout if connect_timeout is None else (connect_timeout, self.timeout[1])
+        connect = self.timeout[0] if connect_timeout is None else connect_timeout
+        timeout = (connect, self.timeout[1] + read_extra)
         body = b"" if payload is None else protocol.canonical_json(payload)
         headers = protocol.sign_request(self.key, method, path, body)
         nonce = headers[protocol.HEADER_NONCE]
@@ -343,6 +348,7 @@ class AgentClient:
                     "confirm_timeout": confirm_timeout,
                     "probes": probes or [],
                 },
+                read_extra=worst_case_seconds(probes or []),
             ).body
         finally:
             _drop_session(self.base_url, self.fingerprint)

@@ -78,9 +78,12 @@ class DevicePolicy:
         with gc_paused():
             return lower_device(self.document, self.device.name, self.options, self.now)
 
-    def tracer(self) -> Tracer:
-        """Traces as the kernel answers now: an expired rule's time match no longer matches."""
-        return Tracer(self.program(), now=timezone.now())
+    def tracer(self, local_addresses: tuple[str, ...] = ()) -> Tracer:
+        """Traces as the kernel answers now: an expired rule's time match no longer matches.
+        The device's own addresses (NAT's addrtype LOCAL, the route after a DNAT): its
+        `address`, where its agent listens, and `local_addresses`."""
+        local = (self.device.address, *local_addresses)
+        return Tracer(self.program(), now=timezone.now(), local_addresses=local)
 
     def failed_assertions(self) -> list[str]:
         """Messages of the device's rule set assertions that fail against this policy."""

@@ -265,7 +265,9 @@ class Tracer:
         if packet.state != "new":
             result = self.filter(packet)
             result.notes.append(
-                f"state {packet.state}: the nat chains are not traversed (netfilter NATs "
+                "state untracked: the nat chains are not traversed (NAT needs conntrack)"
+                if packet.state == "untracked"
+                else f"state {packet.state}: the nat chains are not traversed (netfilter NATs "
                 "a connection's first packet only; conntrack applies the mapping it got then)"
             )
             return result

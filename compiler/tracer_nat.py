@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .document import parse_nat_target
+from .errors import FieldError, PacketError
 from .ir import DNAT, JUMP, MASQUERADE, SNAT, Program, Rule, Table
 from .render_iptables import render_rule
 
@@ -79,6 +80,21 @@ class LocalAddresses:
     def holds(self, packet: Packet) -> bool:
         """Whether `packet`'s destination is local (the trace's addrtype test)."""
         return packet.chain == "input" or packet.destination in self
+
+
+def parse_local_addresses(text: str | None, key: str = "local_addresses") -> tuple[str, ...]:
+    """Addresses or networks separated by commas or spaces, as the API and the dashboard
+    take them; `PacketError` naming `key` for each one that is not an address."""
+    items = tuple((text or "").replace(",", " ").split())
+    bad = []
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            bad.append(FieldError(key, f"invalid address {item!r}"))
+    if bad:
+        raise PacketError(bad)
+    return items
 
 
 def _new_port(ports: tuple[int, int] | None, port: int | None) -> int | None:

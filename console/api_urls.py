@@ -27,6 +27,7 @@ class RootView(ApiRootView):
         "validate": "validate",
         "audit": "audit-list",
         "tokens": "token-list",
+        "users": "user-list",
         "me": "me",
     }
 

@@ -7,6 +7,7 @@ REDIS_URL, SECRET_KEY and ALLOWED_HOSTS (see README).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -198,8 +199,13 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/minute", "enroll": "30/minute"},
 }
+# API tokens (core/accounts/services/tokens.py): lifetime in days when none is asked for
+# (0: never expires), the longest one may ask for (0: no maximum), which roles may own one.
+RAMPART_TOKEN_TTL_DAYS = env.int("RAMPART_TOKEN_TTL_DAYS", default=90)
+RAMPART_TOKEN_MAX_TTL_DAYS = env.int("RAMPART_TOKEN_MAX_TTL_DAYS", default=365)
+RAMPART_TOKEN_ROLES = env.list("RAMPART_TOKEN_ROLES", default=["operator", "approver", "admin"])
 REST_KNOX = {
-    "TOKEN_TTL": None,
+    "TOKEN_TTL": timedelta(days=RAMPART_TOKEN_TTL_DAYS) if RAMPART_TOKEN_TTL_DAYS else None,
     "AUTH_HEADER_PREFIX": "Token",
     "AUTO_REFRESH": False,
 }

@@ -86,12 +86,24 @@ def if_match_allows(header: str | None, current: str) -> bool:
 
 
 class ETagMixin:
-    """GET of an object answers its ETag (and 304 to a matching If-None-Match); PUT, PATCH
-    and DELETE with an If-Match that does not name the current ETag answer 412 and change
-    nothing. The check and the write run in one transaction holding the object's row lock,
-    so of two clients writing with the same ETag exactly one succeeds."""
+    """GET of an object answers its ETag, and 304 to an If-None-Match naming it (a poller's
+    cheap "changed since?"). For read-only objects; writable ones use ETagWriteMixin."""
 
-    uses_etags = True  # core.api_schema documents If-Match and 412 for these views
+    uses_etags = True  # core.api_schema documents the ETag (and If-Match/412 on writes)
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        instance = self.get_object()
+        data = self.get_serializer(instance).data
+        tag = etag_of(data)
+        if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+        return Response(data, headers={"ETag": tag})
+
+
+class ETagWriteMixin(ETagMixin):
+    """PUT, PATCH and DELETE with an If-Match that does not name the current ETag answer 412
+    and change nothing. The check and the write run in one transaction holding the object's
+    row lock, so of two clients writing with the same ETag exactly one succeeds."""
 
     def current_etag(self, instance: Model) -> str:
         return etag_of(self.get_serializer(instance).data)
@@ -109,14 +121,6 @@ class ETagMixin:
         instance = self.get_object()
         type(instance)._default_manager.select_for_update().filter(pk=instance.pk).exists()
         return self.get_object()
-
-    def retrieve(self, request: Request, *args, **kwargs) -> Response:
-        instance = self.get_object()
-        data = self.get_serializer(instance).data
-        tag = etag_of(data)
-        if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
-        return Response(data, headers={"ETag": tag})
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         partial = kwargs.pop("partial", False)
@@ -136,7 +140,7 @@ class ETagMixin:
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ServiceModelViewSet(ETagMixin, viewsets.ModelViewSet):
+class ServiceModelViewSet(ETagWriteMixin, viewsets.ModelViewSet):
     """A model viewset whose writes go through services.
 
     A domain's base class sets `delete_service`, and may set `write_scope` (what wraps a

@@ -3,9 +3,13 @@ their bodies, so a generated client can parse an error instead of failing on it.
 
 The codes follow from what the platform does, not from per-view lists: a body can be
 refused (400 field errors, 415 not JSON), a signed-out caller gets 401 and a role without
-the right 403, a path naming an object 404, a stale If-Match 412 (views with `uses_etags`: core.api_base), a reused
-Idempotency-Key 422 or 409 (core.idempotency), an unknown list parameter 400 (core.api).
-A view's own `@extend_schema(responses=...)` wins for the codes it names.
+the right 403, a path naming an object 404, a stale If-Match 412 (views with `uses_etags`,
+core.api_base), a reused Idempotency-Key 422 or 409 (core.idempotency), an unknown list
+parameter 400 (core.api). A view's own `@extend_schema(responses=...)` wins for the codes
+it names.
+
+This module imports nothing of core.api_base: DRF imports it (DEFAULT_SCHEMA_CLASS) while
+core.api_base's decorators are being applied.
 """
 
 from __future__ import annotations
@@ -38,8 +42,12 @@ IF_MATCH = OpenApiParameter(
     "since. Without it the write proceeds (the last writer wins).",
 )
 ETAG_NOTE = (
-    "The answer carries the object's `ETag`; send it back as `If-Match` on PUT, PATCH or "
-    "DELETE to refuse the write (412) if someone changed the object in between."
+    "The answer carries the object's `ETag`; `If-None-Match` with it answers 304 while the "
+    "object is unchanged."
+)
+IF_MATCH_NOTE = (
+    "Send the ETag back as `If-Match` on PUT, PATCH or DELETE to refuse the write (412) if "
+    "someone changed the object in between."
 )
 
 
@@ -95,10 +103,16 @@ class AutoSchema(openapi.AutoSchema):
 
     def get_description(self) -> str:
         description = super().get_description()
-        is_retrieve = getattr(self.view, "action", None) == "retrieve"
-        if getattr(self.view, "uses_etags", False) and (is_retrieve or self._is_etag_write()):
-            return f"{description}\n\n{ETAG_NOTE}".strip()
-        return description
+        if not getattr(self.view, "uses_etags", False):
+            return description
+        writable = hasattr(self.view, "update") or hasattr(self.view, "destroy")
+        if self.method.upper() == "GET" and not self._is_list_view():
+            note = f"{ETAG_NOTE} {IF_MATCH_NOTE}" if writable else ETAG_NOTE
+        elif self._is_etag_write():
+            note = IF_MATCH_NOTE
+        else:
+            return description
+        return f"{description}\n\n{note}".strip()
 
     def _get_response_bodies(self, direction: str = "response") -> dict:
         responses = super()._get_response_bodies(direction)

@@ -17,15 +17,20 @@ includes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
+from rampart_agent.bundle import Bundle
 from rampart_agent.dataplane import LiveFamily, LiveRule, LiveTable
 from rampart_agent.ruleset import Table, edit_span
 from rampart_agent.state import COUNTERS_FILE, StateDir
+from rampart_contract.naming import FAMILIES
 
 KEEP_RESETS = 16  # resets the status lists: the console polls every minute
 NOT_RULES = ("sys", "jump")  # tag kinds of kernel rules that are not a policy rule's
+
+TAG_RE = re.compile(r"rpt:([^:\s\"']+):")
 
 Counts = dict[str, list[int]]  # rule uuid -> [packets, bytes]
 
@@ -95,6 +100,16 @@ def lost_in_family(live: LiveFamily) -> Counts:
     return lost
 
 
+def rule_uuids(bundle: Bundle) -> set[str]:
+    """The rule uuids a bundle's rules are tagged with (one regex pass over its text)."""
+    return {
+        uuid
+        for family in FAMILIES
+        for uuid in TAG_RE.findall(bundle.raw.get(f"iptables_{family}") or "")
+        if uuid not in NOT_RULES
+    }
+
+
 def merge(into: Counts, more: Counts) -> None:
     for uuid, (p, b) in more.items():
         c = into.setdefault(uuid, [0, 0])
@@ -115,11 +130,22 @@ class CounterLedger:
             return {"boot_id": self.boot_id, "generation": 0, "resets": []}
         return rec
 
-    def record(self, lost: Counts, at: float) -> dict[str, Any] | None:
-        """Note a reset that took `lost` from the kernel; the reset (None: nothing lost)."""
-        taken = {u: {"packets": p, "bytes": b} for u, (p, b) in lost.items() if p or b}
+    def record(self, lost: Counts, at: float, holds: Bundle | None) -> dict[str, Any] | None:
+        """Note a reset that took `lost` from the kernel; the reset (None: nothing lost).
+
+        A rule that `holds` (the bundle the kernel now holds; None: unknown) no longer has
+        is `gone`: its lost counts are its final count, which the console credits at once
+        (no later reading of it will come)."""
+        taken: dict[str, dict[str, Any]] = {
+            u: {"packets": p, "bytes": b} for u, (p, b) in lost.items() if p or b
+        }
         if not taken:
             return None
+        if holds is not None:
+            present = rule_uuids(holds)
+            for uuid, entry in taken.items():
+                if uuid not in present:
+                    entry["gone"] = True
         rec = self._read()
         entry = {"generation": int(rec["generation"]) + 1, "at": at, "lost": taken}
         rec = {

@@ -28,7 +28,7 @@ from typing import Any
 from rampart_agent.apply_request import parse_apply
 from rampart_agent.background import Background
 from rampart_agent.bundle import Bundle
-from rampart_agent.counters import CounterLedger, Counts
+from rampart_agent.counters import CounterLedger
 from rampart_agent.dataplane import Dataplane, XtablesLockBusy
 from rampart_agent.drift import kernel_matches
 from rampart_agent.errors import AgentError
@@ -165,21 +165,17 @@ class Engine(StatusReport):
             raise AgentError(503, f"{exc}; nothing was changed", result="failed") from exc
         self.metrics.lock_waited(waited)
 
-        lost: Counts = {}
-        try:
-            journalled(
-                self.dp,
-                self.state,
-                old,
-                new,
-                full=full,
-                keep_sets=keep_sets,
-                repair_to=repair_to,
-                now=self.clock.time,
-                lost=lost,
-            )
-        finally:  # a repaired or failed apply rewrote chains too
-            reset = self.counters.record(lost, self.clock.time())
+        reset = journalled(
+            self.dp,
+            self.state,
+            old,
+            new,
+            full=full,
+            keep_sets=keep_sets,
+            repair_to=repair_to,
+            now=self.clock.time,
+            ledger=self.counters,
+        )
         self.store.keep(new)
         self.metrics.loaded(new)
         self.state.write_json(LIVE_FILE, new_record, durable=False)

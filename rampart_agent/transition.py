@@ -13,10 +13,18 @@ import logging
 import os
 import subprocess
 from collections.abc import Callable
+from typing import Any
 
 from rampart_agent.bundle import Bundle
-from rampart_agent.counters import Counts, losing_chains, lost_in_family, lost_in_table, merge
-from rampart_agent.dataplane import Dataplane, DataplaneError, LiveFamily
+from rampart_agent.counters import (
+    CounterLedger,
+    Counts,
+    losing_chains,
+    lost_in_family,
+    lost_in_table,
+    merge,
+)
+from rampart_agent.dataplane import Dataplane, DataplaneError, LiveFamily, LiveTable
 from rampart_agent.errors import AgentError
 from rampart_agent.ruleset import (
     SetBlock,
@@ -47,11 +55,16 @@ def journalled(
     keep_sets: set[str],
     repair_to: Bundle,
     now: Callable[[], float],
-    lost: Counts,
-) -> None:
+    ledger: CounterLedger,
+) -> dict[str, Any] | None:
     """`transition` under the apply journal. If the kernel refuses `new`, it is repaired
     to `repair_to` and AgentError says why; if even that fails, the journal stays for the
-    next start to finish the repair. The caller removes the journal after success."""
+    next start to finish the repair. The caller removes the journal after success.
+
+    Whatever the outcome, the counts the rewritten rules held go to `ledger`; returned:
+    the counter reset (None: no rule lost a count).
+    """
+    lost: Counts = {}
 
     def journal() -> None:
         # Written while the restore tool parses, before anything reaches the kernel.
@@ -78,12 +91,15 @@ def journalled(
                 dp, new, repair_to, full=True, keep_sets=keep_sets, before_kernel=journal, lost=lost
             )
         except KERNEL_ERRORS as exc2:
+            ledger.record(lost, now(), holds=None)  # the kernel holds a mix
             log.critical("repair failed too (journal kept for the next start): %s", exc2)
             raise AgentError(
                 500, f"apply failed ({exc}) and repair failed ({exc2})", result="failed"
             ) from exc2
         state.remove(JOURNAL_FILE, durable=False)
+        ledger.record(lost, now(), holds=repair_to)
         raise AgentError(422, f"kernel refused the bundle: {exc}", result="failed") from exc
+    return ledger.record(lost, now(), holds=new)
 
 
 def transition(
@@ -225,8 +241,9 @@ def plan_family(
                 continue
             if lost is not None:
                 losing = losing_chains(old_t, new_t, inplace_limit=dp.inplace_limit)
-                if losing:  # a read (a fork) only when rules lose their counters
-                    merge(lost, lost_in_table(dp.read(family, [tname]).get(tname), losing))
+                if losing:  # a read only when rules lose their counters: those chains
+                    held = dp.read_chains(family, tname, losing)
+                    merge(lost, lost_in_table(LiveTable(chains=held), losing))
             if dp.reads_jumps_in_process:  # python-iptables: ~0.15 ms, no fork
                 builtins = {b for b, js in new_t.jumps.items() if js}
                 if old_t is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
 
 from compiler import nets as N
 from core.accounts import roles
@@ -24,11 +24,18 @@ Interval = tuple[int, int, int]  # family, first, last
 
 
 def configured_sources() -> list[str]:
-    """`RAMPART_CONSOLE_SOURCES` as a list of CIDRs (empty when unset)."""
+    """`RAMPART_CONSOLE_SOURCES` as a list of CIDRs (empty when unset); a bad entry is a
+    configuration error, never a source silently left out."""
     raw = settings.RAMPART.get("CONSOLE_SOURCES") or []
     if isinstance(raw, str):
         raw = raw.split(",")
-    return [item.strip() for item in raw if item and item.strip()]
+    out = [item.strip() for item in raw if item and item.strip()]
+    for item in out:
+        try:
+            N.parse(item)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"RAMPART_CONSOLE_SOURCES: {item!r}: {exc}") from exc
+    return out
 
 
 def console_sources(device: Device) -> list[str]:

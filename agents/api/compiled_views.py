@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from agents.device_policy import DevicePolicy, NothingDeployed, Target, device_policy
 from compiler import CompilerError, Packet, analyse_device
 from compiler.diff import chain_diff, unified_diff
+from compiler.tracer_nat import parse_local_addresses
 from core.accounts.permissions import CanView
 from core.api import validation_detail
 from rules.models import Device
@@ -127,16 +128,34 @@ class DeviceBundleView(APIView):
         return Response(body)
 
 
+def _field_errors(exc: ValueError, errors: dict[str, list[str]]) -> None:
+    """A `PacketError`'s messages per field into `errors` (any other: non_field_errors)."""
+    found = getattr(exc, "errors", [])
+    for error in found:
+        errors.setdefault(error.path, []).append(error.message)
+    if not found:
+        errors.setdefault("non_field_errors", []).append(str(exc))
+
+
 @extend_schema(
     summary="Trace a packet through a device's compiled policy",
     description="Walks the compiled chains as netfilter does and returns the verdict, "
     "the rule that decided it and the path. By default it traces what the agent holds "
     "(`target=deployed`). `protocol` tcp|udp|icmp|icmpv6, `state` "
     "new|established|related|invalid|untracked (default new), `chain` "
-    "input|forward|output (default input).",
+    "input|forward|output (default input). A new connection passes the nat table first: "
+    "`nat` lists each NAT step (hook, chain, rule, tag, before → after), and `chain` is "
+    "the filter chain walked (a DNAT to another host turns input into forward).",
     parameters=[
         target_parameter(Target.DEPLOYED),
         *(OpenApiParameter(name, OpenApiTypes.STR) for name in TRACE_PARAMS),
+        OpenApiParameter(
+            "local_addresses",
+            OpenApiTypes.STR,
+            description="more addresses of the device besides its `address` (comma "
+            "separated): where a DNAT to one of them is delivered locally, and what the "
+            "management exemption's addrtype LOCAL matches",
+        ),
     ],
     responses={
         200: OpenApiTypes.OBJECT,
@@ -150,21 +169,23 @@ class DeviceTraceView(APIView):
 
     def get(self, request, pk):
         device = get_object_or_404(Device, pk=pk)
-        allowed = {*TRACE_PARAMS, "format", "target"}
+        allowed = {*TRACE_PARAMS, "format", "target", "local_addresses"}
         unknown = sorted(set(request.query_params) - allowed)
         errors: dict[str, list[str]] = {k: ["unknown parameter"] for k in unknown}
+        local: tuple[str, ...] = ()
+        try:
+            local = parse_local_addresses(request.query_params.get("local_addresses"))
+        except ValueError as exc:
+            _field_errors(exc, errors)
         try:
             packet = Packet.from_params({k: request.query_params.get(k) for k in TRACE_PARAMS})
         except ValueError as exc:
-            for error in getattr(exc, "errors", []):
-                errors.setdefault(error.path, []).append(error.message)
-            if not errors:
-                errors["non_field_errors"] = [str(exc)]
+            _field_errors(exc, errors)
         if errors:
             return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         try:
             policy = policy_for(request, device, Target.DEPLOYED)
-            result = policy.tracer().trace(packet)
+            result = policy.tracer(local).trace(packet)
         except PolicyRefused as exc:
             return exc.response
         except CompilerError as exc:

@@ -8,6 +8,7 @@ keeps a baseline (`last_raw_*`) and the last generation applied to it:
 
 - a reset lowers the baseline by the lost counts (applied once: generation above the
   rule's), so the next reading's growth includes the hits not polled before the reset;
+  a rule the reset removed for good (`gone`) is credited its final count at once;
 - a reading adds its growth over the baseline, and becomes the baseline; a reading of an
   earlier generation than the rule's is stale (taken before a reset already applied);
 - a new boot starts every baseline at zero; a reading below the baseline without a
@@ -49,7 +50,7 @@ class Epoch:
 
     boot: str = ""
     generation: int | None = None
-    resets: list[tuple[int, Counts]] = field(default_factory=list)
+    resets: list[tuple[int, Counts, set[str]]] = field(default_factory=list)  # +gone
     reported: bool = False  # False: an agent that does not report resets
 
 
@@ -75,8 +76,10 @@ def _epoch(device: Device, raw: Any, generation: int | None) -> Epoch:
     resets = []
     for entry in raw.get("resets") or ():
         try:
-            resets.append((int(entry["generation"]), _counts(device, entry.get("lost"))))
-        except (KeyError, TypeError, ValueError):
+            lost = entry.get("lost") or {}
+            gone = {str(k) for k, v in lost.items() if isinstance(v, dict) and v.get("gone")}
+            resets.append((int(entry["generation"]), _counts(device, lost), gone))
+        except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("device %s: ignoring malformed counter reset %r", device.name, entry)
     return Epoch(str(raw.get("boot_id") or ""), generation, sorted(resets), reported=True)
 
@@ -99,15 +102,26 @@ def _advance(
         c.counter_boot = epoch.boot
     elif reset:
         c.last_raw_packets = c.last_raw_bytes = 0
-    for generation, lost in epoch.resets:
+    for generation, lost, gone in epoch.resets:
         if generation > c.counter_generation and key in lost:
-            c.last_raw_packets -= lost[key][0]
-            c.last_raw_bytes -= lost[key][1]
+            if key in gone:  # no longer deployed: its final count, credited now
+                _read(c, lost[key], at)
+                c.last_raw_packets = c.last_raw_bytes = 0
+            else:  # the next reading's growth includes what it had not polled
+                c.last_raw_packets -= lost[key][0]
+                c.last_raw_bytes -= lost[key][1]
             c.counter_generation = generation
     if reading is None:
         return
     if epoch.generation is not None and epoch.generation < c.counter_generation:
         return  # read before a reset already applied: the next reading says more
+    _read(c, reading, at)
+    if epoch.generation is not None:
+        c.counter_generation = epoch.generation
+
+
+def _read(c: RuleCounter, reading: tuple[int, int], at: datetime) -> None:
+    """Add a reading's growth over the baseline; it becomes the baseline."""
     packets, nbytes = reading
     if packets < c.last_raw_packets or nbytes < c.last_raw_bytes:  # zeroed unannounced
         grew_p, grew_b = packets, nbytes
@@ -118,8 +132,6 @@ def _advance(
     if grew_p > 0:
         c.last_hit_at = at
     c.last_raw_packets, c.last_raw_bytes = packets, nbytes
-    if epoch.generation is not None:
-        c.counter_generation = epoch.generation
 
 
 def _state(c: RuleCounter) -> tuple:
@@ -127,7 +139,7 @@ def _state(c: RuleCounter) -> tuple:
 
 
 def _ingest(device: Device, readings: Counts, epoch: Epoch, at: datetime, reset: bool) -> int:
-    keys = set(readings) | {k for _, lost in epoch.resets for k in lost}
+    keys = set(readings) | {k for _, lost, _ in epoch.resets for k in lost}
     if not keys:
         return 0
     new: list[RuleCounter] = []

@@ -20,6 +20,7 @@ PROBE_TYPES = ("tcp", "icmp", "http")
 MIN_TIMEOUT = 0.1  # seconds
 MAX_TIMEOUT = 30.0
 MAX_PROBES = 10  # per device (or group): the apply's answer waits for all of them
+DEFAULT_TIMEOUT = 2.0  # the agent's, when a probe gives none
 _KEYS = {
     "tcp": {"type", "host", "port", "timeout"},
     "icmp": {"type", "host", "timeout"},
@@ -130,3 +131,16 @@ class ProbeParser(ParserBase):
         if len(self.errors) != n_errors:
             return None
         return Probe(kind, host, port, url, status, timeout)
+
+
+def worst_case_seconds(probes: list[dict]) -> float:
+    """How long the agent may spend on `probes` (in the apply request's form) before it
+    answers: the console's read timeout of an apply adds it. A TCP probe waits its timeout
+    once; ICMP `ping` its timeout and 2 s of process slack (host.run_probe); HTTP its
+    timeout on the connect, the TLS handshake and the answer."""
+    total = 0.0
+    for probe in probes:
+        timeout = float(probe.get("timeout") or DEFAULT_TIMEOUT)
+        total += {"tcp": timeout, "icmp": timeout + 2}.get(str(probe.get("type")), 3 * timeout)
+        total += 0.5
+    return total

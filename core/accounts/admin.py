@@ -11,14 +11,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from knox.models import AuthToken
 
 from core.accounts import roles
-from core.accounts.services import MAX_DAYS, token_create
+from core.accounts.errors import TokenRoleRefused
+from core.accounts.services import token_create
 
 User = get_user_model()
 
@@ -27,9 +28,8 @@ class TokenCreateForm(forms.Form):
     user = forms.ModelChoiceField(queryset=User.objects.order_by("username"))
     expires_in_days = forms.IntegerField(
         min_value=1,
-        max_value=MAX_DAYS,
         required=False,
-        help_text="Leave empty for a token that never expires.",
+        help_text="Leave empty for the default lifetime (RAMPART_TOKEN_TTL_DAYS).",
     )
 
 
@@ -63,9 +63,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
             "title": "Create an API token",
         }
         if request.method == "POST" and form.is_valid():
-            token, key = token_create(
-                user=form.cleaned_data["user"], expires_in_days=form.cleaned_data["expires_in_days"]
-            )
+            try:
+                token, key = token_create(
+                    user=form.cleaned_data["user"],
+                    expires_in_days=form.cleaned_data["expires_in_days"],
+                )
+            except TokenRoleRefused as exc:
+                form.add_error("user", str(exc))
+                return TemplateResponse(request, "admin/accounts/token_add.html", context)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+                return TemplateResponse(request, "admin/accounts/token_add.html", context)
             self.log_addition(request, token, [{"added": {}}])
             context.update(title="API token created", token=token, key=key)
             # admin_view() marks the response never_cache: the key stays out of caches too.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from . import roles
+from .services.tokens import may_mint, mint_refusal
 
 
 class _RolePermission(BasePermission):
@@ -49,3 +50,18 @@ class IsAuthenticatedSelf(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated)
+
+
+class CanMintToken(BasePermission):
+    """Creating an API token: only roles listed in RAMPART_TOKEN_ROLES (the 403 names it)."""
+
+    message = "Your roles may not create API tokens (set by RAMPART_TOKEN_ROLES)."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if may_mint(user):
+            return True
+        self.message = mint_refusal(user)
+        return False

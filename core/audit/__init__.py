@@ -1,10 +1,12 @@
-"""The audit log: who changed what, when, from where; hash-chained and append-only.
+"""The audit log: who changed what, when, from where; MAC-chained, anchored, append-only.
 
 Public API (import from the submodules; `record`/`record_objects` are re-exported lazily so
 that importing this package never loads models before the app registry is ready):
 
 - `record(action, obj=None, ...)` / `record_objects(action, objs, ...)` — services.py
 - `audit_context(actor=..., channel=...)` — context.py
+- `verify()` / `run_verification()` / `write_checkpoint()` — verification.py (docs/audit.md)
+- `audit_status()` — selectors.py: the last check and checkpoint, for the overview and /metrics
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ class AuditEntryList(generics.ListAPIView):
 
 
 class AuditEntryDetail(ETagMixin, generics.RetrieveAPIView):
+    """One audit entry."""
+
     permission_classes = [CanView]
     serializer_class = AuditEntrySerializer
     queryset = AuditEntry.objects.all()
@@ -61,7 +63,8 @@ class ChainBreakSerializer(serializers.Serializer):
 
 class VerifyResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
-    checked = serializers.IntegerField()
+    checked = serializers.IntegerField(help_text="entries intact before the first break")
+    walked = serializers.IntegerField(help_text="entries examined")
     break_count = serializers.IntegerField()
     breaks = ChainBreakSerializer(many=True)
     first_broken = ChainBreakSerializer(allow_null=True)

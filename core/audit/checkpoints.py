@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+import syslog
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,6 +127,13 @@ def directory_sink(cp: Checkpoint) -> None:
 def log_sink(cp: Checkpoint) -> None:
     """Log on `rampart.audit.checkpoint`: point a SysLogHandler at it to keep a copy off-host."""
     logger.info("audit checkpoint %s", cp.line())
+
+
+def syslog_sink(cp: Checkpoint) -> None:
+    """Straight to the local syslog daemon (facility AUTHPRIV, tag `rampart-audit`), which
+    can forward it off the host whatever the console's logging configuration says."""
+    syslog.openlog("rampart-audit", 0, syslog.LOG_AUTHPRIV)
+    syslog.syslog(syslog.LOG_NOTICE, f"audit checkpoint {cp.line()}")
 
 
 def configured_sinks() -> list[Sink]:

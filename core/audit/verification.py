@@ -28,6 +28,7 @@ from .models import GENESIS_HASH, AuditChainHead, AuditEntry, AuditVerification
 log = logging.getLogger("rampart.audit")
 MAX_LISTED_BREAKS = 10_000  # every break is counted; this many are listed (memory bound)
 STORED_BREAKS = 100  # listed in the stored verification row
+KEPT_VERIFICATIONS = 1000  # results kept (a monitor polling the API must not grow the table)
 
 
 class _Walk:
@@ -37,12 +38,15 @@ class _Walk:
         self.key, self.checkpoint = key, checkpoint
         self.expected, self.prev = start_seq, prev
         self.last_seq = start_seq - 1
-        self.checked = 0
+        self.checked = 0  # entries walked
+        self.intact = 0  # entries walked before the first break
         self.keyed_from: int | None = None
         self.breaks: list[dict[str, Any]] = []
         self.break_count = 0
 
     def add(self, kind: str, problem: str, seq: int | None = None, pk: int | None = None) -> None:
+        if not self.break_count:
+            self.intact = self.checked
         self.break_count += 1
         if len(self.breaks) < MAX_LISTED_BREAKS:
             self.breaks.append({"seq": seq, "id": pk, "kind": kind, "problem": problem})
@@ -90,25 +94,29 @@ class _Walk:
         if row.chain != AuditChain.PLAIN and self.keyed_from is None:
             self.keyed_from = row.seq
 
-    def finish(self, head: AuditChainHead | None) -> None:
-        """Compare the walked chain's end with the head row and the checkpoint."""
-        if head is None:
+    def finish(self, before: AuditChainHead | None, after: AuditChainHead | None) -> None:
+        """Compare the walked chain's end with the head row, read before and after the walk
+        (entries appended meanwhile may or may not be seen), and with the checkpoint."""
+        if before is None or after is None:
             if self.checked:
                 self.add("head", "the chain head row is missing")
-        elif head.seq > self.last_seq:
+        elif before.seq > self.last_seq:
             self.add(
                 "truncated",
-                f"the chain ends at #{self.last_seq} but the head row records #{head.seq}: "
+                f"the chain ends at #{self.last_seq} but the head row records #{before.seq}: "
                 "the newest entries were deleted",
                 self.last_seq + 1,
             )
-        elif head.seq < self.last_seq or head.hash != self.prev:
+        elif after.seq < self.last_seq or (after.seq == self.last_seq and after.hash != self.prev):
             self.add(
                 "head",
-                f"the head row (#{head.seq}) does not match the chain's end (#{self.last_seq}): "
+                f"the head row (#{after.seq}) does not match the chain's end (#{self.last_seq}): "
                 "the head row was rewritten",
-                head.seq,
+                after.seq,
             )
+        self._against_checkpoint(after)
+
+    def _against_checkpoint(self, head: AuditChainHead | None) -> None:
         cp = self.checkpoint
         if cp is None:
             return
@@ -143,13 +151,17 @@ def verify(*, chunk_size: int = 5000) -> dict[str, Any]:
     walk = _Walk(key, checkpoint, 1, GENESIS_HASH)
     for problem in checkpoint_problems:
         walk.add("checkpoint", problem)
+    before = AuditChainHead.objects.filter(pk=1).first()
     for row in _rows(1, chunk_size):
         walk.step(row)
-    walk.finish(AuditChainHead.objects.filter(pk=1).first())
+    walk.finish(before, AuditChainHead.objects.filter(pk=1).first())
     first = walk.breaks[0] if walk.breaks else None
     return {
         "ok": walk.break_count == 0,
-        "checked": walk.checked,
+        # `checked`: entries found intact before the first break (all when ok), as before
+        # every break was listed; `walked`: every entry examined.
+        "checked": walk.intact if walk.break_count else walk.checked,
+        "walked": walk.checked,
         "break_count": walk.break_count,
         "breaks": walk.breaks,
         "first_broken": first,
@@ -169,7 +181,7 @@ def run_verification(*, trigger: str = VerifyTrigger.COMMAND) -> tuple[dict, Aud
         time=timezone.now(),
         trigger=trigger,
         ok=result["ok"],
-        checked=result["checked"],
+        checked=result["walked"],
         break_count=result["break_count"],
         breaks=result["breaks"][:STORED_BREAKS],
         head_seq=result["head_seq"],
@@ -177,6 +189,10 @@ def run_verification(*, trigger: str = VerifyTrigger.COMMAND) -> tuple[dict, Aud
         checkpoint_time=parse_datetime(cp["time"]) if cp else None,
         duration=time.monotonic() - started,
     )
+    newest_first = AuditVerification.objects.order_by("-time", "-pk")
+    stale = list(newest_first.values_list("pk", flat=True)[KEPT_VERIFICATIONS:])
+    if stale:
+        AuditVerification.objects.filter(pk__in=stale).delete()
     if result["ok"] and trigger != VerifyTrigger.API:
         write_checkpoint()
     elif not result["ok"]:

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from agents.device_policy import NothingDeployed, Target, device_policy
 from compiler import CompilerError, Packet
+from compiler.tracer_nat import parse_local_addresses
 from dashboard.forms.base import ServiceForm
 from rules.choices import Chain
 from rules.models import Device
@@ -48,6 +49,12 @@ class TraceForm(ServiceForm):
         choices=[(s, s) for s in ("new", "established", "related", "invalid", "untracked")],
         initial="new",
     )
+    local_addresses = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Device's other addresses",
+        help_text="besides its address, comma separated: a DNAT to one of them stays local",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -59,8 +66,13 @@ class TraceForm(ServiceForm):
         """The TraceResult, or None with the problems attached to the form."""
         if not self.is_valid():
             return None
-        params = {k: v for k, v in self.cleaned_data.items() if k not in ("device", "target")}
+        params = {
+            k: v
+            for k, v in self.cleaned_data.items()
+            if k not in ("device", "target", "local_addresses")
+        }
         try:
+            local = parse_local_addresses(self.cleaned_data.get("local_addresses"))
             packet = Packet.from_params(params)
         except ValueError as exc:
             for error in getattr(exc, "errors", []):
@@ -71,7 +83,7 @@ class TraceForm(ServiceForm):
         device = Device.objects.get(pk=self.cleaned_data["device"])
         self.traced = Target(self.cleaned_data.get("target") or Target.DEPLOYED)
         try:
-            return device_policy(device, self.traced).tracer().trace(packet)
+            return device_policy(device, self.traced).tracer(local).trace(packet)
         except NothingDeployed as exc:
             self.add_error("target", f"{exc}: trace the candidate instead")
             return None

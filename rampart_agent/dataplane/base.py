@@ -88,6 +88,15 @@ class Dataplane:
         wanted = set(builtins)
         return {b: j for b, j in (live.jumps() if live else {}).items() if b in wanted}
 
+    def read_chains(
+        self, family: str, table: str, chains: Iterable[str]
+    ) -> dict[str, list[LiveRule]]:
+        """Our rules (with their counters) in the given chains of one table; a chain that
+        is not there is absent from the answer."""
+        live = self.read(family, [table]).get(table)
+        found = live.chains if live else {}
+        return {name: found[name] for name in chains if name in found}
+
     def restore(self, family: str, payload: str) -> None:
         raise NotImplementedError
 

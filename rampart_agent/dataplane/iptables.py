@@ -12,9 +12,15 @@ import logging
 import shutil
 from collections.abc import Callable, Iterable
 
-from rampart_agent.dataplane.base import Dataplane, DataplaneError, LiveFamily, PendingRestore
+from rampart_agent.dataplane.base import (
+    Dataplane,
+    DataplaneError,
+    LiveFamily,
+    LiveRule,
+    PendingRestore,
+)
 from rampart_agent.dataplane.iptc_reader import iptc_read_builtins
-from rampart_agent.dataplane.save import parse_save
+from rampart_agent.dataplane.save import parse_listed, parse_save
 from rampart_agent.dataplane.xtables_lock import WAITING, await_free
 from rampart_agent.ruleset import CHAIN_PREFIX, SET_PREFIX, LiveJump, Table, _target, plan_table
 from rampart_agent.runner import CommandError, Pending, Runner
@@ -22,6 +28,7 @@ from rampart_agent.runner import CommandError, Pending, Runner
 log = logging.getLogger("rampart.agent")
 
 IPSET_RESTORE = ["ipset", "-exist", "restore"]
+CHAIN_READS = 8  # more chains than this to read: one `-save` of the table instead
 
 
 def detect_backend(runner: Runner | None = None) -> str:
@@ -118,6 +125,24 @@ class IptablesDataplane(Dataplane):
         if wanted is not None:
             live = {t: v for t, v in live.items() if t in wanted}
         return live
+
+    def read_chains(
+        self, family: str, table: str, chains: Iterable[str]
+    ) -> dict[str, list[LiveRule]]:
+        """nft: `-S CHAIN -v` per chain, which fetches that chain only (~2-11 ms whatever the
+        table's size; a `-save` of a 10k-rule table: ~1.8 s), for up to CHAIN_READS chains.
+        Legacy fetches the whole table for either, so it reads the table once."""
+        names = list(chains)
+        if self.backend != "nft" or len(names) > CHAIN_READS:
+            return super().read_chains(family, table, names)
+        out: dict[str, list[LiveRule]] = {}
+        for name in names:
+            res = self.runner.run(
+                [self._tool(family, ""), "-w", "60", "-t", table, "-S", name, "-v"], check=False
+            )
+            if res.returncode == 0:
+                out[name] = parse_listed(res.stdout)
+        return out
 
     def read_jumps(
         self, family: str, table: str, builtins: Iterable[str]

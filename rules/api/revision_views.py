@@ -50,6 +50,8 @@ class RuleSetRevisionList(RevisionList):
 
 
 class RevisionDetail(ETagMixin, generics.RetrieveAPIView):
+    """One revision, with its content."""
+
     permission_classes = [CanView]
     serializer_class = RevisionDetailSerializer
     queryset = RuleSetRevision.objects.select_related("ruleset")

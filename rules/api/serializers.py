@@ -111,7 +111,8 @@ class AssertionSerializer(serializers.Serializer):
 
 @extend_schema_field(AssertionSerializer(many=True))
 class AssertionsField(serializers.JSONField):
-    """Assertions are checked by the compiler on validate and deploy; here only the shape."""
+    """Here only the shape; RuleSet.clean checks each assertion with the compiler's parser
+    (a 400 on `assertions` naming the entry and key), and deploys evaluate them."""
 
     def to_internal_value(self, data):
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):

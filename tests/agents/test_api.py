@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rules.services import device_refs
 from rules import services
 from rules.models import Device, DeviceGroup, RuleSet
+from rules.services import device_refs
 from tests.support.api_cases import APIViewTestCases
 
 pytestmark = pytest.mark.django_db

@@ -134,3 +134,15 @@ def test_a_counter_stored_before_resets_were_reported_keeps_its_baseline():
     services.counter_reset_ingest(device=device, reset=_reset(3, 15), at=timezone.now())
     _poll(device, 0, generation=3)
     assert _total() == (15, 1500)
+
+
+def test_a_rule_a_reset_removed_for_good_is_credited_its_final_count_at_once():
+    device = make_device("web-1")
+    _poll(device, 4, generation=0)
+    at = timezone.now()
+    gone = {**_reset(1, 9), "lost": {RULE: {**_n(9), "gone": True}}}
+    services.counter_reset_ingest(device=device, reset=gone, at=at)
+    c = RuleCounter.objects.get()
+    assert (c.packets, c.bytes, c.last_hit_at, c.last_raw_packets) == (9, 900, at, 0)
+    _poll(device, 0, generation=1, resets=[gone])  # repeated by the status: once only
+    assert _total() == (9, 900)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
 
 from agents import services
 from agents.models import Deployment
@@ -49,9 +50,7 @@ def deploy(device, user) -> Deployment:
 
 def kernel_input_default(agent) -> str:
     """The verdict of the agent kernel's input default rule (the recording dataplane)."""
-    [rule] = [
-        r for r in agent.dp.tables["v4"]["filter"]["RPT-INPUT"] if '"rpt:sys:default"' in r
-    ]
+    [rule] = [r for r in agent.dp.tables["v4"]["filter"]["RPT-INPUT"] if '"rpt:sys:default"' in r]
     return rule.rsplit("-j ", 1)[1]
 
 
@@ -150,3 +149,18 @@ def test_rejecting_keeps_the_approved_settings(guarded_device, users, api_client
     assert device.stateful is True
     assert list(device.ruleset_links.values_list("ruleset__name", flat=True)) == ["edge"]
     assert AuditEntry.objects.filter(action="device_change_reject").exists()
+
+
+def test_the_schema_documents_the_held_change():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    device = schema["paths"]["/api/v1/devices/{id}/"]
+    for method in ("put", "patch"):
+        held = device[method]["responses"]["202"]["content"]["application/json"]["schema"]
+        assert held == {"$ref": "#/components/schemas/PendingDeviceChange"}
+    assert "/api/v1/device-changes/{id}/approve/" in schema["paths"]
+    props = schema["components"]["schemas"]
+    assert "pending_change" in props["Device"]["properties"]
+    assert props["Deployment"]["properties"]["revisions"]["additionalProperties"] == {
+        "$ref": "#/components/schemas/RecordedRevision"
+    }
+    assert "settings" in props["DeviceDeployment"]["properties"]

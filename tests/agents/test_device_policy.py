@@ -138,7 +138,7 @@ def test_tracer_traces_what_the_agent_holds_by_default(guarded_device, api_clien
         form = TraceForm({"device": device.pk, "target": target, "state": "new", **packet})
         result = form.trace()
         assert result is not None and result.to_dict() == {
-            k: expected[k] for k in ("verdict", "decided_by", "path", "notes")
+            k: expected[k] for k in ("verdict", "decided_by", "path", "notes", "chain", "nat")
         }
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from agents import services
+from agents.client import AgentClient
 from agents.models import DeviceDeployment
+from rampart_agent.sample import make_bundle
 from tests.agents.helpers import free_port, run_all
 from tests.support.deploy import make_device
 
@@ -37,11 +40,13 @@ def listening() -> Iterator[int]:
 
 @pytest.fixture
 def web() -> Iterator[str]:
-    """A loopback HTTP server: /ok answers 200, anything else 503."""
+    """A loopback HTTP server: /ok answers 200, /slow too after 1.5 s, anything else 503."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-            self.send_response(200 if self.path == "/ok" else 503)
+            if self.path == "/slow":
+                time.sleep(1.5)
+            self.send_response(200 if self.path in ("/ok", "/slow") else 503)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -146,3 +151,19 @@ def test_deployment_override_of_no_probes(agent, policy):
     failing = [{"type": "tcp", "host": "127.0.0.1", "port": free_port(), "timeout": 1}]
     dd = _deploy(agent, policy, failing, probes=[])
     assert dd.state == "confirmed", dd.error
+
+
+def test_the_console_waits_for_slow_probes(agent, web):
+    """The apply's read timeout grows by the probes' worst case: a probe that takes longer
+    than the console's usual read timeout is not taken for an unreachable agent."""
+    device = make_device("web-1", agent=agent)
+    client = AgentClient.for_device(device, timeout=(3.05, 1.0))
+    started = time.monotonic()
+    answer = client.apply(
+        bundle=make_bundle(),
+        version=1,
+        deployment="t",
+        confirm_timeout=0,
+        probes=[{"type": "http", "url": f"{web}/slow", "timeout": 3}],
+    )
+    assert answer["result"] == "applied" and time.monotonic() - started >= 1.5

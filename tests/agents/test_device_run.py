@@ -244,7 +244,9 @@ def test_version_collision_with_another_bundles_rollback_pushes_higher(agent, po
     _, group = policy
     device = make_device("web-1", group=group, agent=agent)
     spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
-    other = agent.engine.apply({"bundle": make_bundle(v4=spec), "version": 1, "confirm_timeout": 30})
+    other = agent.engine.apply(
+        {"bundle": make_bundle(v4=spec), "version": 1, "confirm_timeout": 30}
+    )
     agent.engine.rollback("break-glass bundle refused by the operator")
     assert agent.engine.status()["last_rollback"]["version"] == 1
 

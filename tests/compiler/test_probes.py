@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from compiler import DocumentError, PolicyDocument, check_document
+from compiler.document.parse_probes import worst_case_seconds
 from compiler.validate import probe_errors
 
 from . import cases
@@ -118,3 +119,13 @@ def test_probe_errors_key_each_field():
         "override[0].port": ["must be a port 1..65535"],
         "override[1].type": ["must be one of tcp, icmp, http"],
     }
+
+
+def test_worst_case_seconds_bounds_the_agents_probe_time():
+    assert worst_case_seconds([]) == 0
+    probes = [
+        {"type": "tcp", "host": "h", "port": 1, "timeout": 1},
+        {"type": "icmp", "host": "h"},
+        {"type": "http", "url": "http://h/", "timeout": 2},
+    ]
+    assert worst_case_seconds(probes) == 1 + (2 + 2) + 3 * 2 + 3 * 0.5

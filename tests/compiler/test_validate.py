@@ -177,9 +177,19 @@ def test_rates_and_bursts_the_kernel_refuses():
 
 def test_interface_names_follow_the_kernel():
     ok = {"chain": "input", "action": "accept"}
-    for name in ("eth0", "eth0123456789ab", "eth0123456789a+", "wg+", "+", "br-lan.10"):
+    for name in ("eth0", "eth0123456789ab", "eth0123456789a+", "wg+", "br-lan.10"):
         assert rule_errors({**ok, "in_interface": name}) == {}, name
-    for name in ("eth0123456789ab+", "eth0123456789abc", "a/b", "a b", "a\tb", ".", "..", "e+th"):
+    for name in (
+        "eth0123456789ab+",
+        "eth0123456789abc",
+        "a/b",
+        "a b",
+        "a\tb",
+        ".",
+        "..",
+        "e+th",
+        "+",
+    ):
         assert list(rule_errors({**ok, "in_interface": name})) == ["in_interface"], name
 
 

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,6 +22,7 @@ from core.audit.choices import AuditAction
 from core.audit.models import AuditEntry
 from core.audit.services import record
 from tests.support.deploy import make_device
+from tests.support.tamper import tamper
 
 pytestmark = pytest.mark.django_db
 S = DeviceDeploymentState
@@ -139,10 +139,7 @@ def test_audit_chain_status_is_checked_once_per_interval(client, users):
     assert m[("rampart_audit_last_verify_success_timestamp_seconds", ())] == checked_at
 
     target = AuditEntry.objects.order_by("seq").first()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_auditentry SET actor = %s WHERE id = %s", ["mallory", target.pk]
-        )
+    tamper("UPDATE audit_auditentry SET actor = %s WHERE id = %s", ["mallory", target.pk])
     m = scrape(client, **bearer(TOKEN))
     assert m[("rampart_audit_chain_ok", ())] == 1  # not due again yet: the last result stands
     cache.delete(DUE_KEY)  # the interval has passed

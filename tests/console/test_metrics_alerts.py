@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from console.metrics import audit
 from core.audit.models import AuditEntry
 from tests.support.deploy import make_device
+from tests.support.tamper import tamper
 
 pytestmark = [
     pytest.mark.django_db,
@@ -69,11 +69,10 @@ def test_alert_rules_fire_on_the_console_metrics(client, settings, monkeypatch, 
     make_device("db-1", status="offline", last_seen_at=timezone.now())
     make_device("web-2", status="online", drifted=True, last_seen_at=timezone.now())
     make_device("new-1")  # never seen: not an agent down
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE audit_auditentry SET actor = 'mallory' WHERE id = %s",
-            [AuditEntry.objects.order_by("seq").first().pk],
-        )
+    tamper(
+        "UPDATE audit_auditentry SET actor = 'mallory' WHERE id = %s",
+        [AuditEntry.objects.order_by("seq").first().pk],
+    )
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200
     cache.clear()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
+from rest_framework.settings import api_settings
 
 from core.api_base import Conflict, ServiceModelSerializer, ServiceModelViewSet
 from core.audit.models import AuditEntry
@@ -62,3 +64,20 @@ def test_a_conflict_error_of_the_domain_becomes_a_409():
     with pytest.raises(Conflict) as caught:
         Guarded().perform_destroy(AuditEntry())
     assert caught.value.detail == {"name": ["in use"]}
+
+
+def test_the_api_parses_json_bodies_only():
+    """Form and multipart bodies read a left-out boolean as false: the API refuses them."""
+    assert [JSONParser] == api_settings.DEFAULT_PARSER_CLASSES
+
+
+@pytest.mark.django_db
+def test_a_form_body_is_415_and_the_browsable_api_keeps_its_json_form(api):
+    form = {"name": "a", "value": "198.18.0.1"}
+    response = api.post("/api/v1/addresses/", form, format="multipart")
+    assert response.status_code == 415
+    assert "Unsupported media type" in str(response.data["detail"])
+    page = api.get("/api/v1/addresses/", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'name="_content"' in html and "application/json" in html  # the raw-data form

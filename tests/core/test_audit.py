@@ -267,6 +267,18 @@ def test_reason_is_required_when_the_setting_says_so(settings, api_client_for, u
     assert client.get("/api/v1/audit/").status_code == 200  # reads need no reason
 
 
+def test_a_ticket_is_required_when_the_setting_says_so(settings, api_client_for, users):
+    settings.RAMPART = {**settings.RAMPART, "AUDIT_REQUIRE_TICKET": True}
+    client = api_client_for(users["operator"])
+    data = {"name": "web-7", "value": "198.18.1.7"}
+    response = client.post("/api/v1/addresses/", data, format="json")
+    assert response.status_code == 400 and "ticket" in response.json()["non_field_errors"][0]
+    assert not AddressObject.objects.filter(name="web-7").exists()
+    response = client.post("/api/v1/addresses/", data, format="json", HTTP_X_RAMPART_TICKET="CHG-7")
+    assert response.status_code == 201
+    assert entries(object_type="rules.addressobject", action="create")[0].ticket == "CHG-7"
+
+
 def test_list_filters_search_and_per_object_history(api_client_for, users):
     web = services.object_save(AddressObject(name="web-1", value="198.18.1.10"))
     services.object_save(AddressObject(name="db-1", value="198.18.1.20"))

@@ -341,3 +341,30 @@ def test_the_api_verify_records_the_result_but_writes_no_checkpoint(api_client_f
     assert AuditVerification.objects.get().trigger == "api"
     assert checkpoints.last_checkpoint()[0] is None
     assert not os.path.exists(checkpoints.checkpoint_dir())
+
+
+def test_the_syslog_sink_hands_the_signed_line_to_syslog(settings, monkeypatch):
+    sent = []
+    monkeypatch.setattr(checkpoints.syslog, "syslog", lambda priority, text: sent.append(text))
+    settings.RAMPART = {
+        **settings.RAMPART,
+        "AUDIT_CHECKPOINT_SINKS": ["core.audit.checkpoints.syslog_sink"],
+    }
+    some_entries(1)
+    cp = write_checkpoint()
+    assert sent == [f"audit checkpoint {cp.line()}"]
+
+
+@tampering
+def test_a_head_row_rewritten_behind_the_remaining_entries_is_named():
+    rows = some_entries(4)
+    AuditChainHead.objects.filter(pk=1).update(seq=rows[1].seq, hash=rows[1].hash)
+    assert _kinds(verify()) == [(rows[1].seq, "head")]
+
+
+def test_only_the_newest_results_are_kept(monkeypatch, api_client_for, users):
+    monkeypatch.setattr("core.audit.verification.KEPT_VERIFICATIONS", 2)
+    client = api_client_for(users["viewer"])
+    for _ in range(4):
+        client.get("/api/v1/audit/verify/")
+    assert AuditVerification.objects.count() == 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connections
 from drf_spectacular.generators import SchemaGenerator
 
 from core.audit.models import AuditEntry
@@ -130,3 +133,29 @@ def test_schema_documents_if_match_and_412(api):
     assert "If-Match" in {p["name"] for p in patch["parameters"]}
     assert "412" in patch["responses"]
     assert "ETag" in schema["paths"]["/api/v1/rulesets/{id}/"]["get"]["description"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writes_at_once_with_one_etag_one_wins(role_groups, api_client_for, users):
+    """The If-Match check and the write hold the row lock together: never two 200s."""
+    obj = services.object_save(AddressObject(name="raced", value="198.18.0.20"))
+    url = _url(obj)
+    clients = [api_client_for(users["operator"]), api_client_for(users["admin"])]
+    tag = clients[0].get(url)["ETag"]
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def patch(client, text: str) -> None:
+        try:
+            barrier.wait()
+            response = client.patch(url, {"description": text}, format="json", HTTP_IF_MATCH=tag)
+            statuses.append(response.status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=patch, args=(c, f"by-{i}")) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(statuses) == [200, 412]

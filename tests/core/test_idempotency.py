@@ -100,7 +100,9 @@ def test_without_a_key_every_post_starts_work(api, sent, group):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_identical_posts_at_once_create_one_deployment(api_client_for, users, sent, group):
+def test_two_identical_posts_at_once_create_one_deployment(
+    role_groups, api_client_for, users, sent, group
+):
     barrier = threading.Barrier(2)
     results: list = []
     body = {"device_group": group.pk}

@@ -34,6 +34,7 @@ EXPECTED_WRITES = {
     "deploy",
     "revision-rollback",
     "revision-review",
+    "device-change-review",
 }
 
 

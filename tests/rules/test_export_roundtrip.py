@@ -174,6 +174,7 @@ def documents(draw) -> dict:
                     st.sampled_from(
                         [a["name"] for a in doc["addresses"]] + ["198.18.0.1", "2001:2::1"]
                     ),
+                    min_size=1,  # none would leave the device without anti-lockout: refused
                     max_size=2,
                 )
             ),

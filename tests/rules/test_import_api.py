@@ -132,8 +132,27 @@ def test_commands_import_dry_run_prune_and_export(tmp_path):
         call_command("rampart_import", str(bad), stdout=io.StringIO(), stderr=err)
     assert "services[dns].ports[0]" in err.getvalue()
     pruned = tmp_path / "pruned.yaml"
-    pruned.write_text("version: 1\n")
+    pruned.write_text("version: 1\n")  # no devices: the device keeps its group and rule set
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("rampart_import", str(pruned), "--prune", stdout=io.StringIO(), stderr=err)
+    assert "rulesets[web-baseline]: cannot prune" in err.getvalue()
+    assert RuleSet.objects.exists() and AddressObject.objects.exists()
+    pruned.write_text(
+        "version: 1\n"
+        "devices: [{name: demo, address: 198.18.0.2, management_sources: [198.18.0.1]}]\n"
+    )
+    err = io.StringIO()
+    with pytest.raises(CommandError):  # a device group goes: needs the count
+        call_command("rampart_import", str(pruned), "--prune", stdout=io.StringIO(), stderr=err)
+    assert "repeat with confirm_prune=11" in err.getvalue()
     call_command(
-        "rampart_import", str(pruned), "--prune", stdout=io.StringIO(), stderr=io.StringIO()
+        "rampart_import",
+        str(pruned),
+        "--prune",
+        "--confirm-prune",
+        "11",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
     )
     assert not RuleSet.objects.exists() and not AddressObject.objects.exists()

@@ -5,14 +5,15 @@ from __future__ import annotations
 from knox.models import AuthToken
 from rest_framework import serializers
 
-from core.accounts.services import MAX_DAYS
-
 
 class TokenSerializer(serializers.ModelSerializer):
-    """A token as listed: its public prefix, never its key."""
+    """A token as listed: its public prefix and when it expires, never its key."""
 
     token_key = serializers.CharField(
         read_only=True, help_text="the key's first characters; names the token"
+    )
+    expiry = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="null: never expires"
     )
 
     class Meta:
@@ -21,13 +22,22 @@ class TokenSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class UserTokenSerializer(TokenSerializer):
+    """A token as an admin lists it: also whose it is."""
+
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta(TokenSerializer.Meta):
+        fields = [*TokenSerializer.Meta.fields, "username"]
+        read_only_fields = fields
+
+
 class TokenCreateSerializer(serializers.Serializer):
     expires_in_days = serializers.IntegerField(
         min_value=1,
-        max_value=MAX_DAYS,
         required=False,
         allow_null=True,
-        help_text="default: never expires",
+        help_text="default: RAMPART_TOKEN_TTL_DAYS; at most RAMPART_TOKEN_MAX_TTL_DAYS",
     )
 
 

@@ -1,16 +1,19 @@
-"""A user's own API tokens and who they are. Everyone signed in may manage their own tokens."""
+"""A user's own API tokens and who they are. Everyone signed in may list and revoke their own
+tokens; creating one needs a role listed in RAMPART_TOKEN_ROLES."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from knox.models import AuthToken
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.accounts import roles, services
-from core.accounts.permissions import IsAuthenticatedSelf
+from core.accounts.errors import TokenRoleRefused
+from core.accounts.permissions import CanMintToken, IsAuthenticatedSelf
 
 from .serializers import (
     MeSerializer,
@@ -30,6 +33,11 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
     search_fields: list[str] = []
     ordering_fields = ["created", "expiry"]
 
+    def get_permissions(self):
+        if self.action == "create":
+            return [CanMintToken()]
+        return super().get_permissions()
+
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return AuthToken.objects.none()
@@ -39,11 +47,18 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
     def create(self, request: Request) -> Response:
         serializer = TokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token, key = services.token_create(
-            user=request.user, expires_in_days=serializer.validated_data.get("expires_in_days")
-        )
+        try:
+            token, key = services.token_create(
+                user=request.user, expires_in_days=serializer.validated_data.get("expires_in_days")
+            )
+        except TokenRoleRefused as exc:  # roles changed since the permission check
+            raise PermissionDenied(detail=str(exc)) from None
         token.key = key
-        return Response(TokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+        return Response(
+            TokenCreatedSerializer(token).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
 
     def perform_destroy(self, instance: AuthToken) -> None:
         services.token_revoke(token=instance)

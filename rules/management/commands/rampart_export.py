@@ -1,4 +1,7 @@
-"""`rampart_export [--ruleset NAME]... [--device NAME]... [--format yaml|json] [-o FILE]`."""
+"""`rampart_export [--ruleset NAME]... [--device NAME]... [--format yaml|json] [-o FILE]`.
+
+Narrowed to rule sets or devices, the document records them in its `scope`, so importing it
+with prune deletes nothing outside them."""
 
 from __future__ import annotations
 

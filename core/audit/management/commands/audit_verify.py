@@ -38,5 +38,5 @@ class Command(BaseCommand):
         first = result["first_broken"]
         raise CommandError(
             f"audit log broken: {result['break_count']} breaks{more}; first at "
-            f"#{first['seq']}: {first['problem']} ({result['checked']} entries checked, {anchor})"
+            f"#{first['seq']}: {first['problem']} ({result['walked']} entries checked, {anchor})"
         )
