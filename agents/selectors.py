@@ -3,11 +3,22 @@ and rule usage from the stored counters."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    Count,
+    Exists,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -163,6 +174,32 @@ def unused_rule_row(rule: Rule) -> dict:
 def unused_rules(*, since: datetime, ruleset: RuleSet | None = None) -> list[dict]:
     """`unused_rules_query` as report rows (all of them: for pages that show them all)."""
     return [unused_rule_row(r) for r in unused_rules_query(since=since, ruleset=ruleset)]
+
+
+def rule_hits(rule_uuids: Iterable) -> dict[str, dict]:
+    """Hit totals per rule uuid, summed over every device that counts it (one query):
+    packets, bytes, last_hit_at (the latest on any device), devices (how many count it)."""
+    rows = (
+        RuleCounter.objects.filter(rule_uuid__in=list(rule_uuids))
+        .order_by()
+        .values("rule_uuid")
+        .annotate(
+            packets=Sum("packets"),
+            bytes=Sum("bytes"),
+            last_hit_at=Max("last_hit_at"),
+            devices=Count("device", distinct=True),
+        )
+    )
+    return {str(row.pop("rule_uuid")): row for row in rows}
+
+
+def rule_hit_since(since: datetime | None = None) -> Exists:
+    """For filtering rules: true where some device counted a hit of the rule since `since`
+    (None: ever)."""
+    hits = RuleCounter.objects.filter(rule_uuid=OuterRef("uuid"), last_hit_at__isnull=False)
+    if since is not None:
+        hits = hits.filter(last_hit_at__gte=since)
+    return Exists(hits)
 
 
 def ruleset_lookup(ref: str) -> RuleSet | None:

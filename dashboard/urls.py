@@ -14,6 +14,7 @@ from dashboard.views import (
     rule_edits,
     rulesets,
     tracer,
+    users,
 )
 
 dashboard_patterns = [
@@ -73,6 +74,9 @@ dashboard_patterns = [
     path("objects/<slug:kind>/<int:pk>/", objects.object_form, name="object-edit"),
     path("objects/<slug:kind>/<int:pk>/used/", objects.object_where_used, name="object-used"),
     path("objects/<slug:kind>/<int:pk>/delete/", objects.object_delete, name="object-delete"),
+    path("users/", users.user_list, name="users"),
+    path("users/<int:pk>/roles/", users.user_roles, name="user-roles"),
+    path("users/<int:pk>/active/", users.user_active, name="user-active"),
 ]
 
 urlpatterns = [

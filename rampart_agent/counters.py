@@ -12,7 +12,9 @@ new counter generation (`counters.json`, in the runtime directory: it outlives a
 restart, not a reboot, like the counters themselves). The apply answer carries that
 reset and the status lists the recent ones, so the console credits the hits it had not
 polled yet: its baseline for the rule drops by `lost`, and the next reading's growth
-includes them.
+includes them; a rule the new bundle no longer has is `gone`, its final count credited
+at once. Only the packets counted between the read and the restore's commit (the
+milliseconds the restore takes) are lost.
 """
 
 from __future__ import annotations

@@ -54,6 +54,18 @@ def validated_probes(value: object, field: str = "probes") -> list:
     return value if isinstance(value, list) else []
 
 
+def _pending(obj: Device | DeviceGroup) -> dict | None:
+    """The change of `obj` waiting for approval (prefetched by the viewsets), or None."""
+    held = getattr(obj, "held_changes", None)
+    if held is None:
+        held = [c for c in (services.pending_device_change(obj),) if c is not None]
+    return PendingDeviceChangeSerializer(held[0]).data if held else None
+
+
+def _refs(serializer: PolicyModelSerializer, validated_data: dict) -> dict:
+    return {n: validated_data.pop(n) for n in serializer.ref_fields if n in validated_data}
+
+
 def _group_names(device: Device) -> list[str]:
     return [link.group.name for link in device.group_links.all()]
 
@@ -81,7 +93,8 @@ class DeviceSerializer(PolicyModelSerializer):
 
     Where a rule set on the device requires approval, a change of what it enforces (default
     policy, management sources, flags, groups, rule sets) is held as `pending_change` until
-    another approver approves it; the fields show the approved settings meanwhile.
+    another approver approves it; the fields show the approved settings meanwhile. A newer
+    write folds into the pending change; writing the approved values back withdraws it.
     """
 
     url = serializers.HyperlinkedIdentityField(view_name="device-detail")
@@ -149,21 +162,15 @@ class DeviceSerializer(PolicyModelSerializer):
 
     @extend_schema_field(PendingDeviceChangeSerializer(allow_null=True))
     def get_pending_change(self, obj: Device) -> dict | None:
-        held = getattr(obj, "held_changes", None)  # prefetched by the viewset
-        if held is None:
-            held = [c for c in (services.pending_device_change(obj),) if c is not None]
-        return PendingDeviceChangeSerializer(held[0]).data if held else None
-
-    def _refs(self, validated_data: dict) -> dict:
-        return {n: validated_data.pop(n) for n in self.ref_fields if n in validated_data}
+        return _pending(obj)
 
     def create(self, validated_data: dict) -> Device:
-        refs = self._refs(validated_data)
+        refs = _refs(self, validated_data)
         return services.device_create(device=Device(**validated_data), refs=refs)
 
     def update(self, instance: Device, validated_data: dict) -> Device:
         """Writes, or holds for approval (`self.held`: the pending change, then a 202)."""
-        refs = self._refs(validated_data)
+        refs = _refs(self, validated_data)
         self.held: PendingDeviceChange | None = services.device_update(
             device=instance, data=validated_data, refs=refs
         )
@@ -171,10 +178,14 @@ class DeviceSerializer(PolicyModelSerializer):
 
 
 class DeviceGroupSerializer(PolicyModelSerializer):
+    """Devices sharing rule sets. Where a device of the group (or a rule set, before or
+    after) requires approval, a change of its rule sets is held as `pending_change`."""
+
     url = serializers.HyperlinkedIdentityField(view_name="devicegroup-detail")
     rulesets = NameListField(_ruleset_names, help_text="rule set names, in order")
     device_count = serializers.IntegerField(read_only=True)
     probes = probes_field()
+    pending_change = serializers.SerializerMethodField()
     ref_fields = ("rulesets",)
 
     class Meta:
@@ -186,6 +197,7 @@ class DeviceGroupSerializer(PolicyModelSerializer):
             "description",
             "rulesets",
             "probes",
+            "pending_change",
             "device_count",
             "created",
             "last_updated",
@@ -197,6 +209,18 @@ class DeviceGroupSerializer(PolicyModelSerializer):
             attrs["probes"] = validated_probes(attrs["probes"])
         return attrs
 
+    @extend_schema_field(PendingDeviceChangeSerializer(allow_null=True))
+    def get_pending_change(self, obj: DeviceGroup) -> dict | None:
+        return _pending(obj)
+
     def save_refs(self, obj: DeviceGroup, refs: dict) -> None:
-        if "rulesets" in refs:
+        if "rulesets" in refs:  # a new group has no devices: nothing to hold
             services.device_group_set_rulesets(group=obj, rulesets=refs["rulesets"])
+
+    def update(self, instance: DeviceGroup, validated_data: dict) -> DeviceGroup:
+        """Writes, or holds the rule sets for approval (`self.held`, then a 202)."""
+        refs = _refs(self, validated_data)
+        self.held: PendingDeviceChange | None = services.device_group_update(
+            group=instance, data=validated_data, refs=refs
+        )
+        return instance

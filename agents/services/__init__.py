@@ -6,7 +6,7 @@
 - `transitions`: the one function that moves a device deployment to a new state, audited.
 - `lease`: at most one push per device on the wire.
 - `device_run`: one device's part of a deployment: compile → push → confirm.
-- `sweeper`: fail device deployments whose worker was lost.
+- `sweeper`: fail in-flight runs whose worker was lost; send lost queued tasks again.
 - `expiry`: redeploy the devices a rule's expiry has made out of date (audited).
 - `polling`: an agent's status: online/offline, drift (and its repair), rule counters.
 - `counters`: rule counters added up across the agents' counter resets.

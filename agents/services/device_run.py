@@ -2,8 +2,10 @@
 
 Safe to run again for the same device deployment (a task redelivered after a crash): a
 terminal state is left alone, the version is kept, and an agent that already holds this
-version is recognised instead of refusing it as a replay. Errors worth retrying raise
-RetryLater to the task, which retries with backoff.
+version is recognised instead of refusing it as a replay; a 409 is matched to our own push by
+version and bundle hash, and another bundle's use of the version is passed by a higher one.
+Errors worth retrying raise RetryLater to the task, which retries with backoff. A run stamps
+its claim first, so the sweeper can tell a lost message from a live run.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Roles are Django groups; these names are the whole RBAC vocabulary.
 
 viewer reads; operator edits and deploys; approver approves pending changes (and reads);
-admin does everything. A superuser counts as admin.
+admin does everything, managing users and their roles included. A superuser counts as admin.
 """
 
 from __future__ import annotations

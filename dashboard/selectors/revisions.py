@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from rules.models import RevisionStatus, RuleSet, RuleSetRevision
+from rules.models import (
+    DeviceChangeStatus,
+    PendingDeviceChange,
+    RevisionStatus,
+    RuleSet,
+    RuleSetRevision,
+)
 
 
 def revision_list(*, ruleset: RuleSet | None = None, pending: bool = False) -> QuerySet:
@@ -41,5 +47,18 @@ def revision_others(ruleset: RuleSet, limit: int = 50) -> QuerySet:
 
 
 def pending_approval_count() -> int:
-    """Pending changes waiting for an approver (shown in the navigation)."""
-    return RuleSetRevision.objects.filter(status=RevisionStatus.PENDING).count()
+    """Pending changes (revisions and device changes) waiting for an approver (shown in the
+    navigation)."""
+    return (
+        RuleSetRevision.objects.filter(status=RevisionStatus.PENDING).count()
+        + PendingDeviceChange.objects.filter(status=DeviceChangeStatus.PENDING).count()
+    )
+
+
+def device_changes_pending() -> QuerySet:
+    """Device changes waiting for an approver, oldest first (the approvals page)."""
+    return (
+        PendingDeviceChange.objects.filter(status=DeviceChangeStatus.PENDING)
+        .select_related("device", "group")
+        .order_by("created", "id")
+    )

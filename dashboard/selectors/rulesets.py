@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from agents.selectors import rule_hit_since, rule_hits
 from rules.choices import Side
 from rules.models import (
     AddressGroupMember,
     Device,
+    NatRule,
     RevisionStatus,
     Rule,
     RuleAddress,
@@ -22,6 +24,8 @@ from rules.models import (
 from rules.selectors import rules_queryset
 
 EXPIRY_WINDOW = timedelta(days=7)
+IDLE_DAYS = 30  # the editor's "no hits in 30 days" filter
+HIT_FILTERS = (("idle", f"no hits in {IDLE_DAYS} days"), ("never", "never hit"))
 
 
 @dataclass
@@ -32,10 +36,11 @@ class RuleFilter:
     chain: str = ""
     action: str = ""
     enabled: str = ""  # "", "yes", "no"
+    hits: str = ""  # "", "idle" (no hits in IDLE_DAYS on any device), "never"
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.chain or self.action or self.enabled)
+        return bool(self.q or self.chain or self.action or self.enabled or self.hits)
 
 
 def _search(qs: QuerySet[Rule], text: str) -> QuerySet[Rule]:
@@ -85,6 +90,10 @@ def ruleset_rules(ruleset: RuleSet, flt: RuleFilter | None = None) -> QuerySet[R
         qs = qs.filter(action=flt.action)
     if flt.enabled in ("yes", "no"):
         qs = qs.filter(enabled=flt.enabled == "yes")
+    if flt.hits == "idle":
+        qs = qs.exclude(rule_hit_since(timezone.now() - timedelta(days=IDLE_DAYS)))
+    elif flt.hits == "never":
+        qs = qs.exclude(rule_hit_since())
     text = flt.q.strip()
     if text.startswith("#") and text[1:].isdigit():
         return qs.filter(position=int(text[1:]))  # "#42": jump to a position
@@ -107,6 +116,7 @@ class RuleRow:
     services: list[str] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
     now: datetime | None = None
+    hits: dict | None = None  # summed over devices (agents.selectors.rule_hits); None: none
 
     @property
     def expired(self) -> bool:
@@ -145,6 +155,18 @@ def rule_rows(rules) -> list[RuleRow]:
         row.services = [link.ref for link in rule.service_refs.all()]
         rows.append(row)
     return rows
+
+
+def attach_hits(rows: list[RuleRow]) -> None:
+    """Give each row its rule's hit totals and last hit across devices (one query)."""
+    hits = rule_hits(row.rule.uuid for row in rows)
+    for row in rows:
+        row.hits = hits.get(str(row.rule.uuid))
+
+
+def ruleset_nat_rules(ruleset: RuleSet) -> QuerySet[NatRule]:
+    """The rule set's NAT rules in their own order (listed beside the filter rules)."""
+    return ruleset.nat_rules.order_by("position", "id")
 
 
 def rule_refs(rule: Rule) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timesince import timeuntil
+from django.utils.timesince import timesince, timeuntil
 
 from dashboard.selectors.rulesets import EXPIRY_WINDOW, RuleRow
 
@@ -121,4 +121,32 @@ def findings_cell(row: RuleRow) -> SafeString:
             )
             for f in row.findings
         ),
+    )
+
+
+@register.filter
+def hits_cell(row: RuleRow) -> SafeString:
+    """Packets summed over devices, and the last hit on any of them ("never": counted, no
+    hit yet; "—": no device counts the rule, e.g. not deployed)."""
+    hits = row.hits
+    if hits is None:
+        return mark_safe(
+            '<span class="text-body-secondary" title="no device counts this rule">—</span>'
+        )
+    last = hits["last_hit_at"]
+    when = (
+        format_html(
+            '<span title="{}">{} ago</span>', last.isoformat(), timesince(last, row.now, depth=1)
+        )
+        if last
+        else mark_safe('<span class="text-body-secondary">never</span>')
+    )
+    return format_html(
+        '<span class="hits" data-packets="{}" title="{} bytes on {} device(s)">{}</span>'
+        '<div class="small last-hit">{}</div>',
+        hits["packets"],
+        hits["bytes"],
+        hits["devices"],
+        hits["packets"],
+        when,
     )

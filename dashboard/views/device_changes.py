@@ -17,11 +17,13 @@ from rules.models import PendingDeviceChange
 @require_POST
 def device_change_review(request: HttpRequest, pk: int) -> HttpResponse:
     """Approve (the device gets the change; the next deploy pushes it) or reject."""
-    change = get_object_or_404(PendingDeviceChange.objects.select_related("device"), pk=pk)
+    change = get_object_or_404(PendingDeviceChange.objects.select_related("device", "group"), pk=pk)
     form = DeviceChangeReviewForm(request.POST)
     done = form.save(change, request.user)
     if done is None:
         messages.error(request, "Review refused: " + form_errors(form))
     else:
-        messages.success(request, f"Change of {change.device.name} {done.status}.")
+        messages.success(request, f"Change of {change.target} {done.status}.")
+    if change.device_id is None:  # a device group's change: reviewed from the approvals page
+        return redirect("dashboard:approvals")
     return redirect("dashboard:device", pk=change.device_id)

@@ -17,6 +17,7 @@ from dashboard.selectors.objects import OBJECT_KINDS
 from dashboard.selectors.objects import object_list as objects_of_kind
 from dashboard.views.common import form_errors, page_size
 from rules import services
+from rules.where_used import where_used
 
 
 def _kind(kind: str) -> tuple[type, str, str]:
@@ -47,6 +48,7 @@ def object_list(request: HttpRequest, kind: str = "addresses") -> HttpResponse:
 
 @reader
 def object_where_used(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+    """Every user of the object, through groups, with the path to each."""
     model, _, _ = _kind(kind)
     obj = get_object_or_404(model, pk=pk)
     template = (
@@ -57,7 +59,7 @@ def object_where_used(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     return render(
         request,
         template,
-        {"object": obj, "kind": kind, "users": services.object_users(obj), "nav": "objects"},
+        {"object": obj, "kind": kind, "uses": where_used(obj), "nav": "objects"},
     )
 
 
@@ -66,6 +68,7 @@ def object_form(request: HttpRequest, kind: str, pk: int | None = None) -> HttpR
     model, _, noun = _kind(kind)
     obj = get_object_or_404(model, pk=pk) if pk else None
     form = OBJECT_FORMS[kind](request.POST or None, instance=obj)
+    uses = where_used(obj) if obj else None
     if request.method == "POST":
         saved = form.save()
         if saved:
@@ -79,7 +82,8 @@ def object_form(request: HttpRequest, kind: str, pk: int | None = None) -> HttpR
             "object": obj,
             "kind": kind,
             "title": f"{noun.capitalize()} {obj}" if obj else f"New {noun}",
-            "users": services.object_users(obj) if obj else None,
+            "users": uses,
+            "uses": uses,
             "cancel": reverse("dashboard:objects", args=[kind]),
             "nav": "objects",
         },

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from dashboard.forms.device_changes import DeviceChangeReviewForm
 from dashboard.forms.revisions import ReviewForm, RollbackForm
 from dashboard.permissions import approver, editor, reader
 from dashboard.selectors import revisions
@@ -31,6 +32,8 @@ def revision_list(request: HttpRequest, pending: bool = False) -> HttpResponse:
             "page": page,
             "ruleset": ruleset,
             "pending": pending,
+            "device_changes": revisions.device_changes_pending() if pending else [],
+            "review_form": DeviceChangeReviewForm(),
             "nav": "approvals" if pending else "revisions",
         },
     )

@@ -57,6 +57,7 @@ def _rule_filter(request: HttpRequest) -> rulesets.RuleFilter:
         chain=request.GET.get("chain", "") if request.GET.get("chain") in Chain.values else "",
         action=request.GET.get("action", "") if request.GET.get("action") in Action.values else "",
         enabled=request.GET.get("enabled", ""),
+        hits=request.GET.get("hits", "") if request.GET.get("hits") in ("idle", "never") else "",
     )
 
 
@@ -68,6 +69,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     paginator = Paginator(rulesets.ruleset_rules(ruleset, flt), page_size(request))
     page = paginator.get_page(request.GET.get("page"))
     rows = rulesets.rule_rows(page.object_list)
+    rulesets.attach_hits(rows)
     findings = analysis.ruleset_analysis(ruleset, run=request.GET.get("analyse") == "1")
     analysis.attach_findings(rows, findings)
     context = {
@@ -78,6 +80,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "filter": flt,
         "chains": Chain.choices,
         "actions": Action.choices,
+        "hit_filters": rulesets.HIT_FILTERS,
         "page_sizes": PAGE_SIZES,
         "per": page_size(request),
         "total": ruleset.rules.count(),
@@ -89,6 +92,7 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "dashboard/rulesets/_rules_table.html", context)
     context["users"] = services.object_users(ruleset)
     context["pending_count"] = rulesets.ruleset_pending_count(ruleset)
+    context["nat_rules"] = rulesets.ruleset_nat_rules(ruleset)
     return render(request, "dashboard/rulesets/editor.html", context)
 
 

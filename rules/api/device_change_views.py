@@ -19,22 +19,25 @@ from .revision_serializers import ReviewSerializer
 
 
 class DeviceChangeList(generics.ListAPIView):
-    """Every device change, newest first; `?status=pending` is the approvers' queue."""
+    """Every device (and device group) change, newest first; `?status=pending` is the
+    approvers' queue."""
 
     permission_classes = [CanView]
     serializer_class = PendingDeviceChangeSerializer
-    filterset_fields = ["status", "device", "author"]
-    search_fields = ["author_name", "device__name", "reason"]
+    filterset_fields = ["status", "device", "group", "author"]
+    search_fields = ["author_name", "device__name", "group__name", "reason"]
     ordering_fields = ["created"]
 
     def get_queryset(self):
-        return PendingDeviceChange.objects.select_related("device").order_by("-created", "-id")
+        return PendingDeviceChange.objects.select_related("device", "group").order_by(
+            "-created", "-id"
+        )
 
 
 class DeviceChangeDetail(generics.RetrieveAPIView):
     permission_classes = [CanView]
     serializer_class = PendingDeviceChangeSerializer
-    queryset = PendingDeviceChange.objects.select_related("device")
+    queryset = PendingDeviceChange.objects.select_related("device", "group")
 
 
 class _Review(APIView):
@@ -52,14 +55,14 @@ class _Review(APIView):
 
 
 class DeviceChangeApprove(_Review):
-    """Approve a pending device change and write it to the device; its author(s) cannot.
-    The next deployment pushes it."""
+    """Approve a pending change and write it to the device (or group); its author(s)
+    cannot. The next deployment pushes it."""
 
     approve = True
 
 
 class DeviceChangeReject(_Review):
-    """Reject a pending device change (a comment is required); the device keeps its
+    """Reject a pending change (a comment is required); the device (or group) keeps its
     approved settings."""
 
     approve = False

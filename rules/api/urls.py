@@ -1,9 +1,10 @@
 """Policy API routes under /api/v1/ (SimpleRouter: each app mounting a DefaultRouter would
 fight over the API root)."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from . import compiler_urls, views
+from . import compiler_urls, views, where_used_views
 
 router = SimpleRouter()
 router.register("addresses", views.AddressObjectViewSet, basename="addressobject")
@@ -14,4 +15,8 @@ router.register("rulesets", views.RuleSetViewSet, basename="ruleset")
 router.register("rules", views.RuleViewSet, basename="rule")
 router.register("nat-rules", views.NatRuleViewSet, basename="natrule")
 
-urlpatterns = router.urls + compiler_urls.urlpatterns
+urlpatterns = [
+    path("objects/unused/", where_used_views.UnusedObjectsView.as_view(), name="objects-unused"),
+    *router.urls,
+    *compiler_urls.urlpatterns,
+]

@@ -28,9 +28,10 @@ from rules.models import (
 from rules.selectors import rules_queryset
 
 from . import serializers
+from .where_used_views import WhereUsedMixin
 
 
-class AddressObjectViewSet(PolicyModelViewSet):
+class AddressObjectViewSet(WhereUsedMixin, PolicyModelViewSet):
     queryset = AddressObject.objects.order_by("name")
     serializer_class = serializers.AddressObjectSerializer
     filterset_class = filtersets.AddressObjectFilterSet
@@ -39,7 +40,7 @@ class AddressObjectViewSet(PolicyModelViewSet):
     ordering_fields = ["name", "value", "created", "last_updated"]
 
 
-class AddressGroupViewSet(PolicyModelViewSet):
+class AddressGroupViewSet(WhereUsedMixin, PolicyModelViewSet):
     queryset = AddressGroup.objects.order_by("name").prefetch_related(
         "members__address", "members__subgroup"
     )
@@ -50,7 +51,7 @@ class AddressGroupViewSet(PolicyModelViewSet):
     ordering_fields = ["name", "created", "last_updated"]
 
 
-class ServiceViewSet(PolicyModelViewSet):
+class ServiceViewSet(WhereUsedMixin, PolicyModelViewSet):
     queryset = Service.objects.order_by("name")
     serializer_class = serializers.ServiceSerializer
     filterset_class = filtersets.ServiceFilterSet
@@ -59,7 +60,7 @@ class ServiceViewSet(PolicyModelViewSet):
     ordering_fields = ["name", "protocol", "created", "last_updated"]
 
 
-class ServiceGroupViewSet(PolicyModelViewSet):
+class ServiceGroupViewSet(WhereUsedMixin, PolicyModelViewSet):
     queryset = ServiceGroup.objects.order_by("name").prefetch_related(
         "members__service", "members__subgroup"
     )
@@ -82,7 +83,7 @@ def _count(model) -> Coalesce:
     return Coalesce(Subquery(sub), 0)
 
 
-class RuleSetViewSet(PolicyModelViewSet):
+class RuleSetViewSet(WhereUsedMixin, PolicyModelViewSet):
     """Rule sets. Their rules: /rules/?ruleset=<id>, or /rulesets/{id}/rules/ in order, and
     /rulesets/{id}/rules/bulk/ to change thousands of them in one transaction."""
 

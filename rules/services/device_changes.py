@@ -5,7 +5,9 @@ kernel as much as its rules do. When any rule set on the device (its own or its 
 before or after the change) requires approval, a change of those settings is held as a
 `PendingDeviceChange` instead of being written to the device row, which keeps the approved
 settings every compile reads; an approver who did not author it applies it (or rejects it),
-audited. Other fields (name, address, tags, ...) are written at once.
+audited. A device group's rule sets are held alike when a rule set of the group (before or
+after) or of one of its devices requires approval. Other fields (name, address, tags, ...)
+are written at once.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from rules.models import (
     PendingDeviceChange,
     RuleSet,
 )
-from rules.services.device_refs import device_set_groups, device_set_rulesets, resolve_names
+from rules.services.device_refs import (
+    device_group_set_rulesets,
+    device_set_groups,
+    device_set_rulesets,
+    resolve_names,
+)
 from rules.services.objects import object_save
 
 #: Device columns that change what the kernel enforces.
@@ -72,9 +79,22 @@ def device_requires_approval(
     return RuleSet.objects.filter(query, requires_approval=True).exists()
 
 
-def pending_device_change(device: Device) -> PendingDeviceChange | None:
-    """The change of `device` waiting for approval, if any."""
-    return device.pending_changes.filter(status=DeviceChangeStatus.PENDING).first()
+def group_requires_approval(group: DeviceGroup, *, rulesets: Iterable[str] = ()) -> bool:
+    """True when a rule set of `group`, of one of its devices (directly or through any of
+    their groups), or one of the named rule sets, requires approval."""
+    members = group.device_links.values("device_id")
+    query = (
+        Q(name__in=list(rulesets))
+        | Q(device_group_links__group=group)
+        | Q(device_links__device__in=members)
+        | Q(device_group_links__group__device_links__device__in=members)
+    )
+    return RuleSet.objects.filter(query, requires_approval=True).exists()
+
+
+def pending_device_change(target: Device | DeviceGroup) -> PendingDeviceChange | None:
+    """The change of a device (or device group) waiting for approval, if any."""
+    return target.pending_changes.filter(status=DeviceChangeStatus.PENDING).first()
 
 
 @transaction.atomic
@@ -121,7 +141,34 @@ def device_update(
     for name in ENFORCED_FIELDS:  # the row keeps the approved settings
         setattr(device, name, getattr(live, name))
     object_save(device)
-    return _hold(device, held, before, changed)
+    return _hold({"device": device}, held, before, changed)
+
+
+@transaction.atomic
+def device_group_update(
+    *, group: DeviceGroup, data: Mapping[str, Any], refs: Mapping[str, list[str]]
+) -> PendingDeviceChange | None:
+    """Apply an edit of a device group; return the pending change holding its rule sets
+    when approval is required (`group_requires_approval`), else None."""
+    live = DeviceGroup.objects.select_for_update().get(pk=group.pk)
+    for name, value in data.items():
+        setattr(group, name, value)
+    object_save(group)
+    if "rulesets" not in refs:
+        return None
+    wanted = list(refs["rulesets"])
+    if not group_requires_approval(live, rulesets=wanted):
+        device_group_set_rulesets(group=group, rulesets=wanted)
+        return None
+    resolve_names(RuleSet, wanted, "rulesets")
+    before = {
+        "rulesets": list(
+            live.ruleset_links.order_by("position", "id").values_list("ruleset__name", flat=True)
+        )
+    }
+    held = pending_device_change(live)
+    changed = {"rulesets": wanted} if wanted != before["rulesets"] else {}
+    return _hold({"group": group}, held, before, changed)
 
 
 def _set_refs(device: Device, refs: Mapping[str, list[str]]) -> None:
@@ -145,7 +192,7 @@ def _validate(device: Device, changed: Mapping[str, Any]) -> None:
 
 
 def _hold(
-    device: Device,
+    target: Mapping[str, Device | DeviceGroup],
     held: PendingDeviceChange | None,
     before: Mapping[str, Any],
     changed: Mapping[str, Any],
@@ -161,7 +208,7 @@ def _hold(
     if not changed:
         return None  # the request puts back the approved settings: nothing is left to approve
     return PendingDeviceChange.objects.create(
-        device=device,
+        **target,
         before={k: before[k] for k in changed},
         after=dict(changed),
         author=user,
@@ -201,7 +248,7 @@ def _review(
         before=change.before,
         after={**change.after, "status": status, "comment": comment},
         reason=current().reason or comment,
-        extra={"device": change.device.name},
+        extra={"target": str(change.target)},
         user=reviewer,
     )
     return change
@@ -220,6 +267,9 @@ def device_change_approve(
         status=DeviceChangeStatus.APPROVED,
         action=AuditAction.DEVICE_CHANGE_APPROVE,
     )
+    if change.group_id is not None:
+        device_group_set_rulesets(group=change.group, rulesets=change.after["rulesets"])
+        return change
     device = Device.objects.select_for_update().get(pk=change.device_id)
     for name in ENFORCED_FIELDS:
         if name in change.after:

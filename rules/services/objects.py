@@ -14,9 +14,6 @@ from rules.models import (
     AddressGroup,
     AddressGroupMember,
     AddressObject,
-    Device,
-    DeviceGroup,
-    NatRule,
     RuleSet,
     Service,
     ServiceGroup,
@@ -25,6 +22,7 @@ from rules.models import (
 from rules.revisions.capture import revisions_touch
 from rules.revisions.review import guard_ruleset_save
 from rules.services.names import NameIndex, group_reaches
+from rules.where_used import in_use_message, where_used
 
 
 def _check_cross_kind_name(obj: Model) -> None:
@@ -108,51 +106,9 @@ def service_group_set_members(
 
 
 def object_users(obj: Model) -> list[str]:
-    """Everything that refers to an object, as readable strings (empty: safe to delete)."""
-    users: list[str] = []
-    if isinstance(obj, (AddressObject, AddressGroup)):
-        users += [
-            f"address group {m.group.name}"
-            for m in (
-                obj.group_memberships if isinstance(obj, AddressObject) else obj.parent_memberships
-            ).select_related("group")
-        ]
-        users += [
-            f"rule {ra.rule.ruleset.name}#{ra.rule.position} ({ra.rule.uuid})"
-            for ra in obj.rule_uses.select_related("rule__ruleset")
-        ]
-        for nat in NatRule.objects.select_related("ruleset"):
-            if obj.name in (nat.sources or []) or obj.name in (nat.destinations or []):
-                users.append(f"NAT rule {nat.ruleset.name}#{nat.position}")
-        users += [
-            f"device {d.name} (management sources)"
-            for d in Device.objects.all()
-            if obj.name in (d.management_sources or [])
-        ]
-    elif isinstance(obj, (Service, ServiceGroup)):
-        users += [
-            f"service group {m.group.name}"
-            for m in (
-                obj.group_memberships if isinstance(obj, Service) else obj.parent_memberships
-            ).select_related("group")
-        ]
-        users += [
-            f"rule {rs.rule.ruleset.name}#{rs.rule.position} ({rs.rule.uuid})"
-            for rs in obj.rule_uses.select_related("rule__ruleset")
-        ]
-    elif isinstance(obj, RuleSet):
-        users += [
-            f"device {link.device.name}" for link in obj.device_links.select_related("device")
-        ]
-        users += [
-            f"device group {link.group.name}"
-            for link in obj.device_group_links.select_related("group")
-        ]
-    elif isinstance(obj, DeviceGroup):
-        users += [
-            f"device {link.device.name}" for link in obj.device_links.select_related("device")
-        ]
-    return sorted(set(users))
+    """Everything that uses an object, transitively, as readable strings with the path
+    (empty: safe to delete); see rules.where_used."""
+    return [str(use) for use in where_used(obj)]
 
 
 class ObjectInUse(ValidationError):
@@ -162,10 +118,9 @@ class ObjectInUse(ValidationError):
 @transaction.atomic
 def object_delete(obj: Model) -> None:
     """Delete an object, refusing (naming the users) while anything still refers to it."""
-    users = object_users(obj)
-    if users:
-        shown = ", ".join(users[:20]) + (f" and {len(users) - 20} more" if len(users) > 20 else "")
-        raise ObjectInUse({"non_field_errors": [f"{obj} is still in use by: {shown}"]})
+    uses = where_used(obj)
+    if uses:
+        raise ObjectInUse({"non_field_errors": [in_use_message(obj, uses)]})
     ruleset_id = getattr(obj, "ruleset_id", None)  # a NAT rule or rule: its set has changed
     obj.delete()
     if ruleset_id is not None:

@@ -5,7 +5,7 @@ to an agent serving in a namespace and polls it; the test sends a known number o
 datagrams per rule (each from its own socket: a new flow, so it reaches the policy rule
 past the conntrack shortcut) and checks the console's totals equal what was sent, across
 a rule moved and redeployed, an agent restart, a full rewrite of every chain (a repair of
-drift) and a `log: true` rule.
+drift), an apply the console did not make, a rule deleted, and a `log: true` rule.
 """
 
 from __future__ import annotations
@@ -130,6 +130,12 @@ def test_totals_equal_the_packets_sent_across_moves_restarts_and_rewrites(tmp_pa
         send(agent, PORTS["other"], 1)
         status_poll(device_id=device.pk)
         assert totals(device) == {"moved": 21, "logged": 3 + 4 + 2 + 1, "other": 9 + 1 + 6 + 1}
+
+        # a rule deleted with hits not polled yet: its final count comes with the apply
+        send(agent, PORTS["moved"], 3)
+        rules_services.rule_delete(rule=moved)
+        deployed(device)
+        assert RuleCounter.objects.get(device=device, rule_uuid=moved.uuid).packets == 24
 
 
 def apply_elsewhere(agent: NsAgent, device) -> dict:

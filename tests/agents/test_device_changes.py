@@ -14,7 +14,14 @@ from agents.models import Deployment
 from core.audit.models import AuditEntry
 from rules import revisions
 from rules import services as rule_services
-from rules.models import DeviceChangeStatus, DeviceRuleSet, PendingDeviceChange, RuleSet
+from rules.models import (
+    DeviceChangeStatus,
+    DeviceGroup,
+    DeviceMembership,
+    DeviceRuleSet,
+    PendingDeviceChange,
+    RuleSet,
+)
 from tests.rules.revisions.support import as_user
 from tests.support.deploy import make_device
 
@@ -74,6 +81,9 @@ def test_a_device_change_reaches_the_kernel_only_after_another_approver(
     first = deploy(device, users["operator"])
     assert first.document["devices"][0]["default_policy"]["input"] == "drop"
     assert kernel_input_default(agent) == "DROP"
+    bundle = reverse("device-bundle", args=[device.pk])
+    pushed = operator.get(bundle, {"target": "deployed"}).data
+    assert '-A RPT-INPUT -m comment --comment "rpt:sys:default" -j DROP' in pushed["iptables_v4"]
     dd = first.device_deployments.get()
     assert dd.settings["default_policy"]["input"] == "drop"
 
@@ -93,6 +103,8 @@ def test_a_device_change_reaches_the_kernel_only_after_another_approver(
     second = deploy(device, users["operator"])
     assert second.device_deployments.get().settings["default_policy"]["input"] == "accept"
     assert kernel_input_default(agent) == "ACCEPT"
+    pushed = operator.get(bundle, {"target": "deployed"}).data
+    assert '-A RPT-INPUT -m comment --comment "rpt:sys:default" -j ACCEPT' in pushed["iptables_v4"]
 
     actions = set(
         AuditEntry.objects.filter(object_type="rules.pendingdevicechange").values_list(
@@ -164,3 +176,23 @@ def test_the_schema_documents_the_held_change():
         "$ref": "#/components/schemas/RecordedRevision"
     }
     assert "settings" in props["DeviceDeployment"]["properties"]
+
+
+def test_a_group_change_answers_202_and_is_reviewed_from_the_approvals_page(
+    guarded_device, users, api_client_for, client
+):
+    group = DeviceGroup.objects.create(name="dmz")
+    DeviceMembership.objects.create(device=guarded_device, group=group)
+    operator = api_client_for(users["operator"])
+    url = reverse("devicegroup-detail", args=[group.pk])
+    asked = operator.patch(url, {"rulesets": ["edge"]}, format="json")
+    assert asked.status_code == 202 and asked.data["group_name"] == "dmz"
+    assert operator.get(url).data["pending_change"]["id"] == asked.data["id"]
+    assert not group.ruleset_links.exists()
+    client.force_login(users["approver"])
+    queue = client.get(reverse("dashboard:approvals")).content.decode()
+    assert "group dmz" in queue
+    review = reverse("dashboard:device-change-review", args=[asked.data["id"]])
+    done = client.post(review, {"decision": "approve"})
+    assert done.status_code == 302 and done["Location"] == reverse("dashboard:approvals")
+    assert [link.ruleset.name for link in group.ruleset_links.all()] == ["edge"]

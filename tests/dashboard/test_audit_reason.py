@@ -42,7 +42,7 @@ PAYLOAD = {
 
 
 @pytest.fixture
-def world():
+def world(make_user):
     """One of everything a write view can act on."""
     ruleset = small_policy()
     devices = [device_with(ruleset, f"edge-{i}") for i in range(2)]
@@ -65,6 +65,7 @@ def world():
             after={"input_policy": "accept"},
             author_name="operator",
         ),
+        "user": make_user("someone", "operator"),
     }
 
 
@@ -82,6 +83,7 @@ def _url(pattern, world) -> str:
         "deployment": world["deployment"].pk,
         "revision": world["revision"].pk,
         "object": world["address"].pk,
+        "user": world["user"].pk,
     }
     family = next((f for f in pks if pattern.name.startswith(f"{f}-")), None)
     values = {

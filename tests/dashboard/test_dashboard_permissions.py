@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from core.accounts import roles
 from dashboard.urls import dashboard_patterns
-from rules.models import AddressObject, Rule, RuleSet
+from rules.models import AddressObject, Device, Rule, RuleSet
 
-from .helpers import small_policy
+from .helpers import device_with, small_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +35,7 @@ EXPECTED_WRITES = {
     "revision-rollback",
     "revision-review",
     "device-change-review",
+    "device-settings",
 }
 
 
@@ -57,9 +58,12 @@ def _write_views():
     return [p for p, allowed in _views() if allowed is not None and roles.VIEWER not in allowed]
 
 
-def _object_kwargs(kwargs: dict) -> dict:
+def _object_kwargs(kwargs: dict, name: str = "") -> dict:
     if kwargs.get("kind") == "addresses" and "pk" in kwargs:
         kwargs["pk"] = AddressObject.objects.get(name="office").pk
+    if name == "device-settings":
+        device = Device.objects.first() or device_with(RuleSet.objects.first())
+        kwargs["pk"] = device.pk
     return kwargs
 
 
@@ -110,9 +114,8 @@ def test_each_role_reaches_exactly_its_write_views(client, users):
     for role in ("operator", "approver", "admin"):
         client.force_login(users[role])
         for pattern in _write_views():
-            url = reverse(
-                f"dashboard:{pattern.name}", kwargs=_object_kwargs(_kwargs(pattern, ruleset))
-            )
+            kwargs = _object_kwargs(_kwargs(pattern, ruleset), pattern.name)
+            url = reverse(f"dashboard:{pattern.name}", kwargs=kwargs)
             allowed = role in pattern.callback.rampart_roles
             assert client.get(url).status_code in ((200, 405) if allowed else (403,)), (
                 role,

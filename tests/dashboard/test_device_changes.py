@@ -59,6 +59,8 @@ def test_a_settings_change_waits_for_another_approver(client, users, guarded):
     assert client.post(review, {"decision": "approve"}).status_code == 403
 
     client.force_login(users["approver"])
+    queue = client.get(reverse("dashboard:approvals")).content.decode()
+    assert 'data-testid="device-changes-table"' in queue and detail in queue
     assert 'value="approve"' in client.get(detail).content.decode()
     done = client.post(review, {"decision": "approve", "comment": "ok"}, follow=True)
     assert "approved" in done.content.decode()

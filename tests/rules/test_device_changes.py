@@ -126,3 +126,36 @@ def test_a_change_that_could_not_apply_is_refused_not_held(rulesets, users):
         update(users["operator"], dev, rulesets=["guarded", "nope"])
     assert "rulesets" in unknown.value.message_dict
     assert not dev.pending_changes.exists()
+
+
+def test_a_group_rule_set_change_touching_a_guarded_device_is_held(rulesets, users):
+    group = DeviceGroup.objects.create(name="dmz")
+    DeviceGroupRuleSet.objects.create(group=group, ruleset=rulesets["open"])
+    member = device("fw-1", rulesets["guarded"])  # guarded through its own rule set
+    DeviceMembership.objects.create(device=member, group=group)
+    with as_user(users["operator"]):
+        held = services.device_group_update(
+            group=group, data={"description": "edge"}, refs={"rulesets": []}
+        )
+    group.refresh_from_db()
+    assert group.description == "edge"
+    assert list(group.ruleset_links.values_list("ruleset__name", flat=True)) == ["open"]
+    assert (held.group, held.device) == (group, None)
+    assert held.before == {"rulesets": ["open"]} and held.after == {"rulesets": []}
+    with pytest.raises(PermissionDenied):
+        services.device_change_approve(change=held, reviewer=users["operator"])
+    services.device_change_approve(change=held, reviewer=users["approver"])
+    assert not group.ruleset_links.exists()
+    # a group none of whose devices or rule sets needs approval is written at once
+    free = DeviceGroup.objects.create(name="lab")
+    with as_user(users["operator"]):
+        assert (
+            services.device_group_update(group=free, data={}, refs={"rulesets": ["open"]}) is None
+        )
+    assert free.ruleset_links.get().ruleset == rulesets["open"]
+    # adding a guarded rule set to it is held
+    with as_user(users["operator"]):
+        adding = services.device_group_update(
+            group=free, data={}, refs={"rulesets": ["open", "guarded"]}
+        )
+    assert adding.after == {"rulesets": ["open", "guarded"]}
