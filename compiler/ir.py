@@ -61,7 +61,7 @@ class Rule:
     states: tuple[str, ...] | None = None
     limit: str | None = None
     burst: int | None = None
-    arg: str | None = None  # jump chain, log prefix or NAT target
+    arg: str | None = None  # jump chain, log prefix, NAT target or REJECT's reject_with
     rule_id: str | None = None
     # kernel time match: the rule matches only before this whole second (UTC), so an
     # expiring rule leaves the kernel on time without a redeploy (`-m time --datestop`)

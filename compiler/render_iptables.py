@@ -11,7 +11,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from .ir import DNAT, JUMP, LOG, REJECT, SNAT, Rule, Table
-from .values import Rate, parse_rate
+from .values import REJECT_WITH_FAMILY, Rate, parse_rate
 
 _PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "ipv6-icmp"}
 _UNIT = {"second": "sec", "minute": "min", "hour": "hour", "day": "day"}
@@ -119,7 +119,9 @@ def _target(r: Rule, family: int) -> str:
     if target == JUMP:
         return f" -j {r.arg}"
     if target == REJECT:
-        return " " + _REJECT[family]
+        if r.arg is None:
+            return " " + _REJECT[family]
+        return " -j REJECT --reject-with " + REJECT_WITH_FAMILY[family][r.arg]
     if target == LOG:
         return f' -j LOG --log-prefix "{r.arg}"'
     if target == DNAT:

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from . import values as V
 from .errors import FamilyMismatch, FieldError, PacketError
-from .ir import JUMP, LOG, VERDICTS, AddrMatch, IpSet, Program, Rule, Table
+from .ir import JUMP, LOG, REJECT, VERDICTS, AddrMatch, IpSet, Program, Rule, Table
 from .render_iptables import render_rule
 from .tracer_nat import LocalAddresses, NatStep, NatWalker
 
@@ -172,9 +172,11 @@ class TraceResult:
     nat: list[NatStep] = field(default_factory=list)
     # the filter chain walked: the one asked for unless a DNAT re-decided the route
     chain: str | None = None
+    # how a reject answers (values.REJECT_WITH, the document's spelling); None otherwise
+    reject_with: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "verdict": self.verdict,
             "decided_by": {
                 "tag": self.tag,
@@ -187,6 +189,9 @@ class TraceResult:
             "chain": self.chain,
             "nat": [s.to_dict() for s in self.nat],
         }
+        if self.reject_with is not None:
+            out["reject_with"] = self.reject_with
+        return out
 
 
 class _SetIndex:
@@ -354,6 +359,12 @@ class Tracer:
                     notes.append(f"logged with prefix {rule.arg!r}")
                 elif rule.target in VERDICTS:
                     info = self.program.rules.get(rule.rule_id) if rule.rule_id else None
+                    reject_with = None
+                    if rule.target == REJECT:
+                        reject_with = rule.arg or V.REJECT_WITH_DEFAULT
+                        notes.append(
+                            "rejected with " + V.REJECT_WITH_FAMILY[packet.family][reject_with]
+                        )
                     return TraceResult(
                         VERDICTS[rule.target],
                         rule.tag,
@@ -363,6 +374,7 @@ class Tracer:
                         path,
                         notes,
                         chain=packet.chain,
+                        reject_with=reject_with,
                     )
             index += 1
 

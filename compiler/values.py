@@ -36,6 +36,31 @@ PROTOCOLS = ("any", "tcp", "udp", "icmp", "icmpv6")
 PORT_PROTOCOLS = ("tcp", "udp")
 CHAINS = ("input", "output", "forward")
 ACTIONS = ("accept", "drop", "reject")
+# `reject_with`: how a reject answers, in the IPv4 spelling; REJECT_WITH_FAMILY spells it per
+# family as iptables-save prints it (ip6tables has its own names). Absent = port unreachable.
+REJECT_WITH = (
+    "icmp-port-unreachable",
+    "icmp-host-unreachable",
+    "icmp-net-unreachable",
+    "icmp-admin-prohibited",
+    "icmp-host-prohibited",
+    "icmp-net-prohibited",
+    "tcp-reset",
+)
+REJECT_WITH_DEFAULT = "icmp-port-unreachable"
+REJECT_WITH_FAMILY = {
+    4: {name: name for name in REJECT_WITH},
+    6: {
+        "icmp-port-unreachable": "icmp6-port-unreachable",
+        "icmp-host-unreachable": "icmp6-addr-unreachable",
+        "icmp-net-unreachable": "icmp6-no-route",
+        "icmp-admin-prohibited": "icmp6-adm-prohibited",
+        # IPv6 has no host/net "prohibited": administratively prohibited is its answer
+        "icmp-host-prohibited": "icmp6-adm-prohibited",
+        "icmp-net-prohibited": "icmp6-adm-prohibited",
+        "tcp-reset": "tcp-reset",
+    },
+}
 STATES = ("new", "established", "related", "invalid", "untracked")
 
 ICMP_TYPES = {

@@ -99,3 +99,14 @@ def service_group_save(*, group: ServiceGroup, members: Sequence[str]) -> Servic
     services.object_save(group)
     services.service_group_set_members(group=group, members=members)
     return group
+
+
+@revisions.batched
+@transaction.atomic
+def group_save_changing_members(
+    *, group: AddressGroup | ServiceGroup, add: Sequence[str], remove: Sequence[str]
+) -> AddressGroup | ServiceGroup:
+    """Save a group and add/remove some of its members (a large group's form)."""
+    services.object_save(group)
+    services.group_members_change(group=group, add=add, remove=remove)
+    return group

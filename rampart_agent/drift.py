@@ -3,7 +3,9 @@
 Our rules are compared by their `rpt:` comments, chain by chain, with the jumps in the
 built-in chains and the sets' sizes; a rule edited by hand that kept its comment is caught
 by comparing the kernel's own rendering of our rules with the one recorded when they last
-matched the bundle.
+matched the bundle. A drift report names the foreign rules behind it by their kernel text
+and where they run: inside our chains, or before or after our jump in a built-in chain
+(a rule before the jump decides first, so Rampart's rules never see what it matches).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from dataclasses import dataclass, field
 from rampart_agent.bundle import Bundle
 from rampart_agent.counters import Counts, add_counts
 from rampart_agent.dataplane import Dataplane, LiveFamily
-from rampart_agent.ruleset import _target, rule_comment
+from rampart_agent.ruleset import LiveJump, _target, rule_comment
 from rampart_agent.state import StateDir
 from rampart_agent.transition import KERNEL_ERRORS
-from rampart_contract.naming import FAMILIES
+from rampart_contract.naming import CHAIN_PREFIX, FAMILIES
 
 SNAPSHOT_FILE = "snapshot.json"  # the kernel's rendering of our rules, for drift
 
@@ -53,8 +55,8 @@ def family_lines(family: str, bundle: Bundle, live: LiveFamily | None) -> tuple[
             for rule in lt.chains[name]:
                 key = (
                     rule.comment
-                    if rule.comment and rule.comment.startswith("rpt:")
-                    else f"(no rpt comment) -j {rule.target}"
+                    if rule.comment and _ours(rule.comment)
+                    else _foreign_key(rule.target)
                 )
                 lines.append(f"{family} {tname} {name} {key}")
             add_counts(lt.chains[name], counters)
@@ -63,11 +65,83 @@ def family_lines(family: str, bundle: Bundle, live: LiveFamily | None) -> tuple[
     return lines, counters
 
 
+def _ours(comment: str | None) -> bool:
+    return bool(comment and comment.startswith("rpt:"))
+
+
+def _foreign_key(target: str | None) -> str:
+    """A rule without our tag is compared by its target only (the kernel may spell its
+    matches differently from the bundle); the drift report adds its whole text."""
+    return f"(no rpt comment) -j {target}"
+
+
 def _rule_key(spec: str) -> str:
     comment = rule_comment(spec)
-    if comment and comment.startswith("rpt:"):
-        return comment
-    return f"(no rpt comment) -j {_target('-A X ' + spec)}"
+    return comment if comment and _ours(comment) else _foreign_key(_target("-A X " + spec))
+
+
+@dataclass(frozen=True)
+class ForeignRule:
+    """A rule not from the bundle in a chain that holds (or should hold) ours."""
+
+    family: str
+    table: str
+    chain: str
+    position: int  # 1-based, in `chain`
+    text: str  # the kernel's rendering, as `-A CHAIN <text>` would add it
+    target: str | None
+    where: str  # relative to Rampart's jump, in words
+
+    def line(self) -> str:
+        return (
+            f"{self.family} {self.table} {self.chain} #{self.position}: "
+            f"-A {self.chain} {self.text}  [{self.where}]"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "family": self.family,
+            "table": self.table,
+            "chain": self.chain,
+            "position": self.position,
+            "rule": f"-A {self.chain} {self.text}",
+            "where": self.where,
+        }
+
+
+def _relation(position: int, jump: LiveJump | None) -> str:
+    if jump is None:
+        return "no jump to Rampart's rules here: they do not run"
+    if position < jump.position:
+        return f"before Rampart's jump to {jump.target} (#{jump.position}): runs first"
+    return f"after Rampart's jump to {jump.target} (#{jump.position}): sees only what it returns"
+
+
+def foreign_rules(family: str, bundle: Bundle, live: LiveFamily) -> list[ForeignRule]:
+    """Foreign rules of the built-in chains that hold or should hold our jumps, each with its
+    place relative to our jump, and the rules without our tag inside our chains (a bundle's
+    own untagged rules among them: `drift_rules` keeps those the diff adds)."""
+    out: list[ForeignRule] = []
+    for tname, lt in sorted(live.items()):
+        want = bundle.tables[family].get(tname)
+        expected = set(want.jumps) if want else set()
+        jumps = lt.jumps()
+        for chain, rules in sorted(lt.builtins.items()):
+            if chain not in jumps and chain not in expected:
+                continue
+            first = jumps[chain][0] if chain in jumps else None
+            out += [
+                ForeignRule(family, tname, chain, i, r.text, r.target, _relation(i, first))
+                for i, r in enumerate(rules, 1)
+                if not (r.target and r.target.startswith(CHAIN_PREFIX))
+            ]
+        for chain, rules in sorted(lt.chains.items()):
+            out += [
+                ForeignRule(family, tname, chain, i, r.text, r.target, "inside Rampart's chain")
+                for i, r in enumerate(rules, 1)
+                if not _ours(r.comment)
+            ]
+    return out
 
 
 def kernel_matches(dp: Dataplane, bundle: Bundle) -> bool:
@@ -95,6 +169,7 @@ class KernelView:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)  # our rules as the kernel renders them
     sets: dict[str, int] = field(default_factory=dict)
+    foreign: list[ForeignRule] = field(default_factory=list)
 
 
 def read_kernel(dp: Dataplane, bundle: Bundle) -> KernelView:
@@ -105,6 +180,7 @@ def read_kernel(dp: Dataplane, bundle: Bundle) -> KernelView:
         live_family = dp.read(family)
         got, cnt = family_lines(family, bundle, live_family)
         view.have += got
+        view.foreign += foreign_rules(family, bundle, live_family)
         view.texts += [
             f"{family} {t} {name} {r.text}"
             for t, lt in sorted(live_family.items())
@@ -129,7 +205,26 @@ def drift_diff(view: KernelView, bundle: Bundle, keep: set[str]) -> str:
         for n in sorted(sets)
         if n in bundle.sets or (n not in keep and not n.startswith("rpt-tmp-"))
     ]
-    return "\n".join(difflib.unified_diff(want, have, "applied", "live", lineterm=""))
+    lines = list(difflib.unified_diff(want, have, "applied", "live", lineterm=""))
+    behind = drift_rules(view, lines)
+    if behind:
+        lines += ["", "# kernel rules behind the drift:"] + [r.line() for r in behind]
+    return "\n".join(lines)
+
+
+def drift_rules(view: KernelView, diff: list[str]) -> list[ForeignRule]:
+    """The foreign rules a drift diff is about: those it adds inside our chains, and those
+    of the built-in chains whose jump lines changed (a rule inserted above our jump moves
+    it)."""
+    changed = [line[1:] for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    added = set(changed)
+    jumps_changed = {line.split(" #", 1)[0] for line in changed if " -> " in line}
+    return [
+        r
+        for r in view.foreign
+        if f"{r.family} {r.table} {r.chain} {_foreign_key(r.target)}" in added
+        or f"{r.family} {r.table} {r.chain}" in jumps_changed
+    ]
 
 
 def text_drift(state: StateDir, digest: str, texts: list[str]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from rampart_agent import __version__
 from rampart_agent.counters import CounterLedger
 from rampart_agent.dataplane import Dataplane
-from rampart_agent.drift import drift_diff, read_kernel, text_drift
+from rampart_agent.drift import drift_diff, drift_rules, read_kernel, text_drift
 from rampart_agent.errors import AgentError
 from rampart_agent.host import gather_facts
 from rampart_agent.state import CONFIRMED_FILE, LAST_ROLLBACK_FILE, LIVE_FILE, StateDir
@@ -100,7 +100,13 @@ class StatusReport:
             "applied": applied,
             "pending": _pending(live or {}),
             "last_rollback": self._record(LAST_ROLLBACK_FILE),
-            "drift": {"drifted": bool(diff), "diff": diff},
+            "drift": {
+                "drifted": bool(diff),
+                "diff": diff,
+                "rules": [r.as_dict() for r in drift_rules(view, diff.splitlines())]
+                if diff
+                else [],
+            },
             "counters": view.counters,
             "counter_epoch": epoch,
             "facts": gather_facts(self.dp),

@@ -17,6 +17,7 @@ RULE_TEXT_FIELDS = (
     "log_prefix",
     "rate_limit",
     "comment",
+    "reject_with",
 )
 RULE_FLAGS = ("sources_negate", "destinations_negate", "log")
 RULE_COLUMNS = (

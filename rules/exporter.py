@@ -42,6 +42,7 @@ _ORDER: dict[str, tuple[str, ...]] = {
         "id",
         "chain",
         "action",
+        "reject_with",
         "sources",
         "destinations",
         "services",

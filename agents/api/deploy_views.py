@@ -23,7 +23,7 @@ from agents.models import Deployment, DeviceDeployment, RuleCounter
 from core.accounts.permissions import CanDeploy, CanEdit, CanView
 from core.api_base import Conflict, ErrorSerializer, ETagMixin
 from core.idempotency.views import idempotent
-from rules.models import Device
+from rules.models import Device, Rule
 
 from .deploy_serializers import (
     DeploymentCancelSerializer,
@@ -208,6 +208,7 @@ class UnusedRulesView(generics.GenericAPIView):
 
     permission_classes = [CanView]
     serializer_class = UnusedRuleSerializer
+    queryset = Rule.objects.none()  # names the model for the schema; rows come from a selector
 
     @extend_schema(
         parameters=[

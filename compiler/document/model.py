@@ -86,6 +86,8 @@ class Rule(NamedTuple):
     enabled: bool = True
     expires_at: datetime | None = None
     icmp_type: str | int | None = None
+    # how a reject answers (values.REJECT_WITH); None: port unreachable, as before the key
+    reject_with: str | None = None
 
     def active(self, now: datetime) -> bool:
         """Enabled and not expired at `now` (expired rules are left out)."""

@@ -34,6 +34,7 @@ _RULE_KEYS = {
     "enabled",
     "expires_at",
     "icmp_type",
+    "reject_with",
 }
 _PLAIN_RULE_KEYS = frozenset(
     (
@@ -242,6 +243,7 @@ class RuleParser(ParserBase):
         d_neg = self.boolean(item, "destinations_negate", path, False, rid)
         enabled = self.boolean(item, "enabled", path, True, rid)
         comment = self.text(item, "comment", path, rid)
+        reject_with = self.rule_reject_with(item, path, rid, action, protocol, services)
         if len(self.errors) != n_errors or chain is None or action is None:
             return None
         return Rule(
@@ -267,7 +269,46 @@ class RuleParser(ParserBase):
             enabled,
             expires_at,
             icmp_type,
+            reject_with,
         )
+
+    def rule_reject_with(
+        self,
+        item: dict,
+        path: str,
+        rid: str | None,
+        action: str | None,
+        protocol: str | None,
+        services: tuple[str, ...],
+    ) -> str | None:
+        """The rule's `reject_with`: only on a reject; tcp-reset only for tcp (the kernel
+        refuses a TCP reset for any other protocol)."""
+        value = item.get("reject_with")
+        if value is None:
+            return None
+        where = f"{path}.reject_with"
+        if not isinstance(value, str) or value not in V.REJECT_WITH:
+            self.err(
+                where, f"unknown reject type {value!r}: one of {', '.join(V.REJECT_WITH)}", rid
+            )
+            return None
+        if action != "reject":
+            self.err(where, f"reject_with needs action reject, not {action}", rid)
+        elif value == "tcp-reset":
+            # services of unknown protocols (not defined, or not known to rule_errors)
+            # are reported elsewhere or checked once the document is whole
+            protos = {protocol or "any"}
+            if services:
+                known = [self.service_protocols.get(ref) for ref in services]
+                protos = {p for k in known if k for p in k} if all(known) else {"tcp"}
+            if protos != {"tcp"}:
+                self.err(
+                    where,
+                    "tcp-reset needs protocol tcp (or services that are all tcp), not "
+                    + ", ".join(sorted(protos)),
+                    rid,
+                )
+        return value
 
     def rule_icmp_type(
         self, item: dict, path: str, rid: str | None, protocol: str | None, services: bool

@@ -98,6 +98,7 @@ def rule_dict(rule: Rule) -> dict:
             "burst": rule.burst,
             "comment": rule.comment,
             "expires_at": format_datetime(rule.expires_at) if rule.expires_at else None,
+            "reject_with": rule.reject_with,
         }
     )
     if not rule.enabled:

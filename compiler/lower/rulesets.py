@@ -167,6 +167,7 @@ class RulesetLowerer:
                 enabled,
                 expires_at,
                 _,
+                reject_with,
             ) = rule
             if not enabled or (expires_at is not None and expires_at <= now):
                 continue
@@ -228,7 +229,7 @@ class RulesetLowerer:
                             states,
                             rate_limit,
                             burst,
-                            None,
+                            reject_with,  # REJECT's type (None: the default)
                             rule_id,
                             until,
                         )
@@ -262,7 +263,7 @@ class RulesetLowerer:
         expand = self.expander.expand
         made = []
         for fm in self.resolver.rule(rule):
-            irs = expand(fm, base, target, tag, rule_id, None, prefix)
+            irs = expand(fm, base, target, tag, rule_id, rule.reject_with, prefix)
             if until is not None:
                 for ir in irs:  # just made here: not yet shared with anything
                     ir.until = until

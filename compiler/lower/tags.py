@@ -12,7 +12,7 @@ from ..document import Rule
 
 def rule_tag(rule_id: str, rule: Rule) -> str:
     """`rpt:<uuid>:<8 hex>`; the hash covers what the rule says (not its comment or id)."""
-    key = (
+    key: tuple = (
         rule.chain,
         rule.action,
         rule.sources,
@@ -32,6 +32,8 @@ def rule_tag(rule_id: str, rule: Rule) -> str:
         rule.burst,
         rule.icmp_type,
     )
+    if rule.reject_with is not None:  # appended only when set: older rules keep their tags
+        key += (rule.reject_with,)
     return f"rpt:{rule_id}:{zlib.crc32(repr(key).encode()):08x}"
 
 
@@ -72,6 +74,8 @@ def rule_tagger() -> Callable[[str, Rule], str]:
     varying = itemgetter(*(Rule._fields.index(f) for f in ("sources", "destinations", "dports")))
 
     def tag(rule_id: str, rule: Rule) -> str:
+        if rule.reject_with is not None:  # rare: the key has one more field
+            return rule_tag(rule_id, rule)
         shape = shape_of(rule)
         parts = shapes.get(shape)
         if parts is None:

@@ -282,6 +282,22 @@ def record(
     return _append([entry])[0]
 
 
+def record_members(
+    obj: models.Model, *, added: Sequence[str], removed: Sequence[str], field: str = "members"
+) -> AuditEntry | None:
+    """One entry for a change of a set-valued field (a group's members): the added and
+    removed elements, never one entry per element; chained like every other entry."""
+    if not added and not removed:
+        return None
+    return record(
+        "update",
+        obj,
+        after={field: {"added": list(added), "removed": list(removed)}},
+        changed=[field],
+        extra={"added": len(added), "removed": len(removed)},
+    )
+
+
 _pending: contextvars.ContextVar[list | None] = contextvars.ContextVar(
     "rampart_audit_pending", default=None
 )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
+from django.db.models import Model
 
 from dashboard import services as dash_services
 from dashboard.forms.base import ServiceForm, split_list
 from rules import services
 from rules.choices import Protocol
 from rules.models import AddressGroup, AddressObject, RuleSet, Service, ServiceGroup
+from rules.selectors import group_member_rows, member_of_row
 
 
 class NamedForm(ServiceForm):
@@ -78,6 +82,12 @@ class ServiceObjectForm(NamedForm):
 
 
 class GroupForm(NamedForm):
+    """A group and its members. A group of more than LARGE_GROUP members is edited by
+    difference (members to add, members to remove; the page lists them in pages), never
+    by resending every member."""
+
+    LARGE_GROUP = 500
+    save_members: Callable[..., Model]  # the dashboard service saving group and members
     members = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
@@ -85,28 +95,43 @@ class GroupForm(NamedForm):
     )
     field_order = ["name", "members", "description"]
 
+    def __init__(self, *args, instance=None, **kwargs):
+        self.large = instance is not None and instance.members.count() > self.LARGE_GROUP
+        super().__init__(*args, instance=instance, **kwargs)
+        if self.large:
+            del self.fields["members"]
+            for name, verb in (("add_members", "add"), ("remove_members", "remove")):
+                self.fields[name] = forms.CharField(
+                    required=False,
+                    widget=forms.Textarea(attrs={"rows": 3}),
+                    help_text=f"members to {verb}: names or literals, separated by commas, "
+                    "spaces or new lines",
+                )
+
     def initial_from(self, obj) -> dict:
         initial = super().initial_from(obj)
-        initial["members"] = "\n".join(m.ref for m in obj.members.all())
+        if obj.members.count() <= self.LARGE_GROUP:
+            initial["members"] = "\n".join(member_of_row(r)[0] for r in group_member_rows(obj))
         return initial
+
+    def persist(self, obj):
+        if self.large:
+            return dash_services.group_save_changing_members(
+                group=obj,
+                add=split_list(self.cleaned_data["add_members"]),
+                remove=split_list(self.cleaned_data["remove_members"]),
+            )
+        return type(self).save_members(group=obj, members=split_list(self.cleaned_data["members"]))
 
 
 class AddressGroupForm(GroupForm):
     model = AddressGroup
-
-    def persist(self, obj):
-        return dash_services.address_group_save(
-            group=obj, members=split_list(self.cleaned_data["members"])
-        )
+    save_members = staticmethod(dash_services.address_group_save)
 
 
 class ServiceGroupForm(GroupForm):
     model = ServiceGroup
-
-    def persist(self, obj):
-        return dash_services.service_group_save(
-            group=obj, members=split_list(self.cleaned_data["members"])
-        )
+    save_members = staticmethod(dash_services.service_group_save)
 
 
 class RuleSetForm(NamedForm):

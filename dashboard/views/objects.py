@@ -13,10 +13,11 @@ from django.views.decorators.http import require_POST
 from dashboard.forms.audit import AuditFieldsForm
 from dashboard.forms.objects import OBJECT_FORMS
 from dashboard.permissions import editor, reader
-from dashboard.selectors.objects import OBJECT_KINDS
+from dashboard.selectors.objects import OBJECT_KINDS, with_member_preview
 from dashboard.selectors.objects import object_list as objects_of_kind
 from dashboard.views.common import form_errors, page_size
 from rules import services
+from rules.selectors import group_member_rows, member_of_row
 from rules.where_used import where_used
 
 
@@ -31,6 +32,8 @@ def object_list(request: HttpRequest, kind: str = "addresses") -> HttpResponse:
     _, title, noun = _kind(kind)
     q = request.GET.get("q", "").strip()
     page = Paginator(objects_of_kind(kind, q), page_size(request)).get_page(request.GET.get("page"))
+    if kind in ("address-groups", "service-groups"):
+        page.object_list = with_member_preview(page.object_list)
     return render(
         request,
         "dashboard/objects/list.html",
@@ -69,6 +72,12 @@ def object_form(request: HttpRequest, kind: str, pk: int | None = None) -> HttpR
     obj = get_object_or_404(model, pk=pk) if pk else None
     form = OBJECT_FORMS[kind](request.POST or None, instance=obj)
     uses = where_used(obj) if obj else None
+    members = None
+    if obj is not None and kind in ("address-groups", "service-groups"):
+        members = Paginator(group_member_rows(obj), page_size(request)).get_page(
+            request.GET.get("page")
+        )
+        members.object_list = [member_of_row(row) for row in members.object_list]
     if request.method == "POST":
         saved = form.save()
         if saved:
@@ -83,6 +92,7 @@ def object_form(request: HttpRequest, kind: str, pk: int | None = None) -> HttpR
             "kind": kind,
             "title": f"{noun.capitalize()} {obj}" if obj else f"New {noun}",
             "users": uses,
+            "members_page": members,
             "uses": uses,
             "cancel": reverse("dashboard:objects", args=[kind]),
             "nav": "objects",

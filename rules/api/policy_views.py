@@ -21,7 +21,7 @@ from compiler import values
 from core.accounts.permissions import CanEdit, CanView
 from core.idempotency.views import idempotent
 from rules import exporter, importer
-from rules.onboarding import translate_iptables_save
+from rules.onboarding import NotADump, describe_loss, losses_refusal, translate_iptables_save
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -140,13 +140,19 @@ class PolicyExportView(APIView):
 
 @extend_schema(
     summary="Onboard a host: translate an iptables-save dump into a rule set",
-    description="Body: JSON {iptables_save, ipset_save?, ruleset?, family?} or the dump itself "
-    "as text/plain. Returns the document, every line that was not translated (line, text, "
-    "reason), other software's chains (Docker, kube-proxy) and notes. `import=1` also imports "
-    "the document (with `dry_run=1`: only its plan).",
+    description="Body: JSON {iptables_save, ipset_save?, ruleset?, family?, keep_ipv6?} or the "
+    "dump itself as text/plain. Returns the document, every line that was not translated "
+    "(line, text, reason, impact: more permissive / more restrictive / verdict-neutral, "
+    "lockout), `losses` (the verdict-changing ones, lockout risks first), other software's "
+    "chains (Docker, kube-proxy), notes and `ipv6` (what the rule set does with IPv6 when the "
+    "dump has none: accepts it, as the host did, unless keep_ipv6 is false). `import=1` also "
+    "imports the document (with `dry_run=1`: only its plan); with verdict-changing losses "
+    "only with `accept_losses=1`, else 400 listing them. An empty dump or another tool's "
+    "output (nft list ruleset) is a 400 saying what was given.",
     parameters=[
         OpenApiParameter("import", OpenApiTypes.BOOL),
         OpenApiParameter("dry_run", OpenApiTypes.BOOL),
+        OpenApiParameter("accept_losses", OpenApiTypes.BOOL),
     ],
     request={"application/json": OpenApiTypes.OBJECT, "text/plain": OpenApiTypes.STR},
     responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
@@ -173,8 +179,10 @@ class FromIptablesSaveView(APIView):
             for k in ("iptables_save", "ipset_save", "ruleset")
             if k in body and not isinstance(body[k], str)
         }
-        if not body.get("iptables_save"):
+        if "iptables_save" not in body:
             errors.setdefault("iptables_save", ["is required"])
+        if not isinstance(body.get("keep_ipv6", True), bool):
+            errors["keep_ipv6"] = ["must be true or false"]
         family = body.get("family")
         if family not in (None, 4, 6):
             errors["family"] = ["must be 4 or 6"]
@@ -185,10 +193,27 @@ class FromIptablesSaveView(APIView):
             errors["ruleset"] = [str(exc)]
         if errors:
             raise ValidationError(errors)
-        result = translate_iptables_save(
-            body["iptables_save"], body.get("ipset_save") or "", ruleset=ruleset, family=family
-        )
+        try:
+            result = translate_iptables_save(
+                body["iptables_save"],
+                body.get("ipset_save") or "",
+                ruleset=ruleset,
+                family=family,
+                keep_ipv6_open=body.get("keep_ipv6", True),
+            )
+        except NotADump as exc:
+            raise ValidationError({"iptables_save": [str(exc)]}) from None
         data = result.to_dict()
+        losses = result.losses()
+        if flag(request, "import") and losses and not flag(request, "accept_losses"):
+            return Response(
+                {
+                    "detail": losses_refusal(losses),
+                    "losses_text": [describe_loss(s) for s in losses],
+                    **data,
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         if flag(request, "import"):
             try:
                 plan = importer.import_document(

@@ -12,7 +12,18 @@ from core.api_base import NameListField
 from rules import services as rule_services
 from rules.api.base import PolicyModelSerializer
 from rules.choices import Side
-from rules.models import AddressGroup, AddressObject, NatRule, Rule, RuleSet, Service, ServiceGroup
+from rules.models import (
+    AddressGroup,
+    AddressGroupMember,
+    AddressObject,
+    NatRule,
+    Rule,
+    RuleSet,
+    Service,
+    ServiceGroup,
+    ServiceGroupMember,
+)
+from rules.selectors import member_refs
 
 
 def _strings(**kwargs) -> serializers.ListField:
@@ -21,7 +32,9 @@ def _strings(**kwargs) -> serializers.ListField:
 
 
 def _member_names(group: AddressGroup | ServiceGroup) -> list[str]:
-    return [m.ref for m in group.members.all()]
+    """All members by name (plain rows; page them at …/{id}/members/)."""
+    model = AddressGroupMember if isinstance(group, AddressGroup) else ServiceGroupMember
+    return member_refs(model, [group.pk]).get(group.pk, [])
 
 
 class AddressObjectSerializer(PolicyModelSerializer):

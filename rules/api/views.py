@@ -28,6 +28,7 @@ from rules.models import (
 from rules.selectors import rules_queryset
 
 from . import serializers
+from .group_member_views import GroupMembersMixin
 from .where_used_views import WhereUsedMixin
 
 
@@ -40,10 +41,8 @@ class AddressObjectViewSet(WhereUsedMixin, PolicyModelViewSet):
     ordering_fields = ["name", "value", "created", "last_updated"]
 
 
-class AddressGroupViewSet(WhereUsedMixin, PolicyModelViewSet):
-    queryset = AddressGroup.objects.order_by("name").prefetch_related(
-        "members__address", "members__subgroup"
-    )
+class AddressGroupViewSet(GroupMembersMixin, WhereUsedMixin, PolicyModelViewSet):
+    queryset = AddressGroup.objects.order_by("name")
     serializer_class = serializers.AddressGroupSerializer
     filterset_class = filtersets.AddressGroupFilterSet
     permission_classes = [CanEdit]
@@ -60,10 +59,8 @@ class ServiceViewSet(WhereUsedMixin, PolicyModelViewSet):
     ordering_fields = ["name", "protocol", "created", "last_updated"]
 
 
-class ServiceGroupViewSet(WhereUsedMixin, PolicyModelViewSet):
-    queryset = ServiceGroup.objects.order_by("name").prefetch_related(
-        "members__service", "members__subgroup"
-    )
+class ServiceGroupViewSet(GroupMembersMixin, WhereUsedMixin, PolicyModelViewSet):
+    queryset = ServiceGroup.objects.order_by("name")
     serializer_class = serializers.ServiceGroupSerializer
     filterset_class = filtersets.ServiceGroupFilterSet
     permission_classes = [CanEdit]

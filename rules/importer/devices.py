@@ -8,6 +8,7 @@ import ipaddress
 from compiler import FieldError
 from rules.console_sources import console_lockout_errors
 from rules.importer.state import ImportRun
+from rules.services.device_changes import device_requires_approval, device_settings
 from rules.models import (
     Device,
     DeviceGroup,
@@ -106,6 +107,35 @@ def _check_console_covered(run: ImportRun) -> None:
             run.errors.append(FieldError(f"devices[{d.name}].management_sources", message))
 
 
+def _check_approval(run: ImportRun) -> None:
+    """An import does not bypass four-eyes: what a device under approval enforces changes
+    only through a pending change (rules/services/device_changes.py)."""
+    stored = {d.name: d for d in Device.objects.filter(name__in=[d.name for d in run.doc.devices])}
+    for d in run.doc.devices:
+        row = stored.get(d.name)
+        if row is None:
+            continue
+        wanted = {
+            **{f"default_{c}": getattr(d, f"default_{c}") for c in ("input", "forward", "output")},
+            "management_sources": list(d.management_sources),
+            "stateful": d.stateful,
+            "allow_loopback": d.allow_loopback,
+            "groups": list(d.groups),
+            "rulesets": list(d.rulesets),
+        }
+        live = device_settings(row)
+        changed = sorted(k for k, v in wanted.items() if live[k] != v)
+        if changed and device_requires_approval(row, groups=d.groups, rulesets=d.rulesets):
+            run.errors.append(
+                FieldError(
+                    f"devices[{d.name}]",
+                    f"changes {', '.join(changed)} of a device whose rule sets require "
+                    "approval: change it through the API or the dashboard, where it waits "
+                    "for another approver",
+                )
+            )
+
+
 def import_devices(run: ImportRun) -> None:
     for d in run.doc.devices:
         if d.address is None:
@@ -116,6 +146,7 @@ def import_devices(run: ImportRun) -> None:
                 )
             )
     _check_console_covered(run)
+    _check_approval(run)
     run.check()
     rows = run.upsert(Device, "devices", run.doc.devices, _device_fields)
     groups = {g.name: g for g in DeviceGroup.objects.all()}

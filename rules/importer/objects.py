@@ -10,7 +10,15 @@ from django.core.exceptions import ValidationError
 
 from rules.importer.plan import errors_of
 from rules.importer.state import ImportRun
-from rules.models import AddressGroup, AddressObject, Service, ServiceGroup
+from rules.models import (
+    AddressGroup,
+    AddressGroupMember,
+    AddressObject,
+    Service,
+    ServiceGroup,
+    ServiceGroupMember,
+)
+from rules.selectors import member_refs
 from rules.services import NameIndex, address_group_set_members, service_group_set_members
 
 
@@ -34,13 +42,10 @@ def _topological(items: Iterable, members: Callable[[Any], Iterable[str]]) -> li
 
 def _groups(run: ImportRun, model, kind: str, entries: tuple, set_members: Callable) -> None:
     rows = run.upsert(model, kind, entries, lambda g: {"description": g.description})
-    current = {
-        g.name: [m.ref for m in g.members.all()]
-        for g in model.objects.prefetch_related(
-            "members__" + ("address" if model is AddressGroup else "service"),
-            "members__subgroup",
-        )
-    }
+    # plain rows, not a model per member: a 100,000-member group is read in one pass
+    member_model = AddressGroupMember if model is AddressGroup else ServiceGroupMember
+    refs = member_refs(member_model)
+    current = {name: refs.get(pk, []) for pk, name in model.objects.values_list("pk", "name")}
     index = NameIndex.load()
     for g in _topological(entries, lambda g: g.members):
         if current.get(g.name) == list(g.members):

@@ -63,6 +63,7 @@ def _rule_data(r: D.Rule) -> dict:
         "burst": r.burst,
         "comment": r.comment,
         "expires_at": r.expires_at,
+        "reject_with": r.reject_with or "",
         "sources": list(r.sources),
         "destinations": list(r.destinations),
         "services": list(r.services),

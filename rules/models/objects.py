@@ -72,6 +72,9 @@ class AddressGroupMember(models.Model):
 
     class Meta:
         ordering = ["group", "index", "id"]
+        # a page of a 100,000-member group, and the end a new member is appended at,
+        # without sorting the whole group
+        indexes = [models.Index(fields=["group", "index"], name="rules_agm_group_order")]
         constraints = [
             models.CheckConstraint(
                 name="addressgroupmember_exactly_one",

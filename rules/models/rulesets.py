@@ -66,6 +66,12 @@ class Rule(models.Model):
     dports = models.JSONField(default=list, blank=True)
     sports = models.JSONField(default=list, blank=True)
     icmp_type = models.CharField(max_length=32, blank=True)
+    reject_with = models.CharField(
+        max_length=24,
+        blank=True,
+        choices=[(v, v) for v in values.REJECT_WITH],
+        help_text="how a reject answers; empty = icmp-port-unreachable (icmp6 for IPv6)",
+    )
     in_interface = models.CharField(max_length=16, blank=True)
     out_interface = models.CharField(max_length=16, blank=True)
     states = models.JSONField(default=list, blank=True, help_text='conntrack states, e.g. ["new"]')

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 
 from compiler import values as V
 
-from .dumps import Dump, IpSet, Match
+from .dumps import BUILTIN, Dump, IpSet, Match
 from .results import Skipped
 
 ANY = {4: "0.0.0.0/0", 6: "::/0"}
+IPV6_KEPT = (
+    "the dump has no IPv6 rules (no ip6tables-save given): the host accepted all IPv6, so "
+    "the rule set accepts IPv6 in {chains} (kept as it was); onboard ip6tables-save into "
+    "its own rule set to import IPv6 rules instead"
+)
 COMMENT_MAX = 200
 
 
@@ -27,6 +32,7 @@ class Emitted:
     comment: str
     log_prefix: str | None = None
     log: bool = False
+    reject_with: str | None = None
 
 
 def set_group_name(ruleset: str, name: str) -> str:
@@ -48,6 +54,7 @@ class DocumentBuilder:
     translated: dict[int, list[int]]
     skipped: dict[tuple[int, str], Skipped]
     notes: dict[tuple[int, str], Skipped]
+    left_to_others: set[str]  # built-in chains whose policy stays the kernel's
 
     def note(self, line: int, text: str, reason: str, source: str = "iptables-save") -> None:
         """Report a translation that is close but not exact (once per line and reason)."""
@@ -93,6 +100,8 @@ class DocumentBuilder:
         """The document rule, or a reason it cannot be one."""
         m = e.match
         rule: dict = {"chain": e.chain, "action": e.action}
+        if e.reject_with is not None:
+            rule["reject_with"] = e.reject_with
         problem = self.add_addresses(rule, m) or self.add_protocol(rule, m)
         if problem:
             return problem
@@ -165,6 +174,22 @@ class DocumentBuilder:
                     "",
                     f"log prefix {prefix!r} left out: {V.LOG_PREFIX_MAX} characters at most",
                 )
+
+    def keep_ipv6(self, doc: dict) -> str:
+        """IPv4 dumps: accept IPv6 as a host without ip6tables rules does (else the device's
+        default policy would shut IPv6 off), except in chains other software decides in.
+        Says what it did."""
+        chains = [b.lower() for b in BUILTIN if b not in self.left_to_others]
+        for chain in chains:
+            doc["rulesets"][0]["rules"].append(
+                {
+                    "chain": chain,
+                    "action": "accept",
+                    "sources": [ANY[6]],
+                    "comment": "IPv6 as the host had it: no ip6tables rules in the dump",
+                }
+            )
+        return IPV6_KEPT.format(chains=", ".join(chains)) if chains else ""
 
     def document(self) -> dict:
         rules: list[dict] = []

@@ -25,8 +25,14 @@ OWNERS: tuple[tuple[re.Pattern[str], str], ...] = (
 DOCKER_INTERFACES = re.compile(r"^(docker\d+|docker_gwbridge|br-[0-9a-f]{12})\+?$")
 
 
+# Chains other software creates for the administrator to fill: theirs, not the software's.
+ADMIN_CHAINS = frozenset({"DOCKER-USER"})
+
+
 def chain_owner(name: str) -> str | None:
     """Who owns a chain, or None if it looks like the administrator's own."""
+    if name in ADMIN_CHAINS:
+        return None
     for pattern, owner in OWNERS:
         if pattern.match(name):
             return owner

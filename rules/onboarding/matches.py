@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+from dataclasses import replace
 
 from compiler import values as V
 
-from .dumps import Match
+from .dumps import STATES, Match
 
 NEVER = "never"
 
@@ -41,6 +42,31 @@ def _combine_address(a: str, b: str) -> str | None:
     return a if na.subnet_of(nb) else b  # type: ignore[arg-type]  # same version: checked
 
 
+def _address_outside(kept: str, excluded: str) -> str | None:
+    """`kept` and not `excluded`: `kept` when they are disjoint, NEVER when `kept` lies
+    inside `excluded`, None (not expressible as one literal) otherwise."""
+    if any(x.startswith("@set:") or "-" in x for x in (kept, excluded)):
+        return None
+    nk, ne = ipaddress.ip_network(kept), ipaddress.ip_network(excluded)
+    if nk.version != ne.version or not nk.overlaps(ne):
+        return kept
+    return NEVER if nk.subnet_of(ne) else None  # type: ignore[arg-type]  # same version
+
+
+def negated(m: Match) -> Match | None:
+    """The packets `m` does not match, when the document can say it: one source or one
+    destination (negated or not), or conntrack states (the other states); else None."""
+    if m.states is not None and replace(m, states=None).is_empty():
+        return Match(states=frozenset(s.lower() for s in STATES) - m.states)
+    for side in ("sources", "destinations"):
+        refs = getattr(m, side)
+        if len(refs) == 1 and replace(m, **{side: (), f"{side}_negate": False}).is_empty():
+            return replace(
+                Match(), **{side: refs, f"{side}_negate": not getattr(m, f"{side}_negate")}
+            )
+    return None
+
+
 def _combine_scalars(outer: Match, inner: Match, out: Match) -> Match | str | None:
     """Protocol, ICMP type and interfaces: equal or set on one side only."""
     for name in ("protocol", "icmp_type", "in_interface", "out_interface"):
@@ -63,8 +89,14 @@ def _combine_sides(outer: Match, inner: Match, out: Match) -> Match | str | None
             setattr(out, f"{name}_negate", a_neg if a else b_neg)
         elif (a, a_neg) == (b, b_neg):
             continue
-        elif a_neg or b_neg or len(a) != 1 or len(b) != 1:
+        elif len(a) != 1 or len(b) != 1 or (a_neg and b_neg):
             return None
+        elif a_neg or b_neg:
+            kept = _address_outside(b[0] if a_neg else a[0], a[0] if a_neg else b[0])
+            if kept is None or kept == NEVER:
+                return kept
+            setattr(out, name, (kept,))
+            setattr(out, f"{name}_negate", False)
         else:
             both = _combine_address(a[0], b[0])
             if both is None or both == NEVER:

@@ -12,6 +12,10 @@ class Skipped:
     text: str
     reason: str
     source: str = "iptables-save"
+    # what losing the line does to verdicts (losses.py); lockout: it could admit ssh or
+    # the agent port
+    impact: str = "verdict-neutral"
+    lockout: bool = False
 
 
 @dataclass
@@ -30,11 +34,21 @@ class OnboardingResult:
     translated: dict[int, list[int]]
     default_policy: dict[str, str]
     family: int
+    ipv6: str = ""  # what the document does with IPv6, when the dump had none
+
+    def losses(self) -> list[Skipped]:
+        """The skipped lines that change verdicts, lockout risks first."""
+        return sorted(
+            (s for s in self.skipped if s.impact != "verdict-neutral"),
+            key=lambda s: (not s.lockout, s.line),
+        )
 
     def to_dict(self) -> dict:
         return {
             "document": self.document,
             "family": self.family,
+            "ipv6": self.ipv6,
+            "losses": [asdict(s) for s in self.losses()],
             "default_policy": self.default_policy,
             "skipped": [asdict(s) for s in self.skipped],
             "foreign_chains": [asdict(c) for c in self.foreign_chains],

@@ -2,15 +2,18 @@
 
 The filter table is walked from INPUT, FORWARD and OUTPUT as netfilter walks it; user chains
 are inlined at their jumps (the jump's matches combined with each inlined rule's), so the
-rule set decides every packet as the dump does. Each built-in chain ends with a catch-all
-rule carrying its policy, so the rule set does not depend on the device's default policy.
-Every rule is scoped to the dump's family (IPv4 dumps → IPv4 only): a rule without
-addresses would otherwise apply to IPv6 too.
+rule set decides every packet as the dump does; a conditional RETURN before rules that
+decide gives those rules its condition negated (`-s X -j RETURN` → `! -s X`). Each built-in
+chain ends with a catch-all rule carrying its policy, so the rule set does not depend on the
+device's default policy — except a chain where other software's chains (Docker's) decide
+after Rampart's: there the kernel's policy stays. Every rule is scoped to the dump's family
+(IPv4 dumps → IPv4 only), and an IPv4 dump's rule set accepts IPv6, as the host did.
 
 Nothing is dropped silently: every line is either translated (`translated`: line → rule
 indexes) or reported in `skipped` with its reason; chains of other software (Docker,
 kube-proxy) are listed in `foreign_chains`; translations that are close but not exact are
-listed in `notes`.
+listed in `notes`; every skipped line is ranked by what losing it does to verdicts
+(losses.py), and what is not an iptables-save dump is refused (inputs.py).
 """
 
 from __future__ import annotations
@@ -23,10 +26,17 @@ from compiler import values as V
 from .document import DocumentBuilder, Emitted
 from .dumps import BUILTIN, Dump, IpSet, Match, ParsedRule, parse_ipset_save, parse_iptables_save
 from .foreign import chain_owner, rule_interface_owner
-from .matches import NEVER, combine
+from .inputs import check_dump
+from .losses import rank
+from .matches import NEVER, combine, negated
 from .results import ForeignChain, OnboardingResult, Skipped
 
 VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject"}
+# iptables-save's `--reject-with` (both families' spellings, and the long ICMP names
+# iptables also accepts) → the document's `reject_with`
+REJECT_WITH_OF = {
+    spelled: name for fam in V.REJECT_WITH_FAMILY.values() for name, spelled in fam.items()
+} | {"icmp6-adm-prohibited": "icmp-admin-prohibited"}
 
 
 class Unflattenable(Exception):
@@ -57,6 +67,7 @@ class _Translator(DocumentBuilder):
         self.notes: dict[tuple[int, str], Skipped] = {}
         self.foreign: dict[str, ForeignChain] = {}
         self.unflattenable: dict[str, str] = {}
+        self.left_to_others: set[str] = set()  # built-ins whose policy stays the kernel's
 
     # ---- bookkeeping
     def skip(self, rule: ParsedRule, reason: str) -> None:
@@ -92,7 +103,12 @@ class _Translator(DocumentBuilder):
                 continue
             decides = self.walk(builtin, builtin, Match(), (), None)
             policy, line = self.dump.policies.get(builtin, ("ACCEPT", 0))
-            if not decides:
+            owners = self.foreign_owners(builtin)
+            if not decides and owners:
+                # other software's chains decide after Rampart's rules (forward_fallthrough):
+                # a catch-all here would run before them
+                self.mark_policy(line, builtin, policy, owners)
+            elif not decides:
                 index = self.emit(
                     Emitted(
                         builtin.lower(),
@@ -103,6 +119,7 @@ class _Translator(DocumentBuilder):
                     )
                 )
                 self.translated.setdefault(line, []).append(index)
+        reached_by = self.skipped_jumps()
         for chain, rules in self.dump.chains.items():
             owner = chain_owner(chain)
             for rule in rules:
@@ -116,6 +133,12 @@ class _Translator(DocumentBuilder):
                     self.skip(
                         rule,
                         f"in chain {chain}, which cannot be inlined: {self.unflattenable[chain]}",
+                    )
+                elif chain in reached_by:
+                    self.skip(
+                        rule,
+                        f"chain {chain} is reached only through line {reached_by[chain]}, "
+                        "which is not imported",
                     )
                 else:
                     self.skip(rule, f"chain {chain} is never reached from INPUT, FORWARD or OUTPUT")
@@ -132,6 +155,40 @@ class _Translator(DocumentBuilder):
                 self.skip(rule, f"table {rule.table}: only the filter table is imported")
         for line, text, reason in self.dump.bad_lines:
             self.skipped.setdefault((line, reason), Skipped(line, text, reason))
+
+    def foreign_owners(self, builtin: str) -> list[str]:
+        """Who else decides in `builtin`: owners of the chains it jumps to, or of the
+        interfaces its rules name (Docker's `-o docker0 -j ACCEPT`)."""
+        owners = []
+        for rule in self.dump.chains.get(builtin, []):
+            owner = chain_owner(rule.target or "") or rule_interface_owner(rule.text)
+            if owner and owner not in owners:
+                owners.append(owner)
+        return owners
+
+    def mark_policy(self, line: int, builtin: str, policy: str, owners: list[str]) -> None:
+        """The built-in chain's policy, left to the kernel on a host where other software's
+        chains decide after Rampart's rules."""
+        self.translated.setdefault(line, [])
+        self.left_to_others.add(builtin)
+        self.note(
+            line,
+            f":{builtin} {policy}",
+            f"the policy of {builtin} ({policy}) is not imported as a catch-all rule: "
+            f"{', '.join(owners)} decide(s) in {builtin} after Rampart's rules. Give the "
+            f"device default_policy {builtin.lower()}: accept with forward_fallthrough (the "
+            f"kernel's {builtin} policy, {policy}, stays and applies after their chains)",
+        )
+
+    def skipped_jumps(self) -> dict[str, int]:
+        """Chains that a skipped rule jumps to: chain → the first such line."""
+        skipped = {line for line, _ in self.skipped}
+        out: dict[str, int] = {}
+        for rules in self.dump.chains.values():
+            for rule in rules:
+                if rule.line in skipped and rule.target in self.dump.chains:
+                    out.setdefault(rule.target, rule.line)
+        return out
 
     def emit(self, e: Emitted) -> int:
         self.emitted.append(e)
@@ -232,23 +289,29 @@ class _Translator(DocumentBuilder):
         if log is not None:
             emitted.log, emitted.log_prefix = True, log.target_args.get("--log-prefix")
             self.mark(log, [len(self.emitted)])
-        if rule.target == "REJECT" and rule.target_args.get("--reject-with", "") not in (
-            "",
-            "icmp-port-unreachable",
-            "icmp6-port-unreachable",
-            "tcp-reset",
-        ):
-            self.note(
-                rule.line,
-                rule.text,
-                f"rejected with {rule.target_args['--reject-with']} "
-                "in the dump; Rampart's reject answers in its own way",
-            )
+        if rule.target == "REJECT":
+            emitted.reject_with = self.reject_with(rule, merged)
         self.mark(rule, [self.emit(emitted)])
         if rule.match.is_empty():
             self.unreachable(rest, rule.line)
             return True
         return None
+
+    def reject_with(self, rule: ParsedRule, merged: Match) -> str | None:
+        """The document's `reject_with` for the dump's `--reject-with` (None: the default,
+        port unreachable); a type without one is noted with the answer used instead."""
+        given = rule.target_args.get("--reject-with", "")
+        kind = REJECT_WITH_OF.get(given)
+        if given and kind is None:
+            self.note(
+                rule.line,
+                rule.text,
+                f"rejected with {given} in the dump; imported as the default "
+                f"({V.REJECT_WITH_FAMILY[self.family][V.REJECT_WITH_DEFAULT]})",
+            )
+        if kind == "tcp-reset" and merged.protocol != "tcp":
+            return None  # iptables refuses it anyway; the default answers
+        return None if kind == V.REJECT_WITH_DEFAULT else kind
 
     def log_rule(self, rule: ParsedRule, rest: list[ParsedRule]) -> ParsedRule | None:
         """A LOG rule, kept (returned) when the next rule is a verdict with the same match."""
@@ -275,7 +338,7 @@ class _Translator(DocumentBuilder):
         )
         if len(self.emitted) > snap[0] or decides_after:
             self.restore(snap)
-            raise Unflattenable(f"line {rule.line}: a conditional RETURN before rules that decide")
+            return self.negated_return(frame, rule, rest)
         self.mark(rule, [])
         self.note(
             rule.line,
@@ -283,6 +346,37 @@ class _Translator(DocumentBuilder):
             "conditional RETURN with nothing deciding after it: no effect",
         )
         return False
+
+    def negated_return(self, frame: _Frame, rule: ParsedRule, rest: list[ParsedRule]) -> bool:
+        """A conditional RETURN before rules that decide: the rules after it get the
+        RETURN's condition negated (`-s X -j RETURN` → `! -s X` on each), the same
+        first-match meaning; a condition the document cannot negate makes the chain
+        uninlinable."""
+        opposite = negated(rule.match)
+        if opposite is None:
+            raise Unflattenable(
+                f"line {rule.line}: a conditional RETURN whose condition cannot be negated "
+                "(only one source, one destination or conntrack states can)"
+            )
+        ctx = combine(frame.ctx, opposite)
+        if ctx is None:
+            raise Unflattenable(
+                f"line {rule.line}: a conditional RETURN whose negated condition cannot be "
+                f"combined with the matches of the jump at line {frame.via}"
+            )
+        self.mark(rule, [])
+        if ctx == NEVER:  # every packet here returns: the rules after it never apply
+            self.unreachable(rest, rule.line)
+            return False
+        assert isinstance(ctx, Match)
+        self.note(
+            rule.line,
+            rule.text,
+            "conditional RETURN: the rules after it are imported for the packets it does "
+            "not return (its condition negated)",
+        )
+        self.walk_rest(frame.chain, frame.builtin, ctx, frame.stack, rule.line, rest)
+        return False  # the returned packets fall through to the caller
 
     def jump(
         self, frame: _Frame, rule: ParsedRule, merged: Match, rest: list[ParsedRule]
@@ -358,10 +452,20 @@ class _Translator(DocumentBuilder):
 
 
 def translate_iptables_save(
-    text: str, ipset_text: str = "", *, ruleset: str = "onboarded", family: int | None = None
+    text: str,
+    ipset_text: str = "",
+    *,
+    ruleset: str = "onboarded",
+    family: int | None = None,
+    keep_ipv6_open: bool = True,
 ) -> OnboardingResult:
-    """Translate a dump into a document with one rule set; see the module docstring."""
+    """Translate a dump into a document with one rule set; see the module docstring.
+
+    NotADump when `text` is empty or not iptables-save output. `keep_ipv6_open`: an
+    IPv4 dump's rule set also accepts all IPv6 (what the host did without ip6tables rules).
+    """
     V.validate_name(ruleset)
+    check_dump(text)
     dump = parse_iptables_save(text, family)
     sets, set_skips = parse_ipset_save(ipset_text) if ipset_text else ({}, [])
     t = _Translator(dump, sets, ruleset)
@@ -370,6 +474,8 @@ def translate_iptables_save(
     skipped = sorted(t.skipped.values(), key=lambda s: (s.source, s.line, s.reason))
     skipped += [Skipped(line, raw, reason, "ipset save") for line, raw, reason in set_skips]
     policies = {c.lower(): VERDICTS.get(p, "accept") for c, (p, _) in dump.policies.items()}
+    rank(dump, skipped, {line for c in t.foreign.values() for line in c.lines})
+    ipv6 = t.keep_ipv6(doc) if dump.family == 4 and keep_ipv6_open else ""
     return OnboardingResult(
         doc,
         skipped,
@@ -378,4 +484,5 @@ def translate_iptables_save(
         t.translated,
         policies,
         dump.family,
+        ipv6,
     )

@@ -110,7 +110,12 @@ def revision_capture_all(
     chosen = list(rulesets) if rulesets is not None else None
     if chosen is not None and not chosen:
         return []
-    snaps = snapshots_of(policy_dict(rulesets=chosen) if chosen is not None else policy_dict())
+    # Only the objects the chosen rule sets use: a write never reads a group it does not use.
+    snaps = snapshots_of(
+        policy_dict(rulesets=chosen, referenced_objects=True)
+        if chosen is not None
+        else policy_dict()
+    )
     qs = (
         RuleSet.objects.filter(pk__in=[r.pk for r in chosen])
         if chosen is not None

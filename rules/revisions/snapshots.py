@@ -72,4 +72,4 @@ def snapshots_of(doc: dict) -> dict[str, dict]:
 
 def ruleset_snapshot(ruleset: RuleSet) -> dict:
     """The rule set's content now: its document form and every object it refers to."""
-    return snapshots_of(policy_dict(rulesets=[ruleset]))[ruleset.name]
+    return snapshots_of(policy_dict(rulesets=[ruleset], referenced_objects=True))[ruleset.name]

@@ -3,7 +3,7 @@ changes policy rows, so every path (API, admin, UI, import) gets the same valida
 
 References (to addresses, groups, services) are given as names, exactly as in the policy
 document; a string that reads as an address is a literal. One module per concern: `names`
-(resolution), `objects` (named objects and groups), `nat` (placing NAT rules), `rule_build`
+(resolution), `objects` (named objects and groups), `group_members` (members as sets), `nat` (placing NAT rules), `rule_build`
 (validating one rule), `rule_links` (its reference rows), `rule_writes` (single rules),
 `bulk` (many rules at once), `rows` (the raw batch SQL those use), `device_refs` (the
 ordered groups and rule sets of devices and device groups) and `device_changes` (what a
@@ -27,6 +27,7 @@ from rules.services.device_refs import (
     device_set_groups,
     device_set_rulesets,
 )
+from rules.services.group_members import MemberDiff, group_members_change, group_members_set
 from rules.services.names import NameIndex
 from rules.services.nat import nat_rule_create
 from rules.services.objects import (
@@ -58,6 +59,7 @@ __all__ = [
     "RULE_SCALAR_FIELDS",
     "BulkError",
     "BulkResult",
+    "MemberDiff",
     "NameIndex",
     "ObjectInUse",
     "RuleRefs",
@@ -73,6 +75,8 @@ __all__ = [
     "device_set_rulesets",
     "device_settings",
     "device_update",
+    "group_members_change",
+    "group_members_set",
     "group_requires_approval",
     "mark_created",
     "nat_rule_create",

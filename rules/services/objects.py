@@ -1,5 +1,6 @@
 """Writes of named objects (addresses, services, their groups, rule sets, devices and device
-groups as policy targets): validate, save, set group members, delete only when unused."""
+groups as policy targets): validate, save, set group members (as sets: see
+rules.services.group_members), delete only when unused."""
 
 from __future__ import annotations
 
@@ -9,19 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Model
 
-from core.audit.services import record_objects
-from rules.models import (
-    AddressGroup,
-    AddressGroupMember,
-    AddressObject,
-    RuleSet,
-    Service,
-    ServiceGroup,
-    ServiceGroupMember,
-)
+from rules.models import AddressGroup, AddressObject, RuleSet, Service, ServiceGroup
 from rules.revisions.capture import revisions_touch
 from rules.revisions.review import guard_ruleset_save
-from rules.services.names import NameIndex, group_reaches
+from rules.services.group_members import MemberDiff, group_members_set
+from rules.services.names import NameIndex
 from rules.where_used import in_use_message, where_used
 
 
@@ -52,57 +45,21 @@ def object_save(obj: Model) -> Model:
     return obj
 
 
-def _set_members(
-    group: Model, members: Sequence[str], resolve, member_model: type[Model], link
-) -> None:
-    """Replace a group's member rows; `resolve` turns a name into an object, a subgroup or a
-    literal, `link` gives the member row's fields for a non-group target. Refuses cycles."""
-    rows, errors = [], []
-    for i, ref in enumerate(members):
-        try:
-            target = resolve(ref)
-        except ValueError as exc:
-            errors.append(f"members[{i}]: {exc}")
-            continue
-        if isinstance(target, type(group)):
-            if target.pk == group.pk or group_reaches(member_model, target.pk, group.pk):
-                errors.append(
-                    f"members[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself"
-                )
-                continue
-            rows.append(member_model(group=group, index=i, subgroup=target))
-        else:
-            rows.append(member_model(group=group, index=i, **link(target)))
-    if errors:
-        raise ValidationError({"members": errors})
-    group.members.all().delete()
-    member_model.objects.bulk_create(rows)
-    record_objects("create", rows)
-    revisions_touch(objects=[group])
-
-
 @transaction.atomic
 def address_group_set_members(
     *, group: AddressGroup, members: Sequence[str], index: NameIndex | None = None
-) -> None:
-    """Replace a group's members (address names, group names, literals); refuses cycles."""
-    index = index or NameIndex.load()
-    _set_members(
-        group,
-        members,
-        index.address_ref,
-        AddressGroupMember,
-        lambda t: {"address": t} if isinstance(t, AddressObject) else {"literal": t},
-    )
+) -> MemberDiff:
+    """Replace a group's members (address names, group names, literals); refuses cycles.
+    Writes only the difference (rules.services.group_members)."""
+    return group_members_set(group=group, members=members, index=index)
 
 
 @transaction.atomic
 def service_group_set_members(
     *, group: ServiceGroup, members: Sequence[str], index: NameIndex | None = None
-) -> None:
+) -> MemberDiff:
     """Replace a group's members (service names, service group names); refuses cycles."""
-    index = index or NameIndex.load()
-    _set_members(group, members, index.service_ref, ServiceGroupMember, lambda t: {"service": t})
+    return group_members_set(group=group, members=members, index=index)
 
 
 def object_users(obj: Model) -> list[str]:

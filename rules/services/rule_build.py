@@ -39,6 +39,7 @@ RULE_SCALAR_FIELDS = (
     "burst",
     "comment",
     "expires_at",
+    "reject_with",
 )
 
 

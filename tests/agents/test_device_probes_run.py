@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.urls import reverse
 
 from agents import services
 from agents.client import AgentClient
@@ -91,10 +92,16 @@ def test_passing_probes_of_every_kind_confirm(agent, policy, listening, web):
     assert agent.engine.status()["applied"]["confirmed"] is True
 
 
-def test_failed_tcp_probe_rolls_back_naming_it(agent, policy):
+def test_failed_tcp_probe_rolls_back_naming_it(agent, policy, client, users, viewer_api):
     closed = free_port()
     dd = _deploy(agent, policy, [{"type": "tcp", "host": "127.0.0.1", "port": closed}])
     _rolled_back_naming(dd, f"tcp 127.0.0.1:{closed}")
+    # the API and the dashboard show which probe failed
+    data = viewer_api.get(f"/api/v1/deployments/{dd.deployment_id}/").json()
+    assert f"probe failed: tcp 127.0.0.1:{closed}" in data["devices"][0]["error"]
+    client.force_login(users["viewer"])
+    page = client.get(reverse("dashboard:deployment", args=[dd.deployment_id])).content.decode()
+    assert f"probe failed: tcp 127.0.0.1:{closed}" in page
     # the agent holds nothing new: the rollback left the (empty) confirmed policy
     status = agent.engine.status()
     assert (status["applied"] or {}).get("version") != dd.version

@@ -88,7 +88,7 @@ def test_other_roles_get_403_everywhere(role, users, api_client_for):
     target = users["viewer"].pk
     assert client.get(reverse("user-list")).status_code == 403
     assert client.get(_detail("detail", pk=target)).status_code == 403
-    assert client.get(_detail("tokens", pk=target)).status_code == 403
+    assert client.get(reverse("user-tokens", args=[target])).status_code == 403
     assert _create(client, password=PASSWORD).status_code == 403
     for name, body in (
         ("roles", {"roles": ["admin"]}),
@@ -221,7 +221,7 @@ def test_a_superusers_account_is_changed_only_by_a_superuser(admin_api, make_use
 def test_an_admin_lists_and_revokes_anyones_tokens(admin_api, users, api_client_for):
     victim_client = api_client_for(users["approver"])
     token = AuthToken.objects.get(user=users["approver"])
-    listed = admin_api.get(_detail("tokens", pk=users["approver"].pk)).json()
+    listed = admin_api.get(reverse("user-tokens", args=[users["approver"].pk])).json()
     assert listed == [
         {
             "token_key": token.token_key,
@@ -231,14 +231,14 @@ def test_an_admin_lists_and_revokes_anyones_tokens(admin_api, users, api_client_
         }
     ]
     assert listed[0]["expiry"] is not None  # the default lifetime applies to every token
-    url = _detail("revoke-token", pk=users["approver"].pk, token_key=token.token_key)
+    url = reverse("user-token-detail", args=[users["approver"].pk, token.token_key])
     assert admin_api.delete(url).status_code == 204
     assert victim_client.get(reverse("me")).status_code == 401
     entry = AuditEntry.objects.get(action="token_revoke", object_id=token.token_key[:8])
     assert entry.actor == "admin"
     # A token is revoked under its own user's URL only.
     other = AuthToken.objects.create(user=users["viewer"])[0]
-    wrong = _detail("revoke-token", pk=users["approver"].pk, token_key=other.token_key)
+    wrong = reverse("user-token-detail", args=[users["approver"].pk, other.token_key])
     assert admin_api.delete(wrong).status_code == 404
 
 

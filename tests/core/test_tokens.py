@@ -206,3 +206,13 @@ def test_the_user_admin_action_leads_to_the_token_form(admin_client_logged_in, u
 def test_a_non_staff_user_cannot_open_the_token_admin(client, users):
     client.force_login(users["admin"])
     assert client.get(reverse("admin:knox_authtoken_add")).status_code == 302  # to the admin login
+
+
+def test_the_token_admin_refuses_a_user_whose_roles_may_not_own_tokens(
+    admin_client_logged_in, users
+):
+    response = admin_client_logged_in.post(
+        reverse("admin:knox_authtoken_add"), {"user": users["viewer"].pk, "expires_in_days": ""}
+    )
+    assert response.status_code == 200 and "RAMPART_TOKEN_ROLES" in response.content.decode()
+    assert not AuthToken.objects.filter(user=users["viewer"]).exists()

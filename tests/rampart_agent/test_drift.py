@@ -54,3 +54,43 @@ def test_set_damaged_by_hand_is_drift_and_the_next_apply_refills_it(env):
     assert entries() == members and not any(n.startswith("rpt-tmp-") for n in dp.sets)
     assert any(kind == "ipset" and "swap rpt-tmp-" in p for kind, p in dp.payloads)
     assert not engine.status()["drift"]["drifted"]
+
+
+def test_a_rule_inserted_above_our_jump_is_shown_with_its_text_and_place(env):
+    engine, dp, _, _ = env
+    engine.apply({"bundle": bundle(), "version": 1, "confirm_timeout": 0})
+    assert not engine.status()["drift"]["drifted"]
+    dp.tables["v4"]["filter"]["INPUT"].insert(0, "-p tcp --dport 9100 -j ACCEPT")
+    drift = engine.status()["drift"]
+    assert drift["drifted"] and "+v4 filter INPUT #2 -> RPT-INPUT" in drift["diff"]
+    assert (
+        "v4 filter INPUT #1: -A INPUT -p tcp --dport 9100 -j ACCEPT  "
+        "[before Rampart's jump to RPT-INPUT (#2): runs first]"
+    ) in drift["diff"]
+    before = next(r for r in drift["rules"] if r["position"] == 1)
+    assert before["rule"] == "-A INPUT -p tcp --dport 9100 -j ACCEPT"
+    assert before["where"].startswith("before Rampart's jump") and before["chain"] == "INPUT"
+    # the admin's rule that was there before stays below the jump: named, not the cause
+    after = [r for r in drift["rules"] if r["where"].startswith("after Rampart's jump")]
+    assert after and all(r["position"] > 2 for r in after)
+
+
+def test_an_untagged_rule_inside_our_chain_is_shown_with_its_text(env):
+    engine, dp, _, _ = env
+    rule = '-s 198.18.0.1 -m comment --comment "rpt:u1:00000001" -j ACCEPT'
+    engine.apply({"bundle": bundle([rule]), "version": 1, "confirm_timeout": 0})
+    dp.tables["v4"]["filter"]["RPT-INPUT"].insert(0, "-p tcp --dport 9100 -j ACCEPT")
+    drift = engine.status()["drift"]
+    assert "+v4 filter RPT-INPUT (no rpt comment) -j ACCEPT" in drift["diff"]
+    assert (
+        "v4 filter RPT-INPUT #1: -A RPT-INPUT -p tcp --dport 9100 -j ACCEPT  [inside Rampart's chain]"
+        in drift["diff"]
+    )
+    assert [r["chain"] for r in drift["rules"]] == ["RPT-INPUT"]
+
+
+def test_no_drift_no_rules_listed_though_foreign_rules_follow_our_jump(env):
+    engine, _, _, _ = env
+    engine.apply({"bundle": bundle(["-j DROP"]), "version": 1, "confirm_timeout": 0})
+    drift = engine.status()["drift"]
+    assert drift == {"drifted": False, "diff": "", "rules": []}

@@ -1,5 +1,6 @@
 """`rampart_import FILE [--dry-run] [--prune [--confirm-prune N]]` and
-`rampart_import --from-iptables-save FILE [--ipset-save FILE] [--ruleset NAME] [--dry-run]`."""
+`rampart_import --from-iptables-save FILE [--ipset-save FILE] [--ruleset NAME] [--dry-run]
+[--accept-losses] [--no-keep-ipv6]`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.audit.context import cli_actor
 from rules import exporter, importer
-from rules.onboarding import translate_iptables_save
+from rules.onboarding import NotADump, describe_loss, losses_refusal, translate_iptables_save
 
 
 class Command(BaseCommand):
@@ -49,6 +50,19 @@ class Command(BaseCommand):
             metavar="FILE",
             help="with --from-iptables-save: write the document here instead of importing",
         )
+        parser.add_argument(
+            "--accept-losses",
+            action="store_true",
+            help="with --from-iptables-save: import even though untranslated lines change "
+            "verdicts (they are listed first)",
+        )
+        parser.add_argument(
+            "--no-keep-ipv6",
+            dest="keep_ipv6",
+            action="store_false",
+            help="with --from-iptables-save of an IPv4 dump: do not add the rules that accept "
+            "IPv6 as the host did (no ip6tables rules)",
+        )
 
     def handle(
         self,
@@ -61,13 +75,17 @@ class Command(BaseCommand):
         ipset_save: str | None,
         ruleset: str,
         emit: str | None,
+        accept_losses: bool = False,
+        keep_ipv6: bool = True,
         **options,
     ):
         if bool(file) == bool(from_iptables_save):
             raise CommandError("give either FILE or --from-iptables-save FILE")
         try:
             if from_iptables_save:
-                data = self.onboard(from_iptables_save, ipset_save, ruleset, emit)
+                data = self.onboard(
+                    from_iptables_save, ipset_save, ruleset, emit, accept_losses, keep_ipv6
+                )
                 if data is None:
                     return
                 plan = importer.import_document(
@@ -96,21 +114,39 @@ class Command(BaseCommand):
         )
 
     def onboard(
-        self, dump: str, ipset_dump: str | None, ruleset: str, emit: str | None
+        self,
+        dump: str,
+        ipset_dump: str | None,
+        ruleset: str,
+        emit: str | None,
+        accept_losses: bool = False,
+        keep_ipv6: bool = True,
     ) -> dict | None:
-        result = translate_iptables_save(
-            Path(dump).read_text(),
-            Path(ipset_dump).read_text() if ipset_dump else "",
-            ruleset=ruleset,
-        )
+        try:
+            result = translate_iptables_save(
+                Path(dump).read_text(),
+                Path(ipset_dump).read_text() if ipset_dump else "",
+                ruleset=ruleset,
+                keep_ipv6_open=keep_ipv6,
+            )
+        except NotADump as exc:
+            raise CommandError(f"{dump}: {exc}") from None
         for chain in result.foreign_chains:
             self.stderr.write(f"not imported: chain {chain.name} belongs to {chain.owner}")
+        losses = result.losses()
+        for loss in losses:
+            self.stderr.write(f"verdict-changing loss: {describe_loss(loss)}")
         for line in result.skipped:
-            self.stderr.write(f"line {line.line}: skipped: {line.reason}: {line.text}")
+            if line.impact == "verdict-neutral":
+                self.stderr.write(f"line {line.line}: skipped: {line.reason}: {line.text}")
+        if result.ipv6:
+            self.stderr.write(f"IPv6: {result.ipv6}")
         if emit:
             Path(emit).write_text(
                 exporter.render(result.document, "json" if emit.endswith(".json") else "yaml")
             )
             self.stderr.write(f"wrote {emit}; {len(result.skipped)} line(s) skipped")
             return None
+        if losses and not accept_losses:
+            raise CommandError(losses_refusal(losses) + ": nothing was changed")
         return result.document

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rules.onboarding.dumps import Match
-from rules.onboarding.matches import NEVER, combine
+from rules.onboarding.matches import NEVER, combine, negated
 
 
 def test_the_narrower_address_and_the_common_ports_are_kept():
@@ -29,8 +29,32 @@ def test_what_the_document_cannot_say_is_none():
     assert combine(Match(rate_limit="1/second"), Match(rate_limit="2/second")) is None
     assert combine(Match(in_interface="eth+"), Match(in_interface="eth0")) is None
     negated = Match(sources=("198.18.0.0/24",), sources_negate=True)
-    assert combine(negated, Match(sources=("198.18.0.5",))) is None
+    assert combine(negated, Match(sources=("198.18.0.0/16",))) is None  # a hole in it
+    assert combine(negated, Match(sources=("198.18.0.0/24",), sources_negate=True)) == negated
+    assert combine(negated, Match(sources=("198.18.1.0/24",), sources_negate=True)) is None
     assert combine(Match(sources=("@set:admins",)), Match(sources=("198.18.0.5",))) is None
+
+
+def test_negated_and_plain_literal():
+    """`! -s net` then `-s x`: x when disjoint from net, never when inside it."""
+    outside = Match(sources=("198.18.0.0/24",), sources_negate=True)
+    assert combine(outside, Match(sources=("198.18.0.5",))) == NEVER
+    assert combine(outside, Match(sources=("198.18.7.5",))) == Match(sources=("198.18.7.5",))
+    assert combine(Match(sources=("198.18.7.5",)), outside) == Match(sources=("198.18.7.5",))
+
+
+def test_negated_conditions():
+    src = Match(sources=("198.18.0.0/24",))
+    assert negated(src) == Match(sources=("198.18.0.0/24",), sources_negate=True)
+    assert negated(Match(destinations=("198.18.1.1",), destinations_negate=True)) == Match(
+        destinations=("198.18.1.1",)
+    )
+    assert negated(Match(states=frozenset({"established", "related"}))) == Match(
+        states=frozenset({"new", "invalid", "untracked"})
+    )
+    assert negated(Match(sources=("198.18.0.0/24",), protocol="tcp")) is None  # two conditions
+    assert negated(Match(protocol="tcp")) is None
+    assert negated(Match(in_interface="eth0")) is None
 
 
 def test_one_sided_fields_and_states_carry_over():

@@ -1,0 +1,244 @@
+"""Group members as sets: a change costs O(changed members), whatever the group's size.
+
+Adding or removing members inserts or deletes only those rows (raw bulk writes, no model
+signals), records one audit entry listing the added and removed members, and touches the
+revisions of the rule sets using the group. Replacing the members computes the difference
+against what is stored; rows are renumbered only when the order itself changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max, Model, Q
+
+from core.audit.services import record_members
+from rules.models import AddressGroup, AddressGroupMember, ServiceGroupMember
+from rules.revisions.capture import revisions_touch
+from rules.services.names import NameIndex, group_reaches
+from rules.services.rows import chunks, delete_rows, insert_model_rows, update_rows
+
+# A member's identity: ("o", object pk), ("g", subgroup pk) or ("l", literal).
+Key = tuple[str, int | str]
+
+
+@dataclass
+class MemberDiff:
+    """What a change did: member names added and removed (empty: nothing changed)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+@dataclass
+class _Kind:
+    """The member model of a group kind and how a name resolves into a member row."""
+
+    member_model: type[Model]
+    object_field: str  # "address" or "service"
+    resolve: Callable[[str], object]
+
+    def key_of(self, group: Model, target: object) -> Key:
+        if isinstance(target, type(group)):
+            return ("g", target.pk)
+        if isinstance(target, Model):
+            return ("o", target.pk)
+        return ("l", str(target))
+
+    def fields_of(self, key: Key) -> dict:
+        kind, value = key
+        if kind == "g":
+            return {"subgroup_id": value}
+        if kind == "o":
+            return {f"{self.object_field}_id": value}
+        return {"literal": value}
+
+    def row_key(self, object_id: int | None, subgroup_id: int | None, literal: str) -> Key:
+        if object_id is not None:
+            return ("o", object_id)
+        if subgroup_id is not None:
+            return ("g", subgroup_id)
+        return ("l", literal)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        literal = ("literal",) if self.member_model is AddressGroupMember else ()
+        return (f"{self.object_field}_id", "subgroup_id", *literal)
+
+
+def _kind(group: Model, index: NameIndex) -> _Kind:
+    if isinstance(group, AddressGroup):
+        return _Kind(AddressGroupMember, "address", index.address_ref)
+    return _Kind(ServiceGroupMember, "service", index.service_ref)
+
+
+def _resolve(group: Model, kind: _Kind, refs: Sequence[str], label: str) -> dict[Key, str]:
+    """Names → member keys (first occurrence wins: members are a set), in the given order;
+    refuses unknown names and cycles, naming every bad item."""
+    out: dict[Key, str] = {}
+    errors = []
+    for i, ref in enumerate(refs):
+        try:
+            target = kind.resolve(ref)
+        except ValueError as exc:
+            errors.append(f"{label}[{i}]: {exc}")
+            continue
+        key = kind.key_of(group, target)
+        if key[0] == "g" and (
+            key[1] == group.pk or group_reaches(kind.member_model, key[1], group.pk)
+        ):
+            errors.append(
+                f"{label}[{i}]: {ref!r} contains {group.name!r}: a group cannot contain itself"
+            )
+            continue
+        out.setdefault(key, ref)
+    if errors:
+        raise ValidationError({label: errors})
+    return out
+
+
+def _key_filter(kind: _Kind, keys: Sequence[Key]) -> Q:
+    """Rows matching any of `keys` (one IN list per key kind)."""
+    q = Q(pk__in=[])
+    for tag, column in (("o", f"{kind.object_field}_id"), ("g", "subgroup_id"), ("l", "literal")):
+        values = [v for t, v in keys if t == tag]
+        if values:
+            q |= Q(**{f"{column}__in": values})
+    return q
+
+
+def _stored_rows(group: Model, kind: _Kind, keys: Sequence[Key] | None) -> dict[Key, int]:
+    """Member key → row id, for the given keys (None: every member of the group)."""
+    qs = kind.member_model.objects.filter(group_id=group.pk).order_by("index", "id")
+    found: dict[Key, int] = {}
+    parts = [None] if keys is None else list(chunks(list(keys)))
+    for part in parts:
+        sub = qs if part is None else qs.filter(_key_filter(kind, part))
+        for pk, *cols in sub.values_list("pk", *kind.columns).iterator(chunk_size=10000):
+            key = kind.row_key(cols[0], cols[1], cols[2] if len(cols) > 2 else "")
+            found.setdefault(key, pk)
+    return found
+
+
+def _write(
+    group: Model,
+    kind: _Kind,
+    added: dict[Key, str],
+    removed_ids: list[int],
+    first_index: int,
+) -> None:
+    """Delete and insert exactly these rows (raw bulk writes: no signals, no audit rows)."""
+    if removed_ids:
+        delete_rows(kind.member_model, removed_ids)
+    rows = [
+        kind.member_model(group_id=group.pk, index=first_index + i, **kind.fields_of(key))
+        for i, key in enumerate(added)
+    ]
+    insert_model_rows(kind.member_model, rows)
+
+
+def _names_of(kind: _Kind, ids: list[int]) -> list[str]:
+    """Member rows' names (for the audit entry of the removed ones), in stored order."""
+    target = f"{kind.object_field}__name"
+    extra = ("literal",) if kind.member_model is AddressGroupMember else ()
+    names = []
+    for part in chunks(ids):
+        for name, subgroup, *literal in (
+            kind.member_model.objects.filter(pk__in=part)
+            .order_by("index", "id")
+            .values_list(target, "subgroup__name", *extra)
+        ):
+            names.append(name or subgroup or literal[0])
+    return names
+
+
+def _finish(group: Model, diff: MemberDiff) -> MemberDiff:
+    if diff.changed:
+        record_members(group, added=diff.added, removed=diff.removed)
+        revisions_touch(objects=[group])
+    return diff
+
+
+def _next_index(group: Model, kind: _Kind) -> int:
+    top = kind.member_model.objects.filter(group_id=group.pk).aggregate(top=Max("index"))["top"]
+    return 0 if top is None else top + 1
+
+
+@transaction.atomic
+def group_members_change(
+    *,
+    group: Model,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    index: NameIndex | None = None,
+) -> MemberDiff:
+    """Add and remove members by name (address/service names, group names, literals).
+
+    Adding a member already there or removing one that is not is a no-op (idempotent);
+    added members go last. A name in both lists is refused. Costs O(len(add) + len(remove)).
+    """
+    index = index or NameIndex.load()
+    kind = _kind(group, index)
+    to_add = _resolve(group, kind, add, "add")
+    to_remove = _resolve(group, kind, remove, "remove")
+    both = sorted(to_add[k] for k in to_add.keys() & to_remove.keys())
+    if both:
+        raise ValidationError({"remove": [f"{name!r} is also being added" for name in both]})
+    stored = _stored_rows(group, kind, [*to_add, *to_remove])
+    new = {k: ref for k, ref in to_add.items() if k not in stored}
+    gone = [stored[k] for k in to_remove if k in stored]
+    removed = _names_of(kind, gone)
+    _write(group, kind, new, gone, _next_index(group, kind))
+    return _finish(group, MemberDiff(added=list(new.values()), removed=removed))
+
+
+@transaction.atomic
+def group_members_set(
+    *, group: Model, members: Sequence[str], index: NameIndex | None = None
+) -> MemberDiff:
+    """Replace the members with `members` (in that order), writing only the difference:
+    the rows of removed members are deleted, new ones inserted, kept rows renumbered only
+    if their order changed."""
+    index = index or NameIndex.load()
+    kind = _kind(group, index)
+    wanted = _resolve(group, kind, members, "members")
+    stored = _stored_rows(group, kind, None)  # in stored order
+    gone = [pk for key, pk in stored.items() if key not in wanted]
+    kept = [key for key in wanted if key in stored]
+    new = {k: ref for k, ref in wanted.items() if k not in stored}
+    removed = _names_of(kind, gone)
+    in_order = kept == [key for key in stored if key in wanted]
+    last_kept = max((pos for pos, key in enumerate(wanted) if key in stored), default=-1)
+    adds_last = all(pos > last_kept for pos, key in enumerate(wanted) if key in new)
+    if in_order and adds_last:
+        _write(group, kind, new, gone, _next_index(group, kind) if stored else 0)
+    else:
+        _renumber(group, kind, wanted, stored, gone)
+    return _finish(group, MemberDiff(added=list(new.values()), removed=removed))
+
+
+def _renumber(
+    group: Model, kind: _Kind, wanted: dict[Key, str], stored: dict[Key, int], gone: list[int]
+) -> None:
+    """The order changed: every member's index becomes its position (rows kept, ids kept)."""
+    if gone:
+        delete_rows(kind.member_model, gone)
+    moved = [
+        kind.member_model(pk=stored[key], index=pos)
+        for pos, key in enumerate(wanted)
+        if key in stored
+    ]
+    update_rows(kind.member_model, moved, ["index"])
+    rows = [
+        kind.member_model(group_id=group.pk, index=pos, **kind.fields_of(key))
+        for pos, key in enumerate(wanted)
+        if key not in stored
+    ]
+    insert_model_rows(kind.member_model, rows)
