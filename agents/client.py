@@ -322,10 +322,16 @@ class AgentClient:
             return False
         return True
 
-    def status(self) -> dict[str, Any]:
+    def status(self, since: int | None = None) -> dict[str, Any]:
         """On a fresh connection: a kept-alive one would report an agent "online" that new
-        connections (the next push, the confirm) can no longer reach."""
-        return self.request("GET", protocol.PATH_STATUS, fresh=True).body
+        connections (the next push, the confirm) can no longer reach.
+
+        `since`: the generation of the last full status; an agent on which nothing changed
+        answers `{"unchanged": true, "generation": G}`. The query is part of the signed
+        path (rampart_agent/generation.py); send it only to an agent that gave a generation.
+        """
+        path = protocol.PATH_STATUS if since is None else f"{protocol.PATH_STATUS}?since={since}"
+        return self.request("GET", path, fresh=True).body
 
     def apply(
         self,

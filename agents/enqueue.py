@@ -18,6 +18,7 @@ from celery import current_app
 DEPLOY_DEVICE = "agents.tasks.deploy_device"
 POLL_DEVICE = "agents.tasks.poll_device"
 POLL_FLEET = "agents.tasks.poll_fleet"
+POLL_BATCH = "agents.tasks.poll_batch"
 SWEEP_STUCK = "agents.tasks.sweep_stuck"
 EXPIRE_RULES = "agents.tasks.expire_rules"
 
@@ -26,3 +27,9 @@ def device_deployments(ids: Iterable[int]) -> None:
     """Queue one `deploy_device` task per device deployment id."""
     for dd_id in ids:
         current_app.send_task(DEPLOY_DEVICE, args=(dd_id,))
+
+
+def poll_batches(batches: Iterable[list[int]]) -> None:
+    """Queue one `poll_batch` task per list of device ids."""
+    for ids in batches:
+        current_app.send_task(POLL_BATCH, args=(ids,))

@@ -228,3 +228,20 @@ class EnrollmentToken(models.Model):
     def digest_of(token: str) -> str:
         """The stored form of a clear-text token (SHA-256 hex)."""
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+class DevicePoll(models.Model):
+    """When a device's status poll is due next, and the agent's status generation it last
+    answered (sent back as `since=G`: the agent then answers "unchanged" cheaply).
+
+    Kept out of `rules.Device` so a poll writes this small row, not the device's.
+    """
+
+    device = models.OneToOneField(
+        "rules.Device", on_delete=models.CASCADE, primary_key=True, related_name="poll"
+    )
+    next_poll_at = models.DateTimeField(db_index=True)
+    generation = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.device_id}: next poll {self.next_poll_at}, generation {self.generation}"

@@ -13,7 +13,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from agents import enqueue, selectors, services
+from agents import enqueue, services
 
 _TIME_LIMIT = settings.CELERY_TASK_TIME_LIMIT
 _RETRY = {
@@ -53,13 +53,16 @@ def poll_device(device_id: int) -> dict:
     return services.status_poll(device_id=device_id)
 
 
+@shared_task(name=enqueue.POLL_BATCH, acks_late=True, time_limit=300, soft_time_limit=280)
+def poll_batch(device_ids: list[int]) -> int:
+    """Several agents' status, one after the other (agents/services/poll_schedule.py)."""
+    return len(services.status_poll_batch(device_ids=device_ids))
+
+
 @shared_task(name=enqueue.POLL_FLEET, acks_late=True, time_limit=120, soft_time_limit=110)
-def poll_fleet() -> int:
-    """Beat: fan the status poll out, one task per enrolled device."""
-    ids = selectors.enrolled_device_ids()
-    for device_id in ids:
-        poll_device.delay(device_id)
-    return len(ids)
+def poll_fleet() -> dict:
+    """Beat tick: send the devices due for a status poll, in batches (poll_schedule.py)."""
+    return services.fleet_poll_tick()
 
 
 @shared_task(name=enqueue.EXPIRE_RULES, acks_late=True, time_limit=60, soft_time_limit=50)

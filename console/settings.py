@@ -290,7 +290,13 @@ RAMPART = {
     "CONSOLE_KEY_FILE": env.str(
         "RAMPART_CONSOLE_KEY_FILE", default=str(VAR_DIR / "console-key.pem")
     ),
+    # Status polls (agents/services/poll_schedule.py): the minimum interval per device, the
+    # cap on polls per second across the fleet (the interval grows past it), the beat tick
+    # and the devices per poll task.
     "STATUS_POLL_SECONDS": env.int("RAMPART_STATUS_POLL_SECONDS", default=60),
+    "POLL_MAX_PER_SECOND": env.float("RAMPART_POLL_MAX_PER_SECOND", default=50.0),
+    "POLL_TICK_SECONDS": env.int("RAMPART_POLL_TICK_SECONDS", default=10),
+    "POLL_BATCH": env.int("RAMPART_POLL_BATCH", default=50),
     "CONFIRM_TIMEOUT": env.int("RAMPART_CONFIRM_TIMEOUT", default=30),
     "AUDIT_REQUIRE_REASON": env.bool("RAMPART_AUDIT_REQUIRE_REASON", default=False),
     "AUDIT_REQUIRE_TICKET": env.bool("RAMPART_AUDIT_REQUIRE_TICKET", default=False),
@@ -323,7 +329,7 @@ RAMPART = {
 CELERY_BEAT_SCHEDULE = {
     "rampart-status-poll": {
         "task": "agents.tasks.poll_fleet",
-        "schedule": float(RAMPART["STATUS_POLL_SECONDS"]),
+        "schedule": float(RAMPART["POLL_TICK_SECONDS"]),
     },
     # how late lost work is noticed: part of the bound in docs/operations-faults.md
     "rampart-sweeper": {

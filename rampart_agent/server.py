@@ -18,7 +18,13 @@ from rampart_agent import intake, protocol
 from rampart_agent.dataplane import DataplaneError
 from rampart_agent.engine import Engine
 from rampart_agent.errors import AgentError
-from rampart_agent.state import StateDir
+from rampart_agent.generation import (
+    RECHECK_SECONDS,
+    StatusGeneration,
+    conditional_status,
+    parse_since,
+)
+from rampart_agent.state import LAST_ROLLBACK_FILE, LIVE_FILE, StateDir
 
 log = logging.getLogger("rampart.agent.http")
 
@@ -34,9 +40,12 @@ class AgentHTTPServer(ThreadingHTTPServer):
         engine: Engine,
         state: StateDir,
         limits: intake.Limits | None = None,
+        recheck_seconds: float = RECHECK_SECONDS,
     ) -> None:
         self.engine = engine
         self.state = state
+        # `?since=G` status answers (generation.py)
+        self.generation = StatusGeneration(recheck_seconds, engine.clock.monotonic)
         self.nonces = protocol.NonceCache()
         self.limits = limits or intake.Limits()
         self.budget = intake.ReadBudget(self.limits.max_read_bytes)
@@ -169,10 +178,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, body: bytes) -> dict[str, Any]:
         engine = self.server.engine
-        if method == "GET" and self.path == protocol.PATH_STATUS:
+        path, _, query = self.path.partition("?")
+        if method == "GET" and path == protocol.PATH_STATUS:
+            # the query (`since=G`) is part of the signed path: a replayed or altered one
+            # does not verify
+            try:
+                since = parse_since(query)
+            except ValueError as exc:
+                raise AgentError(400, str(exc)) from exc
+            answer = conditional_status(
+                self.server.generation, since, self._records_key, engine.status
+            )
             # `peer`: where the console's connection came from, so it can check that the
             # management sources cover it (behind a NAT it is not the console's own address)
-            return {**engine.status(), "peer": self.client_address[0]}
+            return {**answer, "peer": self.client_address[0]}
         if method != "POST" or self.path not in (
             protocol.PATH_APPLY,
             protocol.PATH_CONFIRM,
@@ -195,6 +214,14 @@ class Handler(BaseHTTPRequestHandler):
                 raise AgentError(400, "'version' must be an integer")
             return engine.confirm(version, opened_at=self.opened_at)
         return engine.rollback("rollback requested by the console")
+
+    def _records_key(self) -> str:
+        """What the agent's records say without a kernel read: an apply, confirm, rollback
+        or a wait for the xtables lock changes it (generation.py)."""
+        state, engine = self.server.state, self.server.engine
+        live = state.read_json(LIVE_FILE)
+        rollback = state.read_json(LAST_ROLLBACK_FILE)
+        return json.dumps([live, rollback, engine.dp.activity, engine.needs_full], default=str)
 
     def _reply(self, status: int, answer: dict[str, Any], nonce: str) -> None:
         data = json.dumps(answer).encode()

@@ -8,6 +8,7 @@
 - `device_run`: one device's part of a deployment: compile → push → confirm.
 - `sweeper`: fail in-flight runs whose worker was lost; send lost queued tasks again.
 - `expiry`: redeploy the devices a rule's expiry has made out of date (audited).
+- `poll_schedule`: when each device is polled (spread, batched, rate-bounded).
 - `polling`: an agent's status: online/offline, drift (and its repair), rule counters.
 - `counters`: rule counters added up across the agents' counter resets.
 - `enrollment`: one-time enrollment tokens and the agent's enrollment.
@@ -30,7 +31,8 @@ from agents.services.device_run import (
 from agents.services.enrollment import IssuedToken, agent_enroll, enrollment_token_create
 from agents.services.expiry import expire_rules
 from agents.services.lease import lease_acquire, lease_release
-from agents.services.polling import drift_repair, status_poll
+from agents.services.poll_schedule import fleet_poll_tick, poll_interval
+from agents.services.polling import drift_repair, status_poll, status_poll_batch
 from agents.services.rollout import (
     RolloutStateError,
     deployment_cancel,
@@ -56,9 +58,12 @@ __all__ = [
     "drift_repair",
     "enrollment_token_create",
     "expire_rules",
+    "fleet_poll_tick",
+    "poll_interval",
     "lease_acquire",
     "lease_release",
     "plan_waves",
     "status_poll",
+    "status_poll_batch",
     "sweep_stuck",
 ]

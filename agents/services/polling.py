@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.choices import TERMINAL_STATES, DeploymentTrigger
 from agents.client import AgentClient, AgentError
-from agents.models import Deployment, DeviceDeployment
+from agents.models import Deployment, DevicePoll, DeviceDeployment
 from agents.services.counters import counters_ingest
 from agents.services.deployments import deploy_create
 from core.audit.choices import AuditAction
@@ -29,12 +29,39 @@ def status_poll(*, device_id: int) -> dict:
     Returns a small summary (for logs and tests).
     """
     device = Device.objects.get(pk=device_id)
+    since = DevicePoll.objects.filter(device_id=device_id).values_list("generation", flat=True)
+    return device_poll(device, since.first())
+
+
+def status_poll_batch(*, device_ids: list[int]) -> list[dict]:
+    """Poll several devices: one query for the devices and one for their generations, then
+    per device only sign + call + record (an "unchanged" answer is one row update)."""
+    generations = dict(
+        DevicePoll.objects.filter(device_id__in=device_ids).values_list("device_id", "generation")
+    )
+    out = []
+    for device in Device.objects.filter(pk__in=device_ids):
+        try:
+            out.append(device_poll(device, generations.get(device.pk)))
+        except Exception:  # one device's failure must not cost the rest of the batch
+            log.exception("status poll of %s failed", device.name)
+            out.append({"device": device.name, "status": "error"})
+    return out
+
+
+def device_poll(device: Device, since: int | None = None) -> dict:
+    """One poll of a loaded device; `since`: the generation its agent last answered."""
     now = timezone.now()
     try:
-        status = AgentClient.for_device(device, timeout=(3.05, 15)).status()
+        status = AgentClient.for_device(device, timeout=(3.05, 15)).status(since)
     except AgentError as exc:
         _mark_offline(device, exc)
         return {"device": device.name, "status": AgentStatus.OFFLINE, "error": str(exc)}
+    if status.get("unchanged"):
+        return _unchanged(device, status, now)
+    generation = status.get("generation")
+    if generation != since:
+        _remember_generation(device.pk, generation if isinstance(generation, int) else None)
     updates = _status_updates(status, now)
     drifted = updates.get("drifted", device.drifted)
     diff = updates.get("drift_diff", device.drift_diff)
@@ -72,6 +99,41 @@ def status_poll(*, device_id: int) -> dict:
         "counters": ingested,
         "repair": repair.pk if repair else None,
     }
+
+
+def _unchanged(device: Device, status: dict, now: datetime) -> dict:
+    """The agent's "nothing changed since your generation": the device is online, seen now;
+    a drift it still has is still repaired (after the cooldown)."""
+    updates: dict[str, Any] = {"status": AgentStatus.ONLINE, "last_seen_at": now}
+    peer = _peer(status.get("peer"))
+    if peer and peer != device.console_seen_from:
+        updates["console_seen_from"] = peer
+    if device.status != AgentStatus.ONLINE:
+        record(
+            AuditAction.UPDATE,
+            device,
+            before={"status": device.status},
+            after={"status": AgentStatus.ONLINE},
+        )
+    Device.objects.filter(pk=device.pk).update(**updates)
+    repair = drift_repair(device=device) if device.drifted and device.auto_repair else None
+    return {
+        "device": device.name,
+        "status": AgentStatus.ONLINE,
+        "unchanged": True,
+        "drifted": device.drifted,
+        "repair": repair.pk if repair else None,
+    }
+
+
+def _remember_generation(device_id: int, generation: int | None) -> None:
+    """Store the generation to send back next time (a row made here if the scheduler has
+    not placed this device yet: it is then due at once)."""
+    if not DevicePoll.objects.filter(device_id=device_id).update(generation=generation):
+        DevicePoll.objects.get_or_create(
+            device_id=device_id,
+            defaults={"generation": generation, "next_poll_at": timezone.now()},
+        )
 
 
 def _mark_offline(device: Device, exc: AgentError) -> None:

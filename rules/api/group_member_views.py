@@ -14,8 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import validation_detail
+from rules.models import AddressGroup, AddressGroupMember, ServiceGroupMember
 from rules.revisions import revision_batch
-from rules.selectors import group_member_rows, member_of_row
+from rules.selectors import group_member_rows, member_of_row, member_refs
 from rules.services import MemberDiff, group_members_change, group_members_set
 
 
@@ -46,7 +47,17 @@ class MemberDiffSerializer(serializers.Serializer):
 
 
 class GroupMembersMixin:
-    """Adds …/{id}/members/ to an address or service group viewset."""
+    """Adds …/{id}/members/ to an address or service group viewset, and reads the members of
+    a list page's groups in one query."""
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)  # type: ignore[misc]
+        if page is not None and getattr(self, "action", None) == "list" and page:
+            model = AddressGroupMember if isinstance(page[0], AddressGroup) else ServiceGroupMember
+            refs = member_refs(model, [g.pk for g in page])
+            for group in page:
+                group.member_names = refs.get(group.pk, [])
+        return page
 
     @extend_schema(
         methods=["GET"], responses=MemberSerializer(many=True), filters=False, request=None

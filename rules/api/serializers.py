@@ -32,7 +32,11 @@ def _strings(**kwargs) -> serializers.ListField:
 
 
 def _member_names(group: AddressGroup | ServiceGroup) -> list[str]:
-    """All members by name (plain rows; page them at …/{id}/members/)."""
+    """All members by name (plain rows; page them at …/{id}/members/). A list page reads
+    its groups' members in one query beforehand (`GroupMembersMixin.paginate_queryset`)."""
+    read = getattr(group, "member_names", None)
+    if read is not None:
+        return read
     model = AddressGroupMember if isinstance(group, AddressGroup) else ServiceGroupMember
     return member_refs(model, [group.pk]).get(group.pk, [])
 

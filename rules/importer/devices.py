@@ -8,7 +8,6 @@ import ipaddress
 from compiler import FieldError
 from rules.console_sources import console_lockout_errors
 from rules.importer.state import ImportRun
-from rules.services.device_changes import device_requires_approval, device_settings
 from rules.models import (
     Device,
     DeviceGroup,
@@ -17,6 +16,7 @@ from rules.models import (
     DeviceRuleSet,
     RuleSet,
 )
+from rules.services.device_changes import device_requires_approval, device_settings
 
 
 def _links(

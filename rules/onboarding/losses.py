@@ -51,8 +51,7 @@ class _Ranker:
             return {"accept"}
         if target in ("DROP", "REJECT"):
             return {"drop"}
-        if target == "RETURN":
-            return {"accept", "drop"}  # the rules after it, or the caller's, decide instead
+        # RETURN: the caller's next rules decide, as they do when the jump here is lost
         if target in self.dump.chains and target not in seen:
             out: set[str] = set()
             for inner in self.dump.chains[target]:

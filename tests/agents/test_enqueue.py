@@ -28,6 +28,7 @@ def test_each_name_is_the_registered_task(name, task):
 
 
 def test_beat_schedules_registered_tasks():
+    app.loader.import_default_modules()  # what a worker does at start: every app's tasks.py
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks
 

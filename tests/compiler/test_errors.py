@@ -83,7 +83,7 @@ def test_ipv4_and_ipv6_mixed_is_a_family_mismatch():
     assert [type(e) for e in exc.errors] == [FamilyMismatch, FamilyMismatch]
     assert [e.path for e in exc.errors] == [
         "rulesets[rs].rules[0].destinations",
-        "rulesets[rs].nat[0]",
+        "rulesets[rs].nat[0].to",
     ]
 
 

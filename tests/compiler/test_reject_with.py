@@ -48,6 +48,8 @@ def reject_lines(text: str) -> list[str]:
         ("icmp-admin-prohibited", "icmp-admin-prohibited", "icmp6-adm-prohibited"),
         ("icmp-host-unreachable", "icmp-host-unreachable", "icmp6-addr-unreachable"),
         ("icmp-net-unreachable", "icmp-net-unreachable", "icmp6-no-route"),
+        ("icmp-host-prohibited", "icmp-host-prohibited", "icmp6-adm-prohibited"),
+        ("icmp-net-prohibited", "icmp-net-prohibited", "icmp6-adm-prohibited"),
     ],
 )
 def test_compiled_per_family(kind, v4, v6):

@@ -22,6 +22,7 @@ PORTS = {
     7003: "icmp-admin-prohibited",
     7004: "icmp-host-unreachable",
     7005: "icmp-net-unreachable",
+    7006: "icmp-host-prohibited",
 }
 ERRORS = {
     4: {
@@ -30,6 +31,7 @@ ERRORS = {
         7003: errno.EHOSTUNREACH,
         7004: errno.EHOSTUNREACH,
         7005: errno.ENETUNREACH,
+        7006: errno.EHOSTUNREACH,
     },
     6: {
         7001: errno.ECONNREFUSED,
@@ -37,6 +39,7 @@ ERRORS = {
         7003: errno.EACCES,
         7004: errno.EHOSTUNREACH,
         7005: errno.ENETUNREACH,
+        7006: errno.EACCES,
     },
 }
 CONNECT = """

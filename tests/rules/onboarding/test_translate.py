@@ -194,3 +194,24 @@ def test_an_ipv6_dump_is_scoped_to_ipv6():
         "comment": "policy of INPUT (iptables-save line 3)",
     }
     PolicyDocument.from_dict(result.document)
+
+
+def test_docker_user_rules_are_the_admins_and_forward_has_no_catch_all():
+    dump = DOCKER_HOST.replace(
+        "-A DOCKER-USER -j RETURN\n",
+        "-A DOCKER-USER -s 198.51.100.0/24 -j DROP\n-A DOCKER-USER -j RETURN\n",
+    )
+    result = translate_iptables_save(dump, ruleset="dh")
+    forward = [r for r in result.document["rulesets"][0]["rules"] if r["chain"] == "forward"]
+    # only the admin's DOCKER-USER rule: nothing in FORWARD runs before Docker's chains
+    # but what the administrator put there for that very purpose
+    assert forward == [
+        {
+            "chain": "forward",
+            "action": "drop",
+            "sources": ["198.51.100.0/24"],
+            "comment": "iptables-save line 45",
+        }
+    ]
+    assert result.translated[34] == [next(iter(result.translated[45]))]
+    assert all(s.line not in (34, 45, 46) for s in result.skipped)

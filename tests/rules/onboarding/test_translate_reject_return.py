@@ -63,8 +63,8 @@ def test_conditional_return_by_source_negates_the_rest():
         ("drop", ["198.18.0.0/24"], True, ["22"]),
         ("accept", ["0.0.0.0/0"], False, ["22"]),
     ]
-    assert result.skipped == [] and result.translated[12] == []
-    assert "its condition negated" in {n.line: n.reason for n in result.notes}[11]
+    assert result.skipped == [] and result.translated[9] == []
+    assert "its condition negated" in {n.line: n.reason for n in result.notes}[8]
 
 
 def test_conditional_return_by_state_and_by_what_cannot_be_negated():
