@@ -4,10 +4,12 @@ and unused objects."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from .document import PolicyDocument, Rule, RuleSet, fallback_rule_id
 from .findings import Finding, rule_label
+from .interfaces import interface_findings
 from .lower import ND_CHAINS, ND_TYPES
 from .management import filter_findings, management_region, nat_findings
 from .regions import (
@@ -71,18 +73,20 @@ class Analyser:
             for index, rule in enumerate(rs.rules):
                 if rule.chain == chain and rule.active(self.now):
                     rules.append((rs, index, rule))
-        patterns = (
-            {"lo"} | {r.in_interface for _, _, r in rules if r.in_interface},
-            {"lo"} | {r.out_interface for _, _, r in rules if r.out_interface},
-        )
+        sides = [
+            (r, self._side(r.in_interface, r.in_zone), self._side(r.out_interface, r.out_zone))
+            for _, _, r in rules
+        ]
+        patterns: tuple[set[str], set[str]] = ({"lo"}, {"lo"})
+        for _, in_side, out_side in sides:
+            for found, side in zip(patterns, (in_side, out_side), strict=True):
+                found.update((side,) if isinstance(side, str) else side or ())
         self.reps = (interface_reps(patterns[0]), interface_reps(patterns[1]))
         out = []
-        for rs, index, rule in rules:
+        for (rs, index, rule), (_, in_side, out_side) in zip(rules, sides, strict=True):
             rid = rule.id or fallback_rule_id(rs.name, "rules", index)
             region = {
-                fm.family: fm_region(
-                    fm, rule.in_interface, rule.out_interface, rule.states, self.reps
-                )
+                fm.family: fm_region(fm, in_side, out_side, rule.states, self.reps)
                 for fm in self.resolver.rule(rule)
             }
             out.append(
@@ -100,6 +104,10 @@ class Analyser:
                 )
             )
         return out
+
+    def _side(self, iface: str | None, zone: str | None) -> str | tuple[str, ...] | None:
+        """A rule's interface on one side: its own, its zone's (any of them), or None."""
+        return iface if zone is None else self.doc.by_name["zones"][zone].interfaces
 
     def fixed_entries(self, device, chain: str) -> list[Entry]:
         """The device's fixed steps, as rules that come before every rule set."""
@@ -385,9 +393,16 @@ def analyse_ruleset(doc: PolicyDocument, ruleset_name: str, *, now: datetime) ->
     return findings + analyser.object_findings([rs])
 
 
-def analyse_device(doc: PolicyDocument, device_name: str, *, now: datetime) -> list[Finding]:
+def analyse_device(
+    doc: PolicyDocument,
+    device_name: str,
+    *,
+    now: datetime,
+    interfaces: Iterable[str] | None = None,
+) -> list[Finding]:
     """Findings over a device's whole evaluation order: fixed steps, every rule set, default;
-    and the rules that would touch its management traffic."""
+    and the rules that would touch its management traffic. With the host's `interfaces`
+    (its facts), interfaces the policy names that it lacks are warnings too."""
     analyser = Analyser(doc, now)
     device = doc.device(device_name)
     rulesets = list({rs.name: rs for rs in doc.device_rulesets(device)}.values())
@@ -403,6 +418,8 @@ def analyse_device(doc: PolicyDocument, device_name: str, *, now: datetime) -> l
             mgmt = management_region(device, analyser.resolver, analyser.reps)
             findings.extend(filter_findings(device, mgmt, [e for e in user if e.key not in said]))
     findings.extend(nat_findings(device, rulesets, analyser.resolver))
+    if interfaces is not None:
+        findings.extend(interface_findings(doc, device_name, interfaces))
     return findings + analyser.object_findings(rulesets)
 
 

@@ -123,3 +123,5 @@ class Program:
     rules: dict[str, RuleInfo]
     # the time it was compiled at: what the tracer checks time matches against by default
     now: datetime | None = None
+    # zone name → its interfaces: the tracer names the zones of a packet's interfaces
+    zones: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -124,9 +124,12 @@ def _addr(family: int, nets, negate: bool) -> Intervals:
     return iv_sub(_FULL_ADDR[family], ivs) if negate else ivs
 
 
-def _ifaces(pattern: str | None, reps: frozenset[str]) -> frozenset[str]:
+def _ifaces(pattern: str | tuple[str, ...] | None, reps: frozenset[str]) -> frozenset[str]:
+    """The representatives `pattern` matches (a tuple: a zone's interfaces, any of them)."""
     if pattern is None:
         return reps
+    if isinstance(pattern, tuple):
+        return frozenset(r for r in reps if any(iface_matches(p, r) for p in pattern))
     return frozenset(r for r in reps if iface_matches(pattern, r))
 
 
@@ -139,8 +142,8 @@ def interface_reps(patterns: set[str]) -> frozenset[str]:
 
 def fm_region(
     fm: FamilyMatch,
-    in_if: str | None,
-    out_if: str | None,
+    in_if: str | tuple[str, ...] | None,
+    out_if: str | tuple[str, ...] | None,
     states: tuple[str, ...],
     reps: tuple[frozenset, frozenset],
 ) -> list[Box]:

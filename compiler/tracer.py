@@ -174,9 +174,11 @@ class TraceResult:
     chain: str | None = None
     # how a reject answers (values.REJECT_WITH, the document's spelling); None otherwise
     reject_with: str | None = None
+    # the zones the packet's interfaces are in: {"in_interface": [...], "out_interface": ...}
+    zones: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = {
+        out: dict = {
             "verdict": self.verdict,
             "decided_by": {
                 "tag": self.tag,
@@ -191,6 +193,8 @@ class TraceResult:
         }
         if self.reject_with is not None:
             out["reject_with"] = self.reject_with
+        if self.zones:
+            out["zones"] = self.zones
         return out
 
 
@@ -264,7 +268,27 @@ class Tracer:
         return r.until is None or self.now is None or self.now < r.until
 
     def trace(self, packet: Packet) -> TraceResult:
-        """The verdict on `packet`, with the NAT steps of a new connection before it."""
+        """The verdict on `packet`, with the NAT steps of a new connection before it and
+        the zones its interfaces are in."""
+        result = self._trace(packet)
+        result.zones = self.zones_of(packet)
+        return result
+
+    def zones_of(self, packet: Packet) -> dict[str, list[str]]:
+        """The zones (document order) each given interface of `packet` matches, by key."""
+        out = {}
+        for key in ("in_interface", "out_interface"):
+            name = getattr(packet, key)
+            found = [
+                zone
+                for zone, ifaces in self.program.zones.items()
+                if any(iface_matches(p, name) for p in ifaces)
+            ]
+            if found:
+                out[key] = found
+        return out
+
+    def _trace(self, packet: Packet) -> TraceResult:
         if self.nat.table(packet.family) is None:
             return self.filter(packet)
         if packet.state != "new":

@@ -59,6 +59,10 @@ class _NameParser(Parser):
                 named = True
         return None if named else frozenset(fams)
 
+    def zone_known(self, name: str) -> bool:
+        """Any well-formed zone name (zones are not known here)."""
+        return _is_name(name)
+
     def service_refs(self, refs: tuple[str, ...], path: str, rule_id: str | None) -> frozenset[int]:
         for i, ref in enumerate(refs):
             self.call(V.validate_name, ref, f"{path}.services[{i}]", rule_id)

@@ -5,11 +5,17 @@ declared length (present, numeric, under the route's limit), the signature heade
 well formed, fresh) and the nonce (not seen). Only then is the body read, within a budget
 of bytes read at once over all connections, and its signature verified. Unsigned floods
 cost the agent a header parse each; forged but well-formed headers cost at most the budget.
+Until a request on it is authenticated, a connection's reads are bounded in total time and
+its headers in bytes (`GuardedReader`): the per-read timeout alone let a peer sending a byte
+every few seconds hold a connection slot, or the read budget, for ever.
 """
 
 from __future__ import annotations
 
+import io
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from email.message import Message
 
@@ -28,6 +34,9 @@ class Limits:
     max_bundle_bytes: int = 64 * MIB  # body of POST /v1/apply (a 50k-rule bundle is ~8 MB)
     max_read_bytes: int = 64 * MIB  # bodies being read at once, all connections together
     small_body: int = 64 * KIB  # body of every other route
+    header_seconds: float = 30.0  # TLS handshake, request line and headers, in all
+    max_header_bytes: int = 32 * KIB  # request line and headers before authentication
+    min_body_rate: int = 64 * KIB  # bytes/s, at least, of a body read before it verifies
 
     def body_limit(self, path: str) -> int:
         return self.max_bundle_bytes if path == protocol.PATH_APPLY else self.small_body
@@ -52,6 +61,61 @@ class ReadBudget:
     def give(self, size: int) -> None:
         with self._lock:
             self._used -= size
+
+
+class PreAuthLimit(TimeoutError):
+    """A limit of a connection not yet authenticated ran out (time or header bytes); a
+    TimeoutError, so http.server closes the connection as for a silent peer."""
+
+
+class GuardedReader(io.RawIOBase):
+    """A connection's reads: each within the silence allowed (`timeout`), and, until a
+    request on it is authenticated, the phase (headers, then body) within a deadline and the
+    headers within a byte allowance. Authenticated (`trust`), only the timeout remains."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self.timeout = timeout
+        self.deadline: float | None = None  # time.monotonic() by which the phase must end
+        self.allowance: int | None = None  # bytes the phase may still read
+        self._phase = ""
+
+    def readable(self) -> bool:
+        return True
+
+    def expect_headers(self, limits: Limits) -> None:
+        self._phase = f"TLS handshake and headers within {limits.header_seconds:g} s"
+        self.deadline = time.monotonic() + limits.header_seconds
+        self.allowance = limits.max_header_bytes
+
+    def expect_body(self, length: int, limits: Limits) -> None:
+        seconds = self.timeout + length / limits.min_body_rate
+        self._phase = f"body of {length} bytes within {seconds:g} s"
+        self.deadline = time.monotonic() + seconds
+        self.allowance = None
+
+    def trust(self, timeout: float) -> None:
+        self.deadline = self.allowance = None
+        self.timeout = timeout
+        self._sock.settimeout(timeout)
+
+    # typeshed's WriteableBuffer has no runtime name before Python 3.12 (collections.abc.Buffer)
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        if self.allowance is not None:
+            if self.allowance <= 0:
+                raise PreAuthLimit(f"request line and headers over the byte limit ({self._phase})")
+            view = view[: self.allowance]
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise PreAuthLimit(f"not received in time: {self._phase}")
+            self._sock.settimeout(min(self.timeout, left))
+        count = self._sock.recv_into(view)
+        if self.allowance is not None:
+            self.allowance -= count
+        return count
 
 
 def content_length(method: str, path: str, headers: Message, limits: Limits) -> int:

@@ -287,6 +287,7 @@ class MetricsHandler(BaseHTTPRequestHandler):
     server: MetricsServer
     server_version = "rampart-agent-metrics"
     sys_version = ""
+    timeout = 10  # a silent connection is closed: it holds one of MAX_CONNECTIONS
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path.split("?", 1)[0] != "/metrics":
@@ -309,13 +310,34 @@ class MetricsHandler(BaseHTTPRequestHandler):
 
 
 class MetricsServer(ThreadingHTTPServer):
+    """Unauthenticated, so bounded: at most MAX_CONNECTIONS threads, more are closed at
+    accept (else any peer that reaches it could make the agent start a thread each)."""
+
     daemon_threads = True
     allow_reuse_address = True
+    MAX_CONNECTIONS = 16
 
     def __init__(self, address: tuple[str, int], render: Callable[[], str]) -> None:
         self.render = render
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(self.MAX_CONNECTIONS)
         super().__init__(address, MetricsHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup (10 s where no resolver answers)."""

@@ -28,7 +28,8 @@ class Owner:
 
     def try_acquire(self, role: str) -> bool:
         """Take the lock without waiting; on success write `PID ROLE` into the file."""
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        # O_NOFOLLOW: a symlink planted as owner.lock must not make root truncate its target
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

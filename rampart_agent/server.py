@@ -6,6 +6,7 @@ run in one process (`serve_fleet`) for the console's fleet benchmark.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socketserver
@@ -91,8 +92,9 @@ class Handler(BaseHTTPRequestHandler):
     server: AgentHTTPServer
     protocol_version = "HTTP/1.1"
     # A new connection must complete its TLS handshake and send its first request's
-    # headers without a 10 s silence, or it is closed: it holds one of --max-connections.
-    # Once a request is authenticated, a kept-alive connection may idle for 120 s.
+    # headers without a 10 s silence and within Limits.header_seconds in all, or it is
+    # closed: it holds one of --max-connections (intake.GuardedReader). Once a request is
+    # authenticated, a kept-alive connection may idle for 120 s.
     timeout = 10
     idle_timeout = 120
     server_version = "rampart-agent"
@@ -106,6 +108,10 @@ class Handler(BaseHTTPRequestHandler):
         # taken only on a connection opened after the apply (Engine.confirm).
         self.opened_at = self.server.engine.clock.monotonic()
         super().setup()
+        self.rfile.close()  # the socket's own reader, replaced by the guarded one
+        self.guard = intake.GuardedReader(self.connection, self.timeout)
+        self.guard.expect_headers(self.server.limits)
+        self.rfile = io.BufferedReader(self.guard)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s %s", self.address_string(), format % args)
@@ -159,7 +165,10 @@ class Handler(BaseHTTPRequestHandler):
         if not server.budget.take(length):
             raise AgentError(503, "agent busy reading other requests; try again")
         try:
+            self.guard.expect_body(length, server.limits)
             body = self.rfile.read(length) if length else b""
+        except TimeoutError as exc:  # a peer that stalls or trickles the body
+            raise AgentError(408, f"body not received in time ({exc})") from exc
         finally:
             server.budget.give(length)
         if len(body) != length:
@@ -173,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
             raise AgentError(exc.status, str(exc)) from exc
         # the console's: its connection may stay open (an unsigned one never does)
         self.close_connection = not keep_alive
-        self.connection.settimeout(self.idle_timeout)
+        self.guard.trust(self.idle_timeout)
         return body
 
     def _route(self, method: str, body: bytes) -> dict[str, Any]:

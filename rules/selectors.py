@@ -26,6 +26,7 @@ from rules.models import (
     Service,
     ServiceGroup,
     ServiceGroupMember,
+    Zone,
 )
 
 
@@ -112,18 +113,33 @@ def device_group_dict(group) -> dict:
 
 
 def member_refs(model: type, group_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
-    """Group id → its members by name, in order, from one query of plain rows (model
-    instances cost ~10 µs a member: a second for a 100,000-member group)."""
-    target = "address__name" if model is AddressGroupMember else "service__name"
+    """Group id → its members by name, in order, from plain rows (model instances cost
+    ~10 µs a member: a second for a 100,000-member group). Names come from two small
+    lookups rather than a join per member row."""
+    is_address = model is AddressGroupMember
+    target = "address_id" if is_address else "service_id"
     qs = model.objects.order_by("group_id", "index", "id")
     if group_ids is not None:
         qs = qs.filter(group_id__in=list(group_ids))
-    extra = ("literal",) if model is AddressGroupMember else ()
+    linked = qs.exclude(**{f"{target}__isnull": True}).values(target)
+    nested = qs.exclude(subgroup_id__isnull=True).values("subgroup_id")
+    objects = (AddressObject if is_address else Service).objects
+    groups = (AddressGroup if is_address else ServiceGroup).objects
+    object_names = dict(objects.filter(pk__in=linked.order_by()).values_list("pk", "name"))
+    group_names = dict(groups.filter(pk__in=nested.order_by()).values_list("pk", "name"))
+    extra = ("literal",) if is_address else ()
     out: dict[int, list[str]] = {}
-    for group_id, name, subgroup, *literal in qs.values_list(
-        "group_id", target, "subgroup__name", *extra
+    for group_id, obj, subgroup, *literal in qs.values_list(
+        "group_id", target, "subgroup_id", *extra
     ).iterator(chunk_size=10000):
-        out.setdefault(group_id, []).append(name or subgroup or literal[0])
+        name = (
+            object_names[obj]
+            if obj is not None
+            else group_names[subgroup]
+            if subgroup is not None
+            else literal[0]
+        )
+        out.setdefault(group_id, []).append(name)
     return out
 
 
@@ -244,11 +260,14 @@ def policy_dict(
     ruleset_dicts = [ruleset_dict(rs, rules[rs.pk]) for rs in chosen]
     addresses, services = AddressObject.objects.all(), Service.objects.all()
     address_groups = service_groups = None
+    zones = Zone.objects.all()
     if referenced_objects:
+        zones = zones.filter(name__in=_referenced_zones(ruleset_dicts))
         want_a, want_s = _referenced(ruleset_dicts)
         addresses = want_a.objects(AddressObject, "group_memberships")
         services = want_s.objects(Service, "group_memberships")
         address_groups, service_groups = want_a.group_ids, want_s.group_ids
+    zone_dicts = [zone_dict(z) for z in zones.order_by("name")]
     return {
         "version": 1,
         "addresses": [
@@ -257,10 +276,27 @@ def policy_dict(
         "address_groups": _group_dicts(AddressGroup, AddressGroupMember, address_groups),
         "services": [_service_dict(s) for s in services.order_by("name")],
         "service_groups": _group_dicts(ServiceGroup, ServiceGroupMember, service_groups),
+        # only when there are zones: documents without them read as they always did
+        **({"zones": zone_dicts} if zone_dicts else {}),
         "rulesets": ruleset_dicts,
         "device_groups": [device_group_dict(g) for g in group_qs.order_by("name")],
         "devices": [device_dict(d) for d in device_qs.order_by("name")],
     }
+
+
+def _referenced_zones(rulesets: list[dict]) -> set[str]:
+    """The zones rule sets in document form use."""
+    return {
+        item[key]
+        for rs in rulesets
+        for item in [*rs.get("rules", []), *rs.get("nat", [])]
+        for key in ("in_zone", "out_zone")
+        if item.get(key)
+    }
+
+
+def zone_dict(zone: Zone) -> dict:
+    return _described({"name": zone.name, "interfaces": list(zone.interfaces)}, zone)
 
 
 def _service_dict(service: Service) -> dict:

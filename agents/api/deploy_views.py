@@ -144,7 +144,11 @@ class EnrollmentTokenCreateView(APIView):
             "device_id": device.pk,
             "expires_at": issued.record.expires_at,
         }
-        return Response(EnrollmentTokenSerializer(body).data, status=status.HTTP_201_CREATED)
+        return Response(
+            EnrollmentTokenSerializer(body).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
 
 
 class HasEnrollmentToken(BasePermission):

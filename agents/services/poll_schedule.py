@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from agents import enqueue
@@ -45,7 +46,8 @@ def first_poll_times(
     return [now + timedelta(seconds=rng() * interval) for _ in range(count)]
 
 
-def _enrolled() -> object:
+def _enrolled() -> QuerySet[Device]:
+    """Devices whose agent has enrolled (key and certificate pin known): the ones polled."""
     return Device.objects.exclude(agent_public_key="").exclude(agent_cert_fingerprint="")
 
 

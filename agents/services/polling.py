@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from agents.choices import TERMINAL_STATES, DeploymentTrigger
 from agents.client import AgentClient, AgentError
-from agents.models import Deployment, DevicePoll, DeviceDeployment
+from agents.models import Deployment, DeviceDeployment, DevicePoll
 from agents.services.counters import counters_ingest
 from agents.services.deployments import deploy_create
 from core.audit.choices import AuditAction

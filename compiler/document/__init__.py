@@ -31,6 +31,7 @@ from .model import (
     RuleSet,
     Service,
     ServiceGroup,
+    Zone,
 )
 from .policy import PolicyDocument
 from .serialise import rule_dict
@@ -54,6 +55,7 @@ __all__ = [
     "RuleSet",
     "Service",
     "ServiceGroup",
+    "Zone",
     "fallback_ids",
     "fallback_rule_id",
     "format_datetime",

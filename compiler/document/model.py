@@ -6,7 +6,7 @@ them, serialise.py writes them back as dicts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -51,6 +51,16 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class Zone:
+    """Interfaces named once ("dmz") and used for in/out by rules and NAT rules; a rule
+    with a zone matches a packet on any of the zone's interfaces ('+' wildcards allowed)."""
+
+    name: str
+    interfaces: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceGroup:
     """Named services or service groups."""
 
@@ -88,6 +98,9 @@ class Rule(NamedTuple):
     icmp_type: str | int | None = None
     # how a reject answers (values.REJECT_WITH); None: port unreachable, as before the key
     reject_with: str | None = None
+    # zone names in place of in_interface/out_interface (never both on one side)
+    in_zone: str | None = None
+    out_zone: str | None = None
 
     def active(self, now: datetime) -> bool:
         """Enabled and not expired at `now` (expired rules are left out)."""
@@ -110,6 +123,9 @@ class NatRule:
     to: str | None = None
     comment: str = ""
     enabled: bool = True
+    # out of the repr, which NAT rule tags hash: tags of rules without zones stay the same
+    in_zone: str | None = field(default=None, repr=False)
+    out_zone: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

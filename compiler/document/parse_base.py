@@ -43,6 +43,7 @@ class ParserBase:
         self.cycles: set[frozenset[str]] = set()
         self.literals: dict[str, tuple[N.Net, ...]] = {}
         self.ports: dict[str, tuple[int, int]] = {}
+        self.zone_interfaces: dict[str, tuple[str, ...]] = {}
 
     def port(self, text: str) -> tuple[int, int]:
         found = self.ports.get(text)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .. import values as V
 from .literals import parse_nat_target
 from .model import NAT_CHAINS, NAT_TYPES, NatRule
-from .parse_base import MISSING, ParserBase
+from .parse_base import MISSING
+from .parse_zones import ZoneParser
 
 _NAT_KEYS = {
     "id",
@@ -20,10 +21,12 @@ _NAT_KEYS = {
     "to",
     "comment",
     "enabled",
+    "in_zone",
+    "out_zone",
 }
 
 
-class NatParser(ParserBase):
+class NatParser(ZoneParser):
     """NAT rules, checked against the addresses parsed before them."""
 
     def nat(self, item: object, path: str) -> NatRule | None:
@@ -45,6 +48,7 @@ class NatParser(ParserBase):
         in_ok = ("prerouting",)
         out_ok = ("postrouting", "output")
         in_if, out_if = self.interfaces(item, path, chain, rid, in_ok, out_ok)
+        in_zone, out_zone = self.zone_refs(item, path, chain, rid, (in_if, out_if), (in_ok, out_ok))
         protocol = self.choice(item, "protocol", path, V.PROTOCOLS, "protocol", rid)
         dports = self.str_list(item, "dports", path, rid)
         for i, p in enumerate(dports):
@@ -90,6 +94,8 @@ class NatParser(ParserBase):
             None if to is None else str(to).strip(),
             comment,
             enabled,
+            in_zone,
+            out_zone,
         )
 
     def nat_families(

@@ -8,7 +8,8 @@ import re
 from .. import values as V
 from .literals import protocol_families
 from .model import FAMILIES_ALL, Rule
-from .parse_base import MISSING, ParserBase, RulePath
+from .parse_base import MISSING, RulePath
+from .parse_zones import ZoneParser
 from .times import parse_datetime
 
 _RULE_KEYS = {
@@ -35,6 +36,8 @@ _RULE_KEYS = {
     "expires_at",
     "icmp_type",
     "reject_with",
+    "in_zone",
+    "out_zone",
 }
 _PLAIN_RULE_KEYS = frozenset(
     (
@@ -60,7 +63,7 @@ _PORT_PROTOCOL_SET = frozenset(V.PORT_PROTOCOLS)
 _FAMILY_BITS = {frozenset(): 0, frozenset((4,)): 1, frozenset((6,)): 2, frozenset((4, 6)): 3}
 
 
-class RuleParser(ParserBase):
+class RuleParser(ZoneParser):
     """Filter rules, checked against the objects parsed before them."""
 
     def plain_rule(self, item: object, ruleset_path: str, index: int) -> Rule | None:
@@ -227,9 +230,9 @@ class RuleParser(ParserBase):
             proto_f = protocol_families(protocol)
         if src_f is not MISSING and dst_f is not MISSING:
             self.rule_families(path, rid, src_f, dst_f, proto_f, bool(services))
-        in_if, out_if = self.interfaces(
-            item, path, chain, rid, ("input", "forward"), ("output", "forward")
-        )
+        in_ok, out_ok = ("input", "forward"), ("output", "forward")
+        in_if, out_if = self.interfaces(item, path, chain, rid, in_ok, out_ok)
+        in_zone, out_zone = self.zone_refs(item, path, chain, rid, (in_if, out_if), (in_ok, out_ok))
         states = self.str_list(item, "states", path, rid)
         for i, s in enumerate(states):
             self.call(lambda v: V.parse_choice(v, V.STATES, "state"), s, f"{path}.states[{i}]", rid)
@@ -270,6 +273,8 @@ class RuleParser(ParserBase):
             expires_at,
             icmp_type,
             reject_with,
+            in_zone,
+            out_zone,
         )
 
     def rule_reject_with(

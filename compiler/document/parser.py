@@ -18,6 +18,7 @@ from .model import (
     RuleSet,
     Service,
     ServiceGroup,
+    Zone,
 )
 from .parse_assertions import AssertionParser
 from .parse_devices import DeviceParser
@@ -34,6 +35,7 @@ _TOP_KEYS = {
     "address_groups",
     "services",
     "service_groups",
+    "zones",
     "rulesets",
     "device_groups",
     "devices",
@@ -52,6 +54,7 @@ class Parsed(NamedTuple):
     devices: tuple[Device, ...]
     prune: bool | None
     scope: Scope | None
+    zones: tuple[Zone, ...] = ()
 
 
 class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser, ScopeParser):
@@ -74,6 +77,7 @@ class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser,
         groups = self.address_groups(self.items(top, "address_groups", ""))
         services = self.services(self.items(top, "services", ""))
         sgroups = self.service_groups(self.items(top, "service_groups", ""))
+        zones = self.zones(self.items(top, "zones", ""))
         rulesets = [
             self.ruleset(n, item, p)
             for n, item, p in self.named(self.items(top, "rulesets", ""), "rulesets")
@@ -93,6 +97,7 @@ class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser,
             tuple(devices),
             prune,
             scope,
+            tuple(zones),
         )
 
     def ruleset(self, name: str, item: dict, path: str) -> RuleSet:

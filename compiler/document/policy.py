@@ -14,6 +14,7 @@ from .model import (
     RuleSet,
     Service,
     ServiceGroup,
+    Zone,
 )
 from .parse_scope import Scope
 from .parser import Parser
@@ -34,6 +35,7 @@ class PolicyDocument:
     devices: tuple[Device, ...] = ()
     prune: bool | None = None
     scope: Scope | None = None  # None: the document speaks for the whole policy
+    zones: tuple[Zone, ...] = ()
     by_name: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     # address literals parsed while validating, reused by the resolver
     literals: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -45,6 +47,7 @@ class PolicyDocument:
             "address_groups",
             "services",
             "service_groups",
+            "zones",
             "rulesets",
             "device_groups",
             "devices",
@@ -53,6 +56,10 @@ class PolicyDocument:
 
     def ruleset(self, name: str) -> RuleSet:
         return self.by_name["rulesets"][name]
+
+    def zone_interfaces(self, name: str | None) -> tuple[str | None, ...]:
+        """The interfaces a rule's `in_zone`/`out_zone` stands for ((None,): no zone)."""
+        return (None,) if name is None else self.by_name["zones"][name].interfaces
 
     def device(self, name: str) -> Device:
         return self.by_name["devices"][name]
@@ -92,6 +99,7 @@ class PolicyDocument:
                 p.devices,
                 p.prune,
                 p.scope,
+                p.zones,
             )
             doc.literals.update(parser.literals)
             doc.ports.update(parser.ports)

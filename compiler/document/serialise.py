@@ -50,6 +50,10 @@ def document_dict(doc: PolicyDocument) -> dict:
         )
         for g in doc.service_groups
     ]
+    out["zones"] = [
+        _compact({"name": z.name, "interfaces": list(z.interfaces), "description": z.description})
+        for z in doc.zones
+    ]
     out["rulesets"] = [ruleset_dict(rs) for rs in doc.rulesets]
     out["device_groups"] = [
         _compact(
@@ -99,6 +103,8 @@ def rule_dict(rule: Rule) -> dict:
             "comment": rule.comment,
             "expires_at": format_datetime(rule.expires_at) if rule.expires_at else None,
             "reject_with": rule.reject_with,
+            "in_zone": rule.in_zone,
+            "out_zone": rule.out_zone,
         }
     )
     if not rule.enabled:
@@ -119,6 +125,8 @@ def ruleset_dict(rs: RuleSet) -> dict:
                     "chain": n.chain,
                     "in_interface": n.in_interface,
                     "out_interface": n.out_interface,
+                    "in_zone": n.in_zone,
+                    "out_zone": n.out_zone,
                     "protocol": n.protocol,
                     "sources": list(n.sources),
                     "destinations": list(n.destinations),

@@ -3,15 +3,16 @@ after the device's management exemption (static.nat_exemption) where that chain 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from ..document import NatRule, RuleSet, fallback_rule_id, parse_nat_target
+from ..document import NatRule, RuleSet, Zone, fallback_rule_id, parse_nat_target
 from ..ir import DNAT, JUMP, MASQUERADE, SNAT, Chain, RuleInfo, Table
 from ..ir import Rule as IRRule
 from ..resolve import FamilyMatch, ProtoSpec, Resolver, merge_ports
 from ..values import parse_port
 from .expand import Expander
 from .names import short_hash
+from .zones import interface_pairs, zone_key
 
 _NAT_TARGET = {"dnat": DNAT, "snat": SNAT, "masquerade": MASQUERADE}
 _ORDER = {"RPT-PREROUTING": 0, "RPT-OUTPUT": 1, "RPT-POSTROUTING": 2}
@@ -26,6 +27,7 @@ def nat_table(
     expander: Expander,
     infos: dict[str, RuleInfo],
     exempt: Sequence[IRRule] = (),
+    zones: Mapping[str, Zone] | None = None,
 ) -> Table:
     """The nat table of one family; where each rule came from goes to `infos`. `exempt`
     (management traffic) opens `RPT-PREROUTING` and `RPT-OUTPUT`, before any NAT rule."""
@@ -48,10 +50,24 @@ def nat_table(
             if main not in table.chains:
                 table.chains[main] = Chain(main, list(exempt) if main in _EXEMPT else [])
                 table.jumps[builtin] = [IRRule(JUMP, "rpt:jump", arg=main)]
-            tag = f"rpt:{rule_id}:{short_hash(repr(nat))}"
-            base = (nat.in_interface, nat.out_interface, None, None, None)
             target = _NAT_TARGET[nat.type]
-            table.chains[main].rules.extend(expander.expand(fm, base, target, tag, rule_id, nat.to))
+            if nat.in_zone is None and nat.out_zone is None:
+                tag = f"rpt:{rule_id}:{short_hash(repr(nat))}"
+                base = (nat.in_interface, nat.out_interface, None, None, None)
+                table.chains[main].rules.extend(
+                    expander.expand(fm, base, target, tag, rule_id, nat.to)
+                )
+                continue
+            known = zones or {}
+            key = zone_key(known, nat.in_zone, nat.out_zone)
+            tag = f"rpt:{rule_id}:{short_hash(repr((nat, key)))}"
+            for in_if, out_if in interface_pairs(
+                known, nat.in_interface, nat.out_interface, nat.in_zone, nat.out_zone
+            ):
+                base = (in_if, out_if, None, None, None)
+                table.chains[main].rules.extend(
+                    expander.expand(fm, base, target, tag, rule_id, nat.to)
+                )
     table.chains = dict(sorted(table.chains.items(), key=lambda kv: _ORDER[kv[0]]))
     return table
 

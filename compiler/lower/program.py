@@ -50,12 +50,19 @@ class Lowerer:
             tables[(family, "filter")] = self.filter_table(device, rulesets, family)
             exempt = nat_exemption(device, family, self.resolver, self.expander)
             tables[(family, "nat")] = nat_table(
-                rulesets, family, self.resolver, self.expander, self.rules, exempt
+                rulesets,
+                family,
+                self.resolver,
+                self.expander,
+                self.rules,
+                exempt,
+                self.doc.by_name["zones"],
             )
         # sorting the keys alone compares strings only (twice as fast as items)
         sets = {name: self.sets[name] for name in sorted(self.sets)}
         # (the index sorts them)
-        return Program(device.name, tables, sets, self.rules, self.now)
+        zones = {z.name: z.interfaces for z in self.doc.zones}
+        return Program(device.name, tables, sets, self.rules, self.now, zones)
 
     def filter_table(self, device: Device, rulesets: list[RuleSet], family: int) -> Table:
         table = Table(family, "filter")

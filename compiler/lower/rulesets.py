@@ -19,6 +19,7 @@ from .cache import RULESET_CACHE, Built
 from .expand import TARGET, Expander
 from .names import CHAIN_LETTER, ruleset_chain
 from .tags import rule_tagger
+from .zones import interface_pairs
 
 _UNSET: Any = object()
 # the last second iptables' `--datestop` accepts (it refuses years after 2038)
@@ -60,6 +61,7 @@ class RulesetLowerer:
         self._objects_key: tuple | None = None
         self._ports: dict[tuple[str, ...], PortRanges | None] = {}
         self._doc_ports = doc.ports
+        self._zones = doc.by_name["zones"]
 
     def chains(self, rs: RuleSet, family: int) -> dict[str, Chain]:
         """The rule set's chains in one family (both families are built in one pass)."""
@@ -80,6 +82,7 @@ class RulesetLowerer:
                 doc.address_groups,
                 doc.services,
                 doc.service_groups,
+                doc.zones,
             )
         opts = self.options
         key = (
@@ -135,7 +138,11 @@ class RulesetLowerer:
         names = {c: ruleset_chain(rs.name, c) for c in CHAIN_LETTER}
         # hot loop (once per rule): names bound locally
         now, general = self.now, self._general
-        simple_net, port_list, tag_of = self.resolver.simple_net, self._port_list, rule_tagger()
+        simple_net, port_list, tag_of = (
+            self.resolver.simple_net,
+            self._port_list,
+            rule_tagger(self._zones),
+        )
         upper_states: dict[tuple[str, ...], tuple[str, ...]] = {}
         fallback = fallback_ids(rs.name, "rules")
         rs_name = rs.name
@@ -168,6 +175,8 @@ class RulesetLowerer:
                 expires_at,
                 _,
                 reject_with,
+                in_zone,
+                out_zone,
             ) = rule
             if not enabled or (expires_at is not None and expires_at <= now):
                 continue
@@ -199,6 +208,8 @@ class RulesetLowerer:
                 (proto == "tcp" or proto == "udp")
                 and not services
                 and not log
+                and in_zone is None
+                and out_zone is None
                 and len(sources) == 1
                 and len(destinations) <= 1
             ):
@@ -256,14 +267,28 @@ class RulesetLowerer:
     ) -> tuple[tuple[tuple[int, tuple[IRRule, ...]], ...], tuple[str, ...]]:
         """Any rule, through the resolver and `Expander.expand`: (family, kernel rules)
         per family, and the names of the sets they use; each carries the rule's `until`."""
-        base = (rule.in_interface, rule.out_interface, states, rule.rate_limit, rule.burst)
+        pairs = interface_pairs(
+            self._zones, rule.in_interface, rule.out_interface, rule.in_zone, rule.out_zone
+        )
         prefix = None
         if rule.log:
             prefix = rule.log_prefix if rule.log_prefix is not None else f"rpt:{rule_id[:8]} "
         expand = self.expander.expand
         made = []
         for fm in self.resolver.rule(rule):
-            irs = expand(fm, base, target, tag, rule_id, rule.reject_with, prefix)
+            irs = [
+                ir
+                for in_if, out_if in pairs
+                for ir in expand(
+                    fm,
+                    (in_if, out_if, states, rule.rate_limit, rule.burst),
+                    target,
+                    tag,
+                    rule_id,
+                    rule.reject_with,
+                    prefix,
+                )
+            ]
             if until is not None:
                 for ir in irs:  # just made here: not yet shared with anything
                     ir.until = until

@@ -4,14 +4,16 @@ and what that rule said, so the agent recognises its own rules and their changes
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import itemgetter
 
-from ..document import Rule
+from ..document import Rule, Zone
+from .zones import zone_key
 
 
-def rule_tag(rule_id: str, rule: Rule) -> str:
-    """`rpt:<uuid>:<8 hex>`; the hash covers what the rule says (not its comment or id)."""
+def rule_tag(rule_id: str, rule: Rule, zones: tuple = ()) -> str:
+    """`rpt:<uuid>:<8 hex>`; the hash covers what the rule says (not its comment or id),
+    and `zones` (lower.zones.zone_key) for a rule with zones."""
     key: tuple = (
         rule.chain,
         rule.action,
@@ -34,10 +36,12 @@ def rule_tag(rule_id: str, rule: Rule) -> str:
     )
     if rule.reject_with is not None:  # appended only when set: older rules keep their tags
         key += (rule.reject_with,)
+    if zones:  # likewise only for rules with zones
+        key += (zones,)
     return f"rpt:{rule_id}:{zlib.crc32(repr(key).encode()):08x}"
 
 
-def rule_tagger() -> Callable[[str, Rule], str]:
+def rule_tagger(zones: Mapping[str, Zone] | None = None) -> Callable[[str, Rule], str]:
     """`rule_tag` for many rules: the same value, but the repr of the fields that rarely
     differ between rules is written once per distinct combination, not once per rule.
 
@@ -74,6 +78,9 @@ def rule_tagger() -> Callable[[str, Rule], str]:
     varying = itemgetter(*(Rule._fields.index(f) for f in ("sources", "destinations", "dports")))
 
     def tag(rule_id: str, rule: Rule) -> str:
+        in_zone, out_zone = rule.in_zone, rule.out_zone
+        if in_zone is not None or out_zone is not None:  # rare: the key covers the zones
+            return rule_tag(rule_id, rule, zone_key(zones or {}, in_zone, out_zone))
         if rule.reject_with is not None:  # rare: the key has one more field
             return rule_tag(rule_id, rule)
         shape = shape_of(rule)

@@ -85,7 +85,9 @@ def parse(line: str, key: bytes, source: str = "") -> Checkpoint:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointInvalid(f"unreadable checkpoint in {source or 'input'}: {exc}") from exc
-    if data.get("v") != VERSION or not hmac.compare_digest(cp.sig, _signature(cp.payload(), key)):
+    # bytes, not str: compare_digest raises TypeError on non-ASCII text (a forged line)
+    expected = _signature(cp.payload(), key).encode()
+    if data.get("v") != VERSION or not hmac.compare_digest(cp.sig.encode(), expected):
         raise CheckpointInvalid(
             f"checkpoint #{cp.seq} in {source or 'input'} has an invalid signature: "
             "forged, edited, or signed with another audit key"

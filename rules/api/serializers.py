@@ -327,6 +327,8 @@ class NatRuleSerializer(PolicyModelSerializer):
             "type",
             "in_interface",
             "out_interface",
+            "in_zone",
+            "out_zone",
             "protocol",
             "dports",
             "sources",

@@ -17,6 +17,7 @@ from rules.models import (
     Service,
     ServiceGroup,
     ServiceGroupMember,
+    Zone,
 )
 from rules.selectors import member_refs
 from rules.services import NameIndex, address_group_set_members, service_group_set_members
@@ -61,7 +62,8 @@ def _groups(run: ImportRun, model, kind: str, entries: tuple, set_members: Calla
 
 
 def import_objects(run: ImportRun) -> None:
-    """Addresses, address groups, services, service groups: in that (dependency) order."""
+    """Addresses, address groups, services, service groups, zones: in that (dependency)
+    order."""
     doc = run.doc
     run.upsert(
         AddressObject,
@@ -83,3 +85,9 @@ def import_objects(run: ImportRun) -> None:
         },
     )
     _groups(run, ServiceGroup, "service_groups", doc.service_groups, service_group_set_members)
+    run.upsert(
+        Zone,
+        "zones",
+        doc.zones,
+        lambda z: {"interfaces": list(z.interfaces), "description": z.description},
+    )

@@ -15,6 +15,7 @@ KINDS = (
     "address_groups",
     "services",
     "service_groups",
+    "zones",
     "rulesets",
     "rules",
     "nat",

@@ -23,8 +23,9 @@ from rules.models import (
     RuleSet,
     Service,
     ServiceGroup,
+    Zone,
 )
-from rules.services import object_delete
+from rules.services import object_delete, zone_delete
 
 CONFIRM_OVER = 10  # more deletions than this need confirm_prune
 ALWAYS_CONFIRM = ("devices", "device_groups")
@@ -32,6 +33,7 @@ _ORDER: tuple[tuple[type[Model], str], ...] = (
     (Device, "devices"),
     (DeviceGroup, "device_groups"),
     (RuleSet, "rulesets"),
+    (Zone, "zones"),
     (ServiceGroup, "service_groups"),
     (Service, "services"),
     (AddressGroup, "address_groups"),
@@ -89,6 +91,8 @@ def prune(run: ImportRun) -> None:
             try:
                 if model in (Device, DeviceGroup, RuleSet):
                     obj.delete()
+                elif model is Zone:
+                    zone_delete(obj)
                 else:
                     object_delete(obj)
             except (ValidationError, ProtectedError) as exc:

@@ -10,6 +10,7 @@ from .objects import (
 )
 from .revisions import RevisionStatus, RuleSetRevision
 from .rulesets import NatRule, Rule, RuleAddress, RuleService, RuleSet
+from .zones import Zone
 
 __all__ = [
     "AddressGroup",
@@ -32,4 +33,5 @@ __all__ = [
     "Service",
     "ServiceGroup",
     "ServiceGroupMember",
+    "Zone",
 ]

@@ -14,6 +14,7 @@ from rules.document_form import RULE_COLUMNS, nat_dict, rule_dict
 
 from .base import NamedModel, raise_if
 from .objects import AddressGroup, AddressGroupMember, AddressObject
+from .zones import Zone
 
 _NOT_CHECKED = ("id", "ruleset_id")  # not rule fields: the rule set and row ids
 
@@ -74,6 +75,8 @@ class Rule(models.Model):
     )
     in_interface = models.CharField(max_length=16, blank=True)
     out_interface = models.CharField(max_length=16, blank=True)
+    in_zone = models.CharField(max_length=63, blank=True, help_text="a zone's name")
+    out_zone = models.CharField(max_length=63, blank=True, help_text="a zone's name")
     states = models.JSONField(default=list, blank=True, help_text='conntrack states, e.g. ["new"]')
     log = models.BooleanField(default=False)
     log_prefix = models.CharField(max_length=29, blank=True)
@@ -100,7 +103,7 @@ class Rule(models.Model):
         row = {name: getattr(self, name) for name in RULE_COLUMNS if name not in _NOT_CHECKED}
         if not isinstance(row["expires_at"], datetime):  # unparsed: clean_fields says why
             row["expires_at"] = None
-        raise_if(rule_errors(rule_dict(row, {})))
+        raise_if(rule_errors(rule_dict(row, {})) or unknown_zones(self))
 
 
 class RuleAddress(models.Model):
@@ -202,6 +205,8 @@ class NatRule(models.Model):
     )
     in_interface = models.CharField(max_length=16, blank=True)
     out_interface = models.CharField(max_length=16, blank=True)
+    in_zone = models.CharField(max_length=63, blank=True, help_text="a zone's name")
+    out_zone = models.CharField(max_length=63, blank=True, help_text="a zone's name")
     protocol = models.CharField(max_length=8, choices=Protocol.choices, blank=True)
     dports = models.JSONField(default=list, blank=True)
     sources = models.JSONField(default=list, blank=True, help_text="address names or literals")
@@ -221,7 +226,17 @@ class NatRule(models.Model):
     def clean(self) -> None:
         """Single-NAT-rule checks, by the compiler's own parser and wording; named sources
         and destinations must exist and agree in family with the target."""
-        raise_if(nat_errors(nat_dict(self), families=address_families))
+        raise_if(nat_errors(nat_dict(self), families=address_families) or unknown_zones(self))
+
+
+def unknown_zones(rule: Rule | NatRule) -> dict[str, list[str]]:
+    """The rule's `in_zone`/`out_zone` that name no zone (the parser checks only syntax)."""
+    out: dict[str, list[str]] = {}
+    for key in ("in_zone", "out_zone"):
+        name = getattr(rule, key)
+        if name and not Zone.objects.filter(name=name).exists():
+            out[key] = [f"unknown zone {name!r}"]
+    return out
 
 
 def address_families(name: str) -> frozenset[int] | None:

@@ -358,16 +358,16 @@ def parse_iptables_save(text: str, family: int | None = None) -> Dump:
             dump.bad_lines.append((number, raw, "not a rule (-A CHAIN ...) of iptables-save"))
             continue
         rule = ParsedRule(number, raw, table, tokens[1])
-        if table != "filter":
-            dump.other_tables.append(rule)
-            continue
         try:
-            parse_rule(tokens[2:], rule, hints)
+            parse_rule(tokens[2:], rule, hints if table == "filter" else [])
         except (Unsupported, ValueError) as exc:
             rule.error = str(exc)
             for flag, target in zip(tokens, tokens[1:], strict=False):
                 if flag in JUMPS:
                     rule.target, rule.goto = target, flag in ("-g", "--goto")
+        if table != "filter":  # parsed too: the nat table's rules are imported
+            dump.other_tables.append(rule)
+            continue
         dump.chains.setdefault(rule.chain, []).append(rule)
     dump.family = family or (6 if 6 in hints and 4 not in hints else 4)
     return dump

@@ -35,6 +35,7 @@ class OnboardingResult:
     default_policy: dict[str, str]
     family: int
     ipv6: str = ""  # what the document does with IPv6, when the dump had none
+    nat_translated: dict[int, int] = field(default_factory=dict)  # line → NAT entry index
 
     def losses(self) -> list[Skipped]:
         """The skipped lines that change verdicts, lockout risks first."""
@@ -54,4 +55,5 @@ class OnboardingResult:
             "foreign_chains": [asdict(c) for c in self.foreign_chains],
             "notes": [asdict(n) for n in self.notes],
             "translated": {str(k): v for k, v in sorted(self.translated.items())},
+            "nat_translated": {str(k): v for k, v in sorted(self.nat_translated.items())},
         }

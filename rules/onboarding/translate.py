@@ -5,14 +5,15 @@ are inlined at their jumps (the jump's matches combined with each inlined rule's
 rule set decides every packet as the dump does; a conditional RETURN before rules that
 decide gives those rules its condition negated (`-s X -j RETURN` → `! -s X`). Each built-in
 chain ends with a catch-all rule carrying its policy, so the rule set does not depend on the
-device's default policy — except a chain where other software's chains (Docker's) decide
-after Rampart's: there the kernel's policy stays. Every rule is scoped to the dump's family
+device's default policy — except FORWARD where other software's chains (Docker's) decide
+after Rampart's (a `forward_fallthrough` device): there the kernel's policy stays. Every rule is scoped to the dump's family
 (IPv4 dumps → IPv4 only), and an IPv4 dump's rule set accepts IPv6, as the host did.
 
 Nothing is dropped silently: every line is either translated (`translated`: line → rule
 indexes) or reported in `skipped` with its reason; chains of other software (Docker,
 kube-proxy) are listed in `foreign_chains`; translations that are close but not exact are
-listed in `notes`; every skipped line is ranked by what losing it does to verdicts
+listed in `notes`. The nat table's DNAT/SNAT/MASQUERADE become NAT entries (nat.py); every
+skipped line is ranked by what losing it does to verdicts
 (losses.py), and what is not an iptables-save dump is refused (inputs.py).
 """
 
@@ -29,6 +30,7 @@ from .foreign import chain_owner, rule_interface_owner
 from .inputs import check_dump
 from .losses import rank
 from .matches import NEVER, combine, negated
+from .others import OthersMixin
 from .results import ForeignChain, OnboardingResult, Skipped
 
 VERDICTS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject"}
@@ -55,7 +57,7 @@ class _Frame:
     via: int | None
 
 
-class _Translator(DocumentBuilder):
+class _Translator(DocumentBuilder, OthersMixin):
     def __init__(self, dump: Dump, sets: dict[str, IpSet], ruleset: str):
         self.dump = dump
         self.sets = sets
@@ -68,6 +70,8 @@ class _Translator(DocumentBuilder):
         self.foreign: dict[str, ForeignChain] = {}
         self.unflattenable: dict[str, str] = {}
         self.left_to_others: set[str] = set()  # built-ins whose policy stays the kernel's
+        self.nat: list[dict] = []  # the rule set's NAT entries
+        self.nat_translated: dict[int, int] = {}  # nat-table line → NAT entry index
 
     # ---- bookkeeping
     def skip(self, rule: ParsedRule, reason: str) -> None:
@@ -103,10 +107,10 @@ class _Translator(DocumentBuilder):
                 continue
             decides = self.walk(builtin, builtin, Match(), (), None)
             policy, line = self.dump.policies.get(builtin, ("ACCEPT", 0))
-            owners = self.foreign_owners(builtin)
+            owners = self.foreign_owners(builtin) if builtin == "FORWARD" else []
             if not decides and owners:
-                # other software's chains decide after Rampart's rules (forward_fallthrough):
-                # a catch-all here would run before them
+                # other software's chains decide after Rampart's rules (forward_fallthrough,
+                # which only FORWARD has): a catch-all here would run before them
                 self.mark_policy(line, builtin, policy, owners)
             elif not decides:
                 index = self.emit(
@@ -143,42 +147,9 @@ class _Translator(DocumentBuilder):
                 else:
                     self.skip(rule, f"chain {chain} is never reached from INPUT, FORWARD or OUTPUT")
         for rule in self.dump.other_tables:
-            owner = chain_owner(rule.chain)
-            if owner:
-                self.foreign_rule(
-                    rule,
-                    rule.chain,
-                    owner,
-                    f"chain {rule.chain} ({rule.table} table) belongs to {owner}: not imported",
-                )
-            else:
-                self.skip(rule, f"table {rule.table}: only the filter table is imported")
+            self.other_table(rule)
         for line, text, reason in self.dump.bad_lines:
             self.skipped.setdefault((line, reason), Skipped(line, text, reason))
-
-    def foreign_owners(self, builtin: str) -> list[str]:
-        """Who else decides in `builtin`: owners of the chains it jumps to, or of the
-        interfaces its rules name (Docker's `-o docker0 -j ACCEPT`)."""
-        owners = []
-        for rule in self.dump.chains.get(builtin, []):
-            owner = chain_owner(rule.target or "") or rule_interface_owner(rule.text)
-            if owner and owner not in owners:
-                owners.append(owner)
-        return owners
-
-    def mark_policy(self, line: int, builtin: str, policy: str, owners: list[str]) -> None:
-        """The built-in chain's policy, left to the kernel on a host where other software's
-        chains decide after Rampart's rules."""
-        self.translated.setdefault(line, [])
-        self.left_to_others.add(builtin)
-        self.note(
-            line,
-            f":{builtin} {policy}",
-            f"the policy of {builtin} ({policy}) is not imported as a catch-all rule: "
-            f"{', '.join(owners)} decide(s) in {builtin} after Rampart's rules. Give the "
-            f"device default_policy {builtin.lower()}: accept with forward_fallthrough (the "
-            f"kernel's {builtin} policy, {policy}, stays and applies after their chains)",
-        )
 
     def skipped_jumps(self) -> dict[str, int]:
         """Chains that a skipped rule jumps to: chain → the first such line."""
@@ -476,6 +447,8 @@ def translate_iptables_save(
     policies = {c.lower(): VERDICTS.get(p, "accept") for c, (p, _) in dump.policies.items()}
     rank(dump, skipped, {line for c in t.foreign.values() for line in c.lines})
     ipv6 = t.keep_ipv6(doc) if dump.family == 4 and keep_ipv6_open else ""
+    if t.nat:
+        doc["rulesets"][0]["nat"] = t.nat
     return OnboardingResult(
         doc,
         skipped,
@@ -485,4 +458,5 @@ def translate_iptables_save(
         policies,
         dump.family,
         ipv6,
+        t.nat_translated,
     )

@@ -37,8 +37,10 @@ def _wanted(rs: dict) -> tuple[set[str], set[str]]:
     return want_a, want_s
 
 
-def _closure(wanted: set[str], groups: dict[str, dict]) -> set[str]:
-    """`wanted` plus every name reachable through the members of the groups among them."""
+def _closure(wanted: set[str], groups: dict[str, dict], items: dict[str, dict]) -> set[str]:
+    """`wanted` plus every object or group name reachable through the members of the groups
+    among them (members are matched against the names, never parsed: a group may hold
+    100,000 literals)."""
     seen: set[str] = set()
     stack = sorted(wanted)
     while stack:
@@ -47,7 +49,11 @@ def _closure(wanted: set[str], groups: dict[str, dict]) -> set[str]:
             continue
         seen.add(name)
         if name in groups:
-            stack.extend(_names(groups[name].get("members", [])))
+            stack.extend(
+                m
+                for m in groups[name].get("members", [])
+                if (m in groups or m in items) and m not in seen
+            )
     return seen
 
 
@@ -63,7 +69,7 @@ def snapshots_of(doc: dict) -> dict[str, dict]:
             ("services", "service_groups", want_s),
         ):
             items, groups = objects[item_kind], objects[group_kind]
-            seen = _closure(wanted, groups)
+            seen = _closure(wanted, groups, items)
             snap[item_kind] = [items[n] for n in sorted(seen) if n in items]
             snap[group_kind] = [groups[n] for n in sorted(seen) if n in groups]
         out[rs["name"]] = snap

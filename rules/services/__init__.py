@@ -7,7 +7,8 @@ document; a string that reads as an address is a literal. One module per concern
 (validating one rule), `rule_links` (its reference rows), `rule_writes` (single rules),
 `bulk` (many rules at once), `rows` (the raw batch SQL those use), `device_refs` (the
 ordered groups and rule sets of devices and device groups) and `device_changes` (what a
-device enforces, held for approval where its rule sets require it).
+device enforces, and a device group's rule sets, held for approval where a rule set
+requires it).
 """
 
 from rules.services.bulk import BulkError, BulkResult, rules_bulk
@@ -54,8 +55,12 @@ from rules.services.rule_writes import (
     rule_update,
     rules_reorder,
 )
+from rules.services.zones import zone_delete, zone_save, zone_users
 
 __all__ = [
+    "zone_delete",
+    "zone_save",
+    "zone_users",
     "RULE_SCALAR_FIELDS",
     "BulkError",
     "BulkResult",

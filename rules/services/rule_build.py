@@ -32,6 +32,8 @@ RULE_SCALAR_FIELDS = (
     "icmp_type",
     "in_interface",
     "out_interface",
+    "in_zone",
+    "out_zone",
     "states",
     "log",
     "log_prefix",

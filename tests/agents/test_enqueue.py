@@ -18,6 +18,7 @@ from console.celery import app
         (enqueue.DEPLOY_DEVICE, tasks.deploy_device),
         (enqueue.POLL_DEVICE, tasks.poll_device),
         (enqueue.POLL_FLEET, tasks.poll_fleet),
+        (enqueue.POLL_BATCH, tasks.poll_batch),
         (enqueue.SWEEP_STUCK, tasks.sweep_stuck),
         (enqueue.EXPIRE_RULES, tasks.expire_rules),
     ],
@@ -39,3 +40,11 @@ def test_device_deployments_are_sent_by_name_one_task_each(monkeypatch):
     monkeypatch.setattr(enqueue, "current_app", fake_app)
     enqueue.device_deployments([3, 5])
     assert sent == [(enqueue.DEPLOY_DEVICE, (3,)), (enqueue.DEPLOY_DEVICE, (5,))]
+
+
+def test_poll_batches_are_sent_by_name_one_task_each(monkeypatch):
+    sent: list[tuple[str, tuple]] = []
+    fake_app = SimpleNamespace(send_task=lambda name, args: sent.append((name, args)))
+    monkeypatch.setattr(enqueue, "current_app", fake_app)
+    enqueue.poll_batches([[1, 2], [3]])
+    assert sent == [(enqueue.POLL_BATCH, ([1, 2],)), (enqueue.POLL_BATCH, ([3],))]

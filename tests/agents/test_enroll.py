@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 from datetime import timedelta
 
@@ -83,6 +84,7 @@ def test_api_token_creation_needs_edit_role(api, viewer_api):
     assert resp.json()["device"] == "web-1" and selectors.enrollment_token_lookup(
         resp.json()["token"]
     )
+    assert resp["Cache-Control"] == "no-store"  # the clear text must not sit in any cache
     assert api.post("/api/v1/devices/99999/enrollment-token/", {}, format="json").status_code == 404
 
 
@@ -168,3 +170,17 @@ def test_console_key_made_once_with_mode_0600(tmp_path, settings):
     console_client._key_cache.clear()
     assert protocol.public_key_b64(console_private_key()) == protocol.public_key_b64(key)
     assert path.read_bytes() == pem
+
+
+def test_a_temporary_console_key_left_by_a_killed_process_is_replaced(tmp_path):
+    """A process killed while making the key leaves `.console-key.pem.<pid>.tmp`; a later
+    process with the same pid (containers reuse small pids) must still make the key."""
+    path = tmp_path / "keys" / "console-key.pem"
+    path.parent.mkdir()
+    stale = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    stale.write_bytes(b"half a key")
+    key = console_private_key()
+    assert protocol.public_key_b64(protocol.load_private_key_pem(path.read_bytes())) == (
+        protocol.public_key_b64(key)
+    )
+    assert not stale.exists()

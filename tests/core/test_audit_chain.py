@@ -102,6 +102,17 @@ def test_the_key_file_defaults_to_beside_the_console_key(settings, tmp_path):
     assert (tmp_path / "audit-key").exists()
 
 
+def test_a_temporary_key_file_left_by_a_killed_process_does_not_stop_the_audit(key_file):
+    """A process killed while making the key leaves `.audit-key.<pid>.tmp`; a later process
+    with the same pid (containers reuse small pids) must not fail every audited write."""
+    key_file.parent.mkdir(parents=True)
+    stale = key_file.with_name(f".{key_file.name}.{os.getpid()}.tmp")
+    stale.write_text("half a key")
+    key = audit_key()
+    assert len(key) == 64 and key_file.read_bytes().strip() == key
+    assert not stale.exists()
+
+
 @tampering
 def test_plain_entries_from_before_the_key_still_verify_and_the_keyed_chain_continues():
     old = some_entries(3)
@@ -267,6 +278,21 @@ def test_a_forged_checkpoint_line_is_named_and_the_last_genuine_one_used():
     forged = {**genuine, "seq": 1, "head": rows[0].hash}
     with path.open("a") as f:
         f.write(json.dumps(forged) + "\n")
+    result = verify()
+    assert _kinds(result) == [(None, "checkpoint")]
+    assert "invalid signature" in result["first_broken"]["problem"]
+    assert result["checkpoint"]["seq"] == genuine["seq"]
+
+
+def test_a_checkpoint_line_with_a_non_ascii_signature_is_named_not_a_crash():
+    """hmac.compare_digest raises TypeError on non-ASCII text: a forged line must still be
+    reported as forged, and the genuine checkpoint before it used."""
+    some_entries(2)
+    write_checkpoint()
+    path = next(checkpoints.checkpoint_dir().glob("checkpoints-*.jsonl"))
+    genuine = json.loads(path.read_text())
+    with path.open("a") as f:
+        f.write(json.dumps({**genuine, "sig": "\u00e9" * 64}) + "\n")
     result = verify()
     assert _kinds(result) == [(None, "checkpoint")]
     assert "invalid signature" in result["first_broken"]["problem"]

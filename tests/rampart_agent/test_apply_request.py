@@ -30,10 +30,10 @@ def test_malformed_requests_are_400(env, req):
 @pytest.mark.parametrize(
     ("probe", "field"),
     [
-        ({"type": "tcp", "host": "192.0.2.1", "port": 22, "timeout": "abc"}, "probes[1].timeout"),
-        ({"type": "icmp", "host": "192.0.2.1", "timeout": -1}, "probes[1].timeout"),
-        ({"type": "icmp", "host": "192.0.2.1", "timeout": float("nan")}, "probes[1].timeout"),
-        ({"type": "tcp", "host": "192.0.2.1", "port": True}, "probes[1].port"),
+        ({"type": "tcp", "host": "198.18.255.1", "port": 22, "timeout": "abc"}, "probes[1].timeout"),
+        ({"type": "icmp", "host": "198.18.255.1", "timeout": -1}, "probes[1].timeout"),
+        ({"type": "icmp", "host": "198.18.255.1", "timeout": float("nan")}, "probes[1].timeout"),
+        ({"type": "tcp", "host": "198.18.255.1", "port": True}, "probes[1].port"),
         ({"type": "icmp", "host": "-f"}, "probes[1].host"),
         ("tcp", "probes[1]"),
     ],
@@ -41,7 +41,7 @@ def test_malformed_requests_are_400(env, req):
 def test_a_malformed_probe_is_400_naming_the_field_and_the_kernel_is_unchanged(env, probe, field):
     engine, dp, _, _ = env
     before = len(dp.payloads), json.dumps(dp.tables, sort_keys=True)
-    good = {"type": "icmp", "host": "192.0.2.1", "timeout": 1}
+    good = {"type": "icmp", "host": "198.18.255.1", "timeout": 1}
     with pytest.raises(AgentError) as exc:
         engine.apply(
             {"bundle": bundle(), "version": 1, "confirm_timeout": 30, "probes": [good, probe]}
@@ -66,7 +66,7 @@ def test_a_failure_after_the_kernel_changed_rolls_back_at_once(env):
                 "bundle": bundle(["-j DROP"]),
                 "version": 2,
                 "confirm_timeout": 300,
-                "probes": [{"type": "icmp", "host": "192.0.2.1"}],
+                "probes": [{"type": "icmp", "host": "198.18.255.1"}],
             }
         )
     assert exc.value.status == 422 and exc.value.body["result"] == "rolled_back"

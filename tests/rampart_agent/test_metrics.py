@@ -3,6 +3,7 @@
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -10,7 +11,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rampart_agent.engine import AgentError
-from rampart_agent.metrics import exposition, rollback_class, serve_metrics
+from rampart_agent.metrics import (
+    MetricsHandler,
+    MetricsServer,
+    exposition,
+    rollback_class,
+    serve_metrics,
+)
 from rampart_agent.sample import set_name
 from tests.rampart_agent.agentns import ROOT
 from tests.rampart_agent.engine_env import bundle
@@ -124,6 +131,36 @@ def test_listener_refuses_the_api_port_and_serves_only_metrics(env):
         assert exc.value.code == 404
     finally:
         server.shutdown()
+
+
+def test_idle_connections_are_capped_and_time_out(env, monkeypatch):
+    """The listener has no authentication: a peer opening connections and sending nothing
+    gets at most MAX_CONNECTIONS threads, each closed after the silence timeout."""
+    engine, *_ = env
+    monkeypatch.setattr(MetricsHandler, "timeout", 0.5)
+    # within the listen backlog (5): more would wait on TCP's retries, not on the agent
+    monkeypatch.setattr(MetricsServer, "MAX_CONNECTIONS", 3)
+    server = serve_metrics("127.0.0.1:0", engine, api_listen="0.0.0.0:8745")
+    address = server.server_address[:2]
+    try:
+        held = [
+            socket.create_connection(address, timeout=5)
+            for _ in range(MetricsServer.MAX_CONNECTIONS)
+        ]
+        time.sleep(0.2)
+        extra = socket.create_connection(address, timeout=2)
+        t0 = time.monotonic()
+        assert extra.recv(1) == b""  # closed at accept, no thread
+        assert time.monotonic() - t0 < 0.3  # not by the 0.5 s silence timeout
+        extra.close()
+        time.sleep(1.0)
+        for sock in held:
+            assert sock.recv(1) == b""  # the silent ones timed out: their slots are free
+            sock.close()
+        assert "rampart_agent" in scrape(server)[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_serve_refuses_metrics_on_its_own_port(tmp_path):

@@ -1,6 +1,7 @@
 """Requests refused from their headers alone, malformed ones answered 400 (never 500), and
 the connection and read caps, over raw TLS sockets to an in-process agent."""
 
+import contextlib
 import http.client
 import json
 import socket
@@ -176,3 +177,70 @@ def test_connections_over_the_cap_are_closed_and_silent_ones_time_out(agent, mon
     assert status == 200
     for sock in held:
         sock.close()
+
+
+def _closed_within(sock, seconds: float) -> float:
+    """Seconds until the agent closed `sock` (EOF or reset), failing after `seconds`."""
+    t0 = time.monotonic()
+    sock.settimeout(seconds)
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        assert sock.recv(1) == b""
+    return time.monotonic() - t0
+
+
+@pytest.mark.parametrize("agent", [Limits(header_seconds=1.0)], indirect=True)
+def test_headers_trickled_under_the_silence_timeout_are_cut_at_the_deadline(agent, monkeypatch):
+    """A byte every 0.2 s never trips the 0.5 s silence timeout; the headers deadline still
+    closes the connection, so a trickling peer cannot hold a slot for ever."""
+    raw, _ = agent
+    monkeypatch.setattr(Handler, "timeout", 0.5)
+    sock = raw.connect()
+    sock.sendall(b"GET /v1/status HTTP/1.1\r\n")
+    t0 = time.monotonic()
+    with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+        while time.monotonic() - t0 < 4:
+            sock.sendall(b"X")
+            time.sleep(0.2)
+    assert time.monotonic() - t0 < 2.5
+    sock.close()
+
+
+def test_headers_over_the_byte_limit_close_the_connection_unread(agent):
+    """40 KB of headers before any signature: the connection is closed, not parsed."""
+    raw, _ = agent
+    sock = raw.connect()
+    head = "".join(f"X-Pad-{i}: {'a' * 1000}\r\n" for i in range(40))
+    sock.sendall(f"GET /v1/status HTTP/1.1\r\n{head}\r\n".encode())
+    assert _closed_within(sock, 5) < 2
+    status, _, _ = raw.send("GET", "/v1/status", raw.signed("GET", "/v1/status"))
+    assert status == 200
+
+
+@pytest.mark.parametrize("agent", [Limits(min_body_rate=1000)], indirect=True)
+def test_a_trickled_body_is_cut_at_its_deadline_and_frees_the_budget(agent, monkeypatch):
+    """Forged but well-formed headers, then 10 bytes every 0.2 s of a 1000-byte body: a 408
+    at 0.5 s + 1000 B / 1000 B/s, not a read held open as long as the peer keeps sending."""
+    raw, _ = agent
+    monkeypatch.setattr(Handler, "timeout", 0.5)
+    forged = protocol.sign_request(protocol.generate_private_key(), "POST", "/v1/confirm", b"")
+    sock = raw.connect()
+    head = "".join(f"{k}: {v}\r\n" for k, v in forged.items())
+    sock.sendall(f"POST /v1/confirm HTTP/1.1\r\n{head}Content-Length: 1000\r\n\r\n".encode())
+    t0 = time.monotonic()
+    sock.settimeout(0.05)
+    first = b""
+    while time.monotonic() - t0 < 4 and not first:
+        sock.sendall(b"x" * 10)
+        try:
+            first = sock.recv(200)
+        except TimeoutError:
+            time.sleep(0.15)
+    took = time.monotonic() - t0
+    sock.settimeout(2)
+    answer = first
+    while chunk := sock.recv(2000):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"not received in time" in answer and took < 3
+    status, _, _ = raw.send("GET", "/v1/status", raw.signed("GET", "/v1/status"))
+    assert status == 200

@@ -100,7 +100,7 @@ def test_full_answer_after_an_apply_and_after_a_confirm(agent):
 def test_drift_is_found_within_the_recheck_window(agent):
     call, _, dp, clock = agent
     gen = call("GET", "/v1/status").json()["generation"]
-    dp.tables["v4"]["filter"]["RPT-INPUT"].insert(0, "-A RPT-INPUT -s 203.0.113.9/32 -j ACCEPT")
+    dp.tables["v4"]["filter"]["RPT-INPUT"].insert(0, "-A RPT-INPUT -s 198.19.255.9/32 -j ACCEPT")
     # within the window the last kernel read stands (no kernel read per poll)
     assert call("GET", f"/v1/status?since={gen}").json()["unchanged"] is True
     clock.t += RECHECK_SECONDS

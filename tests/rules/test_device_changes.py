@@ -6,7 +6,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from core.audit.models import AuditEntry
-from rules import services
+from rules import importer, services
+from rules.exporter import export_document
 from rules.models import (
     Device,
     DeviceChangeStatus,
@@ -159,3 +160,20 @@ def test_a_group_rule_set_change_touching_a_guarded_device_is_held(rulesets, use
             group=free, data={}, refs={"rulesets": ["open", "guarded"]}
         )
     assert adding.after == {"rulesets": ["open", "guarded"]}
+
+
+def test_an_import_cannot_change_what_a_guarded_device_enforces(rulesets, users):
+    dev = device("fw-1", rulesets["guarded"])
+    dev.management_sources = ["198.18.0.0/15"]
+    dev.save()
+    doc = export_document()
+    [entry] = doc["devices"]
+    entry["default_policy"] = {**entry["default_policy"], "input": "accept"}
+    with pytest.raises(importer.ImportFailed) as refused:
+        importer.import_document(doc)
+    [error] = [e for e in refused.value.errors if str(e).startswith("devices[fw-1]")]
+    assert "default_input" in str(error) and "require approval" in str(error)
+    dev.refresh_from_db()
+    assert dev.default_input == "drop"
+    entry["default_policy"]["input"] = "drop"  # the approved settings import fine
+    importer.import_document(doc)

@@ -104,9 +104,9 @@ def test_set_writes_only_the_difference(group):
     assert members_of(group) == ["web-1", "inner", "198.18.0.1", "198.18.0.3", "198.18.0.4"]
 
 
-def test_set_keeps_the_given_order_and_drops_duplicates(group):
+def test_set_keeps_the_given_order(group):
     diff = services.address_group_set_members(
-        group=group, members=["198.18.0.3", "198.18.0.5", "web-1", "198.18.0.3"]
+        group=group, members=["198.18.0.3", "198.18.0.5", "web-1"]
     )
     assert diff.added == ["198.18.0.5"]
     assert sorted(diff.removed) == ["198.18.0.1", "198.18.0.2", "inner"]
@@ -114,6 +114,18 @@ def test_set_keeps_the_given_order_and_drops_duplicates(group):
     assert not services.address_group_set_members(
         group=group, members=["198.18.0.3", "198.18.0.5", "web-1"]
     ).changed
+
+
+def test_set_keeps_a_member_listed_twice(group):
+    """A document may list a member twice: it round-trips as written."""
+    members = ["web-1", "198.18.0.1", "web-1"]
+    diff = services.address_group_set_members(group=group, members=members)
+    assert diff.added == ["web-1"]
+    assert members_of(group) == members
+    assert not services.address_group_set_members(group=group, members=members).changed
+    diff = services.address_group_set_members(group=group, members=["web-1", "198.18.0.1"])
+    assert (diff.added, diff.removed) == ([], ["web-1"])
+    assert members_of(group) == ["web-1", "198.18.0.1"]
 
 
 def test_one_audit_entry_per_change_listing_the_members(group):

@@ -85,7 +85,7 @@ def import_onboarded(result: OnboardingResult, server_addr: str) -> PolicyDocume
             "stateful": False,
             "allow_loopback": False,
             # required (anti-lockout); an address no probe comes from, so no verdict changes
-            "management_sources": ["198.51.100.1"],
+            "management_sources": ["198.19.255.254"],
             "default_policy": {"input": "accept", "forward": "accept", "output": "accept"},
         }
     ]

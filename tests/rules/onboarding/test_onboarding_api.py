@@ -9,9 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from rules.models import AddressGroup, Rule, RuleSet
+from rules.models import AddressGroup, NatRule, Rule, RuleSet
 
 from .dumps import DOCKER_HOST, DOCKER_IPSETS
+from .test_translate_nat import NAT
 
 URL = "/api/v1/policy/from-iptables-save/"
 IPSETS = DOCKER_IPSETS.format(admin="198.18.0.7", blocked="198.18.66.6")
@@ -202,3 +203,13 @@ def test_ipv6_kept_open_and_said_so(api):
     assert body["ipv6"] == "" and all(
         r["sources"] != ["::/0"] for r in body["document"]["rulesets"][0]["rules"]
     )
+
+
+def test_nat_entries_are_imported(api):
+    res = api.post(URL + "?import=1", {"iptables_save": NAT, "ruleset": "gw"}, format="json")
+    assert res.status_code == 400 and {s["line"] for s in res.json()["losses"]} >= {12, 13}
+    res = api.post(
+        URL + "?import=1&accept_losses=1", {"iptables_save": NAT, "ruleset": "gw"}, format="json"
+    )
+    assert res.status_code == 200, res.content
+    assert NatRule.objects.filter(ruleset__name="gw").count() == 5

@@ -19,7 +19,7 @@ def rule_lines(text: str) -> set[int]:
 
 def assert_every_line_accounted(result, text: str) -> None:
     skipped = {s.line for s in result.skipped if s.source == "iptables-save"}
-    translated = set(result.translated)
+    translated = set(result.translated) | set(result.nat_translated)
     assert rule_lines(text) <= skipped | translated, sorted(rule_lines(text) - skipped - translated)
 
 
@@ -80,7 +80,9 @@ def test_docker_host_imports_the_admins_rules_and_reports_dockers():
     reasons = {s.line: s.reason for s in result.skipped}
     assert "-m mac has no equivalent" in reasons[33]
     assert reasons[11].startswith("chain DOCKER (nat table) belongs to Docker")
-    assert reasons[10] == "table nat: only the filter table is imported"
+    assert reasons[10] == "Docker's rule in the nat table: not imported"  # ! -o docker0
+    assert reasons[8] == reasons[9] == "Docker's rule in the nat table: not imported"
+    assert "nat" not in result.document["rulesets"][0]
     assert "Docker interface" in reasons[38]
     assert "never reached" in reasons[48]
     assert_every_line_accounted(result, DOCKER_HOST)
@@ -199,7 +201,7 @@ def test_an_ipv6_dump_is_scoped_to_ipv6():
 def test_docker_user_rules_are_the_admins_and_forward_has_no_catch_all():
     dump = DOCKER_HOST.replace(
         "-A DOCKER-USER -j RETURN\n",
-        "-A DOCKER-USER -s 198.51.100.0/24 -j DROP\n-A DOCKER-USER -j RETURN\n",
+        "-A DOCKER-USER -s 198.19.100.0/24 -j DROP\n-A DOCKER-USER -j RETURN\n",
     )
     result = translate_iptables_save(dump, ruleset="dh")
     forward = [r for r in result.document["rulesets"][0]["rules"] if r["chain"] == "forward"]
@@ -209,7 +211,7 @@ def test_docker_user_rules_are_the_admins_and_forward_has_no_catch_all():
         {
             "chain": "forward",
             "action": "drop",
-            "sources": ["198.51.100.0/24"],
+            "sources": ["198.19.100.0/24"],
             "comment": "iptables-save line 45",
         }
     ]

@@ -1,0 +1,303 @@
+"""Fleet simulator: N recording agents on loopback behind one console, W Celery workers.
+
+    python bench/fleet.py [--agents 1000] [--workers 1,2,4] [--broker redis|rabbitmq]
+
+Agents: `rampart-agent fleet` processes of at most 1,000 agents each (10,000 agents = 10
+processes on consecutive port ranges, 20000 + k·1000 …), recording dataplane, loopback.
+Console: PostgreSQL (a fresh database `rpt_bench_<pid>`, dropped afterwards), gunicorn,
+and a Celery worker with W processes; broker Redis (db 13) or RabbitMQ (--broker rabbitmq).
+
+For each W it measures:
+1. deploy fan-out: one deployment to every agent through the API; devices confirmed per
+   second and seconds until the last one is confirmed (apply + commit-confirm);
+2. a full poll cycle, twice: every device's status polled through `poll_batch` tasks (the
+   batches beat sends): the first after the deploy (full answers: the console stores each
+   agent's generation), the second conditional (`since=G`: "unchanged" answers); seconds
+   until every device was seen and polls/s;
+and for each phase the database and broker load: PostgreSQL commits (pg_stat_database
+xact_commit delta) and Redis commands processed (INFO, whole server: other users of the
+same Redis add to it; not measured for RabbitMQ).
+
+Prints a table and appends JSON lines to bench/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from deploy import make_database, set_port, wait_deployment  # noqa: E402 - path set above
+
+PG_ADMIN = os.environ.get("RAMPART_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+BROKERS = {
+    "redis": os.environ.get("RAMPART_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
+    "rabbitmq": os.environ.get("RAMPART_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+PER_PROCESS = 1000
+BASE_PORT = 20000
+
+
+def start_fleets(count: int, tmp: Path, console_key: str, stack: ExitStack) -> list[dict]:
+    """ceil(count / 1000) `rampart-agent fleet` processes; the agents' manifest entries."""
+    from tests.support.deploy import stop_process, wait_ready
+
+    procs = []
+    for k, start in enumerate(range(0, count, PER_PROCESS)):
+        n = min(PER_PROCESS, count - start)
+        root = tmp / f"fleet-{k}"
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "rampart_agent.cli", "fleet"),
+                *("--count", str(n), "--host", "127.0.0.1"),
+                *("--base-port", str(BASE_PORT + k * PER_PROCESS)),
+                *("--state-root", str(root), "--console-key", console_key),
+                *("--confirm-timeout", "120"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        stack.callback(stop_process, proc)
+        procs.append((proc, root))
+    manifest: list[dict] = []
+    for k, (proc, root) in enumerate(procs):
+        wait_ready(proc, timeout=1800)
+        manifest += [
+            {**a, "name": f"p{k}-{a['name']}"}
+            for a in json.loads((root / "manifest.json").read_text())
+        ]
+    return manifest
+
+
+class Load:
+    """PostgreSQL commits and Redis commands between two readings."""
+
+    def __init__(self, db_name: str, broker: str) -> None:
+        self.db_name, self.broker = db_name, broker
+
+    def read(self) -> tuple[int, int | None]:
+        import psycopg
+
+        time.sleep(1.0)  # backends flush their statistics at most once a second
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (self.db_name,)
+            ).fetchone()
+        commits = int(row[0]) if row else 0
+        if not self.broker.startswith("redis://"):
+            return commits, None
+        import redis
+
+        info = redis.Redis.from_url(self.broker).info("stats")
+        return commits, int(info["total_commands_processed"])
+
+    @staticmethod
+    def delta(before: tuple[int, int | None], after: tuple[int, int | None]) -> dict:
+        return {
+            "pg_commits": after[0] - before[0],
+            "redis_commands": None
+            if before[1] is None or after[1] is None
+            else after[1] - before[1],
+        }
+
+
+def make_devices(manifest: list[dict]):
+    from rules.models import Device, DeviceGroup, DeviceMembership
+    from tests.support.deploy import make_policy
+
+    make_policy("fleet", ports=(2000,))
+    group = DeviceGroup.objects.get(name="fleet-servers")
+    devices = Device.objects.bulk_create(
+        [
+            Device(
+                name=a["name"],
+                address=a["address"],
+                agent_port=a["port"],
+                agent_public_key=a["public_key"],
+                agent_cert_fingerprint=a["cert_fingerprint"],
+                enrolled_at=datetime.now(UTC),
+            )
+            for a in manifest
+        ],
+        batch_size=1000,
+    )
+    DeviceMembership.objects.bulk_create(
+        [DeviceMembership(device=d, group=group) for d in devices], batch_size=1000
+    )
+    return group, [d.pk for d in devices]
+
+
+def bench_deploy(console, group, count: int, round_no: int, load: Load) -> dict:
+    from agents.models import DeviceDeployment
+
+    set_port("fleet", 2001 + round_no)
+    before = load.read()
+    t0 = time.time()
+    deployment = console.deploy(device_group=group.pk, confirm_timeout=120)
+    wait_deployment(deployment, 3600)
+    rows = DeviceDeployment.objects.filter(deployment_id=deployment)
+    states: dict[str, int] = {}
+    for state in rows.values_list("state", flat=True):
+        states[state] = states.get(state, 0) + 1
+    last = max(t.timestamp() for t in rows.values_list("confirmed_at", flat=True) if t)
+    seconds = last - t0
+    return {
+        "deploy_seconds": round(seconds, 2),
+        "deploy_per_s": round(states.get("confirmed", 0) / seconds, 1),
+        "deploy_states": states,
+        "deploy_load": Load.delta(before, load.read()),
+    }
+
+
+def bench_poll(ids: list[int], batch: int, load: Load) -> dict:
+    """Send every device in `poll_batch` tasks; wait until each was seen after the start."""
+    from django.utils import timezone
+
+    from agents import enqueue
+    from rules.models import Device
+
+    before = load.read()
+    start = timezone.now()
+    t0 = time.time()
+    enqueue.poll_batches([ids[i : i + batch] for i in range(0, len(ids), batch)])
+    seen = 0
+    while time.time() - t0 < 3600:
+        seen = Device.objects.filter(pk__in=ids, last_seen_at__gte=start).count()
+        offline = Device.objects.filter(pk__in=ids, status="offline").count()
+        if seen + offline >= len(ids):
+            break
+        time.sleep(0.2)
+    seconds = time.time() - t0
+    return {
+        "seconds": round(seconds, 2),
+        "polls_per_s": round(len(ids) / seconds, 1),
+        "seen": seen,
+        "load": Load.delta(before, load.read()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--broker", choices=sorted(BROKERS), default="redis")
+    parser.add_argument("--batch", type=int, default=50, help="devices per poll task")
+    args = parser.parse_args()
+    workers = [int(x) for x in args.workers.split(",") if x]
+    broker = BROKERS[args.broker]
+
+    tmp = Path(tempfile.mkdtemp(prefix="rpt_bench_fleet_"))
+    results: list[dict] = []
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)  # last: after every process
+        db_url, db_label = make_database("postgres", tmp, stack)
+        os.environ.update(
+            {
+                "DATABASE_URL": db_url,
+                "CELERY_BROKER_URL": broker,
+                "RAMPART_VAR_DIR": str(tmp / "var"),
+                "RAMPART_CONSOLE_KEY_FILE": str(tmp / "console-key.pem"),
+                # the queue console_stack gives its worker: this process sends polls there
+                "RAMPART_CELERY_QUEUE": f"rpt-deploy-test-{os.getpid()}-{tmp.name}",
+                "DJANGO_SETTINGS_MODULE": "console.settings",
+            }
+        )
+        if broker.startswith("redis://"):
+            os.environ["REDIS_URL"] = broker
+        import django
+
+        django.setup()
+        import console.celery  # noqa: F401 - the app this process sends poll tasks with
+        from agents.client import console_public_key_b64
+        from core.audit.context import audit_context
+        from tests.support.deploy import console_stack, free_port
+
+        console = stack.enter_context(
+            console_stack(
+                tmp,
+                db_url,
+                broker,
+                [f"127.0.0.1:{free_port()}"],
+                concurrency=1,
+                beat=False,
+                RAMPART_CONSOLE_KEY_FILE=os.environ["RAMPART_CONSOLE_KEY_FILE"],
+                RAMPART_DEPLOY_MAX_ATTEMPTS="5",
+                RAMPART_CONFIRM_TIMEOUT="120",
+            )
+        )
+        print(f"starting {args.agents} agents...", flush=True)
+        t_start = time.time()
+        manifest = start_fleets(args.agents, tmp, console_public_key_b64(), stack)
+        print(f"  ready in {time.time() - t_start:.0f}s", flush=True)
+        load = Load(db_url.rsplit("/", 1)[1], broker)
+        meta = {
+            "bench": "fleet",
+            "agents": args.agents,
+            "agent_processes": -(-args.agents // PER_PROCESS),
+            "database": db_label,
+            "broker": args.broker,
+            "poll_batch": args.batch,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_at_start": round(os.getloadavg()[0], 2),
+        }
+        with audit_context(actor="system:bench", channel="system"):
+            group, ids = make_devices(manifest)
+            for i, n in enumerate(workers):
+                console.start_worker(concurrency=n)
+                print(f"{args.agents} agents, {n} worker process(es): deploy...", flush=True)
+                row = {**meta, "workers": n, **bench_deploy(console, group, len(ids), i, load)}
+                print(f"  deploy {row['deploy_seconds']}s {row['deploy_states']}", flush=True)
+                row["poll_full"] = bench_poll(ids, args.batch, load)
+                row["poll_conditional"] = bench_poll(ids, args.batch, load)
+                print(
+                    f"  poll full {row['poll_full']['seconds']}s, "
+                    f"conditional {row['poll_conditional']['seconds']}s",
+                    flush=True,
+                )
+                results.append(row)
+
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    print()
+    head = (
+        f"{'agents':>7} {'broker':>8} {'W':>3} {'deploy s':>9} {'dev/s':>7} {'pg commits':>11}"
+        f" {'poll s':>7} {'polls/s':>8} {'cond s':>7} {'cond/s':>7} {'pg/poll':>8} {'redis/poll':>10}"
+    )
+    print(head)
+    for r in results:
+        full, cond = r["poll_full"], r["poll_conditional"]
+        redis_cmds = cond["load"]["redis_commands"]
+        per_poll = "n/a" if redis_cmds is None else f"{redis_cmds / r['agents']:.2f}"
+        print(
+            f"{r['agents']:>7} {r['broker']:>8} {r['workers']:>3} {r['deploy_seconds']:>9.1f}"
+            f" {r['deploy_per_s']:>7.1f} {r['deploy_load']['pg_commits']:>11}"
+            f" {full['seconds']:>7.1f} {full['polls_per_s']:>8.1f}"
+            f" {cond['seconds']:>7.1f} {cond['polls_per_s']:>7.1f}"
+            f" {cond['load']['pg_commits'] / r['agents']:>8.2f}"
+            f" {per_poll:>10}"
+        )
+    print(f"\n(load average at start {meta['loadavg_at_start']} on {meta['cpus']} CPUs)")
+    with (ROOT / "bench" / "results.jsonl").open("a") as fh:
+        for r in results:
+            fh.write(json.dumps({**r, "at": at}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Zones in a real kernel: packets arriving on two interfaces of one zone are both accepted
+by the one rule that names the zone (one exact name, one '+' wildcard); a third interface
+outside the zone falls to the drop default. IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from compiler import PolicyDocument, compile_device
+from tests.support.netns import Netns, namespace, needs_netns, sh
+
+from . import cases
+from .kernel import load, rules_by_chain, saved_rules
+
+pytestmark = needs_netns
+
+PORT = 7611
+
+
+@contextmanager
+def star(names: list[str]) -> Iterator[tuple[Netns, list[Netns]]]:
+    """A server namespace with one veth per name in `names` (its side named so), each to
+    its own client namespace on 198.18.<i>.0/24 and 2001:2:0:<i>::/64."""
+    with ExitStack() as stack:
+        server = stack.enter_context(namespace("zsrv"))
+        clients = []
+        for i, name in enumerate(names, start=1):
+            client = stack.enter_context(namespace(f"zc{i}"))
+            peer = f"zp{i}_{os.getpid() % 10000}"
+            sh(
+                "ip", "link", "add", peer, "netns", client.name,
+                "type", "veth", "peer", "name", name, "netns", server.name,
+            )  # fmt: skip
+            for ns, dev, host in ((client, peer, 1), (server, name, 2)):
+                ns.run("ip", "addr", "add", f"198.18.{i}.{host}/24", "dev", dev)
+                ns.run("ip", "-6", "addr", "add", f"2001:2:0:{i}::{host}/64", "dev", dev, "nodad")
+                ns.run("ip", "link", "set", dev, "up")
+            for _ in range(30):  # until neighbour discovery works
+                ping = client.run("ping", "-6", "-c1", "-W1", f"2001:2:0:{i}::2", check=False)
+                if ping.returncode == 0:
+                    break
+            clients.append(client)
+        yield server, clients
+
+
+def test_two_interfaces_of_a_zone_accepted_a_third_dropped():
+    tag = os.getpid() % 10000
+    names = [f"zlan{tag}", f"zwifi{tag}", f"zdmz{tag}"]
+    doc = PolicyDocument.from_dict(
+        {
+            "version": 1,
+            "zones": [
+                {"name": "inside", "interfaces": [names[0], "zwifi+"]},
+                {"name": "dmz", "interfaces": [names[2]]},
+            ],
+            "rulesets": [
+                {
+                    "name": "zoned",
+                    "rules": [
+                        {
+                            "chain": "input",
+                            "action": "accept",
+                            "protocol": "tcp",
+                            "dports": [str(PORT)],
+                            "in_zone": "inside",
+                        }
+                    ],
+                }
+            ],
+            "devices": [{"name": "srv", "rulesets": ["zoned"]}],
+        }
+    )
+    bundle = compile_device(doc, "srv", now=cases.NOW)
+    with star(names) as (server, clients):
+        server.listen(tcp=[PORT])
+        load(server, bundle)
+        for family, text in ((4, bundle.iptables_v4), (6, bundle.iptables_v6)):
+            assert saved_rules(server, family) == rules_by_chain(text)
+        for i, client in enumerate(clients, start=1):
+            got = client.probe(
+                [
+                    {"proto": "tcp", "host": f"198.18.{i}.2", "port": PORT},
+                    {"proto": "tcp", "host": f"2001:2:0:{i}::2", "port": PORT},
+                ],
+                timeout=1.5,
+            )
+            expected = i != 3
+            assert got == [expected, expected], (names[i - 1], got)

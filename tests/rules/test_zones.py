@@ -1,0 +1,176 @@
+"""Zones in the console: the model and its validation, the services (a rename follows into
+the rules, a delete while used is refused naming them), the API resource, rules and NAT
+rules naming zones, and zones through export and import."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from compiler import PolicyDocument
+from rules import services
+from rules.exporter import export_document
+from rules.importer import ImportFailed, import_document
+from rules.models import NatRule, Rule, RuleSet, Zone
+from rules.selectors import policy_dict
+from tests.support.api_cases import APIViewTestCases
+
+pytestmark = pytest.mark.django_db
+
+
+def make_zone(name: str, interfaces: list[str]) -> Zone:
+    return services.zone_save(Zone(name=name, interfaces=interfaces))
+
+
+def make_ruleset(name: str = "edge") -> RuleSet:
+    return services.object_save(RuleSet(name=name))
+
+
+def zoned_rule(ruleset: RuleSet, **kw) -> Rule:
+    data = {"chain": "input", "action": "accept", "protocol": "tcp", "dports": ["22"], **kw}
+    return services.rule_create(ruleset=ruleset, data=data)
+
+
+class TestZoneAPI(APIViewTestCases.APIViewTestCase):
+    model = Zone
+    basename = "zone"
+    create_data = [
+        {"name": "dmz", "interfaces": ["eth2"]},
+        {"name": "vpn", "interfaces": ["wg+", "tun0"], "description": "tunnels"},
+        {"name": "guests", "interfaces": ["br-guest"]},
+    ]
+    update_data = {"interfaces": ["eth1", "eth3"], "description": "grown"}
+    invalid_data = [
+        ({"name": "toolong", "interfaces": ["a" * 16]}, "interfaces"),
+        ({"name": "slash", "interfaces": ["eth0/1"]}, "interfaces"),
+        ({"name": "empty", "interfaces": []}, "interfaces"),
+        ({"name": "twice", "interfaces": ["eth0", "eth0"]}, "interfaces"),
+        ({"name": "lan", "interfaces": ["eth9"]}, "name"),  # duplicate
+        ({"name": "bad name", "interfaces": ["eth0"]}, "name"),
+    ]
+    filter_cases = [({"name": "lan"}, 1), ({"interface": "eth0"}, 1), ({"search": "wan"}, 1)]
+
+    def make_objects(self):
+        return [
+            make_zone("lan", ["eth1", "veth+"]),
+            make_zone("wan", ["eth0"]),
+            make_zone("lab", ["eth5"]),
+        ]
+
+
+def test_rule_with_a_zone_compiles_from_the_database():
+    make_zone("lan", ["eth1", "veth+"])
+    zoned_rule(make_ruleset(), in_zone="lan")
+    doc = PolicyDocument.from_dict(policy_dict())
+    assert doc.zones[0].interfaces == ("eth1", "veth+")
+    assert doc.rulesets[0].rules[0].in_zone == "lan"
+
+
+def test_unknown_or_misplaced_zone_is_refused_on_the_field():
+    rs = make_ruleset()
+    make_zone("wan", ["eth0"])
+    with pytest.raises(ValidationError) as exc:
+        zoned_rule(rs, in_zone="nosuch")
+    assert exc.value.message_dict == {"in_zone": ["unknown zone 'nosuch'"]}
+    with pytest.raises(ValidationError) as exc:
+        zoned_rule(rs, out_zone="wan")
+    assert exc.value.message_dict == {"out_zone": ["out_zone cannot be matched in chain input"]}
+    with pytest.raises(ValidationError) as exc:
+        zoned_rule(rs, in_zone="wan", in_interface="eth0")
+    assert "give either in_interface or in_zone, not both" in exc.value.message_dict["in_zone"]
+
+
+def test_rename_follows_into_rules_and_nat_rules():
+    zone = make_zone("lan", ["eth1"])
+    rs = make_ruleset()
+    rule = zoned_rule(rs, in_zone="lan")
+    nat = services.nat_rule_create(nat=NatRule(ruleset=rs, type="masquerade", out_zone="lan"))
+    zone.name = "inside"
+    services.zone_save(zone)
+    rule.refresh_from_db()
+    nat.refresh_from_db()
+    assert (rule.in_zone, nat.out_zone) == ("inside", "inside")
+    PolicyDocument.from_dict(policy_dict())  # still a valid document
+
+
+def test_delete_refused_naming_the_users_then_allowed():
+    zone = make_zone("lan", ["eth1"])
+    rs = make_ruleset()
+    rule = zoned_rule(rs, in_zone="lan")
+    with pytest.raises(services.ObjectInUse) as exc:
+        services.zone_delete(zone)
+    assert f"rule edge#{rule.position} ({rule.uuid})" in exc.value.messages[0]
+    services.rule_delete(rule=rule)
+    services.zone_delete(zone)
+    assert not Zone.objects.exists()
+
+
+def test_api_delete_of_a_used_zone_is_409_and_users_lists_them(api):
+    zone = make_zone("lan", ["eth1"])
+    rs = make_ruleset()
+    services.nat_rule_create(nat=NatRule(ruleset=rs, type="masquerade", out_zone="lan"))
+    response = api.delete(reverse("zone-detail", kwargs={"pk": zone.pk}))
+    assert response.status_code == 409
+    assert "NAT rule edge#" in str(response.json())
+    users = api.get(reverse("zone-users", kwargs={"pk": zone.pk})).json()["users"]
+    assert len(users) == 1 and users[0].startswith("NAT rule edge#")
+
+
+def test_api_rule_takes_and_shows_zones(api):
+    make_zone("lan", ["eth1"])
+    rs = make_ruleset()
+    data = {"ruleset": rs.pk, "chain": "input", "action": "accept", "in_zone": "lan"}
+    response = api.post(reverse("rule-list"), data, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["in_zone"] == "lan"
+    bad = api.post(reverse("rule-list"), {**data, "in_zone": "nosuch"}, format="json")
+    assert bad.status_code == 400
+    assert "in_zone" in bad.json()
+
+
+def test_export_import_round_trip_with_zones():
+    doc = {
+        "version": 1,
+        "zones": [{"name": "lan", "interfaces": ["eth1", "veth+"], "description": "inside"}],
+        "rulesets": [
+            {
+                "name": "edge",
+                "rules": [
+                    {
+                        "id": "0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1",
+                        "chain": "forward",
+                        "action": "accept",
+                        "in_zone": "lan",
+                    }
+                ],
+                "nat": [
+                    {
+                        "id": "1b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1",
+                        "type": "masquerade",
+                        "out_zone": "lan",
+                    }
+                ],
+            }
+        ],
+    }
+    plan = import_document(doc)
+    assert plan.created["zones"] == ["lan"]
+    exported = export_document()
+    assert exported["zones"] == doc["zones"]
+    assert exported["rulesets"][0]["rules"][0]["in_zone"] == "lan"
+    assert exported["rulesets"][0]["nat"][0]["out_zone"] == "lan"
+    assert not import_document(exported).changed
+    assert NatRule.objects.get().out_zone == "lan"
+    # a document whose rules name a zone it does not define changes nothing
+    with pytest.raises(ImportFailed, match="unknown zone 'lan'"):
+        import_document({**doc, "zones": [], "prune": True})
+    # a zone the document no longer names, and nothing uses, is pruned
+    make_zone("spare", ["eth9"])
+    plan = import_document({**doc, "prune": True})
+    assert plan.deleted["zones"] == ["spare"]
+
+
+def test_documents_without_zones_export_as_before():
+    make_ruleset()
+    assert "zones" not in export_document()
