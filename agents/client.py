@@ -98,7 +98,11 @@ def console_private_key() -> Ed25519PrivateKey:
             path.parent.mkdir(parents=True, exist_ok=True)
             key = protocol.generate_private_key()
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # left by a killed process with this pid: ours to replace
+                tmp.unlink()
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.write(fd, protocol.private_key_to_pem(key))
                 os.fsync(fd)

@@ -1,9 +1,11 @@
 """Fleet simulator: N recording agents on loopback behind one console, W Celery workers.
 
     python bench/fleet.py [--agents 1000] [--workers 1,2,4] [--broker redis|rabbitmq]
+                          [--skip-deploy]
 
 Agents: `rampart-agent fleet` processes of at most 1,000 agents each (10,000 agents = 10
-processes on consecutive port ranges, 20000 + k·1000 …), recording dataplane, loopback.
+processes, each on the next block of 1,000 free ports from 10000 up), recording dataplane,
+loopback.
 Console: PostgreSQL (a fresh database `rpt_bench_<pid>`, dropped afterwards), gunicorn,
 and a Celery worker with W processes; broker Redis (db 13) or RabbitMQ (--broker rabbitmq).
 
@@ -28,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,22 +51,38 @@ BROKERS = {
     "rabbitmq": os.environ.get("RAMPART_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//"),
 }
 PER_PROCESS = 1000
-BASE_PORT = 20000
+BASE_PORT = 10000  # below Linux's ephemeral ports (32768-60999)
+
+
+def _free_block(start: int, size: int) -> bool:
+    """Whether every port of [start, start + size) can be bound on loopback now."""
+    for port in range(start, start + size):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 def start_fleets(count: int, tmp: Path, console_key: str, stack: ExitStack) -> list[dict]:
-    """ceil(count / 1000) `rampart-agent fleet` processes; the agents' manifest entries."""
+    """ceil(count / 1000) `rampart-agent fleet` processes, each on the next block of 1,000
+    free ports from BASE_PORT (a block holding a listener, e.g. RabbitMQ's 25672, is
+    skipped); the agents' manifest entries."""
     from tests.support.deploy import stop_process, wait_ready
 
     procs = []
+    base = BASE_PORT
     for k, start in enumerate(range(0, count, PER_PROCESS)):
         n = min(PER_PROCESS, count - start)
+        while not _free_block(base, n):
+            base += PER_PROCESS
         root = tmp / f"fleet-{k}"
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "rampart_agent.cli", "fleet"),
                 *("--count", str(n), "--host", "127.0.0.1"),
-                *("--base-port", str(BASE_PORT + k * PER_PROCESS)),
+                *("--base-port", str(base)),
                 *("--state-root", str(root), "--console-key", console_key),
                 *("--confirm-timeout", "120"),
             ],
@@ -75,6 +94,7 @@ def start_fleets(count: int, tmp: Path, console_key: str, stack: ExitStack) -> l
         )
         stack.callback(stop_process, proc)
         procs.append((proc, root))
+        base += PER_PROCESS
     manifest: list[dict] = []
     for k, (proc, root) in enumerate(procs):
         wait_ready(proc, timeout=1800)
@@ -198,6 +218,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--broker", choices=sorted(BROKERS), default="redis")
     parser.add_argument("--batch", type=int, default=50, help="devices per poll task")
+    parser.add_argument(
+        "--skip-deploy", action="store_true", help="poll cycles only (agents hold no policy)"
+    )
     args = parser.parse_args()
     workers = [int(x) for x in args.workers.split(",") if x]
     broker = BROKERS[args.broker]
@@ -261,9 +284,11 @@ def main() -> int:
             group, ids = make_devices(manifest)
             for i, n in enumerate(workers):
                 console.start_worker(concurrency=n)
-                print(f"{args.agents} agents, {n} worker process(es): deploy...", flush=True)
-                row = {**meta, "workers": n, **bench_deploy(console, group, len(ids), i, load)}
-                print(f"  deploy {row['deploy_seconds']}s {row['deploy_states']}", flush=True)
+                row = {**meta, "workers": n}
+                if not args.skip_deploy:
+                    print(f"{args.agents} agents, {n} worker process(es): deploy...", flush=True)
+                    row |= bench_deploy(console, group, len(ids), i, load)
+                    print(f"  deploy {row['deploy_seconds']}s {row['deploy_states']}", flush=True)
                 row["poll_full"] = bench_poll(ids, args.batch, load)
                 row["poll_conditional"] = bench_poll(ids, args.batch, load)
                 print(
@@ -281,6 +306,8 @@ def main() -> int:
     )
     print(head)
     for r in results:
+        if "deploy_seconds" not in r:  # --skip-deploy
+            r |= {"deploy_seconds": 0.0, "deploy_per_s": 0.0, "deploy_load": {"pg_commits": 0}}
         full, cond = r["poll_full"], r["poll_conditional"]
         redis_cmds = cond["load"]["redis_commands"]
         per_poll = "n/a" if redis_cmds is None else f"{redis_cmds / r['agents']:.2f}"

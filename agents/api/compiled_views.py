@@ -208,7 +208,13 @@ class DeviceAnalysisView(APIView):
         device = get_object_or_404(Device, pk=pk)
         try:
             policy = policy_for(request, device, Target.CANDIDATE)
-            findings = analyse_device(policy.document, device.name, now=policy.now)
+            facts = device.facts.get("interfaces") if isinstance(device.facts, dict) else None
+            findings = analyse_device(
+                policy.document,
+                device.name,
+                now=policy.now,
+                interfaces=facts if isinstance(facts, list) else None,
+            )
         except PolicyRefused as exc:
             return exc.response
         except CompilerError as exc:

@@ -5,19 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0011_rulecounter_reset_generation'),
-        ('rules', '0009_device_poll'),
+        ("agents", "0011_rulecounter_reset_generation"),
+        ("rules", "0009_device_poll"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DevicePoll',
+            name="DevicePoll",
             fields=[
-                ('device', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='poll', serialize=False, to='rules.device')),
-                ('next_poll_at', models.DateTimeField(db_index=True)),
-                ('generation', models.BigIntegerField(blank=True, null=True)),
+                (
+                    "device",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="poll",
+                        serialize=False,
+                        to="rules.device",
+                    ),
+                ),
+                ("next_poll_at", models.DateTimeField(db_index=True)),
+                ("generation", models.BigIntegerField(blank=True, null=True)),
             ],
         ),
     ]

@@ -9,7 +9,7 @@ from dashboard import services as dash_services
 from dashboard.forms.base import ServiceForm, choices_with_blank, split_list
 from rules import services
 from rules.choices import Action, Chain, ConnState, Protocol
-from rules.models import Rule, RuleSet
+from rules.models import Rule, RuleSet, Zone
 
 
 class RuleForm(ServiceForm):
@@ -33,6 +33,9 @@ class RuleForm(ServiceForm):
     icmp_type = forms.CharField(required=False, label="ICMP type")
     in_interface = forms.CharField(required=False, label="In iface")
     out_interface = forms.CharField(required=False, label="Out iface")
+    # choices: the zones there are (set per form); instead of the interface of that side
+    in_zone = forms.ChoiceField(required=False, label="In zone", help_text="instead of In iface")
+    out_zone = forms.ChoiceField(required=False, label="Out zone", help_text="instead of Out iface")
     states = forms.MultipleChoiceField(
         choices=ConnState.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
@@ -50,6 +53,15 @@ class RuleForm(ServiceForm):
     position = forms.IntegerField(required=False, min_value=1, help_text="empty = at the end")
 
     LIST_FIELDS = ("sources", "destinations", "services", "dports", "sports")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        zones = [
+            ("", "—"),
+            *((n, n) for n in Zone.objects.order_by("name").values_list("name", flat=True)),
+        ]
+        self.fields["in_zone"].choices = zones
+        self.fields["out_zone"].choices = zones
 
     @classmethod
     def initial_for(cls, rule: Rule, refs: dict[str, list[str]]) -> dict:
@@ -75,6 +87,8 @@ class RuleForm(ServiceForm):
             "icmp_type",
             "in_interface",
             "out_interface",
+            "in_zone",
+            "out_zone",
             "log_prefix",
             "rate_limit",
             "comment",

@@ -66,6 +66,8 @@ def iface_cell(row: RuleRow) -> str:
     parts = (
         ([f"in {r.in_interface}"] if r.in_interface else [])
         + ([f"out {r.out_interface}"] if r.out_interface else [])
+        + ([f"in zone {r.in_zone}"] if r.in_zone else [])
+        + ([f"out zone {r.out_zone}"] if r.out_zone else [])
         + ([",".join(r.states)] if r.states else [])
     )
     return " ".join(parts)

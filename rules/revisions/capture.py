@@ -89,7 +89,8 @@ def revision_capture(
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
         snapshot = snapshot if snapshot is not None else ruleset_snapshot(ruleset)
         digest = snapshot_hash(snapshot)
-        latest = ruleset.revisions.order_by("-number").first()
+        # Not its snapshot: comparing hashes needs no decoding of a large group's members.
+        latest = ruleset.revisions.defer("snapshot").order_by("-number").first()
         if latest is not None and latest.hash == digest:
             return None
         return new_revision(

@@ -94,6 +94,11 @@ def _renamed_ruleset(snapshot: dict, name: str, rename: dict[str, dict[str, str]
         for key in ("sources", "destinations"):
             if key in nat:
                 nat[key] = ren("address", nat[key])
+    zones = rename.get("zone", {})
+    for item in (*ruleset.get("rules", []), *ruleset.get("nat", [])):
+        for key in ("in_zone", "out_zone"):
+            if item.get(key) in zones:
+                item[key] = zones[item[key]]
     return ruleset
 
 
@@ -105,6 +110,7 @@ def _merge_snapshot(doc: dict, snapshot: dict, *, name: str, tag: str) -> dict:
     snap = {kind: {o["name"]: o for o in snapshot.get(kind, [])} for kind in OBJECT_KINDS}
     divergent = _divergent(index, snap)
     rename = {fam: {n: _alias(n, tag) for n in names} for fam, names in divergent.items()}
+    rename["zone"] = _merge_zones(doc, snapshot.get("zones", []), tag)
     for kind in OBJECT_KINDS:
         fam = _FAMILY[kind]
         for obj_name, obj in snap[kind].items():
@@ -115,6 +121,24 @@ def _merge_snapshot(doc: dict, snapshot: dict, *, name: str, tag: str) -> dict:
                 doc[kind].append(new)
                 index[kind][new["name"]] = new
     return _renamed_ruleset(snapshot, name, rename)
+
+
+def _merge_zones(doc: dict, zones: list[dict], tag: str) -> dict[str, str]:
+    """Add a snapshot's zones to `doc`; one whose interfaces differ from today's zone of that
+    name is added under a per-revision alias (returned as old name -> alias), so the rule set
+    matches exactly the interfaces it was approved with."""
+    current = {z["name"]: z for z in doc.setdefault("zones", [])}
+    rename: dict[str, str] = {}
+    for zone in zones:
+        name = zone["name"]
+        if name in current and _strip(current[name]) != _strip(zone):
+            name = rename[zone["name"]] = _alias(zone["name"], tag)
+        if name not in current:
+            current[name] = dict(zone, name=name)
+            doc["zones"].append(current[name])
+    if not doc["zones"]:
+        del doc["zones"]
+    return rename
 
 
 class Deployable(NamedTuple):
@@ -176,8 +200,8 @@ def deployable_policy(
     if errors:
         raise ValidationError({"rulesets": errors})
     doc["rulesets"] = out
-    for kind in OBJECT_KINDS:
-        doc[kind].sort(key=lambda o: o["name"])
+    for kind in (*OBJECT_KINDS, "zones"):
+        doc.get(kind, []).sort(key=lambda o: o["name"])
     return Deployable(doc, recorded)
 
 

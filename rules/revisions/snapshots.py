@@ -57,13 +57,27 @@ def _closure(wanted: set[str], groups: dict[str, dict], items: dict[str, dict]) 
     return seen
 
 
+def _zones_used(rs: dict) -> set[str]:
+    return {
+        item[key]
+        for item in (*rs.get("rules", []), *rs.get("nat", []))
+        for key in ("in_zone", "out_zone")
+        if item.get(key)
+    }
+
+
 def snapshots_of(doc: dict) -> dict[str, dict]:
-    """Rule set name → snapshot, cut out of one policy document."""
+    """Rule set name → snapshot, cut out of one policy document. Zones the rule set uses are
+    part of it (key present only when it uses any: older snapshots keep their hashes)."""
     objects = {kind: {o["name"]: o for o in doc.get(kind, [])} for kind in OBJECT_KINDS}
+    zones = {z["name"]: z for z in doc.get("zones", [])}
     out = {}
     for rs in doc["rulesets"]:
         want_a, want_s = _wanted(rs)
         snap: dict[str, Any] = {"ruleset": rs}
+        used_zones = sorted(n for n in _zones_used(rs) if n in zones)
+        if used_zones:
+            snap["zones"] = [zones[n] for n in used_zones]
         for item_kind, group_kind, wanted in (
             ("addresses", "address_groups", want_a),
             ("services", "service_groups", want_s),

@@ -8,7 +8,8 @@ document; a string that reads as an address is a literal. One module per concern
 `bulk` (many rules at once), `rows` (the raw batch SQL those use), `device_refs` (the
 ordered groups and rule sets of devices and device groups) and `device_changes` (what a
 device enforces, and a device group's rule sets, held for approval where a rule set
-requires it).
+requires it), `zones` (zones: a rename follows into the rules, a delete is refused while
+rules use it).
 """
 
 from rules.services.bulk import BulkError, BulkResult, rules_bulk

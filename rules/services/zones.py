@@ -34,20 +34,23 @@ def zone_users(zone: Zone) -> list[str]:
 
 @transaction.atomic
 def zone_save(zone: Zone) -> Zone:
-    """Validate and save a zone; renaming it renames it in every rule and NAT rule."""
+    """Validate and save a zone; renaming it renames it in every rule and NAT rule, and the
+    rule sets using it get a new revision (their content changed)."""
     zone.full_clean()
     old = None
     if zone.pk is not None:
         old = Zone.objects.filter(pk=zone.pk).values_list("name", flat=True).first()
     zone.save()
-    if old is not None and old != zone.name:
-        touched: set[int] = set()
-        for model in (Rule, NatRule):
-            for key in ("in_zone", "out_zone"):
-                rows = model.objects.filter(**{key: old})
-                touched |= set(rows.values_list("ruleset_id", flat=True))
-                rows.update(**{key: zone.name})
-        revisions_touch(rulesets=touched)
+    touched: set[int] = set()
+    for model in (Rule, NatRule):
+        for key in ("in_zone", "out_zone"):
+            rows = model.objects.filter(**{f"{key}__in": {zone.name, old or zone.name}})
+            touched |= set(rows.values_list("ruleset_id", flat=True))
+            if old is not None and old != zone.name:
+                rows.filter(**{key: old}).update(**{key: zone.name})
+    # a zone is part of the content of every rule set that uses it (its revisions snapshot
+    # it): a changed interface list is a change to review under four-eyes like any other
+    revisions_touch(rulesets=touched)
     return zone
 
 

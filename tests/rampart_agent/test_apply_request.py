@@ -30,7 +30,10 @@ def test_malformed_requests_are_400(env, req):
 @pytest.mark.parametrize(
     ("probe", "field"),
     [
-        ({"type": "tcp", "host": "198.18.255.1", "port": 22, "timeout": "abc"}, "probes[1].timeout"),
+        (
+            {"type": "tcp", "host": "198.18.255.1", "port": 22, "timeout": "abc"},
+            "probes[1].timeout",
+        ),
         ({"type": "icmp", "host": "198.18.255.1", "timeout": -1}, "probes[1].timeout"),
         ({"type": "icmp", "host": "198.18.255.1", "timeout": float("nan")}, "probes[1].timeout"),
         ({"type": "tcp", "host": "198.18.255.1", "port": True}, "probes[1].port"),

@@ -12,7 +12,7 @@ from compiler import PolicyDocument
 from rules import services
 from rules.exporter import export_document
 from rules.importer import ImportFailed, import_document
-from rules.models import NatRule, Rule, RuleSet, Zone
+from rules.models import Device, NatRule, Rule, RuleSet, Zone
 from rules.selectors import policy_dict
 from tests.support.api_cases import APIViewTestCases
 
@@ -174,3 +174,44 @@ def test_export_import_round_trip_with_zones():
 def test_documents_without_zones_export_as_before():
     make_ruleset()
     assert "zones" not in export_document()
+
+
+def test_device_analysis_warns_of_interfaces_the_hosts_facts_lack(viewer_api):
+    doc = {
+        "version": 1,
+        "zones": [{"name": "lan", "interfaces": ["eth1", "veth+"]}],
+        "rulesets": [
+            {
+                "name": "edge",
+                "rules": [
+                    {"chain": "input", "action": "accept", "in_zone": "lan"},
+                    {"chain": "input", "action": "drop", "in_interface": "nosuchif0"},
+                ],
+            }
+        ],
+        "devices": [
+            {
+                "name": "fw",
+                "address": "198.18.0.2",
+                "rulesets": ["edge"],
+                "management_sources": ["198.18.0.1"],
+            }
+        ],
+    }
+    import_document(doc)
+    device = Device.objects.get(name="fw")
+    url = reverse("device-analysis", kwargs={"pk": device.pk})
+
+    def warned() -> list[str]:
+        findings = viewer_api.get(url).json()["findings"]
+        return sorted(
+            f["message"].split("'")[1] for f in findings if f["kind"] == "unknown_interface"
+        )
+
+    assert warned() == []  # no facts: nothing to compare with
+    device.facts = {"interfaces": ["eth0", "eth1", "lo"]}
+    device.save()
+    assert warned() == ["nosuchif0", "veth+"]
+    device.facts = {"interfaces": ["eth1", "veth9", "nosuchif0"]}
+    device.save()
+    assert warned() == []

@@ -54,3 +54,32 @@ def test_a_chosen_older_revision_deploys(policy):
     device = device_with(rs)
     assert len(revisions.deployable_document([device])["rulesets"][0]["rules"]) == 2
     assert len(revisions.deployable_document([device], revisions=[v1])["rulesets"][0]["rules"]) == 1
+
+
+def test_a_zone_change_is_a_rule_set_change_under_four_eyes(guarded, users):
+    """Zones are part of what a rule set means: an unapproved change of a zone's interfaces
+    makes a pending revision, and the deployable document keeps the approved interfaces."""
+    from rules.models import Zone
+    from rules.services.zones import zone_save
+
+    zone = zone_save(Zone(name="lan", interfaces=["eth0"]))
+    rs = guarded
+    edit_as(users["operator"], rs, chain="input", in_zone="lan")
+    revisions.revision_approve(revision=latest(rs), reviewer=users["approver"])
+    approved = latest(rs)
+    zone.interfaces = ["eth0", "eth9"]
+    zone_save(zone)
+    assert latest(rs).number == approved.number + 1 and latest(rs).status == "pending"
+    device = device_with(rs)
+    doc = revisions.deployable_document([device])
+    (ruleset,) = doc["rulesets"]
+    (rule,) = ruleset["rules"]
+    assert rule["in_zone"] != "lan" and rule["in_zone"].startswith("lan.r")
+    zones = {z["name"]: z["interfaces"] for z in doc["zones"]}
+    assert zones[rule["in_zone"]] == ["eth0"] and zones["lan"] == ["eth0", "eth9"]
+    from compiler import PolicyDocument
+
+    PolicyDocument.from_dict(doc)  # the compiler's parser accepts the alias
+    revisions.revision_approve(revision=latest(rs), reviewer=users["approver"])
+    (ruleset,) = revisions.deployable_document([device])["rulesets"]
+    assert ruleset["rules"][0]["in_zone"] == "lan"
