@@ -5,24 +5,11 @@ from __future__ import annotations
 import ipaddress
 
 from .. import values as V
+from . import keys
 from .model import Assertion
 from .parse_base import MISSING, ParserBase
 
-_ASSERT_KEYS = {
-    "name",
-    "chain",
-    "protocol",
-    "source",
-    "destination",
-    "sport",
-    "dport",
-    "icmp_type",
-    "in_interface",
-    "out_interface",
-    "state",
-    "expect",
-    "description",
-}
+_ASSERT_KEYS = frozenset(keys.ASSERTION)
 
 
 class AssertionParser(ParserBase):

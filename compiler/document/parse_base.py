@@ -7,7 +7,7 @@ on, so one pass reports every problem of a document.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from typing import Any, NamedTuple
 
 from .. import nets as N
@@ -75,7 +75,7 @@ class ParserBase:
         self,
         data: object,
         path: str,
-        allowed: set[str],
+        allowed: Set[str],
         required: Iterable[str] = (),
         rule_id: str | None = None,
     ) -> dict | None:

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 from .. import values as V
+from . import keys
 from .literals import parse_nat_target
 from .model import NAT_CHAINS, NAT_TYPES, NatRule
 from .parse_base import MISSING
 from .parse_zones import ZoneParser
 
-_NAT_KEYS = {
-    "id",
-    "type",
-    "chain",
-    "in_interface",
-    "out_interface",
-    "protocol",
-    "sources",
-    "destinations",
-    "dports",
-    "to",
-    "comment",
-    "enabled",
-    "in_zone",
-    "out_zone",
-}
+_NAT_KEYS = frozenset(keys.NAT)
 
 
 class NatParser(ZoneParser):

@@ -6,39 +6,14 @@ from __future__ import annotations
 import re
 
 from .. import values as V
+from . import keys
 from .literals import protocol_families
 from .model import FAMILIES_ALL, Rule
 from .parse_base import MISSING, RulePath
 from .parse_zones import ZoneParser
 from .times import parse_datetime
 
-_RULE_KEYS = {
-    "id",
-    "chain",
-    "action",
-    "sources",
-    "destinations",
-    "services",
-    "protocol",
-    "dports",
-    "sports",
-    "sources_negate",
-    "destinations_negate",
-    "in_interface",
-    "out_interface",
-    "states",
-    "log",
-    "log_prefix",
-    "rate_limit",
-    "burst",
-    "comment",
-    "enabled",
-    "expires_at",
-    "icmp_type",
-    "reject_with",
-    "in_zone",
-    "out_zone",
-}
+_RULE_KEYS = frozenset(keys.RULE)
 _PLAIN_RULE_KEYS = frozenset(
     (
         "id",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import DocumentError
+from . import keys
 from .model import (
     AddressGroup,
     AddressObject,
@@ -27,19 +28,7 @@ from .parse_objects import ObjectParser
 from .parse_rules import RuleParser
 from .parse_scope import Scope, ScopeParser
 
-_TOP_KEYS = {
-    "version",
-    "prune",
-    "scope",
-    "addresses",
-    "address_groups",
-    "services",
-    "service_groups",
-    "zones",
-    "rulesets",
-    "device_groups",
-    "devices",
-}
+_TOP_KEYS = frozenset(keys.DOCUMENT)
 
 
 class Parsed(NamedTuple):

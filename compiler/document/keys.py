@@ -1,0 +1,77 @@
+"""The keys of each kind of document entry, in the order POLICY-FORMAT.md lists them: the
+parser accepts exactly these (unknown keys are an error) and the exporter writes them in
+this order, so the two never disagree about what a document may hold."""
+
+from __future__ import annotations
+
+DOCUMENT = (
+    "version",
+    "prune",
+    "scope",
+    "addresses",
+    "address_groups",
+    "services",
+    "service_groups",
+    "zones",
+    "rulesets",
+    "device_groups",
+    "devices",
+)
+RULE = (
+    "id",
+    "chain",
+    "action",
+    "reject_with",
+    "sources",
+    "destinations",
+    "services",
+    "protocol",
+    "dports",
+    "sports",
+    "icmp_type",
+    "sources_negate",
+    "destinations_negate",
+    "in_interface",
+    "out_interface",
+    "in_zone",
+    "out_zone",
+    "states",
+    "log",
+    "log_prefix",
+    "rate_limit",
+    "burst",
+    "comment",
+    "enabled",
+    "expires_at",
+)
+NAT = (
+    "id",
+    "type",
+    "chain",
+    "in_interface",
+    "out_interface",
+    "in_zone",
+    "out_zone",
+    "protocol",
+    "sources",
+    "destinations",
+    "dports",
+    "to",
+    "comment",
+    "enabled",
+)
+ASSERTION = (
+    "name",
+    "chain",
+    "protocol",
+    "source",
+    "destination",
+    "sport",
+    "dport",
+    "icmp_type",
+    "in_interface",
+    "out_interface",
+    "state",
+    "expect",
+    "description",
+)
