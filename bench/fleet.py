@@ -305,9 +305,9 @@ def main() -> int:
         f" {'poll s':>7} {'polls/s':>8} {'cond s':>7} {'cond/s':>7} {'pg/poll':>8} {'redis/poll':>10}"
     )
     print(head)
-    for r in results:
-        if "deploy_seconds" not in r:  # --skip-deploy
-            r |= {"deploy_seconds": 0.0, "deploy_per_s": 0.0, "deploy_load": {"pg_commits": 0}}
+    skipped = {"deploy_seconds": 0.0, "deploy_per_s": 0.0, "deploy_load": {"pg_commits": 0}}
+    for row in results:
+        r = {**skipped, **row}  # --skip-deploy: zeros in the table, nothing in the JSON
         full, cond = r["poll_full"], r["poll_conditional"]
         redis_cmds = cond["load"]["redis_commands"]
         per_poll = "n/a" if redis_cmds is None else f"{redis_cmds / r['agents']:.2f}"
