@@ -27,6 +27,7 @@ from rampart_agent.dataplane import (
 )
 from rampart_agent.engine import Engine
 from rampart_agent.errors import AgentError
+from rampart_agent.generation import RECHECK_SECONDS
 from rampart_agent.host import gather_facts
 from rampart_agent.intake import MIB, Limits
 from rampart_agent.metrics import serve_metrics
@@ -136,7 +137,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_bundle_bytes=args.max_bundle_bytes,
         max_read_bytes=args.max_read_bytes,
     )
-    server = make_server(engine, engine.state, args.listen, limits)
+    server = make_server(engine, engine.state, args.listen, limits, args.status_recheck)
     local = control.start_control(engine.state, engine, limits.max_bundle_bytes + MIB)
     host, port = str(server.server_name), server.server_port
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -379,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics "
         "(default: off; never the API's port; see docs/metrics.md)",
+    )
+    p.add_argument(
+        "--status-recheck",
+        type=float,
+        default=RECHECK_SECONDS,
+        help="seconds a conditional status poll (`?since=G`) may answer from the last kernel "
+        "read; drift made by hand shows within this plus one poll interval (default 30)",
     )
     p.add_argument(
         "--max-connections",

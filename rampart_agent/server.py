@@ -263,9 +263,13 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def make_server(
-    engine: Engine, state: StateDir, listen: str, limits: intake.Limits | None = None
+    engine: Engine,
+    state: StateDir,
+    listen: str,
+    limits: intake.Limits | None = None,
+    recheck_seconds: float = RECHECK_SECONDS,
 ) -> AgentHTTPServer:
-    return AgentHTTPServer(parse_listen(listen), engine, state, limits)
+    return AgentHTTPServer(parse_listen(listen), engine, state, limits, recheck_seconds)
 
 
 def serve_fleet(

@@ -24,13 +24,13 @@ log = logging.getLogger("rampart.deploy")
 
 
 def status_poll(*, device_id: int) -> dict:
-    """Ask one agent how it is; record online/offline, drift and counters; repair drift.
+    """Ask one agent how it is, now: a full status (never the conditional "unchanged", so the
+    agent reads its kernel); record online/offline, drift and counters; repair drift. The
+    scheduled fleet polls (`status_poll_batch`) are the conditional ones.
 
     Returns a small summary (for logs and tests).
     """
-    device = Device.objects.get(pk=device_id)
-    since = DevicePoll.objects.filter(device_id=device_id).values_list("generation", flat=True)
-    return device_poll(device, since.first())
+    return device_poll(Device.objects.get(pk=device_id))
 
 
 def status_poll_batch(*, device_ids: list[int]) -> list[dict]:

@@ -70,21 +70,23 @@ def test_conditional_poll_sends_the_generation_and_records_the_small_answer(agen
     _, group = policy
     device = make_device("web-1", group=group, agent=agent)
     run_all(services.deploy_create(devices=[device.pk], confirm_timeout=0))
-    first = services.status_poll(device_id=device.pk)
+    (first,) = services.status_poll_batch(device_ids=[device.pk])
     assert "unchanged" not in first
     generation = DevicePoll.objects.get(device=device).generation
     assert generation == agent.server.generation.generation
     Device.objects.filter(pk=device.pk).update(status="offline", last_seen_at=None)
-    again = services.status_poll(device_id=device.pk)
+    (again,) = services.status_poll_batch(device_ids=[device.pk])
     device.refresh_from_db()
     assert again["unchanged"] is True and device.status == "online" and device.last_seen_at
     assert device.facts.get("backend") == "recording"  # the full answer's facts are kept
     # an apply moves the generation: the next poll gets (and stores) the full status
     agent.dp.tables["v4"]["filter"]["RPT-INPUT"].insert(0, "-A RPT-INPUT -j ACCEPT")
     agent.server.generation.recheck_seconds = 0
-    drifted = services.status_poll(device_id=device.pk)
+    (drifted,) = services.status_poll_batch(device_ids=[device.pk])
     assert "unchanged" not in drifted and drifted["drifted"] is True
     assert DevicePoll.objects.get(device=device).generation > generation
+    # "poll now" (one device) always asks for the full status: the agent reads its kernel
+    assert "unchanged" not in services.status_poll(device_id=device.pk)
 
 
 def test_batch_poll_isolates_an_unreachable_device(agent, policy):

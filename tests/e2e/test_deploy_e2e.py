@@ -202,7 +202,7 @@ def test_deploy_to_namespace_agent_and_find_it_in_the_audit_log(page, login, mak
 
         # The tracer agrees with the kernel: 80 is accepted by the rule, 81 falls to the default.
         page.get_by_role("link", name="Tracer").click()
-        page.get_by_label("Device").select_option(label="ui-agent")
+        page.get_by_label("Device", exact=True).select_option(label="ui-agent")
         page.get_by_label("Source", exact=True).fill(client.addr4)
         page.get_by_label("Destination", exact=True).fill(server.addr4)
         page.get_by_label("Dest. port").fill("80")

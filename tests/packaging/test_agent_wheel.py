@@ -46,9 +46,9 @@ ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 conn = http.client.HTTPSConnection(sys.argv[1], int(sys.argv[2]), timeout=10, context=ctx)
 conn.request("GET", "/v1/status")
+tls = conn.sock.version()  # before the answer: the agent closes a refused request's connection
 resp = conn.getresponse()
-print(json.dumps({"status": resp.status, "tls": conn.sock.version(),
-                  "body": json.loads(resp.read())}))
+print(json.dumps({"status": resp.status, "tls": tls, "body": json.loads(resp.read())}))
 """
 
 

@@ -379,6 +379,9 @@ def serve_agent_cmd(
         str(confirm_timeout),
         "--resync-interval",
         "0",
+        # conditional polls re-read the kernel every second: the tests see drift at once
+        "--status-recheck",
+        "1",
     ]
 
 
@@ -513,6 +516,7 @@ def console_stack(
             "RAMPART_BROKER_VISIBILITY_TIMEOUT": "6",
             "RAMPART_BROKER_RESTORE_INTERVAL": "1",
             "RAMPART_STATUS_POLL_SECONDS": "2",
+            "RAMPART_POLL_TICK_SECONDS": "1",  # beat hands out due polls every second
             "RAMPART_CONFIRM_TIMEOUT": "10",
             "ALLOWED_HOSTS": ",".join(b.rpartition(":")[0] for b in binds),
             **extra_env,
