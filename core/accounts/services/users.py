@@ -67,7 +67,8 @@ def _guard_last_admin(user: AbstractUser) -> None:
     """Refuse when no other active admin would remain (their rows locked while we decide)."""
     others = (
         get_user_model()
-        ._default_manager.select_for_update()
+        # only the user rows: the role join is an outer join, which FOR UPDATE cannot lock
+        ._default_manager.select_for_update(of=("self",))
         .filter(is_active=True)
         .filter(Q(is_superuser=True) | Q(groups__name=roles.ADMIN))
         .exclude(pk=user.pk)
