@@ -34,7 +34,7 @@ def test_kernel_refusals(payload, error):
 def test_sets_in_use_are_not_destroyed_and_the_state_survives_a_new_instance(tmp_path):
     path = tmp_path / "kernel.json"
     dp = RecordingDataplane(path=path)
-    dp.ipset_restore("create rpt-a hash:net\nadd rpt-a 10.0.0.0/8\ncreate rpt-b hash:net\n")
+    dp.ipset_restore("create rpt-a hash:net\nadd rpt-a 198.18.0.0/15\ncreate rpt-b hash:net\n")
     dp.restore(
         "v4", "*filter\n:RPT-A - [0:0]\n-A RPT-A -m set --match-set rpt-a src -j DROP\nCOMMIT\n"
     )

@@ -33,9 +33,9 @@ def test_parse_save_keeps_ours_and_builtins_with_counters():
 def test_one_chain_listed_with_its_counters():
     listed = (
         "-N RPT-WEB\n"
-        '-A RPT-WEB -s 10.9.9.1/32 -p udp -m udp --dport 53 -m comment --comment "rpt:a:1"'
+        '-A RPT-WEB -s 198.19.9.1/32 -p udp -m udp --dport 53 -m comment --comment "rpt:a:1"'
         ' -c 12 840 -j LOG --log-prefix "rpt:a "\n'
-        '-A RPT-WEB -s 10.9.9.1/32 -p udp -m udp --dport 53 -m comment --comment "rpt:a:1"'
+        '-A RPT-WEB -s 198.19.9.1/32 -p udp -m udp --dport 53 -m comment --comment "rpt:a:1"'
         " -c 12 840 -j ACCEPT\n"
         "-A RPT-WEB -c 0 0 -j DROP\n"
     )
