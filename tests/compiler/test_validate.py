@@ -98,7 +98,12 @@ def test_nat_rules():
         "to": ["mixes IPv4 and IPv6 addresses: an IPv4 target for IPv6 sources and destinations"]
     }
     assert nat_errors(
-        {"type": "dnat", "to": "198.18.0.1", "sources": ["2001:2::1"], "destinations": ["198.19.0.1"]}
+        {
+            "type": "dnat",
+            "to": "198.18.0.1",
+            "sources": ["2001:2::1"],
+            "destinations": ["198.19.0.1"],
+        }
     ) == {NON_FIELD: ["mixes IPv4 and IPv6 addresses"]}
     assert list(nat_errors({"type": "dnat", "chain": "postrouting", "to": "198.18.0.1"})) == [
         "chain"
