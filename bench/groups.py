@@ -69,7 +69,7 @@ def manage(env: dict, *args: str) -> str:
 
 
 def literal(i: int) -> str:
-    return f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+    return f"198.{18 + (i >> 16 & 1)}.{i >> 8 & 255}.{i & 255}"
 
 
 class Console:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def literal(i: int) -> str:
-    return f"10.0.{i >> 8 & 255}.{i & 255}"
+    return f"198.18.{i >> 8 & 255}.{i & 255}"
 
 
 @pytest.fixture

@@ -55,13 +55,13 @@ def test_enforced_fields_are_held_and_the_rest_written(rulesets, users):
     change = update(
         users["operator"],
         dev,
-        {"description": "edge", "default_input": "accept", "management_sources": ["10.0.0.1"]},
+        {"description": "edge", "default_input": "accept", "management_sources": ["198.19.0.1"]},
     )
     dev.refresh_from_db()
     assert dev.description == "edge"  # not enforced: written
     assert dev.default_input == "drop" and dev.management_sources == []
     assert change.before == {"default_input": "drop", "management_sources": []}
-    assert change.after == {"default_input": "accept", "management_sources": ["10.0.0.1"]}
+    assert change.after == {"default_input": "accept", "management_sources": ["198.19.0.1"]}
     assert services.pending_device_change(dev) == change
     # an edit of nothing enforced leaves the pending change as it is
     assert update(users["approver"], dev, {"description": "edge 2"}) is None
@@ -121,7 +121,7 @@ def test_putting_the_approved_settings_back_leaves_nothing_to_approve(rulesets, 
 def test_a_change_that_could_not_apply_is_refused_not_held(rulesets, users):
     dev = device("fw-1", rulesets["guarded"])
     with pytest.raises(ValidationError) as bad:
-        update(users["operator"], dev, {"management_sources": ["10.0.0.300/8"]})
+        update(users["operator"], dev, {"management_sources": ["198.19.0.300/15"]})
     assert "management_sources" in bad.value.message_dict
     with pytest.raises(ValidationError) as unknown:
         update(users["operator"], dev, rulesets=["guarded", "nope"])
