@@ -9,7 +9,7 @@ RUNPKGS := iptables ipset nftables iproute2
 SYSPKGS := $(RUNPKGS) iputils-ping chromium ufw shorewall firewalld docker-compose prometheus
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run run-sysdeps test test-sqlite test-postgres test-faults lint bench sysdeps clean
+.PHONY: run run-sysdeps test test-sqlite test-postgres test-faults test-onboarding lint bench sysdeps clean
 
 # One stamp per dependency set: `make run` installs the runtime dependencies only, `make test`
 # the test extras too (a `make run` first does not count as a test install).
@@ -75,6 +75,15 @@ test-postgres: $(BIN)/.installed-test
 test-faults: $(BIN)/.installed-test
 	env -u DATABASE_URL $(BIN)/pytest -q -m "faults or netns" tests/faults \
 	  tests/rampart_agent/test_agent_kill_netns.py
+
+# The differential onboarding suite (docs/onboarding.md), not part of `make test`: ufw,
+# firewalld (both backends), shorewall, a Docker host and hand-written dumps built in rpt_
+# namespaces, onboarded, applied by the real agent on a fresh host and probed side by side;
+# the agreement table lands in var/onboarding-differential.txt. Root; 2-3 minutes.
+test-onboarding: sysdeps $(BIN)/.installed-test
+	rm -f var/onboarding-differential.txt; \
+	  env -u DATABASE_URL $(BIN)/pytest -q -m differential tests/rules/onboarding/test_differential_netns.py; \
+	  rc=$$?; cat var/onboarding-differential.txt 2>/dev/null; exit $$rc
 
 bench: $(BIN)/.installed-test
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -31,11 +31,19 @@ class CompiledBundle:
 
 
 def compile_for_device(
-    device: Device, deployment: Deployment, *, now: datetime | None = None
+    device: Device,
+    deployment: Deployment,
+    *,
+    now: datetime | None = None,
+    recorded: dict | None = None,
 ) -> CompiledBundle:
     """Compile the device's bundle from its deployment's document and run its rule sets'
-    assertions against it. Raises compiler.CompilerError (never retried)."""
-    policy = device_policy(device, Target.DEPLOYMENT, deployment=deployment, now=now)
+    assertions against it; devices with the same compiled policy share one compile
+    (agents/device_policy.py). `recorded`: the device deployment's settings, when the
+    caller holds them. Raises compiler.CompilerError (never retried)."""
+    policy = device_policy(
+        device, Target.DEPLOYMENT, deployment=deployment, now=now, recorded=recorded
+    )
     bundle = policy.compile()
     # pushed without the rule index: the agent does not use it and the hash does not cover it
     return CompiledBundle(

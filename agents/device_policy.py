@@ -18,8 +18,10 @@ compiles one device through every path and requires the same bundle hash.
 
 from __future__ import annotations
 
+import bisect
 import enum
-from collections import OrderedDict
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -38,6 +40,7 @@ from compiler import (
     device_assertions,
     gc_paused,
     lower_device,
+    with_nft,
 )
 from compiler.ir import Program
 from rules.compile_options import compile_options
@@ -57,6 +60,12 @@ class NothingDeployed(LookupError):
     """The device holds no bundle the console knows the document of."""
 
 
+def native_nft(device: Device) -> bool:
+    """The device's agent reported the native nftables dataplane (its bundles then carry
+    the `nft` script it applies; docs/agent.md)."""
+    return isinstance(device.facts, dict) and device.facts.get("backend") == "nft-native"
+
+
 @dataclass(frozen=True)
 class DevicePolicy:
     """A device's policy document, parsed, with the options and the time to compile it at."""
@@ -70,8 +79,53 @@ class DevicePolicy:
     expected_hash: str = ""  # deployed: the hash the agent reported
 
     def compile(self) -> Bundle:
-        """The bundle (raises compiler.CompilerError when the document does not compile)."""
-        return compile_device(self.document, self.device.name, options=self.options, now=self.now)
+        """The bundle (raises compiler.CompilerError when the document does not compile).
+
+        A deployment's devices with the same compiled policy share one compile (see
+        `_share_key`): a fleet-wide deploy compiles K bundles for K distinct policies, not N.
+        """
+        key = self._share_key()
+        if key is None:
+            return self._compile()
+        with _shared_lock:  # threads of one batch task: the first compiles, the rest share
+            hit = _shared.get(key)
+            if hit is not None and hit[0] is self.document:
+                _shared.move_to_end(key)
+                COMPILES["shared"] += 1
+                return hit[1].for_device(self.device.name, self.now)
+            bundle = self._compile()
+            COMPILES["compiled"] += 1
+            _shared[key] = (self.document, bundle)
+            while len(_shared) > _SHARED_MAX:
+                _shared.popitem(last=False)
+            return bundle
+
+    def _compile(self) -> Bundle:
+        bundle = compile_device(self.document, self.device.name, options=self.options, now=self.now)
+        # an agent on the native nftables dataplane applies the bundle's `nft` script
+        return with_nft(bundle) if native_nft(self.device) else bundle
+
+    def _share_key(self) -> tuple | None:
+        """What a frozen document's bundle for this device depends on besides the device's
+        name: the document itself (a deployment's, parsed once per process), the device's
+        entry in it without what the compiler never reads (name, address, description,
+        probes), the compile options, and which rules have already expired at `now`
+        (rather than `now` itself: an expiry still ahead is enforced in the kernel by its
+        time match, so two compile times between the same two expiries give the same
+        bundle). None where the document is not a frozen one (nothing to share)."""
+        if self.target not in (Target.DEPLOYMENT, Target.DEPLOYED):
+            return None
+        entry = self.document.by_name["devices"].get(self.device.name)
+        if entry is None:
+            return None  # the compile names the unknown device
+        shape = replace(entry, name="", address=None, description="", probes=())
+        return (
+            id(self.document),
+            shape,
+            self.options,
+            _expired(self.document, self.now),
+            native_nft(self.device),
+        )
 
     def program(self) -> Program:
         """The neutral chain model the renderer writes and the tracer walks."""
@@ -110,23 +164,26 @@ def device_policy(
     deployment: Deployment | None = None,
     revision: int | None = None,
     now: datetime | None = None,
+    recorded: dict | None = None,
 ) -> DevicePolicy:
     """The policy `device` gets under `target` (see the module docstring).
 
     Raises ValidationError (candidate: a rule set needing approval has no approved
     revision; a bad `revision`), NothingDeployed (deployed: no known bundle), and
-    compiler.CompilerError when the document does not parse.
+    compiler.CompilerError when the document does not parse. `recorded`: the settings the
+    deployment recorded for the device, when the caller holds its row (else read here).
     """
     target = Target(target)
     options = compile_options(device)
     if target is Target.DEPLOYMENT or deployment is not None:
         if deployment is None:
             raise ValueError("target deployment needs the deployment")
-        recorded = (
-            DeviceDeployment.objects.filter(deployment=deployment, device=device)
-            .values_list("settings", flat=True)
-            .first()
-        )
+        if recorded is None:
+            recorded = (
+                DeviceDeployment.objects.filter(deployment=deployment, device=device)
+                .values_list("settings", flat=True)
+                .first()
+            )
         return DevicePolicy(
             device,
             Target.DEPLOYMENT,
@@ -164,14 +221,25 @@ def device_settings(document: dict, device: Device) -> dict:
     entry = next((d for d in document.get("devices", []) if d.get("name") == device.name), {})
     out: dict = {key: entry.get(key) for key in _SETTINGS}
     out |= {key: entry.get(key, True) for key in _FLAGS}
-    out["forward_fallthrough"] = compile_options(device).forward_fallthrough
+    options = compile_options(device)
+    out["forward_fallthrough"] = options.forward_fallthrough
+    # set compilation follows the device's facts, which change: the deployment keeps its own
+    out["set_types"] = sorted(options.set_types) if options.set_compile else None
     return out
 
 
 def recorded_options(options: CompileOptions, recorded: dict | None) -> CompileOptions:
-    """`options` with the device flag a deployment recorded (older ones recorded none)."""
+    """`options` with the device flag and set types a deployment recorded (older ones
+    recorded none)."""
     if recorded and "forward_fallthrough" in recorded:
-        return replace(options, forward_fallthrough=bool(recorded["forward_fallthrough"]))
+        options = replace(options, forward_fallthrough=bool(recorded["forward_fallthrough"]))
+    if recorded and "set_types" in recorded:  # (older deployments: linear, as they were)
+        types = recorded["set_types"]
+        options = replace(
+            options,
+            set_compile=bool(types),
+            set_types=frozenset(types) if types else options.set_types,
+        )
     return options
 
 
@@ -206,6 +274,29 @@ def deployment_policy(deployment: Deployment) -> PolicyDocument:
     else:
         _parsed.move_to_end(key)
     return doc
+
+
+# Bundles shared between the devices of a frozen document (DevicePolicy.compile): key →
+# (the document, so its id is not reused while the entry lives; its first device's bundle).
+_SHARED_MAX = 32
+_shared: OrderedDict[tuple, tuple[PolicyDocument, Bundle]] = OrderedDict()
+_shared_lock = threading.Lock()
+COMPILES: Counter[str] = Counter()  # "compiled" / "shared", for tests and the bench
+_expiries: OrderedDict[int, tuple[PolicyDocument, list[datetime]]] = OrderedDict()
+
+
+def _expired(document: PolicyDocument, now: datetime) -> int:
+    """How many of the document's rule expiry times are at or before `now` (the compiler
+    leaves a rule out when `expires_at <= now`): equal counts, equal sets of expired rules."""
+    held = _expiries.get(id(document))
+    if held is None or held[0] is not document:
+        times = sorted(
+            r.expires_at for rs in document.rulesets for r in rs.rules if r.expires_at is not None
+        )
+        held = _expiries[id(document)] = (document, times)
+        while len(_expiries) > 8:
+            _expiries.popitem(last=False)
+    return bisect.bisect_right(held[1], now)
 
 
 _HELD = (

@@ -47,6 +47,19 @@ def deploy_device(self, device_deployment_id: int) -> str:
         return "failed"
 
 
+@shared_task(
+    name=enqueue.DEPLOY_BATCH,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=_TIME_LIMIT,
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+)
+def deploy_batch(device_deployment_ids: list[int]) -> dict[int, str]:
+    """Several devices' parts of a deployment, pushed concurrently (batch_run.py); a device
+    to retry is sent again on its own as `deploy_device`."""
+    return services.device_deployment_batch(device_deployment_ids=device_deployment_ids)
+
+
 @shared_task(name=enqueue.POLL_DEVICE, acks_late=True, time_limit=60, soft_time_limit=50)
 def poll_device(device_id: int) -> dict:
     """One agent's status: online/offline, drift (repaired where allowed), counters."""

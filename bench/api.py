@@ -15,41 +15,18 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import requests
+from common import RESULTS, Console
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
-RESULTS = ROOT / "bench" / "results.jsonl"
 TARGET_S = 5.0
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "rampart_bench_api"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [str(PYTHON), "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
 
 
 def rule_items(count: int) -> list[dict]:
@@ -100,79 +77,6 @@ def rule_items(count: int) -> list[dict]:
     return items
 
 
-class Server:
-    """gunicorn serving the console on a fresh database; stops (only its own process) on exit."""
-
-    def __init__(self, database_url: str, var_dir: Path, workers: int) -> None:
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "RAMPART_VAR_DIR": str(var_dir),
-            "DEBUG": "0",
-            "LOG_LEVEL": "WARNING",
-        }
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Server:
-        manage(self.env, "migrate", "--noinput", "-v0")
-        manage(
-            self.env,
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import User, Group;"
-            "u = User.objects.create_user('bench', password='bench-Rampart-123');"
-            "u.groups.add(Group.objects.get(name='operator'))",
-        )
-        self.token = manage(self.env, "create_api_token", "bench").strip()
-        self.proc = subprocess.Popen(
-            [
-                str(GUNICORN),
-                "console.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--timeout",
-                "300",
-                "--no-control-socket",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=self.env,
-        )
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Token {self.token}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if self.session.get(f"{self.base}/api/v1/me/", timeout=10).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError("gunicorn did not answer within 120 s")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def post(self, path: str, body: dict) -> dict:
-        response = self.session.post(f"{self.base}{path}", json=body, timeout=300)
-        if response.status_code >= 300:
-            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:2000]}")
-        return response.json()
-
-
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and its children so far, from /proc."""
     total = 0.0
@@ -195,21 +99,29 @@ def percentile(samples: list[float], p: float) -> float:
 
 
 def run(label: str, database_url: str, var_dir: Path, args: argparse.Namespace) -> dict:
-    with Server(database_url, var_dir, args.workers) as server:
-        server.post("/api/v1/addresses/", {"name": "office", "value": "198.18.0.0/24"})
-        server.post("/api/v1/addresses/", {"name": "web-1", "value": "198.18.1.10"})
-        server.post(
-            "/api/v1/address-groups/", {"name": "web-servers", "members": ["web-1", "198.18.1.11"]}
+    with Console(var_dir, database_url=database_url, workers=args.workers, timeout=300) as server:
+        server.call("POST", "/api/v1/addresses/", {"name": "office", "value": "198.18.0.0/24"})
+        server.call("POST", "/api/v1/addresses/", {"name": "web-1", "value": "198.18.1.10"})
+        server.call(
+            "POST",
+            "/api/v1/address-groups/",
+            {"name": "web-servers", "members": ["web-1", "198.18.1.11"]},
         )
-        server.post("/api/v1/services/", {"name": "https", "protocol": "tcp", "ports": ["443"]})
-        server.post("/api/v1/services/", {"name": "http", "protocol": "tcp", "ports": ["80"]})
-        server.post("/api/v1/service-groups/", {"name": "web", "members": ["https", "http"]})
-        ruleset = server.post("/api/v1/rulesets/", {"name": "bench"})
+        server.call(
+            "POST", "/api/v1/services/", {"name": "https", "protocol": "tcp", "ports": ["443"]}
+        )
+        server.call(
+            "POST", "/api/v1/services/", {"name": "http", "protocol": "tcp", "ports": ["80"]}
+        )
+        server.call(
+            "POST", "/api/v1/service-groups/", {"name": "web", "members": ["https", "http"]}
+        )
+        ruleset = server.call("POST", "/api/v1/rulesets/", {"name": "bench"})
         body = json.dumps({"create": rule_items(args.rules)})
 
         cpu_before = cpu_seconds(server.proc.pid)
         started = time.perf_counter()
-        response = server.session.post(
+        response = server.api.post(
             f"{server.base}/api/v1/rulesets/{ruleset['id']}/rules/bulk/",
             data=body,
             headers={"Content-Type": "application/json"},
@@ -227,7 +139,7 @@ def run(label: str, database_url: str, var_dir: Path, args: argparse.Namespace) 
         started = time.perf_counter()
         while next_url:
             t = time.perf_counter()
-            page = server.session.get(next_url, timeout=60).json()
+            page = server.api.get(next_url, timeout=60).json()
             page_times.append(time.perf_counter() - t)
             seen += [row["id"] for row in page["results"]]
             next_url = page["next"]
@@ -237,7 +149,7 @@ def run(label: str, database_url: str, var_dir: Path, args: argparse.Namespace) 
         rng = random.Random(7)
         for _ in range(args.samples):
             t = time.perf_counter()
-            server.session.get(
+            server.api.get(
                 f"{url}?page_size={args.page_size}&page={rng.randint(1, pages)}", timeout=60
             )
             page_times.append(time.perf_counter() - t)

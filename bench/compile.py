@@ -1,6 +1,6 @@
 """Compile-time benchmark: the compiler next to the kernel load of its own output.
 
-    sudo .venv/bin/python bench/compile.py [--runs 3] [--sizes 1000,10000,50000]
+    sudo .venv/bin/python bench/compile.py [--runs 3] [--sizes 1000,10000,50000] [--sets both]
 
 For 1k/10k/50k realistic rules (70 % tcp / 30 % udp, source CIDRs /24–/32, 20 % with a
 destination, single port / range / multiport, 80 % accept — the mix of
@@ -12,7 +12,8 @@ document, as for the next device of a group or a redeploy (the lowering cache) �
 a 1-rule edit (the other rules and segments reused) — and, in a
 private `rpt_` network namespace, `ipset restore` + `iptables-restore` of the very same
 bundle with the nft and the legacy backend. Prints a table; appends one JSON line per case
-to bench/results.jsonl. Target: compile ≤ 0.5 × load.
+to bench/results.jsonl. Target: compile ≤ 0.5 × load. `--sets sets|both`: also (or only)
+set-compiled (docs/compiler.md, "Set-compiled rule runs"; this kernel's ipset types).
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from policies import NOW, big_group, one_rule_changed, realistic  # noqa: E402
 
-from compiler import PolicyDocument, compile_device  # noqa: E402
+from compiler import CompileOptions, PolicyDocument, compile_device  # noqa: E402
 from compiler.lower import RULESET_CACHE  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 RESTORE = {"nft": "iptables-restore", "legacy": "iptables-legacy-restore"}
+SETS = CompileOptions(
+    set_compile=True,
+    set_types=frozenset({"hash:net", "hash:net,port", "hash:ip,port,net", "hash:ip,port,ip"}),
+)
+MODES = {"linear": [("", CompileOptions())], "sets": [(" (sets)", SETS)]}
+MODES["both"] = MODES["linear"] + MODES["sets"]
 
 
 def timed(fn, runs: int, setup=lambda: None) -> tuple[float, float, object]:
@@ -93,28 +100,36 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--no-group", action="store_true")
     parser.add_argument("--no-load", action="store_true", help="skip the kernel (no root)")
+    parser.add_argument("--sets", choices=sorted(MODES), default="linear")
     args = parser.parse_args()
     can_load = not args.no_load and os.geteuid() == 0
     cases = [(f"{int(n) // 1000}k rules", int(n), realistic(int(n))) for n in args.sizes.split(",")]
     if not args.no_group:
         cases.append(("100k-entry group", 100_000, big_group()))
+    cases = [
+        (label + suffix, size, data, options)
+        for label, size, data in cases
+        for suffix, options in MODES[args.sets]
+    ]
     rows = []
-    for label, size, data in cases:
+    for label, size, data, options in cases:
         parse_s, parse_cpu, doc = timed(lambda d=data: PolicyDocument.from_dict(d), args.runs)
 
         compile_s, compile_cpu, bundle = timed(
-            lambda d=doc: compile_device(d, "bench", now=NOW), args.runs, RULESET_CACHE.clear
+            lambda d=doc, o=options: compile_device(d, "bench", options=o, now=NOW),
+            args.runs,
+            RULESET_CACHE.clear,
         )
         again = PolicyDocument.from_dict(copy.deepcopy(data))  # an equal, new document
         warm_s, warm_cpu, warm = timed(
-            lambda d=again: compile_device(d, "bench", now=NOW), args.runs
+            lambda d=again, o=options: compile_device(d, "bench", options=o, now=NOW), args.runs
         )
         assert warm.to_json() == bundle.to_json()
         edited_doc = PolicyDocument.from_dict(one_rule_changed(data))
         edit_s, edit_cpu, _ = timed(
-            lambda d=edited_doc: compile_device(d, "bench", now=NOW),
+            lambda d=edited_doc, o=options: compile_device(d, "bench", options=o, now=NOW),
             args.runs,
-            lambda d=doc: compile_device(d, "bench", now=NOW),
+            lambda d=doc, o=options: compile_device(d, "bench", options=o, now=NOW),
         )
         loads = {b: load_time(bundle, b, args.runs) for b in RESTORE} if can_load else {}
         row = {
@@ -122,6 +137,7 @@ def main() -> None:
             "case": label,
             "size": size,
             "kernel_rules": bundle.iptables_v4.count("\n-A "),
+            "set_compiled": options.set_compile,
             "set_entries": sum(m["entries"] for m in bundle.sets.values()),
             "parse_ms": ms(parse_s),
             "parse_cpu_ms": ms(parse_cpu),

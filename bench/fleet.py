@@ -1,11 +1,15 @@
 """Fleet simulator: N recording agents on loopback behind one console, W Celery workers.
 
     python bench/fleet.py [--agents 1000] [--workers 1,2,4] [--broker redis|rabbitmq]
-                          [--skip-deploy]
+                          [--skip-deploy] [--skip-poll] [--port-per-agent]
 
 Agents: `rampart-agent fleet` processes of at most 1,000 agents each (10,000 agents = 10
-processes, each on the next block of 1,000 free ports from 10000 up), recording dataplane,
-loopback.
+processes), recording dataplane, loopback. As a real fleet listens, every agent has an
+address of its own and the same port (`--spread-hosts`: process k on 127.<k+1>.0.1 and up,
+port 18745), so the devices of the fleet get one compiled policy, shared by the workers'
+compiles; `--port-per-agent` puts them all on 127.0.0.1 with a port each (the next block
+of 1,000 free ports from 10000 up), which makes every device's bundle different (the
+agent's port is in its management rule): a fleet of N distinct policies.
 Console: PostgreSQL (a fresh database `rpt_bench_<pid>`, dropped afterwards), gunicorn,
 and a Celery worker with W processes; broker Redis (db 13) or RabbitMQ (--broker rabbitmq).
 
@@ -52,6 +56,7 @@ BROKERS = {
 }
 PER_PROCESS = 1000
 BASE_PORT = 10000  # below Linux's ephemeral ports (32768-60999)
+SAME_PORT = 18745  # every agent's port with --spread-hosts (each on an address of its own)
 
 
 def _free_block(start: int, size: int) -> bool:
@@ -65,24 +70,31 @@ def _free_block(start: int, size: int) -> bool:
     return True
 
 
-def start_fleets(count: int, tmp: Path, console_key: str, stack: ExitStack) -> list[dict]:
-    """ceil(count / 1000) `rampart-agent fleet` processes, each on the next block of 1,000
-    free ports from BASE_PORT (a block holding a listener, e.g. RabbitMQ's 25672, is
-    skipped); the agents' manifest entries."""
+def start_fleets(
+    count: int, tmp: Path, console_key: str, stack: ExitStack, port_per_agent: bool = False
+) -> list[dict]:
+    """ceil(count / 1000) `rampart-agent fleet` processes: process k on 127.<k+1>.0.1 and
+    up, one port; or (`port_per_agent`) on 127.0.0.1, each on the next block of 1,000 free
+    ports from BASE_PORT (a block holding a listener, e.g. RabbitMQ's 25672, is skipped);
+    the agents' manifest entries."""
     from tests.support.deploy import stop_process, wait_ready
 
     procs = []
     base = BASE_PORT
     for k, start in enumerate(range(0, count, PER_PROCESS)):
         n = min(PER_PROCESS, count - start)
-        while not _free_block(base, n):
-            base += PER_PROCESS
+        if port_per_agent:
+            while not _free_block(base, n):
+                base += PER_PROCESS
+            where = ["--host", "127.0.0.1", "--base-port", str(base)]
+        else:
+            where = ["--host", f"127.{k + 1}.0.1", "--spread-hosts", "--base-port", str(SAME_PORT)]
         root = tmp / f"fleet-{k}"
         proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "rampart_agent.cli", "fleet"),
-                *("--count", str(n), "--host", "127.0.0.1"),
-                *("--base-port", str(base)),
+                *("--count", str(n)),
+                *where,
                 *("--state-root", str(root), "--console-key", console_key),
                 *("--confirm-timeout", "120"),
             ],
@@ -163,13 +175,43 @@ def make_devices(manifest: list[dict]):
     return group, [d.pk for d in devices]
 
 
-def bench_deploy(console, group, count: int, round_no: int, load: Load) -> dict:
+def cpu_seconds(marker: str, pgid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by the processes of process group `pgid`, or
+    whose command line holds `marker`: the cost of a phase, whatever else loads the machine
+    (the wall time depends on the other users of the CPUs; this does not)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if pgid is not None:
+                if int(stat[2]) != pgid:
+                    continue
+            elif marker.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue
+            total += int(stat[11]) + int(stat[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def bench_deploy(console, group, count: int, round_no: int, load: Load, tmp: Path) -> dict:
     from agents.models import DeviceDeployment
 
     set_port("fleet", 2001 + round_no)
     before = load.read()
+    worker_pgid = console.worker.proc.pid
+    cpu_before = (cpu_seconds("", worker_pgid), cpu_seconds(f"{tmp}/fleet-"))
     t0 = time.time()
-    deployment = console.deploy(device_group=group.pk, confirm_timeout=120)
+    # a 10,000-device deployment is created in one request: more than the helper's 30 s
+    resp = console.api(
+        "POST",
+        "/api/v1/deployments/",
+        json={"device_group": group.pk, "confirm_timeout": 120},
+        timeout=1800,
+    )
+    assert resp.status_code == 202, resp.text
+    deployment = resp.json()["id"]
+    created = time.time() - t0
     wait_deployment(deployment, 3600)
     rows = DeviceDeployment.objects.filter(deployment_id=deployment)
     states: dict[str, int] = {}
@@ -177,11 +219,19 @@ def bench_deploy(console, group, count: int, round_no: int, load: Load) -> dict:
         states[state] = states.get(state, 0) + 1
     last = max(t.timestamp() for t in rows.values_list("confirmed_at", flat=True) if t)
     seconds = last - t0
+    worker_cpu = cpu_seconds("", worker_pgid) - cpu_before[0]
+    agents_cpu = cpu_seconds(f"{tmp}/fleet-") - cpu_before[1]
     return {
         "deploy_seconds": round(seconds, 2),
         "deploy_per_s": round(states.get("confirmed", 0) / seconds, 1),
         "deploy_states": states,
+        "create_seconds": round(created, 2),  # POST /deployments/ until its 202
         "deploy_load": Load.delta(before, load.read()),
+        # CPU ms per device: the workers (all processes), the agents' processes
+        "deploy_cpu_ms": {
+            "worker": round(1000 * worker_cpu / count, 1),
+            "agents": round(1000 * agents_cpu / count, 1),
+        },
     }
 
 
@@ -220,6 +270,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=50, help="devices per poll task")
     parser.add_argument(
         "--skip-deploy", action="store_true", help="poll cycles only (agents hold no policy)"
+    )
+    parser.add_argument("--skip-poll", action="store_true", help="deploy fan-out only")
+    parser.add_argument(
+        "--port-per-agent",
+        action="store_true",
+        help="all agents on 127.0.0.1, a port each: every device a bundle of its own",
     )
     args = parser.parse_args()
     workers = [int(x) for x in args.workers.split(",") if x]
@@ -262,11 +318,14 @@ def main() -> int:
                 RAMPART_CONSOLE_KEY_FILE=os.environ["RAMPART_CONSOLE_KEY_FILE"],
                 RAMPART_DEPLOY_MAX_ATTEMPTS="5",
                 RAMPART_CONFIRM_TIMEOUT="120",
+                **{k: v for k, v in os.environ.items() if k.startswith("RAMPART_DEPLOY_BATCH")},
             )
         )
         print(f"starting {args.agents} agents...", flush=True)
         t_start = time.time()
-        manifest = start_fleets(args.agents, tmp, console_public_key_b64(), stack)
+        manifest = start_fleets(
+            args.agents, tmp, console_public_key_b64(), stack, args.port_per_agent
+        )
         print(f"  ready in {time.time() - t_start:.0f}s", flush=True)
         load = Load(db_url.rsplit("/", 1)[1], broker)
         meta = {
@@ -276,6 +335,9 @@ def main() -> int:
             "database": db_label,
             "broker": args.broker,
             "poll_batch": args.batch,
+            "distinct_policies": args.agents if args.port_per_agent else 1,
+            "deploy_batch": int(os.environ.get("RAMPART_DEPLOY_BATCH", 25)),
+            "deploy_batch_threads": int(os.environ.get("RAMPART_DEPLOY_BATCH_THREADS", 8)),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "loadavg_at_start": round(os.getloadavg()[0], 2),
@@ -287,33 +349,48 @@ def main() -> int:
                 row = {**meta, "workers": n}
                 if not args.skip_deploy:
                     print(f"{args.agents} agents, {n} worker process(es): deploy...", flush=True)
-                    row |= bench_deploy(console, group, len(ids), i, load)
-                    print(f"  deploy {row['deploy_seconds']}s {row['deploy_states']}", flush=True)
-                row["poll_full"] = bench_poll(ids, args.batch, load)
-                row["poll_conditional"] = bench_poll(ids, args.batch, load)
-                print(
-                    f"  poll full {row['poll_full']['seconds']}s, "
-                    f"conditional {row['poll_conditional']['seconds']}s",
-                    flush=True,
-                )
+                    row |= bench_deploy(console, group, len(ids), i, load, tmp)
+                    print(
+                        f"  deploy {row['deploy_seconds']}s (created in {row['create_seconds']}s)"
+                        f" {row['deploy_states']}, CPU ms per "
+                        f"device {row['deploy_cpu_ms']}",
+                        flush=True,
+                    )
+                if not args.skip_poll:
+                    row["poll_full"] = bench_poll(ids, args.batch, load)
+                    row["poll_conditional"] = bench_poll(ids, args.batch, load)
+                    print(
+                        f"  poll full {row['poll_full']['seconds']}s, "
+                        f"conditional {row['poll_conditional']['seconds']}s",
+                        flush=True,
+                    )
                 results.append(row)
 
     at = datetime.now(UTC).isoformat(timespec="seconds")
     print()
     head = (
         f"{'agents':>7} {'broker':>8} {'W':>3} {'deploy s':>9} {'dev/s':>7} {'pg commits':>11}"
+        f" {'pg/dev':>7}"
         f" {'poll s':>7} {'polls/s':>8} {'cond s':>7} {'cond/s':>7} {'pg/poll':>8} {'redis/poll':>10}"
     )
     print(head)
-    skipped = {"deploy_seconds": 0.0, "deploy_per_s": 0.0, "deploy_load": {"pg_commits": 0}}
+    no_poll = {"seconds": 0.0, "polls_per_s": 0.0, "load": {"pg_commits": 0, "redis_commands": 0}}
+    skipped = {
+        "deploy_seconds": 0.0,
+        "deploy_per_s": 0.0,
+        "deploy_load": {"pg_commits": 0},
+        "poll_full": no_poll,
+        "poll_conditional": no_poll,
+    }
     for row in results:
-        r = {**skipped, **row}  # --skip-deploy: zeros in the table, nothing in the JSON
+        r = {**skipped, **row}  # --skip-deploy/--skip-poll: zeros in the table, not in the JSON
         full, cond = r["poll_full"], r["poll_conditional"]
         redis_cmds = cond["load"]["redis_commands"]
         per_poll = "n/a" if redis_cmds is None else f"{redis_cmds / r['agents']:.2f}"
         print(
             f"{r['agents']:>7} {r['broker']:>8} {r['workers']:>3} {r['deploy_seconds']:>9.1f}"
             f" {r['deploy_per_s']:>7.1f} {r['deploy_load']['pg_commits']:>11}"
+            f" {r['deploy_load']['pg_commits'] / r['agents']:>7.1f}"
             f" {full['seconds']:>7.1f} {full['polls_per_s']:>8.1f}"
             f" {cond['seconds']:>7.1f} {cond['polls_per_s']:>7.1f}"
             f" {cond['load']['pg_commits'] / r['agents']:>8.2f}"

@@ -22,24 +22,15 @@ import argparse
 import json
 import os
 import platform
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import requests
+from common import RESULTS, Console, host, manage, ms
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
-RESULTS = ROOT / "bench" / "results.jsonl"
-PASSWORD = "bench-Rampart-123"
 TARGETS = {  # row name → (limit, unit)
     "create group (POST)": (3000, "ms"),
     "add one member (PATCH)": (300, "ms"),
@@ -51,122 +42,11 @@ TARGETS = {  # row name → (limit, unit)
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def manage(env: dict, *args: str) -> str:
-    return subprocess.run(
-        [str(PYTHON), "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def literal(i: int) -> str:
-    return f"198.{18 + (i >> 16 & 1)}.{i >> 8 & 255}.{i & 255}"
-
-
-class Console:
-    """gunicorn on a fresh SQLite database, an API token and a logged-in browser session;
-    stops (only its own process) on exit."""
+class GroupConsole(Console):
+    """The console, with the size of its SQLite database and of its audit log."""
 
     def __init__(self, tmp: Path) -> None:
-        self.db = tmp / "bench.sqlite3"
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("RAMPART_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
-        }
-        self.env.update(
-            RAMPART_VAR_DIR=str(tmp),
-            DATABASE_URL=f"sqlite:///{self.db}",
-            DEBUG="0",
-            LOG_LEVEL="WARNING",
-            CELERY_BROKER_URL="memory://",
-        )
-        self.base = f"http://127.0.0.1:{free_port()}"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Console:
-        manage(self.env, "migrate", "--noinput", "-v0")
-        manage(self.env, "createcachetable", "-v0")
-        manage(self.env, "collectstatic", "--noinput", "-v0")
-        manage(
-            self.env,
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import User, Group;"
-            f"u = User.objects.create_user('bench', password={PASSWORD!r});"
-            "u.groups.add(Group.objects.get(name='operator'))",
-        )
-        token = manage(self.env, "create_api_token", "bench").strip()
-        self.proc = subprocess.Popen(
-            [
-                str(GUNICORN),
-                "console.wsgi:application",
-                "--bind",
-                self.base.removeprefix("http://"),
-                "--workers",
-                "1",
-                "--timeout",
-                "600",
-                "--no-control-socket",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=self.env,
-        )
-        self.api = requests.Session()
-        self.api.headers["Authorization"] = f"Token {token}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if self.api.get(f"{self.base}/api/v1/me/", timeout=10).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        else:
-            self.__exit__()
-            raise RuntimeError("gunicorn did not answer within 120 s")
-        self.ui = requests.Session()
-        self.ui.get(f"{self.base}/login/", timeout=30)
-        self.ui.post(
-            f"{self.base}/login/",
-            data={
-                "username": "bench",
-                "password": PASSWORD,
-                "csrfmiddlewaretoken": self.ui.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{self.base}/login/"},
-            timeout=30,
-        ).raise_for_status()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        response = self.api.request(method, f"{self.base}{path}", json=body, timeout=600)
-        if response.status_code >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:2000]}")
-        return response.json() if response.content else {}
-
-    def page(self, path: str) -> None:
-        self.ui.get(f"{self.base}{path}", timeout=600).raise_for_status()
+        super().__init__(tmp, ui=True)
 
     def db_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.db.parent.glob(self.db.name + "*") if p.is_file())
@@ -176,23 +56,17 @@ class Console:
             return conn.execute("SELECT COUNT(*) FROM audit_auditentry").fetchone()[0]
 
 
-def ms(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    func()
-    return (time.perf_counter() - start) * 1000
-
-
 def run(args: argparse.Namespace, tmp: Path) -> list[dict]:
     rows: list[dict] = []
 
     def row(name: str, value: float, unit: str = "ms", **extra) -> None:
         rows.append({"measure": name, "value": round(value, 1), "unit": unit, **extra})
 
-    with Console(tmp) as c:
+    with GroupConsole(tmp) as c:
         other = c.call("POST", "/api/v1/rulesets/", {"name": "unrelated"})["id"]
         users = c.call("POST", "/api/v1/rulesets/", {"name": "uses-big"})["id"]
         size0, audit0 = c.db_bytes(), c.audit_rows()
-        members = [literal(i) for i in range(args.members)]
+        members = [host(i) for i in range(args.members)]
         t = ms(
             lambda: c.call("POST", "/api/v1/address-groups/", {"name": "big", "members": members})
         )
@@ -215,8 +89,8 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict]:
         legacy = c.api.get(f"{c.base}/api/v1/address-groups/{group}/members/").status_code == 404
         state = list(members)  # what the group holds, for the full-list writes
         for name, step in (
-            ("add one member (PATCH)", lambda i: ("add", literal(args.members + i))),
-            ("remove one member (PATCH)", lambda i: ("remove", literal(i * 7))),
+            ("add one member (PATCH)", lambda i: ("add", host(args.members + i))),
+            ("remove one member (PATCH)", lambda i: ("remove", host(i * 7))),
         ):
             times, audit = [], []
             for i in range(args.samples):
@@ -230,7 +104,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict]:
                 times.append(ms(lambda diff=diff: change(c, group, diff, state, legacy)))
                 audit.append(c.audit_rows() - before)
             row(name, statistics.median(times), samples=len(times), audit_rows=max(audit))
-        state[0] = literal(args.members * 2)
+        state[0] = host(args.members * 2)
         before = c.audit_rows()
         t = ms(lambda: change(c, group, None, state, legacy))
         row("replace list, one swapped (PUT)", t, audit_rows=c.audit_rows() - before)
@@ -267,7 +141,7 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict]:
     return rows
 
 
-def change(c: Console, group: int, diff: dict | None, state: list[str], legacy: bool) -> None:
+def change(c: GroupConsole, group: int, diff: dict | None, state: list[str], legacy: bool) -> None:
     """One member change: PATCH …/members/ with the difference (PUT with the whole list when
     `diff` is None); a tree without that endpoint (`legacy`) gets the whole list."""
     if legacy:
@@ -295,10 +169,15 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--label", default="", help="a note stored with the results")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rampart-bench-groups-") as tmp:
         rows = run(args, Path(tmp))
+    load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     check(rows, args.members)
-    print(f"\n{args.members:,}-member address group ({args.label or 'this tree'})")
+    print(
+        f"\n{args.members:,}-member address group ({args.label or 'this tree'}; load average "
+        f"{load[0]} → {load[1]} on {os.cpu_count()} CPUs)"
+    )
     print(f"{'measure':<36} {'value':>10} {'unit':<5} {'target':>8}  ok   audit rows")
     for r in rows:
         target = r.get("target", "")
@@ -314,6 +193,7 @@ def main() -> int:
         "members": args.members,
         "samples": args.samples,
         "label": args.label,
+        "load1": load,
         "rows": rows,
     }
     with RESULTS.open("a") as f:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from .analysis import Finding, analyse_device, analyse_document, analyse_ruleset
 from .assertions import AssertionResult, device_assertions, document_assertions
-from .bundle import Bundle, build_bundle
+from .bundle import Bundle, build_bundle, with_nft
 from .check import Report, check_document, check_parsed
 from .document import PolicyDocument
 from .errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "device_assertions",
     "document_assertions",
     "trace",
+    "with_nft",
 ]
 
 

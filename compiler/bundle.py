@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from rampart_contract.bundle_hash import BUNDLE_FORMAT, bundle_hash
+from rampart_contract.bundle_hash import BUNDLE_FORMAT, SETS_BUNDLE_FORMAT, bundle_hash
 from rampart_contract.canonical import canonical_text
 
-from .ir import Program, RuleInfo
+from .ir import IpSet, LookupSet, Program, RuleInfo
 from .render_ipset import render_sets, set_meta
 from .render_iptables import render_table
+from .render_nft import render_nft
 
 FORMAT = BUNDLE_FORMAT
 
@@ -28,6 +30,8 @@ class Bundle:
     hash: str
     format: int = FORMAT
     program: Program | None = field(default=None, repr=False, compare=False)
+    # the `nft -f` script of the native nftables dataplane ("": not rendered; see with_nft)
+    nft: str = ""
 
     @functools.cached_property
     def rules(self) -> dict:
@@ -48,6 +52,8 @@ class Bundle:
             "chains": self.chains,
             "sets": self.sets,
         }
+        if self.nft:
+            data["nft"] = self.nft
         if rules:
             data["rules"] = self.rules
         return data
@@ -55,6 +61,18 @@ class Bundle:
     def to_json(self) -> str:
         """The bundle in canonical JSON (the agent's and the hash's byte form)."""
         return canonical_text(self.to_dict())
+
+    def for_device(self, device: str, now: datetime | None = None) -> Bundle:
+        """This bundle as another device with the same compiled policy gets it: the name
+        is the only part of a bundle that says which device it is for (the texts never
+        name it), so only `device` and the hash change; the texts are shared, not copied.
+        What `compile_device` gives that device, without compiling again."""
+        body = self.to_dict(rules=False)
+        body["device"] = device
+        program = self.program
+        if program is not None:
+            program = replace(program, device=device, now=now or program.now)
+        return replace(self, device=device, hash=bundle_hash(body), program=program)
 
 
 def build_bundle(program: Program) -> Bundle:
@@ -66,10 +84,14 @@ def build_bundle(program: Program) -> Bundle:
         texts[family].append(text)
         chains[f"v{family}"][table_name] = hashes
     iptables_v4, iptables_v6 = "".join(texts[4]), "".join(texts[6])
-    ipsets = render_sets(program.sets)
-    sets = {name: set_meta(s) for name, s in sorted(program.sets.items())}
+    ipsets = render_sets(program.sets, program.lookups)
+    every: dict[str, IpSet | LookupSet] = {**program.sets, **program.lookups}
+    sets = {name: set_meta(every[name]) for name in sorted(every)}
+    # a bundle with set lookups is of the next format (older agents refuse it), one
+    # without is of the format every agent takes
+    fmt = SETS_BUNDLE_FORMAT if program.lookups else FORMAT
     body = {
-        "format": FORMAT,
+        "format": fmt,
         "device": program.device,
         "iptables_v4": iptables_v4,
         "iptables_v6": iptables_v6,
@@ -85,9 +107,21 @@ def build_bundle(program: Program) -> Bundle:
         chains,
         sets,
         bundle_hash(body),
-        FORMAT,
+        fmt,
         program,
     )
+
+
+def with_nft(bundle: Bundle) -> Bundle:
+    """The bundle with its `nft` script, for an agent on the native nftables dataplane
+    (rendered on demand: iptables agents never pay for it). A bundle with it is of the
+    sets format (older agents refuse the field rather than ignore it)."""
+    if bundle.nft or bundle.program is None:
+        return bundle
+    body = bundle.to_dict(rules=False)
+    body["nft"] = render_nft(bundle.program)
+    body["format"] = max(bundle.format, SETS_BUNDLE_FORMAT)
+    return replace(bundle, nft=body["nft"], format=body["format"], hash=bundle_hash(body))
 
 
 def _rules(infos: dict[str, RuleInfo]) -> dict:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from rampart_contract.naming import CHAIN_MAX, CHAIN_PREFIX, SET_MAX, SET_PREFIX
 
+from .per_source import PerSourceLimit
 from .resolve import Nets, PortRanges
 
 __all__ = ["CHAIN_MAX", "CHAIN_PREFIX", "SET_MAX", "SET_PREFIX"]
@@ -28,6 +29,7 @@ ACCEPT, DROP, REJECT, LOG, JUMP, DNAT, SNAT, MASQUERADE = (
     "SNAT",
     "MASQUERADE",
 )
+REDIRECT = "REDIRECT"  # DNAT to the device itself; `arg`: the port or range (None: kept)
 VERDICTS = {ACCEPT: "accept", DROP: "drop", REJECT: "reject"}
 BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "OUTPUT", "POSTROUTING")}
 
@@ -70,6 +72,13 @@ class Rule:
     hop_limit: int | None = None
     # `-m addrtype --dst-type`: LOCAL = addressed to the host itself (the NAT exemption)
     dst_type: str | None = None
+    # `-m hashlimit` (rate_limit_per_source): the limit, its bucket's name (shared by the
+    # kernel rules of one policy rule; its LOG twin's differs) and the rule's index among
+    # them (nft's meters cannot be shared: one each)
+    per_source: tuple[PerSourceLimit, str, int] | None = None
+    # a set-lookup rule (set-compiled block, lower/blocks.py): `-m set --match-set NAME
+    # flags`; every other match field is then None and the elements name the policy rules
+    lookup: LookupSet | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +113,80 @@ class IpSet:
     nets: Nets
 
 
+# set shape -> (ipset type, dimensions in element order); see docs/compiler.md
+# "Set-compiled rule runs". "src"/"dst" are addresses (nets.Net), "dport" a PortElem.
+SHAPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "s": ("hash:net", ("src",)),
+    "d": ("hash:net", ("dst",)),
+    "sp": ("hash:net,port", ("src", "dport")),
+    "dp": ("hash:net,port", ("dst", "dport")),
+    "hps": ("hash:ip,port,net", ("dst", "dport", "src")),
+    "hpd": ("hash:ip,port,net", ("src", "dport", "dst")),
+    "hph": ("hash:ip,port,ip", ("dst", "dport", "src")),
+    "sd": ("hash:net,net", ("src", "dst")),
+    "spd": ("hash:net,port,net", ("src", "dport", "dst")),
+}
+# the packet field each dimension is looked up by, as ipset's --match-set flags spell it
+_FLAG = {"src": "src", "dst": "dst", "dport": "dst"}
+
+
+class PortElem(NamedTuple):
+    """A port dimension's value: protocol (policy spelling) and a port or range."""
+
+    proto: str
+    lo: int
+    hi: int
+
+
+class SetElement(NamedTuple):
+    """One element of a lookup set: a value per dimension (in `LookupSet.dims` order), and
+    the policy rule it stands for (its tag is the element's ipset comment)."""
+
+    values: tuple
+    tag: str
+    rule_id: str
+
+
+@dataclass(slots=True)
+class LookupSet:
+    """The set of one set-lookup rule: the elements of a block's rules of one shape."""
+
+    name: str
+    family: int
+    shape: str
+    elements: list[SetElement] = field(default_factory=list)
+    # the renderer's memo (its `add` lines, its size), for sets later compiles reuse
+    # through the lowering cache; never part of what the set means
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """The ipset type."""
+        return SHAPES[self.shape][0]
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return SHAPES[self.shape][1]
+
+    @property
+    def flags(self) -> str:
+        """`--match-set` flags: which packet field each dimension is looked up by."""
+        return ",".join(_FLAG[d] for d in self.dims)
+
+    @property
+    def size(self) -> int:
+        """Kernel elements: a port range expands to one element per port."""
+        size = self.memo.get("size")
+        if size is None:
+            i = self.dims.index("dport") if "dport" in self.dims else None
+            if i is None:
+                size = len(self.elements)
+            else:
+                size = sum(e.values[i].hi - e.values[i].lo + 1 for e in self.elements)
+            self.memo["size"] = size
+        return size
+
+
 class RuleInfo(NamedTuple):
     """Where a compiled rule came from (keyed by rule uuid in the program)."""
 
@@ -125,3 +208,5 @@ class Program:
     now: datetime | None = None
     # zone name → its interfaces: the tracer names the zones of a packet's interfaces
     zones: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the sets of set-lookup rules (set-compiled blocks) by name, sorted
+    lookups: dict[str, LookupSet] = field(default_factory=dict)

@@ -130,3 +130,55 @@ def _emit(version: int, first: int, last: int, run: list[Net]) -> list[Net]:
     if head.first == first and head.last == last:
         return [head]
     return interval_blocks(version, first, last)
+
+
+def _intervals(nets: tuple[Net, ...] | list[Net]) -> list[tuple[int, int]]:
+    """Sorted, merged [first, last] intervals of collapsed-or-not blocks of one family."""
+    out: list[list[int]] = []
+    for net in sorted(nets, key=_first):
+        if out and net.first <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], net.last)
+        else:
+            out.append([net.first, net.last])
+    return [(a, b) for a, b in out]
+
+
+def _blocks(version: int, intervals: list[tuple[int, int]]) -> tuple[Net, ...]:
+    return tuple(n for a, b in intervals for n in interval_blocks(version, a, b))
+
+
+def intersect(a: tuple[Net, ...], b: tuple[Net, ...]) -> tuple[Net, ...]:
+    """The addresses in both (one family), as the fewest CIDR blocks."""
+    if not a or not b:
+        return ()
+    left, right = _intervals(a), _intervals(b)
+    out, i, j = [], 0, 0
+    while i < len(left) and j < len(right):
+        lo, hi = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if left[i][1] < right[j][1]:
+            i += 1
+        else:
+            j += 1
+    return _blocks(a[0].version, out)
+
+
+def subtract(a: tuple[Net, ...], b: tuple[Net, ...]) -> tuple[Net, ...]:
+    """The addresses of `a` not in `b` (one family), as the fewest CIDR blocks."""
+    if not a:
+        return ()
+    out: list[tuple[int, int]] = []
+    holes = _intervals(b)
+    for first, last in _intervals(a):
+        for lo, hi in holes:
+            if hi < first or lo > last:
+                continue
+            if lo > first:
+                out.append((first, lo - 1))
+            first = hi + 1
+            if first > last:
+                break
+        if first <= last:
+            out.append((first, last))
+    return _blocks(a[0].version, out)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from .ir import DNAT, JUMP, LOG, REJECT, SNAT, Rule, Table
+from .ir import DNAT, JUMP, LOG, REDIRECT, REJECT, SNAT, AddrMatch, Rule, Table
+from .per_source import hashlimit_match
 from .values import REJECT_WITH_FAMILY, Rate, parse_rate
 
 _PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "ipv6-icmp"}
@@ -41,6 +42,13 @@ def render_rule(chain: str, r: Rule, family: int) -> str:
     """
     src, dst, proto = r.src, r.dst, r.proto
     line = "-A " + chain
+    set_matches = ""
+    if r.lookup is not None:  # a set-compiled block's lookup: no other match
+        line += f" -m set --match-set {r.lookup.name} {r.lookup.flags}"
+    elif (src is not None and src.set_name is not None) or (
+        dst is not None and dst.set_name is not None
+    ):
+        set_matches = _set_matches(src, dst)
     if src is not None and src.set_name is None:
         line += (" ! -s " if src.negate else " -s ") + src.nets[0].text  # nets.Net
     if dst is not None and dst.set_name is None:
@@ -68,17 +76,25 @@ def render_rule(chain: str, r: Rule, family: int) -> str:
                 line += _port_matches(proto, sp, dp)
         elif r.icmp_type is not None:
             line += _icmp_match(proto, r.icmp_type, r.hop_limit)
-    if src is not None and src.set_name is not None:
-        line += f" -m set {'! ' if src.negate else ''}--match-set {src.set_name} src"
-    if dst is not None and dst.set_name is not None:
-        line += f" -m set {'! ' if dst.negate else ''}--match-set {dst.set_name} dst"
+    line += set_matches
     line += _DST_TYPE[r.dst_type]  # a lookup, not a branch: render_rule is at C901's limit
-    if r.states or r.limit or r.until is not None:
-        line += _rare_matches(r)
+    if r.states or r.limit or r.until is not None or r.per_source is not None:
+        line += _rare_matches(r, family)
     spelled = _PLAIN_TARGET.get(r.target)
     if spelled is None:
         spelled = _target(r, family)
     return f'{line} -m comment --comment "{r.tag}"{spelled}'
+
+
+def _set_matches(src: AddrMatch | None, dst: AddrMatch | None) -> str:
+    """`-m set` matches of a rule whose address list is an ipset (after the port matches,
+    where iptables-save prints them)."""
+    out = ""
+    if src is not None and src.set_name is not None:
+        out += f" -m set {'! ' if src.negate else ''}--match-set {src.set_name} src"
+    if dst is not None and dst.set_name is not None:
+        out += f" -m set {'! ' if dst.negate else ''}--match-set {dst.set_name} dst"
+    return out
 
 
 def _icmp_match(proto: str, icmp_type: int, hop_limit: int | None) -> str:
@@ -89,8 +105,8 @@ def _icmp_match(proto: str, icmp_type: int, hop_limit: int | None) -> str:
     return f" -m icmp6 --icmpv6-type {icmp_type}"
 
 
-def _rare_matches(r: Rule) -> str:
-    """Conntrack states, the rate limit and the time match (rare in policy rules: kept off
+def _rare_matches(r: Rule, family: int) -> str:
+    """Conntrack states, the rate limits and the time match (rare in policy rules: kept off
     the hot path)."""
     out = ""
     if r.states:
@@ -100,6 +116,8 @@ def _rare_matches(r: Rule) -> str:
         out += f" -m limit --limit {rate.count}/{_UNIT[rate.unit]}"
         if r.burst is not None and r.burst != 5:
             out += f" --limit-burst {r.burst}"
+    if r.per_source is not None:
+        out += hashlimit_match(r.per_source[0], r.per_source[1], family)
     if r.until is not None:
         out += _time_match(r.until)
     return out
@@ -128,6 +146,8 @@ def _target(r: Rule, family: int) -> str:
         return f" -j DNAT --to-destination {r.arg}"
     if target == SNAT:
         return f" -j SNAT --to-source {r.arg}"
+    if target == REDIRECT:
+        return " -j REDIRECT" + (f" --to-ports {r.arg}" if r.arg else "")
     return " -j " + target
 
 

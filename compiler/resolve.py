@@ -191,7 +191,29 @@ class Resolver:
 
     # ---- rules
     def rule(self, rule: Rule) -> list[FamilyMatch]:
-        """Per-family matches of a rule; empty when it can match nothing."""
+        """Per-family matches of a rule; empty when it can match nothing. A zone with
+        networks narrows the side it stands for (see `narrow_to_zones`)."""
+        matches = self._rule(rule)
+        if (rule.in_zone is None and rule.out_zone is None) or not matches:
+            return matches
+        src, dst = self.zone_networks(rule.in_zone, rule.out_zone)
+        if src is None and dst is None:
+            return matches
+        return narrow_to_zones(matches, src, dst)
+
+    def zone_networks(
+        self, in_zone: str | None, out_zone: str | None
+    ) -> tuple[dict[int, Nets] | None, dict[int, Nets] | None]:
+        """The networks of the in-zone (sources) and the out-zone (destinations), per
+        family; None for a side without a zone or whose zone lists no networks."""
+        zones = self.doc.by_name["zones"]
+        out: list[dict[int, Nets] | None] = []
+        for name in (in_zone, out_zone):
+            nets = zones[name].networks if name is not None else ()
+            out.append(self.addresses(nets) if nets else None)
+        return out[0], out[1]
+
+    def _rule(self, rule: Rule) -> list[FamilyMatch]:
         fast = self._simple(rule)
         if fast is not None:
             return fast
@@ -255,6 +277,39 @@ class Resolver:
                 src[0].version, src, rule.sources_negate, dst, rule.destinations_negate, (spec,)
             )
         ]
+
+
+def narrow_to_zones(
+    matches: list[FamilyMatch], src: dict[int, Nets] | None, dst: dict[int, Nets] | None
+) -> list[FamilyMatch]:
+    """`matches` within the in-zone's networks (sources) and the out-zone's (destinations);
+    None: that zone lists none. A family the zone has no network of, or a side left empty,
+    drops out: the rule matches no packet of it. Negated sides become plain ones (within
+    the zone's networks, minus the rule's)."""
+    out = []
+    for fm in matches:
+        s_nets, s_neg = _within(fm.src, fm.src_negate, src, fm.family)
+        d_nets, d_neg = _within(fm.dst, fm.dst_negate, dst, fm.family)
+        if s_nets == () or d_nets == ():
+            continue
+        out.append(FamilyMatch(fm.family, s_nets, s_neg, d_nets, d_neg, fm.protos))
+    return out
+
+
+def _within(
+    nets: Nets | None, negate: bool, zone: dict[int, Nets] | None, family: int
+) -> tuple[Nets | None, bool]:
+    """One side of a match within a zone's networks: ((), _) when nothing is left."""
+    if zone is None:
+        return nets, negate
+    allowed = zone.get(family)
+    if not allowed:
+        return (), False  # the zone's networks are all of the other family
+    if allowed[0].plen == 0:
+        return nets, negate  # the whole family: no narrowing
+    if nets is None:
+        return allowed, False
+    return (N.subtract(allowed, nets) if negate else N.intersect(allowed, nets)), False
 
 
 def _proto_in_family(protocol: str | None, family: int) -> bool:

@@ -24,7 +24,19 @@ from datetime import datetime
 
 from . import values as V
 from .errors import FamilyMismatch, FieldError, PacketError
-from .ir import JUMP, LOG, REJECT, VERDICTS, AddrMatch, IpSet, Program, Rule, Table
+from .ir import (
+    JUMP,
+    LOG,
+    REJECT,
+    VERDICTS,
+    AddrMatch,
+    IpSet,
+    LookupSet,
+    Program,
+    Rule,
+    SetElement,
+    Table,
+)
 from .render_iptables import render_rule
 from .tracer_nat import LocalAddresses, NatStep, NatWalker
 
@@ -243,7 +255,31 @@ class Tracer:
             inside = addr in m.nets[0]
         return inside != m.negate
 
+    def element(self, lset: LookupSet, p: Packet) -> SetElement | None:
+        """The element of a set-compiled block's set that `p` matches (the kernel's
+        `--match-set` with the set's flags): it names the policy rule that decided. A
+        block's rules are disjoint, so every matching element names the same rule."""
+        fields: list = []
+        for dim in lset.dims:
+            if dim == "dport":
+                fields.append((p.protocol, p.dport))
+            else:
+                fields.append(int(p.source if dim == "src" else p.destination))
+        for elem in lset.elements:
+            for value, field_ in zip(elem.values, fields, strict=True):
+                if isinstance(field_, tuple):
+                    proto, port = field_
+                    if value.proto != proto or port is None or not value.lo <= port <= value.hi:
+                        break
+                elif not value.first <= field_ <= value.last:
+                    break
+            else:
+                return elem
+        return None
+
     def matches(self, r: Rule, p: Packet) -> bool:
+        if r.lookup is not None:
+            return p.family == r.lookup.family and self.element(r.lookup, p) is not None
         if r.src is not None and not self._in(r.src, p.source):
             return False
         if r.dst is not None and not self._in(r.dst, p.destination):
@@ -367,12 +403,20 @@ class Tracer:
                 continue
             rule = rules[index]
             if self.matches(rule, packet):
-                path.append(
-                    Step(chain, index + 1, render_rule(chain, rule, packet.family), rule.tag)
-                )
+                tag, rule_id = rule.tag, rule.rule_id
+                if rule.lookup is not None:  # a block's set: the element's own rule decided
+                    elem = self.element(rule.lookup, packet)
+                    assert elem is not None  # matches() found it
+                    tag, rule_id = elem.tag, elem.rule_id
+                path.append(Step(chain, index + 1, render_rule(chain, rule, packet.family), tag))
                 if rule.limit:
                     notes.append(
                         f"{rule.tag} is rate limited ({rule.limit}); assumed within the limit"
+                    )
+                if rule.per_source is not None:
+                    notes.append(
+                        f"{rule.tag} is rate limited per source ({rule.per_source[0].rate}); "
+                        "assumed within its source's limit"
                     )
                 if rule.target == JUMP:
                     assert rule.arg is not None  # a jump always names its chain
@@ -382,7 +426,7 @@ class Tracer:
                 if rule.target == LOG:
                     notes.append(f"logged with prefix {rule.arg!r}")
                 elif rule.target in VERDICTS:
-                    info = self.program.rules.get(rule.rule_id) if rule.rule_id else None
+                    info = self.program.rules.get(rule_id) if rule_id else None
                     reject_with = None
                     if rule.target == REJECT:
                         reject_with = rule.arg or V.REJECT_WITH_DEFAULT
@@ -391,8 +435,8 @@ class Tracer:
                         )
                     return TraceResult(
                         VERDICTS[rule.target],
-                        rule.tag,
-                        rule.rule_id,
+                        tag,
+                        rule_id,
                         info.ruleset if info else None,
                         info.position if info else None,
                         path,

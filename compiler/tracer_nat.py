@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import values as V
 from .document import parse_nat_target
 from .errors import FieldError, PacketError
-from .ir import DNAT, JUMP, MASQUERADE, SNAT, Program, Rule, Table
+from .ir import DNAT, JUMP, MASQUERADE, REDIRECT, SNAT, Program, Rule, Table
 from .render_iptables import render_rule
 
 if TYPE_CHECKING:  # tracer.py imports this module: the annotation only
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # tracer.py imports this module: the annotation only
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 RETURN = "RETURN"
 # what each NAT target rewrites
-_FIELD = {DNAT: "destination", SNAT: "source", MASQUERADE: "source"}
+_FIELD = {DNAT: "destination", SNAT: "source", MASQUERADE: "source", REDIRECT: "destination"}
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
@@ -114,6 +115,8 @@ def rewrite(rule: Rule, packet: Packet) -> tuple[Packet, str, list[str]]:
         port = f":{packet.sport}" if packet.sport is not None else ""
         notes.append(f"MASQUERADE: the source becomes {where} (not in the policy)")
         return packet, f"<{where}>{port}", notes
+    if rule.target == REDIRECT:
+        return _redirect(rule, packet, notes)
     assert rule.arg is not None  # DNAT and SNAT always name their target
     address, ports = parse_nat_target(rule.arg)
     if ports is not None and ports[0] != ports[1]:
@@ -128,6 +131,21 @@ def rewrite(rule: Rule, packet: Packet) -> tuple[Packet, str, list[str]]:
     sport = _new_port(ports, packet.sport)
     after = dataclasses.replace(packet, source=address, sport=sport)
     return after, endpoint(address, sport), notes
+
+
+def _redirect(rule: Rule, packet: Packet, notes: list[str]) -> tuple[Packet, str, list[str]]:
+    """REDIRECT: to the device itself, on the given port (or the packet's own)."""
+    ports = V.parse_port(rule.arg) if rule.arg else None
+    dport = _new_port(ports, packet.dport)
+    local = "127.0.0.1/::1" if packet.chain == "output" else "the incoming interface's address"
+    notes.append(
+        f"REDIRECT: delivered to the device itself ({local}; the trace keeps the destination "
+        f"address as given) on port {dport}"
+    )
+    chain = packet.chain if packet.chain == "output" else "input"
+    out_iface = None if chain == "input" else packet.out_interface
+    after = dataclasses.replace(packet, dport=dport, chain=chain, out_interface=out_iface)
+    return after, f"<the device>:{dport}", notes
 
 
 class NatWalker:

@@ -287,6 +287,9 @@ RAMPART_METRICS_AUDIT_VERIFY_SECONDS = env.int("RAMPART_METRICS_AUDIT_VERIFY_SEC
 # Rampart's own knobs.
 RAMPART = {
     "IPSET_THRESHOLD": env.int("RAMPART_IPSET_THRESHOLD", default=32),
+    # compile runs of rules into ipset lookups for devices whose agent reports the ipset
+    # types of its kernel (docs/compiler.md, "Set-compiled rule runs"); off: linear rules
+    "SET_COMPILE": env.bool("RAMPART_SET_COMPILE", default=True),
     "CONSOLE_KEY_FILE": env.str(
         "RAMPART_CONSOLE_KEY_FILE", default=str(VAR_DIR / "console-key.pem")
     ),
@@ -320,6 +323,10 @@ RAMPART = {
     "DEPLOY_STUCK_SECONDS": env.int("RAMPART_DEPLOY_STUCK_SECONDS", default=0),
     "DEPLOY_QUEUED_LOST_SECONDS": env.int("RAMPART_DEPLOY_QUEUED_LOST_SECONDS", default=0),
     "DEPLOY_MAX_REQUEUES": env.int("RAMPART_DEPLOY_MAX_REQUEUES", default=3),
+    # Fan-out (agents/services/batch_run.py): device deployments per `deploy_batch` task,
+    # and the pushes one task has on the wire at once (threads; 1: one after the other).
+    "DEPLOY_BATCH": env.int("RAMPART_DEPLOY_BATCH", default=25),
+    "DEPLOY_BATCH_THREADS": env.int("RAMPART_DEPLOY_BATCH_THREADS", default=8),
     "ENROLL_TOKEN_TTL": env.int("RAMPART_ENROLL_TOKEN_TTL", default=3600),
     # CIDRs the console reaches agents from; empty: what each agent saw (rules/console_sources.py)
     "CONSOLE_SOURCES": env.list("RAMPART_CONSOLE_SOURCES", default=[]),

@@ -207,6 +207,27 @@ class NameListField(serializers.ListField):
     def to_representation(self, data: list[str]) -> list[str]:
         return list(data)
 
+    def to_internal_value(self, data) -> list[str]:
+        """Plain non-blank strings in one pass (stripped, as the child CharField would); a
+        child field run per item costs ~15 µs: 1.5 s for a 100,000-member group. Anything
+        else goes through the child, which words the error per item."""
+        if isinstance(data, list) and all(type(item) is str for item in data):
+            stripped = [item.strip() for item in data]
+            if all(stripped) and (self.allow_empty or stripped):
+                joined = "".join(stripped)
+                try:
+                    joined.encode()  # surrogates do not encode
+                except UnicodeEncodeError:
+                    pass
+                else:
+                    if (
+                        "\x00" not in joined
+                        and (self.max_length is None or len(stripped) <= self.max_length)
+                        and (self.min_length is None or len(stripped) >= self.min_length)
+                    ):
+                        return stripped
+        return super().to_internal_value(data)
+
 
 class ServiceModelSerializer(serializers.ModelSerializer):
     """Parses the shape; the model (full_clean in the save service) validates the values.

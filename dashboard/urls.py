@@ -33,9 +33,11 @@ dashboard_patterns = [
     path("rulesets/new/", rulesets.ruleset_form, name="ruleset-new"),
     path("rulesets/<int:pk>/", rulesets.ruleset_detail, name="ruleset"),
     path("rulesets/<int:pk>/preview/", rulesets.ruleset_preview, name="ruleset-preview"),
+    path("rulesets/<int:pk>/unused/", rulesets.ruleset_unused, name="ruleset-unused"),
     path("rulesets/<int:pk>/settings/", rulesets.ruleset_form, name="ruleset-edit"),
     path("rulesets/<int:pk>/rules/new/", rule_edits.rule_form, name="rule-new"),
     path("rulesets/<int:pk>/rules/validate/", rule_edits.rule_validate, name="rule-validate-new"),
+    path("rulesets/<int:pk>/rules/analyse/", rule_edits.rule_analyse, name="rule-analyse-new"),
     path("rulesets/<int:pk>/rules/place/", rule_edits.rule_place, name="rule-place"),
     path("rulesets/<int:pk>/rules/bulk/", rule_edits.rules_bulk, name="rules-bulk"),
     path("rulesets/<int:pk>/rules/<int:rule_pk>/", rule_edits.rule_form, name="rule-edit"),
@@ -43,6 +45,11 @@ dashboard_patterns = [
         "rulesets/<int:pk>/rules/<int:rule_pk>/validate/",
         rule_edits.rule_validate,
         name="rule-validate",
+    ),
+    path(
+        "rulesets/<int:pk>/rules/<int:rule_pk>/analyse/",
+        rule_edits.rule_analyse,
+        name="rule-analyse",
     ),
     path(
         "rulesets/<int:pk>/rules/<int:rule_pk>/delete/", rule_edits.rule_delete, name="rule-delete"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rampart_agent.ruleset import BundleError, SetBlock, Table, parse_ipsets, parse_restore
-from rampart_contract.bundle_hash import BUNDLE_FIELDS, BUNDLE_FORMAT, bundle_hash
+from rampart_contract.bundle_hash import ACCEPTED_FORMATS, BUNDLE_FIELDS, bundle_hash
 
 
 @dataclass
@@ -28,15 +28,16 @@ class Bundle:
         if not isinstance(raw, dict):
             raise BundleError("bundle must be a JSON object")
         # a stored bundle (already checked when it came) may be of the previous format
-        formats = (BUNDLE_FORMAT,) if verify_hash else (1, BUNDLE_FORMAT)
+        formats = ACCEPTED_FORMATS if verify_hash else (1, *ACCEPTED_FORMATS)
         if raw.get("format") not in formats:
             raise BundleError(
-                f"unsupported bundle format {raw.get('format')!r} (expected {BUNDLE_FORMAT})"
+                f"unsupported bundle format {raw.get('format')!r} (expected one of "
+                f"{', '.join(map(str, ACCEPTED_FORMATS))})"
             )
         unknown = sorted(set(map(str, raw)) - BUNDLE_FIELDS)
         if unknown:
             raise BundleError(f"unknown bundle field {unknown[0]!r}")
-        for key in ("device", "iptables_v4", "iptables_v6", "ipsets"):
+        for key in ("device", "iptables_v4", "iptables_v6", "ipsets", "nft"):
             if not isinstance(raw.get(key, ""), str):
                 raise BundleError(f"bundle field {key} must be a string")
         for key in ("chains", "sets"):
@@ -45,7 +46,8 @@ class Bundle:
         digest = bundle_hash(raw) if verify_hash else str(raw.get("hash"))
         if verify_hash and raw.get("hash") != digest:
             raise BundleError("bundle hash does not match its content")
-        sets = parse_ipsets(raw.get("ipsets", ""))
+        check_nft_script(raw.get("nft") or "")
+        sets = parse_ipsets(raw.get("ipsets", ""), previous.sets if previous else None)
         meta = raw.get("sets") or {}
         entries = {name: block.entries for name, block in sets.items()}
         for name, block in sets.items():
@@ -68,12 +70,31 @@ class Bundle:
             set_entries=entries,
         )
 
+    @property
+    def nft(self) -> str | None:
+        """The `nft -f` script of the native nftables dataplane (None: not compiled for it)."""
+        return self.raw.get("nft") or None
+
     @classmethod
     def empty(cls) -> Bundle:
         return cls(raw={}, hash="", tables={"v4": {}, "v6": {}}, sets={})
 
     def chain_count(self) -> int:
         return sum(len(t.chains) for fam in self.tables.values() for t in fam.values())
+
+
+NFT_HEAD = ("table inet rampart", "delete table inet rampart", "table inet rampart {")
+
+
+def check_nft_script(text: str) -> None:
+    """The `nft` script may recreate Rampart's own table and nothing else: its only
+    top-level lines are the three of the delete-and-recreate idiom and the closing brace
+    (everything else is inside `table inet rampart`, which cannot reach other tables)."""
+    if not text:
+        return
+    top = [ln for ln in text.splitlines() if ln and not ln[0].isspace()]
+    if tuple(top[:3]) != NFT_HEAD or top[3:] != ["}"]:
+        raise BundleError("bundle field nft may only recreate table inet rampart")
 
 
 def bundle_json(raw: dict[str, Any]) -> bytes:

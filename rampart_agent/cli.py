@@ -6,6 +6,7 @@ User errors end with one readable line on stderr and a non-zero exit, never a tr
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -52,8 +53,10 @@ def _dataplane(args: argparse.Namespace, state: StateDir) -> Dataplane:
     kind = args.dataplane or os.environ.get("RAMPART_AGENT_DATAPLANE") or "iptables"
     if kind == "recording":
         return RecordingDataplane(path=state.path / "recording.json")
-    if kind not in ("iptables", "auto", "legacy", "nft"):
-        raise UserError(f"unknown dataplane {kind!r} (iptables, legacy, nft, recording)")
+    if kind not in ("iptables", "auto", "legacy", "nft", "nft-native"):
+        raise UserError(
+            f"unknown dataplane {kind!r} (iptables, legacy, nft, nft-native, recording)"
+        )
     return open_dataplane(kind)
 
 
@@ -298,6 +301,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     root = Path(args.state_root)
     engines = []
     manifest = []
+    hosts = [
+        str(ipaddress.IPv4Address(args.host) + i) if args.spread_hosts else args.host
+        for i in range(args.count)
+    ]
     for i in range(args.count):
         state = StateDir(root / f"agent-{i:05d}")
         key = state.ensure_identity(f"fleet-{i}")
@@ -312,19 +319,19 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         manifest.append(
             {
                 "name": f"fleet-{i}",
-                "address": args.host,
+                "address": hosts[i],
                 "public_key": protocol.public_key_b64(key),
                 "cert_fingerprint": state.cert_fingerprint(),
                 "state_dir": str(state.path),
             }
         )
-    servers = serve_fleet(engines, args.host, args.base_port)
+    servers = serve_fleet(engines, args.host, args.base_port, spread_hosts=args.spread_hosts)
     for entry, server in zip(manifest, servers, strict=True):
         entry["port"] = server.server_address[1]
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(
-        f"ready {args.count} agents on {args.host} ports {manifest[0]['port']}.."
+        f"ready {args.count} agents on {hosts[0]}..{hosts[-1]} ports {manifest[0]['port']}.."
         f"{manifest[-1]['port']} (manifest {root / 'manifest.json'})",
         flush=True,
     )
@@ -356,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--dataplane",
-            choices=["iptables", "legacy", "nft", "recording"],
-            help="default: iptables, backend detected (or RAMPART_AGENT_DATAPLANE)",
+            choices=["iptables", "legacy", "nft", "nft-native", "recording"],
+            help="default: iptables, backend detected (or RAMPART_AGENT_DATAPLANE); "
+            "nft-native: Rampart's own nftables table (bundles need their `nft` script)",
         )
         return p
 
@@ -425,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--base-port", type=int, default=20000)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--spread-hosts",
+        action="store_true",
+        help="agent i listens on HOST + i, every agent on --base-port (a fleet whose agents "
+        "share one port, as real hosts do: one compiled policy for all)",
+    )
     p.add_argument("--state-root", required=True)
     p.add_argument("--console-key", help="console public key (base64) written to every agent")
     p.add_argument("--console-key-file")

@@ -2,7 +2,9 @@
 
 The status sums the kernel's counters per uuid from the `rpt:<uuid>:<hash>` comments. A
 `log: true` rule is two kernel rules with one tag (LOG, then the verdict): only the
-verdict rule counts, so each packet counts once.
+verdict rule counts, so each packet counts once. A rule of a set-compiled block has no
+kernel rule of its own: its set elements carry its tag as their comment and count for it
+(set_elements.py), with the same resets when elements go.
 
 The kernel restarts a rule's counters from zero when the agent rewrites its chain, deletes
 it or edits it away; the hits counted before are gone from the kernel. Right before each
@@ -37,15 +39,19 @@ TAG_RE = re.compile(r"rpt:([^:\s\"']+):")
 Counts = dict[str, list[int]]  # rule uuid -> [packets, bytes]
 
 
-def rule_uuid(rule: LiveRule) -> str | None:
-    """The policy rule whose count this kernel rule holds (None: not counted)."""
-    comment = rule.comment
-    if not comment or not comment.startswith("rpt:") or rule.target == "LOG":
+def tag_uuid(comment: str | None) -> str | None:
+    """The policy rule a `rpt:<uuid>:<hash>` tag names (None: not a policy rule's)."""
+    if not comment or not comment.startswith("rpt:"):
         return None
     parts = comment.split(":")
     if len(parts) < 3 or parts[1] in NOT_RULES:
         return None
     return parts[1]
+
+
+def rule_uuid(rule: LiveRule) -> str | None:
+    """The policy rule whose count this kernel rule holds (None: not counted)."""
+    return None if rule.target == "LOG" else tag_uuid(rule.comment)
 
 
 def add_counts(rules: Iterable[LiveRule], into: Counts) -> None:
@@ -103,13 +109,11 @@ def lost_in_family(live: LiveFamily) -> Counts:
 
 
 def rule_uuids(bundle: Bundle) -> set[str]:
-    """The rule uuids a bundle's rules are tagged with (one regex pass over its text)."""
-    return {
-        uuid
-        for family in FAMILIES
-        for uuid in TAG_RE.findall(bundle.raw.get(f"iptables_{family}") or "")
-        if uuid not in NOT_RULES
-    }
+    """The rule uuids a bundle's rules are tagged with (one regex pass over each text): its
+    kernel rules', and its set elements' (a rule of a set-compiled block is only there)."""
+    texts = [bundle.raw.get(f"iptables_{family}") or "" for family in FAMILIES]
+    texts.append(bundle.raw.get("ipsets") or "")
+    return {uuid for text in texts for uuid in TAG_RE.findall(text) if uuid not in NOT_RULES}
 
 
 def merge(into: Counts, more: Counts) -> None:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from rampart_agent.bundle import Bundle
 from rampart_agent.counters import Counts, add_counts
 from rampart_agent.dataplane import Dataplane, LiveFamily
+from rampart_agent.dataplane.base import LiveSet
 from rampart_agent.ruleset import LiveJump, _target, rule_comment
+from rampart_agent.set_elements import add_set_counts, lookup_names, set_drift
 from rampart_agent.state import StateDir
 from rampart_agent.transition import KERNEL_ERRORS
 from rampart_contract.naming import CHAIN_PREFIX, FAMILIES
@@ -154,7 +156,11 @@ def kernel_matches(dp: Dataplane, bundle: Bundle) -> bool:
             ):
                 return False
         sets = dp.ipset_list()
-        return all(sets.get(n) == bundle.set_entries.get(n) for n in bundle.sets)
+        if not all(sets.get(n) == bundle.set_entries.get(n) for n in bundle.sets):
+            return False
+        lookups = lookup_names(bundle.sets)  # same sizes; the same elements too?
+        live = dp.read_sets(lookups) if lookups else {}
+        return not any(set_drift(bundle.sets[n], live[n]) for n in lookups if n in live)
     except KERNEL_ERRORS as exc:
         log.warning("could not read the kernel state: %s", exc)
         return False
@@ -170,6 +176,7 @@ class KernelView:
     texts: list[str] = field(default_factory=list)  # our rules as the kernel renders them
     sets: dict[str, int] = field(default_factory=dict)
     foreign: list[ForeignRule] = field(default_factory=list)
+    elements: dict[str, LiveSet] = field(default_factory=dict)  # lookup sets, read
 
 
 def read_kernel(dp: Dataplane, bundle: Bundle) -> KernelView:
@@ -192,6 +199,15 @@ def read_kernel(dp: Dataplane, bundle: Bundle) -> KernelView:
             c["packets"] += p
             c["bytes"] += b
     view.sets = dp.ipset_list()
+    # set-compiled blocks: each element counts for the rule its comment names
+    lookups = [n for n in lookup_names(bundle.sets) if n in view.sets]
+    view.elements = dp.read_sets(lookups) if lookups else {}
+    by_elements: Counts = {}
+    add_set_counts(view.elements.values(), by_elements)
+    for uuid, (p, b) in by_elements.items():
+        c = view.counters.setdefault(uuid, {"packets": 0, "bytes": 0})
+        c["packets"] += p
+        c["bytes"] += b
     return view
 
 
@@ -206,6 +222,14 @@ def drift_diff(view: KernelView, bundle: Bundle, keep: set[str]) -> str:
         if n in bundle.sets or (n not in keep and not n.startswith("rpt-tmp-"))
     ]
     lines = list(difflib.unified_diff(want, have, "applied", "live", lineterm=""))
+    elements = [
+        line
+        for name in lookup_names(bundle.sets)
+        if name in view.elements
+        for line in set_drift(bundle.sets[name], view.elements[name])
+    ]
+    if elements:  # an element added or removed by hand, named with its rule
+        lines = (lines or ["--- applied", "+++ live"]) + ["# set elements:", *elements]
     behind = drift_rules(view, lines)
     if behind:
         lines += ["", "# kernel rules behind the drift:"] + [r.line() for r in behind]

@@ -39,6 +39,7 @@ from rampart_agent.protocol import XTABLES_WAIT_SECONDS
 from rampart_agent.report import AGENT_VERSION, StatusReport
 from rampart_agent.ruleset import BundleError
 from rampart_agent.runner import Clock
+from rampart_agent.set_elements import rollback_sets
 from rampart_agent.state import (
     CONFIRMED_FILE,
     JOURNAL_FILE,
@@ -327,7 +328,12 @@ class Engine(StatusReport):
                     "confirm_deadline": None,
                 }
             waited, reset = self._do(
-                old, bundle, record, full=full, keep_sets=set(base.sets), repair_to=repair_to
+                old,
+                bundle,
+                record,
+                full=full,
+                keep_sets=rollback_sets(base.sets),
+                repair_to=repair_to,
             )
             self._applied_mono = self.clock.monotonic()
             self._check_other_backend()  # after the new policy is in: see start()
@@ -456,13 +462,14 @@ class Engine(StatusReport):
             deadline=None,
         )
         self._background.cancel()
-        # the target's sets were kept while the new bundle was pending: they are there
+        # the target's address sets were kept while the new bundle was pending: they are
+        # there (its lookup sets were not: those the pending bundle dropped are re-created)
         self._do(
             old or Bundle.empty(),
             target,
             record,
             full=old is None,
-            keep_sets=set(target.sets),
+            keep_sets=rollback_sets(target.sets),
             repair_to=target,
         )
         if live.get("hash") != target.hash or not live.get("confirmed"):

@@ -7,6 +7,7 @@ run in one process (`serve_fleet`) for the console's fleet benchmark.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import logging
 import socketserver
@@ -273,14 +274,19 @@ def make_server(
 
 
 def serve_fleet(
-    engines: list[tuple[Engine, StateDir]], host: str, base_port: int
+    engines: list[tuple[Engine, StateDir]], host: str, base_port: int, *, spread_hosts: bool = False
 ) -> list[AgentHTTPServer]:
     """Start one HTTPS server per engine on consecutive ports (any free port if base_port
-    is 0), each in a thread; small thread stacks so 1,000 agents fit in one process."""
+    is 0), or with `spread_hosts` on consecutive addresses from `host` and one port, each
+    in a thread; small thread stacks so 1,000 agents fit in one process."""
     threading.stack_size(512 * 1024)
     servers = []
     for i, (engine, state) in enumerate(engines):
-        server = AgentHTTPServer((host, base_port + i if base_port else 0), engine, state)
+        if spread_hosts:
+            address = (str(ipaddress.IPv4Address(host) + i), base_port)
+        else:
+            address = (host, base_port + i if base_port else 0)
+        server = AgentHTTPServer(address, engine, state)
         threading.Thread(target=server.serve_forever, name=f"agent-{i}", daemon=True).start()
         servers.append(server)
     return servers

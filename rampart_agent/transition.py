@@ -1,6 +1,10 @@
 """The kernel transition: make the kernel hold one bundle, assuming it holds another
 (`journalled`: under the apply journal, repaired on failure).
 
+On the native nftables dataplane (`dp.loads_script`) the whole change is one `nft -f`:
+of the bundle's script, or of its set element changes alone when nothing else changed
+(`_load_script`); everything below is the iptables path.
+
 Order: sets that are missing are created (named by content, created empty, filled while
 the rule payloads are parsed), then one `iptables-restore --noflush` per family (one
 transaction per table), then sets nobody references any more are destroyed (the previous
@@ -36,6 +40,7 @@ from rampart_agent.ruleset import (
     plan_table,
 )
 from rampart_agent.runner import CommandError
+from rampart_agent.set_elements import is_lookup, plan_elements
 from rampart_agent.state import JOURNAL_FILE, StateDir
 from rampart_contract.naming import FAMILIES
 
@@ -122,6 +127,9 @@ def transition(
     replaced, read right before it (see counters.py).
     """
     once = _Once(before_kernel)
+    if dp.loads_script:
+        _load_script(dp, old, new, full=full, before_kernel=once, lost=lost)
+        return
     if not full:
         try:
             _transition_once(
@@ -131,6 +139,44 @@ def transition(
         except DataplaneError as exc:
             log.warning("incremental apply failed (%s); retrying as a full rewrite", exc)
     _transition_once(dp, old, new, full=True, keep_sets=keep_sets, before_kernel=once, lost=lost)
+
+
+def _load_script(
+    dp: Dataplane,
+    old: Bundle,
+    new: Bundle,
+    *,
+    full: bool,
+    before_kernel: Callable[[], None],
+    lost: Counts | None,
+) -> None:
+    """The native nftables path: a change of set elements alone is one element
+    transaction (`update_elements`); anything else, one transaction replacing the whole
+    table (old or new, never a mix), where every counter restarts, so all of them are read
+    first (`lost`)."""
+    if new.hash and new.nft is None:
+        raise DataplaneError(
+            f"bundle {new.hash[:12]} has no nft script: the console compiles one for "
+            "agents on the nft-native dataplane"
+        )
+    if not full and old.nft and new.nft:
+        taken: Counts = {}
+        try:
+            if dp.update_elements(old.nft, new.nft, before_kernel, taken):
+                if lost is not None:
+                    merge(lost, taken)
+                return
+        except DataplaneError as exc:  # the kernel did not hold `old`: reload the table
+            log.warning("element update failed (%s); reloading the table", exc)
+    taken = {}
+    if lost is not None:
+        for family in FAMILIES:
+            merge(taken, lost_in_family(dp.read(family)))
+        merge(taken, dp.element_counts())
+    before_kernel()
+    dp.load_script(new.nft)
+    if lost is not None:
+        merge(lost, taken)
 
 
 def _transition_once(
@@ -144,17 +190,24 @@ def _transition_once(
     lost: Counts | None,
 ) -> None:
     existing, added, refills = _plan_sets(dp, old, new, full=full, keep_sets=keep_sets)
+    # set-compiled blocks: element adds/deletes in sets that stay (set_elements.py)
+    elements = plan_elements(dp, old.sets, new.sets, existing, full=full)
+    refills += [ipset_refill_payload(block) for block in elements.refills]
     creates = [ipset_create_line(block) + "\n" for block in added]
     payloads = []
     for family in FAMILIES:
         taken: Counts | None = {} if lost is not None else None
         if text := plan_family(dp, family, old, new, full=full, lost=taken):
             payloads.append((family, text, taken))
-    if creates or refills:
+    if creates or refills or elements.updates:
         before_kernel()
         # A set must exist when iptables-restore parses a rule naming it, so the new
         # sets are created (empty) first; they are filled while the rules are parsed.
-        dp.ipset_restore("".join(refills + creates))
+        # Element changes go in the same batch: a one-rule change inside a block is
+        # this batch alone, no table is written.
+        dp.ipset_restore("".join(refills + creates) + elements.updates)
+        if lost is not None:
+            merge(lost, elements.lost)
     filling = [
         dp.begin_ipset_restore(fill)
         for fill in ipset_fill_payloads(added, min(os.cpu_count() or 1, 4))
@@ -211,7 +264,7 @@ def _plan_sets(
     for name, block in new.sets.items():
         if name not in existing:
             added.append(block)
-        elif full and existing[name] != block.entries:
+        elif full and existing[name] != block.entries and not is_lookup(block.create):
             refills.append(ipset_refill_payload(block))
     return existing, added, refills
 

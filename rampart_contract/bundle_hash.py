@@ -13,7 +13,11 @@ from typing import Any
 
 from .canonical import canonical_json
 
-BUNDLE_FORMAT = 2  # the format agents accept; stored bundles of format 1 still load
+BUNDLE_FORMAT = 2  # the format of a bundle without set lookups; stored format 1 still loads
+# a bundle with set-compiled blocks (sets with counters and per-element comments, see
+# docs/bundle-format.md): an agent that predates them refuses it rather than half-applying
+SETS_BUNDLE_FORMAT = 3
+ACCEPTED_FORMATS = (BUNDLE_FORMAT, SETS_BUNDLE_FORMAT)  # what agents take from the console
 # The fields a bundle has (docs/bundle-format.md): those covered by its hash, in this order,
 # plus `hash` and the console's own rule index `rules`, which the hash does not cover.
 HASHED_BUNDLE_FIELDS = (
@@ -25,7 +29,10 @@ HASHED_BUNDLE_FIELDS = (
     "chains",
     "sets",
 )
-BUNDLE_FIELDS = frozenset((*HASHED_BUNDLE_FIELDS, "hash", "rules"))
+# Hashed after those, and only when present, so a bundle without them hashes as before:
+# `nft`, the `nft -f` script for agents on the native nftables dataplane.
+OPTIONAL_HASHED_BUNDLE_FIELDS = ("nft",)
+BUNDLE_FIELDS = frozenset((*HASHED_BUNDLE_FIELDS, *OPTIONAL_HASHED_BUNDLE_FIELDS, "hash", "rules"))
 
 
 def bundle_hash(bundle: Mapping[str, Any]) -> str:
@@ -39,7 +46,8 @@ def bundle_hash(bundle: Mapping[str, Any]) -> str:
     lets the agent check a 10k-rule bundle in ~1 ms instead of ~4 ms.
     """
     digest = hashlib.sha256()
-    for key in HASHED_BUNDLE_FIELDS:
+    optional = [key for key in OPTIONAL_HASHED_BUNDLE_FIELDS if key in bundle]
+    for key in (*HASHED_BUNDLE_FIELDS, *optional):
         value = bundle.get(key)
         if isinstance(value, str):
             kind, data = b"s", value.encode()

@@ -27,6 +27,7 @@ class NatType(models.TextChoices):
     SNAT = "snat", "SNAT"
     DNAT = "dnat", "DNAT"
     MASQUERADE = "masquerade", "masquerade"
+    REDIRECT = "redirect", "redirect"
 
 
 class NatChain(models.TextChoices):
@@ -39,6 +40,7 @@ NAT_CHAINS = {
     "dnat": ("prerouting", "output"),
     "snat": ("postrouting",),
     "masquerade": ("postrouting",),
+    "redirect": ("prerouting", "output"),
 }
 
 

@@ -20,6 +20,7 @@ RULE_TEXT_FIELDS = (
     "rate_limit",
     "comment",
     "reject_with",
+    "rate_limit_per_source",
 )
 RULE_FLAGS = ("sources_negate", "destinations_negate", "log")
 RULE_COLUMNS = (

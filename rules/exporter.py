@@ -23,7 +23,7 @@ FORMATS = ("yaml", "json")
 # Key order of each kind of entry, as POLICY-FORMAT.md lists them; unknown keys go last.
 _ORDER: dict[str, tuple[str, ...]] = {
     "document": keys.DOCUMENT,
-    "zones": ("name", "interfaces", "description"),
+    "zones": ("name", "interfaces", "networks", "description"),
     "addresses": ("name", "value", "description"),
     "address_groups": ("name", "members", "description"),
     "services": ("name", "protocol", "ports", "source_ports", "icmp_type", "description"),

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Func, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from compiler import values
 from rules.choices import Side
 from rules.document_form import RULE_COLUMNS, nat_dict, rule_dict
+from rules.member_sets import member_set_refs, stored_member_keys
 from rules.models import (
     AddressGroup,
     AddressGroupMember,
@@ -112,15 +113,20 @@ def device_group_dict(group) -> dict:
     return d
 
 
-def member_refs(model: type, group_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+def member_refs(
+    model: type, group_ids: Iterable[int] | None = None, *, skip: Iterable[int] = ()
+) -> dict[int, list[str]]:
     """Group id → its members by name, in order, from plain rows (model instances cost
     ~10 µs a member: a second for a 100,000-member group). Names come from two small
-    lookups rather than a join per member row."""
+    lookups rather than a join per member row. Groups in `skip` are not read."""
     is_address = model is AddressGroupMember
     target = "address_id" if is_address else "service_id"
     qs = model.objects.order_by("group_id", "index", "id")
     if group_ids is not None:
         qs = qs.filter(group_id__in=list(group_ids))
+    skip = list(skip)
+    if skip:
+        qs = qs.exclude(group_id__in=skip)
     linked = qs.exclude(**{f"{target}__isnull": True}).values(target)
     nested = qs.exclude(subgroup_id__isnull=True).values("subgroup_id")
     objects = (AddressObject if is_address else Service).objects
@@ -166,12 +172,68 @@ def member_of_row(row: tuple) -> tuple[str, str]:
     return literal[0], "literal"
 
 
+def _row_count(member_model: type) -> Subquery:
+    """A group's member row count, counted on its index (correlated: no GROUP BY)."""
+    return Subquery(
+        member_model.objects.filter(group_id=OuterRef("pk"))
+        .order_by()
+        .annotate(n=Func(template="COUNT(*)", output_field=IntegerField()))
+        .values("n")[:1],
+        output_field=IntegerField(),
+    )
+
+
+def _kept_members(
+    group_model: type, member_model: type, chosen: list[dict]
+) -> dict[int, list[str]]:
+    """Members by name of the chosen groups whose member set (kept by
+    rules.services.group_members) matches their rows: one row each, not one per member."""
+    keyed = {}
+    for g in chosen:
+        keys = stored_member_keys(g["member_set"], g["rows"])
+        if keys is not None:
+            keyed[g["id"]] = (keys, member_set_refs(g["member_set"]))
+    refs = set().union(*(r for _, r in keyed.values()))
+    objects = (AddressObject if member_model is AddressGroupMember else Service).objects
+    names = {
+        ("o", pk): name
+        for pk, name in objects.filter(pk__in=[v for t, v in refs if t == "o"]).values_list(
+            "pk", "name"
+        )
+    } | {
+        ("g", pk): name
+        for pk, name in group_model.objects.filter(
+            pk__in=[v for t, v in refs if t == "g"]
+        ).values_list("pk", "name")
+    }
+    if refs - names.keys():  # a member that is gone: read that group's rows instead
+        return {}
+    return {
+        gid: [k if type(k) is str else names[k] for k in keys] if own else list(keys)
+        for gid, (keys, own) in keyed.items()
+    }
+
+
+def group_member_names(group) -> list[str]:
+    """One group's members by name, in order (from its member set when it has one)."""
+    if isinstance(group, AddressGroup):
+        found = _group_dicts(AddressGroup, AddressGroupMember, {group.pk})
+    else:
+        found = _group_dicts(ServiceGroup, ServiceGroupMember, {group.pk})
+    return found[0]["members"] if found else []
+
+
 def _group_dicts(group_model: type, member_model: type, group_ids: set[int] | None) -> list[dict]:
     groups = group_model.objects.order_by("name")
     if group_ids is not None:
         groups = groups.filter(pk__in=group_ids)
-    chosen = list(groups.values("id", "name", "description"))
-    members = member_refs(member_model, group_ids)
+    chosen = list(
+        groups.annotate(rows=_row_count(member_model)).values(
+            "id", "name", "description", "member_set", "rows"
+        )
+    )
+    members = _kept_members(group_model, member_model, chosen)
+    members |= member_refs(member_model, group_ids, skip=members)
     out = []
     for g in chosen:
         d = {"name": g["name"], "members": members.get(g["id"], [])}
@@ -195,6 +257,7 @@ class _Wanted:
             frontier = (
                 set(
                     member_model.objects.filter(group_id__in=frontier, subgroup__isnull=False)
+                    .order_by()  # DISTINCT on the subgroup alone, not on the row order
                     .values_list("subgroup_id", flat=True)
                     .distinct()
                 )
@@ -296,7 +359,10 @@ def _referenced_zones(rulesets: list[dict]) -> set[str]:
 
 
 def zone_dict(zone: Zone) -> dict:
-    return _described({"name": zone.name, "interfaces": list(zone.interfaces)}, zone)
+    d: dict = {"name": zone.name, "interfaces": list(zone.interfaces)}
+    if zone.networks:
+        d["networks"] = list(zone.networks)
+    return _described(d, zone)
 
 
 def _service_dict(service: Service) -> dict:

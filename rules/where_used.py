@@ -1,7 +1,7 @@
 """Where an object is used, transitively: the groups that contain it (nested), the rules and
-NAT rules that name it or any of those groups, the rule sets of those rules, and the devices
-and device groups that apply those rule sets, each with the path that leads there
-("group web → rule edge#3 → rule set edge → device web-1").
+NAT rules that name it or any of those groups (or the zone), the rule sets of those rules,
+and the devices and device groups that apply those rule sets, each with the path that leads
+there ("group web → rule edge#3 → rule set edge → device web-1").
 
 One reading for the API, the dashboard and delete refusals, so they never disagree; a few
 queries per object whatever the policy's size (group edges are walked in memory).
@@ -26,12 +26,14 @@ from rules.models import (
     DeviceMembership,
     DeviceRuleSet,
     NatRule,
+    Rule,
     RuleAddress,
     RuleService,
     RuleSet,
     Service,
     ServiceGroup,
     ServiceGroupMember,
+    Zone,
 )
 
 Path = tuple[str, ...]
@@ -192,13 +194,26 @@ def _object_uses(obj: Model, uses: dict, rulesets: dict[int, Path]) -> None:
         _address_name_uses(by_name, uses, rulesets)
 
 
+def _zone_uses(zone: Zone, uses: dict, rulesets: dict[int, Path]) -> None:
+    """Rules and NAT rules naming the zone on either side (they hold it by name)."""
+    named = Q(in_zone=zone.name) | Q(out_zone=zone.name)
+    for model, kind in ((Rule, "rule"), (NatRule, "NAT rule")):
+        rows = model.objects.filter(named).select_related("ruleset")
+        for row in rows.order_by("ruleset__name", "position"):
+            label = f"{kind} {row.ruleset.name}#{row.position}"
+            _collect(uses, Use(kind, row.pk, label, (label,), str(row.uuid)))
+            _reach(rulesets, row.ruleset_id, (label, f"rule set {row.ruleset.name}"))
+
+
 def where_used(obj: Model) -> list[Use]:
-    """Every user of an address, service, either kind of group, rule set or device group,
-    transitively, nearest kinds first (see the module docstring)."""
+    """Every user of an address, service, either kind of group, zone, rule set or device
+    group, transitively, nearest kinds first (see the module docstring)."""
     uses: dict[tuple[str, int], Use] = {}
     rulesets: dict[int, Path] = {}
     if isinstance(obj, (AddressObject, AddressGroup, Service, ServiceGroup)):
         _object_uses(obj, uses, rulesets)
+    elif isinstance(obj, Zone):
+        _zone_uses(obj, uses, rulesets)
     elif isinstance(obj, RuleSet):
         rulesets[obj.pk] = ()
     elif isinstance(obj, DeviceGroup):
@@ -234,7 +249,7 @@ def in_use_message(obj: Model, uses: list[Use], shown: int = 20, examples: int =
 class Unused:
     """An object nothing uses, even through groups, and why it counts as unused."""
 
-    kind: str  # address, address group, service, service group, rule set
+    kind: str  # address, address group, service, service group, zone, rule set
     pk: int
     name: str
     reason: str
@@ -316,10 +331,22 @@ def _unused_rulesets() -> list[Unused]:
     ]
 
 
+def _unused_zones() -> list[Unused]:
+    used: set[str] = set()
+    for model in (Rule, NatRule):
+        for in_zone, out_zone in model.objects.values_list("in_zone", "out_zone"):
+            used.update(z for z in (in_zone, out_zone) if z)
+    return [
+        Unused("zone", pk, name, "no rule or NAT rule names it")
+        for pk, name in Zone.objects.order_by("name").values_list("pk", "name")
+        if name not in used
+    ]
+
+
 def unused_objects() -> list[Unused]:
-    """Every address, service, group and rule set that nothing uses, transitively: an address
-    only in groups nothing uses is unused too; a rule set counts as used once it reaches a
-    device (directly or through a device group that has devices)."""
+    """Every address, service, group, zone and rule set that nothing uses, transitively: an
+    address only in groups nothing uses is unused too; a rule set counts as used once it
+    reaches a device (directly or through a device group that has devices)."""
     named: set[str] = set()
     for sources, destinations in NatRule.objects.values_list("sources", "destinations"):
         named.update(n for n in (*(sources or ()), *(destinations or ())) if isinstance(n, str))
@@ -338,5 +365,14 @@ def unused_objects() -> list[Unused]:
             "service",
             set(),
         )
+        + _unused_zones()
         + _unused_rulesets()
     )
+
+
+def unused_for_ruleset(ruleset: RuleSet) -> list[Unused]:
+    """What the rule set analysis lists besides its rules' findings: the objects (addresses,
+    services, their groups, zones) nothing uses, fleet-wide and transitively (cleanup
+    candidates an admin tidying rules wants next to them), and this rule set itself when no
+    device applies it; other rule sets are not this analysis's business."""
+    return [u for u in unused_objects() if u.kind != "rule set" or u.pk == ruleset.pk]

@@ -20,9 +20,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.device_policy import DevicePolicy, NothingDeployed, Target, device_policy
-from compiler import CompilerError, Packet, analyse_device
+from compiler import CompilerError, Packet, PacketError, analyse_device
 from compiler.diff import chain_diff, unified_diff
 from compiler.tracer_nat import parse_local_addresses
+from compiler.tracer_zones import trace_zones
 from core.accounts.permissions import CanView
 from core.api import validation_detail
 from rules.models import Device
@@ -39,6 +40,7 @@ TRACE_PARAMS = (
     "out_interface",
     "state",
 )
+ZONE_PARAMS = ("in_zone", "out_zone")  # instead of in_/out_interface: compiler.tracer_zones
 _TARGETS = [Target.DEPLOYED, Target.CANDIDATE, Target.WORKING_COPY]
 
 
@@ -149,6 +151,16 @@ def _field_errors(exc: ValueError, errors: dict[str, list[str]]) -> None:
     parameters=[
         target_parameter(Target.DEPLOYED),
         *(OpenApiParameter(name, OpenApiTypes.STR) for name in TRACE_PARAMS),
+        *(
+            OpenApiParameter(
+                name,
+                OpenApiTypes.STR,
+                description=f"a zone instead of {name.replace('zone', 'interface')}: one "
+                "trace per interface of the zone (a wildcard by one name it matches) under "
+                "`traces`, `verdict` their common one or `mixed`",
+            )
+            for name in ZONE_PARAMS
+        ),
         OpenApiParameter(
             "local_addresses",
             OpenApiTypes.STR,
@@ -169,7 +181,7 @@ class DeviceTraceView(APIView):
 
     def get(self, request, pk):
         device = get_object_or_404(Device, pk=pk)
-        allowed = {*TRACE_PARAMS, "format", "target", "local_addresses"}
+        allowed = {*TRACE_PARAMS, *ZONE_PARAMS, "format", "target", "local_addresses"}
         unknown = sorted(set(request.query_params) - allowed)
         errors: dict[str, list[str]] = {k: ["unknown parameter"] for k in unknown}
         local: tuple[str, ...] = ()
@@ -183,14 +195,25 @@ class DeviceTraceView(APIView):
             _field_errors(exc, errors)
         if errors:
             return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        by_zone = {
+            k: request.query_params.get(k) for k in ZONE_PARAMS if request.query_params.get(k)
+        }
         try:
             policy = policy_for(request, device, Target.DEPLOYED)
-            result = policy.tracer(local).trace(packet)
+            tracer = policy.tracer(local)
+            if by_zone:
+                params = {k: request.query_params.get(k) for k in TRACE_PARAMS}
+                body = trace_zones(tracer, {**params, **by_zone}, tracer.program.zones)
+            else:
+                body = tracer.trace(packet).to_dict()
         except PolicyRefused as exc:
             return exc.response
+        except PacketError as exc:
+            _field_errors(exc, errors)
+            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         except CompilerError as exc:
             return uncompilable(exc)
-        return Response({"device": device.name, **policy.describe(), **result.to_dict()})
+        return Response({"device": device.name, **policy.describe(), **body})
 
 
 @extend_schema(

@@ -13,6 +13,7 @@ from agents import filtersets
 from core.accounts.permissions import CanEdit
 from rules.api.base import PolicyModelViewSet
 from rules.api.device_change_serializers import PendingDeviceChangeSerializer
+from rules.api.where_used_views import WhereUsedMixin
 from rules.models import Device, DeviceChangeStatus, DeviceGroup, PendingDeviceChange
 
 from . import serializers
@@ -74,7 +75,7 @@ class DeviceViewSet(HoldingViewSet):
         return super().partial_update(request, *args, **kwargs)
 
 
-class DeviceGroupViewSet(HoldingViewSet):
+class DeviceGroupViewSet(WhereUsedMixin, HoldingViewSet):
     """Device groups. A change of a group's rule sets that affects a device under approval
     answers 202 with the pending change."""
 

@@ -6,6 +6,7 @@
 - `transitions`: the one function that moves a device deployment to a new state, audited.
 - `lease`: at most one push per device on the wire.
 - `device_run`: one device's part of a deployment: compile → push → confirm.
+- `batch_run`: several of those in one task, pushed concurrently (the fan-out).
 - `sweeper`: fail in-flight runs whose worker was lost; send lost queued tasks again.
 - `expiry`: redeploy the devices a rule's expiry has made out of date (audited).
 - `poll_schedule`: when each device is polled (spread, batched, rate-bounded).
@@ -20,6 +21,7 @@ tasks are sent through agents/enqueue.py, which never imports the tasks, so the 
 graph runs one way: tasks → services → enqueue.
 """
 
+from agents.services.batch_run import device_deployment_batch
 from agents.services.counters import counter_reset_ingest, counters_ingest
 from agents.services.deployments import deploy_create, plan_waves
 from agents.services.device_run import (
@@ -53,6 +55,7 @@ __all__ = [
     "deployment_cancel",
     "deployment_refresh",
     "deployment_resume",
+    "device_deployment_batch",
     "device_deployment_fail",
     "device_deployment_run",
     "drift_repair",

@@ -13,10 +13,13 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import DateTimeField, Max, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -37,6 +40,7 @@ from agents.services.lease import lease_acquire, lease_release
 from agents.services.rollout import deployment_refresh
 from agents.services.transitions import S, move, now_iso
 from compiler import CompilerError
+from core.audit.services import deferred
 from rules.models import Device
 
 # An apply unanswered after this long: ask the agent (status, fresh connection) what it is
@@ -52,9 +56,10 @@ class DeviceBusy(RetryLater):
     """Another push holds the device's lease."""
 
 
-def _next_version(dd: DeviceDeployment, at_least: int = 0) -> int:
-    """A bundle version greater than anything this device has seen from us or reported."""
-    device = Device.objects.get(pk=dd.device_id)
+def _next_version(dd: DeviceDeployment, at_least: int = 0, *, fresh: bool = False) -> int:
+    """A bundle version greater than anything this device has seen from us or reported
+    (`fresh`: `dd.device` was just read, under the device's lease)."""
+    device = dd.device if fresh else Device.objects.get(pk=dd.device_id)
     highest = (
         DeviceDeployment.objects.filter(device_id=dd.device_id).aggregate(v=Max("version"))["v"]
         or 0
@@ -62,33 +67,54 @@ def _next_version(dd: DeviceDeployment, at_least: int = 0) -> int:
     return max(highest, device.applied_version, at_least) + 1
 
 
+def _load(device_deployment_id: int) -> DeviceDeployment:
+    return (
+        DeviceDeployment.objects.select_related("device", "deployment")
+        .defer("deployment__document")
+        .get(pk=device_deployment_id)
+    )
+
+
 def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = False) -> str:
     """Compile, check, push and confirm one device's bundle; returns the state reached.
 
     Raises RetryLater when the attempt should be repeated; on `final_attempt` a
     retryable failure is recorded as `failed` instead.
+
+    Three commits on the way of a push that goes well (the claim and the lease; compiling
+    and pushing; applied, confirmed, the device's new bundle and the lease given back),
+    each state still audited, and no read of the policy document: it is parsed once per
+    process and devices with the same policy share one compile (agents/device_policy.py).
     """
-    dd = (
-        DeviceDeployment.objects.select_related("device", "deployment")
-        .defer("deployment__document")
-        .get(pk=device_deployment_id)
-    )
-    if dd.state in TERMINAL_STATES:
-        return dd.state
-    _claim(dd)
-    if not lease_acquire(dd):
-        raise DeviceBusy(f"another push to {dd.device.name} is in flight")
+    with transaction.atomic():  # claim, lease and the next version: one commit
+        # the state and the device first (no row built): a finished one is left at once
+        state, device_id = DeviceDeployment.objects.values_list("state", "device_id").get(
+            pk=device_deployment_id
+        )
+        if state in TERMINAL_STATES:
+            return state
+        claim = DeviceDeployment(pk=device_deployment_id, device_id=device_id)
+        _claim(claim)
+        leased = lease_acquire(claim)
+        if leased:  # read under the lease: a duplicate delivery may have finished it
+            dd = _load(device_deployment_id)
+            planned = None if dd.version else _next_version(dd, fresh=True)
+    if not leased:
+        name = Device.objects.values_list("name", flat=True).get(pk=device_id)
+        raise DeviceBusy(f"another push to {name} is in flight")
+    state = ""
     try:
-        dd.refresh_from_db()
         if dd.state in TERMINAL_STATES:  # finished by a duplicate delivery meanwhile
             return dd.state
         dd.attempts += 1
         max_attempts = settings.RAMPART.get("DEPLOY_MAX_ATTEMPTS", 5)
-        state = _run_locked(dd, final_attempt=final_attempt or dd.attempts >= max_attempts)
+        state = _run_locked(dd, planned, final_attempt=final_attempt or dd.attempts >= max_attempts)
     finally:
-        lease_release(dd)
+        if state not in _RELEASED:  # those gave the lease back with their last write
+            lease_release(dd)
     if state in TERMINAL_STATES:
-        deployment_refresh(deployment_id=dd.deployment_id)
+        with transaction.atomic():  # its reads in one transaction
+            deployment_refresh(deployment_id=dd.deployment_id)
     return state
 
 
@@ -111,16 +137,18 @@ def device_deployment_fail(*, device_deployment_id: int, reason: str) -> None:
         deployment_refresh(deployment_id=dd.deployment_id)
 
 
-def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
+def _run_locked(dd: DeviceDeployment, planned: int | None, *, final_attempt: bool) -> str:
     try:
-        move(dd, S.COMPILING, f"attempt {dd.attempts}")
-        bundle = _compile(dd)
+        started = timezone.now()
+        bundle = _compile(dd, started)
         if bundle is None:
             return dd.state
         if not dd.version:
-            dd.version = _next_version(dd)
+            dd.version = planned or _next_version(dd)
         client = AgentClient.for_device(dd.device)
-        move(dd, S.PUSHING, f"version {dd.version}")
+        with deferred():  # both steps and their audit entries: one commit
+            move(dd, S.COMPILING, f"attempt {dd.attempts}", at=started)
+            move(dd, S.PUSHING, f"version {dd.version}")
         answer = _push(dd, client, bundle)
         if answer is None:
             return dd.state
@@ -137,33 +165,43 @@ def _run_locked(dd: DeviceDeployment, *, final_attempt: bool) -> str:
         return dd.state
 
 
-def _compile(dd: DeviceDeployment) -> dict | None:
-    """The bundle to push, or None after recording why there is none (never retried)."""
+def _compile(dd: DeviceDeployment, started: datetime) -> dict | None:
+    """The bundle to push, or None after recording why there is none (never retried).
+
+    Compiled as of `started`, the stamp its compiling step gets (written with the next
+    step, or with the failure): `target=deployed` compiles it again as of then."""
     try:
-        # compiled as of the compiling step's stamp: `target=deployed` compiles it again as of then
-        compiled = compile_for_device(dd.device, dd.deployment, now=dd.started_at)
+        compiled = compile_for_device(
+            dd.device, dd.deployment, now=started, recorded=dd.settings or None
+        )
     except CompilerError as exc:
-        move(
+        _compile_failed(
             dd,
-            S.FAILED,
+            started,
             "compile error",
             error=f"policy does not compile: {exc}",
             agent_response={"errors": [e.to_dict() for e in exc.errors][:50]},
         )
         return None
     except ValidationError as exc:
-        move(dd, S.FAILED, "invalid request", error="; ".join(exc.messages))
+        _compile_failed(dd, started, "invalid request", error="; ".join(exc.messages))
         return None
     dd.bundle_hash = compiled.hash
     if compiled.failed_assertions:
-        move(
+        _compile_failed(
             dd,
-            S.FAILED,
+            started,
             "assertion failed",
             error="assertion failed, not pushed: " + "; ".join(compiled.failed_assertions),
         )
         return None
     return compiled.bundle
+
+
+def _compile_failed(dd: DeviceDeployment, started: datetime, note: str, **fields: Any) -> None:
+    with deferred():
+        move(dd, S.COMPILING, f"attempt {dd.attempts}", at=started)
+        move(dd, S.FAILED, note, **fields)
 
 
 def _unreachable(dd: DeviceDeployment, exc: AgentError, *, final_attempt: bool) -> str:
@@ -311,8 +349,9 @@ def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str
         )
         return dd.state
     if result == "unchanged":
-        move(dd, S.UNCHANGED, "bundle already applied", agent_response=answer, error="")
-        _device_applied(dd)
+        with deferred():
+            move(dd, S.UNCHANGED, "bundle already applied", agent_response=answer, error="")
+            _device_applied(dd)
         return dd.state
     if result != "applied":
         move(
@@ -326,15 +365,19 @@ def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str
     note = f"apply_ms={answer.get('apply_ms')}"
     if answer.get("note"):
         note += f"; {answer['note']}"
-    move(dd, S.APPLIED, note, agent_response=answer, error="")
     if dd.deployment.confirm_timeout <= 0 or answer.get("confirmed"):
-        move(
-            dd,
-            S.CONFIRMED,
-            "no confirm needed" if dd.deployment.confirm_timeout <= 0 else "already confirmed",
-        )
-        _device_applied(dd)
+        with deferred():
+            move(dd, S.APPLIED, note, agent_response=answer, error="")
+            move(
+                dd,
+                S.CONFIRMED,
+                "no confirm needed" if dd.deployment.confirm_timeout <= 0 else "already confirmed",
+            )
+            _device_applied(dd)
         return dd.state
+    # written before the confirm: a worker lost now leaves a device deployment that says
+    # the agent holds the bundle (and a redelivered task recognises it)
+    move(dd, S.APPLIED, note, agent_response=answer, error="")
     return _confirm(dd, client, answer)
 
 
@@ -349,8 +392,9 @@ def _confirm(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
             # is reported when the window ends, as the agent rolls it back
             connect = min(CONNECT_TIMEOUT, max(0.2, deadline - time.monotonic()))
             confirmed = client.confirm(dd.version, connect_timeout=connect)
-            move(dd, S.CONFIRMED, "", agent_response={**answer, "confirm": confirmed})
-            _device_applied(dd)
+            with deferred():
+                move(dd, S.CONFIRMED, "", agent_response={**answer, "confirm": confirmed})
+                _device_applied(dd)
             return dd.state
         except AgentRefused as exc:
             if exc.body.get("result") == "stale_connection":
@@ -387,8 +431,9 @@ def _confirm_missed(dd: DeviceDeployment, client: AgentClient, last_error: str) 
         status = client.status()
         held = _agent_holds(status, dd)
         if held and held.get("result") == "applied" and held.get("confirmed"):
-            move(dd, S.CONFIRMED, "confirm found applied after retries")
-            _device_applied(dd)
+            with deferred():
+                move(dd, S.CONFIRMED, "confirm found applied after retries")
+                _device_applied(dd)
             return dd.state
         if held and held.get("result") == "rolled_back":
             agent_says = f"; agent: {held.get('error')}"
@@ -405,8 +450,14 @@ def _confirm_missed(dd: DeviceDeployment, client: AgentClient, last_error: str) 
     return dd.state
 
 
+# states whose last write gave the device's push lease back (_device_applied)
+_RELEASED = (S.CONFIRMED, S.UNCHANGED)
+
+
 def _device_applied(dd: DeviceDeployment) -> None:
-    """The device now runs this bundle, and so it has no drift."""
+    """The device now runs this bundle, and so it has no drift; its push is over (the
+    lease is given back in the same transaction as the state that says so)."""
     Device.objects.filter(pk=dd.device_id).update(
         applied_hash=dd.bundle_hash, applied_version=dd.version or 0, drifted=False, drift_diff=""
     )
+    lease_release(dd)

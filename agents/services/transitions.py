@@ -9,6 +9,7 @@ field diff.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -33,9 +34,15 @@ def now_iso() -> str:
     return timezone.now().isoformat()
 
 
-def move(dd: DeviceDeployment, state: str, note: str = "", **fields: Any) -> None:
-    """Change state, stamp it, save, audit. The only way a device deployment changes state."""
-    now = timezone.now()
+def move(
+    dd: DeviceDeployment, state: str, note: str = "", *, at: datetime | None = None, **fields: Any
+) -> None:
+    """Change state, stamp it, save, audit. The only way a device deployment changes state.
+
+    `at`: when the step happened, if before now (a compile stamped before it ran). Several
+    moves of one run go in one transaction with one chain append when the caller wraps
+    them in `core.audit.services.deferred()`."""
+    now = at or timezone.now()
     dd.state = state
     entry = {"state": state, "at": now.isoformat()}
     if note:
@@ -48,8 +55,10 @@ def move(dd: DeviceDeployment, state: str, note: str = "", **fields: Any) -> Non
         dd.finished_at = now
     for key, value in fields.items():
         setattr(dd, key, value)
-    dd.updated_at = now
-    with transaction.atomic():  # the state and its audit entry commit together (one commit)
+    dd.updated_at = timezone.now()
+    # the state and its audit entry commit together (one commit); inside a caller's
+    # transaction (several moves of one run) no savepoint: nothing here is retried alone
+    with transaction.atomic(savepoint=False):
         DeviceDeployment.objects.filter(pk=dd.pk).update(
             **{
                 f.attname: getattr(dd, f.attname)

@@ -40,6 +40,7 @@ RULE = (
     "log_prefix",
     "rate_limit",
     "burst",
+    "rate_limit_per_source",
     "comment",
     "enabled",
     "expires_at",

@@ -10,12 +10,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from ..per_source import PerSourceLimit
+
 FAMILIES_ALL = frozenset((4, 6))
-NAT_TYPES = ("dnat", "snat", "masquerade")
+NAT_TYPES = ("dnat", "snat", "masquerade", "redirect")
 NAT_CHAINS = {
     "dnat": ("prerouting", "output"),
     "snat": ("postrouting",),
     "masquerade": ("postrouting",),
+    # to the device itself: the incoming interface's address (127.0.0.1/::1 from output)
+    "redirect": ("prerouting", "output"),
 }
 DEFAULT_POLICY = {"input": "drop", "forward": "drop", "output": "accept"}
 
@@ -53,11 +57,15 @@ class Service:
 @dataclass(frozen=True, slots=True)
 class Zone:
     """Interfaces named once ("dmz") and used for in/out by rules and NAT rules; a rule
-    with a zone matches a packet on any of the zone's interfaces ('+' wildcards allowed)."""
+    with a zone matches a packet on any of the zone's interfaces ('+' wildcards allowed),
+    and, when the zone lists networks, only from (in_zone) or to (out_zone) them."""
 
     name: str
     interfaces: tuple[str, ...]
     description: str = ""
+    # optional: a rule with in_zone matches only sources in these networks, with out_zone
+    # only destinations in them (literals: address, CIDR or range); () = any address
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,8 @@ class Rule(NamedTuple):
     # zone names in place of in_interface/out_interface (never both on one side)
     in_zone: str | None = None
     out_zone: str | None = None
+    # a token bucket per source address (hashlimit); None: no such limit
+    rate_limit_per_source: PerSourceLimit | None = None
 
     def active(self, now: datetime) -> bool:
         """Enabled and not expired at `now` (expired rules are left out)."""
@@ -109,7 +119,8 @@ class Rule(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class NatRule:
-    """One dnat/snat/masquerade rule; `to` is the target as written."""
+    """One dnat/snat/masquerade/redirect rule; `to` is the target as written (for a
+    redirect: the local port or port range, or None to keep the port)."""
 
     type: str
     chain: str

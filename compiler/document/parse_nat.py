@@ -1,4 +1,4 @@
-"""Parsing NAT rules (dnat, snat, masquerade) of a rule set."""
+"""Parsing NAT rules (dnat, snat, masquerade, redirect) of a rule set."""
 
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ class NatParser(ZoneParser):
                     target_family = target[0].version
                     if target[1] and (protocol or "any") not in V.PORT_PROTOCOLS:
                         self.err(f"{path}.to", "a target port needs protocol tcp or udp", rid)
+        elif kind == "redirect" and to is not None:
+            # the local port (or range) the connection goes to; absent: its own port
+            if self.call(V.parse_port, str(to).strip(), f"{path}.to", rid) is not MISSING and (
+                (protocol or "any") not in V.PORT_PROTOCOLS
+            ):
+                self.err(f"{path}.to", "a redirect port needs protocol tcp or udp", rid)
         elif to is not None:
             self.err(f"{path}.to", "masquerade takes no `to`", rid)
         self.nat_families(path, [f for f in fams if f not in (None, MISSING)], target_family, rid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .. import per_source as PS
 from .. import values as V
 from . import keys
 from .literals import protocol_families
@@ -222,6 +223,9 @@ class RuleParser(ZoneParser):
         enabled = self.boolean(item, "enabled", path, True, rid)
         comment = self.text(item, "comment", path, rid)
         reject_with = self.rule_reject_with(item, path, rid, action, protocol, services)
+        per_source = item.get("rate_limit_per_source")
+        if per_source is not None:
+            per_source = self.call(PS.parse, per_source, f"{path}.rate_limit_per_source", rid)
         if len(self.errors) != n_errors or chain is None or action is None:
             return None
         return Rule(
@@ -250,6 +254,7 @@ class RuleParser(ZoneParser):
             reject_with,
             in_zone,
             out_zone,
+            per_source,
         )
 
     def rule_reject_with(

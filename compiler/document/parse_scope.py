@@ -21,6 +21,7 @@ SCOPE_KINDS = (
     "address_groups",
     "services",
     "service_groups",
+    "zones",
     "rulesets",
     "device_groups",
     "devices",

@@ -10,7 +10,7 @@ from .. import values as V
 from .model import Zone
 from .parse_base import MISSING, ParserBase
 
-_ZONE_KEYS = {"name", "interfaces", "description"}
+_ZONE_KEYS = {"name", "interfaces", "networks", "description"}
 
 
 class ZoneParser(ParserBase):
@@ -33,12 +33,30 @@ class ZoneParser(ParserBase):
                 seen.add(iface)
             if not interfaces and item.get("interfaces") is not None:
                 self.err(f"{path}.interfaces", "a zone needs at least one interface")
+            networks = self.zone_networks(item, path)
             description = self.text(item, "description", path)
             if len(self.errors) != n_errors or not interfaces:
                 continue
             self.zone_interfaces[name] = interfaces
-            out.append(Zone(name, interfaces, description))
+            out.append(Zone(name, interfaces, description, networks))
         return out
+
+    def zone_networks(self, item: dict, path: str) -> tuple[str, ...]:
+        """A zone's optional `networks`: address literals (address, CIDR, range), each once."""
+        if item.get("networks") is None:
+            return ()
+        networks = self.str_list(item, "networks", path)
+        seen: set[str] = set()
+        for i, net in enumerate(networks):
+            where = f"{path}.networks[{i}]"
+            if self.call(V.parse_address, net, where) is MISSING:
+                continue
+            if net in seen:
+                self.err(where, f"network {net!r} is listed twice")
+            seen.add(net)
+        if not networks:
+            self.err(f"{path}.networks", "leave networks out, or list at least one")
+        return tuple(networks)
 
     def zone_known(self, name: str) -> bool:
         """Whether `name` is a zone of the document."""

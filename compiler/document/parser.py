@@ -7,6 +7,7 @@ at the end as one `DocumentError`.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 from ..errors import DocumentError
@@ -49,6 +50,9 @@ class Parsed(NamedTuple):
 class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser, ScopeParser):
     """Parses one document (an instance keeps what it learnt: use one per document)."""
 
+    # rule sets defined outside the document that devices may name (PolicyDocument.from_dict)
+    known_rulesets: AbstractSet[str] = frozenset()
+
     def document(self, data: object) -> Parsed:
         """The parts of `data`; `DocumentError` with every problem found."""
         top = self.mapping(data, "", _TOP_KEYS)
@@ -71,7 +75,7 @@ class Parser(ObjectParser, RuleParser, NatParser, AssertionParser, DeviceParser,
             self.ruleset(n, item, p)
             for n, item, p in self.named(self.items(top, "rulesets", ""), "rulesets")
         ]
-        rs_names = {rs.name for rs in rulesets}
+        rs_names = {rs.name for rs in rulesets} | set(self.known_rulesets)
         dgroups = self.device_groups(self.items(top, "device_groups", ""), rs_names)
         devices = self.devices(self.items(top, "devices", ""), rs_names, {g.name for g in dgroups})
         if self.errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from ..gcpause import gc_paused
@@ -83,10 +84,14 @@ class PolicyDocument:
         return out
 
     @classmethod
-    def from_dict(cls, data: object) -> PolicyDocument:
-        """Validate and build; raises `DocumentError` with every problem found."""
+    def from_dict(cls, data: object, *, known_rulesets: Set[str] = frozenset()) -> PolicyDocument:
+        """Validate and build; raises `DocumentError` with every problem found.
+
+        `known_rulesets`: rule sets defined outside the document (the console's stored
+        ones, for an import): devices and device groups may name them too."""
         with gc_paused():  # many small objects, no cycles
             parser = Parser()
+            parser.known_rulesets = known_rulesets
             p = parser.document(data)
             doc = cls(
                 1,

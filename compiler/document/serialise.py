@@ -51,7 +51,15 @@ def document_dict(doc: PolicyDocument) -> dict:
         for g in doc.service_groups
     ]
     out["zones"] = [
-        _compact({"name": z.name, "interfaces": list(z.interfaces), "description": z.description})
+        _compact(
+            {
+                "name": z.name,
+                "interfaces": list(z.interfaces),
+                "networks": list(z.networks),
+                "description": z.description,
+            },
+            keep=("interfaces",),
+        )
         for z in doc.zones
     ]
     out["rulesets"] = [ruleset_dict(rs) for rs in doc.rulesets]
@@ -107,6 +115,8 @@ def rule_dict(rule: Rule) -> dict:
             "out_zone": rule.out_zone,
         }
     )
+    if rule.rate_limit_per_source is not None:
+        data["rate_limit_per_source"] = rule.rate_limit_per_source.to_dict()
     if not rule.enabled:
         data["enabled"] = False
     return data

@@ -15,13 +15,14 @@ from __future__ import annotations
 from .cache import RULESET_CACHE, Built, RulesetCache
 from .expand import MULTIPORT_MAX, Expander, port_chunks
 from .names import ruleset_chain, set_name, short_hash
-from .options import CompileOptions
+from .options import DEFAULT_SET_TYPES, CompileOptions
 from .program import Lowerer, lower_device
 from .segments import SEGMENT_EVERY, SEGMENT_MAX, segment_chain
 from .static import ND_CHAINS, ND_HOP_LIMIT, ND_TYPES, fixed_rules, nat_exemption
 from .tags import rule_tag, rule_tagger
 
 __all__ = [
+    "DEFAULT_SET_TYPES",
     "MULTIPORT_MAX",
     "ND_CHAINS",
     "ND_HOP_LIMIT",

@@ -17,6 +17,8 @@ class Built(NamedTuple):
     infos: dict[str, RuleInfo]
     sets: dict[str, IpSet]
     memo: dict[str, tuple]  # rule id -> (rule, kernel rules per family, set names)
+    # (family, chain) -> what its set-compiled block pass leaves for the next (blocks.Blocks)
+    blocks: dict = {}  # (never mutated: a NamedTuple default)
 
 
 class RulesetCache:

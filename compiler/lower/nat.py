@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..document import NatRule, RuleSet, Zone, fallback_rule_id, parse_nat_target
-from ..ir import DNAT, JUMP, MASQUERADE, SNAT, Chain, RuleInfo, Table
+from ..ir import DNAT, JUMP, MASQUERADE, REDIRECT, SNAT, Chain, RuleInfo, Table
 from ..ir import Rule as IRRule
-from ..resolve import FamilyMatch, ProtoSpec, Resolver, merge_ports
+from ..resolve import FamilyMatch, ProtoSpec, Resolver, merge_ports, narrow_to_zones
 from ..values import parse_port
 from .expand import Expander
 from .names import short_hash
 from .zones import interface_pairs, zone_key
 
-_NAT_TARGET = {"dnat": DNAT, "snat": SNAT, "masquerade": MASQUERADE}
+_NAT_TARGET = {"dnat": DNAT, "snat": SNAT, "masquerade": MASQUERADE, "redirect": REDIRECT}
 _ORDER = {"RPT-PREROUTING": 0, "RPT-OUTPUT": 1, "RPT-POSTROUTING": 2}
 # the chains where a DNAT/REDIRECT decides where a new connection to the device goes
 _EXEMPT = ("RPT-PREROUTING", "RPT-OUTPUT")
@@ -76,7 +76,7 @@ def nat_match(nat: NatRule, family: int, resolver: Resolver) -> FamilyMatch | No
     """What the NAT rule matches in `family`; None if it has no part in that family."""
     src = resolver.addresses(nat.sources) if nat.sources else None
     dst = resolver.addresses(nat.destinations) if nat.destinations else None
-    target_fam = parse_nat_target(nat.to)[0].version if nat.to else None
+    target_fam = parse_nat_target(nat.to)[0].version if nat.to and nat.type != "redirect" else None
     if (
         (src is not None and family not in src)
         or (dst is not None and family not in dst)
@@ -87,7 +87,7 @@ def nat_match(nat: NatRule, family: int, resolver: Resolver) -> FamilyMatch | No
         return None
     proto = None if nat.protocol in (None, "any") else nat.protocol
     dports = merge_ports([parse_port(p) for p in nat.dports]) if nat.dports else None
-    return FamilyMatch(
+    fm = FamilyMatch(
         family,
         src[family] if src else None,
         False,
@@ -95,3 +95,10 @@ def nat_match(nat: NatRule, family: int, resolver: Resolver) -> FamilyMatch | No
         False,
         (ProtoSpec(proto, dports),),
     )
+    if nat.in_zone is None and nat.out_zone is None:
+        return fm
+    zone_src, zone_dst = resolver.zone_networks(nat.in_zone, nat.out_zone)
+    if zone_src is None and zone_dst is None:
+        return fm
+    narrowed = narrow_to_zones([fm], zone_src, zone_dst)
+    return narrowed[0] if narrowed else None

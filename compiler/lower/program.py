@@ -5,11 +5,12 @@ exempt from it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from ..document import Device, PolicyDocument, RuleSet
 from ..errors import CompileError, UnknownName
-from ..ir import JUMP, Chain, IpSet, Program, RuleInfo, Table
+from ..ir import JUMP, Chain, IpSet, LookupSet, Program, RuleInfo, Table
 from ..ir import Rule as IRRule
 from ..resolve import Resolver
 from .expand import TARGET, Expander
@@ -60,9 +61,14 @@ class Lowerer:
             )
         # sorting the keys alone compares strings only (twice as fast as items)
         sets = {name: self.sets[name] for name in sorted(self.sets)}
+        lookups: dict[str, LookupSet] = {}
+        if self.options.set_compile:
+            # an address set whose rule went into a block's set is no longer used
+            lookups, used = _sets_used(tables.values())
+            sets = {name: ipset for name, ipset in sets.items() if name in used}
         # (the index sorts them)
         zones = {z.name: z.interfaces for z in self.doc.zones}
-        return Program(device.name, tables, sets, self.rules, self.now, zones)
+        return Program(device.name, tables, sets, self.rules, self.now, zones, lookups)
 
     def filter_table(self, device: Device, rulesets: list[RuleSet], family: int) -> Table:
         table = Table(family, "filter")
@@ -85,6 +91,23 @@ class Lowerer:
             for name, chain_obj in chains.items():
                 table.chains.setdefault(name, chain_obj)
         return table
+
+
+def _sets_used(tables: Iterable[Table]) -> tuple[dict[str, LookupSet], set[str]]:
+    """The sets of the set-lookup rules in `tables` by name (sorted), and the names of the
+    address sets their other rules use."""
+    found: dict[str, LookupSet] = {}
+    used: set[str] = set()
+    for table in tables:
+        every = [c.rules for c in table.chains.values()] + list(table.jumps.values())
+        for rules in every:
+            for r in rules:
+                if r.lookup is not None:
+                    found[r.lookup.name] = r.lookup
+                for m in (r.src, r.dst):
+                    if m is not None and m.set_name is not None:
+                        used.add(m.set_name)
+    return {name: found[name] for name in sorted(found)}, used
 
 
 def lower_device(

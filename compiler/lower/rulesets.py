@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..document import PolicyDocument, Rule, RuleSet, fallback_ids
-from ..ir import AddrMatch, Chain, RuleInfo
+from ..ir import LOG, AddrMatch, Chain, RuleInfo
 from ..ir import Rule as IRRule
+from ..per_source import bucket_name
 from ..resolve import PortRanges, Resolver
 from . import segments as S
+from .blocks import BlockCompiler
 from .cache import RULESET_CACHE, Built
 from .expand import TARGET, Expander
 from .names import CHAIN_LETTER, ruleset_chain
@@ -92,6 +94,11 @@ class RulesetLowerer:
             opts.log_burst,
             S.SEGMENT_MAX,
             S.SEGMENT_EVERY,
+            opts.set_compile,
+            opts.set_types,
+            opts.set_min_rules,
+            opts.set_range_max,
+            opts.set_guard_min,
         )
         exact = (rs.rules, expiring, self._objects_key)
         sets = self.expander.sets
@@ -105,7 +112,8 @@ class RulesetLowerer:
         infos: dict[str, RuleInfo] = {}
         memo: dict[str, tuple] = {}
         used: set[str] = set()
-        chains = self._build(rs, infos, memo, entry, used)
+        blocks: dict = {}
+        chains = self._build(rs, infos, memo, entry, used, blocks)
         self.infos.update(infos)
         # every set its rules use, also those another rule set of this compile made first
         used_sets = {name: sets[name] for name in sorted(used)}
@@ -114,7 +122,7 @@ class RulesetLowerer:
             + sum(len(c.rules) for fam in chains.values() for c in fam.values())
             + sum(len(s.nets) for s in used_sets.values())
         )
-        RULESET_CACHE.put(key, Built(exact, chains, infos, used_sets, memo), size)
+        RULESET_CACHE.put(key, Built(exact, chains, infos, used_sets, memo, blocks), size)
         return chains
 
     def _build(
@@ -124,6 +132,7 @@ class RulesetLowerer:
         memo: dict[str, tuple],
         earlier: Built | None = None,
         used: set[str] | None = None,
+        blocks: dict | None = None,
     ) -> dict[int, dict[str, Chain]]:
         """The rule set's chains per family; where each rule came from goes to `infos`, the
         names of the sets its rules use to `used`.
@@ -177,6 +186,7 @@ class RulesetLowerer:
                 reject_with,
                 in_zone,
                 out_zone,
+                per_source,
             ) = rule
             if not enabled or (expires_at is not None and expires_at <= now):
                 continue
@@ -210,6 +220,7 @@ class RulesetLowerer:
                 and not log
                 and in_zone is None
                 and out_zone is None
+                and per_source is None
                 and len(sources) == 1
                 and len(destinations) <= 1
             ):
@@ -254,7 +265,45 @@ class RulesetLowerer:
             used.update(sets_of_rule)
             if rid is not None:
                 memo[rid] = (rule, made, sets_of_rule)
-        return self._segmented(out, rs_name, names, earlier)
+        direction = {name: chain for chain, name in names.items()}
+        self._set_compiled(
+            out, rs_name, direction, earlier.blocks if earlier is not None else {}, blocks, used
+        )
+        return self._segmented(out, rs_name, direction, earlier)
+
+    def _set_compiled(
+        self,
+        out: dict[int, dict[str, Chain]],
+        rs_name: str,
+        direction: dict[str, str],
+        earlier: dict,
+        made: dict | None,
+        used: set[str],
+    ) -> None:
+        """Each chain's runs of disjoint rules as set lookups (blocks.py), in place, if the
+        options ask for it; what each chain's pass leaves for the next goes to `made`, and
+        `earlier` is what the last build of this rule set left. Guarded chains join
+        `out` (and `direction`), their guards' address sets the compile's sets (`used`)."""
+        opts = self.options
+        if not opts.set_compile:
+            return
+        blocks = BlockCompiler(
+            rs_name, opts.set_types, opts.set_min_rules, opts.set_range_max, opts.set_guard_min
+        )
+        sets = self.expander.sets
+        for family, chains in out.items():
+            for name, chain in list(chains.items()):
+                chain.rules, left = blocks.compile(
+                    chain.rules, family, direction[name], earlier.get((family, name))
+                )
+                for guards in left[3]:
+                    for guarded, guard in guards:
+                        chains[guarded.name] = guarded
+                        direction[guarded.name] = direction[name]
+                        sets.setdefault(guard.name, guard)
+                        used.add(guard.name)
+                if made is not None:
+                    made[(family, name)] = left
 
     def _general(
         self,
@@ -292,6 +341,11 @@ class RulesetLowerer:
             if until is not None:
                 for ir in irs:  # just made here: not yet shared with anything
                     ir.until = until
+            if rule.rate_limit_per_source is not None:
+                limit = rule.rate_limit_per_source
+                buckets = {b: bucket_name(rule_id, limit, b) for b in (False, True)}
+                for k, ir in enumerate(irs):  # likewise; the LOG twin has its own bucket
+                    ir.per_source = (limit, buckets[ir.target == LOG], k)
             made.append((fm.family, tuple(irs)))
         sets_of_rule = tuple(
             sorted(
@@ -310,12 +364,12 @@ class RulesetLowerer:
     def _segmented(
         out: dict[int, dict[str, Chain]],
         rs_name: str,
-        names: dict[str, str],
+        direction: dict[str, str],
         earlier: Built | None,
     ) -> dict[int, dict[str, Chain]]:
         """Long chains cut into segments; a segment equal to the earlier build's is that
-        very chain (its rendered text comes with it)."""
-        direction = {name: chain for chain, name in names.items()}
+        very chain (its rendered text comes with it). `direction`: chain name -> input,
+        forward or output."""
         for family, chains in out.items():
             before = earlier.chains[family] if earlier is not None else {}
             parts = {}

@@ -39,7 +39,8 @@ def segments(chain: Chain, ruleset: str, direction: str) -> list[Chain]:
     last_id: str | None = None
     crc32 = zlib.crc32
     for rule in chain.rules:
-        rid = rule.rule_id or ""  # (a rule set's kernel rules all carry their rule id)
+        # a rule set's kernel rules carry their rule id, a set lookup its own tag
+        rid = rule.rule_id or rule.tag
         if (
             rid != last_id
             and current
@@ -51,7 +52,8 @@ def segments(chain: Chain, ruleset: str, direction: str) -> list[Chain]:
         last_id = rid
     pieces.append(current)
     parts = [
-        Chain(segment_chain(ruleset, direction, piece[0].rule_id or ""), piece) for piece in pieces
+        Chain(segment_chain(ruleset, direction, piece[0].rule_id or piece[0].tag), piece)
+        for piece in pieces
     ]
     head = Chain(chain.name, [IRRule(JUMP, "rpt:jump", arg=part.name) for part in parts])
     return [head, *parts]

@@ -38,6 +38,8 @@ def rule_tag(rule_id: str, rule: Rule, zones: tuple = ()) -> str:
         key += (rule.reject_with,)
     if zones:  # likewise only for rules with zones
         key += (zones,)
+    if rule.rate_limit_per_source is not None:  # likewise
+        key += (tuple(rule.rate_limit_per_source),)
     return f"rpt:{rule_id}:{zlib.crc32(repr(key).encode()):08x}"
 
 
@@ -81,8 +83,8 @@ def rule_tagger(zones: Mapping[str, Zone] | None = None) -> Callable[[str, Rule]
         in_zone, out_zone = rule.in_zone, rule.out_zone
         if in_zone is not None or out_zone is not None:  # rare: the key covers the zones
             return rule_tag(rule_id, rule, zone_key(zones or {}, in_zone, out_zone))
-        if rule.reject_with is not None:  # rare: the key has one more field
-            return rule_tag(rule_id, rule)
+        if rule.reject_with is not None or rule.rate_limit_per_source is not None:
+            return rule_tag(rule_id, rule)  # rare: the key has one more field
         shape = shape_of(rule)
         parts = shapes.get(shape)
         if parts is None:

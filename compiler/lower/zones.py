@@ -5,6 +5,10 @@ Copies rather than a jump to a chain per zone: zones have a handful of interface
 copy is one more interface comparison on the same path a jump would take, and the rule
 keeps its place in its rule set's chain, so first-match order is unchanged. The copies
 share the rule's tag, so counters, drift and hits stay per policy rule.
+
+A zone's `networks` do not appear here: the resolver narrows the rule's sources (in_zone)
+or destinations (out_zone) to them (resolve.Resolver.rule), so the kernel rules, the
+analysis and the tracer all see the narrowed addresses.
 """
 
 from __future__ import annotations
@@ -28,8 +32,14 @@ def interface_pairs(
 
 
 def zone_key(zones: Mapping[str, Zone], in_zone: str | None, out_zone: str | None) -> tuple:
-    """What a rule's tag must also cover: its zones and their interfaces (a zone's new
-    interface changes the rule's kernel rules, so it changes the tag)."""
-    return tuple(
-        (name, zones[name].interfaces if name is not None else ()) for name in (in_zone, out_zone)
-    )
+    """What a rule's tag must also cover: its zones, their interfaces and networks (a zone's
+    new interface or network changes the rule's kernel rules, so it changes the tag)."""
+    return tuple(_zone_part(zones, name) for name in (in_zone, out_zone))
+
+
+def _zone_part(zones: Mapping[str, Zone], name: str | None) -> tuple:
+    if name is None:
+        return (name, ())
+    zone = zones[name]
+    # networks only when listed: a zone without them keeps the tags it always had
+    return (name, zone.interfaces, zone.networks) if zone.networks else (name, zone.interfaces)

@@ -76,6 +76,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, tzinfo):  # django_celery_beat's CrontabSchedule.timezone
         return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):  # a BinaryField: its size only
+        return f"[{len(value)} bytes]"
     return _ENCODER.default(value)
 
 
@@ -191,7 +193,8 @@ def _append(entries: list[AuditEntry]) -> list[AuditEntry]:
     """Chain and insert `entries` in the caller's transaction (one lock, one bulk insert)."""
     if not entries:
         return entries
-    with transaction.atomic():
+    # no savepoint inside the caller's transaction: a failed append must abort it anyway
+    with transaction.atomic(savepoint=False):
         # UPDATE first: on PostgreSQL it row-locks the head until commit; on SQLite it takes
         # the write lock before we read, so two writers cannot both read the same head.
         if not AuditChainHead.objects.filter(pk=1).update(seq=F("seq") + len(entries)):

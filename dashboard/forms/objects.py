@@ -1,4 +1,4 @@
-"""Forms of named objects: addresses, services, their groups, and rule set settings."""
+"""Forms of named objects: addresses, services, their groups, zones, and rule set settings."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dashboard import services as dash_services
 from dashboard.forms.base import ServiceForm, split_list
 from rules import services
 from rules.choices import Protocol
-from rules.models import AddressGroup, AddressObject, RuleSet, Service, ServiceGroup
+from rules.models import AddressGroup, AddressObject, RuleSet, Service, ServiceGroup, Zone
 from rules.selectors import group_member_rows, member_of_row
 
 
@@ -134,6 +134,33 @@ class ServiceGroupForm(GroupForm):
     save_members = staticmethod(dash_services.service_group_save)
 
 
+class ZoneForm(NamedForm):
+    """A zone: its interfaces and optional networks (zone_save validates and keeps the
+    rules naming it in step)."""
+
+    model = Zone
+    interfaces = forms.CharField(help_text="eth1, veth+ (a trailing + is a wildcard)")
+    networks = forms.CharField(
+        required=False,
+        help_text="optional: 198.18.1.0/24, … (in_zone: only from them; out_zone: only to them)",
+    )
+    field_order = ["name", "interfaces", "networks", "description"]
+
+    def initial_from(self, obj) -> dict:
+        initial = super().initial_from(obj)
+        initial["interfaces"] = ", ".join(obj.interfaces)
+        initial["networks"] = ", ".join(obj.networks)
+        return initial
+
+    def fill(self, obj) -> None:
+        super().fill(obj)
+        obj.interfaces = split_list(self.cleaned_data["interfaces"])
+        obj.networks = split_list(self.cleaned_data["networks"])
+
+    def persist(self, obj):
+        return services.zone_save(obj)
+
+
 class RuleSetForm(NamedForm):
     model = RuleSet
     requires_approval = forms.BooleanField(
@@ -150,4 +177,5 @@ OBJECT_FORMS: dict[str, type[NamedForm]] = {
     "address-groups": AddressGroupForm,
     "services": ServiceObjectForm,
     "service-groups": ServiceGroupForm,
+    "zones": ZoneForm,
 }

@@ -11,6 +11,8 @@ from rules import services
 from rules.choices import Action, Chain, ConnState, Protocol
 from rules.models import Rule, RuleSet, Zone
 
+PER_SOURCE_KEYS = ("rate", "burst", "ipv4_prefix", "ipv6_prefix")
+
 
 class RuleForm(ServiceForm):
     """One filter rule. Lists (addresses, services, ports) are typed comma- or space-separated."""
@@ -43,6 +45,17 @@ class RuleForm(ServiceForm):
     log_prefix = forms.CharField(required=False)
     rate_limit = forms.CharField(required=False, help_text="10/second")
     burst = forms.IntegerField(required=False, min_value=1)
+    # rate_limit_per_source, one field per key (composed in rule_data)
+    per_source_rate = forms.CharField(
+        required=False, label="Per source", help_text="6/minute: a token bucket per source"
+    )
+    per_source_burst = forms.IntegerField(required=False, min_value=1, label="Per-source burst")
+    per_source_ipv4_prefix = forms.IntegerField(
+        required=False, min_value=1, max_value=32, label="IPv4 prefix", help_text="empty = 32"
+    )
+    per_source_ipv6_prefix = forms.IntegerField(
+        required=False, min_value=1, max_value=128, label="IPv6 prefix", help_text="empty = 128"
+    )
     comment = forms.CharField(required=False, max_length=200)
     expires_at = forms.DateTimeField(
         required=False,
@@ -74,6 +87,8 @@ class RuleForm(ServiceForm):
         initial.update({k: ", ".join(v) for k, v in refs.items()})
         initial["dports"] = ", ".join(rule.dports)
         initial["sports"] = ", ".join(rule.sports)
+        for key, value in (rule.rate_limit_per_source or {}).items():
+            initial[f"per_source_{key}"] = value
         return initial
 
     def rule_data(self) -> dict:
@@ -95,7 +110,18 @@ class RuleForm(ServiceForm):
         ):
             data[name] = (data[name] or "").strip()
         data["states"] = list(data["states"])
+        data["rate_limit_per_source"] = self.per_source(data)
         return data
+
+    @staticmethod
+    def per_source(data: dict) -> dict | None:
+        """The `per_source_*` fields (taken out of `data`) as rate_limit_per_source; None
+        when no rate is given (the service words what is wrong with a bad one)."""
+        given = {k: data.pop(f"per_source_{k}", None) for k in PER_SOURCE_KEYS}
+        given["rate"] = (given["rate"] or "").strip()
+        if not given["rate"]:
+            return None
+        return {k: v for k, v in given.items() if v not in (None, "")}
 
     def validate_only(self, ruleset: RuleSet, rule: Rule | None) -> None:
         """Inline validation: the service's checks without saving anything."""

@@ -7,11 +7,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from agents.device_policy import NothingDeployed, Target, device_policy
-from compiler import CompilerError, Packet
+from compiler import CompilerError, Packet, PacketError
 from compiler.tracer_nat import parse_local_addresses
+from compiler.tracer_zones import trace_zones
 from dashboard.forms.base import ServiceForm
 from rules.choices import Chain
-from rules.models import Device
+from rules.models import Device, Zone
 
 
 class TraceForm(ServiceForm):
@@ -45,6 +46,9 @@ class TraceForm(ServiceForm):
     icmp_type = forms.CharField(required=False, max_length=32, label="ICMP type")
     in_interface = forms.CharField(required=False, max_length=16, label="In iface")
     out_interface = forms.CharField(required=False, max_length=16, label="Out iface")
+    # instead of the interface of that side: one trace per interface of the zone
+    in_zone = forms.ChoiceField(required=False, label="In zone", help_text="instead of In iface")
+    out_zone = forms.ChoiceField(required=False, label="Out zone", help_text="instead of Out iface")
     state = forms.ChoiceField(
         choices=[(s, s) for s in ("new", "established", "related", "invalid", "untracked")],
         initial="new",
@@ -61,15 +65,22 @@ class TraceForm(ServiceForm):
         self.fields["device"].choices = list(
             Device.objects.order_by("name").values_list("pk", "name")
         )
+        zones = [
+            ("", "—"),
+            *((n, n) for n in Zone.objects.order_by("name").values_list("name", flat=True)),
+        ]
+        self.fields["in_zone"].choices = zones
+        self.fields["out_zone"].choices = zones
 
     def trace(self):
         """The TraceResult, or None with the problems attached to the form."""
         if not self.is_valid():
             return None
+        zones = {k: self.cleaned_data.get(k) for k in ("in_zone", "out_zone")}
         params = {
             k: v
             for k, v in self.cleaned_data.items()
-            if k not in ("device", "target", "local_addresses")
+            if k not in ("device", "target", "local_addresses", "in_zone", "out_zone")
         }
         try:
             local = parse_local_addresses(self.cleaned_data.get("local_addresses"))
@@ -83,7 +94,15 @@ class TraceForm(ServiceForm):
         device = Device.objects.get(pk=self.cleaned_data["device"])
         self.traced = Target(self.cleaned_data.get("target") or Target.DEPLOYED)
         try:
-            return device_policy(device, self.traced).tracer(local).trace(packet)
+            tracer = device_policy(device, self.traced).tracer(local)
+            if any(zones.values()):
+                # a dict: {"verdict", "traces": [...]} (compiler.tracer_zones)
+                return trace_zones(tracer, {**params, **zones}, tracer.program.zones)
+            return tracer.trace(packet)
+        except PacketError as exc:
+            for error in exc.errors:
+                self.add_error(error.path if error.path in self.fields else None, error.message)
+            return None
         except NothingDeployed as exc:
             self.add_error("target", f"{exc}: trace the candidate instead")
             return None

@@ -1,19 +1,22 @@
-"""Addresses, services and their groups as the object pages list them."""
+"""Addresses, services, their groups and zones as the object pages list them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from rules.models import (
     AddressGroup,
     AddressGroupMember,
     AddressObject,
+    NatRule,
+    Rule,
     Service,
     ServiceGroup,
     ServiceGroupMember,
+    Zone,
 )
 from rules.selectors import group_member_rows, member_of_row
 
@@ -25,12 +28,15 @@ OBJECT_KINDS = {
     "address-groups": (AddressGroup, "Address groups", "address group"),
     "services": (Service, "Services", "service"),
     "service-groups": (ServiceGroup, "Service groups", "service group"),
+    "zones": (Zone, "Zones", "zone"),
 }
 
 
 def object_list(kind: str, q: str = "") -> QuerySet:
     """Objects of one kind with a cheap "used by N" count (the full where-used is per object)."""
     model = OBJECT_KINDS[kind][0]
+    if kind == "zones":
+        return _zones(q)
     qs = model.objects.all()
     if kind in ("address-groups", "service-groups"):
         member_model = AddressGroupMember if kind == "address-groups" else ServiceGroupMember
@@ -47,6 +53,27 @@ def object_list(kind: str, q: str = "") -> QuerySet:
         if kind == "addresses":
             cond |= Q(value__icontains=q)
         qs = qs.filter(cond)
+    return qs.order_by("name")
+
+
+def _zones(q: str) -> QuerySet:
+    """Zones with the count of rules and NAT rules naming them (by name, either side)."""
+    counts = [
+        Coalesce(
+            Subquery(
+                model.objects.filter(Q(in_zone=OuterRef("name")) | Q(out_zone=OuterRef("name")))
+                .order_by()
+                .annotate(n=Func(F("pk"), function="COUNT"))
+                .values("n"),
+                output_field=IntegerField(),
+            ),
+            0,
+        )
+        for model in (Rule, NatRule)
+    ]
+    qs = Zone.objects.annotate(rule_use_count=counts[0] + counts[1])
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(description__icontains=q))
     return qs.order_by("name")
 
 

@@ -103,6 +103,13 @@ def options_cell(row: RuleRow) -> SafeString:
         out.append(mark_safe('<span class="badge text-bg-info">log</span>'))
     if r.rate_limit:
         out.append(format_html('<span class="badge text-bg-light border">{}</span>', r.rate_limit))
+    if r.rate_limit_per_source:
+        out.append(
+            format_html(
+                '<span class="badge text-bg-light border">{} per source</span>',
+                r.rate_limit_per_source.get("rate", ""),
+            )
+        )
     if r.expires_at:
         out.append(_expiry_badge(row))
     return mark_safe(" ".join(out))  # every part above is already escaped

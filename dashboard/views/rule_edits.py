@@ -1,12 +1,15 @@
-"""The rule editor's writes: add/edit one rule, validate while typing, delete, move, bulk."""
+"""The rule editor's writes: add/edit one rule, validate and analyse while typing, delete,
+move, bulk."""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from agents.draft_analysis import analyse_draft
 from dashboard.forms.audit import AuditFieldsForm
 from dashboard.forms.rule_editor import BulkForm, PlaceForm, RuleForm
 from dashboard.permissions import editor
@@ -57,6 +60,26 @@ def rule_validate(request: HttpRequest, pk: int, rule_pk: int | None = None) -> 
     form = RuleForm(request.POST, audit=False)  # nothing is written: no reason asked yet
     form.validate_only(ruleset, rule)
     return render(request, "dashboard/rulesets/_rule_errors.html", {"form": form})
+
+
+@editor
+@require_POST
+def rule_analyse(request: HttpRequest, pk: int, rule_pk: int | None = None) -> HttpResponse:
+    """Live analysis while typing: the draft's findings (agents.draft_analysis), nothing
+    saved; a rule not valid yet shows no findings (the validator names its fields)."""
+    ruleset = get_object_or_404(RuleSet, pk=pk)
+    rule = get_object_or_404(Rule, pk=rule_pk, ruleset=ruleset) if rule_pk else None
+    form = RuleForm(request.POST, audit=False)
+    result = None
+    if form.is_valid():
+        try:
+            result = analyse_draft(
+                ruleset, form.rule_data(), editing=rule, position=form.cleaned_data.get("position")
+            )
+        except ValidationError:
+            result = None
+    context = {"draft": result, "ruleset": ruleset}
+    return render(request, "dashboard/rulesets/_draft_findings.html", context)
 
 
 @editor

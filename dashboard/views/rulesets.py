@@ -16,6 +16,7 @@ from dashboard.views.common import PAGE_SIZES, page_size
 from rules import services
 from rules.choices import Action, Chain
 from rules.models import RuleSet
+from rules.where_used import unused_for_ruleset
 
 
 @reader
@@ -94,6 +95,17 @@ def ruleset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context["pending_count"] = rulesets.ruleset_pending_count(ruleset)
     context["nat_rules"] = rulesets.ruleset_nat_rules(ruleset)
     return render(request, "dashboard/rulesets/editor.html", context)
+
+
+@reader
+def ruleset_unused(request: HttpRequest, pk: int) -> HttpResponse:
+    """The rule set analysis's cleanup list: objects nothing uses (fleet-wide, through
+    groups), and this rule set when no device applies it. Loaded when opened."""
+    ruleset = get_object_or_404(RuleSet, pk=pk)
+    slugs = {"address": "addresses", "address group": "address-groups", "service": "services"}
+    slugs |= {"service group": "service-groups", "zone": "zones"}
+    rows = [(u, slugs.get(u.kind)) for u in unused_for_ruleset(ruleset)]
+    return render(request, "dashboard/rulesets/_unused.html", {"ruleset": ruleset, "rows": rows})
 
 
 @reader

@@ -15,9 +15,8 @@ def tracer(request: HttpRequest) -> HttpResponse:
     """Which rule decides a packet on a device (the compiler's tracer over the compiled chains)."""
     form = TraceForm(request.GET or None)
     result = form.trace() if request.GET else None
-    ruleset_pk = (
-        ruleset_pk_by_name(result.ruleset) if result is not None and result.ruleset else None
-    )
+    decided_by = getattr(result, "ruleset", None)  # a zone's traces (a dict) link no rule set
+    ruleset_pk = ruleset_pk_by_name(decided_by) if decided_by else None
     return render(
         request,
         "dashboard/tracer.html",

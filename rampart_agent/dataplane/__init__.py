@@ -2,6 +2,7 @@
 
 `Dataplane` (base.py) is the interface; `IptablesDataplane` (iptables.py) the real one,
 reading with `iptables-save` (save.py) or python-iptables (iptc_reader.py);
+`NftDataplane` (nft.py) the native nftables one (one `nft -f` per apply);
 `RecordingDataplane` (recording.py) the in-memory one.
 """
 
@@ -18,6 +19,7 @@ from rampart_agent.dataplane.base import (
     PendingRestore,
 )
 from rampart_agent.dataplane.iptables import IptablesDataplane, detect_backend
+from rampart_agent.dataplane.nft import NftDataplane
 from rampart_agent.dataplane.recording import RecordingDataplane
 from rampart_agent.dataplane.save import parse_save
 from rampart_agent.dataplane.xtables_lock import XtablesLockBusy
@@ -25,11 +27,14 @@ from rampart_agent.runner import Runner
 
 
 def open_dataplane(kind: str, runner: Runner | None = None) -> Dataplane:
-    """'recording', 'legacy', 'nft' or 'iptables'/'auto' (detect the host's backend)."""
+    """'recording', 'legacy', 'nft' (iptables-nft), 'nft-native' (nftables, nft.py) or
+    'iptables'/'auto' (detect the host's iptables backend)."""
     if kind == "recording":
         return RecordingDataplane()
     if kind in ("iptables", "auto"):
         kind = os.environ.get("RAMPART_AGENT_BACKEND") or detect_backend(runner)
+    if kind == "nft-native":
+        return NftDataplane(runner)
     return IptablesDataplane(kind, runner)
 
 
@@ -40,6 +45,7 @@ __all__ = [
     "LiveFamily",
     "LiveRule",
     "LiveTable",
+    "NftDataplane",
     "PendingRestore",
     "RecordingDataplane",
     "XtablesLockBusy",

@@ -50,6 +50,24 @@ LiveFamily = dict[str, LiveTable]
 
 
 @dataclass
+class LiveElement:
+    """One element of a set as `ipset save` lists it (a port range is one per port)."""
+
+    value: str
+    comment: str | None = None
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class LiveSet:
+    """One of our sets in the kernel: its header (`create` line) and its elements."""
+
+    create: str
+    elements: list[LiveElement] = field(default_factory=list)
+
+
+@dataclass
 class PendingRestore:
     """A restore under way (see `Dataplane.begin_restore`)."""
 
@@ -63,6 +81,9 @@ class Dataplane:
     name = "abstract"
     backend = "none"
     inplace_limit = 1 << 30  # longest chain edited in place rather than rewritten
+    # True: the kernel takes one whole script per apply (`load_script`; nft.py), not
+    # per-family restore payloads and ipsets (transition.py takes the script path)
+    loads_script = False
     activity = ""  # what a change under way waits for ("": nothing); shown by the status
 
     def await_kernel_lock(self, timeout: float) -> float:
@@ -121,6 +142,32 @@ class Dataplane:
     def ipset_destroy(self, names: Iterable[str]) -> list[str]:
         """Destroy sets; return those that could not be (still referenced)."""
         raise NotImplementedError
+
+    def load_script(self, script: str | None) -> None:
+        """Replace everything of ours with `script` in one transaction (None: remove it)."""
+        raise NotImplementedError
+
+    def update_elements(
+        self,
+        old_script: str,
+        new_script: str,
+        before_kernel: Callable[[], None],
+        lost: dict[str, list[int]] | None,
+    ) -> bool:
+        """Turn the kernel from `old_script` into `new_script` by set element changes
+        alone, adding the counts they take to `lost`; False (nothing done) when more than
+        elements differ."""
+        return False
+
+    def element_counts(self) -> dict[str, list[int]]:
+        """Set element counters summed per rule uuid ([packets, bytes]; set-compiled
+        blocks count per element, each tagged with its rule)."""
+        return {}
+
+    def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:
+        """Our sets with their elements and element counters (None: every set of ours);
+        a set that is not there is absent from the answer."""
+        return {}
 
     def keep_tools_ready(self, ready: bool = True) -> None:
         """A serving agent keeps its restore tools started and waiting between applies."""

@@ -17,17 +17,21 @@ from rampart_agent.dataplane.base import (
     DataplaneError,
     LiveFamily,
     LiveRule,
+    LiveSet,
     PendingRestore,
 )
 from rampart_agent.dataplane.iptc_reader import iptc_read_builtins
-from rampart_agent.dataplane.save import parse_listed, parse_save
+from rampart_agent.dataplane.save import parse_ipset_save, parse_listed, parse_save
 from rampart_agent.dataplane.xtables_lock import WAITING, await_free
+from rampart_agent.ipset_types import ipset_types
 from rampart_agent.ruleset import CHAIN_PREFIX, SET_PREFIX, LiveJump, Table, _target, plan_table
 from rampart_agent.runner import CommandError, Pending, Runner
+from rampart_contract.naming import NFT_TABLE
 
 log = logging.getLogger("rampart.agent")
 
 IPSET_RESTORE = ["ipset", "-exist", "restore"]
+NATIVE_KEY = "nft-native:inet"  # where other_backend_leftovers names our nft table
 CHAIN_READS = 8  # more chains than this to read: one `-save` of the table instead
 
 
@@ -59,7 +63,13 @@ def detect_backend(runner: Runner | None = None) -> str:
 class IptablesDataplane(Dataplane):
     """iptables (legacy or nft) + ipset, through their restore tools."""
 
-    def __init__(self, backend: str, runner: Runner | None = None, reader: str = "auto") -> None:
+    def __init__(
+        self,
+        backend: str,
+        runner: Runner | None = None,
+        reader: str = "auto",
+        native_cleanup: bool = True,
+    ) -> None:
         if backend not in ("legacy", "nft"):
             raise ValueError("backend must be 'legacy' or 'nft'")
         self.backend = backend
@@ -74,6 +84,8 @@ class IptablesDataplane(Dataplane):
         if reader == "auto":
             reader = "iptc" if backend == "legacy" and not self.runner.prefix else "save"
         self.reader = reader
+        # our `table inet rampart` (the nft-native dataplane's) is a backend of ours too
+        self.native_cleanup = native_cleanup
 
     @property
     def reads_jumps_in_process(self) -> bool:
@@ -185,6 +197,19 @@ class IptablesDataplane(Dataplane):
                 sets[name] = int(line.split(":", 1)[1])
         return sets
 
+    def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:
+        """`ipset save NAME` per set for a few sets (a one-rule change reads one or two,
+        not the 100k-entry groups beside them), one `ipset save` for more."""
+        wanted = list(names) if names is not None else None
+        if wanted is None or len(wanted) > CHAIN_READS:
+            return parse_ipset_save(self.runner.run(["ipset", "save"]).stdout, wanted)
+        out: dict[str, LiveSet] = {}
+        for name in wanted:
+            res = self.runner.run(["ipset", "save", name], check=False)
+            if res.returncode == 0:
+                out.update(parse_ipset_save(res.stdout, [name]))
+        return out
+
     def ipset_restore(self, payload: str) -> None:
         try:
             self.runner.run(IPSET_RESTORE, input=payload)
@@ -222,8 +247,20 @@ class IptablesDataplane(Dataplane):
     def _other(self) -> str:
         return "nft" if self.backend == "legacy" else "legacy"
 
+    def _native_table(self) -> bool:
+        """Does the nft-native dataplane's table exist (left by it before a switch)?"""
+        if not self.native_cleanup:
+            return False
+        try:
+            res = self.runner.run(["nft", "list", "table", "inet", NFT_TABLE], check=False)
+        except OSError:
+            return False  # no nft tool: no table either
+        return res.stdout.startswith(f"table inet {NFT_TABLE}")
+
     def other_backend_leftovers(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
+        if self._native_table():
+            found[NATIVE_KEY] = [f"table inet {NFT_TABLE}"]
         for family in ("v4", "v6"):
             try:
                 live = self._save_read(family, None, self._other())
@@ -241,6 +278,9 @@ class IptablesDataplane(Dataplane):
         """Remove our chains and jumps from the other backend (they would shadow or hide)."""
         found = self.other_backend_leftovers()
         for key in found:
+            if key == NATIVE_KEY:  # one transaction, our table only
+                self.runner.run(["nft", "delete", "table", "inet", NFT_TABLE])
+                continue
             family, table = key.split(":")
             lt = self._save_read(family, [table], self._other())[table]
             lines = plan_table(
@@ -253,4 +293,8 @@ class IptablesDataplane(Dataplane):
 
     def facts(self) -> dict[str, str]:
         res = self.runner.run([self._tool("v4", ""), "-V"], check=False)
-        return {"iptables_version": res.stdout.strip(), "backend": self.backend}
+        return {
+            "iptables_version": res.stdout.strip(),
+            "backend": self.backend,
+            "ipset_types": ipset_types(self.runner),
+        }

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rampart_agent.dataplane.base import Dataplane, DataplaneError, LiveFamily, LiveRule, LiveTable
-from rampart_agent.ruleset import BUILTINS, CHAIN_PREFIX, _target, rule_comment
+from rampart_agent.ruleset import BUILTINS, CHAIN_PREFIX, PORT_RANGE_RE, _target, rule_comment
 from rampart_agent.state import atomic_write
 
 _TABLE_BUILTINS = {
@@ -114,7 +114,7 @@ class RecordingDataplane(Dataplane):
 
     def ipset_list(self) -> dict[str, int]:
         with self._lock:
-            return {n: len(v) - 1 for n, v in self.sets.items()}
+            return {n: _kernel_entries(v[1:]) for n, v in self.sets.items()}
 
     def ipset_restore(self, payload: str) -> None:
         with self._lock:
@@ -128,9 +128,15 @@ class RecordingDataplane(Dataplane):
                 verb, name = parts[0], parts[1]
                 if verb == "create":
                     self.sets.setdefault(name, [line])
-                elif verb == "add":
-                    if line not in self.sets[name]:
-                        self.sets[name].append(line)
+                elif verb == "add":  # as with -exist: an element added again is updated
+                    lines = self.sets[name]
+                    same = [i for i, x in enumerate(lines[1:], 1) if x.split()[2] == parts[2]]
+                    if same:
+                        lines[same[0]] = line
+                    else:
+                        lines.append(line)
+                elif verb == "del":
+                    self.sets[name] = [x for x in self.sets[name] if x.split()[2] != parts[2]]
                 elif verb == "rename":
                     if parts[2] in self.sets:
                         raise DataplaneError(f"set {parts[2]} already exists")
@@ -162,6 +168,13 @@ class RecordingDataplane(Dataplane):
 
     def facts(self) -> dict[str, str]:
         return {"iptables_version": "recording", "backend": "recording"}
+
+
+def _kernel_entries(adds: list[str]) -> int:
+    """Elements the kernel would hold for these add lines (a port range: one per port)."""
+    return len(adds) + sum(
+        int(hi) - int(lo) for line in adds for lo, hi in PORT_RANGE_RE.findall(line)
+    )
 
 
 def _interpret(work: dict[str, list[str]], line: str) -> None:

@@ -21,9 +21,11 @@ from core.accounts import roles
 from core.accounts.permissions import CanView
 from rules import importer
 from rules.api.policy_views import RawBodyParser, body_format
+from rules.api.where_used_serializers import UnusedSerializer
 from rules.compile_options import compile_options
 from rules.models import RuleSet
 from rules.selectors import policy_dict
+from rules.where_used import unused_for_ruleset
 
 
 class CanValidate(CanView):
@@ -45,7 +47,9 @@ def uncompilable(exc: compiler.CompilerError) -> Response:
 @extend_schema(
     summary="Analysis of a rule set",
     description="Shadowed, redundant and never-matching rules (exact, by set "
-    "arithmetic), and empty groups the rule set uses.",
+    "arithmetic), empty groups the rule set uses, and `unused`: the objects nothing uses "
+    "fleet-wide, even through groups (addresses, services, their groups, zones), and this "
+    "rule set when no device applies it (the rows of GET /objects/unused/).",
     responses={200: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
 )
 class RuleSetAnalysisView(APIView):
@@ -58,7 +62,14 @@ class RuleSetAnalysisView(APIView):
         except compiler.CompilerError as exc:
             return uncompilable(exc)
         findings = compiler.analyse_ruleset(doc, ruleset.name, now=timezone.now())
-        return Response({"ruleset": ruleset.name, "findings": [f.to_dict() for f in findings]})
+        unused = UnusedSerializer(unused_for_ruleset(ruleset), many=True).data
+        return Response(
+            {
+                "ruleset": ruleset.name,
+                "findings": [f.to_dict() for f in findings],
+                "unused": unused,
+            }
+        )
 
 
 @extend_schema(

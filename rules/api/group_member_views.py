@@ -98,4 +98,5 @@ class GroupMembersMixin:
 
 
 def _diff_body(group, diff: MemberDiff) -> dict:
-    return {"added": diff.added, "removed": diff.removed, "count": group.members.count()}
+    count = diff.count if diff.count is not None else group.members.count()
+    return {"added": diff.added, "removed": diff.removed, "count": count}

@@ -147,8 +147,10 @@ class PolicyExportView(APIView):
     "chains (Docker, kube-proxy), notes and `ipv6` (what the rule set does with IPv6 when the "
     "dump has none: accepts it, as the host did, unless keep_ipv6 is false). `import=1` also "
     "imports the document (with `dry_run=1`: only its plan); with verdict-changing losses "
-    "only with `accept_losses=1`, else 400 listing them. An empty dump or another tool's "
-    "output (nft list ruleset) is a 400 saying what was given.",
+    "only with `accept_losses=1`, else 400 listing them. An nftables host: the JSON of "
+    "`nft -j list ruleset` in `iptables_save`, or as the body itself (positions in the "
+    "JSON array are the `line`s). An empty dump or another tool's output (`nft list "
+    "ruleset` text) is a 400 saying what was given.",
     parameters=[
         OpenApiParameter("import", OpenApiTypes.BOOL),
         OpenApiParameter("dry_run", OpenApiTypes.BOOL),
@@ -172,6 +174,8 @@ class FromIptablesSaveView(APIView):
                 ) from None
             if not isinstance(body, dict):
                 raise ValidationError({"detail": "the body must be a JSON object"})
+            if "nftables" in body:  # `nft -j list ruleset` posted as it is
+                body = {"iptables_save": raw.decode("utf-8", "replace")}
         else:
             body = {"iptables_save": raw.decode("utf-8", "replace")}
         errors = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from rules.models import RuleSetRevision
+from rules.revisions.member_sets import revision_snapshot
 
 
 class RevisionSerializer(serializers.ModelSerializer):
@@ -34,6 +35,13 @@ class RevisionSerializer(serializers.ModelSerializer):
 
 
 class RevisionDetailSerializer(RevisionSerializer):
+    snapshot = serializers.SerializerMethodField(
+        help_text="the rule set and every object it refers to, group members inline"
+    )
+
+    def get_snapshot(self, revision: RuleSetRevision) -> dict:
+        return revision_snapshot(revision)
+
     class Meta(RevisionSerializer.Meta):
         fields = (*RevisionSerializer.Meta.fields, "snapshot")
         read_only_fields = fields

@@ -14,16 +14,14 @@ from rules.api.base import PolicyModelSerializer
 from rules.choices import Side
 from rules.models import (
     AddressGroup,
-    AddressGroupMember,
     AddressObject,
     NatRule,
     Rule,
     RuleSet,
     Service,
     ServiceGroup,
-    ServiceGroupMember,
 )
-from rules.selectors import member_refs
+from rules.selectors import group_member_names
 
 
 def _strings(**kwargs) -> serializers.ListField:
@@ -37,8 +35,7 @@ def _member_names(group: AddressGroup | ServiceGroup) -> list[str]:
     read = getattr(group, "member_names", None)
     if read is not None:
         return read
-    model = AddressGroupMember if isinstance(group, AddressGroup) else ServiceGroupMember
-    return member_refs(model, [group.pk]).get(group.pk, [])
+    return group_member_names(group)
 
 
 class AddressObjectSerializer(PolicyModelSerializer):

@@ -30,7 +30,7 @@ class WhereUsedSerializer(serializers.Serializer):
 
 class UnusedSerializer(serializers.Serializer):
     kind = serializers.CharField(
-        help_text="address, address group, service, service group, rule set"
+        help_text="address, address group, service, service group, zone, rule set"
     )
     id = serializers.IntegerField(source="pk")
     name = serializers.CharField()

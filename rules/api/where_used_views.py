@@ -15,7 +15,7 @@ from rules.where_used import unused_objects, where_used
 
 from .where_used_serializers import UnusedReportSerializer, WhereUsedSerializer
 
-UNUSED_KINDS = ("address", "address group", "service", "service group", "rule set")
+UNUSED_KINDS = ("address", "address group", "service", "service group", "zone", "rule set")
 
 
 class WhereUsedMixin:
@@ -47,7 +47,7 @@ class WhereUsedMixin:
 
 
 class UnusedObjectsView(APIView):
-    """Addresses, services, their groups and rule sets that nothing uses, even through
+    """Addresses, services, their groups, zones and rule sets that nothing uses, even through
     groups (an address only in unused groups is listed; a rule set counts as used once it
     reaches a device). Narrow with ?kind=address (repeatable)."""
 

@@ -1,6 +1,6 @@
-"""The zones resource (/api/v1/zones/): named interface lists that rules and NAT rules
-use for in/out. Renames follow into the rules; a delete while rules use the zone is a 409
-naming them (rules.services.zones)."""
+"""The zones resource (/api/v1/zones/): named interface lists (and optional networks) that
+rules and NAT rules use for in/out. Renames follow into the rules; a delete while rules use
+the zone is a 409 naming them (rules.services.zones); where-used like every object kind."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from rules.filtersets import NAME_LOOKUPS
 from rules.models import Zone
 from rules.services import zone_delete, zone_save, zone_users
 
+from .where_used_views import WhereUsedMixin
+
 
 class ZoneSerializer(PolicyModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="zone-detail")
@@ -24,12 +26,27 @@ class ZoneSerializer(PolicyModelSerializer):
         child=serializers.CharField(max_length=64, trim_whitespace=True),
         help_text='interface names, a trailing "+" a wildcard: ["eth1", "veth+"]',
     )
+    networks = serializers.ListField(
+        child=serializers.CharField(max_length=100, trim_whitespace=True),
+        required=False,
+        help_text="optional: in_zone matches only sources in these (address, CIDR or range), "
+        'out_zone only destinations: ["198.18.1.0/24"]; empty = any address',
+    )
 
     save_service = staticmethod(zone_save)
 
     class Meta:
         model = Zone
-        fields = ["id", "url", "name", "interfaces", "description", "created", "last_updated"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "interfaces",
+            "networks",
+            "description",
+            "created",
+            "last_updated",
+        ]
 
 
 class ZoneFilterSet(filters.FilterSet):
@@ -49,7 +66,7 @@ class ZoneUsersSerializer(serializers.Serializer):
     users = serializers.ListField(child=serializers.CharField())
 
 
-class ZoneViewSet(PolicyModelViewSet):
+class ZoneViewSet(WhereUsedMixin, PolicyModelViewSet):
     queryset = Zone.objects.order_by("name")
     serializer_class = ZoneSerializer
     filterset_class = ZoneFilterSet

@@ -89,5 +89,9 @@ def import_objects(run: ImportRun) -> None:
         Zone,
         "zones",
         doc.zones,
-        lambda z: {"interfaces": list(z.interfaces), "description": z.description},
+        lambda z: {
+            "interfaces": list(z.interfaces),
+            "networks": list(z.networks),
+            "description": z.description,
+        },
     )

@@ -68,6 +68,9 @@ def _rule_data(r: D.Rule) -> dict:
         "comment": r.comment,
         "expires_at": r.expires_at,
         "reject_with": r.reject_with or "",
+        "rate_limit_per_source": (
+            None if r.rate_limit_per_source is None else r.rate_limit_per_source.to_dict()
+        ),
         "sources": list(r.sources),
         "destinations": list(r.destinations),
         "services": list(r.services),
@@ -86,7 +89,17 @@ def _row_data(rule: Rule) -> dict:
 
 def _signature(data: dict) -> tuple:
     """A hashable form of `_rule_data`, to match rules without an id by content in O(1)."""
-    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(data.items()))
+    return tuple(
+        (
+            k,
+            tuple(v)
+            if isinstance(v, list)
+            else tuple(sorted(v.items()))
+            if isinstance(v, dict)
+            else v,
+        )
+        for k, v in sorted(data.items())
+    )
 
 
 def _nat_data(n: D.NatRule) -> dict:

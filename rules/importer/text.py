@@ -8,6 +8,7 @@ import yaml
 
 from compiler import DocumentError, FieldError, PolicyDocument
 from rules.importer.plan import ImportFailed
+from rules.models import RuleSet
 
 
 class _Loader(yaml.SafeLoader):
@@ -59,7 +60,10 @@ def load_text(text: str | bytes, *, fmt: str | None = None) -> object:
 
 
 def parse_document(data: object) -> PolicyDocument:
+    """The validated document; its devices and device groups may also name the rule sets
+    already stored (one onboarded through from-iptables-save, say), not only its own."""
+    known = frozenset(RuleSet.objects.values_list("name", flat=True))
     try:
-        return PolicyDocument.from_dict(data)
+        return PolicyDocument.from_dict(data, known_rulesets=known)
     except DocumentError as exc:
         raise ImportFailed(exc.errors) from None

@@ -1,5 +1,6 @@
 from .device_changes import DeviceChangeStatus, PendingDeviceChange
 from .devices import Device, DeviceGroup, DeviceGroupRuleSet, DeviceMembership, DeviceRuleSet
+from .member_sets import MemberSet
 from .objects import (
     AddressGroup,
     AddressGroupMember,
@@ -22,6 +23,7 @@ __all__ = [
     "DeviceMembership",
     "DeviceRuleSet",
     "AddressObject",
+    "MemberSet",
     "NatRule",
     "PendingDeviceChange",
     "Rule",

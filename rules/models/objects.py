@@ -43,11 +43,41 @@ class AddressObject(NamedModel):
 class AddressGroup(NamedModel):
     """A named set of addresses: objects, nested groups and literals."""
 
+    member_set = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="the member set (rules.member_sets) holding the members' keys in order, a "
+        "copy of the rows kept by rules.services.group_members; empty: read the rows",
+    )
+
     class Meta(NamedModel.Meta):
         verbose_name = "address group"
 
 
-class AddressGroupMember(models.Model):
+class _MemberRow(models.Model):
+    """A member row saved or deleted one at a time (the admin, tests) makes its group's
+    stored member set stale: forget it (rules.services.group_members keeps it otherwise)."""
+
+    class Meta:
+        abstract = True
+
+    def _forget_member_set(self) -> None:
+        if self.group_id:
+            type(self)._meta.get_field("group").related_model.objects.filter(
+                pk=self.group_id
+            ).update(member_set="")
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        self._forget_member_set()
+
+    def delete(self, *args, **kwargs):
+        self._forget_member_set()
+        return super().delete(*args, **kwargs)
+
+
+class AddressGroupMember(_MemberRow):
     """One member of an address group: exactly one of address, group or literal."""
 
     group = models.ForeignKey(
@@ -74,7 +104,16 @@ class AddressGroupMember(models.Model):
         ordering = ["group", "index", "id"]
         # a page of a 100,000-member group, and the end a new member is appended at,
         # without sorting the whole group
-        indexes = [models.Index(fields=["group", "index"], name="rules_agm_group_order")]
+        indexes = [
+            models.Index(fields=["group", "index"], name="rules_agm_group_order"),
+            # a group's nested groups without reading its 100,000 literals (a small index:
+            # only the rows that are subgroups)
+            models.Index(
+                fields=["group"],
+                condition=models.Q(subgroup__isnull=False),
+                name="rules_agm_group_nested",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 name="addressgroupmember_exactly_one",
@@ -143,11 +182,19 @@ class Service(NamedModel):
 class ServiceGroup(NamedModel):
     """A named set of services (and nested service groups)."""
 
+    member_set = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="the member set (rules.member_sets) holding the members' keys in order, a "
+        "copy of the rows kept by rules.services.group_members; empty: read the rows",
+    )
+
     class Meta(NamedModel.Meta):
         verbose_name = "service group"
 
 
-class ServiceGroupMember(models.Model):
+class ServiceGroupMember(_MemberRow):
     group = models.ForeignKey(
         "rules.ServiceGroup", on_delete=models.CASCADE, related_name="members"
     )

@@ -82,6 +82,12 @@ class Rule(models.Model):
     log_prefix = models.CharField(max_length=29, blank=True)
     rate_limit = models.CharField(max_length=20, blank=True, help_text="e.g. 10/second")
     burst = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_source = models.JSONField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text='a token bucket per source, e.g. {"rate": "6/minute", "burst": 3}',
+    )
     comment = models.CharField(max_length=200, blank=True)
     expires_at = models.DateTimeField(
         null=True, blank=True, help_text="after this the rule is left out"

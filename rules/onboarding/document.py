@@ -119,6 +119,8 @@ class DocumentBuilder:
             rule["rate_limit"] = m.rate_limit
             if m.burst is not None:
                 rule["burst"] = m.burst
+        if m.per_source is not None:
+            rule["rate_limit_per_source"] = m.per_source.to_dict()
         where = f"iptables-save line {e.line}"
         text = f"{e.comment} ({where})" if e.comment else where
         rule["comment"] = text[:COMMENT_MAX]

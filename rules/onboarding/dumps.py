@@ -12,6 +12,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from compiler import per_source as PS
+from compiler.per_source import PerSourceLimit
+
 BUILTIN = ("INPUT", "FORWARD", "OUTPUT")
 RATE_UNITS = {
     "sec": "second",
@@ -53,6 +56,8 @@ PLAIN_MODULES = {
     "set",
     "limit",
     "iprange",
+    "recent",
+    "hashlimit",
 }
 
 
@@ -77,6 +82,7 @@ class Match:
     states: frozenset[str] | None = None
     rate_limit: str | None = None
     burst: int | None = None
+    per_source: PerSourceLimit | None = None  # -m hashlimit --hashlimit-upto, mode srcip
 
     def is_empty(self) -> bool:
         return self == Match()
@@ -95,6 +101,15 @@ class ParsedRule:
     comment: str = ""
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # `-m recent` options (translate.py pairs a --set with its --update/--rcheck), and a
+    # `--hashlimit-above` limit: both decide only in the patterns recent.py knows
+    recent: dict[str, str] | None = None
+    above: PerSourceLimit | None = None
+    hashlimit: dict[str, str] = field(default_factory=dict)
+    # `--ctstate …DNAT`: "only" (DNAT alone) or "also" (with the states in the match)
+    ct_dnat: str | None = None
+    # `--ctorigdstport P` / `--ctorigdst A` (shorewall's DNAT rules): "dport", "dst"
+    ct_orig: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +120,7 @@ class Dump:
     chains: dict[str, list[ParsedRule]] = field(default_factory=dict)  # filter table
     other_tables: list[ParsedRule] = field(default_factory=list)
     family: int = 4
+    nat_chains: list[str] = field(default_factory=list)  # declared in the nat table
     bad_lines: list[tuple[int, str, str]] = field(default_factory=list)
 
 
@@ -125,6 +141,7 @@ def _ports(text: str) -> tuple[str, ...]:
 
 
 JUMPS = ("-j", "--jump", "-g", "--goto")
+RECENT_ACTIONS = ("--set", "--update", "--rcheck", "--remove")
 
 
 class _RuleParser:
@@ -179,6 +196,8 @@ class _RuleParser:
             raise Unsupported("dangling '!'")
         if self.m.burst is not None and self.m.rate_limit is None:
             raise Unsupported("--limit-burst without --limit")
+        if self.rule.hashlimit:
+            hashlimit_done(self.rule, self.hints)
 
     # ---- one handler per option
     def address(self, tok: str) -> None:
@@ -218,6 +237,11 @@ class _RuleParser:
     def state(self, tok: str) -> None:
         self.no_negation(tok)
         states = set(self.value().upper().split(","))
+        if "DNAT" in states and self.rule.table == "filter":  # translate.py: ct_dnat_rules
+            states.discard("DNAT")
+            self.rule.ct_dnat = "also" if states else "only"
+            if not states:
+                return
         extra = states - STATES
         if extra:
             if not states & STATES:
@@ -227,6 +251,11 @@ class _RuleParser:
                 f"knows {', '.join(sorted(s.lower() for s in STATES))})"
             )
         self.m.states = frozenset(s.lower() for s in states & STATES)
+
+    def ct_orig(self, tok: str) -> None:
+        """The connection's original destination (before a DNAT): ctdnat.py."""
+        self.no_negation(tok)
+        self.rule.ct_orig["dport" if tok == "--ctorigdstport" else "dst"] = self.value()
 
     def comment(self, tok: str) -> None:
         self.rule.comment = self.value()
@@ -266,6 +295,24 @@ class _RuleParser:
 
     def limit_burst(self, tok: str) -> None:
         self.m.burst = int(self.value())
+
+    def recent(self, tok: str) -> None:
+        """`-m recent` options, kept for the translator (recent.py)."""
+        self.no_negation(tok)
+        recent = self.rule.recent if self.rule.recent is not None else {}
+        self.rule.recent = recent
+        if tok in RECENT_ACTIONS:
+            recent["action"] = tok[2:]
+        elif tok in ("--rsource", "--rdest", "--reap"):
+            recent[tok[2:]] = ""
+        else:
+            recent[tok[2:]] = self.value()
+
+    def hashlimit_option(self, tok: str) -> None:
+        """`-m hashlimit` options, read into a per-source limit once the rule is read."""
+        self.no_negation(tok)
+        key = "upto" if tok == "--hashlimit" else tok.removeprefix("--hashlimit-")
+        self.rule.hashlimit[key] = self.value()
 
     def fragment(self, tok: str) -> None:
         raise Unsupported("fragment matches have no equivalent")
@@ -307,13 +354,89 @@ OPTIONS: dict[str, Callable[[_RuleParser, str], None]] = {
     "--ports": _RuleParser.either_ports,
     **dict.fromkeys(("--ctstate", "--state"), _RuleParser.state),
     "--comment": _RuleParser.comment,
+    **dict.fromkeys(("--ctorigdstport", "--ctorigdst"), _RuleParser.ct_orig),
     **dict.fromkeys(("--icmp-type", "--icmpv6-type"), _RuleParser.icmp_type),
     "--match-set": _RuleParser.match_set,
     **dict.fromkeys(("--src-range", "--dst-range"), _RuleParser.address_range),
     "--limit": _RuleParser.limit,
     "--limit-burst": _RuleParser.limit_burst,
     **dict.fromkeys(("-f", "--fragment"), _RuleParser.fragment),
+    **dict.fromkeys(
+        (
+            *RECENT_ACTIONS,
+            "--seconds",
+            "--hitcount",
+            "--name",
+            "--mask",
+            "--rsource",
+            "--rdest",
+            "--reap",
+            "--rttl",
+        ),
+        _RuleParser.recent,
+    ),
+    **dict.fromkeys(
+        (
+            "--hashlimit",
+            "--hashlimit-upto",
+            "--hashlimit-above",
+            "--hashlimit-burst",
+            "--hashlimit-mode",
+            "--hashlimit-name",
+            "--hashlimit-srcmask",
+            "--hashlimit-dstmask",
+            "--hashlimit-htable-size",
+            "--hashlimit-htable-max",
+            "--hashlimit-htable-expire",
+            "--hashlimit-htable-gcinterval",
+            "--hashlimit-rate-match",
+            "--hashlimit-rate-interval",
+        ),
+        _RuleParser.hashlimit_option,
+    ),
 }
+
+_HASHLIMIT_IGNORED = ("name", "htable-size", "htable-max", "htable-expire", "htable-gcinterval")
+
+
+def hashlimit_done(rule: ParsedRule, hints: list[int]) -> None:
+    """A hashlimit match as the rule's per-source limit (`upto`) or its `above` limit; only
+    mode srcip in packets per time has an equivalent. The table's own settings (size,
+    expiry) and name are left out, with a note."""
+    opts = rule.hashlimit
+    mode = opts.get("mode", "")
+    if mode != "srcip":
+        raise Unsupported(
+            f"-m hashlimit with mode {mode or 'none'} has no equivalent "
+            "(rate_limit_per_source counts per source address: mode srcip)"
+        )
+    extra = sorted(set(opts) - {"upto", "above", "burst", "mode", "srcmask", *_HASHLIMIT_IGNORED})
+    if extra:
+        raise Unsupported(f"-m hashlimit --hashlimit-{extra[0]} has no equivalent")
+    given = opts.get("upto") or opts.get("above") or ""
+    count, _, unit = given.partition("/")
+    unit = unit or "sec"
+    if not count.isdigit() or unit not in RATE_UNITS:
+        raise Unsupported(f"hashlimit rate {given!r} has no equivalent (packets per time only)")
+    family = 6 if 6 in hints and 4 not in hints else 4
+    limit: dict = {"rate": f"{int(count)}/{RATE_UNITS[unit]}"}
+    if "burst" in opts:
+        limit["burst"] = int(opts["burst"])
+    if "srcmask" in opts and int(opts["srcmask"]) != PS.PREFIX_MAX[family]:
+        limit[f"ipv{family}_prefix"] = int(opts["srcmask"])
+    try:
+        parsed = PS.parse(limit)
+    except ValueError as exc:
+        raise Unsupported(f"-m hashlimit: {exc}") from None
+    if "upto" in opts:
+        rule.match.per_source = parsed
+    else:
+        rule.above = parsed
+    left = sorted(set(opts) & set(_HASHLIMIT_IGNORED[1:]))
+    if left:
+        rule.notes.append(
+            f"hashlimit {', '.join(left)} left out: the kernel's defaults apply to the table"
+        )
 
 
 def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> None:
@@ -322,6 +445,19 @@ def parse_rule(tokens: list[str], rule: ParsedRule, family_hint: list[int]) -> N
 
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\]\s+")
+
+
+def _declare(dump: Dump, table: str, parts: list[str], number: int) -> None:
+    """A `:CHAIN POLICY [counters]` line: the filter table's chains (with the built-ins'
+    policies) and the nat table's chain names."""
+    if not parts:
+        return
+    if table == "nat":
+        dump.nat_chains.append(parts[0])
+    if table == "filter":
+        dump.chains.setdefault(parts[0], [])
+        if parts[0] in BUILTIN and len(parts) > 1:
+            dump.policies[parts[0]] = (parts[1], number)
 
 
 def parse_iptables_save(text: str, family: int | None = None) -> Dump:
@@ -342,11 +478,7 @@ def parse_iptables_save(text: str, family: int | None = None) -> Dump:
             table = ""
             continue
         if line.startswith(":"):
-            parts = line[1:].split()
-            if table == "filter" and parts:
-                dump.chains.setdefault(parts[0], [])
-                if parts[0] in BUILTIN and len(parts) > 1:
-                    dump.policies[parts[0]] = (parts[1], number)
+            _declare(dump, table, line[1:].split(), number)
             continue
         body = _COUNTERS.sub("", line)
         try:

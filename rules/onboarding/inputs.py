@@ -11,7 +11,8 @@ import re
 
 EXPECTED = (
     "expected the output of `iptables-save` (or `ip6tables-save`): lines like '*filter', "
-    "':INPUT ACCEPT [0:0]', '-A INPUT -p tcp --dport 22 -j ACCEPT', 'COMMIT'"
+    "':INPUT ACCEPT [0:0]', '-A INPUT -p tcp --dport 22 -j ACCEPT', 'COMMIT'; or, for an "
+    "nftables host, the JSON of `nft -j list ruleset`"
 )
 _NFT = re.compile(r"^\s*(table|chain|flush ruleset|define|add (table|chain|rule))\b")
 
@@ -28,18 +29,18 @@ def check_dump(text: str) -> None:
         raise NotADump(
             "the dump is empty: iptables-save printed no tables, so the host has no iptables "
             "rules. A host whose firewall lives in nftables (firewalld's default backend, a "
-            "plain nftables host) keeps its rules in `nft list ruleset`, which cannot be "
-            "onboarded here; " + EXPECTED
+            "plain nftables host) keeps its rules in nftables: give `nft -j list ruleset` "
+            "(JSON); " + EXPECTED
         )
     if any(line.startswith("*") for line in content) or any(
         line.startswith(("-A ", "--append ")) for line in content
     ):
         return
     first = content[0][:80]
-    if content[0].startswith("{") and '"nftables"' in text[:2000]:
-        what = "the JSON output of `nft -j list ruleset` (nftables)"
-    elif any(_NFT.match(line) for line in content[:20]):
-        what = "the output of `nft list ruleset` (nftables, not iptables)"
-    else:
-        what = f"{len(content)} line(s), none of them iptables-save's (first: {first!r})"
-    raise NotADump(f"given {what}: nftables rule sets cannot be onboarded here; {EXPECTED}")
+    if any(_NFT.match(line) for line in content[:20]):
+        raise NotADump(
+            "given the output of `nft list ruleset` (nftables, not iptables): its text "
+            "is not read; use `nft -j list ruleset` (the same rules as JSON); " + EXPECTED
+        )
+    what = f"{len(content)} line(s), none of them iptables-save's (first: {first!r})"
+    raise NotADump(f"given {what}; {EXPECTED}")

@@ -64,7 +64,9 @@ class _Ranker:
         if s.source != "iptables-save" or rule is None or s.line in self.foreign_lines:
             return NEUTRAL
         if rule.table == "nat":
-            return RESTRICTIVE if rule.target in _NAT_LOST else NEUTRAL
+            if s.reason.startswith(_NEUTRAL_REASONS):
+                return NEUTRAL
+            return self.nat_impact(rule.target or "", frozenset())
         if rule.table != "filter":
             return PERMISSIVE if rule.target in ("DROP", "REJECT") else NEUTRAL
         if s.reason.startswith(_NEUTRAL_REASONS):
@@ -75,6 +77,22 @@ class _Ranker:
         if found == {"drop"}:
             return PERMISSIVE
         return MIXED if found else NEUTRAL
+
+    def nat_impact(self, target: str, seen: frozenset[str]) -> str:
+        """A lost nat-table rule: a lost translation (or a jump to a chain holding one)
+        refuses the forwarded service; a lost ACCEPT (no NAT for those packets) lets the
+        rules after it translate them: either way."""
+        if target in _NAT_LOST:
+            return RESTRICTIVE
+        if target == "ACCEPT":
+            return MIXED
+        if target in seen:
+            return NEUTRAL
+        chain = [r for r in self.dump.other_tables if r.table == "nat" and r.chain == target]
+        found = {self.nat_impact(r.target or "", seen | {target}) for r in chain}
+        if not found - {NEUTRAL}:
+            return NEUTRAL
+        return RESTRICTIVE if found - {NEUTRAL} == {RESTRICTIVE} else MIXED
 
     def lockout(self, s: Skipped, impact: str) -> bool:
         """A lost accept that could admit tcp to ssh or the agent port on INPUT."""

@@ -120,11 +120,16 @@ def _combine_port_lists(outer: Match, inner: Match, out: Match) -> Match | str |
 
 
 def _combine_limit_states(outer: Match, inner: Match, out: Match) -> Match | str | None:
-    """One rate limit at most; conntrack states both sides allow."""
+    """One rate limit (and one per-source limit) at most; conntrack states both sides
+    allow."""
     if outer.rate_limit and inner.rate_limit:
         return None
     if inner.rate_limit:
         out.rate_limit, out.burst = inner.rate_limit, inner.burst
+    if outer.per_source and inner.per_source:
+        return None
+    if inner.per_source:
+        out.per_source = inner.per_source
     if inner.states is not None:
         out.states = inner.states if outer.states is None else outer.states & inner.states
     if out.states is not None and not out.states:

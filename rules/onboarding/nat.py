@@ -1,11 +1,12 @@
 """The administrator's nat table → the rule set's `nat` entries (pure: no Django).
 
-DNAT, SNAT and MASQUERADE rules written straight into PREROUTING, OUTPUT or POSTROUTING
-become `dnat`, `snat` and `masquerade` entries with the same matches; the document's NAT
+DNAT, SNAT, MASQUERADE and REDIRECT rules reached from PREROUTING, OUTPUT or POSTROUTING
+(translate._NatTranslator walks the nat table as the filter table is walked: user chains
+inlined at their jumps, conditional RETURNs negated) become `dnat`, `snat`, `masquerade`
+and `redirect` entries of that built-in chain with the same matches; the document's NAT
 rules hold interfaces, protocol, one source, one destination and destination ports, so a
-rule needing more (a negation, source ports, a state, another module), a REDIRECT, or a
-rule in a user chain of the nat table is reported with its reason instead. Other
-software's nat rules (Docker's) are left to their owner, as in the filter table.
+rule needing more (a negation, source ports, a state, another module) is reported with
+its reason instead. Other software's nat rules (Docker's) are left to their owner.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from compiler.validate import nat_errors
 from .dumps import Match, ParsedRule
 
 NAT_BUILTIN = {"PREROUTING": "prerouting", "OUTPUT": "output", "POSTROUTING": "postrouting"}
-NAT_TARGETS = {"DNAT": "dnat", "SNAT": "snat", "MASQUERADE": "masquerade"}
-_TO = {"DNAT": "--to-destination", "SNAT": "--to-source"}
+NAT_TARGETS = {"DNAT": "dnat", "SNAT": "snat", "MASQUERADE": "masquerade", "REDIRECT": "redirect"}
+_TO = {"DNAT": "--to-destination", "SNAT": "--to-source", "REDIRECT": "--to-ports"}
 # what a document NAT rule can hold besides interfaces, protocol, addresses and dports
 _EMPTY_REST = Match()
 
@@ -33,6 +34,7 @@ def _unexpressible(m: Match) -> str | None:
         states=m.states,
         rate_limit=m.rate_limit,
         burst=m.burst,
+        per_source=m.per_source,
     )
     if rest != _EMPTY_REST:
         return "source ports, ICMP types, states and rate limits have no equivalent in NAT rules"
@@ -48,9 +50,14 @@ def nat_entry(rule: ParsedRule, family: int) -> dict | str:
             "POSTROUTING are imported"
         )
     if rule.target not in NAT_TARGETS:
-        return f"target {rule.target} in the nat table has no equivalent (DNAT, SNAT, MASQUERADE)"
+        return (
+            f"target {rule.target} in the nat table has no equivalent "
+            "(DNAT, SNAT, MASQUERADE, REDIRECT)"
+        )
     if rule.error:
         return rule.error
+    if rule.recent is not None or rule.above is not None:
+        return "-m recent and --hashlimit-above have no equivalent in a NAT rule"
     m = rule.match
     problem = _unexpressible(m)
     if problem:
@@ -68,7 +75,7 @@ def nat_entry(rule: ParsedRule, family: int) -> dict | str:
             entry[key] = value
     if not m.sources and not m.destinations:
         entry["sources"] = ["0.0.0.0/0" if family == 4 else "::/0"]
-    if rule.target in _TO:
+    if rule.target in _TO and (rule.target != "REDIRECT" or _TO["REDIRECT"] in rule.target_args):
         entry["to"] = rule.target_args.get(_TO[rule.target], "")
     entry["comment"] = f"iptables-save line {rule.line}"
     errors = nat_errors(entry)

@@ -20,16 +20,21 @@ skipped line is ranked by what losing it does to verdicts
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from compiler import values as V
 
+from .ctdnat import CtDnatMixin
 from .document import DocumentBuilder, Emitted
 from .dumps import BUILTIN, Dump, IpSet, Match, ParsedRule, parse_ipset_save, parse_iptables_save
 from .foreign import chain_owner, rule_interface_owner
-from .inputs import check_dump
-from .losses import rank
+from .inputs import EXPECTED, NotADump, check_dump
+from .limits import LimitsMixin
+from .losses import MIXED, rank
 from .matches import NEVER, combine, negated
+from .nat import NAT_BUILTIN, NAT_TARGETS, nat_entry
+from .nftjson import RULE_NOTE, looks_like_nft_json, parse_nft_json
 from .others import OthersMixin
 from .results import ForeignChain, OnboardingResult, Skipped
 
@@ -57,7 +62,10 @@ class _Frame:
     via: int | None
 
 
-class _Translator(DocumentBuilder, OthersMixin):
+class _Translator(DocumentBuilder, OthersMixin, LimitsMixin, CtDnatMixin):
+    POLICY_RULES = True  # the built-in chains' policies become rules (not in the nat table)
+    TABLE_NOTE = ""  # how reasons name the table (the filter table: not named)
+
     def __init__(self, dump: Dump, sets: dict[str, IpSet], ruleset: str):
         self.dump = dump
         self.sets = sets
@@ -102,6 +110,7 @@ class _Translator(DocumentBuilder, OthersMixin):
 
     # ---- walking
     def run(self) -> None:
+        self.nat_pass()
         for builtin in BUILTIN:
             if builtin not in self.dump.chains and builtin not in self.dump.policies:
                 continue
@@ -123,6 +132,32 @@ class _Translator(DocumentBuilder, OthersMixin):
                     )
                 )
                 self.translated.setdefault(line, []).append(index)
+        self.report_unwalked("INPUT, FORWARD or OUTPUT")
+        for rule in self.dump.other_tables:
+            if rule.table != "nat":  # the nat pass accounted for those
+                self.other_table(rule)
+        for line, text, reason in self.dump.bad_lines:
+            self.skipped.setdefault((line, reason), Skipped(line, text, reason))
+
+    def nat_pass(self) -> None:
+        """The nat table, walked like the filter table (_NatTranslator): its entries and
+        its accounting join this translator's."""
+        nat = _NatTranslator(self.dump, self.ruleset)
+        nat.run()
+        self.nat = list(nat.emitted)  # type: ignore[arg-type]  # NAT entries there
+        for line, idx in nat.translated.items():
+            if idx:
+                self.nat_translated[line] = idx[0]
+            else:
+                self.translated[line] = []
+        self.skipped.update(nat.skipped)
+        self.notes.update(nat.notes)
+        for name, fc in nat.foreign.items():
+            self.foreign.setdefault(name, fc)
+
+    def report_unwalked(self, builtins: str) -> None:
+        """Every rule the walk did not reach: other software's, in an uninlinable chain,
+        behind a lost jump, or never reached from `builtins`."""
         reached_by = self.skipped_jumps()
         for chain, rules in self.dump.chains.items():
             owner = chain_owner(chain)
@@ -131,7 +166,10 @@ class _Translator(DocumentBuilder, OthersMixin):
                     continue
                 if owner:
                     self.foreign_rule(
-                        rule, chain, owner, f"chain {chain} belongs to {owner}: not imported"
+                        rule,
+                        chain,
+                        owner,
+                        f"chain {chain}{self.TABLE_NOTE} belongs to {owner}: not imported",
                     )
                 elif chain in self.unflattenable:
                     self.skip(
@@ -145,11 +183,7 @@ class _Translator(DocumentBuilder, OthersMixin):
                         "which is not imported",
                     )
                 else:
-                    self.skip(rule, f"chain {chain} is never reached from INPUT, FORWARD or OUTPUT")
-        for rule in self.dump.other_tables:
-            self.other_table(rule)
-        for line, text, reason in self.dump.bad_lines:
-            self.skipped.setdefault((line, reason), Skipped(line, text, reason))
+                    self.skip(rule, f"chain {chain} is never reached from {builtins}")
 
     def skipped_jumps(self) -> dict[str, int]:
         """Chains that a skipped rule jumps to: chain → the first such line."""
@@ -231,6 +265,16 @@ class _Translator(DocumentBuilder, OthersMixin):
     ) -> bool | None:
         """Translate one rule by its target; a bool ends the chain's walk with that answer."""
         target = rule.target
+        if rule.recent is not None or rule.above is not None:
+            if target == "RETURN" and frame.chain != frame.builtin:
+                raise Unflattenable(f"line {rule.line}: a RETURN on a rate limit per source")
+            return self.over_limit(frame, rule, merged, log, rest)
+        if rule.ct_orig:
+            return self.ct_orig_rule(frame, rule, merged, log, rest)
+        if rule.ct_dnat is not None:
+            if target == "RETURN" and frame.chain != frame.builtin:
+                raise Unflattenable(f"line {rule.line}: a RETURN on --ctstate DNAT")
+            return self.ct_dnat_rules(frame, rule, merged, log, rest)
         if target in VERDICTS or (target == "RETURN" and frame.chain == frame.builtin):
             return self.verdict(frame, rule, merged, log, rest)
         if target == "RETURN":
@@ -374,7 +418,7 @@ class _Translator(DocumentBuilder, OthersMixin):
             self.unflattenable[target] = str(exc)
             self.skip(rule, f"jump to {target} cannot be inlined: {exc}")
             return None
-        if rule.goto and not decides and chain == builtin:
+        if rule.goto and not decides and chain == builtin and self.POLICY_RULES:
             # falling off a chain reached by goto from a built-in chain ends that
             # built-in chain: its policy decides
             policy = self.dump.policies.get(builtin, ("ACCEPT", 0))[0]
@@ -422,6 +466,91 @@ class _Translator(DocumentBuilder, OthersMixin):
                 )
 
 
+class _NatTranslator(_Translator):
+    """The nat table walked as netfilter walks it for a connection's first packet: from
+    PREROUTING, OUTPUT and POSTROUTING, user chains (firewalld's `PREROUTING_direct` and
+    zone chains, shorewall's `net_dnat`) inlined at their jumps with the jump's matches, a
+    conditional RETURN's condition negated on the rules after it — the filter walk's own
+    code. Each DNAT/SNAT/MASQUERADE/REDIRECT reached becomes a NAT entry of the built-in
+    chain it was reached from (in `emitted`); an ACCEPT (no NAT for those packets) has no
+    equivalent and is reported."""
+
+    POLICY_RULES = False  # a nat chain's policy (ACCEPT) translates nothing
+    TABLE_NOTE = " (nat table)"
+
+    def __init__(self, dump: Dump, ruleset: str):
+        chains: dict[str, list[ParsedRule]] = {name: [] for name in dump.nat_chains}
+        for rule in dump.other_tables:
+            if rule.table == "nat":
+                chains.setdefault(rule.chain, []).append(rule)
+        super().__init__(Dump(chains=chains, family=dump.family), {}, ruleset)
+
+    def run(self) -> None:
+        for builtin in NAT_BUILTIN:
+            if builtin in self.dump.chains:
+                self.walk(builtin, builtin, Match(), (), None)
+        self.report_unwalked("PREROUTING, OUTPUT or POSTROUTING")
+
+    def merged(self, frame: _Frame, rule: ParsedRule) -> Match | None:
+        # Docker's `-m addrtype --dst-type LOCAL -j DOCKER`, its MASQUERADE of docker0
+        owner = chain_owner(rule.target or "") or rule_interface_owner(rule.text)
+        if owner:
+            self.foreign_rule(
+                rule,
+                f"{rule.chain} (nat table, rules of {owner})",
+                owner,
+                f"{owner}'s rule in the nat table: not imported",
+            )
+            return None
+        return super().merged(frame, rule)
+
+    def step(
+        self,
+        frame: _Frame,
+        rule: ParsedRule,
+        merged: Match,
+        log: ParsedRule | None,
+        rest: list[ParsedRule],
+    ) -> bool | None:
+        target = rule.target or ""
+        if target == "DNAT" and rule.target_args.get("--to-destination", "").startswith(":"):
+            rule = self.port_only_dnat(rule)
+            target = "REDIRECT"
+        if target in NAT_TARGETS:
+            entry = nat_entry(replace(rule, chain=frame.builtin, match=merged), self.family)
+            if isinstance(entry, str):
+                self.skip(rule, f"nat table: {entry}")
+                return None
+            self.mark(rule, [self.emit(entry)])  # type: ignore[arg-type]  # NAT entries
+            if merged == frame.ctx and rule.match.is_empty():
+                self.unreachable(rest, rule.line)
+                return True
+            return None
+        if target == "ACCEPT" or (target == "RETURN" and frame.chain == frame.builtin):
+            self.skip(
+                rule,
+                f"nat table: {target} (these packets are not translated by the rules after "
+                "it) has no equivalent in the document's NAT rules",
+            )
+            return None
+        if target in ("DROP", "REJECT", "LOG") or rule.recent is not None:
+            self.skip(rule, f"nat table: target {target} has no equivalent")
+            return None
+        return super().step(frame, rule, merged, log, rest)
+
+    def port_only_dnat(self, rule: ParsedRule) -> ParsedRule:
+        """`DNAT --to-destination :8080` (firewalld's forward-port without toaddr): the
+        port changes, the address stays — a `redirect` for packets addressed to the host."""
+        port = rule.target_args["--to-destination"][1:]
+        text = (
+            f"DNAT to port {port} of the same address imported as a redirect: the same for "
+            "packets addressed to this host; a packet routed through it would be delivered "
+            "to the host instead of forwarded"
+        )
+        self.notes.setdefault((rule.line, text), Skipped(rule.line, rule.text, text, impact=MIXED))
+        return replace(rule, target="REDIRECT", target_args={"--to-ports": port})
+
+
 def translate_iptables_save(
     text: str,
     ipset_text: str = "",
@@ -436,9 +565,22 @@ def translate_iptables_save(
     IPv4 dump's rule set also accepts all IPv6 (what the host did without ip6tables rules).
     """
     V.validate_name(ruleset)
+    if looks_like_nft_json(text):
+        return translate_nft_json(text, ruleset=ruleset, keep_ipv6_open=keep_ipv6_open)
     check_dump(text)
     dump = parse_iptables_save(text, family)
     sets, set_skips = parse_ipset_save(ipset_text) if ipset_text else ({}, [])
+    return translate_dump(dump, sets, set_skips, ruleset, keep_ipv6_open)
+
+
+def translate_dump(
+    dump: Dump,
+    sets: dict[str, IpSet],
+    set_skips: list[tuple[int, str, str]],
+    ruleset: str,
+    keep_ipv6_open: bool,
+) -> OnboardingResult:
+    """One parsed dump (iptables-save's, or one family of nft's JSON) → the result."""
     t = _Translator(dump, sets, ruleset)
     t.run()
     doc = t.document()
@@ -460,3 +602,91 @@ def translate_iptables_save(
         ipv6,
         t.nat_translated,
     )
+
+
+def translate_nft_json(
+    text: str, *, ruleset: str = "onboarded", keep_ipv6_open: bool = True
+) -> OnboardingResult:
+    """`nft -j list ruleset` → one rule set (nftjson.py reads it): each family translated
+    as its own dump, IPv4's rules then IPv6's (each scoped to its family, so the order
+    between them changes nothing), every JSON item accounted for by its position."""
+    V.validate_name(ruleset)
+    try:
+        parsed = parse_nft_json(text)
+    except ValueError as exc:
+        raise NotADump(
+            f"given JSON that is not `nft -j list ruleset`'s: {exc}; {EXPECTED}"
+        ) from None
+    if not parsed.families:
+        raise NotADump(
+            "given `nft -j list ruleset` output without a rule in an ip, ip6 or inet table: "
+            f"nothing to onboard; {EXPECTED}"
+        )
+    results = [
+        translate_dump(
+            parsed.dumps[fam],
+            parsed.sets[fam],
+            [],
+            ruleset,
+            keep_ipv6_open and fam == 4 and 6 not in parsed.families,
+        )
+        for fam in sorted(parsed.families)
+    ]
+    merged = _merge(results)
+    for line, text_, reason, impact in parsed.skipped:
+        merged.skipped.append(Skipped(line, text_, reason, impact=impact))
+    for line, text_, reason in parsed.notes:
+        merged.notes.append(Skipped(line, text_, reason))
+    merged.skipped.sort(key=lambda s: (s.line, s.reason))
+    merged.notes.sort(key=lambda s: (s.line, s.reason))
+    for s in (*merged.skipped, *merged.notes):
+        if s.source == "iptables-save":
+            s.source = "nft -j list ruleset"
+        s.reason = _LINE.sub(rf"{RULE_NOTE} \1", s.reason)
+    _rename_source(merged.document, sorted(parsed.families))
+    return merged
+
+
+def _merge(results: list[OnboardingResult]) -> OnboardingResult:
+    """Results of one rule set per family → one: rules, NAT entries and groups in family
+    order, the accounting's indexes shifted, the reports united."""
+    first = results[0]
+    doc = first.document
+    rs = doc["rulesets"][0]
+    for other in results[1:]:
+        ors = other.document["rulesets"][0]
+        shift, nat_shift = len(rs["rules"]), len(rs.get("nat", []))
+        rs["rules"] += ors["rules"]
+        if ors.get("nat"):
+            rs["nat"] = rs.get("nat", []) + ors["nat"]
+        names = {g["name"] for g in doc.get("address_groups", [])}
+        extra = [g for g in other.document.get("address_groups", []) if g["name"] not in names]
+        if extra:
+            doc["address_groups"] = doc.get("address_groups", []) + extra
+        for line, idx in other.translated.items():
+            first.translated.setdefault(line, [])
+            first.translated[line] += [i + shift for i in idx]
+        for line, i in other.nat_translated.items():
+            first.nat_translated.setdefault(line, i + nat_shift)
+        seen = {(s.line, s.reason) for s in first.skipped}
+        first.skipped += [s for s in other.skipped if (s.line, s.reason) not in seen]
+        seen = {(s.line, s.reason) for s in first.notes}
+        first.notes += [s for s in other.notes if (s.line, s.reason) not in seen]
+        known = {c.name for c in first.foreign_chains}
+        first.foreign_chains += [c for c in other.foreign_chains if c.name not in known]
+        first.ipv6 = first.ipv6 or other.ipv6
+    return first
+
+
+_LINE = re.compile(r"\bline (\d+)")
+
+
+def _rename_source(doc: dict, families: list[int]) -> None:
+    """Comments and the description name the nft item, not an iptables-save line."""
+    rs = doc["rulesets"][0]
+    rs["description"] = (
+        "imported from nft -j list ruleset (" + ", ".join(f"IPv{f}" for f in families) + ")"
+    )
+    for entry in (*rs["rules"], *rs.get("nat", [])):
+        if "comment" in entry:
+            entry["comment"] = entry["comment"].replace("iptables-save line", RULE_NOTE)

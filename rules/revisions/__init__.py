@@ -1,7 +1,7 @@
 """Rule set revisions: capture, diff, four-eyes review, and the document to deploy.
 
 A revision is the rule set's document form plus every object it refers to, transitively
-(`snapshots`), so deploying an old revision gives exactly what was approved even after the
+(`snapshots`; group members stored once per distinct list, `member_sets`), so deploying an old revision gives exactly what was approved even after the
 shared objects changed. The live database is the working copy; for a rule set that
 `requires_approval`, each edit becomes a pending revision (`capture`) and deployments use
 the latest approved one (`deploy`).
@@ -29,6 +29,7 @@ from rules.revisions.deploy import (
     is_deployable,
 )
 from rules.revisions.diff import revision_diff
+from rules.revisions.member_sets import revision_snapshot
 from rules.revisions.review import guard_ruleset_save, revision_approve, revision_reject
 from rules.revisions.snapshots import OBJECT_KINDS, ruleset_snapshot, snapshot_hash, snapshots_of
 
@@ -50,6 +51,7 @@ __all__ = [
     "revision_capture_all",
     "revision_diff",
     "revision_reject",
+    "revision_snapshot",
     "revisions_touch",
     "ruleset_snapshot",
     "rulesets_using",

@@ -29,7 +29,8 @@ from rules.models import (
     ServiceGroup,
     ServiceGroupMember,
 )
-from rules.revisions.snapshots import ruleset_snapshot, snapshot_hash, snapshots_of
+from rules.revisions.member_sets import Encoded, compacted, snapshot_digest
+from rules.revisions.snapshots import ruleset_snapshot, snapshots_of
 from rules.selectors import policy_dict
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,8 +52,11 @@ def new_revision(
     author,
     message: str,
     parent: RuleSetRevision | None,
+    encoded: Encoded | None = None,
 ) -> RuleSetRevision:
-    """Store the next revision of a (locked) rule set; pending when it requires approval."""
+    """Store the next revision of a (locked) rule set; pending when it requires approval.
+    `snapshot` has its members inline (`digest` is its hash); it is stored with each group's
+    members as a shared member set (`encoded`: its lists' keys, from `snapshot_digest`)."""
     author = author if author is not None else current_user()
     status = RevisionStatus.PENDING if ruleset.requires_approval else RevisionStatus.DRAFT
     authors: set[int] = {author.pk} if author is not None else set()
@@ -66,7 +70,7 @@ def new_revision(
     return RuleSetRevision.objects.create(
         ruleset=ruleset,
         number=(parent.number + 1) if parent else 1,
-        snapshot=snapshot,
+        snapshot=compacted(snapshot, encoded),
         hash=digest,
         author=author,
         author_name=_author_name(author),
@@ -88,7 +92,7 @@ def revision_capture(
     with transaction.atomic():
         ruleset = RuleSet.objects.select_for_update().get(pk=ruleset.pk)
         snapshot = snapshot if snapshot is not None else ruleset_snapshot(ruleset)
-        digest = snapshot_hash(snapshot)
+        digest, encoded = snapshot_digest(snapshot)
         # Not its snapshot: comparing hashes needs no decoding of a large group's members.
         latest = ruleset.revisions.defer("snapshot").order_by("-number").first()
         if latest is not None and latest.hash == digest:
@@ -100,6 +104,7 @@ def revision_capture(
             author=author,
             message=message,
             parent=latest,
+            encoded=encoded,
         )
 
 

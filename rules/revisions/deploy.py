@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from rules.models import RevisionStatus, RuleSet, RuleSetRevision
 from rules.revisions.capture import revision_capture
+from rules.revisions.member_sets import revision_snapshot
 from rules.revisions.snapshots import OBJECT_KINDS, snapshot_hash, snapshots_of
 from rules.selectors import policy_dict
 
@@ -233,4 +234,4 @@ def _deployable_snapshot(
     if rev is None:
         errors.append(f"{rs.name} requires approval and has no approved revision")
         return None
-    return f"r{rev.number}-{rev.hash[:8]}", rev.snapshot, _recorded(rev)
+    return f"r{rev.number}-{rev.hash[:8]}", revision_snapshot(rev), _recorded(rev)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from difflib import SequenceMatcher
 
 from rules.models import RuleSetRevision
+from rules.revisions.member_sets import revision_snapshot
 from rules.revisions.snapshots import OBJECT_KINDS
 
 
@@ -55,7 +56,8 @@ def _objects_diff(a: dict, b: dict) -> dict:
 
 def revision_diff(a: RuleSetRevision, b: RuleSetRevision) -> dict:
     """What changed from revision `a` to revision `b`, rule by rule (matched by rule id)."""
-    ra, rb = a.snapshot["ruleset"], b.snapshot["ruleset"]
+    sa, sb = revision_snapshot(a), revision_snapshot(b)
+    ra, rb = sa["ruleset"], sb["ruleset"]
     settings_changed = sorted(
         k for k in (set(ra) | set(rb)) - {"rules", "nat"} if ra.get(k) != rb.get(k)
     )
@@ -70,5 +72,5 @@ def revision_diff(a: RuleSetRevision, b: RuleSetRevision) -> dict:
         },
         "rules": _list_diff(ra.get("rules", []), rb.get("rules", [])),
         "nat": _list_diff(ra.get("nat", []), rb.get("nat", [])),
-        "objects": _objects_diff(a.snapshot, b.snapshot),
+        "objects": _objects_diff(sa, sb),
     }

@@ -23,6 +23,7 @@ from rules.models import (
     ServiceGroup,
 )
 from rules.revisions.capture import captures_suspended, new_revision
+from rules.revisions.member_sets import revision_snapshot
 from rules.revisions.snapshots import OBJECT_KINDS
 from rules.selectors import policy_dict
 from rules.services import (
@@ -152,12 +153,13 @@ def revision_rollback(
     revision = RuleSetRevision.objects.get(pk=revision.pk)
     latest = ruleset.revisions.order_by("-number").first()
     with captures_suspended():
-        conflicts = _restore_objects(revision.snapshot)
-        _restore_ruleset(ruleset, revision.snapshot["ruleset"])
+        snapshot = revision_snapshot(revision)
+        conflicts = _restore_objects(snapshot)
+        _restore_ruleset(ruleset, snapshot["ruleset"])
     message = message or f"roll back to r{revision.number}"
     new = new_revision(
         ruleset=ruleset,
-        snapshot=copy.deepcopy(revision.snapshot),
+        snapshot=copy.deepcopy(snapshot),
         digest=revision.hash,
         author=author,
         message=message,

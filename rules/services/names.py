@@ -15,7 +15,7 @@ from rules.models import AddressGroup, AddressObject, Service, ServiceGroup
 # large group are, checked without building an address object (a third of the cost of
 # creating a 100,000-member group); anything else goes through values.is_literal.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4_HOST = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+IPV4_HOST = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 @dataclass
@@ -49,7 +49,7 @@ class NameIndex:
             return obj
         if grp is not None:
             return grp
-        if ref in self._value_families or _IPV4_HOST.fullmatch(ref) or values.is_literal(ref):
+        if ref in self._value_families or IPV4_HOST.fullmatch(ref) or values.is_literal(ref):
             return ref
         raise ValueError(f"unknown address or address group {ref!r}")
 

@@ -42,6 +42,7 @@ RULE_SCALAR_FIELDS = (
     "comment",
     "expires_at",
     "reject_with",
+    "rate_limit_per_source",
 )
 
 

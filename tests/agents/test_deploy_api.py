@@ -19,12 +19,13 @@ URL = "/api/v1/deployments/"
 
 @pytest.fixture
 def sent(monkeypatch) -> list[int]:
-    """The device deployment ids sent to the broker as `deploy_device` tasks."""
+    """The device deployment ids sent to the broker as `deploy_device` or `deploy_batch`
+    tasks."""
     calls: list[int] = []
 
     def send_task(name: str, args: tuple) -> None:
-        assert name == enqueue.DEPLOY_DEVICE
-        calls.extend(args)
+        assert name in (enqueue.DEPLOY_DEVICE, enqueue.DEPLOY_BATCH)
+        calls.extend(args[0] if name == enqueue.DEPLOY_BATCH else args)
 
     monkeypatch.setattr(enqueue, "current_app", SimpleNamespace(send_task=send_task))
     return calls

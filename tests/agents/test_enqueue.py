@@ -16,6 +16,7 @@ from console.celery import app
     "name,task",
     [
         (enqueue.DEPLOY_DEVICE, tasks.deploy_device),
+        (enqueue.DEPLOY_BATCH, tasks.deploy_batch),
         (enqueue.POLL_DEVICE, tasks.poll_device),
         (enqueue.POLL_FLEET, tasks.poll_fleet),
         (enqueue.POLL_BATCH, tasks.poll_batch),
@@ -34,12 +35,13 @@ def test_beat_schedules_registered_tasks():
         assert entry["task"] in app.tasks
 
 
-def test_device_deployments_are_sent_by_name_one_task_each(monkeypatch):
+def test_device_deployments_are_sent_by_name_in_batches(monkeypatch):
     sent: list[tuple[str, tuple]] = []
     fake_app = SimpleNamespace(send_task=lambda name, args: sent.append((name, args)))
     monkeypatch.setattr(enqueue, "current_app", fake_app)
     enqueue.device_deployments([3, 5])
-    assert sent == [(enqueue.DEPLOY_DEVICE, (3,)), (enqueue.DEPLOY_DEVICE, (5,))]
+    enqueue.device_deployments([7])
+    assert sent == [(enqueue.DEPLOY_BATCH, ([3, 5],)), (enqueue.DEPLOY_DEVICE, (7,))]
 
 
 def test_poll_batches_are_sent_by_name_one_task_each(monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compiler import Bundle
+from compiler import Bundle, with_nft
 from tests.support.netns import Netns
 
 TOOLS = {
@@ -15,10 +15,18 @@ TOOLS = {
     ),
 }
 EMPTY = "*filter\nCOMMIT\n*nat\nCOMMIT\n"
+NATIVE = "nft-native"  # the agent's native nftables dataplane (compiler/render_nft.py)
+DATAPLANES = ["nft", NATIVE]  # iptables-nft and native nftables (legacy: test_kernel.py)
 
 
 def load(ns: Netns, bundle: Bundle, backend: str = "nft") -> None:
-    """ipset restore, then iptables-restore for v4 and v6; raise with the tool's stderr."""
+    """ipset restore, then iptables-restore for v4 and v6; raise with the tool's stderr.
+    Backend `nft-native`: the bundle's `nft` script (rendered here) in one `nft -f`."""
+    if backend == NATIVE:
+        result = ns.run("nft", "-f", "-", input=with_nft(bundle).nft, check=False)
+        if result.returncode != 0:
+            raise AssertionError(f"nft -f failed: {result.stderr.strip()}")
+        return
     restore4, restore6, _, _ = TOOLS[backend]
     for cmd, text in (
         (("ipset", "restore"), bundle.ipsets),
@@ -31,7 +39,11 @@ def load(ns: Netns, bundle: Bundle, backend: str = "nft") -> None:
 
 
 def reset(ns: Netns, backend: str = "nft") -> None:
-    """Empty every table and destroy every set (between two policies in one namespace)."""
+    """Empty every table and destroy every set (between two policies in one namespace);
+    Rampart's nft table goes whatever the backend."""
+    ns.run("nft", "delete", "table", "inet", "rampart", check=False)
+    if backend == NATIVE:
+        backend = "nft"
     restore4, restore6, _, _ = TOOLS[backend]
     ns.run(restore4, input=EMPTY)
     ns.run(restore6, input=EMPTY)

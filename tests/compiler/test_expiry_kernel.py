@@ -3,7 +3,8 @@
 The compiler's bundle, with a rule expiring ~20 s from now, is applied by the real agent
 (`rampart-agent apply` in an rpt_ namespace, no console anywhere); new TCP connections the
 rule allows get through before its expiry and are refused right after it, on both iptables
-backends at once (the kernel's `-m time --datestop` does it, not a redeploy).
+backends and native nftables at once (the kernel's `-m time --datestop` / `meta time`
+does it, not a redeploy).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from compiler import PolicyDocument, compile_device
+from compiler import PolicyDocument, compile_device, with_nft
 from tests.rampart_agent.agentns import BACKENDS, agent, write
 from tests.support.netns import Netns, host_pair, needs_netns
 
@@ -64,13 +65,15 @@ def test_expiring_rule_closes_within_a_second_of_expiry_without_console(tmp_path
     expires = now + LIFETIME
     with ExitStack() as stack:
         hosts = {}
-        for backend in BACKENDS:
+        for backend in [*BACKENDS, "nft-native"]:  # native nftables: `meta time <`
             client, server = stack.enter_context(host_pair("exp" + backend[0]))
             server.listen(tcp=[TEMP_PORT, KEPT_PORT])
-            bundle = compile_device(
-                PolicyDocument.from_dict(document(client.addr4, expires)), "srv", now=now
+            bundle = with_nft(
+                compile_device(
+                    PolicyDocument.from_dict(document(client.addr4, expires)), "srv", now=now
+                )
             )
-            assert "-m time --datestop" in bundle.iptables_v4
+            assert "-m time --datestop" in bundle.iptables_v4 and "meta time < " in bundle.nft
             state = tmp_path / backend
             path = write(tmp_path / f"{backend}.json", bundle.to_dict(rules=False))
             out = agent(server, backend, state, "apply", path, "--confirm-timeout", "0")

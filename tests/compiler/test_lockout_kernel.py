@@ -12,11 +12,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from compiler import PolicyDocument, compile_device
+from rampart_agent.dataplane import NftDataplane
+from rampart_agent.runner import Runner
 from tests.support.netns import Netns, host_pair, namespace, needs_netns, sh
 
 from . import cases
-from .kernel import load
+from .kernel import DATAPLANES, NATIVE, load
 
 pytestmark = needs_netns
 
@@ -24,9 +28,18 @@ AGENT_PORT = 8745
 SSH = 22
 
 
-def _counters(ns: Netns, tool: str, table: str, chain: str) -> dict[str, int]:
-    """Packets per target (summed) of one chain, from `-L -v -x`."""
+def _counters(
+    ns: Netns, tool: str, table: str, chain: str, dataplane: str = "nft"
+) -> dict[str, int]:
+    """Packets per target (summed) of one chain, from `-L -v -x` (native nftables: as the
+    agent's nft dataplane reads Rampart's table)."""
     out: dict[str, int] = {}
+    if dataplane == NATIVE:
+        dp = NftDataplane(Runner(prefix=["ip", "netns", "exec", ns.name]))
+        live = dp.read("v6" if tool == "ip6tables" else "v4")[table].chains[chain]
+        for rule in live:
+            out[str(rule.target)] = out.get(str(rule.target), 0) + rule.packets
+        return out
     text = ns.run(tool, "-t", table, "-L", chain, "-n", "-v", "-x").stdout
     for line in text.splitlines()[2:]:
         fields = line.split()
@@ -43,7 +56,8 @@ def _use_source(ns: Netns, prefix: str, source: str, family: int) -> None:
     ns.run(*ip, "dev", ns.dev, "proto", "kernel", "src", source)  # type: ignore[attr-defined]
 
 
-def test_dnat_of_the_agent_port_and_ssh_spares_management_sources():
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_dnat_of_the_agent_port_and_ssh_spares_management_sources(dataplane):
     with host_pair("mgnt") as (client, server):
         n = client.addr4.split(".")[2]
         net6 = client.addr6.rsplit("::", 1)[0]
@@ -84,7 +98,7 @@ def test_dnat_of_the_agent_port_and_ssh_spares_management_sources():
                 ],
             }
         )
-        load(server, compile_device(doc, "srv", now=cases.NOW))
+        load(server, compile_device(doc, "srv", now=cases.NOW), dataplane)
         targets = [(server.addr4, 4), (server.addr6, 6)]
         probes = [
             {"proto": "tcp", "host": h, "port": p} for h, _ in targets for p in (SSH, AGENT_PORT)
@@ -94,13 +108,14 @@ def test_dnat_of_the_agent_port_and_ssh_spares_management_sources():
         _use_source(client, f"{net6}::/64", client.addr6, 6)
         assert client.probe(probes, timeout=2) == [True] * 4
         for tool in ("iptables", "ip6tables"):
-            assert _counters(server, tool, "nat", "RPT-PREROUTING").get("DNAT", 0) == 0
+            counts = _counters(server, tool, "nat", "RPT-PREROUTING", dataplane)
+            assert counts.get("DNAT", 0) == 0
         # from another source of the same host: redirected to the silent target
         _use_source(client, f"198.18.{n}.0/24", other4, 4)
         _use_source(client, f"{net6}::/64", other6, 6)
         assert client.probe(probes, timeout=1) == [False] * 4
         for tool in ("iptables", "ip6tables"):
-            counts = _counters(server, tool, "nat", "RPT-PREROUTING")
+            counts = _counters(server, tool, "nat", "RPT-PREROUTING", dataplane)
             assert counts["DNAT"] >= 2 and counts["RETURN"] >= 2, (tool, counts)
 
 
@@ -136,15 +151,21 @@ def _nd_doc(forward: str = "drop") -> PolicyDocument:
     )
 
 
-def test_neighbour_discovery_works_behind_drop_defaults():
+@pytest.mark.parametrize("dataplane", DATAPLANES)
+def test_neighbour_discovery_works_behind_drop_defaults(dataplane):
     """With empty neighbour caches both ways, a ping gets an answer only if the client's
     solicitation passes the server's INPUT and the server's advertisement its OUTPUT."""
     with host_pair("ndpg") as (client, server):
-        load(server, compile_device(_nd_doc(), "d", now=cases.NOW))
+        load(server, compile_device(_nd_doc(), "d", now=cases.NOW), dataplane)
         for ns in (client, server):
             ns.run("ip", "-6", "neigh", "flush", "all")
         ping = client.run("ping", "-6", "-c1", "-W3", server.addr6, check=False)
         assert ping.returncode == 0, ping.stdout + ping.stderr
+        if dataplane == NATIVE:
+            listed = server.run("nft", "list", "table", "inet", "rampart").stdout
+            assert "icmpv6 type nd-neighbor-solicit ip6 hoplimit 255" in listed
+            assert "nd-redirect" not in listed
+            return
         saved = server.run("ip6tables-save").stdout
         assert "--icmpv6-type 135 -m hl --hl-eq 255" in saved
         assert "--icmpv6-type 137" not in saved

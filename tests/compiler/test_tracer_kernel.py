@@ -118,9 +118,10 @@ def policy(draw, client, server) -> dict:
     }
 
 
+@pytest.mark.parametrize("backend", ["nft", "nft-native"])
 @given(st.data())
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_tracer_agrees_with_the_kernel(pair, data):
+def test_tracer_agrees_with_the_kernel(pair, backend, data):
     client, server = pair
     doc_dict = data.draw(policy(client, server))
     try:
@@ -139,8 +140,8 @@ def test_tracer_agrees_with_the_kernel(pair, data):
         bundle = compile_device(
             doc, "server", options=CompileOptions(ipset_threshold=threshold), now=cases.NOW
         )
-    reset(server)
-    load(server, bundle)
+    reset(server, backend)
+    load(server, bundle, backend)
     tracer = Tracer(bundle.program, now=datetime.now(UTC))  # as the kernel's clock
     base = next(_sport_base)
     probes, expected = [], []

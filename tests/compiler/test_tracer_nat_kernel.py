@@ -215,15 +215,16 @@ def probes(lab: Lab, family: int) -> list[tuple[str, int]]:
     return [(d, p) for d in dests for p in PORTS]
 
 
+@pytest.mark.parametrize("dataplane", ["nft", "nft-native"])
 @given(st.data())
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
-def test_tracer_agrees_with_the_kernel_through_nat(topology, data):
+def test_tracer_agrees_with_the_kernel_through_nat(topology, dataplane, data):
     lab = topology
     family = data.draw(st.sampled_from([4, 6]))
     doc = PolicyDocument.from_dict(data.draw(policy(lab, family)))
     bundle = compile_device(doc, "router", now=cases.NOW)
-    reset(lab.router)
-    load(lab.router, bundle)
+    reset(lab.router, dataplane)
+    load(lab.router, bundle, dataplane)
     tracer = Tracer(bundle.program, now=datetime.now(UTC), local_addresses=lab.router_addresses)
     client = lab.addr("a", 1, family)
     sent, expected = [], []
@@ -261,7 +262,8 @@ def test_tracer_agrees_with_the_kernel_through_nat(topology, data):
     assert not wrong, f"{wrong}\n{bundle.iptables_v4 if family == 4 else bundle.iptables_v6}"
 
 
-def test_dnat_cases_by_hand(topology):
+@pytest.mark.parametrize("dataplane", ["nft", "nft-native"])
+def test_dnat_cases_by_hand(topology, dataplane):
     """The cases the property test draws, spelled out: a DNAT to the backend is forwarded
     (and governed by FORWARD), a DNAT to the router's own other address stays local, the
     management exemption keeps the agent port local, SNAT shows in conntrack."""
@@ -316,8 +318,8 @@ def test_dnat_cases_by_hand(topology):
         }
     )
     bundle = compile_device(doc, "router", now=cases.NOW)
-    reset(lab.router)
-    load(lab.router, bundle)
+    reset(lab.router, dataplane)
+    load(lab.router, bundle, dataplane)
     tracer = Tracer(bundle.program, now=datetime.now(UTC), local_addresses=lab.router_addresses)
     cases_ = {  # dport: (filter chain, verdict, reply source as conntrack shows it)
         8001: ("forward", "accept", f"{backend}:7001"),

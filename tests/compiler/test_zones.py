@@ -4,13 +4,17 @@ interfaces a host lacks reported against its facts."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from compiler import Packet, PolicyDocument, Tracer, analyse_device, compile_device
+from compiler import nets as N
 from compiler.analysis import analyse_ruleset
-from compiler.errors import DocumentError, UnknownName
+from compiler.errors import DocumentError, PacketError, UnknownName
 from compiler.interfaces import interface_findings
 from compiler.lower.tags import rule_tag
+from compiler.tracer_zones import representative, trace_zones
 from compiler.validate import nat_errors, rule_errors
 
 from . import cases
@@ -97,14 +101,14 @@ def test_zone_problems():
                 {"name": "a", "interfaces": []},
                 {"name": "b", "interfaces": ["eth0", "eth0"]},
                 {"name": "c"},
-                {"name": "d", "interfaces": ["eth0"], "networks": ["198.18.0.0/24"]},
+                {"name": "d", "interfaces": ["eth0"], "subnets": ["198.18.0.0/24"]},
             ]
         )
     )
     assert ("zones[a].interfaces", "a zone needs at least one interface") in found
     assert ("zones[b].interfaces[1]", "interface 'eth0' is listed twice") in found
     assert ("zones[c].interfaces", "is required") in found
-    assert ("zones[d].networks", "unknown key") in found
+    assert ("zones[d].subnets", "unknown key") in found
 
 
 def test_rule_zone_problems():
@@ -232,3 +236,137 @@ def test_unknown_interfaces_warned_against_the_hosts_facts():
     kinds = [f.kind for f in analyse_device(parsed, "d", now=cases.NOW, interfaces=["eth0"])]
     assert kinds.count("unknown_interface") == 3
     assert "unknown_interface" not in [f.kind for f in analyse_device(parsed, "d", now=cases.NOW)]
+
+
+NET_ZONES = [
+    {"name": "lan", "interfaces": ["eth1", "veth+"], "networks": ["198.18.1.0/24", "2001:2::/64"]},
+    {"name": "wan", "interfaces": ["eth0"], "networks": ["198.18.200.0/24"]},
+]
+
+
+def test_zone_networks_round_trip_and_problems():
+    data = doc(accept(in_zone="lan"), zones=NET_ZONES)
+    parsed = PolicyDocument.from_dict(data)
+    assert parsed.zones[0].networks == ("198.18.1.0/24", "2001:2::/64")
+    assert PolicyDocument.from_dict(parsed.to_dict()).to_dict() == parsed.to_dict()
+    assert parsed.to_dict()["zones"][0]["networks"] == ["198.18.1.0/24", "2001:2::/64"]
+    # a zone without networks is written as before
+    assert "networks" not in PolicyDocument.from_dict(doc()).to_dict()["zones"][0]
+    bad = [
+        {"name": "a", "interfaces": ["eth1"], "networks": ["198.18.1.0/3x"]},
+        {"name": "b", "interfaces": ["eth2"], "networks": ["198.18.1.1", "198.18.1.1"]},
+        {"name": "c", "interfaces": ["eth3"], "networks": []},
+    ]
+    found = errors(doc(zones=bad))
+    assert [p for p, _ in found] == [
+        "zones[a].networks[0]",
+        "zones[b].networks[1]",
+        "zones[c].networks",
+    ]
+
+
+def test_in_zone_networks_narrow_the_sources_out_zone_networks_the_destinations():
+    rule = {"chain": "forward", "action": "accept", "in_zone": "lan", "out_zone": "wan"}
+    v4 = body(compiled(rule, zones=NET_ZONES).iptables_v4, "RPT-F-rs")
+    assert [r.split(" -j ")[0] for r in v4] == [
+        "-A RPT-F-rs -s 198.18.1.0/24 -d 198.18.200.0/24 -i eth1 -o eth0",
+        "-A RPT-F-rs -s 198.18.1.0/24 -d 198.18.200.0/24 -i veth+ -o eth0",
+    ]
+    # wan has no IPv6 network: the rule matches no IPv6 packet
+    assert body(compiled(rule, zones=NET_ZONES).iptables_v6, "RPT-F-rs") == []
+    # the rule's own sources are intersected with the zone's networks
+    narrowed = accept(in_zone="lan", sources=["198.18.0.0/16"])
+    v4 = body(compiled(narrowed, zones=NET_ZONES).iptables_v4)
+    assert {r.split(" -i ")[0] for r in v4} == {"-A RPT-I-rs -s 198.18.1.0/24"}
+    # negated sources: the zone's networks minus them
+    negated = accept(in_zone="lan", sources=["198.18.1.0/25"], sources_negate=True)
+    v4 = body(compiled(negated, zones=NET_ZONES).iptables_v4)
+    assert {r.split(" -i ")[0] for r in v4} == {"-A RPT-I-rs -s 198.18.1.128/25"}
+    # outside the zone's networks: nothing left, and the analysis says so
+    outside = accept(in_zone="lan", sources=["198.18.9.0/24"])
+    assert body(compiled(outside, zones=NET_ZONES).iptables_v4) == []
+    parsed = PolicyDocument.from_dict(doc(outside, zones=NET_ZONES))
+    assert [f.kind for f in analyse_ruleset(parsed, "rs", now=cases.NOW)] == ["never_matches"]
+
+
+def test_tracer_and_analysis_agree_on_zone_networks():
+    bundle = compiled(accept(in_zone="lan"), zones=NET_ZONES)
+    assert trace(bundle, "eth1")["verdict"] == "accept"  # 198.18.1.5 is in lan's networks
+    packet = Packet.from_params(
+        {
+            "chain": "input",
+            "protocol": "tcp",
+            "source": "198.18.2.5",
+            "destination": "198.18.0.1",
+            "dport": "22",
+            "in_interface": "eth1",
+        }
+    )
+    assert Tracer(bundle.program).trace(packet).verdict == "drop"
+    # a later rule for lan's networks only on lan's interfaces is shadowed; one for other
+    # sources is not
+    data = doc(
+        accept(in_zone="lan"),
+        accept(in_interface="eth1", sources=["198.18.1.7"]),
+        accept(in_interface="eth1", sources=["198.18.2.7"]),
+        zones=NET_ZONES,
+    )
+    findings = analyse_ruleset(PolicyDocument.from_dict(data), "rs", now=cases.NOW)
+    assert [f.rules[0]["position"] for f in findings if f.kind == "redundant"] == [2]
+
+
+def test_tag_covers_zone_networks_and_nat_is_narrowed_too():
+    rule = accept(id="0b6c6a4e-1f5e-4a43-9d53-3a3f7cf0a0a1", in_zone="lan")
+    plain = compiled(rule).iptables_v4
+    with_nets = compiled(rule, zones=NET_ZONES).iptables_v4
+    tags = {line.split('"')[1] for line in plain.splitlines() if "--dport 22" in line}
+    assert tags and not any(t in with_nets for t in tags)
+    nat = [{"type": "masquerade", "out_zone": "wan"}]
+    rules = body(compiled(nat=nat, zones=NET_ZONES).iptables_v4, "RPT-POSTROUTING")
+    assert [r.split(" -j ")[0] for r in rules] == ["-A RPT-POSTROUTING -d 198.18.200.0/24 -o eth0"]
+
+
+def test_network_intersection_and_difference_by_brute_force():
+    rng = random.Random(21)
+    base = 0xC6120000  # 198.18.0.0: every block inside 198.18.0.0/24
+
+    def blocks(k: int) -> tuple:
+        out = []
+        for _ in range(k):
+            plen = rng.randint(26, 32)
+            first = base + (rng.randrange(256) >> (32 - plen) << (32 - plen))
+            out.append(N.Net(4, first, plen))
+        return N.collapse(out)
+
+    def addresses(nets) -> set[int]:
+        return {a for n in nets for a in range(n.first, n.last + 1)}
+
+    for _ in range(200):
+        a, b = blocks(rng.randint(1, 4)), blocks(rng.randint(1, 4))
+        assert addresses(N.intersect(a, b)) == addresses(a) & addresses(b)
+        assert addresses(N.subtract(a, b)) == addresses(a) - addresses(b)
+
+
+def test_trace_by_zone_one_trace_per_interface_and_mixed():
+    bundle = compiled(accept(in_interface="eth1"))
+    params = {
+        "chain": "input",
+        "protocol": "tcp",
+        "source": "198.18.1.5",
+        "destination": "198.18.0.1",
+        "dport": "22",
+    }
+    tracer = Tracer(bundle.program)
+    body = trace_zones(tracer, {**params, "in_zone": "lan"}, bundle.program.zones)
+    assert [(t["in_interface"], t["verdict"]) for t in body["traces"]] == [
+        ("eth1", "accept"),
+        ("veth0", "drop"),
+    ]
+    assert body["verdict"] == "mixed"
+    assert trace_zones(tracer, {**params, "in_zone": "wan"}, bundle.program.zones)["verdict"] == (
+        "drop"
+    )
+    assert representative("x" * 15 + "+") == "x" * 15
+    with pytest.raises(PacketError) as exc:
+        trace_zones(tracer, {**params, "in_zone": "nope", "dport": "x"}, bundle.program.zones)
+    assert {e.path for e in exc.value.errors} == {"in_zone", "dport"}

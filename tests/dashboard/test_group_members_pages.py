@@ -9,12 +9,9 @@ from django.urls import reverse
 from rules import services
 from rules.models import AddressGroup, AddressGroupMember
 from rules.selectors import member_refs
+from tests.support.addresses import host as literal
 
 pytestmark = pytest.mark.django_db
-
-
-def literal(i: int) -> str:
-    return f"198.18.{i >> 8 & 255}.{i & 255}"
 
 
 @pytest.fixture

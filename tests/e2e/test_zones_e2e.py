@@ -40,3 +40,29 @@ def test_rule_with_zones_from_the_editor(page, login, make_user):
     rule = ruleset.rules.get(comment="lan to wan")
     assert (rule.chain, rule.in_zone, rule.out_zone) == ("forward", "lan", "wan")
     assert page.js_errors == []
+
+
+def test_zone_pages_create_with_field_errors_and_where_used(page, login, make_user):
+    ruleset = small_policy()
+    login(make_user("olga", "operator"))
+    page.goto("/objects/zones/")
+    page.get_by_role("link", name="New zone").click()
+    page.get_by_label("Name").fill("lan")
+    page.get_by_label("Interfaces").fill("eth1, veth+")
+    page.get_by_label("Networks").fill("198.18.1.0/3x")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#err-networks")).to_contain_text("prefix length")
+    assert not Zone.objects.exists()
+    page.get_by_label("Networks").fill("198.18.1.0/24")
+    page.get_by_role("button", name="Save").click()
+    row = page.get_by_test_id("objects-table").locator("tr", has_text="lan")
+    expect(row).to_contain_text("eth1, veth+")
+    expect(row).to_contain_text("198.18.1.0/24")
+    services.rule_create(
+        ruleset=ruleset, data={"chain": "forward", "action": "accept", "in_zone": "lan"}
+    )
+    page.reload()
+    row = page.get_by_test_id("objects-table").locator("tr", has_text="lan")
+    row.get_by_role("button", name="show").click()
+    expect(row.get_by_test_id("where-used")).to_contain_text("rule web#4")
+    assert page.js_errors == []

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 from core.audit.models import AuditEntry
 from core.audit.services import verify
-from rules import services
+from rules import revisions, services
 from rules.models import (
     AddressGroup,
     AddressGroupMember,
@@ -181,7 +181,7 @@ def test_a_member_change_captures_only_the_rule_sets_using_the_group(group):
     services.group_members_change(group=group, add=["198.18.0.42"])
     assert user.revisions.count() == revs["uses"] + 1
     assert other.revisions.count() == revs["other"]
-    snap = user.revisions.order_by("-number").first().snapshot
+    snap = revisions.revision_snapshot(user.revisions.order_by("-number").first())
     (big,) = [g for g in snap["address_groups"] if g["name"] == "big"]
     assert "198.18.0.42" in big["members"]
     # nested and member objects are in the snapshot; the other rule set's is untouched by the group

@@ -13,12 +13,9 @@ from rules.exporter import export_document
 from rules.importer import import_document
 from rules.models import AddressGroup, AddressGroupMember, AddressObject, RuleSet
 from rules.selectors import member_refs
+from tests.support.addresses import host as literal
 
 pytestmark = pytest.mark.django_db
-
-
-def literal(i: int) -> str:
-    return f"198.{18 + (i >> 16 & 1)}.{i >> 8 & 255}.{i & 255}"
 
 
 @pytest.fixture

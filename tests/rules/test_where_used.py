@@ -15,6 +15,7 @@ from rules.models import (
     RuleSet,
     Service,
     ServiceGroup,
+    Zone,
 )
 from rules.services import device_refs
 
@@ -138,6 +139,31 @@ def test_a_delete_refusal_names_the_transitive_users(api, policy):
 
 def test_where_used_is_in_the_schema(viewer_api):
     schema = viewer_api.get("/api/schema/", {"format": "json"}).json()
-    for kind in ["addresses", "address-groups", "services", "service-groups", "rulesets"]:
+    kinds = ["addresses", "address-groups", "services", "service-groups", "rulesets", "zones"]
+    for kind in [*kinds, "device-groups"]:
         assert f"/api/v1/{kind}/{{id}}/where-used/" in schema["paths"]
     assert "/api/v1/objects/unused/" in schema["paths"]
+
+
+def test_zone_where_used_follows_rules_to_devices(viewer_api, policy):
+    lan = services.zone_save(Zone(name="lan", interfaces=["eth1", "veth+"]))
+    spare = services.zone_save(Zone(name="spare", interfaces=["eth9"]))
+    services.rule_create(
+        ruleset=policy["edge"], data={"chain": "forward", "action": "accept", "in_zone": "lan"}
+    )
+    services.nat_rule_create(nat=NatRule(ruleset=policy["edge"], type="masquerade", out_zone="lan"))
+    users = _users(viewer_api, f"/api/v1/zones/{lan.pk}/where-used/")
+    assert users["rule edge#3"]["direct"] and users["NAT rule edge#1"]["direct"]
+    assert users["rule set edge"]["via"].startswith(("rule edge#3", "NAT rule edge#1"))
+    assert "device fw-1" in users and "device fw-2" in users and "device group perimeter" in users
+    body = viewer_api.get(f"/api/v1/zones/{spare.pk}/where-used/").json()
+    assert (body["kind"], body["used"], body["users"]) == ("zone", False, [])
+    unused = viewer_api.get("/api/v1/objects/unused/", {"kind": "zone"}).data["results"]
+    assert [(r["name"], r["reason"]) for r in unused] == [("spare", "no rule or NAT rule names it")]
+
+
+def test_device_group_where_used_lists_its_devices(viewer_api, policy):
+    perimeter = DeviceGroup.objects.get(name="perimeter")
+    users = _users(viewer_api, f"/api/v1/device-groups/{perimeter.pk}/where-used/")
+    assert list(users) == ["device fw-2"] and users["device fw-2"]["direct"]
+    assert viewer_api.get("/api/v1/device-groups/999999/where-used/").status_code == 404

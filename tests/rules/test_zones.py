@@ -215,3 +215,97 @@ def test_device_analysis_warns_of_interfaces_the_hosts_facts_lack(viewer_api):
     device.facts = {"interfaces": ["eth1", "veth9", "nosuchif0"]}
     device.save()
     assert warned() == []
+
+
+def make_net_zone(name: str, interfaces: list[str], networks: list[str]) -> Zone:
+    return services.zone_save(Zone(name=name, interfaces=interfaces, networks=networks))
+
+
+def test_zone_networks_validated_compiled_exported_and_imported():
+    with pytest.raises(ValidationError) as exc:
+        make_net_zone("bad", ["eth1"], ["198.18.1.0/3x", "198.18.2.0/24", "198.18.2.0/24"])
+    assert list(exc.value.message_dict) == ["networks"]
+    assert len(exc.value.message_dict["networks"]) == 2
+    make_net_zone("lan", ["eth1"], ["198.18.1.0/24"])
+    zoned_rule(make_ruleset(), in_zone="lan")
+    doc = PolicyDocument.from_dict(policy_dict())
+    assert doc.zones[0].networks == ("198.18.1.0/24",)
+    exported = export_document()
+    assert exported["zones"] == [
+        {"name": "lan", "interfaces": ["eth1"], "networks": ["198.18.1.0/24"]}
+    ]
+    assert not import_document(exported).changed
+    exported["zones"][0]["networks"] = ["198.18.1.0/25"]
+    plan = import_document(exported)
+    assert plan.updated["zones"] == ["lan"]
+    assert Zone.objects.get().networks == ["198.18.1.0/25"]
+    exported["zones"][0].pop("networks")
+    import_document(exported)
+    assert Zone.objects.get().networks == []
+
+
+def test_api_zone_networks_and_bad_input(api):
+    response = api.post(
+        "/api/v1/zones/",
+        {"name": "lan", "interfaces": ["eth1"], "networks": ["198.18.1.0/24"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["networks"] == ["198.18.1.0/24"]
+    for bad in (["198.18.1."], "198.18.1.0/24", [7]):
+        response = api.post(
+            "/api/v1/zones/", {"name": "x", "interfaces": ["eth2"], "networks": bad}, format="json"
+        )
+        assert response.status_code == 400 and "networks" in response.json(), (
+            bad,
+            response.content,
+        )
+
+
+def test_trace_by_zone_answers_per_interface(api, viewer_api):
+    make_net_zone("lan", ["eth1", "veth+"], ["198.18.1.0/24"])
+    rs = make_ruleset()
+    zoned_rule(rs, in_zone="lan")
+    zoned_rule(rs, in_interface="veth0", action="drop")  # after: lan's rule decides veth0
+    device = services.object_save(Device(name="fw", address="198.18.0.2"))
+    services.device_refs.device_set_rulesets(device=device, rulesets=["edge"])
+    url = f"/api/v1/devices/{device.pk}/trace/"
+    query = {"target": "candidate", "protocol": "tcp", "destination": "198.18.0.2", "dport": "22"}
+    body = viewer_api.get(url, {**query, "source": "198.18.1.5", "in_zone": "lan"}).json()
+    assert body["in_zone"] == "lan" and body["verdict"] == "accept"
+    assert [t["in_interface"] for t in body["traces"]] == ["eth1", "veth0"]
+    # outside lan's networks: dropped on every interface of lan
+    body = viewer_api.get(url, {**query, "source": "198.18.2.5", "in_zone": "lan"}).json()
+    assert body["verdict"] == "drop"
+    for params, field in (
+        ({"in_zone": "nowhere"}, "in_zone"),
+        ({"in_zone": "lan", "in_interface": "eth1"}, "in_zone"),
+        ({"in_zone": "lan", "dport": "99999"}, "dport"),
+    ):
+        response = viewer_api.get(url, {**query, "source": "198.18.1.5", **params})
+        assert response.status_code == 400 and field in response.json(), response.content
+
+
+def test_zones_in_the_scope_of_a_prune():
+    make_zone("lan", ["eth1"])
+    make_zone("lab", ["eth5"])
+    make_zone("spare", ["eth9"])
+    zoned_rule(make_ruleset(), in_zone="lan")
+    doc = export_document()
+    doc["zones"] = [z for z in doc["zones"] if z["name"] == "lan"]
+    # a scope that leaves zones out never prunes one
+    plan = import_document({**doc, "scope": {"rulesets": ["edge"]}}, prune=True)
+    assert not plan.deleted["zones"] and Zone.objects.count() == 3
+    # a scope naming some zones prunes only those
+    plan = import_document({**doc, "scope": {"zones": ["lab"]}}, prune=True)
+    assert plan.deleted["zones"] == ["lab"]
+    assert [k for k, v in plan.deleted.items() if v] == ["zones"]
+    # all of the kind: the rest the document no longer names
+    plan = import_document({**doc, "scope": {"zones": "all"}}, prune=True)
+    assert plan.deleted["zones"] == ["spare"]
+    assert list(Zone.objects.values_list("name", flat=True)) == ["lan"]
+    # a zone still used is refused, naming the rule, and nothing changes
+    doc["zones"] = []
+    doc["rulesets"][0]["rules"] = []
+    with pytest.raises(ImportFailed):
+        import_document({**doc, "scope": {"zones": "all"}, "rulesets": []}, prune=True)

@@ -120,6 +120,7 @@ def local_agent(
     *,
     port: int = 0,
     fail_on: Callable[[str, str], str | None] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[LocalAgent]:
     state = StateDir(state_dir)
     state.ensure_identity("local-agent")
@@ -127,7 +128,7 @@ def local_agent(
     dp = RecordingDataplane(fail_on=fail_on)
     engine = Engine(state, dp)
     engine.start()
-    server = AgentHTTPServer(("127.0.0.1", port), engine, state)
+    server = AgentHTTPServer((host, port), engine, state)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     agent = LocalAgent(server, engine, state, dp, thread)
@@ -416,12 +417,9 @@ class Stack:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
         return requests.request(
-            method,
-            self.api_url + path,
-            headers={"Authorization": f"Token {self.token}"},
-            timeout=30,
-            **kwargs,
+            method, self.api_url + path, headers={"Authorization": f"Token {self.token}"}, **kwargs
         )
 
     concurrency: int = 2

@@ -39,7 +39,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--from-iptables-save",
             metavar="FILE",
-            help="onboard a host: an iptables-save dump (filter table)",
+            help="onboard a host: an iptables-save dump (filter and nat tables), or the JSON "
+            "of `nft -j list ruleset` on an nftables host",
         )
         parser.add_argument("--ipset-save", metavar="FILE", help="its `ipset save` dump")
         parser.add_argument(

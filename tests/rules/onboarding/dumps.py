@@ -67,3 +67,77 @@ add admins {admin}
 create ports hash:ip,port family inet hashsize 1024 maxelem 65536
 add ports 198.18.9.9,tcp:80
 """
+
+# A hand-written bastion: SSH_IN starts with a conditional RETURN for the admins' network.
+BASTION = """\
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:SSH_IN - [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j SSH_IN
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -s {admins} -p tcp -m tcp --dport 8745 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset
+-A INPUT -p udp -m udp --dport 53 -j ACCEPT
+-A SSH_IN -s {admins} -j RETURN
+-A SSH_IN -p tcp -m tcp --dport 22 -j LOG --log-prefix "ssh-denied: "
+-A SSH_IN -p tcp -m tcp --dport 22 -j DROP
+COMMIT
+"""
+
+# A hand-written gateway (both families): port forwards in a user chain of the nat table
+# (DNAT and REDIRECT), masquerading, a per-source ssh limit, reject types, forwarding rules
+# in a user chain. `{lan}` is the inside interface.
+ROUTER_V4 = """\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:PORTFWD - [0:0]
+-A PREROUTING -i eth0 -j PORTFWD
+-A PORTFWD -p tcp -m tcp --dport 2200 -j DNAT --to-destination 198.19.17.2:22
+-A PORTFWD -p tcp -m tcp --dport 8000 -j REDIRECT --to-ports 80
+-A POSTROUTING -s 198.19.17.0/24 -o eth0 -j MASQUERADE
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:FWD_IN - [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -m hashlimit --hashlimit-upto 3/min --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name ssh -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset
+-A INPUT -s 198.18.40.0/25 -p udp -m udp --dport 53 -j ACCEPT
+-A INPUT -j REJECT --reject-with icmp-admin-prohibited
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i eth0 -o {lan} -j FWD_IN
+-A FORWARD -i {lan} -o eth0 -j ACCEPT
+-A FWD_IN -s 198.19.200.0/24 -j DROP
+-A FWD_IN -d 198.19.17.2/32 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -j ACCEPT
+-A FWD_IN -d 198.19.17.2/32 -p udp -m udp --dport 53 -j ACCEPT
+-A FWD_IN -p icmp -j ACCEPT
+-A FWD_IN -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+"""
+
+ROUTER_V6 = """\
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p ipv6-icmp -j ACCEPT
+-A INPUT -s 2001:2:0:28::/112 -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 443 -j REJECT --reject-with icmp6-adm-prohibited
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -p ipv6-icmp -j ACCEPT
+-A FORWARD -i eth0 -o {lan} -p tcp -m tcp --dport 80 -j ACCEPT
+COMMIT
+"""

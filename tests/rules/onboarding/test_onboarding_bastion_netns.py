@@ -12,27 +12,11 @@ from rules.exporter import export_document
 from tests.compiler.kernel import load, reset
 from tests.support.netns import host_pair, needs_netns
 
+from .dumps import BASTION
 from .equivalence import check_equivalence, kernel_verdicts, probes, root_firewall
 
 pytestmark = [*needs_netns, pytest.mark.django_db, pytest.mark.slow]
 
-BASTION = """\
-*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:SSH_IN - [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -p tcp -m tcp --dport 22 -j SSH_IN
--A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
--A INPUT -s {admins} -p tcp -m tcp --dport 8745 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset
--A INPUT -p udp -m udp --dport 53 -j ACCEPT
--A SSH_IN -s {admins} -j RETURN
--A SSH_IN -p tcp -m tcp --dport 22 -j LOG --log-prefix "ssh-denied: "
--A SSH_IN -p tcp -m tcp --dport 22 -j DROP
-COMMIT
-"""
 SAMPLE = {"tcp": [22, 25, 80, 8745], "udp": [53, 5000]}
 
 

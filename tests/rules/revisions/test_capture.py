@@ -39,7 +39,7 @@ def test_each_change_makes_one_revision_with_the_referenced_objects(policy):
     ]  # web-1 through the group
     assert [g["name"] for g in rev.snapshot["address_groups"]] == ["web"]
     assert [s["name"] for s in rev.snapshot["services"]] == ["https"]  # dns is not used
-    assert rev.hash == revisions.snapshot_hash(rev.snapshot)
+    assert rev.hash == revisions.snapshot_hash(revisions.revision_snapshot(rev))  # members inline
     services.rule_update(
         rule=Rule.objects.get(pk=rule.pk), data={"comment": ""}
     )  # no content change

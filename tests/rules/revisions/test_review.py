@@ -111,7 +111,8 @@ def test_revision_api(guarded, users, api_client_for):
     listed = viewer.get(f"/api/v1/rulesets/{rs.pk}/revisions/").json()["results"]
     assert [r["number"] for r in listed] == [pending.number, base.number]
     assert viewer.get("/api/v1/revisions/", {"status": "pending"}).json()["count"] == 1
-    assert viewer.get(f"/api/v1/revisions/{pending.pk}/").json()["snapshot"] == pending.snapshot
+    detail = viewer.get(f"/api/v1/revisions/{pending.pk}/").json()
+    assert detail["snapshot"] == revisions.revision_snapshot(pending)
     diff = viewer.get(f"/api/v1/revisions/{pending.pk}/diff/", {"against": base.pk}).json()
     assert len(diff["rules"]["added"]) == 1
     assert viewer.post(f"/api/v1/revisions/{pending.pk}/approve/", {}).status_code == 403

@@ -1,0 +1,527 @@
+"""Set-compiled rule runs (compiler/lower/blocks.py): the same verdict and the same deciding
+rule as the linear compile for every packet, and the block partition itself."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler import CompileOptions, Packet, PolicyDocument, Tracer, compile_device
+from compiler.ir import ACCEPT, DROP, AddrMatch, Rule
+from compiler.lower import RULESET_CACHE
+from compiler.lower.blocks import BlockCompiler, lookup_members, set_rule_members
+from compiler.lower.options import DEFAULT_SET_TYPES
+from compiler.nets import parse
+
+from . import cases
+
+ALL_TYPES = frozenset(
+    {"hash:net", "hash:net,port", "hash:ip,port,net", "hash:ip,port,ip", "hash:net,port,net"}
+)
+THIS_KERNEL = frozenset({"hash:net", "hash:net,port", "hash:ip,port,net", "hash:ip,port,ip"})
+
+# overlapping and disjoint networks, hosts, a /0 and a group above the ipset threshold
+SOURCES = [
+    "198.18.0.0/16",
+    "198.18.1.0/24",
+    "198.18.1.128/25",
+    "198.18.1.5",
+    "198.18.2.0/24",
+    "198.18.3.7",
+    "198.18.3.8",
+    "198.18.5.1",
+    "198.18.5.2",
+    "198.18.5.3",
+    "198.18.6.0/28",
+    "198.18.6.16/28",
+    "198.18.4.0/30",
+    "0.0.0.0/0",
+    "2001:2:0:1::/64",
+    "2001:2:0:1::5",
+    "biggroup",
+]
+DESTINATIONS = ["198.19.0.1", "198.19.0.2", "198.19.1.0/24", "198.19.0.0/23", "2001:2:0:9::1"]
+BIG_GROUP = [f"198.18.9.{i}" for i in range(1, 24, 2)]
+DPORTS = ["22", "80", "80-90", "85", "1000-1003", "1003", "443", "53", "5353"]
+
+_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["accept", "accept", "drop", "reject"]),
+        "sources": st.lists(st.sampled_from(SOURCES), max_size=2, unique=True),
+        "destinations": st.lists(st.sampled_from(DESTINATIONS), max_size=2, unique=True),
+        "protocol": st.sampled_from(["tcp", "tcp", "udp", "icmp", None]),
+        "dports": st.lists(st.sampled_from(DPORTS), max_size=2, unique=True),
+    },
+    optional={
+        "sources_negate": st.just(True),
+        "sports": st.just(["1024-65535"]),
+        "expires_at": st.sampled_from([-1, 1]),
+        "states": st.just(["new"]),
+        "in_interface": st.just("eth0"),
+        "reject_with": st.just("tcp-reset"),
+    },
+)
+
+# the rules sets are made of (one address side or both, tcp/udp ports): many per policy
+_simple_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["accept", "drop", "reject"]),
+        "sources": st.lists(st.sampled_from(SOURCES), min_size=1, max_size=1),
+        "destinations": st.lists(st.sampled_from(DESTINATIONS), max_size=1),
+        "protocol": st.sampled_from(["tcp", "udp"]),
+        "dports": st.lists(st.sampled_from(DPORTS), min_size=1, max_size=2, unique=True),
+    }
+)
+
+
+def _document(raw_rules: list[dict]) -> dict:
+    """A device with one rule set of `raw_rules`, made valid (ports only with tcp/udp, one
+    address family per rule)."""
+    rules = []
+    for i, raw in enumerate(raw_rules):
+        rule: dict = {"id": f"00000000-0000-4000-8000-{i:012d}", "chain": "input"}
+        rule["action"] = raw["action"]
+        v6 = any(":" in a for a in raw["sources"] + raw["destinations"])
+        pick = [a for a in raw["sources"] if (":" in a) == v6 or a == "biggroup" and not v6]
+        dsts = [a for a in raw["destinations"] if (":" in a) == v6]
+        if pick:
+            rule["sources"] = pick
+            if raw.get("sources_negate"):
+                rule["sources_negate"] = True
+        if dsts:
+            rule["destinations"] = dsts
+        proto = raw["protocol"]
+        if proto == "icmp" and v6:
+            proto = "icmpv6"
+        if proto is not None:
+            rule["protocol"] = proto
+            if proto in ("tcp", "udp"):
+                if raw["dports"]:
+                    rule["dports"] = raw["dports"]
+                if "sports" in raw:
+                    rule["sports"] = raw["sports"]
+                if raw["action"] == "reject" and "reject_with" in raw and proto == "tcp":
+                    rule["reject_with"] = raw["reject_with"]
+        if "expires_at" in raw:
+            rule["expires_at"] = (cases.NOW + timedelta(hours=raw["expires_at"])).isoformat()
+        for key in ("states", "in_interface"):
+            if key in raw:
+                rule[key] = raw[key]
+        rules.append(rule)
+    doc = cases.minimal()
+    doc["address_groups"] = [{"name": "biggroup", "members": BIG_GROUP}]
+    doc["rulesets"] = [{"name": "rs", "rules": rules}]
+    doc["devices"][0]["rulesets"] = ["rs"]
+    doc["devices"][0]["default_policy"]["input"] = "drop"
+    return doc
+
+
+def _points(texts: list[str], version: int) -> list:
+    """Addresses at and around the edges of every network named in `texts`."""
+    out = set()
+    for text in texts:
+        if text in ("biggroup", "0.0.0.0/0"):
+            continue
+        net = ipaddress.ip_network(text)
+        if net.version != version:
+            continue
+        first, last = int(net.network_address), int(net.broadcast_address)
+        top = (1 << net.max_prefixlen) - 1
+        for value in (first, last, last + 1):
+            if 0 <= value <= top:
+                out.add(
+                    ipaddress.ip_address(value) if version == 4 else ipaddress.IPv6Address(value)
+                )
+    if version == 4:
+        out.update(ipaddress.ip_address(a) for a in (BIG_GROUP[0], BIG_GROUP[-1], "198.18.9.2"))
+    return sorted(out)
+
+
+PORTS = [22, 53, 79, 80, 85, 90, 91, 443, 1000, 1003, 1004, 5353]
+PACKETS = [
+    Packet("input", proto, src, dst, 40000 if port else None, port, icmp_type, "eth0")
+    for version in (4, 6)
+    for src in _points(SOURCES, version)
+    for dst in _points(DESTINATIONS, version)
+    for proto, port, icmp_type in [("tcp", p, None) for p in PORTS if p]
+    + [("udp", p, None) for p in (53, 80, 1003)]
+    + [("icmp" if version == 4 else "icmpv6", None, 8 if version == 4 else 128)]
+]
+
+
+def _same_answers(doc: dict, options: CompileOptions) -> int:
+    """Trace every packet linearly and set-compiled; return how many set lookups the
+    set-compiled program has."""
+    parsed = PolicyDocument.from_dict(doc)
+    linear = Tracer(compile_device(parsed, "bare", now=cases.NOW).program)
+    program = compile_device(parsed, "bare", options=options, now=cases.NOW).program
+    assert program is not None
+    compiled = Tracer(program)
+    for packet in PACKETS:
+        a, b = linear.filter(packet), compiled.filter(packet)
+        assert (a.verdict, a.rule_id, a.tag, a.position, a.reject_with) == (
+            b.verdict,
+            b.rule_id,
+            b.tag,
+            b.position,
+            b.reject_with,
+        ), packet
+    return len(program.lookups)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(st.one_of(_rule, _simple_rule), min_size=1, max_size=30),
+    types=st.sampled_from([DEFAULT_SET_TYPES, THIS_KERNEL, ALL_TYPES]),
+    min_rules=st.sampled_from([1, 2, 4]),
+    guard_min=st.sampled_from([None, 1, 3]),
+)
+def test_set_compiled_decides_as_linear(rules, types, min_rules, guard_min):
+    """Random policies (overlapping networks and port ranges, mixed verdicts, groups,
+    negation, expiries, states, interfaces): same verdict, same deciding rule."""
+    options = CompileOptions(
+        set_compile=True, set_types=types, set_min_rules=min_rules, set_guard_min=guard_min
+    )
+    _same_answers(_document(rules), options)
+
+
+def _disjoint_rules(count: int) -> list[dict]:
+    """`count` rules no two of which match one packet (each its own source /24), of the
+    shapes src+port, dst host+port+src, src host+port+dst and src alone."""
+    raw = []
+    for i in range(count):
+        kind = i % 4
+        rule: dict = {"action": "accept" if i % 3 else "drop", "protocol": "tcp"}
+        if kind == 0:
+            rule["sources"] = [f"198.18.{10 + i}.0/24"]
+            rule["dports"] = [str(1000 + i)]
+        elif kind == 1:
+            rule["sources"] = [f"198.18.{10 + i}.0/25"]
+            rule["destinations"] = [f"198.19.{10 + i}.1"]
+            rule["dports"] = [f"{2000 + 10 * i}-{2005 + 10 * i}"]
+        elif kind == 2:
+            rule["sources"] = [f"198.18.{10 + i}.7"]
+            rule["destinations"] = [f"198.19.{10 + i}.0/24"]
+            rule["dports"] = ["22"]
+        else:
+            rule.pop("protocol")
+            rule["sources"] = [f"198.18.{10 + i}.128/25"]
+        raw.append(rule)
+    return raw
+
+
+def _doc_of(raw: list[dict]) -> dict:
+    doc = cases.minimal()
+    doc["rulesets"] = [
+        {
+            "name": "rs",
+            "rules": [
+                {"id": f"00000000-0000-4000-8000-{i:012d}", "chain": "input", **r}
+                for i, r in enumerate(raw)
+            ],
+        }
+    ]
+    doc["devices"][0]["rulesets"] = ["rs"]
+    return doc
+
+
+def test_disjoint_rules_become_few_lookups():
+    """40 disjoint rules of 4 shapes and 2 verdicts: one lookup per (verdict, shape)."""
+    doc = _doc_of(_disjoint_rules(40))
+    parsed = PolicyDocument.from_dict(doc)
+    bundle = compile_device(
+        parsed,
+        "bare",
+        options=CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_min_rules=2),
+        now=cases.NOW,
+    )
+    assert bundle.format == 3
+    assert bundle.program is not None
+    chain = next(c for n, c in bundle.program.tables[(4, "filter")].chains.items() if "-I-" in n)
+    assert len(chain.rules) == 8  # (accept, drop) x (sp, hps, hpd, s)
+    members = [rid for r in chain.rules for rid in set_rule_members(r)]
+    assert sorted(members) == sorted(f"00000000-0000-4000-8000-{i:012d}" for i in range(40))
+    # every element is tagged with its own rule's tag, as its linear kernel rule is
+    linear = compile_device(parsed, "bare", now=cases.NOW)
+    for lset in bundle.program.lookups.values():
+        for elem in lset.elements:
+            assert f'--comment "{elem.tag}"' in linear.iptables_v4
+    assert "counters comment\n" in bundle.ipsets
+    element = "198.19.11.1,tcp:2010-2015,198.18.11.0/25"
+    assert f'{element} comment "rpt:00000000-0000-4000-8000-000000000001:' in bundle.ipsets
+    _same_answers(doc, CompileOptions(set_compile=True, set_types=THIS_KERNEL))
+
+
+def test_off_is_linear_byte_for_byte():
+    parsed = PolicyDocument.from_dict(_doc_of(_disjoint_rules(40)))
+    linear = compile_device(parsed, "bare", now=cases.NOW)
+    off = compile_device(parsed, "bare", options=CompileOptions(set_compile=False), now=cases.NOW)
+    assert (linear.to_json(), linear.format) == (off.to_json(), 2)
+
+
+def test_default_types_use_only_net_and_net_port():
+    parsed = PolicyDocument.from_dict(_doc_of(_disjoint_rules(40)))
+    bundle = compile_device(parsed, "bare", options=CompileOptions(set_compile=True), now=cases.NOW)
+    assert {m["type"] for m in bundle.sets.values()} == {"hash:net", "hash:net,port"}
+    # src+dst+port rules have no shape without hash:ip,port,net: they stay kernel rules
+    assert "-s 198.18.12.7/32 -d 198.19.12.0/24 -p tcp -m tcp --dport 22" in bundle.iptables_v4
+
+
+def _ir(rid: str, target: str, src: str | None = None, dport: int | None = None) -> Rule:
+    return Rule(
+        target,
+        f"rpt:{rid}:0",
+        AddrMatch(parse(src)) if src else None,
+        proto="tcp" if dport else None,
+        dports=((dport, dport),) if dport else None,
+        rule_id=rid,
+    )
+
+
+def _shape_of(rules: list[Rule]) -> list[str]:
+    """Each output rule as `set:<member ids>` or its rule id."""
+    return [
+        "set:" + "".join(set_rule_members(r)) if r.lookup is not None else str(r.rule_id)
+        for r in rules
+    ]
+
+
+def test_overlap_starts_a_new_block():
+    """a..d disjoint (one block); e overlaps a: the next block; the group order follows the
+    first rule of each group."""
+    rules = [
+        _ir("a", ACCEPT, "198.18.1.0/24", 80),
+        _ir("b", ACCEPT, "198.18.2.0/24", 80),
+        _ir("c", ACCEPT, "198.18.3.0/24", 80),
+        _ir("d", DROP, "198.18.1.0/24", 81),
+        _ir("e", DROP, "198.18.1.5", 80),
+        _ir("f", DROP, "198.18.6.0/24", 80),
+    ]
+    out = BlockCompiler("rs", THIS_KERNEL, 2).compile(rules, 4, "input")[0]
+    assert _shape_of(out) == ["set:abc", "d", "set:ef"]
+
+
+def test_unsettable_rule_stays_in_place_inside_its_block():
+    odd = Rule(ACCEPT, "rpt:x:0", AddrMatch(parse("198.18.7.0/24")), in_iface="eth0", rule_id="x")
+    rules = [_ir("a", ACCEPT, "198.18.1.0/24", 80), odd, _ir("b", ACCEPT, "198.18.2.0/24", 80)]
+    out = BlockCompiler("rs", THIS_KERNEL, 2).compile(rules, 4, "input")[0]
+    assert _shape_of(out) == ["set:ab", "x"]
+
+
+def test_an_interface_rule_is_a_superset_box():
+    """The interface is ignored by the disjointness test: a rule with one that shares
+    addresses with the block ends it, though it may never match the same packet."""
+    odd = Rule(ACCEPT, "rpt:x:0", AddrMatch(parse("198.18.1.0/24")), in_iface="eth0", rule_id="x")
+    rules = [_ir("a", ACCEPT, "198.18.1.0/24", 80), odd, _ir("b", ACCEPT, "198.18.2.0/24", 80)]
+    out = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
+    assert _shape_of(out) == ["set:a", "x", "set:b"]
+
+
+def test_small_groups_stay_linear():
+    rules = [_ir(c, ACCEPT, f"198.18.{i}.0/24", 80) for i, c in enumerate("abc")]
+    assert _shape_of(BlockCompiler("rs", THIS_KERNEL, 4).compile(rules, 4, "input")[0]) == list(
+        "abc"
+    )
+
+
+def test_slash_zero_is_no_dimension():
+    """0.0.0.0/0 is not a valid ipset CIDR: a /0 side is left out of the element."""
+    rules = [
+        _ir("a", ACCEPT, "0.0.0.0/0", 80),
+        _ir("b", ACCEPT, "0.0.0.0/0", 81),
+    ]
+    out = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
+    assert _shape_of(out) == ["a", "b"]  # no address dimension left: stays linear
+
+
+def test_set_name_is_stable_while_the_block_keeps_its_first_rule():
+    rules = [_ir(c, ACCEPT, f"198.18.{i}.0/24", 80) for i, c in enumerate("abcd")]
+    one = BlockCompiler("rs", THIS_KERNEL, 2).compile(rules, 4, "input")[0]
+    two = BlockCompiler("rs", THIS_KERNEL, 2).compile(rules[:2] + rules[3:], 4, "input")[0]
+    assert one[0].lookup is not None and two[0].lookup is not None
+    assert one[0].lookup.name == two[0].lookup.name
+    assert len(one[0].lookup.name) <= 31
+
+
+def test_many_disjoint_rules_become_one_lookup():
+    """5000 disjoint rules (each its own host) give one lookup of 5000 elements."""
+    rules = [
+        _ir(f"r{i}", ACCEPT, f"198.{18 + i // 65536}.{(i // 256) % 256}.{i % 256}", 1000 + i % 7)
+        for i in range(5000)
+    ]
+    out = BlockCompiler("rs", THIS_KERNEL, 4).compile(rules, 4, "input")[0]
+    assert len(out) == 1 and out[0].lookup is not None
+    assert len(out[0].lookup.elements) == 5000
+
+
+def test_ports_expand_in_size():
+    rules = [
+        Rule(
+            ACCEPT,
+            f"rpt:{c}:0",
+            AddrMatch(parse(f"198.18.{i}.0/24")),
+            proto="udp",
+            dports=((1000, 1009),),
+            rule_id=c,
+        )
+        for i, c in enumerate("ab")
+    ]
+    out = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
+    assert out[0].lookup is not None and out[0].lookup.size == 20
+
+
+def test_a_group_in_a_block_set_leaves_no_address_set():
+    """A rule over a group above the ipset threshold: its networks become elements of the
+    block's set, and its own address set is left out of the bundle."""
+    doc = _doc_of(
+        [
+            {"action": "accept", "sources": ["biggroup"], "protocol": "tcp", "dports": ["80"]},
+            {"action": "accept", "sources": ["198.18.7.0/24"], "protocol": "tcp", "dports": ["80"]},
+        ]
+    )
+    doc["address_groups"] = [{"name": "biggroup", "members": BIG_GROUP}]
+    parsed = PolicyDocument.from_dict(doc)
+    linear = compile_device(parsed, "bare", now=cases.NOW)
+    assert [m["type"] for m in linear.sets.values()] == ["hash:net"]
+    options = CompileOptions(set_compile=True, set_min_rules=2)
+    bundle = compile_device(parsed, "bare", options=options, now=cases.NOW)
+    assert [(m["type"], m["entries"]) for m in bundle.sets.values()] == [("hash:net,port", 13)]
+    _same_answers(doc, options)
+
+
+def test_trace_names_the_element_rule_and_the_set_rule():
+    doc = _doc_of(_disjoint_rules(40))
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_min_rules=2)
+    program = compile_device(PolicyDocument.from_dict(doc), "bare", options=options, now=cases.NOW)
+    assert program.program is not None
+    result = Tracer(program.program).trace(
+        Packet.from_params(
+            {
+                "protocol": "tcp",
+                "source": "198.18.14.9",
+                "destination": "198.19.0.1",
+                "dport": "1004",
+            }
+        )
+    )
+    rid = "00000000-0000-4000-8000-000000000004"
+    assert (result.verdict, result.rule_id, result.position) == ("accept", rid, 5)
+    last = result.path[-1]
+    assert last.tag.startswith(f"rpt:{rid}:") and "--match-set rpt-4sp-" in last.rule
+    members = lookup_members(program.program)
+    assert rid in next(ids for name, ids in members.items() if name in last.rule)
+
+
+def test_the_lowering_cache_gives_the_bytes_of_a_cold_compile():
+    """Linear then set-compiled, then after an edit: each equals a compile from nothing."""
+    raw = _disjoint_rules(40)
+    edited = [dict(r) for r in raw]
+    edited[17]["action"] = "drop" if edited[17]["action"] == "accept" else "accept"
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_min_rules=2)
+    RULESET_CACHE.clear()
+    for doc in (_doc_of(raw), _doc_of(edited)):
+        parsed = PolicyDocument.from_dict(doc)
+        compile_device(parsed, "bare", now=cases.NOW)
+        warm = compile_device(parsed, "bare", options=options, now=cases.NOW)
+        RULESET_CACHE.clear()
+        cold = compile_device(parsed, "bare", options=options, now=cases.NOW)
+        assert warm.to_json() == cold.to_json()
+        compile_device(
+            PolicyDocument.from_dict(_doc_of(raw)), "bare", options=options, now=cases.NOW
+        )
+
+
+_pool = [
+    _ir(f"r{i}", ACCEPT if i % 3 else DROP, src, port)
+    for i, (src, port) in enumerate(
+        itertools.product(
+            ["198.18.1.0/24", "198.18.1.5", "198.18.2.0/24", "198.18.0.0/16", None],
+            [80, 81, 443, None],
+        )
+    )
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.lists(st.sampled_from(range(len(_pool))), max_size=25, unique=True),
+    edits=st.lists(
+        st.tuples(st.sampled_from(["insert", "delete"]), st.integers(0, 30), st.integers(0, 19)),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_an_edit_reuses_blocks_and_gives_the_cold_result(before, edits):
+    """A compile with the last one's blocks equals a compile from nothing, whatever the
+    edits (inserted and deleted rules anywhere)."""
+    after = list(before)
+    for kind, at, which in edits:
+        if kind == "insert" and which not in after:
+            after.insert(at % (len(after) + 1), which)
+        elif kind == "delete" and after:
+            after.pop(at % len(after))
+    compiler = BlockCompiler("rs", THIS_KERNEL, 1)
+    _, left = compiler.compile([_pool[i] for i in before], 4, "input")
+    warm, _ = compiler.compile([_pool[i] for i in after], 4, "input", left)
+    cold, _ = compiler.compile([_pool[i] for i in after], 4, "input")
+    assert warm == cold
+
+
+def test_a_100k_group_stays_an_address_set():
+    """Too many elements for a block's set: the rule keeps its sized address set."""
+    parsed = PolicyDocument.from_dict(cases.big_group())
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_min_rules=1)
+    bundle = compile_device(parsed, "edge", options=options, now=cases.NOW)
+    assert [(m["type"], m["entries"]) for m in bundle.sets.values()] == [("hash:net", 100_000)]
+    assert bundle.program is not None and not bundle.program.lookups
+
+
+def test_wide_ranges_stay_kernel_rules_unless_ranges_are_elements():
+    rules = [
+        Rule(
+            ACCEPT,
+            f"rpt:{c}:0",
+            AddrMatch(parse(f"198.18.{i}.0/24")),
+            proto="tcp",
+            dports=((1024, 65535),),
+            rule_id=c,
+        )
+        for i, c in enumerate("ab")
+    ]
+    assert _shape_of(BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]) == [
+        "a",
+        "b",
+    ]
+    nft = BlockCompiler("rs", THIS_KERNEL, 1, range_max=65536).compile(rules, 4, "input")[0]
+    assert _shape_of(nft) == ["set:ab"]
+    assert nft[0].lookup is not None and nft[0].lookup.elements[0].values[1].hi == 65535
+
+
+def test_kernel_rules_of_a_block_go_behind_one_guard():
+    """20 disjoint rules sets cannot hold (port ranges of 1001 ports): one guard lookup of
+    their sources jumps to a chain of them; traces stay those of the linear compile."""
+    raw = [
+        {
+            "action": "accept" if i % 2 else "drop",
+            "sources": [f"198.18.{i}.0/24"],
+            "protocol": "tcp",
+            "dports": ["1000-2000"],
+        }
+        for i in range(20)
+    ]
+    doc = _doc_of(raw)
+    options = CompileOptions(set_compile=True, set_guard_min=16)
+    bundle = compile_device(PolicyDocument.from_dict(doc), "bare", options=options, now=cases.NOW)
+    assert bundle.program is not None
+    chains = bundle.program.tables[(4, "filter")].chains
+    main = next(c for name, c in chains.items() if name.startswith("RPT-I-rs-"))
+    (jump,) = main.rules
+    assert jump.target == "JUMP" and jump.src is not None and jump.src.set_name is not None
+    assert len(chains[jump.arg].rules) == 20
+    assert [m["entries"] for m in bundle.sets.values()] == [1]  # 198.18.0.0/20 + ...
+    assert "-m set --match-set rpt-4-" in bundle.iptables_v4
+    _same_answers(doc, options)

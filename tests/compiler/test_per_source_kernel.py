@@ -1,0 +1,81 @@
+"""`rate_limit_per_source` in a real kernel: the rule loads and reads back as rendered,
+a source gets its burst of new connections and no more, and another source still gets
+through (its own bucket)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from compiler import PolicyDocument, compile_device
+from compiler.render_nft import render_nft
+from tests.support.netns import host_pair, needs_netns
+
+from . import cases
+from .kernel import load, rules_by_chain, saved_rules
+
+pytestmark = needs_netns
+
+PORT = 7101
+BURST = 3
+# connects one after the other from a given source address; 0 = connected
+CONNECT = """
+import json, socket, sys
+out = []
+for source, host, port in json.loads(sys.argv[1]):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.bind((source, 0))
+    s.settimeout(0.5)  # a dropped SYN is not retried within it (the retry would count)
+    out.append(s.connect_ex((host, port)))
+    s.close()
+print(json.dumps(out))
+"""
+
+
+def policy():
+    doc = {
+        "version": 1,
+        "rulesets": [
+            {
+                "name": "ps",
+                "rules": [
+                    {
+                        "chain": "input",
+                        "action": "accept",
+                        "protocol": "tcp",
+                        "dports": [str(PORT)],
+                        "rate_limit_per_source": {"rate": "1/hour", "burst": BURST},
+                    }
+                ],
+            }
+        ],
+        "devices": [{"name": "srv", "rulesets": ["ps"], "default_policy": {"input": "drop"}}],
+    }
+    return compile_device(PolicyDocument.from_dict(doc), "srv", now=cases.NOW)
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nft"])
+def test_each_source_gets_its_burst_and_no_more(backend):
+    bundle = policy()
+    with host_pair("cpps") as (client, server):
+        second4 = client.addr4.rsplit(".", 1)[0] + ".3"
+        second6 = client.addr6.rsplit(":", 1)[0] + ":3"
+        client.run("ip", "addr", "add", f"{second4}/24", "dev", client.dev)  # type: ignore[attr-defined]
+        client.run("ip", "-6", "addr", "add", f"{second6}/64", "dev", client.dev, "nodad")  # type: ignore[attr-defined]
+        server.listen(tcp=[PORT])
+        if backend == "nft":  # the agent's native backend: meters, one per kernel rule
+            server.run("nft", "-f", "-", input=render_nft(bundle.program))
+            assert "meter rpt" in server.run("nft", "list", "ruleset").stdout
+        else:
+            load(server, bundle)
+            for family, text in ((4, bundle.iptables_v4), (6, bundle.iptables_v6)):
+                assert saved_rules(server, family) == rules_by_chain(text)
+        for first, second, host in (
+            (client.addr4, second4, server.addr4),
+            (client.addr6, second6, server.addr6),
+        ):
+            tries = [(first, host, PORT)] * (BURST + 2) + [(second, host, PORT)]
+            got = json.loads(client.run(sys.executable, "-c", CONNECT, json.dumps(tries)).stdout)
+            assert [code == 0 for code in got] == [True] * BURST + [False, False, True], got

@@ -1,0 +1,86 @@
+"""Live analysis in the rule editor, in a real browser: typing a rule that an earlier rule
+shadows shows the finding before anything is saved, fixing it makes the finding go, and a
+rule shadowed by another rule set on a device using this one shows that too."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from rules import services
+from rules.models import Device, Rule, RuleSet
+from rules.services import device_refs
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def _policy() -> RuleSet:
+    """edge #1 accepts tcp/22 from 198.18.0.0/24; base (first on fw-1) drops tcp/443 from
+    198.18.5.0/24."""
+    edge = services.object_save(RuleSet(name="edge"))
+    services.rule_create(
+        ruleset=edge,
+        data={
+            "action": "accept",
+            "sources": ["198.18.0.0/24"],
+            "protocol": "tcp",
+            "dports": ["22"],
+        },
+    )
+    base = services.object_save(RuleSet(name="base"))
+    services.rule_create(
+        ruleset=base,
+        data={"action": "drop", "sources": ["198.18.5.0/24"], "protocol": "tcp", "dports": ["443"]},
+    )
+    fw = services.object_save(Device(name="fw-1", address="198.18.0.2"))
+    device_refs.device_set_rulesets(device=fw, rulesets=["base", "edge"])
+    return edge
+
+
+def test_shadow_finding_appears_while_typing(page, login, make_user):
+    edge = _policy()
+    login(make_user("olga", "operator"))
+    page.goto(f"/rulesets/{edge.pk}/")
+    page.get_by_role("button", name="Add rule").click()
+    form = page.locator("#rule-form")
+    expect(form).to_be_visible()
+    live = page.get_by_test_id("draft-analysis")
+
+    form.locator("[name=action]").select_option("drop")
+    form.locator("[name=protocol]").select_option("tcp")
+    form.locator("[name=dports]").fill("22")
+    # half-typed address: a field message, no finding and no crash
+    form.locator("[name=sources]").click()
+    page.keyboard.type("198.18.0.", delay=20)
+    expect(page.locator("#err-sources")).not_to_be_empty()
+    expect(live.locator("[data-kind=shadowed]")).to_have_count(0)
+    page.keyboard.type("7", delay=20)
+    shadow = live.locator("[data-kind=shadowed][data-source=ruleset]")
+    expect(shadow).to_contain_text("edge rule 1")
+    expect(page.locator("#err-sources")).to_be_empty()
+
+    # fix it: place it first; the finding goes
+    form.locator("[name=position]").fill("1")
+    expect(shadow).to_have_count(0)
+    expect(live.locator("[data-kind=none]")).to_contain_text("As rule #1")
+    assert Rule.objects.filter(ruleset=edge).count() == 1  # nothing saved
+    assert page.js_errors == []
+
+
+def test_finding_from_another_ruleset_on_a_device(page, login, make_user):
+    edge = _policy()
+    login(make_user("olga", "operator"))
+    page.goto(f"/rulesets/{edge.pk}/")
+    page.get_by_role("button", name="Add rule").click()
+    form = page.locator("#rule-form")
+    form.locator("[name=protocol]").select_option("tcp")
+    form.locator("[name=dports]").fill("443")
+    form.locator("[name=sources]").click()
+    page.keyboard.type("198.18.5.9", delay=20)
+    finding = page.get_by_test_id("draft-analysis").locator("[data-source=device]")
+    expect(finding).to_contain_text("on fw-1")
+    expect(finding).to_contain_text("base rule 1")
+    # another port: base's rule no longer covers it
+    form.locator("[name=dports]").fill("444")
+    expect(finding).to_have_count(0)
+    assert page.js_errors == []
