@@ -225,6 +225,8 @@ def device_settings(document: dict, device: Device) -> dict:
     out["forward_fallthrough"] = options.forward_fallthrough
     # set compilation follows the device's facts, which change: the deployment keeps its own
     out["set_types"] = sorted(options.set_types) if options.set_compile else None
+    if options.set_compile:  # nftables intervals hold wide port ranges, ipset does not
+        out["set_range_max"] = options.set_range_max
     return out
 
 
@@ -240,6 +242,8 @@ def recorded_options(options: CompileOptions, recorded: dict | None) -> CompileO
             set_compile=bool(types),
             set_types=frozenset(types) if types else options.set_types,
         )
+    if recorded and isinstance(recorded.get("set_range_max"), int):
+        options = replace(options, set_range_max=recorded["set_range_max"])
     return options
 
 

@@ -27,6 +27,9 @@ from rules.models import Device, Rule, RuleSet
 from rules.selectors import policy_dict
 
 DRAFT_DEVICE_LIMIT = 20  # devices analysed per draft (the editor asks every ~300 ms)
+# entries per list field of a draft: a typed rule never comes near it, and it bounds the work
+# one request (asked every ~300 ms while typing) can cause
+DRAFT_LIST_MAX = 256
 
 
 @dataclass
@@ -135,6 +138,13 @@ def analyse_draft(
         raise ValidationError({"rule": ["that rule is not in this rule set"]})
     if position is not None and position < 1:
         raise ValidationError({"position": ["must be a whole number from 1"]})
+    too_long = {
+        key: [f"at most {DRAFT_LIST_MAX} entries in a draft (save the rule to use more)"]
+        for key, value in data.items()
+        if isinstance(value, (list, tuple)) and len(value) > DRAFT_LIST_MAX
+    }
+    if too_long:
+        raise ValidationError(too_long)
     draft = _draft_dict(ruleset, data, editing)
     devices = ruleset_devices(ruleset)
     shown = devices[:DRAFT_DEVICE_LIMIT]

@@ -23,7 +23,11 @@ _FULL_ADDR = {4: ((0, 2**32 - 1),), 6: ((0, 2**128 - 1),)}
 _FULL_PROTO = ((0, 255),)
 _FULL_PORT = ((0, 65535),)
 _FULL_ICMP = ((0, 255),)
-STATES = frozenset(("new", "established", "related", "invalid", "untracked"))
+_PLAIN = ("new", "established", "related", "invalid", "untracked")
+# a packet's state and whether its connection was DNAT'ed: `dnat` is every state of
+# those (a rule's `states: [dnat]`), a plain state both with and without it
+_DNAT = frozenset(f"{s}+dnat" for s in _PLAIN)
+STATES = frozenset(_PLAIN) | _DNAT
 MAX_BOXES = 4000
 
 
@@ -150,7 +154,11 @@ def fm_region(
     src = _addr(fm.family, fm.src, fm.src_negate)
     dst = _addr(fm.family, fm.dst, fm.dst_negate)
     ins, outs = _ifaces(in_if, reps[0]), _ifaces(out_if, reps[1])
-    sts = frozenset(states) if states else STATES
+    sts = (
+        frozenset(x for s in states for x in ((s, f"{s}+dnat") if s != "dnat" else _DNAT))
+        if states
+        else STATES
+    )
     if not (src and dst and ins and outs):
         return []
     boxes = []

@@ -16,7 +16,7 @@ from .values import REJECT_WITH_FAMILY, Rate, parse_rate
 
 _PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "ipv6-icmp"}
 _UNIT = {"second": "sec", "minute": "min", "hour": "hour", "day": "day"}
-_STATE_ORDER = {"INVALID": 0, "NEW": 1, "RELATED": 2, "ESTABLISHED": 3, "UNTRACKED": 4}
+_STATE_ORDER = {"INVALID": 0, "NEW": 1, "RELATED": 2, "ESTABLISHED": 3, "UNTRACKED": 4, "DNAT": 5}
 _REJECT = {
     4: "-j REJECT --reject-with icmp-port-unreachable",
     6: "-j REJECT --reject-with icmp6-port-unreachable",
@@ -43,8 +43,8 @@ def render_rule(chain: str, r: Rule, family: int) -> str:
     src, dst, proto = r.src, r.dst, r.proto
     line = "-A " + chain
     set_matches = ""
-    if r.lookup is not None:  # a set-compiled block's lookup: no other match
-        line += f" -m set --match-set {r.lookup.name} {r.lookup.flags}"
+    if r.lookup is not None:  # a set-compiled block's lookup (+ at most proto and ports)
+        set_matches = f" -m set --match-set {r.lookup.name} {r.lookup.flags}"
     elif (src is not None and src.set_name is not None) or (
         dst is not None and dst.set_name is not None
     ):

@@ -94,7 +94,13 @@ def chain_name(family: int, table: str, chain: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """nft's scanner takes a quoted string verbatim up to the next `"`: no escapes (a
+    doubled backslash stays doubled in the kernel), so a quote or line break cannot be
+    written at all and is refused rather than let out of the string (values.py already
+    refuses both in a log prefix; tags and interface names cannot hold them)."""
+    if '"' in text or "\n" in text:
+        raise ValueError(f"no nft spelling for the string {text!r}")
+    return f'"{text}"'
 
 
 def _iface(name: str) -> str:
@@ -192,7 +198,9 @@ def _proto(r: Rule) -> str:
 def _rare(r: Rule, family: int) -> str:
     """Conntrack states, the time match and the rate limit (in iptables' order)."""
     out = ""
-    if r.states:
+    if r.states == ("DNAT",):  # a conntrack status (the document allows it alone)
+        out += " ct status dnat"
+    elif r.states:
         out += " ct state " + ",".join(sorted(s.lower() for s in r.states))
     if r.until is not None:
         out += f" meta time < {int(r.until.astimezone(UTC).timestamp())}"

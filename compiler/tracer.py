@@ -58,6 +58,7 @@ class Packet:
     in_interface: str | None = None
     out_interface: str | None = None
     state: str = "new"
+    dnat: bool = False  # the nat table translated the destination (tracer_nat.rewrite)
 
     @property
     def family(self) -> int:
@@ -278,8 +279,11 @@ class Tracer:
         return None
 
     def matches(self, r: Rule, p: Packet) -> bool:
-        if r.lookup is not None:
-            return p.family == r.lookup.family and self.element(r.lookup, p) is not None
+        if r.lookup is not None:  # a set rule: its set, and its own proto/ports if any
+            if p.family != r.lookup.family or self.element(r.lookup, p) is None:
+                return False
+            if r.proto is None:
+                return True
         if r.src is not None and not self._in(r.src, p.source):
             return False
         if r.dst is not None and not self._in(r.dst, p.destination):
@@ -297,7 +301,9 @@ class Tracer:
                 return False
             if r.icmp_type is not None and r.icmp_type != p.icmp_type:
                 return False
-        if r.states is not None and p.state.upper() not in r.states:
+        if r.states is not None and not (
+            p.state.upper() in r.states or (p.dnat and "DNAT" in r.states)
+        ):
             return False
         if r.dst_type is not None and not self.local.holds(p):  # only "LOCAL" is compiled
             return False

@@ -126,7 +126,7 @@ def rewrite(rule: Rule, packet: Packet) -> tuple[Packet, str, list[str]]:
         )
     if rule.target == DNAT:
         dport = _new_port(ports, packet.dport)
-        after = dataclasses.replace(packet, destination=address, dport=dport)
+        after = dataclasses.replace(packet, destination=address, dport=dport, dnat=True)
         return after, endpoint(address, dport), notes
     sport = _new_port(ports, packet.sport)
     after = dataclasses.replace(packet, source=address, sport=sport)
@@ -144,7 +144,9 @@ def _redirect(rule: Rule, packet: Packet, notes: list[str]) -> tuple[Packet, str
     )
     chain = packet.chain if packet.chain == "output" else "input"
     out_iface = None if chain == "input" else packet.out_interface
-    after = dataclasses.replace(packet, dport=dport, chain=chain, out_interface=out_iface)
+    after = dataclasses.replace(
+        packet, dport=dport, chain=chain, out_interface=out_iface, dnat=True
+    )
     return after, f"<the device>:{dport}", notes
 
 

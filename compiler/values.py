@@ -62,6 +62,9 @@ REJECT_WITH_FAMILY = {
     },
 }
 STATES = ("new", "established", "related", "invalid", "untracked")
+# a rule may also ask for `dnat`: the connection's destination was translated by the nat
+# table (iptables `--ctstate DNAT`, nft `ct status dnat`); a status, not a packet state
+RULE_STATES = (*STATES, "dnat")
 
 ICMP_TYPES = {
     "echo-reply": 0,

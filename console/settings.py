@@ -197,7 +197,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "core.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/minute", "enroll": "30/minute"},
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/minute", "enroll": "30/minute", "draft": "600/minute"},
 }
 # API tokens (core/accounts/services/tokens.py): lifetime in days when none is asked for
 # (0: never expires), the longest one may ask for (0: no maximum), which roles may own one.

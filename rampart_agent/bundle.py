@@ -4,6 +4,7 @@ sets, and the byte form it is stored in."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,18 +84,35 @@ class Bundle:
         return sum(len(t.chains) for fam in self.tables.values() for t in fam.values())
 
 
-NFT_HEAD = ("table inet rampart", "delete table inet rampart", "table inet rampart {")
+NFT_HEAD = "table inet rampart\ndelete table inet rampart\ntable inet rampart {\n"
+# what reaches outside the table's block without a brace (a file, a variable, a comment)
+NFT_OUTSIDE = re.compile(r"\b(include|define|redefine|undefine)\b|[#$]")
+NFT_BRACE = re.compile(r"[{}]")
 
 
 def check_nft_script(text: str) -> None:
-    """The `nft` script may recreate Rampart's own table and nothing else: its only
-    top-level lines are the three of the delete-and-recreate idiom and the closing brace
-    (everything else is inside `table inet rampart`, which cannot reach other tables)."""
+    """The `nft` script may recreate Rampart's own table and nothing else: the three lines
+    of the delete-and-recreate idiom, then one block that the script's last `}` closes.
+    nft ignores indentation and line breaks, so the block's end is found by its braces
+    outside quoted strings (nft reads those verbatim to the next `"`), not by what starts
+    a line."""
     if not text:
         return
-    top = [ln for ln in text.splitlines() if ln and not ln[0].isspace()]
-    if tuple(top[:3]) != NFT_HEAD or top[3:] != ["}"]:
-        raise BundleError("bundle field nft may only recreate table inet rampart")
+    refused = BundleError("bundle field nft may only recreate table inet rampart")
+    body = text[len(NFT_HEAD) :]
+    if not text.startswith(NFT_HEAD) or body.count('"') % 2:
+        raise refused
+    unquoted = body.split('"')[::2]  # the parts between quoted strings
+    depth = 1
+    for n, part in enumerate(unquoted):
+        if NFT_OUTSIDE.search(part):
+            raise refused
+        for brace in NFT_BRACE.finditer(part):
+            depth += 1 if brace.group() == "{" else -1
+            if depth == 0 and (n != len(unquoted) - 1 or part[brace.end() :].strip()):
+                raise refused  # the table's block ends before the script does
+    if depth != 0:
+        raise refused
 
 
 def bundle_json(raw: dict[str, Any]) -> bytes:

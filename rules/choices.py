@@ -55,6 +55,7 @@ class ConnState(models.TextChoices):
     RELATED = "related", "related"
     INVALID = "invalid", "invalid"
     UNTRACKED = "untracked", "untracked"
+    DNAT = "dnat", "dnat (port-forwarded; alone)"  # conntrack status: compiler/values.py
 
 
 class DefaultAction(models.TextChoices):

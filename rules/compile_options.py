@@ -15,6 +15,8 @@ from compiler.lower import DEFAULT_SET_TYPES
 from rules.models import Device
 
 NFT_SET_TYPES = frozenset(kind for kind, _ in SHAPES.values())
+# nftables interval sets hold a port range as one element: no range is too wide for a set
+NFT_RANGE_MAX = 65536
 
 
 def compile_options(device: Device | None = None) -> CompileOptions:
@@ -25,6 +27,7 @@ def compile_options(device: Device | None = None) -> CompileOptions:
         forward_fallthrough=bool(device and device.forward_fallthrough),
         set_compile=set_types is not None,
         set_types=set_types or DEFAULT_SET_TYPES,
+        **({"set_range_max": NFT_RANGE_MAX} if set_types is NFT_SET_TYPES else {}),
     )
 
 

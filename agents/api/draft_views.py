@@ -12,6 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from agents.draft_analysis import analyse_draft
@@ -42,6 +43,9 @@ class DraftRequestSerializer(serializers.Serializer):
 )
 class RuleSetDraftAnalysisView(APIView):
     permission_classes = [CanEdit]
+    # the editor asks about every 300 ms while typing; a script asking faster gets a 429
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "draft"
 
     def post(self, request, pk):
         ruleset = get_object_or_404(RuleSet, pk=pk)

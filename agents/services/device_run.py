@@ -81,8 +81,8 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
     Raises RetryLater when the attempt should be repeated; on `final_attempt` a
     retryable failure is recorded as `failed` instead.
 
-    Three commits on the way of a push that goes well (the claim and the lease; compiling
-    and pushing; applied, confirmed, the device's new bundle and the lease given back),
+    Four commits on the way of a push that goes well (the claim and the lease; compiling
+    and pushing; applied; confirmed with the device's new bundle and the lease given back),
     each state still audited, and no read of the policy document: it is parsed once per
     process and devices with the same policy share one compile (agents/device_policy.py).
     """

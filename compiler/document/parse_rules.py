@@ -211,7 +211,11 @@ class RuleParser(ZoneParser):
         in_zone, out_zone = self.zone_refs(item, path, chain, rid, (in_if, out_if), (in_ok, out_ok))
         states = self.str_list(item, "states", path, rid)
         for i, s in enumerate(states):
-            self.call(lambda v: V.parse_choice(v, V.STATES, "state"), s, f"{path}.states[{i}]", rid)
+            self.call(
+                lambda v: V.parse_choice(v, V.RULE_STATES, "state"), s, f"{path}.states[{i}]", rid
+            )
+        if "dnat" in states and len(set(states)) > 1:  # iptables ORs them; nft cannot
+            self.err(f"{path}.states", "dnat combines with no other state: write two rules", rid)
         log_prefix, rate, burst = self.rule_logging(item, path, rid)
         expires = item.get("expires_at")
         expires_at = None

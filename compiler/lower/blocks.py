@@ -12,6 +12,8 @@ protocol, destination ports) that ignores what else the rule matches (interfaces
 source ports...): a superset of what it matches, so a conflict is never missed, only
 sometimes assumed. A new rule that overlaps any rule of the current block starts the next
 block. Rules a set cannot express stay kernel rules, in their place within their block.
+A rule whose port range is too wide for elements (ipset: one per port) keeps its ports in
+the set rule and only its addresses go to the set, grouped by its exact port list (`_wide`).
 """
 
 from __future__ import annotations
@@ -164,6 +166,17 @@ def _values(shape: str, srcs, dsts, proto, dports) -> list[tuple]:
 
 
 _DIMS = {shape: dims for shape, (_, dims) in SHAPES.items()}
+
+
+def _wide(r: IRRule, srcs, dsts, types: frozenset) -> tuple[tuple, list[tuple]] | None:
+    """Ports in the rule, addresses in the set, for a kernel rule with a port range too
+    wide for set elements: its group key also holds its protocol and exact port list (the
+    set rule matches them itself, `-p tcp -m multiport --dports ...`), the elements only
+    its addresses. None when it names no address, or no set type holds both sides."""
+    shape = _shape(srcs, dsts, False, types)
+    if shape is None:
+        return None
+    return (r.target, r.arg, shape, r.proto, r.dports), _values(shape, srcs, dsts, None, ())
 
 
 def _boxes(irs: list[IRRule], family: int) -> list[Box]:
@@ -527,15 +540,25 @@ class BlockCompiler:
                     continue
                 elements = made.get(key)
                 if elements is None:
-                    target, arg, shape = key
-                    name = lookup_set_name(
-                        family,
-                        shape,
-                        f"{self.ruleset}/{direction}/{first_id}/{target}/{arg}/{shape}",
-                    )
+                    target, arg, shape = key[:3]
+                    group = f"{self.ruleset}/{direction}/{first_id}/{target}/{arg}/{shape}"
+                    if len(key) > 3:  # ports in the rule (`_wide`): its ports name it too
+                        group += f"/{key[3]}/{key[4]}"
+                    name = lookup_set_name(family, shape, group)
                     lset = LookupSet(name, family, shape)
                     elements = made[key] = lset.elements
-                    out.append(IRRule(target, f"rpt:sys:set:{name}", arg=arg, lookup=lset))
+                    out.append(
+                        IRRule(target, f"rpt:sys:set:{name}", arg=arg, lookup=lset)
+                        if len(key) == 3
+                        else IRRule(
+                            target,
+                            f"rpt:sys:set:{name}",
+                            proto=key[3],
+                            dports=key[4],
+                            arg=arg,
+                            lookup=lset,
+                        )
+                    )
                 tag = r.tag
                 if len(values) == 1:
                     elements.append(_new_tuple(SetElement, (values[0], tag, rid)))
@@ -593,7 +616,16 @@ class BlockCompiler:
                 return None
             dports = r.dports or ()
             if any(hi - lo >= self.range_max for lo, hi in dports):
-                return None  # one element per port: a wide range stays a kernel rule
+                # one element per port would be too many: the ports stay in the kernel
+                # rule, its addresses go to the set (`_wide`)
+                wide = _wide(r, srcs, dsts, self.types)
+                if wide is None:
+                    return None
+                total += len(wide[1])
+                if total > RULE_MAX_ELEMENTS:
+                    return None
+                plan.append(wide)
+                continue
             if r.proto is None:
                 width = 1
             elif self.range_max > 65535:  # ranges are elements (nft intervals): count 1

@@ -1,19 +1,18 @@
-"""`-m conntrack --ctstate DNAT` in the filter table → rules on the translated packets
-(pure: no Django).
+"""`-m conntrack --ctstate DNAT` and `--ctorigdstport` in the filter table → rules with
+`states: [dnat]` (pure: no Django).
 
 `--ctstate DNAT` matches a packet of a connection whose destination the nat table
 rewrote (firewalld: `--ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT`, so forwarded ports are
-let in). The document has no such state; what it can say is where those connections go:
-for each `dnat`/`redirect` entry the rule set imported (the nat pass runs first), one
-rule with the dump rule's verdict and matches on the translated destination (address,
-protocol, port) and the entry's own source and interface — in the order of the entries,
-right where the dump rule was. The states given with DNAT (RELATED,ESTABLISHED) stay
-one rule of their own before them. That also matches connections made straight to the
-translated address and port, without NAT: noted as *more permissive*.
+let in): the document's `dnat` state, which stands alone, so the states given with DNAT
+(RELATED,ESTABLISHED) stay one rule of their own just before it (the kernel ORs them:
+the same verdicts). shorewall's `--ctorigdstport P` (accept the translated port of a
+DNAT from P) becomes `states: [dnat]` on the rule's translated destination: wider when
+another DNAT translates to the same place from elsewhere — then a verdict-changing loss.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -21,7 +20,7 @@ from compiler.document import parse_nat_target
 
 from .document import Emitted
 from .dumps import Match, ParsedRule
-from .losses import PERMISSIVE
+from .losses import WIDER
 from .matches import combine
 from .results import Skipped
 
@@ -50,36 +49,26 @@ class CtDnatMixin:
             return None
         if rule.ct_dnat == "also":  # the other states: the rule as it reads without DNAT
             self.verdict(frame, replace(rule, ct_dnat=None), merged, log, rest)
-        chain = frame.builtin.lower()
-        base = replace(merged, states=frame.ctx.states)  # DNAT, not the other states
-        indexes = []
-        for entry in self.nat:
-            wanted = translated_match(entry, self.family, _NAT_CHAINS.get(chain, ""))
-            both = combine(base, wanted) if wanted is not None else None
-            if not isinstance(both, Match):
-                continue
-            e = Emitted(chain, both, actions[rule.target], rule.line, rule.comment)
-            if rule.target == "REJECT":
-                e.reject_with = self.reject_with(rule, both)
-            indexes.append(self.emit(e))
-        self.mark(rule, indexes)
-        if not indexes:
-            text = (
-                f"--ctstate DNAT: no dnat/redirect entry of the rule set (IPv{self.family}) "
-                "translates a connection, so no packet matches it"
+        # the states DNAT must hold with ("DNAT and NEW": nft's `ct state new ct status dnat`
+        # or a jump under a state match) cannot be said: states [dnat] alone is wider
+        if frame.ctx.states if rule.ct_dnat == "also" else merged.states:
+            self.skip(
+                rule,
+                WIDER + "--ctstate DNAT reached under a conntrack state match imported as "
+                "states: [dnat] alone (also the other states of translated connections)",
             )
-            self.notes.setdefault((rule.line, text), Skipped(rule.line, rule.text, text))
-            return None
-        text = (
-            "--ctstate DNAT (a connection the nat table translated) imported as "
-            f"{len(indexes)} rule(s) on the translated destinations of the rule set's dnat/"
-            "redirect entries: they also match connections made straight to those "
-            "addresses and ports"
-        )
-        self.notes.setdefault(
-            (rule.line, text), Skipped(rule.line, rule.text, text, impact=PERMISSIVE)
-        )
+        self.dnat_rule(frame, rule, merged, actions[rule.target])
         return None
+
+    def dnat_rule(self, frame, rule: ParsedRule, merged: Match, action: str) -> None:
+        """The rule with `states: [dnat]` where it stands (its log line is not repeated:
+        the other states' rule, or the plain one, logs)."""
+        chain = frame.builtin.lower()
+        m = replace(merged, states=frozenset({"dnat"}))
+        e = Emitted(chain, m, action, rule.line, rule.comment)
+        if action == "reject":
+            e.reject_with = self.reject_with(rule, m)
+        self.mark(rule, [self.emit(e)])
 
     def ct_orig_rule(self, frame, rule: ParsedRule, merged: Match, log, rest) -> bool | None:
         """`--ctorigdstport P`/`--ctorigdst A` (shorewall: accept the translated port of a
@@ -89,13 +78,17 @@ class CtDnatMixin:
         if rule.target not in ("ACCEPT", "DROP", "REJECT") or rule.ct_dnat is not None:
             self.skip(rule, "--ctorigdst/--ctorigdstport here has no equivalent")
             return None
+        wanted = _port_range(rule.ct_orig.get("dport"))
+        if "dport" in rule.ct_orig and wanted is None:
+            self.skip(rule, f"--ctorigdstport {rule.ct_orig['dport']}: not a port or range")
+            return None
         chain = _NAT_CHAINS.get(frame.builtin.lower(), "")
         feeding = [
             e
             for e in self.nat
             if (m := translated_match(e, self.family, chain)) is not None
             and isinstance(combine(merged, m), Match)
-            and ("dport" not in rule.ct_orig or _has_port(e, rule.ct_orig["dport"]))
+            and (wanted is None or _has_port(e, wanted))
             and (
                 "dst" not in rule.ct_orig
                 or _orig_dst(rule.ct_orig["dst"])
@@ -114,26 +107,52 @@ class CtDnatMixin:
                 ),
             )
             return None
-        plain = replace(rule, ct_orig={})
-        decided = self.verdict(frame, plain, merged, log, rest)
-        text = (
-            "--ctorigdst/--ctorigdstport (the connection's destination before a DNAT) left "
-            "out: the rule also matches connections made straight to "
-            "that address and port"
-        )
-        self.notes.setdefault(
-            (rule.line, text), Skipped(rule.line, rule.text, text, impact=PERMISSIVE)
-        )
-        return decided
+        actions = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject"}
+        self.dnat_rule(frame, rule, merged, actions[rule.target])
+        others = [
+            e
+            for e in self.nat
+            if e not in feeding
+            and (m := translated_match(e, self.family, chain)) is not None
+            and isinstance(combine(merged, m), Match)
+        ]
+        if others or merged.states:  # the dnat state also admits what they translate
+            self.skip(
+                rule,
+                WIDER + "--ctorigdst/--ctorigdstport (the destination before a DNAT) "
+                "imported as states: [dnat]: it also matches what another dnat/redirect "
+                "entry translates to the same destination, or other states",
+            )
+        else:
+            text = (
+                "--ctorigdst/--ctorigdstport imported as states: [dnat]: the same for the "
+                "rule set's dnat/redirect entries (only those translating from there reach "
+                "this destination)"
+            )
+            self.notes.setdefault((rule.line, text), Skipped(rule.line, rule.text, text))
+        return None
 
 
-def _has_port(entry: dict, port: str) -> bool:
+PORT_RE = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() also takes "²"
+
+
+def _port_range(text: str | None) -> tuple[int, int] | None:
+    """`--ctorigdstport`'s `P` or `LO:HI` (None: absent or not that)."""
+    lo, _, hi = (text or "").partition(":")
+    hi = hi or lo
+    if not (PORT_RE.fullmatch(lo) and PORT_RE.fullmatch(hi) and int(lo) <= int(hi) <= 65535):
+        return None
+    return int(lo), int(hi)
+
+
+def _has_port(entry: dict, wanted: tuple[int, int]) -> bool:
+    """Whether the entry translates from a port of `wanted` (a range: any of them)."""
     ports = entry.get("dports") or []
     if not ports:
         return True
     for p in ports:
         lo, _, hi = p.partition("-")
-        if int(lo) <= int(port) <= int(hi or lo):
+        if int(lo) <= wanted[1] and wanted[0] <= int(hi or lo):
             return True
     return False
 

@@ -111,7 +111,8 @@ class DocumentBuilder:
             rule["out_interface"] = m.out_interface
         if m.states:
             rule["states"] = sorted(
-                m.states, key=["new", "established", "related", "invalid", "untracked"].index
+                m.states,
+                key=["new", "established", "related", "invalid", "untracked", "dnat"].index,
             )
         if e.log:
             self.add_log(rule, e)

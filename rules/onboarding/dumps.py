@@ -43,7 +43,21 @@ PROTOCOLS = {
 }
 STATES = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"}
 # Modules whose only effect is to enable options we read (or none at all).
+# ICMPv6 types the receiver drops unless the hop limit is 255 (Linux's ndisc: 133-137,
+# RFC 4861 §7.1.1; inverse ND 141/142, RFC 3122; SEND 148/149, RFC 3971), by number and
+# by the names ip6tables knows: `-m hl --hl-eq 255` on them changes no verdict
+ND_TYPES = {
+    **{str(n): n for n in (133, 134, 135, 136, 137, 141, 142, 148, 149)},
+    "router-solicitation": 133,
+    "router-advertisement": 134,
+    "neighbour-solicitation": 135,
+    "neighbor-solicitation": 135,
+    "neighbour-advertisement": 136,
+    "neighbor-advertisement": 136,
+    "redirect": 137,
+}
 PLAIN_MODULES = {
+    "hl",  # --hl-eq 255 on neighbour discovery only (_RuleParser.hop_limit)
     "tcp",
     "udp",
     "icmp",
@@ -159,6 +173,7 @@ class _RuleParser:
         self.i = 0
         self.negate = False
         self.module = ""
+        self.hl: str | None = None
 
     def value(self) -> str:
         if self.i + 1 >= len(self.tokens):
@@ -194,6 +209,8 @@ class _RuleParser:
             self.i += 1
         if self.negate:
             raise Unsupported("dangling '!'")
+        if self.hl is not None:
+            self.hop_limit_done()
         if self.m.burst is not None and self.m.rate_limit is None:
             raise Unsupported("--limit-burst without --limit")
         if self.rule.hashlimit:
@@ -251,6 +268,25 @@ class _RuleParser:
                 f"knows {', '.join(sorted(s.lower() for s in STATES))})"
             )
         self.m.states = frozenset(s.lower() for s in states & STATES)
+
+    def hop_limit(self, tok: str) -> None:
+        """`-m hl --hl-eq 255`: kept for hop_limit_done (other hl tests: no equivalent)."""
+        self.no_negation(tok)
+        value = self.value()
+        if tok != "--hl-eq" or value != "255":
+            raise Unsupported(f"-m hl {tok} {value} has no equivalent")
+        self.hl = value
+
+    def hop_limit_done(self) -> None:
+        """ufw's ND accepts: the hop limit test is the receiver's own (ND_TYPES), so the
+        rule without it has the same verdicts; on anything else it has no equivalent."""
+        kind = self.m.icmp_type
+        if self.m.protocol != "icmpv6" or kind is None or kind.lower() not in ND_TYPES:
+            raise Unsupported("-m hl --hl-eq 255 has no equivalent (but on neighbour discovery)")
+        self.rule.notes.append(
+            f"-m hl --hl-eq 255 left out: ICMPv6 type {kind} with another hop limit is "
+            "dropped by the receiver itself (RFC 4861 §7.1.1, RFC 3122, RFC 3971)"
+        )
 
     def ct_orig(self, tok: str) -> None:
         """The connection's original destination (before a DNAT): ctdnat.py."""
@@ -355,6 +391,7 @@ OPTIONS: dict[str, Callable[[_RuleParser, str], None]] = {
     **dict.fromkeys(("--ctstate", "--state"), _RuleParser.state),
     "--comment": _RuleParser.comment,
     **dict.fromkeys(("--ctorigdstport", "--ctorigdst"), _RuleParser.ct_orig),
+    **dict.fromkeys(("--hl-eq", "--hl-lt", "--hl-gt"), _RuleParser.hop_limit),
     **dict.fromkeys(("--icmp-type", "--icmpv6-type"), _RuleParser.icmp_type),
     "--match-set": _RuleParser.match_set,
     **dict.fromkeys(("--src-range", "--dst-range"), _RuleParser.address_range),

@@ -24,6 +24,8 @@ LOCKOUT_PORTS = (22, 8745)  # ssh and the agent's default port
 _NAT_LOST = {"DNAT", "REDIRECT", "SNAT", "MASQUERADE", "NETMAP"}
 # unreachable, logging or counting only; other software's chains; rules of a chain that is
 # never reached, or reached only through a lost jump (whose line carries the loss)
+# a line translated wider than it was (ctdnat.py): what it now also admits (or refuses)
+WIDER = "translated wider: "
 _NEUTRAL_REASONS = ("unreachable:", "LOG without", "no target:", "chain ", "in chain ")
 
 
@@ -71,6 +73,8 @@ class _Ranker:
             return PERMISSIVE if rule.target in ("DROP", "REJECT") else NEUTRAL
         if s.reason.startswith(_NEUTRAL_REASONS):
             return NEUTRAL
+        if s.reason.startswith(WIDER):
+            return PERMISSIVE if rule.target == "ACCEPT" else RESTRICTIVE
         found = self.verdicts(rule)
         if found == {"accept"}:
             return RESTRICTIVE

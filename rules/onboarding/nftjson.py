@@ -110,6 +110,34 @@ def _operand(value: object) -> str:
     return str(value)
 
 
+# the keys nft always writes, as strings, per object kind (`hook`, `type` when given)
+_REQUIRED = {
+    "table": ("family", "name"),
+    "chain": ("family", "table", "name"),
+    "set": ("family", "table", "name"),
+    "map": ("family", "table", "name"),
+    "rule": ("family", "table", "chain"),
+}
+
+
+def _malformed(kind: str, body: object) -> str | None:
+    """Why an item is not an nft object of its kind (None: it is one): a shape nft never
+    writes is reported as such, not read into a crash."""
+    keys = _REQUIRED.get(kind)
+    if keys is None:
+        return None
+    if not isinstance(body, dict):
+        return f"not an nft {kind} (not an object)"
+    for key in (*keys, *(k for k in ("hook", "type") if k in body)):
+        if not isinstance(body.get(key), str):
+            return f"not an nft {kind}: {key} must be a string"
+    if "prio" in body and (not isinstance(body["prio"], int) or isinstance(body["prio"], bool)):
+        return f"not an nft {kind}: prio must be a number"
+    if kind == "rule" and not isinstance(body.get("expr", []), list):
+        return "not an nft rule: expr must be a list"
+    return None
+
+
 class _Reader:
     """Reads the JSON array item by item into `NftRuleset`."""
 
@@ -130,6 +158,10 @@ class _Reader:
                 continue
             (kind, body), *_ = item.items()
             if kind == "metainfo":
+                continue
+            malformed = _malformed(kind, body)
+            if malformed:
+                self.out.skipped.append((line, str(item)[:200], malformed, "verdict-neutral"))
                 continue
             family = body.get("family", "") if isinstance(body, dict) else ""
             if kind in ("table", "chain", "rule", "set", "map") and family not in FAMILIES:
@@ -322,7 +354,11 @@ class _Reader:
         """The rule as one family sees it (none: it matches only the other family; two:
         a LOG and the verdict, when it logs and decides)."""
         body = item["rule"]
-        rule = ParsedRule(line, _text(item), "filter", chain, comment=body.get("comment", ""))
+        try:
+            text = _text(item)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            text = json.dumps(item, separators=(",", ":"))[:200]
+        rule = ParsedRule(line, text, "filter", chain, comment=str(body.get("comment", "")))
         families = {fam}
         try:
             for stmt in body.get("expr", []):
@@ -332,7 +368,7 @@ class _Reader:
         except Unsupported as exc:
             rule.error = str(exc)
             _verdict_of(rule, body.get("expr", []))  # ranks the loss by what it did
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             rule.error = f"cannot be read: {exc!r}"
         if not families:
             return []

@@ -13,6 +13,7 @@ from them).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import deque
@@ -156,20 +157,41 @@ def _row_keys(group: Model, kind: _Kind) -> list[str | Key]:
 FEW_ROWS = 8  # removed rows found by position, one index walk each (see _rows_at)
 
 
+def _places(old: Sequence[str | Key], keys: Sequence[Key]) -> list[tuple[int, Key]] | None:
+    """Where `keys` are in the member set, in order (`list.index` scans in C); None when
+    more than FEW_ROWS."""
+    found: list[tuple[int, Key]] = []
+    for key in keys:
+        start, encoded = 0, _encoded(key)
+        while True:
+            try:
+                start = old.index(encoded, start) + 1
+            except ValueError:
+                break
+            found.append((start - 1, key))
+            if len(found) > FEW_ROWS:
+                return None
+    return sorted(found)
+
+
+def _without(old: Sequence[str | Key], places: list[tuple[int, Key]]) -> list[str | Key]:
+    """The member set without the members at `places` (slices joined in C)."""
+    cuts = [n for n, _ in places]
+    ends = [*cuts, len(old)]
+    starts = [0, *(n + 1 for n in cuts)]
+    return list(itertools.chain.from_iterable(old[a:b] for a, b in zip(starts, ends, strict=True)))
+
+
 def _rows_at(
-    group: Model, kind: _Kind, old: Sequence[str | Key], keys: Sequence[Key]
+    group: Model, kind: _Kind, places: list[tuple[int, Key]]
 ) -> dict[Key, list[int]] | None:
-    """Row ids of `keys`, found at their positions in the group's member set (its rows in
-    (index, id) order are the set, which `_lock` checked by count): each an OFFSET walk of
-    the group's order index, where a filter on the literal reads all 100,000 rows. None
-    when there are more than FEW_ROWS or a row is not the member expected there."""
-    wanted = {_encoded(k): k for k in keys}
-    positions = [(n, wanted[k]) for n, k in enumerate(old) if k in wanted] if wanted else []
-    if len(positions) > FEW_ROWS:
-        return None
+    """Row ids of the members at `places` in the group's member set (its rows in (index, id)
+    order are the set, which `_lock` checked by count): each an OFFSET walk of the group's
+    order index, where a filter on the literal reads all 100,000 rows. None when a row is
+    not the member expected there."""
     rows = kind.member_model.objects.filter(group_id=group.pk).order_by("index", "id")
     found: dict[Key, list[int]] = {}
-    for n, key in positions:
+    for n, key in places:
         row = next(iter(rows.values_list("pk", *kind.columns)[n : n + 1]), None)
         if row is None or kind.row_key(row[1], row[2], row[3] if len(row) > 3 else "") != key:
             return None
@@ -328,7 +350,8 @@ def group_members_change(
         present = set(old)
         stored = {k: [] for k in to_add if _encoded(k) in present}
         removing = [k for k in to_remove if _encoded(k) in present]
-        at = _rows_at(group, kind, old, removing)
+        places = _places(old, removing)
+        at = _rows_at(group, kind, places) if places is not None else None
         stored |= at if at is not None else _stored_rows(group, kind, removing)
     new = {k: ref for k, ref in to_add.items() if k not in stored}
     gone_keys = {_encoded(k) for k in to_remove if k in stored}
@@ -340,7 +363,10 @@ def group_members_change(
         if old is None:
             _keep_keys(group, _row_keys(group, kind))
         else:
-            kept = [k for k in old if k not in gone_keys] if gone_keys else list(old)
+            if at is not None and places:
+                kept = _without(old, places)
+            else:
+                kept = [k for k in old if k not in gone_keys] if gone_keys else list(old)
             _keep_keys(group, kept + [_encoded(k) for k in new])
     diff = MemberDiff(added=list(new.values()), removed=removed, count=count + len(new) - len(gone))
     return _finish(group, diff)

@@ -39,6 +39,7 @@ def test_nft_native_device_is_set_compiled_with_every_shape(settings):
     native = Device(name="fw-nft", facts={"backend": "nft-native"})
     options = compile_options(native)
     assert options.set_compile and options.set_types == NFT_SET_TYPES
+    assert options.set_range_max > 65535  # a port range is one interval element
     assert {"hash:net,net", "hash:net,port,net"} <= NFT_SET_TYPES  # not in every ipset
     settings.RAMPART = {**settings.RAMPART, "SET_COMPILE": False}
     assert compile_options(native).set_compile is False

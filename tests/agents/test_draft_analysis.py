@@ -104,3 +104,13 @@ def test_bad_envelope_and_permissions(api, viewer_api, edge):
     assert _post(api, edge, {"rule": {}, "position": 0}).status_code == 400
     assert _post(api, edge, {}).status_code == 400
     assert _post(viewer_api, edge, {"rule": {"action": "accept"}}).status_code == 403
+
+
+def test_a_draft_with_huge_lists_is_refused_before_any_analysis(api, edge):
+    """The editor asks every ~300 ms: one request must not make the console analyse a
+    20,000-address rule."""
+    sources = [f"198.18.{i // 256}.{i % 256}" for i in range(300)]
+    response = _post(api, edge, {"rule": {"action": "accept", "sources": sources}})
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["sources"]
+    assert "at most 256 entries" in response.json()["sources"][0]

@@ -16,6 +16,8 @@ from compiler.lower import RULESET_CACHE
 from compiler.lower.blocks import BlockCompiler, lookup_members, set_rule_members
 from compiler.lower.options import DEFAULT_SET_TYPES
 from compiler.nets import parse
+from compiler.render_iptables import render_rule
+from compiler.render_nft import render_rule as render_nft_rule
 
 from . import cases
 
@@ -46,7 +48,9 @@ SOURCES = [
 ]
 DESTINATIONS = ["198.19.0.1", "198.19.0.2", "198.19.1.0/24", "198.19.0.0/23", "2001:2:0:9::1"]
 BIG_GROUP = [f"198.18.9.{i}" for i in range(1, 24, 2)]
-DPORTS = ["22", "80", "80-90", "85", "1000-1003", "1003", "443", "53", "5353"]
+# wide ranges (> set_range_max ports) keep their ports in the set rule (`_wide`)
+DPORTS = ["22", "80", "80-90", "85", "1000-1003", "1003", "443", "53", "5353", "1000-2000"]
+DPORTS += ["1024-65535", "5000-5400"]
 
 _rule = st.fixed_dictionaries(
     {
@@ -74,6 +78,17 @@ _simple_rule = st.fixed_dictionaries(
         "destinations": st.lists(st.sampled_from(DESTINATIONS), max_size=1),
         "protocol": st.sampled_from(["tcp", "udp"]),
         "dports": st.lists(st.sampled_from(DPORTS), min_size=1, max_size=2, unique=True),
+    }
+)
+
+# wide port ranges, few distinct lists: groups of one port list ("ports in the rule")
+_wide_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["accept", "drop", "reject"]),
+        "sources": st.lists(st.sampled_from(SOURCES), max_size=1),
+        "destinations": st.lists(st.sampled_from(DESTINATIONS), max_size=1),
+        "protocol": st.sampled_from(["tcp", "udp"]),
+        "dports": st.sampled_from([["1024-65535"], ["1000-2000"], ["22", "5000-5400"]]),
     }
 )
 
@@ -141,14 +156,15 @@ def _points(texts: list[str], version: int) -> list:
     return sorted(out)
 
 
-PORTS = [22, 53, 79, 80, 85, 90, 91, 443, 1000, 1003, 1004, 5353]
+PORTS = [22, 53, 79, 80, 85, 90, 91, 443, 1000, 1003, 1004, 1023, 1024, 2000, 2001, 5000, 5353]
+PORTS += [5400, 5401, 65535]
 PACKETS = [
     Packet("input", proto, src, dst, 40000 if port else None, port, icmp_type, "eth0")
     for version in (4, 6)
     for src in _points(SOURCES, version)
     for dst in _points(DESTINATIONS, version)
     for proto, port, icmp_type in [("tcp", p, None) for p in PORTS if p]
-    + [("udp", p, None) for p in (53, 80, 1003)]
+    + [("udp", p, None) for p in (53, 80, 1003, 1024, 5401)]
     + [("icmp" if version == 4 else "icmpv6", None, 8 if version == 4 else 128)]
 ]
 
@@ -175,14 +191,16 @@ def _same_answers(doc: dict, options: CompileOptions) -> int:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    rules=st.lists(st.one_of(_rule, _simple_rule), min_size=1, max_size=30),
-    types=st.sampled_from([DEFAULT_SET_TYPES, THIS_KERNEL, ALL_TYPES]),
+    rules=st.lists(st.one_of(_rule, _simple_rule, _wide_rule), min_size=1, max_size=30),
+    types=st.sampled_from(
+        [DEFAULT_SET_TYPES, THIS_KERNEL, ALL_TYPES, ALL_TYPES | {"hash:net,net"}]
+    ),
     min_rules=st.sampled_from([1, 2, 4]),
     guard_min=st.sampled_from([None, 1, 3]),
 )
 def test_set_compiled_decides_as_linear(rules, types, min_rules, guard_min):
-    """Random policies (overlapping networks and port ranges, mixed verdicts, groups,
-    negation, expiries, states, interfaces): same verdict, same deciding rule."""
+    """Random policies (overlapping networks and port ranges, wide ones too, mixed verdicts,
+    groups, negation, expiries, states, interfaces): same verdict, same deciding rule."""
     options = CompileOptions(
         set_compile=True, set_types=types, set_min_rules=min_rules, set_guard_min=guard_min
     )
@@ -480,36 +498,70 @@ def test_a_100k_group_stays_an_address_set():
     assert bundle.program is not None and not bundle.program.lookups
 
 
-def test_wide_ranges_stay_kernel_rules_unless_ranges_are_elements():
+def _wide(rid: str, src: str | None, ports: tuple, dst: str | None = None) -> Rule:
+    return Rule(
+        ACCEPT,
+        f"rpt:{rid}:0",
+        AddrMatch(parse(src)) if src else None,
+        AddrMatch(parse(dst)) if dst else None,
+        proto="tcp",
+        dports=ports,
+        rule_id=rid,
+    )
+
+
+def test_wide_ranges_keep_their_ports_in_the_rule_unless_ranges_are_elements():
+    """ipset: a group of the same wide port list is one rule `-p tcp --dport 1024:65535
+    -m set <their sources> src`; a different port list is another group; a wide rule
+    without an address, or with both sides and no hash:net,net, stays a kernel rule.
+    nft intervals: the ranges are elements."""
+    wide = ((1024, 65535),)
     rules = [
-        Rule(
-            ACCEPT,
-            f"rpt:{c}:0",
-            AddrMatch(parse(f"198.18.{i}.0/24")),
-            proto="tcp",
-            dports=((1024, 65535),),
-            rule_id=c,
-        )
-        for i, c in enumerate("ab")
+        _wide("a", "198.18.0.0/24", wide),
+        _wide("b", "198.18.1.0/24", wide),
+        _wide("c", "198.18.2.0/24", ((22, 22), (1024, 65535))),
+        _wide("d", None, ((1, 1023),)),
+        _wide("e", "198.18.3.0/24", wide, "198.19.0.0/24"),
     ]
-    assert _shape_of(BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]) == [
-        "a",
-        "b",
+    out = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
+    assert _shape_of(out) == ["set:ab", "set:c", "d", "e"]
+    assert [(r.proto, r.dports, r.lookup.shape) for r in out[:2] if r.lookup] == [
+        ("tcp", wide, "s"),
+        ("tcp", ((22, 22), (1024, 65535)), "s"),
     ]
-    nft = BlockCompiler("rs", THIS_KERNEL, 1, range_max=65536).compile(rules, 4, "input")[0]
-    assert _shape_of(nft) == ["set:ab"]
+    assert out[0].lookup is not None and [e.values for e in out[0].lookup.elements] == [
+        (parse("198.18.0.0/24")[0],),
+        (parse("198.18.1.0/24")[0],),
+    ]
+    line = render_rule("C", out[0], 4)
+    assert line == (
+        f"-A C -p tcp -m tcp --dport 1024:65535 -m set --match-set {out[0].lookup.name} src"
+        f' -m comment --comment "rpt:sys:set:{out[0].lookup.name}" -j ACCEPT'
+    )
+    assert f"ip saddr @{out[0].lookup.name} tcp dport 1024-65535 counter accept" in (
+        render_nft_rule(out[0], 4, "filter")
+    )
+    # the two groups' sets have their own names (the ports name them too)
+    assert out[0].lookup.name != out[1].lookup.name  # type: ignore[union-attr]
+    assert "-m multiport --dports 22,1024:65535 -m set" in render_rule("C", out[1], 4)
+    both = BlockCompiler("rs", ALL_TYPES | {"hash:net,net"}, 1).compile(rules, 4, "input")[0]
+    assert _shape_of(both) == ["set:ab", "set:c", "d", "set:e"]
+    assert both[3].lookup is not None and both[3].lookup.shape == "sd"
+    nft = BlockCompiler("rs", THIS_KERNEL, 1, range_max=65536).compile(rules[:2], 4, "input")[0]
+    assert _shape_of(nft) == ["set:ab"] and nft[0].proto is None
     assert nft[0].lookup is not None and nft[0].lookup.elements[0].values[1].hi == 65535
 
 
 def test_kernel_rules_of_a_block_go_behind_one_guard():
-    """20 disjoint rules sets cannot hold (port ranges of 1001 ports): one guard lookup of
-    their sources jumps to a chain of them; traces stay those of the linear compile."""
+    """20 disjoint rules sets cannot hold (port ranges of 1001 ports, each its own, so no
+    group of one port list either): one guard lookup of their sources jumps to a chain of
+    them; traces stay those of the linear compile."""
     raw = [
         {
             "action": "accept" if i % 2 else "drop",
             "sources": [f"198.18.{i}.0/24"],
             "protocol": "tcp",
-            "dports": ["1000-2000"],
+            "dports": [f"{1000 + i}-{2000 + i}"],
         }
         for i in range(20)
     ]
@@ -522,6 +574,7 @@ def test_kernel_rules_of_a_block_go_behind_one_guard():
     (jump,) = main.rules
     assert jump.target == "JUMP" and jump.src is not None and jump.src.set_name is not None
     assert len(chains[jump.arg].rules) == 20
-    assert [m["entries"] for m in bundle.sets.values()] == [1]  # 198.18.0.0/20 + ...
+    # their sources collapsed: 198.18.0.0/20 and 198.18.16.0/22
+    assert [m["entries"] for m in bundle.sets.values()] == [2]
     assert "-m set --match-set rpt-4-" in bundle.iptables_v4
     _same_answers(doc, options)

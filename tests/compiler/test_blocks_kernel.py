@@ -204,3 +204,77 @@ def test_set_compiled_bundle_reads_back_as_written(pair, case):
     for name, meta in bundle.sets.items():
         header = server.run("ipset", "list", "-t", name).stdout
         assert f"Number of entries: {meta['entries']}" in header
+
+
+def test_wide_port_range_keeps_its_ports_in_the_set_rule(pair):
+    """Rules with a port range wider than ipset elements can say (99 ports) become one rule
+    `-p tcp -m tcp --dport 7002:7100 -m set --match-set <their sources> src` per verdict:
+    real TCP/UDP gets the tracer's verdicts (7001 is outside the range), iptables-save
+    reads the rule back as written, and each element counts its own rule's packets."""
+    client, server, backend = pair
+    uuids = [f"00000000-0000-4000-8000-00000000001{i}" for i in range(4)]
+    wide = ["7002-7100"]
+    shapes = [
+        ("accept", client.addr4, "tcp"),
+        ("accept", "198.19.0.0/16", "tcp"),
+        ("drop", client.addr4, "udp"),
+        ("drop", "198.19.0.0/16", "udp"),
+    ]
+    rules = [
+        {"id": uuid, "chain": "input", "action": action, "sources": [src]}
+        | {"protocol": proto, "dports": wide}
+        for uuid, (action, src, proto) in zip(uuids, shapes, strict=True)
+    ]
+    doc = {
+        "version": 1,
+        "rulesets": [{"name": "wide", "rules": rules}],
+        "devices": [
+            {
+                "name": "server",
+                "rulesets": ["wide"],
+                "stateful": True,
+                "default_policy": {"input": "accept"},
+            }
+        ],
+    }
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_min_rules=2)
+    bundle = compile_device(PolicyDocument.from_dict(doc), "server", options=options, now=cases.NOW)
+    assert bundle.program is not None and len(bundle.program.lookups) == 2
+    assert "-p tcp -m tcp --dport 7002:7100 -m set --match-set rpt-4s-" in bundle.iptables_v4
+    assert "-p udp -m udp --dport 7002:7100 -m set --match-set rpt-4s-" in bundle.iptables_v4
+    reset(server, backend)
+    load(server, bundle, backend)
+    assert saved_rules(server, 4, backend) == rules_by_chain(bundle.iptables_v4)
+    tracer = Tracer(bundle.program, now=datetime.now(UTC))
+    base = next(_sport_base)
+    probes = [
+        {"proto": proto, "host": server.addr4, "port": port, "sport": base + i}
+        for i, (proto, port) in enumerate(
+            [("tcp", 7002)] * 3
+            + [("tcp", 7010)] * 2
+            + [("tcp", 7001), ("udp", 7003), ("udp", 7001)]
+        )
+    ]
+    expected = [
+        tracer.trace(
+            Packet.from_params(
+                {
+                    "protocol": p["proto"],
+                    "source": client.addr4,
+                    "destination": server.addr4,
+                    "sport": str(EPHEMERAL),
+                    "dport": str(p["port"]),
+                    "in_interface": server.dev,
+                }
+            )
+        )
+        for p in probes
+    ]
+    assert [(e.verdict, e.rule_id) for e in expected] == [("accept", uuids[0])] * 5 + [
+        ("accept", None),
+        ("drop", uuids[2]),
+        ("accept", None),
+    ]
+    assert client.probe(probes, timeout=0.5) == [e.verdict == "accept" for e in expected]
+    # the accepted connections' first packets, and the dropped datagram
+    assert _element_counts(server, uuids) == dict(zip(uuids, [5, 0, 1, 0], strict=True))

@@ -3,12 +3,14 @@ dataplane relies on, and `nft -c` (the kernel's own parser) on every rendered po
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import pytest
 
+from compiler.ir import LOG, Chain, Program, Rule, Table
 from compiler.render_nft import TABLE, render_nft
 from tests.support.netns import namespace, needs_netns
 
@@ -61,3 +63,33 @@ def test_kernel_parses(case):
             ns.run("nft", "-f", "-", input=script)
         listed = ns.run("nft", "list", "table", "inet", TABLE).stdout
         assert listed.count("comment ") >= script.count(" comment ")
+
+
+def _log_program(prefix: str) -> Program:
+    table = Table(
+        4, "filter", chains={"RPT-LOG": Chain("RPT-LOG", [Rule(LOG, "rpt:sys:log", arg=prefix)])}
+    )
+    return Program(device="log", tables={(4, "filter"): table}, sets={}, rules={})
+
+
+@needs_netns[0]
+@needs_netns[1]
+def test_log_prefix_reaches_the_kernel_verbatim():
+    """nft takes a quoted string verbatim (no escapes): a backslash the policy allows in a
+    log prefix is written once, and the kernel holds exactly the policy's prefix."""
+    prefix = "rpt\\x drop: "
+    with namespace("nftq") as ns:
+        ns.run("nft", "-f", "-", input=render_nft(_log_program(prefix)))
+        listed = json.loads(ns.run("nft", "-j", "list", "table", "inet", TABLE).stdout)
+    logs = [
+        s["log"] for i in listed["nftables"] if "rule" in i for s in i["rule"]["expr"] if "log" in s
+    ]
+    assert logs == [{"prefix": prefix}]
+
+
+@pytest.mark.parametrize("text", ['x" accept comment "y', "x\ny"])
+def test_unquotable_string_is_refused(text):
+    """A quote or line break would end nft's string (it has no escapes): refused, never
+    written into the script."""
+    with pytest.raises(ValueError, match="no nft spelling"):
+        render_nft(_log_program(text))

@@ -8,13 +8,15 @@ import pytest
 
 from compiler import CompileOptions, PolicyDocument, compile_device, with_nft
 from compiler.ir import SHAPES
-from rampart_agent.bundle import Bundle
+from compiler.render_nft import render_nft
+from rampart_agent.bundle import Bundle, check_nft_script
 from rampart_agent.dataplane import NftDataplane, open_dataplane
 from rampart_agent.drift import drift_diff, kernel_matches, read_kernel
 from rampart_agent.protocol import bundle_hash
 from rampart_agent.ruleset import BundleError
 from rampart_agent.runner import Runner
 from tests.compiler import cases
+from tests.compiler.nft_cases import every_field
 from tests.support.netns import namespace, needs_netns
 
 ALL_TYPES = frozenset(kind for kind, _ in SHAPES.values())
@@ -91,11 +93,35 @@ def test_reads_back_as_the_bundle_says(case):
 def test_nft_field_may_only_recreate_our_table():
     bundle = with_nft(cases.compile_case("minimal")).to_dict(rules=False)
     Bundle.parse(bundle)
-    for evil in ("flush ruleset\n", "table ip filter {\n}\n", "delete table ip nat\n"):
-        raw = {**bundle, "nft": bundle["nft"] + evil}
+    script = bundle["nft"]
+    # nft ignores indentation: a `}` inside the block ends the table just as well, and an
+    # include or define reaches outside it without a brace
+    inside = script[: script.rindex("}")]
+    evils = [
+        script + "flush ruleset\n",
+        script + "table ip filter {\n}\n",
+        script + "delete table ip nat\n",
+        inside + "\t}\n\tflush ruleset\n\ttable inet rampart {\n}\n",
+        inside
+        + '\tchain x { counter comment "a" ; } ; } ; delete table ip nat ; table inet rampart {\n}\n',
+        inside + '\tinclude "/etc/nftables.conf"\n}\n',
+        inside + "\tdefine x = 1\n}\n",
+        inside + '\tchain x { counter comment "}" }\n}\n}\n',
+        inside + '\tchain x { counter comment "\n}\n',
+        script.replace("table inet rampart {", "table inet rampart {}\ntable ip filter {"),
+    ]
+    for evil in evils:
+        raw = {**bundle, "nft": evil}
         raw["hash"] = bundle_hash(raw)
         with pytest.raises(BundleError, match="only recreate table inet rampart"):
             Bundle.parse(raw)
+
+
+def test_every_rendered_script_passes_the_check():
+    """A brace or quote in a rendered string (a tag, a log prefix) is not mistaken for the
+    table's end: the renderer's every field, sets and meters included."""
+    check_nft_script(render_nft(every_field()))
+    check_nft_script(with_nft(set_compiled()).nft)
 
 
 def test_bundles_without_the_script_hash_as_before():

@@ -28,6 +28,7 @@ def test_agent_facts_turn_set_compilation_on(device, settings):
     device.facts = {"backend": "legacy", "ipset_types": TYPES}
     options = compile_options(device)
     assert options.set_compile and options.set_types == frozenset(TYPES.split())
+    assert options.set_range_max == 64  # ipset: a range is one element per port
     device.facts = {"backend": "legacy", "ipset_types": ""}  # no ipset on the host
     assert compile_options(device).set_compile is False
     device.facts = {"ipset_types": TYPES}
@@ -46,3 +47,7 @@ def test_a_deployment_keeps_its_set_types(device):
     device.facts = {"ipset_types": TYPES}
     assert not recorded_options(compile_options(device), {"set_types": None}).set_compile
     assert recorded_options(compile_options(device), {}).set_compile
+    # a deployment to a native nftables device keeps its wide ranges as elements
+    native = device_settings(cases.example(), Device(name="web-1", facts={"backend": "nft-native"}))
+    assert native["set_range_max"] > 65535
+    assert recorded_options(compile_options(device), native).set_range_max > 65535
