@@ -74,7 +74,8 @@ test-postgres: $(BIN)/.installed-test
 # About 6 minutes.
 test-faults: $(BIN)/.installed-test
 	env -u DATABASE_URL $(BIN)/pytest -q -m "faults or netns" tests/faults \
-	  tests/rampart_agent/test_agent_kill_netns.py
+	  tests/rampart_agent/test_agent_kill_netns.py \
+	  tests/rampart_agent/test_nft_native_netns.py::test_kill_minus_9_during_native_apply_never_leaves_a_mix
 
 # The differential onboarding suite (docs/onboarding.md), not part of `make test`: ufw,
 # firewalld (both backends), shorewall, a Docker host and hand-written dumps built in rpt_

@@ -46,9 +46,10 @@ def _device(name: str, agent, **fields) -> Device:
     return make_device(name, address=agent.server.server_address[0], agent=agent, **fields)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def sent(monkeypatch) -> list[tuple[str, tuple, dict]]:
-    """The tasks sent to the broker: (name, args, options)."""
+    """The tasks sent to the broker: (name, args, options). Every test here: a retry sent
+    for real would open this process's broker connection on the default broker."""
     calls: list[tuple[str, tuple, dict]] = []
     fake = SimpleNamespace(send_task=lambda name, args, **kw: calls.append((name, args, kw)))
     monkeypatch.setattr(enqueue, "current_app", fake)

@@ -23,7 +23,7 @@ from .helpers import HX, device_with, small_policy
 pytestmark = pytest.mark.django_db
 
 # Views that check input without writing anything: no reason is asked of them.
-NOT_WRITING = {"rule-validate", "rule-validate-new"}
+NOT_WRITING = {"rule-validate", "rule-validate-new", "rule-analyse", "rule-analyse-new"}
 PAYLOAD = {
     "name": "new-thing",
     "value": "198.18.7.7",

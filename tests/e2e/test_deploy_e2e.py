@@ -83,6 +83,10 @@ def _point_celery_at(tmp: Path) -> None:
     out = tmp / "broker" / "out"
     for sub in ("out", "processed", "control"):
         (tmp / "broker" / sub).mkdir(parents=True, exist_ok=True)
+    # an earlier test of this process may have sent a task: its pooled connection and
+    # producers still point at the old broker folders, so drop them first
+    app.close()
+    app.amqp._producer_pool = None
     app.conf.broker_url = "filesystem://"
     app.conf.broker_transport_options = {
         "data_folder_in": str(out),

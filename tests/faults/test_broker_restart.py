@@ -76,7 +76,11 @@ def test_redis_restart_without_persistence_ends_every_device_within_the_bound(
     with (
         private_redis(tmp_path) as (url, procs, restart),
         slow_agents(tmp_path, console_key, DEVICES) as agents,
-        fault_stack(tmp_path, fault_db, url, django_db_blocker) as console,
+        # batches of 2: most of the wave waits in the broker as messages when it dies (one
+        # batch of 25 would be all in the worker's hands, and nothing would be lost)
+        fault_stack(
+            tmp_path, fault_db, url, django_db_blocker, RAMPART_DEPLOY_BATCH="2"
+        ) as console,
     ):
         devices = fleet("redis", agents)
         deployment = console.deploy(devices=devices, confirm_timeout=0)

@@ -14,7 +14,8 @@ from rampart_agent.sample import make_bundle, realistic_rules, set_name
 from tests.rampart_agent.agentns import AGENT, ROOT, agent, tool, write
 from tests.support.netns import namespace, needs_netns
 
-pytestmark = [*needs_netns, pytest.mark.slow]
+# the kill -9 campaign runs in `make test-faults` (marker faults), not in `make test`
+pytestmark = [*needs_netns, pytest.mark.slow, pytest.mark.faults]
 KILLS = 12  # per backend
 
 

@@ -396,6 +396,7 @@ def big_document(seed: int, n: int = 1000) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # the kill -9 campaign: `make test-faults`
 def test_kill_minus_9_during_native_apply_never_leaves_a_mix(tmp_path):
     """As the iptables campaign (test_agent_kill_netns.py): the agent and its `nft` die
     together at random points of an apply; `restore` then finds old or new, never a mix."""
