@@ -7,9 +7,8 @@ import pytest
 from django.urls import reverse
 
 from core.audit.models import AuditEntry
-from rules import services
-from rules.models import Device, Rule, RuleSet
-from rules.services import device_refs
+from rules.models import Rule, RuleSet
+from tests.support.draft_policy import edge_and_base
 
 from .helpers import HX
 
@@ -18,24 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def edge() -> RuleSet:
-    edge = services.object_save(RuleSet(name="edge"))
-    services.rule_create(
-        ruleset=edge,
-        data={
-            "action": "accept",
-            "sources": ["198.18.0.0/24"],
-            "protocol": "tcp",
-            "dports": ["22"],
-        },
-    )
-    base = services.object_save(RuleSet(name="base"))
-    services.rule_create(
-        ruleset=base,
-        data={"action": "drop", "sources": ["198.18.5.0/24"], "protocol": "tcp", "dports": ["443"]},
-    )
-    fw = services.object_save(Device(name="fw-1", address="198.18.0.2"))
-    device_refs.device_set_rulesets(device=fw, rulesets=["base", "edge"])
-    return edge
+    return edge_and_base()
 
 
 def _form(**fields) -> dict:

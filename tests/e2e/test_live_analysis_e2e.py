@@ -7,34 +7,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from rules import services
-from rules.models import Device, Rule, RuleSet
-from rules.services import device_refs
+from rules.models import Rule, RuleSet
+from tests.support.draft_policy import edge_and_base
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def _policy() -> RuleSet:
-    """edge #1 accepts tcp/22 from 198.18.0.0/24; base (first on fw-1) drops tcp/443 from
-    198.18.5.0/24."""
-    edge = services.object_save(RuleSet(name="edge"))
-    services.rule_create(
-        ruleset=edge,
-        data={
-            "action": "accept",
-            "sources": ["198.18.0.0/24"],
-            "protocol": "tcp",
-            "dports": ["22"],
-        },
-    )
-    base = services.object_save(RuleSet(name="base"))
-    services.rule_create(
-        ruleset=base,
-        data={"action": "drop", "sources": ["198.18.5.0/24"], "protocol": "tcp", "dports": ["443"]},
-    )
-    fw = services.object_save(Device(name="fw-1", address="198.18.0.2"))
-    device_refs.device_set_rulesets(device=fw, rulesets=["base", "edge"])
-    return edge
+    return edge_and_base()
 
 
 def test_shadow_finding_appears_while_typing(page, login, make_user):
