@@ -70,8 +70,8 @@ test-postgres: $(BIN)/.installed-test
 
 # Fault injection (docs/operations-faults.md), not part of `make test`: a real worker on Redis
 # (127.0.0.1:6379/13, and a private redis-server it restarts) killed with -9, the broker
-# restarted without persistence, hung agents; and, as root, kill -9 of the agent mid-apply.
-# About 6 minutes.
+# restarted without persistence, hung agents; and, as root, the kill -9 campaign against the
+# agent mid-apply and mid-set-update (legacy, iptables-nft, native nftables). About 4 minutes.
 test-faults: $(BIN)/.installed-test
 	env -u DATABASE_URL $(BIN)/pytest -q -m "faults or netns" tests/faults \
 	  tests/rampart_agent/test_agent_kill_netns.py \
