@@ -10,6 +10,7 @@ import datetime
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,20 +87,24 @@ def tables(server: Netns, backend: str) -> str:
     return "\n".join(ln for ln in lines if not ln.startswith("#"))  # no timestamps
 
 
+def agent_calls(server: Netns, backend: str, tmp_path: Path):
+    """`apply(n, bundle)` and `status()` of the agent on `server`, as parsed JSON answers."""
+    state = tmp_path / "state"
+
+    def apply(n: int, bundle: dict) -> dict:
+        path = write(tmp_path / f"v{n}.json", bundle)
+        return json.loads(agent(server, backend, state, "apply", path).stdout)
+
+    def status() -> dict:
+        return json.loads(agent(server, backend, state, "status").stdout)
+
+    return apply, status
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_set_element_counters_per_rule_survive_a_move_between_blocks(backend, tmp_path):
     with host_pair("sel") as (client, server):
-        state = tmp_path / "state"
-
-        def apply(n: int, bundle: dict) -> dict:
-            return json.loads(
-                agent(
-                    server, backend, state, "apply", write(tmp_path / f"v{n}.json", bundle)
-                ).stdout
-            )
-
-        def status() -> dict:
-            return json.loads(agent(server, backend, state, "status").stdout)
+        apply, status = agent_calls(server, backend, tmp_path)
 
         base = [rule(u, client, str(9101 + i)) for i, u in enumerate(R)]
         xs = [rule(u, client, str(9001 + i)) for i, u in enumerate(X[:4])]
@@ -129,17 +134,7 @@ def test_set_element_counters_per_rule_survive_a_move_between_blocks(backend, tm
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_change_inside_a_block_is_an_element_update_and_hand_edits_are_drift(backend, tmp_path):
     with host_pair("seu") as (client, server):
-        state = tmp_path / "state"
-
-        def apply(n: int, bundle: dict) -> dict:
-            return json.loads(
-                agent(
-                    server, backend, state, "apply", write(tmp_path / f"v{n}.json", bundle)
-                ).stdout
-            )
-
-        def status() -> dict:
-            return json.loads(agent(server, backend, state, "status").stdout)
+        apply, status = agent_calls(server, backend, tmp_path)
 
         xs = [rule(u, client, str(9001 + i)) for i, u in enumerate(X[:5])]
         v1 = compiled(xs)
