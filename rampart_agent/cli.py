@@ -26,6 +26,7 @@ from rampart_agent.dataplane import (
     RecordingDataplane,
     open_dataplane,
 )
+from rampart_agent.dataplane.select import HELD_IPTABLES, HELD_NATIVE
 from rampart_agent.engine import Engine
 from rampart_agent.errors import AgentError
 from rampart_agent.generation import RECHECK_SECONDS
@@ -36,7 +37,7 @@ from rampart_agent.owner import SERVE, Owner
 from rampart_agent.ruleset import BundleError
 from rampart_agent.runner import CommandError
 from rampart_agent.server import make_server, serve_fleet
-from rampart_agent.state import DEFAULT_STATE_DIR, ENROLLMENT_FILE, StateDir
+from rampart_agent.state import CONFIRMED_FILE, DEFAULT_STATE_DIR, ENROLLMENT_FILE, StateDir
 
 log = logging.getLogger("rampart.agent")
 
@@ -49,15 +50,41 @@ class UserError(Exception):
     """A mistake on the command line or a refusal to report in one line, without traceback."""
 
 
+def _held(state: StateDir) -> str | None:
+    """What the confirmed bundle can be restored with: HELD_NATIVE (it carries the `nft`
+    script), HELD_IPTABLES (it does not: iptables only) or None (none confirmed, or its
+    file is lost)."""
+    digest = str((state.read_json(CONFIRMED_FILE) or {}).get("hash") or "")
+    for pending in (False, True) if digest else ():
+        try:
+            raw = json.loads(state.bundle_file(digest, pending).read_bytes())
+        except (OSError, ValueError):
+            continue
+        return HELD_NATIVE if isinstance(raw, dict) and raw.get("nft") else HELD_IPTABLES
+    return None
+
+
 def _dataplane(args: argparse.Namespace, state: StateDir) -> Dataplane:
-    kind = args.dataplane or os.environ.get("RAMPART_AGENT_DATAPLANE") or "iptables"
+    kind = args.dataplane or os.environ.get("RAMPART_AGENT_DATAPLANE") or "auto"
     if kind == "recording":
         return RecordingDataplane(path=state.path / "recording.json")
-    if kind not in ("iptables", "auto", "legacy", "nft", "nft-native"):
+    if kind not in ("auto", "iptables", "legacy", "nft", "nft-native"):
         raise UserError(
-            f"unknown dataplane {kind!r} (iptables, legacy, nft, nft-native, recording)"
+            f"unknown dataplane {kind!r} (auto, iptables, legacy, nft, nft-native, recording)"
         )
-    return open_dataplane(kind)
+    held = _held(state)
+    try:
+        dp = open_dataplane(kind, held=held)
+    except ValueError as exc:  # a bad RAMPART_AGENT_BACKEND
+        raise UserError(str(exc)) from exc
+    if dp.loads_script and held == HELD_IPTABLES:
+        # it would fail at every start, and the iptables rules would stay beside its table
+        raise UserError(
+            "the confirmed bundle was compiled for iptables (no nft script): the nft-native "
+            "dataplane cannot restore it; run with --dataplane auto or iptables "
+            "(docs/agent.md, Choosing the dataplane)"
+        )
+    return dp
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -363,9 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--dataplane",
-            choices=["iptables", "legacy", "nft", "nft-native", "recording"],
-            help="default: iptables, backend detected (or RAMPART_AGENT_DATAPLANE); "
-            "nft-native: Rampart's own nftables table (bundles need their `nft` script)",
+            choices=["auto", "iptables", "legacy", "nft", "nft-native", "recording"],
+            help="default: auto (or RAMPART_AGENT_DATAPLANE): nft-native where the host runs "
+            "nftables, else the iptables backend detected (docs/agent.md); iptables: an "
+            "iptables backend, detected; nft-native: Rampart's own nftables table",
         )
         return p
 

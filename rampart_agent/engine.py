@@ -48,7 +48,7 @@ from rampart_agent.state import (
     StateDir,
 )
 from rampart_agent.store import BundleStore
-from rampart_agent.transition import KERNEL_ERRORS, journalled
+from rampart_agent.transition import KERNEL_ERRORS, NO_NFT_SCRIPT, journalled
 
 __all__ = ["AGENT_VERSION", "AgentError", "Bundle", "Engine", "gather_facts", "run_probe"]
 
@@ -283,6 +283,8 @@ class Engine(StatusReport):
             bundle = Bundle.parse(bundle_raw, previous=held)
         except BundleError as exc:
             raise AgentError(400, f"invalid bundle: {exc}") from exc
+        if self.dp.loads_script and bundle.nft is None:  # refused before the kernel is touched
+            raise AgentError(400, f"bundle {bundle.hash[:12]} {NO_NFT_SCRIPT}", result="failed")
         started = time.monotonic()
         with self._exclusive():
             live = self._record(LIVE_FILE) or {}

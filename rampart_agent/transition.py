@@ -46,6 +46,7 @@ from rampart_contract.naming import FAMILIES
 
 # What a kernel step can raise: the tool refused, failed to run, or timed out.
 KERNEL_ERRORS = (DataplaneError, CommandError, OSError, subprocess.SubprocessError)
+NO_NFT_SCRIPT = "has no nft script: the console compiles one for agents on the nft-native dataplane"
 
 log = logging.getLogger("rampart.agent")
 
@@ -155,10 +156,7 @@ def _load_script(
     table (old or new, never a mix), where every counter restarts, so all of them are read
     first (`lost`)."""
     if new.hash and new.nft is None:
-        raise DataplaneError(
-            f"bundle {new.hash[:12]} has no nft script: the console compiles one for "
-            "agents on the nft-native dataplane"
-        )
+        raise DataplaneError(f"bundle {new.hash[:12]}: {NO_NFT_SCRIPT}")
     if not full and old.nft and new.nft:
         taken: Counts = {}
         try:

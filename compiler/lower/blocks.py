@@ -45,19 +45,24 @@ from .segments import segment_chain
 RULE_MAX_ELEMENTS = 4096
 # a rule of more boxes than this is taken to overlap everything (it gets a block of its own)
 RULE_MAX_BOXES = 4096
-# more candidates than this for one disjointness test: the rules are taken to overlap
-CANDIDATES_MAX = 512
+# more candidates than this for one overlap test: the rules are taken to overlap
+CANDIDATES_MAX = 2048
+# a guard chain of more kernel rules of one protocol than this is cut by port (`_tree`)
+LEAF_MAX = 16
+TREE_FANOUT = 4
 _BITS = {4: 32, 6: 128}
 _VERDICTS = (ACCEPT, DROP, REJECT)
+# every address, as a set element's side (nftables interval sets, `BlockCompiler.intervals`)
+_WHOLE = {4: Net(4, 0, 0), 6: Net(6, 0, 0)}
 
 # (s_first, s_last, s_plen, d_first, d_last, d_plen, proto, ports)
 Box = tuple
-# a block's guarded chain and the address set of its guard rule (see `_guard`)
-Guard = tuple[Chain, IpSet]
+# a chain a block's guard made, with the address set of its guard rule (see `_guard`;
+# None for the chains below the guarded one, `_tree`)
+Guard = tuple[Chain, IpSet | None]
 # what a chain's block pass leaves for the next compile of it: per policy rule (rule id,
-# its first kernel rule, how many), the index of each block's first rule, each block's
-# rules and its guards
-Blocks = tuple[list[tuple], list[int], list[list[IRRule]], list[list[Guard]]]
+# its first kernel rule, how many), each level's kernel rules and the chains its guard made
+Blocks = tuple[list[tuple], list[list[IRRule]], list[list[Guard]]]
 # NamedTuple instances without the Python-level __new__ (hot loop; as in rulesets.py)
 _new_tuple = tuple.__new__
 
@@ -225,10 +230,13 @@ def _overlap(a: Box, b: Box) -> bool:
 # the port index: buckets of 64 ports per protocol; a box over more buckets is "wild"
 _PORT_SHIFT = 6
 _PORT_BUCKETS_MAX = 16
+# a level's boxes whose source prefix is at least this long are filed by that prefix of
+# this length (their source "cell"); shorter ones are checked against every query
+_CELL = {4: 24, 6: 48}
 
 
-def _port_keys(box: Box) -> list[tuple[str, int]] | None:
-    """The port buckets a box covers; None if it is wild (no protocol, no ports, or wide)."""
+def _port_keys(box: Box) -> list[int] | None:
+    """The 64-port buckets a box covers; None if it is wild (no ports, or wide)."""
     proto, ports = box[6], box[7]
     if proto is None or ports is None:
         return None
@@ -236,131 +244,161 @@ def _port_keys(box: Box) -> list[tuple[str, int]] | None:
         lo, hi = ports[0]
         lo, hi = lo >> _PORT_SHIFT, hi >> _PORT_SHIFT
         if lo == hi:
-            return [(proto, lo)]
-        return [(proto, b) for b in range(lo, hi + 1)] if hi - lo < _PORT_BUCKETS_MAX else None
+            return [lo]
+        return list(range(lo, hi + 1)) if hi - lo < _PORT_BUCKETS_MAX else None
     if len(ports) > _PORT_BUCKETS_MAX:
         return None
-    keys: list[tuple[str, int]] = []
+    keys: list[int] = []
     for lo, hi in ports:
         lo, hi = lo >> _PORT_SHIFT, hi >> _PORT_SHIFT
-        if lo == hi:
-            keys.append((proto, lo))
-        else:
-            keys.extend([(proto, b) for b in range(lo, hi + 1)])
-            if len(keys) > _PORT_BUCKETS_MAX:
-                return None
+        keys.extend(range(lo, hi + 1))
+        if len(keys) > _PORT_BUCKETS_MAX:
+            return None
     return keys
 
 
-class _Block:
-    """The rules of the block being built, indexed for the disjointness test.
+def _file(index: dict, key: object, box: Box) -> None:
+    found = index.get(key)
+    if found is None:
+        index[key] = [box]
+    else:
+        found.append(box)
 
-    First by destination port bucket (policies mostly differ in ports); where that finds
-    too many candidates, by source and destination prefix, indexes built on first need.
+
+class _Index:
+    """The boxes of one protocol (of no protocol: those that name none), filed so that an
+    overlap test reads only the boxes that share a port bucket or source cell.
+
+    A box is "keyed" (it has port buckets) or "wild", and has a source cell or a short
+    source (`cell` None). Candidates for a query box: keyed and cell, the boxes of its
+    buckets in its cell, the short-source ones of its buckets and the wild ones of its
+    cell or a short source; keyed and short, every box of its buckets and every wild box;
+    wild and cell, every box of its cell and every short-source box; else every box. The
+    indexes only the last three read are built on their first need.
     """
 
-    def __init__(self, family: int) -> None:
-        self.bits = _BITS[family]
-        # the prefix lengths the address indexes cover, per side: those of the block's
-        # boxes and of the boxes tested against it (a new one rebuilds the indexes)
-        self.plens: tuple[list[int], list[int]] = ([0], [0])
-        self.boxes: list[Box] = []
-        self.by_port: dict[tuple[str, int], list[Box]] = {}
-        self.port_wild: list[Box] = []
-        # per side, built on first need: (prefix length, masked address) -> boxes with
-        # exactly that prefix ("exact"), or with a prefix at least that long in it ("under")
-        self.sides: tuple[dict, dict, dict, dict] | None = None
-        self.units: list[tuple[str | None, list[IRRule]]] = []
+    __slots__ = ("cells", "port_short", "wild_cell", "wild_short", "items", "_port", "_cell")
 
-    def _cover(self, side: int, plen: int) -> None:
-        """Make the address indexes cover prefix length `plen` on one side."""
-        plens = self.plens[side]
-        if plen not in plens:
-            plens.append(plen)
-            plens.sort()
-            self.sides = None  # rebuilt on next need
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], list[Box]] = {}
+        self.port_short: dict[int, list[Box]] = {}
+        self.wild_cell: dict[int, list[Box]] = {}
+        self.wild_short: list[Box] = []
+        self.items: list[tuple[Box, list[int] | None, int | None]] = []
+        # built on first need, then kept: per bucket every keyed box, and every wild box;
+        # per cell every box, and every short-source box
+        self._port: tuple[dict[int, list[Box]], list[Box]] | None = None
+        self._cell: tuple[dict[int, list[Box]], list[Box]] | None = None
 
-    def add(self, boxes: list[Box], box_keys: list) -> None:
-        """Add a rule's boxes, with their port buckets (`_port_keys`)."""
-        self.boxes.extend(boxes)
-        for box in boxes:
-            self._cover(0, box[2])
-            self._cover(1, box[5])
-        by_port = self.by_port
-        for box, keys in zip(boxes, box_keys, strict=True):
-            if keys is None:
-                self.port_wild.append(box)
+    def add(self, box: Box, keys: list[int] | None, cell: int | None) -> None:
+        self.items.append((box, keys, cell))
+        if keys is None:
+            if cell is None:
+                self.wild_short.append(box)
             else:
-                for key in keys:
-                    found = by_port.get(key)
-                    if found is None:
-                        by_port[key] = [box]
-                    else:
-                        found.append(box)
-        if self.sides is not None:
-            self._index(boxes)
+                _file(self.wild_cell, cell, box)
+        elif cell is None:
+            for key in keys:
+                _file(self.port_short, key, box)
+        else:
+            cells = self.cells
+            for key in keys:
+                found = cells.get((key, cell))
+                if found is None:
+                    cells[(key, cell)] = [box]
+                else:
+                    found.append(box)
+        if self._port is not None:
+            self._file_port(self._port, box, keys)
+        if self._cell is not None:
+            self._file_cell(self._cell, box, cell)
 
-    def _index(self, boxes: list[Box]) -> None:
-        assert self.sides is not None
-        bits = self.bits
-        for box in boxes:
-            for side in (0, 1):
-                first, plen = box[3 * side], box[3 * side + 2]
-                exact, under = self.sides[2 * side], self.sides[2 * side + 1]
-                exact.setdefault((plen, first >> (bits - plen)), []).append(box)
-                for q in self.plens[side]:
-                    if q > plen:
-                        break
-                    under.setdefault((q, first >> (bits - q)), []).append(box)
+    @staticmethod
+    def _file_port(port: tuple[dict, list], box: Box, keys: list[int] | None) -> None:
+        if keys is None:
+            port[1].append(box)
+        else:
+            for key in keys:
+                _file(port[0], key, box)
 
-    def _side(self, side: int, box: Box) -> list[list[Box]]:
-        """Buckets holding every box that may overlap `box` on one side."""
-        self._cover(side, box[3 * side + 2])
-        if self.sides is None:
-            self.sides = ({}, {}, {}, {})
-            self._index(self.boxes)
-        bits = self.bits
-        first, plen = box[3 * side], box[3 * side + 2]
-        exact, under = self.sides[2 * side], self.sides[2 * side + 1]
-        found = []
-        for q in self.plens[side]:
-            if q >= plen:
-                break
-            bucket = exact.get((q, first >> (bits - q)))
-            if bucket:
-                found.append(bucket)
-        bucket = under.get((plen, first >> (bits - plen)))
-        if bucket:
-            found.append(bucket)
-        return found
+    @staticmethod
+    def _file_cell(by_cell: tuple[dict, list], box: Box, cell: int | None) -> None:
+        if cell is None:
+            by_cell[1].append(box)
+        else:
+            _file(by_cell[0], cell, box)
 
-    def _candidates(self, box: Box, keys: list | None) -> list[list[Box]] | None:
-        """Lists holding every box of the block that may overlap `box` (None: too many)."""
-        if keys is not None:
-            by_port = self.by_port
-            found = [by_port.get(key, ()) for key in keys]
-            found.append(self.port_wild)
-            if sum(map(len, found)) <= CANDIDATES_MAX // 8:
-                return found  # type: ignore[return-value]
-        best = min(
-            (self._side(0, box), self._side(1, box)),
-            key=lambda buckets: sum(map(len, buckets)),
-        )
-        return best if sum(map(len, best)) <= CANDIDATES_MAX else None
+    def candidates(self, keys: list[int] | None, cell: int | None, out: list) -> None:
+        """Append to `out` lists holding every box that may overlap such a box."""
+        if keys is not None and cell is not None:
+            cells, short = self.cells.get, self.port_short.get
+            for key in keys:
+                out.append(cells((key, cell), ()))
+                out.append(short(key, ()))
+            out.append(self.wild_cell.get(cell, ()))
+            out.append(self.wild_short)
+        elif keys is not None:
+            if self._port is None:
+                self._port = ({}, [])
+                for box, box_keys, _ in self.items:
+                    self._file_port(self._port, box, box_keys)
+            get = self._port[0].get
+            out.extend([get(key, ()) for key in keys])
+            out.append(self._port[1])
+        elif cell is not None:
+            if self._cell is None:
+                self._cell = ({}, [])
+                for box, _, box_cell in self.items:
+                    self._file_cell(self._cell, box, box_cell)
+            out.append(self._cell[0].get(cell, ()))
+            out.append(self._cell[1])
+        else:
+            out.append([box for box, _, _ in self.items])
 
-    def overlaps(self, boxes: list[Box], box_keys: list) -> bool:
-        """Whether a rule's boxes overlap any of the block's."""
-        if not self.boxes:
-            return False
+
+class _Levels:
+    """Every rule's boxes so far with its level (a box's 9th item), indexed for
+    `level_of` by protocol (`_Index`)."""
+
+    def __init__(self, family: int) -> None:
+        self.cell_plen = _CELL[family]
+        self.shift = _BITS[family] - self.cell_plen
+        self.by_proto: dict[str | None, _Index] = {}
+        self.top = -1
+
+    def add(self, boxes: list[Box], box_keys: list, level: int) -> None:
+        by_proto, cell_plen, shift = self.by_proto, self.cell_plen, self.shift
         for box, keys in zip(boxes, box_keys, strict=True):
-            found = self._candidates(box, keys)
-            if found is None:
-                return True
+            index = by_proto.get(box[6])
+            if index is None:
+                index = by_proto[box[6]] = _Index()
+            index.add((*box, level), keys, box[0] >> shift if box[2] >= cell_plen else None)
+        if level > self.top:
+            self.top = level
+
+    def level_of(self, boxes: list[Box], box_keys: list) -> int:
+        """The lowest level above every earlier rule that may overlap these boxes (too
+        many candidates to test: above them all; a conflict is never missed, only
+        sometimes assumed)."""
+        by_proto, cell_plen, shift = self.by_proto, self.cell_plen, self.shift
+        at = 0
+        for box, keys in zip(boxes, box_keys, strict=True):
+            proto = box[6]
+            if proto is None:
+                indexes = list(by_proto.values())
+            else:
+                indexes = [i for i in (by_proto.get(proto), by_proto.get(None)) if i is not None]
+            found: list = []
+            cell = box[0] >> shift if box[2] >= cell_plen else None
+            for index in indexes:
+                index.candidates(keys, cell, found)
+            if sum(map(len, found)) > CANDIDATES_MAX:
+                return self.top + 1
             for bucket in found:
                 for other in bucket:
-                    if _overlap(box, other):
-                        return True
-        return False
+                    if other[8] >= at and _overlap(box, other):
+                        at = other[8] + 1
+        return at
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -398,85 +436,63 @@ class BlockCompiler:
         self.min_rules = min_rules
         self.range_max = range_max
         self.guard_min = guard_min
+        # nftables interval sets (ranges are elements): any side may be a whole interval,
+        # so one shape with ports and one without hold every settable rule
+        self.intervals = range_max > 65535 and {"hash:net,port,net", "hash:net,net"} <= types
 
     def compile(
-        self, rules: list[IRRule], family: int, direction: str, earlier: Blocks | None = None
+        self,
+        rules: list[IRRule],
+        family: int,
+        direction: str,
+        earlier: Blocks | None = None,
+        chain: str = "",
     ) -> tuple[list[IRRule], Blocks]:
-        """The chain's rules with its set-compiled groups replaced by set lookups, and what
-        the next compile of the chain can reuse (`Blocks`).
+        """The chain's rules as levels of set lookups, and what the next compile of the
+        chain can reuse (`Blocks`: a chain whose rules are all the same kernel rule
+        objects as last time, which rulesets.py lends, is that result again).
 
-        With `earlier` (the last compile of this chain, same options), blocks before the
-        first changed rule are taken as they were, and so are those after the change once
-        the partition meets a block start of the earlier one among the unchanged last
-        rules: the greedy partition from a block start depends only on the rules from
-        there on. Unchanged rules are the very same kernel rule objects (rulesets.py lends
-        them), so they are recognised by identity.
+        Each policy rule goes to the lowest level above every earlier rule it may overlap
+        (`_Levels.level_of`): the levels run in order and no two rules of one level overlap,
+        so first match decides as in the linear chain, and for every packet the same rule
+        decides. A level is one block (`_emit`), named by its rank: a change that keeps the
+        levels changes set elements only.
         """
         units = _units(rules)
         keys = [(rid, irs[0], len(irs)) for rid, irs in units]
-        n = len(units)
-        starts: list[int] = []
-        outs: list[list[IRRule]] = []
-        guards: list[list[Guard]] = []
-        begin, tail, resume = 0, n, {}
-        if earlier is not None:
-            old_keys, old_starts, old_outs, old_guards = earlier
-            m = len(old_keys)
-            k = 0
-            while k < n and k < m and _same(keys[k], old_keys[k]):
-                k += 1
-            # blocks closed (by the unit after them) before the first change: as they were
-            for b, start in enumerate(old_starts):
-                end = old_starts[b + 1] if b + 1 < len(old_starts) else m
-                if end >= k:
-                    break
-                starts.append(start)
-                outs.append(old_outs[b])
-                guards.append(old_guards[b])
-                begin = end
-            t = 0
-            while t < n - begin and t < m - begin and _same(keys[n - 1 - t], old_keys[m - 1 - t]):
-                t += 1
-            tail = n - t  # units from here on are the earlier ones, shifted by m - n
-            resume = {start - (m - n): b for b, start in enumerate(old_starts)}
-            if begin >= tail and begin in resume:  # nothing changed after all
-                b = resume[begin]
-                starts.extend(s - (m - n) for s in old_starts[b:])
-                outs.extend(old_outs[b:])
-                guards.extend(old_guards[b:])
-                return [r for out in outs for r in out], (keys, starts, outs, guards)
-        block = _Block(family)
-        plans: list = []
-        start = begin
-        for i in range(begin, n):
-            rid, irs = units[i]
-            fact = self._simple(irs[0], family) if len(irs) == 1 and rid is not None else None
+        if (
+            earlier is not None
+            and len(earlier[0]) == len(keys)
+            and all(map(_same, keys, earlier[0]))
+        ):
+            return [r for out in earlier[1] for r in out], earlier
+        index = _Levels(family)
+        levels: list[tuple[list, list]] = []  # per level: its policy rules, their plans
+        simple = self._simple
+        for unit in units:
+            rid, irs = unit
+            fact = simple(irs[0], family) if len(irs) == 1 and rid is not None else None
             if fact is None:
                 boxes = _boxes(irs, family)
-                fact = (boxes, [_port_keys(b) for b in boxes], self._plan(irs) if rid else None)
+                fact = (
+                    boxes,
+                    [_port_keys(b) for b in boxes],
+                    self._plan(irs, family) if rid else None,
+                )
             boxes, box_keys, plan = fact
-            if block.overlaps(boxes, box_keys):
-                starts.append(start)
-                out, guard = self._emit(block.units, plans, family, direction)
-                outs.append(out)
-                guards.append(guard)
-                if i >= tail and i in resume and earlier is not None:  # the earlier ones
-                    b = resume[i]
-                    shift = n - len(earlier[0])
-                    starts.extend(s + shift for s in earlier[1][b:])
-                    outs.extend(earlier[2][b:])
-                    guards.extend(earlier[3][b:])
-                    return [r for out in outs for r in out], (keys, starts, outs, guards)
-                block, plans, start = _Block(family), [], i
-            block.add(boxes, box_keys)
-            block.units.append(units[i])
-            plans.append(plan)
-        if block.units:
-            starts.append(start)
-            out, guard = self._emit(block.units, plans, family, direction)
+            at = index.level_of(boxes, box_keys)
+            index.add(boxes, box_keys, at)
+            if at == len(levels):
+                levels.append(([], []))
+            levels[at][0].append(unit)
+            levels[at][1].append(plan)
+        outs: list[list[IRRule]] = []
+        guards: list[list[Guard]] = []
+        for k, (level_units, plans) in enumerate(levels):
+            out, guard = self._emit(level_units, plans, family, direction, f"{chain}/{k}")
             outs.append(out)
             guards.append(guard)
-        return [r for out in outs for r in out], (keys, starts, outs, guards)
+        return [r for out in outs for r in out], (keys, outs, guards)
 
     def _simple(self, r: IRRule, family: int) -> tuple | None:
         """`_boxes`, `_port_keys` and `_plan` at once for the frequent rule: one source
@@ -490,6 +506,7 @@ class BlockCompiler:
             and len(dports) == 1
             and dports[0][0] == dports[0][1]
             and "hash:net,port" in self.types
+            and not self.intervals
             and _settable(r)
         ):
             net = src.nets[0]
@@ -500,7 +517,7 @@ class BlockCompiler:
             elem = _new_tuple(PortElem, (proto, port, port))
             return (
                 [box],
-                [[(proto, port >> _PORT_SHIFT)]],
+                [[port >> _PORT_SHIFT]],
                 [((r.target, r.arg, "sp"), [(net, elem)])],
             )
         return None
@@ -511,11 +528,13 @@ class BlockCompiler:
         plans: list[list[tuple[tuple, list[tuple]]] | None],
         family: int,
         direction: str,
+        label: str,
     ) -> tuple[list[IRRule], list[Guard]]:
         """One block's kernel rules: per group big enough one set lookup, at the place of
         its first rule; everything else as it was, in its place (or behind a guard, see
         `_guard`). `plans`: per policy rule, its kernel rules' group keys and element
-        values (None: it stays as it is)."""
+        values (None: it stays as it is); `label`: the block's chain and rank, which name
+        its sets and chains."""
         members: dict[tuple, int] = {}
         for plan in plans:
             if plan is not None:
@@ -523,9 +542,8 @@ class BlockCompiler:
                 for key in keys:
                     members[key] = members.get(key, 0) + 1
         big = {key for key, count in members.items() if count >= self.min_rules}
-        first_id = next((rid for rid, _ in units if rid is not None), "")
         if not big:
-            return self._guard([r for _, irs in units for r in irs], family, direction, first_id)
+            return self._guard([r for _, irs in units for r in irs], family, direction, label)
         made: dict[tuple, list[SetElement]] = {}
         out: list[IRRule] = []
         for (rid, irs), plan in zip(units, plans, strict=True):
@@ -541,7 +559,7 @@ class BlockCompiler:
                 elements = made.get(key)
                 if elements is None:
                     target, arg, shape = key[:3]
-                    group = f"{self.ruleset}/{direction}/{first_id}/{target}/{arg}/{shape}"
+                    group = f"{self.ruleset}/{direction}/{label}/{target}/{arg}/{shape}"
                     if len(key) > 3:  # ports in the rule (`_wide`): its ports name it too
                         group += f"/{key[3]}/{key[4]}"
                     name = lookup_set_name(family, shape, group)
@@ -564,20 +582,21 @@ class BlockCompiler:
                     elements.append(_new_tuple(SetElement, (values[0], tag, rid)))
                 else:
                     elements.extend([_new_tuple(SetElement, (v, tag, rid)) for v in values])
-        return self._guard(out, family, direction, first_id)
+        return self._guard(out, family, direction, label)
 
     def _guard(
-        self, rules: list[IRRule], family: int, direction: str, first_id: str
+        self, rules: list[IRRule], family: int, direction: str, label: str
     ) -> tuple[list[IRRule], list[Guard]]:
         """A block's kernel rules with those that name source networks moved behind one
         guard, if there are at least `guard_min` of them: `-m set --match-set <their
         networks> src -j <a chain of them>`. A packet from elsewhere skips them with one
-        lookup. The block is disjoint, so they may leave their places; a policy rule's
-        kernel rules stay together and in order; falling off the chain returns to the
-        block (the chain holds only verdicts and LOG)."""
+        lookup; one from there meets them sorted by port behind jumps by port range
+        (`_tree`). The block is disjoint, so they may leave their places; a policy rule's
+        kernel rules stay together and in order; falling off a chain returns to the one
+        that jumped (the chains hold only verdicts, LOG and these jumps)."""
         if self.guard_min is None:
             return rules, []
-        moved: list[IRRule] = []
+        moved: list[tuple[str | None, list[IRRule]]] = []
         kept: list[IRRule] = []
         at = None
         for rid, irs in _units(rules):
@@ -586,23 +605,74 @@ class BlockCompiler:
             ):
                 if at is None:
                     at = len(kept)
-                moved.extend(irs)
+                moved.append((rid, irs))
             else:
                 kept.extend(irs)
-        if at is None or len(moved) < self.guard_min:
+        if at is None or sum(len(irs) for _, irs in moved) < self.guard_min:
             return rules, []
-        nets = collapse([net for r in moved for net in r.src.nets])  # type: ignore[union-attr]
+        nets = collapse([net for _, irs in moved for r in irs for net in r.src.nets])  # type: ignore[union-attr]
         if nets[0].plen == 0:  # every address: no guard can say less
             return rules, []
-        chain = Chain(segment_chain(self.ruleset, direction, f"{first_id}/guard"), moved)
+        key = f"{label}/guard"
+        body, below = self._tree(moved, direction, key)
+        chain = Chain(segment_chain(self.ruleset, direction, key), body)
         guard = IpSet(set_name(family, nets), family, nets)
         # its own tag (a jump's kind, `rpt:jump:`): segments name themselves by it
         tag = f"rpt:jump:{chain.name}"
         jump = IRRule(JUMP, tag, AddrMatch(nets, False, guard.name), arg=chain.name)
         kept.insert(at, jump)
-        return kept, [(chain, guard)]
+        return kept, [(chain, guard), *((c, None) for c in below)]
 
-    def _plan(self, irs: list[IRRule]) -> list[tuple[tuple, list[tuple]]] | None:
+    def _tree(
+        self, units: list[tuple[str | None, list[IRRule]]], direction: str, key: str
+    ) -> tuple[list[IRRule], list[Chain]]:
+        """The kernel rules of disjoint policy rules, those of one protocol and destination
+        ports sorted by port and, more than `LEAF_MAX` of them, behind `-p P --dport lo:hi`
+        jumps to chains of `TREE_FANOUT` parts, recursively: a packet meets O(log n) jumps
+        and one leaf instead of every rule. Rules of no single protocol and ports come
+        first, as they are."""
+        rules: list[IRRule] = []
+        by_proto: dict[str, list[tuple[int, int, list[IRRule]]]] = {}
+        for _, irs in units:
+            proto = irs[0].proto
+            if proto is None or any(r.proto != proto or not r.dports for r in irs):
+                rules.extend(irs)
+                continue
+            lo = min(r.dports[0][0] for r in irs)  # type: ignore[index]
+            hi = max(r.dports[-1][1] for r in irs)  # type: ignore[index]
+            by_proto.setdefault(proto, []).append((lo, hi, irs))
+        chains: list[Chain] = []
+        for proto in sorted(by_proto):
+            parts = sorted(by_proto[proto], key=lambda part: part[0])
+            rules.extend(self._node(parts, proto, direction, f"{key}/{proto}", chains))
+        return rules, chains
+
+    def _node(
+        self,
+        parts: list[tuple[int, int, list[IRRule]]],
+        proto: str,
+        direction: str,
+        key: str,
+        chains: list[Chain],
+    ) -> list[IRRule]:
+        """One node of `_tree`: its rules, its chains below added to `chains`."""
+        if len(parts) <= LEAF_MAX:
+            return [r for _, _, irs in parts for r in irs]
+        size = -(-len(parts) // TREE_FANOUT)
+        jumps = []
+        for k in range(0, len(parts), size):
+            part = parts[k : k + size]
+            lo, hi = part[0][0], max(p[1] for p in part)
+            name = segment_chain(self.ruleset, direction, f"{key}/{k}")
+            chain = Chain(name, [])
+            chains.append(chain)
+            chain.rules = self._node(part, proto, direction, f"{key}/{k}", chains)
+            jumps.append(
+                IRRule(JUMP, f"rpt:jump:{name}", proto=proto, dports=((lo, hi),), arg=name)
+            )
+        return jumps
+
+    def _plan(self, irs: list[IRRule], family: int) -> list[tuple[tuple, list[tuple]]] | None:
         """Per kernel rule of one policy rule: (group key, element values); None if the
         rule stays kernel rules (something a set cannot say, or too many elements)."""
         plan = []
@@ -614,6 +684,9 @@ class BlockCompiler:
             shape = _shape(srcs, dsts, r.proto is not None, self.types)
             if shape is None:
                 return None
+            if self.intervals:  # one shape for all: a side it does not name is every address
+                shape = "spd" if r.proto is not None else "sd"
+                srcs, dsts = srcs or (_WHOLE[family],), dsts or (_WHOLE[family],)
             dports = r.dports or ()
             if any(hi - lo >= self.range_max for lo, hi in dports):
                 # one element per port would be too many: the ports stay in the kernel

@@ -280,7 +280,7 @@ class RulesetLowerer:
         made: dict | None,
         used: set[str],
     ) -> None:
-        """Each chain's runs of disjoint rules as set lookups (blocks.py), in place, if the
+        """Each chain's rules as levels of set lookups (blocks.py), in place, if the
         options ask for it; what each chain's pass leaves for the next goes to `made`, and
         `earlier` is what the last build of this rule set left. Guarded chains join
         `out` (and `direction`), their guards' address sets the compile's sets (`used`)."""
@@ -294,14 +294,15 @@ class RulesetLowerer:
         for family, chains in out.items():
             for name, chain in list(chains.items()):
                 chain.rules, left = blocks.compile(
-                    chain.rules, family, direction[name], earlier.get((family, name))
+                    chain.rules, family, direction[name], earlier.get((family, name)), name
                 )
-                for guards in left[3]:
+                for guards in left[2]:
                     for guarded, guard in guards:
                         chains[guarded.name] = guarded
                         direction[guarded.name] = direction[name]
-                        sets.setdefault(guard.name, guard)
-                        used.add(guard.name)
+                        if guard is not None:
+                            sets.setdefault(guard.name, guard)
+                            used.add(guard.name)
                 if made is not None:
                     made[(family, name)] = left
 

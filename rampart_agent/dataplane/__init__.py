@@ -8,6 +8,7 @@ reading with `iptables-save` (save.py) or python-iptables (iptc_reader.py);
 
 from __future__ import annotations
 
+import logging
 import os
 
 from rampart_agent.dataplane.base import (
@@ -22,16 +23,24 @@ from rampart_agent.dataplane.iptables import IptablesDataplane, detect_backend
 from rampart_agent.dataplane.nft import NftDataplane
 from rampart_agent.dataplane.recording import RecordingDataplane
 from rampart_agent.dataplane.save import parse_save
+from rampart_agent.dataplane.select import Choice, choose
 from rampart_agent.dataplane.xtables_lock import XtablesLockBusy
 from rampart_agent.runner import Runner
 
+log = logging.getLogger("rampart.agent")
 
-def open_dataplane(kind: str, runner: Runner | None = None) -> Dataplane:
-    """'recording', 'legacy', 'nft' (iptables-nft), 'nft-native' (nftables, nft.py) or
-    'iptables'/'auto' (detect the host's iptables backend)."""
+
+def open_dataplane(kind: str, runner: Runner | None = None, held: str | None = None) -> Dataplane:
+    """'recording', 'legacy', 'nft' (iptables-nft), 'nft-native' (nftables, nft.py),
+    'iptables' (the host's iptables backend, detected) or 'auto' (select.py: nft-native
+    where the host runs nftables; `held`: what the confirmed bundle was applied with)."""
     if kind == "recording":
         return RecordingDataplane()
-    if kind in ("iptables", "auto"):
+    if kind == "auto":
+        choice = choose(runner or Runner(), held)
+        log.info("dataplane %s (auto: %s)", choice.kind, choice.reason)
+        kind = choice.kind
+    elif kind == "iptables":
         kind = os.environ.get("RAMPART_AGENT_BACKEND") or detect_backend(runner)
     if kind == "nft-native":
         return NftDataplane(runner)
@@ -39,6 +48,7 @@ def open_dataplane(kind: str, runner: Runner | None = None) -> Dataplane:
 
 
 __all__ = [
+    "Choice",
     "Dataplane",
     "DataplaneError",
     "IptablesDataplane",
@@ -49,6 +59,7 @@ __all__ = [
     "PendingRestore",
     "RecordingDataplane",
     "XtablesLockBusy",
+    "choose",
     "detect_backend",
     "open_dataplane",
     "parse_save",

@@ -35,6 +35,17 @@ NATIVE_KEY = "nft-native:inet"  # where other_backend_leftovers names our nft ta
 CHAIN_READS = 8  # more chains than this to read: one `-save` of the table instead
 
 
+def foreign_rules(runner: Runner, backend: str) -> int | None:
+    """Rules not ours in `backend`'s IPv4 tables (None: no such iptables tool)."""
+    try:
+        out = runner.run([f"iptables-{backend}-save"], check=False).stdout
+    except OSError:
+        return None
+    return sum(
+        1 for ln in out.splitlines() if ln.split("] ", 1)[-1].startswith("-A ") and "RPT-" not in ln
+    )
+
+
 def detect_backend(runner: Runner | None = None) -> str:
     """'nft' or 'legacy': the backend the host's other firewall users (Docker, kube-proxy,
     the admin) actually use — the one holding more rules that are not ours, as
@@ -42,15 +53,9 @@ def detect_backend(runner: Runner | None = None) -> str:
     runner = runner or Runner()
     counts = {}
     for backend in ("legacy", "nft"):
-        try:
-            out = runner.run([f"iptables-{backend}-save"], check=False).stdout
-        except OSError:
-            continue
-        counts[backend] = sum(
-            1
-            for ln in out.splitlines()
-            if ln.split("] ", 1)[-1].startswith("-A ") and "RPT-" not in ln
-        )
+        found = foreign_rules(runner, backend)
+        if found is not None:
+            counts[backend] = found
     if counts.get("legacy", 0) != counts.get("nft", 0):
         return max(counts, key=lambda b: counts[b])
     try:

@@ -197,12 +197,18 @@ def _same_answers(doc: dict, options: CompileOptions) -> int:
     ),
     min_rules=st.sampled_from([1, 2, 4]),
     guard_min=st.sampled_from([None, 1, 3]),
+    range_max=st.sampled_from([64, 65536]),
 )
-def test_set_compiled_decides_as_linear(rules, types, min_rules, guard_min):
+def test_set_compiled_decides_as_linear(rules, types, min_rules, guard_min, range_max):
     """Random policies (overlapping networks and port ranges, wide ones too, mixed verdicts,
-    groups, negation, expiries, states, interfaces): same verdict, same deciding rule."""
+    groups, negation, expiries, states, interfaces): same verdict, same deciding rule; with
+    nftables interval sets (range_max above 65535 and every type) too."""
     options = CompileOptions(
-        set_compile=True, set_types=types, set_min_rules=min_rules, set_guard_min=guard_min
+        set_compile=True,
+        set_types=types,
+        set_min_rules=min_rules,
+        set_guard_min=guard_min,
+        set_range_max=range_max,
     )
     _same_answers(_document(rules), options)
 
@@ -308,9 +314,9 @@ def _shape_of(rules: list[Rule]) -> list[str]:
     ]
 
 
-def test_overlap_starts_a_new_block():
-    """a..d disjoint (one block); e overlaps a: the next block; the group order follows the
-    first rule of each group."""
+def test_an_overlapping_rule_goes_one_level_above_what_it_overlaps():
+    """a..d disjoint (level 0); e overlaps a: level 1; f overlaps nothing, so it joins
+    level 0 although it comes after e; the group order follows each group's first rule."""
     rules = [
         _ir("a", ACCEPT, "198.18.1.0/24", 80),
         _ir("b", ACCEPT, "198.18.2.0/24", 80),
@@ -320,7 +326,7 @@ def test_overlap_starts_a_new_block():
         _ir("f", DROP, "198.18.6.0/24", 80),
     ]
     out = BlockCompiler("rs", THIS_KERNEL, 2).compile(rules, 4, "input")[0]
-    assert _shape_of(out) == ["set:abc", "d", "set:ef"]
+    assert _shape_of(out) == ["set:abc", "set:df", "e"]
 
 
 def test_unsettable_rule_stays_in_place_inside_its_block():
@@ -331,12 +337,12 @@ def test_unsettable_rule_stays_in_place_inside_its_block():
 
 
 def test_an_interface_rule_is_a_superset_box():
-    """The interface is ignored by the disjointness test: a rule with one that shares
-    addresses with the block ends it, though it may never match the same packet."""
+    """The interface is ignored by the overlap test: a rule with one that shares addresses
+    with an earlier rule goes above it, though they may never match the same packet."""
     odd = Rule(ACCEPT, "rpt:x:0", AddrMatch(parse("198.18.1.0/24")), in_iface="eth0", rule_id="x")
     rules = [_ir("a", ACCEPT, "198.18.1.0/24", 80), odd, _ir("b", ACCEPT, "198.18.2.0/24", 80)]
     out = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
-    assert _shape_of(out) == ["set:a", "x", "set:b"]
+    assert _shape_of(out) == ["set:ab", "x"]
 
 
 def test_small_groups_stay_linear():
@@ -524,7 +530,8 @@ def test_wide_ranges_keep_their_ports_in_the_rule_unless_ranges_are_elements():
         _wide("e", "198.18.3.0/24", wide, "198.19.0.0/24"),
     ]
     out = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
-    assert _shape_of(out) == ["set:ab", "set:c", "d", "e"]
+    # d (every source, ports 1-1023) overlaps c (port 22): the level above
+    assert _shape_of(out) == ["set:ab", "set:c", "e", "d"]
     assert [(r.proto, r.dports, r.lookup.shape) for r in out[:2] if r.lookup] == [
         ("tcp", wide, "s"),
         ("tcp", ((22, 22), (1024, 65535)), "s"),
@@ -545,17 +552,26 @@ def test_wide_ranges_keep_their_ports_in_the_rule_unless_ranges_are_elements():
     assert out[0].lookup.name != out[1].lookup.name  # type: ignore[union-attr]
     assert "-m multiport --dports 22,1024:65535 -m set" in render_rule("C", out[1], 4)
     both = BlockCompiler("rs", ALL_TYPES | {"hash:net,net"}, 1).compile(rules, 4, "input")[0]
-    assert _shape_of(both) == ["set:ab", "set:c", "d", "set:e"]
-    assert both[3].lookup is not None and both[3].lookup.shape == "sd"
+    assert _shape_of(both) == ["set:ab", "set:c", "set:e", "d"]
+    assert both[2].lookup is not None and both[2].lookup.shape == "sd"
     nft = BlockCompiler("rs", THIS_KERNEL, 1, range_max=65536).compile(rules[:2], 4, "input")[0]
     assert _shape_of(nft) == ["set:ab"] and nft[0].proto is None
     assert nft[0].lookup is not None and nft[0].lookup.elements[0].values[1].hi == 65535
 
 
+def _reachable(chains: dict, name: str) -> list:
+    """The kernel rules (not jumps) reached from chain `name`, depth first."""
+    out = []
+    for rule in chains[name].rules:
+        out.extend(_reachable(chains, rule.arg) if rule.target == "JUMP" else [rule])
+    return out
+
+
 def test_kernel_rules_of_a_block_go_behind_one_guard():
     """20 disjoint rules sets cannot hold (port ranges of 1001 ports, each its own, so no
     group of one port list either): one guard lookup of their sources jumps to a chain of
-    them; traces stay those of the linear compile."""
+    them, sorted by port behind jumps by port range; traces stay those of the linear
+    compile."""
     raw = [
         {
             "action": "accept" if i % 2 else "drop",
@@ -573,8 +589,123 @@ def test_kernel_rules_of_a_block_go_behind_one_guard():
     main = next(c for name, c in chains.items() if name.startswith("RPT-I-rs-"))
     (jump,) = main.rules
     assert jump.target == "JUMP" and jump.src is not None and jump.src.set_name is not None
-    assert len(chains[jump.arg].rules) == 20
+    # more than LEAF_MAX (16): four parts of 5, each behind `-p tcp --dport lo:hi`
+    guarded = chains[jump.arg].rules
+    assert [(r.target, r.proto, r.dports) for r in guarded] == [
+        ("JUMP", "tcp", ((1000 + k, 2004 + k),)) for k in (0, 5, 10, 15)
+    ]
+    assert sorted(r.rule_id for r in _reachable(chains, jump.arg)) == sorted(
+        f"00000000-0000-4000-8000-{i:012d}" for i in range(20)
+    )
     # their sources collapsed: 198.18.0.0/20 and 198.18.16.0/22
     assert [m["entries"] for m in bundle.sets.values()] == [2]
     assert "-m set --match-set rpt-4-" in bundle.iptables_v4
     _same_answers(doc, options)
+
+
+def test_a_large_guard_is_a_port_tree():
+    """300 wide-range rules of one level: a packet meets a few jumps by port range and one
+    leaf of at most 16 rules, not 300; every rule is reached once; traces as linear."""
+    raw = [
+        {
+            "action": "accept" if i % 3 else "drop",
+            "sources": [f"198.18.{i % 250}.{(i // 250) * 128}/25"],
+            "protocol": "tcp" if i % 5 else "udp",
+            "dports": [f"{1000 + 97 * i}-{1000 + 97 * i + 90}"],
+        }
+        for i in range(300)
+    ]
+    doc = _doc_of(raw)
+    options = CompileOptions(set_compile=True, set_guard_min=16)
+    program = compile_device(
+        PolicyDocument.from_dict(doc), "bare", options=options, now=cases.NOW
+    ).program
+    assert program is not None
+    chains = program.tables[(4, "filter")].chains
+    main = next(c for name, c in chains.items() if name.startswith("RPT-I-rs-"))
+    (jump,) = main.rules
+    reached = _reachable(chains, jump.arg)
+    assert len(reached) == 300 and len({r.rule_id for r in reached}) == 300
+    leaves = [c for c in chains.values() if c.rules and all(r.target != "JUMP" for r in c.rules)]
+    assert max(len(c.rules) for c in leaves) <= 16
+    src, dst = ipaddress.ip_address("198.18.7.1"), ipaddress.ip_address("198.19.0.1")
+    tcp = Packet("input", "tcp", src, dst, 40000, 1000 + 97 * 7 + 5, None, "eth0")
+    linear = Tracer(compile_device(PolicyDocument.from_dict(doc), "bare", now=cases.NOW).program)
+    compiled = Tracer(program)
+    assert compiled.filter(tcp).rule_id == linear.filter(tcp).rule_id == raw_id(7)
+    for port in range(1000, 1000 + 97 * 300, 41):
+        for proto in ("tcp", "udp"):
+            packet = Packet("input", proto, src, dst, 40000, port, None, "eth0")
+            a, b = linear.filter(packet), compiled.filter(packet)
+            assert (a.verdict, a.rule_id) == (b.verdict, b.rule_id), packet
+
+
+def raw_id(i: int) -> str:
+    return f"00000000-0000-4000-8000-{i:012d}"
+
+
+def test_levels_hoist_past_rules_that_do_not_overlap():
+    """Pairs of overlapping rules of opposite verdicts, one pair per /24: a greedy cut into
+    disjoint runs would end a block at every pair; levels give two (each pair's first rule
+    below its second), so two lookups per verdict in all."""
+    raw = []
+    for i in range(50):
+        raw.append(
+            {
+                "action": "accept",
+                "sources": [f"198.18.{i}.0/24"],
+                "protocol": "tcp",
+                "dports": ["443"],
+            }
+        )
+        raw.append(
+            {"action": "drop", "sources": [f"198.18.{i}.9"], "protocol": "tcp", "dports": ["443"]}
+        )
+    doc = _doc_of(raw)
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL)
+    assert _same_answers(doc, options) == 2
+    program = compile_device(
+        PolicyDocument.from_dict(doc), "bare", options=options, now=cases.NOW
+    ).program
+    assert program is not None
+    main = next(
+        c
+        for name, c in program.tables[(4, "filter")].chains.items()
+        if name.startswith("RPT-I-rs-")
+    )
+    assert [(r.target, len(r.lookup.elements)) for r in main.rules if r.lookup] == [
+        ("ACCEPT", 50),
+        ("DROP", 50),
+    ]
+
+
+def test_interval_sets_hold_every_shape_in_one_set_per_verdict():
+    """nftables (ranges are elements, every type): rules with a source, a destination or
+    both, ports or none, become one `saddr . l4proto . dport . daddr` set per verdict and
+    level (a side a rule does not name is every address) and one `saddr . daddr` set."""
+    raw = _disjoint_rules(24)
+    doc = _doc_of(raw)
+    options = CompileOptions(
+        set_compile=True, set_types=ALL_TYPES | {"hash:net,net"}, set_range_max=65536
+    )
+    _same_answers(doc, options)
+    program = compile_device(
+        PolicyDocument.from_dict(doc), "bare", options=options, now=cases.NOW
+    ).program
+    assert program is not None
+    shapes = sorted((r.target, r.lookup.shape) for r in _rules_with_lookups(program))
+    assert len(shapes) == len(set(shapes)) and {shape for _, shape in shapes} == {"sd", "spd"}
+    assert {target for target, shape in shapes if shape == "spd"} == {"ACCEPT", "DROP"}
+    text = render_nft_rule(next(iter(_rules_with_lookups(program))), 4, "filter")
+    assert (
+        "ip saddr . meta l4proto . th dport . ip daddr @" in text or "ip saddr . ip daddr @" in text
+    )
+
+
+def _rules_with_lookups(program) -> list:
+    return [
+        r
+        for chain in program.tables[(4, "filter")].chains.values()
+        for r in chain.rules
+        if r.lookup is not None
+    ]

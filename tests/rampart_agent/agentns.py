@@ -15,9 +15,12 @@ BACKENDS = ["legacy", "nft"]
 
 
 def agent(ns: Netns, backend: str, state: Path, *args: str, check: bool = True, timeout=120):
-    """Run `rampart-agent ARGS --state-dir STATE --dataplane BACKEND` inside `ns`."""
+    """Run `rampart-agent ARGS --state-dir STATE --dataplane BACKEND` inside `ns` (without
+    the caller's RAMPART_AGENT_BACKEND: `auto` and `iptables` mean the same everywhere)."""
     return ns.run(
         "env",
+        "-u",
+        "RAMPART_AGENT_BACKEND",
         f"PYTHONPATH={ROOT}",
         *AGENT,
         *args,

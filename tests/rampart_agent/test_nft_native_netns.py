@@ -26,7 +26,7 @@ import pytest
 from compiler import CompileOptions, PolicyDocument, compile_device, with_nft
 from compiler.ir import SHAPES
 from rampart_agent.protocol import bundle_hash
-from tests.rampart_agent.agentns import AGENT, ROOT, add_foreign_rules, agent, write
+from tests.rampart_agent.agentns import AGENT, ROOT, add_foreign_rules, agent, policy, write
 from tests.rampart_agent.test_agent_kill_netns import KILLS, wait_for
 from tests.support.netns import Netns, host_pair, namespace, needs_netns
 
@@ -373,6 +373,81 @@ def test_switching_dataplanes_removes_what_the_other_left(tmp_path):
         assert "table inet rampart" not in server.run("nft", "list", "tables").stdout
         saved = server.run("iptables-nft-save").stdout
         assert "RPT-INPUT" in saved and "DOCKER-USER" in saved
+
+        # `auto` moves an agent whose confirmed bundle carries its nft script to nft-native:
+        # the start loads our table, then removes our iptables-nft chains (not Docker's)
+        out = agent(server, "auto", tmp_path / "s3", "restore")
+        assert "dataplane nft-native (auto: the confirmed bundle has its nft script)" in out.stderr
+        assert "table inet rampart" in server.run("nft", "list", "tables").stdout
+        saved = server.run("iptables-nft-save").stdout
+        assert "RPT-" not in saved and "DOCKER-USER" in saved
+
+        # ... and keeps one whose confirmed bundle is iptables only on iptables
+        plain = write(tmp_path / "plain.json", policy(client.addr4, client.addr6))
+        agent(server, "nft", tmp_path / "s4", "apply", plain)
+        assert status_on(server, "auto", tmp_path / "s4")["backend"] == "nft"  # iptables-nft
+        # forcing nft-native under it: one line, nothing touched
+        held = server.run("iptables-nft-save").stdout
+        res = agent(server, BACKEND, tmp_path / "s4", "restore", check=False)
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "compiled for iptables" in res.stderr
+        assert server.run("iptables-nft-save").stdout == held
+
+
+def status_on(ns: Netns, dataplane: str, state: Path) -> dict:
+    return json.loads(agent(ns, dataplane, state, "status").stdout)
+
+
+def others(ns: Netns) -> str:
+    """Every iptables-nft rule with its counters, both families (comment lines dropped)."""
+    return "".join(
+        ln + "\n"
+        for cmd in ("iptables-nft-save", "ip6tables-nft-save")
+        for ln in ns.run(cmd, "-c").stdout.splitlines()
+        if not ln.startswith("#")
+    )
+
+
+def test_auto_is_native_here_and_leaves_docker_tables_alone(tmp_path):
+    """On an nftables host (this one: `iptables -V` says nf_tables) the default `auto`
+    runs natively, enrolls as nft-native, and its apply, rollback and boot restore leave a
+    pre-existing iptables-nft `ip filter` table (Docker's) exactly: rules and counters."""
+    with host_pair("nfo") as (client, server):
+        if "nf_tables" not in server.run("iptables", "-V").stdout:
+            pytest.skip("iptables here is not the nf_tables variant: auto is legacy")
+        server.listen(tcp=[ACCEPT_TCP, DROPPED_TCP])
+        add_foreign_rules(server, "nft")  # DOCKER-USER + an INPUT accept of tcp/8080
+        assert connect(client, [(server.addr4, NAT_PORT)]) == [errno.ECONNREFUSED]
+        before = others(server)
+        assert re.search(r"\[[1-9]\d*:\d+\] -A INPUT -p tcp -m tcp --dport 8080", before)
+        state = tmp_path / "state"
+        facts = json.loads(agent(server, "auto", state, "facts").stdout)
+        assert facts["backend"] == BACKEND  # what the console compiles native bundles for
+
+        doc = document(client, server)
+        out = agent(server, "auto", state, "apply", bundle_file(doc, tmp_path / "v1.json"))
+        assert json.loads(out.stdout)["result"] == "applied"
+        assert "dataplane nft-native (auto: the host runs nftables)" in out.stderr
+        confirmed = table(server)
+        targets = [(server.addr4, ACCEPT_TCP), (server.addr4, DROPPED_TCP)]
+        assert connect(client, targets) == [0, errno.EAGAIN]
+        assert others(server) == before
+
+        rules = doc["rulesets"][0]["rules"]
+        rules.append({**rules[0], "id": U["f"], "dports": [str(DROPPED_TCP)]})
+        v2 = bundle_file(doc, tmp_path / "v2.json")
+        agent(server, "auto", state, "apply", v2, "--confirm-timeout", "300")
+        assert connect(client, targets) == [0, 0]
+        agent(server, "auto", state, "rollback")
+        assert table(server) == confirmed
+        assert status_on(server, "auto", state)["backend"] == BACKEND
+        # the SYNs above passed their INPUT chain too (an accept ends our table only) but
+        # matched none of their rules: every counter of theirs is what it was
+        server.run("nft", "delete", "table", "inet", "rampart")  # a reboot, for our table
+        agent(server, "auto", state, "restore")
+        assert table(server) == confirmed
+        assert connect(client, targets) == [0, errno.EAGAIN]
+        assert others(server) == before
 
 
 def big_document(seed: int, n: int = 1000) -> dict:

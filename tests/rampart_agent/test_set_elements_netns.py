@@ -24,7 +24,9 @@ pytestmark = needs_netns
 NOW = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
 R = [f"0000000{i}-bbbb-4000-8000-000000000000" for i in range(1, 5)]  # ports 9101..9104
 X = [f"0000001{i}-cccc-4000-8000-000000000000" for i in range(0, 6)]  # ports 9001..9006
-D = "00000020-dddd-4000-8000-000000000000"  # drop 9101-9104: overlaps R, starts a block
+# drop 9001-9004 on an interface that does not exist: never matches, but the overlap test
+# leaves interfaces out, so X[0..3] go one level (set) above it
+D = "00000020-dddd-4000-8000-000000000000"
 SEND = (
     "import socket, sys\n"
     "for _ in range(int(sys.argv[3])):\n"
@@ -117,8 +119,10 @@ def test_set_element_counters_per_rule_survive_a_move_between_blocks(backend, tm
         assert packets(first) == {X[0]: 5, R[1]: 2}  # counted by their set elements
         assert not first["drift"]["drifted"]
 
-        # a drop rule overlapping R before the X rules: they move to a block (set) of their own
-        v2 = compiled(base + [rule(D, client, "9101-9104", "drop")] + xs)
+        # a drop rule overlapping the X rules before them: they move to a level (set) above
+        v2 = compiled(
+            base + [{**rule(D, client, "9001-9004", "drop"), "in_interface": "rpt-nowhere"}] + xs
+        )
         assert set_of(v2, X[0]) != set_of(v2, R[0])
         answer = apply(2, v2)
         lost = answer["counter_reset"]["lost"]
