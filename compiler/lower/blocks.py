@@ -60,9 +60,10 @@ Box = tuple
 # a chain a block's guard made, with the address set of its guard rule (see `_guard`;
 # None for the chains below the guarded one, `_tree`)
 Guard = tuple[Chain, IpSet | None]
-# what a chain's block pass leaves for the next compile of it: per policy rule (rule id,
-# its first kernel rule, how many), each level's kernel rules and the chains its guard made
-Blocks = tuple[list[tuple], list[list[IRRule]], list[list[Guard]]]
+# what a chain's level pass leaves for the next compile of it: per policy rule (rule id,
+# its first kernel rule, how many), each level's kernel rules and the chains its guard
+# made, per policy rule its boxes, port keys and plan, and per level its rules' indexes
+Blocks = tuple[list[tuple], list[list[IRRule]], list[list[Guard]], list[tuple], list[list[int]]]
 # NamedTuple instances without the Python-level __new__ (hot loop; as in rulesets.py)
 _new_tuple = tuple.__new__
 
@@ -401,6 +402,10 @@ class _Levels:
         return at
 
 
+def _same_level(a: list[tuple], b: list[tuple]) -> bool:
+    return len(a) == len(b) and all(map(_same, a, b))
+
+
 def _same(a: tuple, b: tuple) -> bool:
     """The same policy rule with the very same kernel rules (see `BlockCompiler.compile`)."""
     return a[0] == b[0] and a[1] is b[1] and a[2] == b[2]
@@ -460,39 +465,60 @@ class BlockCompiler:
         """
         units = _units(rules)
         keys = [(rid, irs[0], len(irs)) for rid, irs in units]
-        if (
-            earlier is not None
-            and len(earlier[0]) == len(keys)
-            and all(map(_same, keys, earlier[0]))
-        ):
-            return [r for out in earlier[1] for r in out], earlier
+        known: dict[int, tuple] = {}
+        if earlier is not None:
+            if len(earlier[0]) == len(keys) and all(map(_same, keys, earlier[0])):
+                return [r for out in earlier[1] for r in out], earlier
+            # an unchanged policy rule (the very same kernel rule objects) keeps its facts
+            known = {
+                id(key[1]): (key, fact) for key, fact in zip(earlier[0], earlier[3], strict=True)
+            }
         index = _Levels(family)
-        levels: list[tuple[list, list]] = []  # per level: its policy rules, their plans
-        simple = self._simple
-        for unit in units:
-            rid, irs = unit
-            fact = simple(irs[0], family) if len(irs) == 1 and rid is not None else None
-            if fact is None:
-                boxes = _boxes(irs, family)
-                fact = (
-                    boxes,
-                    [_port_keys(b) for b in boxes],
-                    self._plan(irs, family) if rid else None,
-                )
-            boxes, box_keys, plan = fact
+        facts: list[tuple] = []
+        members: list[list[int]] = []  # per level, its policy rules' indexes
+        for i, (_, irs) in enumerate(units):
+            fact = self._fact(keys[i], irs, known, family)
+            facts.append(fact)
+            boxes, box_keys, _ = fact
             at = index.level_of(boxes, box_keys)
             index.add(boxes, box_keys, at)
-            if at == len(levels):
-                levels.append(([], []))
-            levels[at][0].append(unit)
-            levels[at][1].append(plan)
+            if at == len(members):
+                members.append([])
+            members[at].append(i)
         outs: list[list[IRRule]] = []
         guards: list[list[Guard]] = []
-        for k, (level_units, plans) in enumerate(levels):
-            out, guard = self._emit(level_units, plans, family, direction, f"{chain}/{k}")
+        for k, level in enumerate(members):
+            if (
+                earlier is not None
+                and k < len(earlier[4])
+                and _same_level([keys[i] for i in level], [earlier[0][i] for i in earlier[4][k]])
+            ):  # the very same rules as last time: the same block
+                outs.append(earlier[1][k])
+                guards.append(earlier[2][k])
+                continue
+            out, guard = self._emit(
+                [units[i] for i in level],
+                [facts[i][2] for i in level],
+                family,
+                direction,
+                f"{chain}/{k}",
+            )
             outs.append(out)
             guards.append(guard)
-        return [r for out in outs for r in out], (keys, outs, guards)
+        return [r for out in outs for r in out], (keys, outs, guards, facts, members)
+
+    def _fact(self, key: tuple, irs: list[IRRule], known: dict[int, tuple], family: int) -> tuple:
+        """A policy rule's boxes, their port keys and its plan (`_plan`): as the last
+        compile found them if it is the same rule, else computed."""
+        rid, first, count = key
+        was = known.get(id(first))
+        if was is not None and _same(was[0], key):
+            return was[1]
+        fact = self._simple(first, family) if count == 1 and rid is not None else None
+        if fact is None:
+            boxes = _boxes(irs, family)
+            fact = (boxes, [_port_keys(b) for b in boxes], self._plan(irs, family) if rid else None)
+        return fact
 
     def _simple(self, r: IRRule, family: int) -> tuple | None:
         """`_boxes`, `_port_keys` and `_plan` at once for the frequent rule: one source
