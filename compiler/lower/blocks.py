@@ -47,9 +47,10 @@ RULE_MAX_ELEMENTS = 4096
 RULE_MAX_BOXES = 4096
 # more candidates than this for one overlap test: the rules are taken to overlap
 CANDIDATES_MAX = 2048
-# a guard chain of more kernel rules of one protocol than this is cut by port (`_tree`)
-LEAF_MAX = 16
-TREE_FANOUT = 4
+# a guard chain of more policy rules of one protocol than this is cut by port (`_tree`):
+# a packet then meets at most 8 jumps per level of the tree and one leaf of at most 32
+LEAF_MAX = 32
+TREE_FANOUT = 8
 _BITS = {4: 32, 6: 128}
 _VERDICTS = (ACCEPT, DROP, REJECT)
 # every address, as a set element's side (nftables interval sets, `BlockCompiler.intervals`)
@@ -592,7 +593,15 @@ class BlockCompiler:
                     lset = LookupSet(name, family, shape)
                     elements = made[key] = lset.elements
                     out.append(
-                        IRRule(target, f"rpt:sys:set:{name}", arg=arg, lookup=lset)
+                        # a TCP reset needs `-p tcp` in the rule (the kernel refuses the
+                        # REJECT otherwise); such a rule's elements are all tcp
+                        IRRule(
+                            target,
+                            f"rpt:sys:set:{name}",
+                            proto="tcp" if arg == "tcp-reset" else None,
+                            arg=arg,
+                            lookup=lset,
+                        )
                         if len(key) == 3
                         else IRRule(
                             target,
