@@ -7,11 +7,16 @@ is its policy rule's tag, so the agent counts per rule from the elements.
 
 from __future__ import annotations
 
-from .ir import IpSet, LookupSet, PortElem
+from collections.abc import Callable
+from operator import attrgetter
+
+from .ir import IpSet, LookupSet
+from .nets import Net
 
 DEFAULT_MAXELEM = 65536
 MIN_HASHSIZE = 1024
 _HOST_BITS = {4: 32, 6: 128}
+_VALUES, _TAG, _TEXT = attrgetter("values"), attrgetter("tag"), attrgetter("text")
 
 
 def _pow2(n: int) -> int:
@@ -52,20 +57,12 @@ def lookup_meta(lset: LookupSet) -> dict:
     }
 
 
-def element_text(lset: LookupSet, values: tuple) -> str:
-    """One element as `ipset add` takes it: `198.18.0.0/24,tcp:80-90`; the host of an
-    `ip` dimension without its prefix length."""
-    kind = lset.kind.split(":")[1].split(",")
-    parts = []
-    for dim_kind, value in zip(kind, values, strict=True):
-        if isinstance(value, PortElem):
-            port = str(value.lo) if value.lo == value.hi else f"{value.lo}-{value.hi}"
-            parts.append(f"{value.proto}:{port}")
-        elif dim_kind == "ip":
-            parts.append(value.text.partition("/")[0])
-        else:
-            parts.append(value.text)
-    return ",".join(parts)
+def _host(net: Net) -> str:
+    return net.text.partition("/")[0]
+
+
+# an address dimension's spelling by its ipset kind: an `ip` one's host without its length
+_ADDR_TEXT: dict[str, Callable[[Net], str]] = {"ip": _host, "net": _TEXT}
 
 
 def _element_lines(lset: LookupSet) -> list[str]:
@@ -77,7 +74,9 @@ def _element_lines(lset: LookupSet) -> list[str]:
 
 
 def _render_elements(lset: LookupSet) -> list[str]:
-    """The frequent net,port shapes without the general path."""
+    """`add NAME 198.18.0.0/24,tcp:80-90 comment "TAG"` lines. The frequent shapes (a port
+    after an address, or between two) in one f-string per element; the others a
+    dimension of every element at a time (`_column`)."""
     name = lset.name
     if lset.kind == "hash:net,port":
         return [
@@ -86,7 +85,33 @@ def _render_elements(lset: LookupSet) -> list[str]:
             else f'add {name} {net.text},{p.proto}:{p.lo}-{p.hi} comment "{tag}"'
             for (net, p), tag, _ in lset.elements
         ]
-    return [f'add {name} {element_text(lset, e.values)} comment "{e.tag}"' for e in lset.elements]
+    if not lset.elements:
+        return []
+    kinds = lset.kind.split(":")[1].split(",")
+    if len(kinds) == 3 and lset.dims[1] == "dport":  # an address, a port, an address
+        first, last = _ADDR_TEXT.get(kinds[0], _TEXT), _ADDR_TEXT.get(kinds[2], _TEXT)
+        return [
+            f'add {name} {first(a)},{p.proto}:{p.lo},{last(b)} comment "{tag}"'
+            if p.lo == p.hi
+            else f'add {name} {first(a)},{p.proto}:{p.lo}-{p.hi},{last(b)} comment "{tag}"'
+            for (a, p, b), tag, _ in lset.elements
+        ]
+    transposed = zip(*map(_VALUES, lset.elements), strict=True)  # one tuple per dimension
+    dims = zip(lset.dims, kinds, transposed, strict=True)
+    columns = [_column(dim, kind, values) for dim, kind, values in dims]
+    keys = columns[0] if len(columns) == 1 else list(map(",".join, zip(*columns, strict=True)))
+    return [
+        f'add {name} {key} comment "{tag}"'
+        for key, tag in zip(keys, map(_TAG, lset.elements), strict=True)
+    ]
+
+
+def _column(dim: str, kind: str, values: tuple) -> list[str]:
+    """One dimension's values: a port (ir.SHAPES: the `dport` dimension) as `proto:port`,
+    an `ip` dimension's host without its prefix length, a net as it is."""
+    if dim == "dport":
+        return [f"{p.proto}:{p.lo}" if p.lo == p.hi else f"{p.proto}:{p.lo}-{p.hi}" for p in values]
+    return list(map(_ADDR_TEXT.get(kind, _TEXT), values))
 
 
 def render_sets(sets: dict[str, IpSet], lookups: dict[str, LookupSet] | None = None) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import UTC
+from operator import attrgetter
 
 from rampart_contract.naming import NFT_TABLE
 
@@ -42,7 +43,6 @@ from .ir import (
     SNAT,
     IpSet,
     LookupSet,
-    PortElem,
     Program,
     Rule,
     Table,
@@ -86,6 +86,7 @@ _UNIT = {"second": "second", "minute": "minute", "hour": "hour", "day": "day"}
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _ZERO = {4: "0.0.0.0", 6: "::"}
 _DEFAULT_BURST = 5  # iptables' `--limit-burst` default: said explicitly, nft's may differ
+_VALUES, _TAG, _TEXT = attrgetter("values"), attrgetter("tag"), attrgetter("text")
 
 
 def chain_name(family: int, table: str, chain: str) -> str:
@@ -125,11 +126,47 @@ def _lookup_key(family: int, lookup: LookupSet) -> str:
     return " . ".join(_KEY[d].format(ip=_ADDR[family]) for d in lookup.dims)
 
 
-def _element(value: object) -> str:
-    if isinstance(value, PortElem):
-        ports = str(value.lo) if value.lo == value.hi else f"{value.lo}-{value.hi}"
-        return f"{_L4[value.proto]} . {ports}"
-    return str(value)  # nets.Net: its CIDR text
+def _element_items(lookup: LookupSet) -> list[str]:
+    """One `value . value counter comment "tag"` item per element. The shapes with a port
+    between two addresses or after one (ir.SHAPES) in one f-string per element (18k
+    elements: ~10 ms instead of ~26 ms through a join per element), others a dimension
+    at a time."""
+    elements, l4 = lookup.elements, _L4
+    joined = "".join(map(_TAG, elements))
+    if '"' in joined or "\n" in joined:
+        for e in elements:
+            _quote(e.tag)  # says which one
+    if lookup.dims[1:] == ("dport",):
+        return [
+            f'{a.text} . {l4[p.proto]} . {p.lo} counter comment "{tag}"'
+            if p.lo == p.hi
+            else f'{a.text} . {l4[p.proto]} . {p.lo}-{p.hi} counter comment "{tag}"'
+            for (a, p), tag, _ in elements
+        ]
+    if len(lookup.dims) == 3 and lookup.dims[1] == "dport":
+        return [
+            f'{a.text} . {l4[p.proto]} . {p.lo} . {b.text} counter comment "{tag}"'
+            if p.lo == p.hi
+            else f'{a.text} . {l4[p.proto]} . {p.lo}-{p.hi} . {b.text} counter comment "{tag}"'
+            for (a, p, b), tag, _ in elements
+        ]
+    transposed = zip(*map(_VALUES, elements), strict=True)  # one tuple per dimension
+    columns = [_column(dim, values) for dim, values in zip(lookup.dims, transposed, strict=True)]
+    keys = columns[0] if len(columns) == 1 else list(map(" . ".join, zip(*columns, strict=True)))
+    return [
+        f'{key} counter comment "{tag}"' for key, tag in zip(keys, map(_TAG, elements), strict=True)
+    ]
+
+
+def _column(dim: str, values: tuple) -> list[str]:
+    """The texts of one dimension's values (a port dimension's `proto . port`, an address
+    dimension's CIDR: ir.SHAPES says which is which)."""
+    if dim != "dport":
+        return list(map(_TEXT, values))  # nets.Net
+    return [
+        f"{_L4[p.proto]} . {p.lo}" if p.lo == p.hi else f"{_L4[p.proto]} . {p.lo}-{p.hi}"
+        for p in values
+    ]
 
 
 def _all_tcp(lookup: LookupSet | None) -> bool:
@@ -145,11 +182,13 @@ def render_lookup(lookup: LookupSet) -> list[str]:
     types = " . ".join(_DIM_TYPE[d].format(addr=_SET_TYPE[lookup.family]) for d in lookup.dims)
     lines = [f"\tset {lookup.name} {{", f"\t\ttype {types}", "\t\tflags interval", "\t\tcounter"]
     if lookup.elements:
-        items = [
-            " . ".join(_element(v) for v in e.values) + " counter comment " + _quote(e.tag)
-            for e in lookup.elements
-        ]
-        lines.append("\t\telements = {\n\t\t\t" + ",\n\t\t\t".join(items) + "\n\t\t}")
+        elements = lookup.memo.get("nft")  # a warm compile reuses the set (render_ipset.py)
+        if elements is None:
+            items = _element_items(lookup)
+            elements = lookup.memo["nft"] = (
+                "\t\telements = {\n\t\t\t" + ",\n\t\t\t".join(items) + "\n\t\t}"
+            )
+        lines.append(elements)
     lines.append("\t}")
     return lines
 
@@ -159,7 +198,7 @@ def render_rule(r: Rule, family: int, table: str) -> str:
     out = ""
     if r.lookup is not None:
         out += f" {_lookup_key(family, r.lookup)} @{r.lookup.name}"
-        if r.target == REJECT and r.arg == "tcp-reset" and _all_tcp(r.lookup):
+        if r.target == REJECT and r.arg == "tcp-reset" and r.proto is None and _all_tcp(r.lookup):
             out += " meta l4proto tcp"  # what `reject with tcp reset` needs said
     if r.src is not None:
         out += _addr(family, "saddr", r.src)

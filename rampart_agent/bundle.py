@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from rampart_agent.ruleset import BundleError, SetBlock, Table, parse_ipsets, parse_restore
@@ -87,7 +88,11 @@ class Bundle:
 NFT_HEAD = "table inet rampart\ndelete table inet rampart\ntable inet rampart {\n"
 # what reaches outside the table's block without a brace (a file, a variable, a comment)
 NFT_OUTSIDE = re.compile(r"\b(include|define|redefine|undefine)\b|[#$]")
-NFT_BRACE = re.compile(r"[{}]")
+# the words NFT_OUTSIDE looks for contain one of these (a cheap look first: the regex
+# takes ~45 ms over a 10k-rule script)
+NFT_OUTSIDE_HINTS = ("include", "define", "#", "$")
+NOT_BRACE = bytes(b for b in range(256) if b not in b"{}")  # UTF-8: no other byte is one
+_DEPTH = {ord("{"): 1, ord("}"): -1}
 
 
 def check_nft_script(text: str) -> None:
@@ -95,23 +100,31 @@ def check_nft_script(text: str) -> None:
     of the delete-and-recreate idiom, then one block that the script's last `}` closes.
     nft ignores indentation and line breaks, so the block's end is found by its braces
     outside quoted strings (nft reads those verbatim to the next `"`), not by what starts
-    a line."""
+    a line.
+
+    Checked in whole-text passes (a 10k-rule script, ~18k quoted comments: ~4 ms instead
+    of ~55 ms part by part): the parts between quoted strings are joined by NUL, which,
+    like a part's own ends, is no word character, no brace and no blank.
+    """
     if not text:
         return
     refused = BundleError("bundle field nft may only recreate table inet rampart")
     body = text[len(NFT_HEAD) :]
     if not text.startswith(NFT_HEAD) or body.count('"') % 2:
         raise refused
-    unquoted = body.split('"')[::2]  # the parts between quoted strings
-    depth = 1
-    for n, part in enumerate(unquoted):
-        if NFT_OUTSIDE.search(part):
-            raise refused
-        for brace in NFT_BRACE.finditer(part):
-            depth += 1 if brace.group() == "{" else -1
-            if depth == 0 and (n != len(unquoted) - 1 or part[brace.end() :].strip()):
-                raise refused  # the table's block ends before the script does
-    if depth != 0:
+    unquoted = "\0".join(body.split('"')[::2])  # the parts between quoted strings
+    if any(h in unquoted for h in NFT_OUTSIDE_HINTS) and NFT_OUTSIDE.search(unquoted):
+        raise refused
+    # the table's block closes at the last brace, with nothing but blanks after it
+    end = unquoted.rfind("}")
+    if end < 0 or unquoted[end + 1 :].strip():
+        raise refused
+    # ... and not before: every brace up to it balanced, never below the table's depth
+    braces = unquoted[:end].encode("utf-8", "surrogatepass").translate(None, NOT_BRACE)
+    if (
+        2 * braces.count(b"{") != len(braces)
+        or min(accumulate(map(_DEPTH.__getitem__, braces), initial=0)) < 0
+    ):
         raise refused
 
 

@@ -18,7 +18,9 @@ the set rule and only its addresses go to the set, grouped by its exact port lis
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..ir import (
     ACCEPT,
@@ -436,6 +438,7 @@ class BlockCompiler:
         min_rules: int,
         range_max: int = 64,
         guard_min: int | None = None,
+        elements_max: int | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.types = types
@@ -445,6 +448,7 @@ class BlockCompiler:
         # nftables interval sets (ranges are elements): any side may be a whole interval,
         # so one shape with ports and one without hold every settable rule
         self.intervals = range_max > 65535 and {"hash:net,port,net", "hash:net,net"} <= types
+        self.elements_max = elements_max
 
     def compile(
         self,
@@ -572,6 +576,7 @@ class BlockCompiler:
         if not big:
             return self._guard([r for _, irs in units for r in irs], family, direction, label)
         made: dict[tuple, list[SetElement]] = {}
+        groups: dict[str, str] = {}  # set name -> its group (what names its parts)
         out: list[IRRule] = []
         for (rid, irs), plan in zip(units, plans, strict=True):
             if plan is None:
@@ -590,6 +595,7 @@ class BlockCompiler:
                     if len(key) > 3:  # ports in the rule (`_wide`): its ports name it too
                         group += f"/{key[3]}/{key[4]}"
                     name = lookup_set_name(family, shape, group)
+                    groups[name] = group
                     lset = LookupSet(name, family, shape)
                     elements = made[key] = lset.elements
                     out.append(
@@ -617,7 +623,44 @@ class BlockCompiler:
                     elements.append(_new_tuple(SetElement, (values[0], tag, rid)))
                 else:
                     elements.extend([_new_tuple(SetElement, (v, tag, rid)) for v in values])
+        if self.elements_max is not None:
+            out = self._parts(out, groups, family)
         return self._guard(out, family, direction, label)
+
+    def _parts(self, out: list[IRRule], groups: dict[str, str], family: int) -> list[IRRule]:
+        """Each set-lookup rule whose set holds more than `elements_max` kernel elements as
+        2, 4, 8... rules over sets of a part of its rules each (by a hash of the rule id,
+        so a rule stays in its part while the part count stays). Neither ipset nor nft
+        reads one element's counters cheaply: a change that deletes an element (its rule
+        edited or moved) lists its whole set first, ~10 us per element here; parts keep
+        that bounded, for one more lookup per part on the packet path."""
+        limit = self.elements_max
+        assert limit is not None
+        result: list[IRRule] = []
+        for r in out:
+            lset = r.lookup
+            if lset is None or lset.size <= limit:
+                result.append(r)
+                continue
+            count = 2
+            while lset.size > count * limit:
+                count *= 2
+            parts = [
+                LookupSet(
+                    lookup_set_name(family, lset.shape, f"{groups[lset.name]}/{k}of{count}"),
+                    family,
+                    lset.shape,
+                )
+                for k in range(count)
+            ]
+            for element in lset.elements:
+                parts[zlib.crc32(element.rule_id.encode()) % count].elements.append(element)
+            result.extend(
+                replace(r, tag=f"rpt:sys:set:{part.name}", lookup=part)
+                for part in parts
+                if part.elements
+            )
+        return result
 
     def _guard(
         self, rules: list[IRRule], family: int, direction: str, label: str

@@ -30,7 +30,10 @@ class CompileOptions:
     no port ranges: a range is one element per port; above 65535 ranges are taken as one
     element each, for the native nftables dataplane, whose interval sets hold them);
     `set_guard_min`: a block's kernel rules that name source networks, if at least this
-    many, go behind one lookup of all their networks (None: never).
+    many, go behind one lookup of all their networks (None: never);
+    `set_elements_max`: a lookup set of more kernel elements is cut in 2, 4, 8... parts by
+    rule (a change that deletes an element lists its whole set first, for the counts it
+    loses; None: never).
     """
 
     ipset_threshold: int = 8
@@ -42,6 +45,7 @@ class CompileOptions:
     set_min_rules: int = 4
     set_range_max: int = 64
     set_guard_min: int | None = 16
+    set_elements_max: int | None = 8192
 
     def __post_init__(self) -> None:
         if self.ipset_threshold < 1:
@@ -50,6 +54,8 @@ class CompileOptions:
             raise ValueError("set_min_rules must be at least 1")
         if self.set_range_max < 1:
             raise ValueError("set_range_max must be at least 1")
+        if self.set_elements_max is not None and self.set_elements_max < 1:
+            raise ValueError("set_elements_max must be at least 1")
         if self.log_rate_limit is not None:
             # ValueError names the bad spelling, or a pair the kernel would refuse
             check_limit_burst(parse_rate(self.log_rate_limit), self.log_burst)

@@ -99,6 +99,7 @@ class RulesetLowerer:
             opts.set_min_rules,
             opts.set_range_max,
             opts.set_guard_min,
+            opts.set_elements_max,
         )
         exact = (rs.rules, expiring, self._objects_key)
         sets = self.expander.sets
@@ -288,7 +289,12 @@ class RulesetLowerer:
         if not opts.set_compile:
             return
         blocks = BlockCompiler(
-            rs_name, opts.set_types, opts.set_min_rules, opts.set_range_max, opts.set_guard_min
+            rs_name,
+            opts.set_types,
+            opts.set_min_rules,
+            opts.set_range_max,
+            opts.set_guard_min,
+            opts.set_elements_max,
         )
         sets = self.expander.sets
         for family, chains in out.items():

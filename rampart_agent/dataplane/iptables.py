@@ -20,7 +20,7 @@ from rampart_agent.dataplane.base import (
     LiveSet,
     PendingRestore,
 )
-from rampart_agent.dataplane.iptc_reader import iptc_read_builtins
+from rampart_agent.dataplane.iptc_reader import iptc_read_builtins, preload_iptc
 from rampart_agent.dataplane.save import parse_ipset_save, parse_listed, parse_save
 from rampart_agent.dataplane.xtables_lock import WAITING, await_free
 from rampart_agent.ipset_types import ipset_types
@@ -119,6 +119,8 @@ class IptablesDataplane(Dataplane):
             self.runner.keep_warm(
                 [self._restore_argv("v4"), self._restore_argv("v6"), IPSET_RESTORE]
             )
+            if self.reader == "iptc":  # the first apply reads through it (read_jumps)
+                preload_iptc()
         else:
             self.runner.stop_warm()
 

@@ -218,38 +218,50 @@ def live_set(obj: dict[str, Any]) -> LiveSet:
     return out
 
 
-def _script_elements(script: str) -> tuple[list[str], dict[str, dict[str, str]]]:
-    """(every line but the lookup sets' element lines, set -> element key -> its line).
-    render_nft writes a lookup set's elements one per line, three tabs deep; nothing else
-    is that deep."""
+def _script_sets(script: str) -> tuple[list[str], dict[str, str]]:
+    """(every line but the lookup sets' element lines, set -> the text of its element
+    lines). render_nft writes a lookup set's elements one per line, three tabs deep;
+    nothing else is that deep."""
     skeleton: list[str] = []
-    elements: dict[str, dict[str, str]] = {}
-    current = ""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
     for line in script.split("\n"):
         if line.startswith("\t\t\t"):
-            text = line.strip().rstrip(",")
-            elements.setdefault(current, {})[text.split(" counter ", 1)[0]] = text
+            if current is not None:
+                current.append(line)
             continue
         if line.startswith("\tset "):
-            current = line.split()[1]
+            current = blocks.setdefault(line.split()[1], [])
         skeleton.append(line)
-    return skeleton, elements
+    return skeleton, {name: "\n".join(lines) for name, lines in blocks.items()}
+
+
+def _elements(block: str) -> dict[str, str]:
+    """A set's element lines: element key -> its line (`key counter ... comment "..."`)."""
+    out: dict[str, str] = {}
+    for line in block.split("\n") if block else ():
+        text = line.strip().rstrip(",")
+        out[text.split(" counter ", 1)[0]] = text
+    return out
 
 
 def element_delta(old: str, new: str) -> tuple[str, dict[str, list[str]]] | None:
     """`old` -> `new` as set element changes alone (one `nft -f` transaction: deletes, then
     adds), and the element keys it deletes per set; None when anything else differs (the
     table is then reloaded). An element passing to another rule is deleted and added again
-    (its counter restarts: the counts were its old rule's)."""
-    old_skel, old_sets = _script_elements(old)
-    new_skel, new_sets = _script_elements(new)
+    (its counter restarts: the counts were its old rule's). Only the sets whose element
+    text differs are parsed."""
+    old_skel, old_sets = _script_sets(old)
+    new_skel, new_sets = _script_sets(new)
     if old_skel != new_skel:
         return None
     lines: list[str] = []
     adds: list[str] = []
     removed: dict[str, list[str]] = {}
     for name in sorted(old_sets.keys() | new_sets.keys()):
-        before, after = old_sets.get(name, {}), new_sets.get(name, {})
+        if old_sets.get(name) == new_sets.get(name):
+            continue
+        before, after = _elements(old_sets.get(name, "")), _elements(new_sets.get(name, ""))
         gone = [k for k, text in before.items() if after.get(k) != text]
         came = [text for k, text in after.items() if before.get(k) != text]
         if gone:
@@ -351,19 +363,34 @@ class NftDataplane(Dataplane):
         if not payload:
             return True
         if lost is not None and removed:
-            live = self.read_sets(removed)
             for name, keys in removed.items():
-                held = {e.value: e for e in live[name].elements} if name in live else {}
-                for key in keys:
-                    element = held.get(_first_key(key))
-                    parts = str(element.comment if element else "").split(":")
-                    if element is not None and len(parts) > 2 and element.packets:
-                        c = lost.setdefault(parts[1], [0, 0])
-                        c[0] += element.packets
-                        c[1] += element.bytes
+                for uuid, (packets, nbytes) in self._element_counts(name, keys).items():
+                    c = lost.setdefault(uuid, [0, 0])
+                    c[0] += packets
+                    c[1] += nbytes
         before_kernel()
         self.load_script(payload)  # one transaction: the kernel refuses all or nothing
         return True
+
+    def _element_counts(self, name: str, keys: list[str]) -> dict[str, list[int]]:
+        """The counts of these elements of one set, per rule uuid, from a listing of that
+        set alone (`nft list set`; a table listing, or `nft get element`, which fills its
+        cache with every set's elements, costs seconds at 50k elements)."""
+        res = self.runner.run(["nft", "-j", "list", "set", "inet", TABLE, name], check=False)
+        if res.returncode != 0:
+            raise DataplaneError(res.stderr.strip() or f"nft list set {name} failed")
+        wanted = {_first_key(key) for key in keys}
+        out: dict[str, list[int]] = {}
+        for item in json.loads(res.stdout or "{}").get("nftables", []):
+            if "set" not in item:
+                continue
+            for element in live_set(item["set"]).elements:
+                parts = str(element.comment or "").split(":")
+                if element.value in wanted and len(parts) > 2 and element.packets:
+                    c = out.setdefault(parts[1], [0, 0])
+                    c[0] += element.packets
+                    c[1] += element.bytes
+        return out
 
     def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:
         wanted = set(names) if names is not None else None

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from compiler import CompileOptions, Packet, PolicyDocument, Tracer, compile_device
 from compiler.ir import ACCEPT, DROP, AddrMatch, Rule
 from compiler.lower import RULESET_CACHE
-from compiler.lower.blocks import LEAF_MAX, BlockCompiler, lookup_members, set_rule_members
+from compiler.lower.blocks import (
+    LEAF_MAX,
+    BlockCompiler,
+    _Levels,
+    _port_keys,
+    lookup_members,
+    set_rule_members,
+)
 from compiler.lower.options import DEFAULT_SET_TYPES
 from compiler.nets import parse
 from compiler.render_iptables import render_rule
@@ -67,8 +74,21 @@ _rule = st.fixed_dictionaries(
         "states": st.just(["new"]),
         "in_interface": st.just("eth0"),
         "reject_with": st.just("tcp-reset"),
+        "log": st.just(True),
+        "rate_limit": st.just("10/second"),
+        "rate_limit_per_source": st.just({"rate": "6/minute"}),
+        "destinations_negate": st.just(True),
+        # services instead of protocol/dports: tcp+udp kernel rules of one policy rule
+        "services": st.sampled_from([["web"], ["dns"], ["web", "dns"], ["wideweb"]]),
+        "in_zone": st.just("lan"),
     },
 )
+SERVICES = [
+    {"name": "web", "protocol": "tcp", "ports": ["80", "443", "1000-1003"]},
+    {"name": "dns", "protocol": "udp", "ports": ["53", "5353"]},
+    {"name": "dnstcp", "protocol": "tcp", "ports": ["53"]},
+    {"name": "wideweb", "protocol": "tcp", "ports": ["80-90", "1024-65535"]},
+]
 
 # the rules sets are made of (one address side or both, tcp/udp ports): many per policy
 _simple_rule = st.fixed_dictionaries(
@@ -109,6 +129,19 @@ def _document(raw_rules: list[dict]) -> dict:
                 rule["sources_negate"] = True
         if dsts:
             rule["destinations"] = dsts
+            if raw.get("destinations_negate"):
+                rule["destinations_negate"] = True
+        for key in ("log", "rate_limit", "rate_limit_per_source"):
+            if key in raw:
+                rule[key] = raw[key]
+        if "in_zone" in raw and "in_interface" not in raw:
+            rule["in_zone"] = raw["in_zone"]
+        if "services" in raw:  # instead of protocol and ports
+            rule["services"] = raw["services"] + (["dnstcp"] if "dns" in raw["services"] else [])
+            if raw["action"] == "reject" and "reject_with" in raw and raw["services"] == ["web"]:
+                rule["reject_with"] = raw["reject_with"]
+            rules.append(rule | {k: raw[k] for k in ("states", "in_interface") if k in raw})
+            continue
         proto = raw["protocol"]
         if proto == "icmp" and v6:
             proto = "icmpv6"
@@ -129,6 +162,8 @@ def _document(raw_rules: list[dict]) -> dict:
         rules.append(rule)
     doc = cases.minimal()
     doc["address_groups"] = [{"name": "biggroup", "members": BIG_GROUP}]
+    doc["services"] = SERVICES
+    doc["zones"] = [{"name": "lan", "interfaces": ["eth0"], "networks": ["198.18.1.0/24"]}]
     doc["rulesets"] = [{"name": "rs", "rules": rules}]
     doc["devices"][0]["rulesets"] = ["rs"]
     doc["devices"][0]["default_policy"]["input"] = "drop"
@@ -709,3 +744,137 @@ def _rules_with_lookups(program) -> list:
         for r in chain.rules
         if r.lookup is not None
     ]
+
+
+def test_a_large_ipset_is_cut_in_parts_by_rule():
+    """More kernel elements than `set_elements_max` in one ipset: 2^k sets of a part of
+    the rules each; traces stay linear; adding a rule changes one part's elements only;
+    nftables interval sets likewise."""
+    raw = _disjoint_rules(200)
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_elements_max=16)
+    _same_answers(_doc_of(raw), options)
+
+    def parts(rules: list[dict], opts: CompileOptions) -> dict[str, set[str]]:
+        program = compile_device(
+            PolicyDocument.from_dict(_doc_of(rules)), "bare", options=opts, now=cases.NOW
+        ).program
+        assert program is not None
+        return {name: set(ids) for name, ids in lookup_members(program).items()}
+
+    one = parts(raw, options)
+    sizes = sorted(len(ids) for ids in one.values())
+    assert len(one) > 4 and sizes[-1] < 60  # cut (200 rules would be a few sets whole)
+    extra = {"action": "drop", "sources": ["198.18.250.0/24"], "protocol": "tcp", "dports": ["7"]}
+    two = parts([*raw, extra], options)
+    changed = [name for name in one if one[name] != two.get(name)]
+    assert len(changed) <= 1 and set(one) <= set(two)
+    native = CompileOptions(
+        set_compile=True,
+        set_types=ALL_TYPES | {"hash:net,net"},
+        set_range_max=65536,
+        set_elements_max=16,
+    )
+    assert len(parts(raw, native)) > 4
+    _same_answers(_doc_of(raw), native)
+
+
+_CELL_BITS = {4: 24, 6: 48}
+
+
+@st.composite
+def _box(draw, family: int) -> tuple:
+    """A box (see blocks.Box) of prefixes clustered in a few /24 (/48) cells, short ones
+    across them, /0 too; tcp/udp with port lists over one or many 64-port buckets."""
+    bits = 32 if family == 4 else 128
+    cell = _CELL_BITS[family]
+    lens = [0, 8, 16, 22, 23, 24, 25, 30, 32] if family == 4 else [0, 32, 47, 48, 49, 64, 128]
+
+    def side() -> tuple[int, int, int]:
+        plen = draw(st.sampled_from(lens))
+        value = (draw(st.integers(0, 3)) << (bits - cell)) | draw(
+            st.integers(0, (1 << (bits - cell)) - 1)
+        )
+        first = value & ~((1 << (bits - plen)) - 1)
+        return first, first | ((1 << (bits - plen)) - 1), plen
+
+    proto = draw(st.sampled_from([None, "tcp", "tcp", "udp", "icmp"]))
+    ports = None
+    if proto in ("tcp", "udp") and draw(st.booleans()):
+        starts = st.sampled_from([1, 63, 64, 80, 127, 128, 1000, 1023, 1024, 65535])
+        ranges = st.tuples(starts, st.integers(0, 1200))
+        ports = tuple(
+            sorted(
+                (lo, min(65535, lo + n))
+                for lo, n in draw(st.lists(ranges, min_size=1, max_size=20))
+            )
+        )
+    return (*side(), *side(), proto, ports)
+
+
+def _boxes_meet(a: tuple, b: tuple) -> bool:
+    """Whether two boxes share a point, by brute force over their ports."""
+    if a[1] < b[0] or b[1] < a[0] or a[4] < b[3] or b[4] < a[3]:
+        return False
+    if a[6] is None or b[6] is None:
+        return True
+    if a[6] != b[6]:
+        return False
+    if a[7] is None or b[7] is None:
+        return True
+    ports = {p for lo, hi in a[7] for p in range(lo, hi + 1)}
+    return any(p in ports for lo, hi in b[7] for p in range(lo, hi + 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([4, 6]).flatmap(
+        lambda family: st.tuples(
+            st.just(family),
+            st.lists(st.lists(_box(family), min_size=1, max_size=3), min_size=1, max_size=40),
+        )
+    )
+)
+def test_the_overlap_index_finds_every_overlap(case):
+    """`_Levels.level_of` (indexed by protocol, port bucket and source cell) against the
+    O(n^2) placement: never lower (a missed overlap would put a rule beside one it meets),
+    and, this far below the candidate bound, exactly as high."""
+    family, rules = case
+    index = _Levels(family)
+    levels: list[int] = []
+    for i, boxes in enumerate(rules):
+        keys = [_port_keys(b) for b in boxes]
+        at = index.level_of(boxes, keys)
+        brute = max(
+            (
+                levels[j] + 1
+                for j in range(i)
+                if any(_boxes_meet(a, b) for a in boxes for b in rules[j])
+            ),
+            default=0,
+        )
+        assert at == brute, (i, boxes)
+        index.add(boxes, keys, at)
+        levels.append(at)
+
+
+def test_a_tcp_reset_set_rule_names_tcp():
+    """REJECT --reject-with tcp-reset needs `-p tcp` in its rule (iptables-restore fails
+    without it: kernel test in test_blocks_kernel.py); nftables' text stays as it was."""
+    rules = [
+        Rule(
+            "REJECT",
+            f"rpt:{c}:0",
+            AddrMatch(parse(f"198.18.{i}.0/24")),
+            proto="tcp",
+            dports=((80, 80),),
+            arg="tcp-reset",
+            rule_id=c,
+        )
+        for i, c in enumerate("ab")
+    ]
+    (out,) = BlockCompiler("rs", THIS_KERNEL, 1).compile(rules, 4, "input")[0]
+    assert out.lookup is not None and out.proto == "tcp"
+    assert render_rule("C", out, 4).startswith(f"-A C -p tcp -m set --match-set {out.lookup.name}")
+    assert "-j REJECT --reject-with tcp-reset" in render_rule("C", out, 4)
+    nft = render_nft_rule(out, 4, "filter")
+    assert nft.count("meta l4proto tcp") == 1 and "reject with tcp reset" in nft

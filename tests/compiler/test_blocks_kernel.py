@@ -5,8 +5,11 @@ TCP/UDP probes get the tracer's verdicts, and each set element counts its own ru
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
+import json
 import re
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -103,6 +106,7 @@ def test_set_compiled_policy_agrees_with_the_tracer(pair, data):
         ),
         set_min_rules=data.draw(st.sampled_from([1, 2])),
         set_guard_min=data.draw(st.sampled_from([None, 1])),
+        set_elements_max=data.draw(st.sampled_from([None, 3])),  # ipset sets cut in parts
     )
     if options.set_types == ALL_SHAPES:  # nft interval sets hold whole port ranges
         options = dataclasses.replace(options, set_range_max=65536)
@@ -297,3 +301,66 @@ def test_wide_port_range_keeps_its_ports_in_the_set_rule(pair):
     assert client.probe(probes, timeout=0.5) == [e.verdict == "accept" for e in expected]
     # the accepted connections' first packets, and the dropped datagram
     assert _element_counts(server, uuids) == dict(zip(uuids, [5, 0, 1, 0], strict=True))
+
+
+CONNECT = (
+    "import json, socket, sys\n"
+    "out = []\n"
+    "for host, port in json.loads(sys.argv[1]):\n"
+    "    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)\n"
+    "    s.settimeout(0.5)\n"
+    "    out.append(s.connect_ex((host, port)))\n"
+    "    s.close()\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def test_a_tcp_reset_set_rule_loads_and_resets(pair):
+    """REJECT with tcp-reset rules in one set: the set rule says `-p tcp` (the kernel's
+    REJECT refuses a TCP reset without it, and so the whole restore), and a connection
+    is refused with a reset in both families while the tracer says which rule did it."""
+    client, server, backend = pair
+    uuids = [f"00000000-0000-4000-8000-00000000002{i}" for i in range(5)]
+    rules = [
+        {"id": uuids[i], "chain": "input", "action": "reject", "reject_with": "tcp-reset"}
+        | {"sources": [src], "protocol": "tcp", "dports": [port]}
+        for i, (src, port) in enumerate(
+            [(client.addr4, "7001"), (client.addr4, "7002"), (client.addr6, "7001")]
+            + [(client.addr6, "7002")]
+        )
+    ]
+    rules.append({"id": uuids[4], "chain": "input", "action": "accept", "protocol": "tcp"})
+    doc = {
+        "version": 1,
+        "rulesets": [{"name": "reset", "rules": rules}],
+        "devices": [{"name": "server", "rulesets": ["reset"], "default_policy": {}}],
+    }
+    options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_min_rules=1)
+    if backend == "nft-native":
+        options = dataclasses.replace(options, set_types=ALL_SHAPES, set_range_max=65536)
+    bundle = compile_device(PolicyDocument.from_dict(doc), "server", options=options, now=cases.NOW)
+    assert bundle.program is not None and len(bundle.program.lookups) == 2
+    assert "-p tcp -m set --match-set" in bundle.iptables_v4 + bundle.iptables_v6
+    reset(server, backend)
+    load(server, bundle, backend)
+    tracer = Tracer(bundle.program, now=datetime.now(UTC))
+    targets = [(host, port) for host in (server.addr4, server.addr6) for port in (7001, 7002, 7010)]
+    decided = [
+        tracer.trace(
+            Packet.from_params(
+                {"protocol": "tcp", "source": client.addr6 if ":" in host else client.addr4}
+                | {"destination": host, "dport": str(port), "in_interface": server.dev}
+            )
+        )
+        for host, port in targets
+    ]
+    assert [(d.verdict, d.rule_id) for d in decided] == [
+        ("reject", uuids[0]),
+        ("reject", uuids[1]),
+        ("accept", uuids[4]),
+        ("reject", uuids[2]),
+        ("reject", uuids[3]),
+        ("accept", uuids[4]),
+    ]
+    got = json.loads(client.run(sys.executable, "-c", CONNECT, json.dumps(targets)).stdout)
+    assert got == [errno.ECONNREFUSED] * 2 + [0] + [errno.ECONNREFUSED] * 2 + [0]

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from rampart_agent.dataplane import DataplaneError, IptablesDataplane
+from rampart_agent.ruleset import FILL_SPLIT_FROM
 from rampart_agent.runner import Runner
 from rampart_agent.sample import make_bundle, set_name
 from tests.rampart_agent.agentns import (
@@ -151,8 +152,6 @@ def test_a_large_set_filled_in_pieces_is_whole_before_its_rule(backend, tmp_path
     """A set above FILL_SPLIT_FROM entries is filled by several ipset processes at once;
     the rule naming it commits after all of them: the kernel holds every entry, and a
     packet from the last entry is matched."""
-    from rampart_agent.ruleset import FILL_SPLIT_FROM
-
     with host_pair("agf") as (client, server):
         server.listen(tcp=[443])
         n = FILL_SPLIT_FROM + 5_000
@@ -170,4 +169,33 @@ def test_a_large_set_filled_in_pieces_is_whole_before_its_rule(backend, tmp_path
         agent(server, backend, tmp_path / "state", "apply", write(tmp_path / "b.json", bundle))
         header = server.run("ipset", "list", "-t", name).stdout
         assert f"Number of entries: {n}" in header
+        assert client.probe([{"proto": "tcp", "host": server.addr4, "port": 443}]) == [True]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_many_small_sets_filled_side_by_side_are_whole_before_their_rules(backend, tmp_path):
+    """Sets below FILL_SPLIT_FROM holding that many entries between them (a set-compiled
+    policy's) are dealt to several ipset processes; the rules commit after all of them:
+    every set holds every entry, and a packet from the last entry of the last set is
+    matched."""
+    with host_pair("ags") as (client, server):
+        server.listen(tcp=[443])
+        per_set = FILL_SPLIT_FROM // 8 + 1
+        groups = [
+            [f"198.19.{k * 16 + i // 250}.{i % 250}/32" for i in range(per_set)] for k in range(8)
+        ]
+        groups[-1][-1] = f"{client.addr4}/32"
+        names = [set_name(4, entries) for entries in groups]
+        rules = [
+            f"-m set --match-set {n} src -m comment --comment rpt:sys:set -j ACCEPT" for n in names
+        ]
+        rules.append("-p tcp -m tcp --dport 443 -m comment --comment rpt:sys:default -j DROP")
+        bundle = make_bundle(
+            v4={"filter": {"chains": {"RPT-INPUT": rules}, "jumps": {"INPUT": ["RPT-INPUT"]}}},
+            sets=dict(zip(names, groups, strict=True)),
+        )
+        agent(server, backend, tmp_path / "state", "apply", write(tmp_path / "b.json", bundle))
+        for name in names:
+            header = server.run("ipset", "list", "-t", name).stdout
+            assert f"Number of entries: {per_set}" in header
         assert client.probe([{"proto": "tcp", "host": server.addr4, "port": 443}]) == [True]

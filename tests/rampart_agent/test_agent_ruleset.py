@@ -3,6 +3,7 @@
 import pytest
 
 from rampart_agent.ruleset import (
+    FILL_SPLIT_FROM,
     BundleError,
     LiveJump,
     Table,
@@ -264,3 +265,33 @@ def test_fill_payloads_split_big_sets_at_line_ends_and_join_small_ones():
     assert ipset_fill_payloads(list(sets.values()), 1) == [
         "".join(ipset_fill_payload(b) for b in sets.values())
     ]
+
+
+def test_fill_payloads_deal_many_small_sets_into_inputs_of_about_the_same_size():
+    """Sets below FILL_SPLIT_FROM that hold that many entries between them (a set-compiled
+    policy's lookup sets) are filled by `parts` processes at once, each set whole in one."""
+    sizes = [3000, 2500, 2500, 2000, 2000, 1500, 1500, 1500, 1000, 1000, 800, 700, 500, 300, 200]
+    assert sum(sizes) >= FILL_SPLIT_FROM > max(sizes)
+    text = "".join(
+        f"create rpt-4-s{k} hash:net family inet\n"
+        + "".join(
+            f"add rpt-4-s{k} 198.{18 + k // 8}.{k % 8 * 32 + i // 250}.{i % 250}\n"
+            for i in range(n)
+        )
+        for k, n in enumerate(sizes)
+    )
+    sets = parse_ipsets(text)
+    payloads = ipset_fill_payloads(list(sets.values()), 2)
+    assert len(payloads) == 2
+    creates = [
+        [ln.split()[1] for ln in p.splitlines() if ln.startswith("create ")] for p in payloads
+    ]
+    assert sorted(creates[0] + creates[1]) == sorted(sets)  # every set once
+    for names in creates:  # in each input, the sets in the bundle's order
+        assert names == sorted(names, key=list(sets).index)
+    for p in payloads:  # each set whole: its create line, then all its adds
+        for name in sets:
+            if f"create {name} " in p:
+                assert ipset_fill_payload(sets[name]) in p
+    entries = [p.count("\nadd ") for p in payloads]
+    assert abs(entries[0] - entries[1]) <= max(sizes) // 2

@@ -1,5 +1,8 @@
 """IptablesDataplane over a fake command runner: the exact commands, and parsing their output."""
 
+import subprocess
+import sys
+
 import pytest
 
 from rampart_agent.dataplane import DataplaneError, IptablesDataplane, detect_backend
@@ -78,3 +81,27 @@ def test_backend_detection_follows_the_other_users_rules():
     empty = fake({"iptables -V": "iptables v1.8.9 (nf_tables)"})
     assert detect_backend(empty) == "nft"
     assert detect_backend(fake({"iptables -V": "iptables v1.8.9 (legacy)"})) == "legacy"
+
+
+PRELOAD_CHECK = """
+import sys, threading
+from rampart_agent.dataplane import IptablesDataplane
+from rampart_agent.runner import FakeRunner
+dp = IptablesDataplane("{backend}", FakeRunner())
+dp.keep_tools_ready()
+for thread in threading.enumerate():
+    if thread.name == "iptc-preload":
+        thread.join(30)
+print("iptc" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("backend", "loaded"), [("legacy", "True"), ("nft", "False")])
+def test_a_serving_legacy_agent_imports_iptc_before_its_first_apply(backend, loaded):
+    """The first apply of a legacy agent reads its built-in chains through python-iptables,
+    whose import (~0.3-0.8 s) happens when the agent starts serving, not inside that apply;
+    an iptables-nft agent never reads through it and never imports it."""
+    pytest.importorskip("iptc")
+    code = PRELOAD_CHECK.format(backend=backend)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == loaded
