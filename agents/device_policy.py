@@ -214,11 +214,23 @@ _SETTINGS = ("groups", "rulesets", "default_policy", "management_sources")
 _FLAGS = ("stateful", "allow_loopback")
 
 
-def device_settings(document: dict, device: Device) -> dict:
+def device_entries(document: dict) -> dict[str, dict]:
+    """The document's device entries by name (the first of a name), for `device_settings`
+    over a whole fleet: one pass instead of a search per device."""
+    out: dict[str, dict] = {}
+    for entry in document.get("devices", []):
+        out.setdefault(entry.get("name"), entry)
+    return out
+
+
+def device_settings(document: dict, device: Device, entries: dict[str, dict] | None = None) -> dict:
     """What `document` sets for `device` (default policy, management sources, flags, groups,
     rule sets) plus the compile option taken from its row: what a deployment records per
-    device, so it says what it pushed and compiles with the flag it was created with."""
-    entry = next((d for d in document.get("devices", []) if d.get("name") == device.name), {})
+    device, so it says what it pushed and compiles with the flag it was created with.
+    `entries`: `device_entries(document)`, when called for many devices."""
+    if entries is None:
+        entries = device_entries(document)
+    entry = entries.get(device.name, {})
     out: dict = {key: entry.get(key) for key in _SETTINGS}
     out |= {key: entry.get(key, True) for key in _FLAGS}
     options = compile_options(device)

@@ -27,13 +27,15 @@ from collections.abc import Sequence
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 
 from agents import enqueue
 from agents.choices import TERMINAL_STATES
 from agents.models import DeviceDeployment
 from agents.services.device_run import RetryLater, device_deployment_fail, device_deployment_run
+from agents.services.rollout import deployment_refresh
+from agents.services.write_funnel import WriteFunnel
 
 log = logging.getLogger(__name__)
 
@@ -57,42 +59,60 @@ def device_deployment_batch(
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
     for dd_id in ids:
         todo.put(dd_id)
+    funnel = WriteFunnel()
     workers = [
-        threading.Thread(target=_drain, args=(todo, results), name=f"deploy-batch-{i}")
+        threading.Thread(target=_drain, args=(todo, results, funnel), name=f"deploy-batch-{i}")
         for i in range(threads)
     ]
     for worker in workers:
         worker.start()
     try:
-        for worker in workers:
-            worker.join()
+        # this thread commits the writes of the others, in groups (write_funnel.py)
+        funnel.serve(lambda: not any(worker.is_alive() for worker in workers))
     except SoftTimeLimitExceeded:
+        funnel.close()
         for dd_id in ids:
             if dd_id not in results:
                 device_deployment_fail(
                     device_deployment_id=dd_id, reason="task time limit exceeded"
                 )
                 results[dd_id] = "failed"
+    _refresh(ids)
     return results
 
 
-def _drain(todo: queue.SimpleQueue[int], results: dict[int, str]) -> None:
-    """One thread: device deployments from `todo` until none is left; its own database
-    connection, closed at the end."""
+def _refresh(ids: list[int]) -> None:
+    """Move the rollouts of the batch's devices on, once each (a device run alone does it
+    itself); a device sent again on its own moves it when it ends."""
+    deployments = (
+        DeviceDeployment.objects.filter(pk__in=ids)
+        .order_by()  # no default ordering in the DISTINCT: one row per deployment
+        .values_list("deployment_id", flat=True)
+        .distinct()
+    )
+    for deployment_id in list(deployments):
+        with transaction.atomic():  # its reads in one transaction
+            deployment_refresh(deployment_id=deployment_id)
+
+
+def _drain(todo: queue.SimpleQueue[int], results: dict[int, str], funnel: WriteFunnel) -> None:
+    """One thread: device deployments from `todo` until none is left, their writes
+    committed through `funnel`; its own database connection (for reads), closed at the end."""
     try:
-        while True:
-            try:
-                dd_id = todo.get_nowait()
-            except queue.Empty:
-                return
-            results[dd_id] = _run_one(dd_id)
+        with funnel.active():
+            while True:
+                try:
+                    dd_id = todo.get_nowait()
+                except queue.Empty:
+                    return
+                results[dd_id] = _run_one(dd_id, refresh=False)
     finally:
         connections.close_all()  # this thread's connections only
 
 
-def _run_one(dd_id: int) -> str:
+def _run_one(dd_id: int, *, refresh: bool = True) -> str:
     try:
-        return device_deployment_run(device_deployment_id=dd_id)
+        return device_deployment_run(device_deployment_id=dd_id, refresh=refresh)
     except RetryLater:
         backoff = settings.RAMPART.get("DEPLOY_RETRY_BACKOFF", 2)
         enqueue.device_deployment_retry(dd_id, countdown=random.uniform(backoff / 2, backoff))

@@ -12,19 +12,20 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from agents.choices import DeploymentTrigger
 from agents.compile import deployment_document
-from agents.device_policy import device_settings
+from agents.device_policy import device_entries, device_settings
 from agents.models import Deployment, DeviceDeployment
 from agents.selectors import resolve_target
 from agents.services.rollout import deployment_refresh, start_wave
 from agents.services.transitions import S, move, now_iso
 from compiler.validate import probe_errors
 from core.audit.choices import AuditAction
-from core.audit.services import record
+from core.audit.services import deferred, record
+from core.bulk_rows import insert_rows
 from rules.models import Device
 
 _ROLLOUT_KEYS = {"canary", "wave_size", "wave_percent", "halt_on_failure"}
@@ -182,6 +183,7 @@ def _create_device_deployments(
     """One queued device deployment per target, in waves of the planned sizes, each with the
     device settings the document compiles for it."""
     dds: list[DeviceDeployment] = []
+    entries = device_entries(document)
     position = 0
     now = now_iso()
     for wave, size in enumerate(sizes):
@@ -191,30 +193,42 @@ def _create_device_deployments(
                     deployment=deployment,
                     device=device,
                     wave=wave,
-                    settings=device_settings(document, device),
+                    settings=device_settings(document, device, entries),
                     transitions=[{"state": S.QUEUED, "at": now}],
                 )
             )
         position += size
-    DeviceDeployment.objects.bulk_create(dds)
+    # COPY on PostgreSQL (core.bulk_rows): one INSERT binding 10,000 rows × 20 values
+    # spent seconds converting its parameters
+    conn = connections[router.db_for_write(DeviceDeployment)]
+    fields = [f for f in DeviceDeployment._meta.concrete_fields if not f.primary_key]
+    insert_rows(
+        DeviceDeployment,
+        fields,
+        ([f.get_db_prep_save(f.pre_save(dd, True), conn) for f in fields] for dd in dds),
+    )
 
 
 def _supersede_queued(deployment: Deployment) -> None:
-    """Supersede older device deployments still queued for this deployment's devices."""
-    by_device = {dd.device_id: dd for dd in deployment.device_deployments.select_related("device")}
+    """Supersede older device deployments still queued for this deployment's devices: their
+    states in one chain append, and no policy document read (each older row's deployment
+    is only named)."""
+    by_device = dict(deployment.device_deployments.values_list("device_id", "pk"))
     older = (
         DeviceDeployment.objects.filter(device_id__in=by_device, state=S.QUEUED)
         .exclude(deployment=deployment)
-        .select_related("device", "deployment")
+        .select_related("device")
+        .defer("device__facts", "device__drift_diff")
     )
     touched: set[int] = set()
-    for old in older:
-        move(
-            old,
-            S.SUPERSEDED,
-            f"superseded by deployment #{deployment.pk}",
-            superseded_by=by_device[old.device_id],
-        )
-        touched.add(old.deployment_id)
+    with deferred():
+        for old in older:
+            move(
+                old,
+                S.SUPERSEDED,
+                f"superseded by deployment #{deployment.pk}",
+                superseded_by_id=by_device[old.device_id],
+            )
+            touched.add(old.deployment_id)
     for deployment_id in touched:
         transaction.on_commit(lambda i=deployment_id: deployment_refresh(deployment_id=i))

@@ -14,13 +14,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import DateTimeField, Max, Value
+from django.db.models import DateTimeField, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -36,11 +37,11 @@ from agents.client import (
 from agents.compile import compile_for_device, deployment_probes
 from agents.models import DeviceDeployment
 from agents.services.counters import counter_reset_ingest
-from agents.services.lease import lease_acquire, lease_release
+from agents.services.lease import lease_acquire, lease_release, lease_release_query
 from agents.services.rollout import deployment_refresh
 from agents.services.transitions import S, move, now_iso
+from agents.services.write_funnel import committed, one_commit
 from compiler import CompilerError
-from core.audit.services import deferred
 from rules.models import Device
 
 # An apply unanswered after this long: ask the agent (status, fresh connection) what it is
@@ -56,50 +57,56 @@ class DeviceBusy(RetryLater):
     """Another push holds the device's lease."""
 
 
-def _next_version(dd: DeviceDeployment, at_least: int = 0, *, fresh: bool = False) -> int:
-    """A bundle version greater than anything this device has seen from us or reported
-    (`fresh`: `dd.device` was just read, under the device's lease)."""
-    device = dd.device if fresh else Device.objects.get(pk=dd.device_id)
+def _next_version(dd: DeviceDeployment, at_least: int = 0) -> int:
+    """A bundle version greater than anything this device has seen from us or reported."""
+    applied = Device.objects.values_list("applied_version", flat=True).get(pk=dd.device_id)
     highest = (
         DeviceDeployment.objects.filter(device_id=dd.device_id).aggregate(v=Max("version"))["v"]
         or 0
     )
-    return max(highest, device.applied_version, at_least) + 1
+    return max(highest, applied, at_least) + 1
 
 
 def _load(device_deployment_id: int) -> DeviceDeployment:
+    """The device deployment with its device and deployment (not the document), and the
+    highest version any deployment gave the device (`highest_version`): one query."""
+    highest = (
+        DeviceDeployment.objects.filter(device_id=OuterRef("device_id"))
+        .order_by()
+        .values("device_id")
+        .annotate(v=Max("version"))
+        .values("v")
+    )
     return (
         DeviceDeployment.objects.select_related("device", "deployment")
         .defer("deployment__document")
+        .annotate(highest_version=Subquery(highest))
         .get(pk=device_deployment_id)
     )
 
 
-def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = False) -> str:
+def device_deployment_run(
+    *, device_deployment_id: int, final_attempt: bool = False, refresh: bool = True
+) -> str:
     """Compile, check, push and confirm one device's bundle; returns the state reached.
 
     Raises RetryLater when the attempt should be repeated; on `final_attempt` a
-    retryable failure is recorded as `failed` instead.
+    retryable failure is recorded as `failed` instead. `refresh=False`: the caller moves
+    the rollout on itself (a batch, once for all its devices).
 
     Four commits on the way of a push that goes well (the claim and the lease; compiling
     and pushing; applied; confirmed with the device's new bundle and the lease given back),
     each state still audited, and no read of the policy document: it is parsed once per
     process and devices with the same policy share one compile (agents/device_policy.py).
+    In a batch thread those commits are shared with the batch's other devices
+    (agents/services/write_funnel.py).
     """
-    with transaction.atomic():  # claim, lease and the next version: one commit
-        # the state and the device first (no row built): a finished one is left at once
-        state, device_id = DeviceDeployment.objects.values_list("state", "device_id").get(
-            pk=device_deployment_id
-        )
+    claimed = committed(partial(_claim_and_load, device_deployment_id))
+    assert claimed is not None
+    state, device_id, dd, planned = claimed
+    if dd is None:
         if state in TERMINAL_STATES:
             return state
-        claim = DeviceDeployment(pk=device_deployment_id, device_id=device_id)
-        _claim(claim)
-        leased = lease_acquire(claim)
-        if leased:  # read under the lease: a duplicate delivery may have finished it
-            dd = _load(device_deployment_id)
-            planned = None if dd.version else _next_version(dd, fresh=True)
-    if not leased:
         name = Device.objects.values_list("name", flat=True).get(pk=device_id)
         raise DeviceBusy(f"another push to {name} is in flight")
     state = ""
@@ -112,21 +119,46 @@ def device_deployment_run(*, device_deployment_id: int, final_attempt: bool = Fa
     finally:
         if state not in _RELEASED:  # those gave the lease back with their last write
             lease_release(dd)
-    if state in TERMINAL_STATES:
+    if refresh and state in TERMINAL_STATES:
         with transaction.atomic():  # its reads in one transaction
             deployment_refresh(deployment_id=dd.deployment_id)
     return state
 
 
-def _claim(dd: DeviceDeployment) -> None:
-    """Stamp a worker's claim (the first) and heartbeat: the sweeper's proof that the task's
-    message was delivered and that a run (or its wait for a busy device) is alive."""
+def _claim_and_load(
+    device_deployment_id: int,
+) -> tuple[str, int, DeviceDeployment | None, int | None]:
+    """Claim, lease and the next version in one transaction: (state, device id, the device
+    deployment read under the lease or None when another push holds it, planned version).
+    A finished one is left at once. Changes nothing in Python: it can run again."""
+    with transaction.atomic(savepoint=False):
+        if not _claim(device_deployment_id):  # finished (or gone): left at once
+            state, device_id = DeviceDeployment.objects.values_list("state", "device_id").get(
+                pk=device_deployment_id
+            )
+            return state, device_id, None, None
+        of_claim = DeviceDeployment.objects.filter(pk=device_deployment_id).values("device_id")
+        claim = DeviceDeployment(pk=device_deployment_id)
+        if not lease_acquire(claim, device=Subquery(of_claim)):
+            return "", int(of_claim.get()["device_id"]), None, None
+        # read under the lease: a duplicate delivery may have finished it
+        dd = _load(device_deployment_id)
+        planned = None
+        if not dd.version:
+            planned = max(dd.highest_version or 0, dd.device.applied_version) + 1
+        return dd.state, dd.device_id, dd, planned
+
+
+def _claim(device_deployment_id: int) -> bool:
+    """Stamp a worker's claim (the first) and heartbeat on an unfinished device deployment:
+    the sweeper's proof that the task's message was delivered and that a run (or its wait
+    for a busy device) is alive. False when it is finished."""
     now = timezone.now()
-    DeviceDeployment.objects.filter(pk=dd.pk).update(
-        heartbeat_at=now, claimed_at=Coalesce("claimed_at", Value(now, DateTimeField()))
+    return bool(
+        DeviceDeployment.objects.filter(pk=device_deployment_id)
+        .exclude(state__in=TERMINAL_STATES)
+        .update(heartbeat_at=now, claimed_at=Coalesce("claimed_at", Value(now, DateTimeField())))
     )
-    dd.claimed_at = dd.claimed_at or now  # move() writes every field of `dd` back
-    dd.heartbeat_at = now
 
 
 def device_deployment_fail(*, device_deployment_id: int, reason: str) -> None:
@@ -146,7 +178,7 @@ def _run_locked(dd: DeviceDeployment, planned: int | None, *, final_attempt: boo
         if not dd.version:
             dd.version = planned or _next_version(dd)
         client = AgentClient.for_device(dd.device)
-        with deferred():  # both steps and their audit entries: one commit
+        with one_commit():  # both steps and their audit entries: one commit
             move(dd, S.COMPILING, f"attempt {dd.attempts}", at=started)
             move(dd, S.PUSHING, f"version {dd.version}")
         answer = _push(dd, client, bundle)
@@ -199,7 +231,7 @@ def _compile(dd: DeviceDeployment, started: datetime) -> dict | None:
 
 
 def _compile_failed(dd: DeviceDeployment, started: datetime, note: str, **fields: Any) -> None:
-    with deferred():
+    with one_commit():
         move(dd, S.COMPILING, f"attempt {dd.attempts}", at=started)
         move(dd, S.FAILED, note, **fields)
 
@@ -349,7 +381,7 @@ def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str
         )
         return dd.state
     if result == "unchanged":
-        with deferred():
+        with one_commit():
             move(dd, S.UNCHANGED, "bundle already applied", agent_response=answer, error="")
             _device_applied(dd)
         return dd.state
@@ -366,7 +398,7 @@ def _after_apply(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str
     if answer.get("note"):
         note += f"; {answer['note']}"
     if dd.deployment.confirm_timeout <= 0 or answer.get("confirmed"):
-        with deferred():
+        with one_commit():
             move(dd, S.APPLIED, note, agent_response=answer, error="")
             move(
                 dd,
@@ -392,7 +424,7 @@ def _confirm(dd: DeviceDeployment, client: AgentClient, answer: dict) -> str:
             # is reported when the window ends, as the agent rolls it back
             connect = min(CONNECT_TIMEOUT, max(0.2, deadline - time.monotonic()))
             confirmed = client.confirm(dd.version, connect_timeout=connect)
-            with deferred():
+            with one_commit():
                 move(dd, S.CONFIRMED, "", agent_response={**answer, "confirm": confirmed})
                 _device_applied(dd)
             return dd.state
@@ -431,7 +463,7 @@ def _confirm_missed(dd: DeviceDeployment, client: AgentClient, last_error: str) 
         status = client.status()
         held = _agent_holds(status, dd)
         if held and held.get("result") == "applied" and held.get("confirmed"):
-            with deferred():
+            with one_commit():
                 move(dd, S.CONFIRMED, "confirm found applied after retries")
                 _device_applied(dd)
             return dd.state
@@ -457,7 +489,14 @@ _RELEASED = (S.CONFIRMED, S.UNCHANGED)
 def _device_applied(dd: DeviceDeployment) -> None:
     """The device now runs this bundle, and so it has no drift; its push is over (the
     lease is given back in the same transaction as the state that says so)."""
+    committed(partial(_device_write, dd, dd.bundle_hash, dd.version or 0))
+
+
+def _device_write(dd: DeviceDeployment, bundle_hash: str, version: int) -> None:
     Device.objects.filter(pk=dd.device_id).update(
-        applied_hash=dd.bundle_hash, applied_version=dd.version or 0, drifted=False, drift_diff=""
+        applied_hash=bundle_hash,
+        applied_version=version,
+        drifted=False,
+        drift_diff="",
+        **lease_release_query(dd),
     )
-    lease_release(dd)

@@ -12,7 +12,7 @@ import socket
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Case, F, Q, Subquery, Value, When
 from django.utils import timezone
 
 from agents.models import DeviceDeployment
@@ -38,24 +38,40 @@ def _owner_dead(owner: str) -> bool:
     return False
 
 
-def lease_acquire(dd: DeviceDeployment) -> bool:
-    """Take the device's push lease for this device deployment; False if someone holds it."""
+def lease_acquire(dd: DeviceDeployment, *, device: int | Subquery | None = None) -> bool:
+    """Take the device's push lease for this device deployment; False if someone holds it.
+
+    One conditional UPDATE when the lease is free; only a lease held by someone else is
+    read, to take it over if its process died on this host. `device`: the device's id, or
+    a subquery giving it (the caller has not read it), instead of `dd.device_id`."""
+    device = dd.device_id if device is None else device
     now = timezone.now()
     seconds = settings.RAMPART.get("PUSH_LEASE_SECONDS", settings.CELERY_TASK_TIME_LIMIT + 60)
     owner = _lease_owner(dd)
     free = (
         Q(push_lease_owner__isnull=True) | Q(push_lease_until__lt=now) | Q(push_lease_owner=owner)
     )
-    current = (
-        Device.objects.filter(pk=dd.device_id).values_list("push_lease_owner", flat=True).first()
-    )
-    if current and current != owner and _owner_dead(current):
-        free |= Q(push_lease_owner=current)
-    return bool(
-        Device.objects.filter(free, pk=dd.device_id).update(
-            push_lease_owner=owner, push_lease_until=now + timedelta(seconds=seconds)
+    take = {"push_lease_owner": owner, "push_lease_until": now + timedelta(seconds=seconds)}
+    if Device.objects.filter(free, pk=device).update(**take):
+        return True
+    current = Device.objects.filter(pk=device).values_list("push_lease_owner", flat=True).first()
+    if not current or current == owner or not _owner_dead(current):
+        return False
+    return bool(Device.objects.filter(pk=device, push_lease_owner=current).update(**take))
+
+
+def lease_release_query(dd: DeviceDeployment) -> dict:
+    """The UPDATE values that give the lease back if this process holds it for `dd`, to
+    join another update of the device row (one statement)."""
+    ours = Q(push_lease_owner=_lease_owner(dd))
+    return {
+        name: Case(
+            When(ours, then=Value(None)),
+            default=F(name),
+            output_field=Device._meta.get_field(name),
         )
-    )
+        for name in ("push_lease_owner", "push_lease_until")
+    }
 
 
 def lease_release(dd: DeviceDeployment) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from agents.choices import TERMINAL_STATES, DeviceDeploymentState
 from agents.models import DeviceDeployment
+from agents.services.write_funnel import committed
 from core.audit.choices import AuditAction
 from core.audit.services import record
 
@@ -41,7 +42,7 @@ def move(
 
     `at`: when the step happened, if before now (a compile stamped before it ran). Several
     moves of one run go in one transaction with one chain append when the caller wraps
-    them in `core.audit.services.deferred()`."""
+    them in `core.audit.services.deferred()` or `write_funnel.one_commit()`."""
     now = at or timezone.now()
     dd.state = state
     entry = {"state": state, "at": now.isoformat()}
@@ -56,26 +57,42 @@ def move(
     for key, value in fields.items():
         setattr(dd, key, value)
     dd.updated_at = timezone.now()
-    # the state and its audit entry commit together (one commit); inside a caller's
-    # transaction (several moves of one run) no savepoint: nothing here is retried alone
-    with transaction.atomic(savepoint=False):
-        DeviceDeployment.objects.filter(pk=dd.pk).update(
-            **{
-                f.attname: getattr(dd, f.attname)
-                for f in DeviceDeployment._meta.concrete_fields
-                if not f.primary_key
-            }
-        )
-        record(
-            AuditAction.DEPLOY_STATE,
-            dd,
-            after={"state": state},
-            extra={
-                "deployment": dd.deployment_id,
-                "device": dd.device.name,
-                "version": dd.version,
-                "hash": dd.bundle_hash,
-                **({"note": note[:200]} if note else {}),
-                **({"error": dd.error[:500]} if state in (S.FAILED, S.ROLLED_BACK) else {}),
-            },
-        )
+    values = {
+        f.attname: getattr(dd, f.attname)
+        for f in DeviceDeployment._meta.concrete_fields
+        if not f.primary_key
+    }
+    extra = {
+        "deployment": dd.deployment_id,
+        "device": dd.device.name,
+        "version": dd.version,
+        "hash": dd.bundle_hash,
+        **({"note": note[:200]} if note else {}),
+        **({"error": dd.error[:500]} if state in (S.FAILED, S.ROLLED_BACK) else {}),
+    }
+    committed(_StateWrite(dd, values, (state, extra)))
+
+
+class _StateWrite:
+    """The state and its audit entry: they commit together; inside a caller's transaction
+    (several moves of one run, a batch's group commit) no savepoint. Changes nothing in
+    Python, so it can run again (agents/services/write_funnel.py). Two moves of one row
+    in one commit (compiling and pushing) take one UPDATE, and keep their two entries."""
+
+    def __init__(
+        self, dd: DeviceDeployment, values: dict[str, Any], entry: tuple[str, dict]
+    ) -> None:
+        self.dd, self.values, self.entries = dd, values, [entry]
+
+    def absorb(self, later: object) -> bool:
+        if not isinstance(later, _StateWrite) or later.dd.pk != self.dd.pk:
+            return False
+        self.values = later.values  # every field, as of the later move
+        self.entries += later.entries
+        return True
+
+    def __call__(self) -> None:
+        with transaction.atomic(savepoint=False):
+            DeviceDeployment.objects.filter(pk=self.dd.pk).update(**self.values)
+            for state, extra in self.entries:
+                record(AuditAction.DEPLOY_STATE, self.dd, after={"state": state}, extra=extra)

@@ -18,9 +18,7 @@ the set rule and only its addresses go to the set, grouped by its exact port lis
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable
-from dataclasses import replace
 
 from ..ir import (
     ACCEPT,
@@ -42,6 +40,7 @@ from ..ir import Rule as IRRule
 from ..nets import Net, collapse
 from .names import set_name, short_hash
 from .segments import segment_chain
+from .set_parts import cut
 
 # a rule whose elements (port ranges expanded) exceed this stays a kernel rule
 RULE_MAX_ELEMENTS = 4096
@@ -628,38 +627,21 @@ class BlockCompiler:
         return self._guard(out, family, direction, label)
 
     def _parts(self, out: list[IRRule], groups: dict[str, str], family: int) -> list[IRRule]:
-        """Each set-lookup rule whose set holds more than `elements_max` kernel elements as
-        2, 4, 8... rules over sets of a part of its rules each (by a hash of the rule id,
-        so a rule stays in its part while the part count stays). Neither ipset nor nft
-        reads one element's counters cheaply: a change that deletes an element (its rule
-        edited or moved) lists its whole set first, ~10 us per element here; parts keep
-        that bounded, for one more lookup per part on the packet path."""
+        """Each set-lookup rule over more than `elements_max` kernel elements as the rules
+        of its set's parts (set_parts.py)."""
         limit = self.elements_max
         assert limit is not None
         result: list[IRRule] = []
         for r in out:
-            lset = r.lookup
-            if lset is None or lset.size <= limit:
+            if r.lookup is None:
                 result.append(r)
                 continue
-            count = 2
-            while lset.size > count * limit:
-                count *= 2
-            parts = [
-                LookupSet(
-                    lookup_set_name(family, lset.shape, f"{groups[lset.name]}/{k}of{count}"),
-                    family,
-                    lset.shape,
-                )
-                for k in range(count)
-            ]
-            for element in lset.elements:
-                parts[zlib.crc32(element.rule_id.encode()) % count].elements.append(element)
-            result.extend(
-                replace(r, tag=f"rpt:sys:set:{part.name}", lookup=part)
-                for part in parts
-                if part.elements
-            )
+            shape = r.lookup.shape
+
+            def name_of(key: str, shape: str = shape) -> str:
+                return lookup_set_name(family, shape, key)
+
+            result.extend(cut(r, groups[r.lookup.name], limit, self.intervals, name_of))
         return result
 
     def _guard(

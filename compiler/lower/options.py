@@ -45,7 +45,7 @@ class CompileOptions:
     set_min_rules: int = 4
     set_range_max: int = 64
     set_guard_min: int | None = 16
-    set_elements_max: int | None = 8192
+    set_elements_max: int | None = 4096
 
     def __post_init__(self) -> None:
         if self.ipset_threshold < 1:

@@ -198,6 +198,23 @@ def _keys(val: Any) -> list[str]:
     return keys
 
 
+def _first_live_key(val: Any) -> str:
+    """`_keys(val)[0]` without spelling out every port of a range."""
+    parts = val["concat"] if isinstance(val, dict) and "concat" in val else [val]
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if isinstance(part, str) and part in ("tcp", "udp") and i + 1 < len(parts):
+            port = parts[i + 1]
+            out.append(f"{part}:{port['range'][0] if isinstance(port, dict) else port}")
+            i += 2
+        else:
+            out.append(_addr(part))
+            i += 1
+    return ",".join(out)
+
+
 def live_set(obj: dict[str, Any]) -> LiveSet:
     """A set of our table with its elements (a range's counter on its first port)."""
     out = LiveSet(f"nft set {obj.get('name')} type {obj.get('type')}")
@@ -218,22 +235,25 @@ def live_set(obj: dict[str, Any]) -> LiveSet:
     return out
 
 
-def _script_sets(script: str) -> tuple[list[str], dict[str, str]]:
-    """(every line but the lookup sets' element lines, set -> the text of its element
-    lines). render_nft writes a lookup set's elements one per line, three tabs deep;
-    nothing else is that deep."""
+def _script_sets(script: str) -> tuple[str, dict[str, str]]:
+    """(the script without the lookup sets' element lines, set -> the text of its element
+    lines). render_nft writes a lookup set's elements one per line after
+    `\t\telements = {`, three tabs deep, and closes them with `\t\t}` (an address
+    set's elements stay on one line); found with str.find, not line by line: a 50k-rule
+    script has ~100k element lines."""
+    marker = "\t\telements = {\n"
     skeleton: list[str] = []
-    blocks: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in script.split("\n"):
-        if line.startswith("\t\t\t"):
-            if current is not None:
-                current.append(line)
-            continue
-        if line.startswith("\tset "):
-            current = blocks.setdefault(line.split()[1], [])
-        skeleton.append(line)
-    return skeleton, {name: "\n".join(lines) for name, lines in blocks.items()}
+    blocks: dict[str, str] = {}
+    pos = 0
+    while (i := script.find(marker, pos)) >= 0:
+        start = i + len(marker)
+        end = script.find("\n\t\t}", start)
+        head = script.rfind("\n\tset ", 0, i) + 6
+        blocks[script[head : script.find(" ", head)]] = script[start:end]
+        skeleton.append(script[pos:start])
+        pos = end
+    skeleton.append(script[pos:])
+    return "".join(skeleton), blocks
 
 
 def _elements(block: str) -> dict[str, str]:
@@ -382,14 +402,14 @@ class NftDataplane(Dataplane):
         wanted = {_first_key(key) for key in keys}
         out: dict[str, list[int]] = {}
         for item in json.loads(res.stdout or "{}").get("nftables", []):
-            if "set" not in item:
-                continue
-            for element in live_set(item["set"]).elements:
-                parts = str(element.comment or "").split(":")
-                if element.value in wanted and len(parts) > 2 and element.packets:
+            for elem in item.get("set", {}).get("elem", []):
+                inner = elem.get("elem", {}) if isinstance(elem, dict) else {}
+                packets = int((inner.get("counter") or {}).get("packets", 0))
+                parts = str(inner.get("comment") or "").split(":")
+                if packets and len(parts) > 2 and _first_live_key(inner.get("val")) in wanted:
                     c = out.setdefault(parts[1], [0, 0])
-                    c[0] += element.packets
-                    c[1] += element.bytes
+                    c[0] += packets
+                    c[1] += int(inner["counter"].get("bytes", 0))
         return out
 
     def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:

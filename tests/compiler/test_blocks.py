@@ -233,8 +233,11 @@ def _same_answers(doc: dict, options: CompileOptions) -> int:
     min_rules=st.sampled_from([1, 2, 4]),
     guard_min=st.sampled_from([None, 1, 3]),
     range_max=st.sampled_from([64, 65536]),
+    elements_max=st.sampled_from([None, 2, 8192]),
 )
-def test_set_compiled_decides_as_linear(rules, types, min_rules, guard_min, range_max):
+def test_set_compiled_decides_as_linear(
+    rules, types, min_rules, guard_min, range_max, elements_max
+):
     """Random policies (overlapping networks and port ranges, wide ones too, mixed verdicts,
     groups, negation, expiries, states, interfaces): same verdict, same deciding rule; with
     nftables interval sets (range_max above 65535 and every type) too."""
@@ -244,6 +247,7 @@ def test_set_compiled_decides_as_linear(rules, types, min_rules, guard_min, rang
         set_min_rules=min_rules,
         set_guard_min=guard_min,
         set_range_max=range_max,
+        set_elements_max=elements_max,  # 2: sets cut in parts by port cell (or by rule)
     )
     _same_answers(_document(rules), options)
 
@@ -747,9 +751,10 @@ def _rules_with_lookups(program) -> list:
 
 
 def test_a_large_ipset_is_cut_in_parts_by_rule():
-    """More kernel elements than `set_elements_max` in one ipset: 2^k sets of a part of
-    the rules each; traces stay linear; adding a rule changes one part's elements only;
-    nftables interval sets likewise."""
+    """More kernel elements than `set_elements_max` in one set: parts, by port cell where
+    the elements have ports (each part rule says `-p P --dport <cell>`, so a packet does
+    one lookup per group) and by rule otherwise; traces stay linear; adding a rule
+    changes one part's elements only; nftables interval sets likewise."""
     raw = _disjoint_rules(200)
     options = CompileOptions(set_compile=True, set_types=THIS_KERNEL, set_elements_max=16)
     _same_answers(_doc_of(raw), options)
@@ -761,6 +766,12 @@ def test_a_large_ipset_is_cut_in_parts_by_rule():
         assert program is not None
         return {name: set(ids) for name, ids in lookup_members(program).items()}
 
+    program = compile_device(
+        PolicyDocument.from_dict(_doc_of(raw)), "bare", options=options, now=cases.NOW
+    ).program
+    assert program is not None
+    cells = [r.dports for r in _rules_with_lookups(program) if "dport" in r.lookup.dims]
+    assert cells and all(c is not None and len(c) == 1 for c in cells)
     one = parts(raw, options)
     sizes = sorted(len(ids) for ids in one.values())
     assert len(one) > 4 and sizes[-1] < 60  # cut (200 rules would be a few sets whole)

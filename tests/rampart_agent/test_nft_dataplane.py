@@ -15,6 +15,7 @@ from compiler.ir import SHAPES
 from compiler.render_nft import render_nft
 from rampart_agent.bundle import Bundle, check_nft_script
 from rampart_agent.dataplane import NftDataplane, open_dataplane
+from rampart_agent.dataplane.nft import _first_live_key, _keys
 from rampart_agent.drift import drift_diff, kernel_matches, read_kernel
 from rampart_agent.protocol import bundle_hash
 from rampart_agent.ruleset import BundleError
@@ -238,3 +239,16 @@ def test_element_update_reads_only_the_elements_it_deletes():
         dp.load_script(script)  # the element is back (counts 0); then gone by hand
         ns.run("nft", "delete", "element", "inet", "rampart", name, f"{{ {key} }}")
         assert dp._element_counts(name, [key]) == {} and runner.listings == 0
+
+
+def test_first_live_key_is_the_first_kernel_element():
+    """The counts read names an element by its first kernel element, as `_keys` spells
+    it, without spelling out every port of a range."""
+    values = [
+        {"concat": [{"prefix": {"addr": "198.18.0.0", "len": 24}}, "tcp", {"range": [80, 90]}]},
+        {"concat": ["198.18.0.5", "udp", 53, {"prefix": {"addr": "0.0.0.0", "len": 0}}]},
+        {"prefix": {"addr": "2001:2::", "len": 48}},
+        "198.18.1.1",
+    ]
+    for val in values:
+        assert _first_live_key(val) == _keys(val)[0]
