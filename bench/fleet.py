@@ -235,14 +235,17 @@ def bench_deploy(console, group, count: int, round_no: int, load: Load, tmp: Pat
     }
 
 
-def bench_poll(ids: list[int], batch: int, load: Load) -> dict:
-    """Send every device in `poll_batch` tasks; wait until each was seen after the start."""
+def bench_poll(ids: list[int], batch: int, load: Load, console, tmp: Path) -> dict:
+    """Send every device in `poll_batch` tasks; wait until each was seen after the start.
+    CPU ms per poll: the worker processes, the agents' processes (as for the deploy)."""
     from django.utils import timezone
 
     from agents import enqueue
     from rules.models import Device
 
     before = load.read()
+    worker_pgid = console.worker.proc.pid
+    cpu_before = (cpu_seconds("", worker_pgid), cpu_seconds(f"{tmp}/fleet-"))
     start = timezone.now()
     t0 = time.time()
     enqueue.poll_batches([ids[i : i + batch] for i in range(0, len(ids), batch)])
@@ -254,11 +257,19 @@ def bench_poll(ids: list[int], batch: int, load: Load) -> dict:
             break
         time.sleep(0.2)
     seconds = time.time() - t0
+    time.sleep(1.0)  # the last batch's task finishes after its last device was seen
+    worker_cpu = cpu_seconds("", worker_pgid) - cpu_before[0]
+    agents_cpu = cpu_seconds(f"{tmp}/fleet-") - cpu_before[1]
     return {
         "seconds": round(seconds, 2),
         "polls_per_s": round(len(ids) / seconds, 1),
         "seen": seen,
         "load": Load.delta(before, load.read()),
+        "cpu_ms": {
+            "worker": round(1000 * worker_cpu / len(ids), 2),
+            "agents": round(1000 * agents_cpu / len(ids), 2),
+        },
+        "loadavg": round(os.getloadavg()[0], 2),
     }
 
 
@@ -357,11 +368,13 @@ def main() -> int:
                         flush=True,
                     )
                 if not args.skip_poll:
-                    row["poll_full"] = bench_poll(ids, args.batch, load)
-                    row["poll_conditional"] = bench_poll(ids, args.batch, load)
+                    row["poll_full"] = bench_poll(ids, args.batch, load, console, tmp)
+                    row["poll_conditional"] = bench_poll(ids, args.batch, load, console, tmp)
                     print(
-                        f"  poll full {row['poll_full']['seconds']}s, "
-                        f"conditional {row['poll_conditional']['seconds']}s",
+                        f"  poll full {row['poll_full']['seconds']}s "
+                        f"(CPU ms per poll {row['poll_full']['cpu_ms']}), conditional "
+                        f"{row['poll_conditional']['seconds']}s "
+                        f"({row['poll_conditional']['cpu_ms']})",
                         flush=True,
                     )
                 results.append(row)

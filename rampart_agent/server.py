@@ -30,6 +30,8 @@ from rampart_agent.state import LAST_ROLLBACK_FILE, LIVE_FILE, StateDir
 
 log = logging.getLogger("rampart.agent.http")
 
+FLEET_POLL_INTERVAL = 10.0  # seconds a fleet server may take to notice shutdown()
+
 
 class AgentHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -287,6 +289,10 @@ def serve_fleet(
         else:
             address = (host, base_port + i if base_port else 0)
         server = AgentHTTPServer(address, engine, state)
-        threading.Thread(target=server.serve_forever, name=f"agent-{i}", daemon=True).start()
+        # a server wakes every poll_interval to look for shutdown(): at the default 0.5 s
+        # 1,000 idle servers cost 4% of a core, 10 processes of them 0.4 of the 2 bench CPUs
+        threading.Thread(
+            target=server.serve_forever, args=(FLEET_POLL_INTERVAL,), name=f"agent-{i}", daemon=True
+        ).start()
         servers.append(server)
     return servers

@@ -26,6 +26,7 @@ from typing import Any
 from django.db import transaction
 
 from agents.models import RuleCounter
+from agents.services.poll_writes import update_rows
 from rules.models import Device
 
 log = logging.getLogger("rampart.deploy")
@@ -134,8 +135,31 @@ def _read(c: RuleCounter, reading: tuple[int, int], at: datetime) -> None:
     c.last_raw_packets, c.last_raw_bytes = packets, nbytes
 
 
-def _state(c: RuleCounter) -> tuple:
+def _state(c: Any) -> tuple:
     return tuple(getattr(c, f) for f in _FIELDS[:-1])
+
+
+_LOADED = _FIELDS[:-1]  # `updated_at` is never moved here: not read, not written back
+
+
+class _Stored:
+    """A stored counter read as plain values: `_advance` moves it like a RuleCounter, and
+    only the rows that changed are written (no ORM instance per rule per poll: ~0.1 ms each,
+    most of a full poll of a 100-rule device)."""
+
+    __slots__ = ("pk", *_LOADED)
+
+    def __init__(self, pk: int, values: tuple) -> None:
+        (
+            self.packets,
+            self.bytes,
+            self.last_hit_at,
+            self.last_raw_packets,
+            self.last_raw_bytes,
+            self.counter_boot,
+            self.counter_generation,
+        ) = values
+        self.pk = pk
 
 
 def _ingest(device: Device, readings: Counts, epoch: Epoch, at: datetime, reset: bool) -> int:
@@ -143,27 +167,29 @@ def _ingest(device: Device, readings: Counts, epoch: Epoch, at: datetime, reset:
     if not keys:
         return 0
     new: list[RuleCounter] = []
-    changed: list[RuleCounter] = []
+    changed: dict[int, dict[str, Any]] = {}
     with transaction.atomic():
         # locked: a status poll and an apply answer of one device may be ingested at once
         existing = {
-            str(c.rule_uuid): c
-            for c in RuleCounter.objects.select_for_update().filter(device=device)
+            str(row[1]): row
+            for row in RuleCounter.objects.select_for_update()
+            .filter(device=device)
+            .values_list("pk", "rule_uuid", *_LOADED)
         }
         for key in keys:
-            counter = existing.get(key)
-            if counter is None:
-                counter = RuleCounter(device=device, rule_uuid=key, counter_boot=epoch.boot)
-                _advance(counter, key, epoch, readings.get(key), reset, at)
-                new.append(counter)
+            row = existing.get(key)
+            if row is None:
+                fresh = RuleCounter(device=device, rule_uuid=key, counter_boot=epoch.boot)
+                _advance(fresh, key, epoch, readings.get(key), reset, at)
+                new.append(fresh)
                 continue
-            before = _state(counter)
-            _advance(counter, key, epoch, readings.get(key), reset, at)
-            if _state(counter) != before:
-                changed.append(counter)
+            counter = _Stored(row[0], row[2:])
+            _advance(counter, key, epoch, readings.get(key), reset, at)  # type: ignore[arg-type]
+            if _state(counter) != row[2:]:
+                changed[counter.pk] = {f: getattr(counter, f) for f in _LOADED}
         RuleCounter.objects.bulk_create(new, ignore_conflicts=True)
         if changed:
-            RuleCounter.objects.bulk_update(changed, _FIELDS)
+            update_rows(RuleCounter, changed)
     return len(new) + len(changed)
 
 

@@ -15,6 +15,7 @@ from agents.client import AgentClient, AgentError
 from agents.models import Deployment, DeviceDeployment, DevicePoll
 from agents.services.counters import counters_ingest
 from agents.services.deployments import deploy_create
+from agents.services.poll_writes import PollWrites
 from core.audit.choices import AuditAction
 from core.audit.services import record
 from rules.choices import AgentStatus
@@ -35,22 +36,34 @@ def status_poll(*, device_id: int) -> dict:
 
 def status_poll_batch(*, device_ids: list[int]) -> list[dict]:
     """Poll several devices: one query for the devices and one for their generations, then
-    per device only sign + call + record (an "unchanged" answer is one row update)."""
+    per device only sign + call + note; the device and poll rows of the whole batch are
+    written together at its end (poll_writes.py)."""
     generations = dict(
         DevicePoll.objects.filter(device_id__in=device_ids).values_list("device_id", "generation")
     )
+    writes = PollWrites(generations)
     out = []
-    for device in Device.objects.filter(pk__in=device_ids):
-        try:
-            out.append(device_poll(device, generations.get(device.pk)))
-        except Exception:  # one device's failure must not cost the rest of the batch
-            log.exception("status poll of %s failed", device.name)
-            out.append({"device": device.name, "status": "error"})
+    try:
+        for device in Device.objects.filter(pk__in=device_ids):
+            try:
+                out.append(device_poll(device, generations.get(device.pk), writes))
+            except Exception:  # one device's failure must not cost the rest of the batch
+                log.exception("status poll of %s failed", device.name)
+                out.append({"device": device.name, "status": "error"})
+    finally:
+        writes.flush(timezone.now())
     return out
 
 
-def device_poll(device: Device, since: int | None = None) -> dict:
-    """One poll of a loaded device; `since`: the generation its agent last answered."""
+def device_poll(device: Device, since: int | None = None, writes: PollWrites | None = None) -> dict:
+    """One poll of a loaded device; `since`: the generation its agent last answered;
+    `writes`: the batch's pending writes (written here, at the end, when None)."""
+    if writes is None:
+        writes = PollWrites()
+        try:
+            return device_poll(device, since, writes)
+        finally:
+            writes.flush(timezone.now())
     now = timezone.now()
     try:
         status = AgentClient.for_device(device, timeout=(3.05, 15)).status(since)
@@ -58,10 +71,10 @@ def device_poll(device: Device, since: int | None = None) -> dict:
         _mark_offline(device, exc)
         return {"device": device.name, "status": AgentStatus.OFFLINE, "error": str(exc)}
     if status.get("unchanged"):
-        return _unchanged(device, status, now)
+        return _unchanged(device, status, now, writes)
     generation = status.get("generation")
     if generation != since:
-        _remember_generation(device.pk, generation if isinstance(generation, int) else None)
+        writes.generation(device.pk, generation if isinstance(generation, int) else None)
     updates = _status_updates(status, now)
     drifted = updates.get("drifted", device.drifted)
     diff = updates.get("drift_diff", device.drift_diff)
@@ -77,7 +90,7 @@ def device_poll(device: Device, since: int | None = None) -> dict:
     elif device.drifted and not drifted:
         record(AuditAction.UPDATE, device, before={"drifted": True}, after={"drifted": False})
     previous_boot = (device.facts or {}).get("boot_id")
-    Device.objects.filter(pk=device.pk).update(**updates)
+    writes.device(device.pk, updates)
     counters = status.get("counters")
     ingested = 0
     if isinstance(counters, dict):
@@ -91,7 +104,7 @@ def device_poll(device: Device, since: int | None = None) -> dict:
             reset=reset,
             epoch=status.get("counter_epoch"),
         )
-    repair = drift_repair(device=device) if drifted and device.auto_repair else None
+    repair = _repair(device, writes, now) if drifted and device.auto_repair else None
     return {
         "device": device.name,
         "status": AgentStatus.ONLINE,
@@ -101,7 +114,13 @@ def device_poll(device: Device, since: int | None = None) -> dict:
     }
 
 
-def _unchanged(device: Device, status: dict, now: datetime) -> dict:
+def _repair(device: Device, writes: PollWrites, now: datetime) -> Deployment | None:
+    """A drift repair, after the writes noted so far (the device row says what it found)."""
+    writes.flush(now)
+    return drift_repair(device=device)
+
+
+def _unchanged(device: Device, status: dict, now: datetime, writes: PollWrites) -> dict:
     """The agent's "nothing changed since your generation": the device is online, seen now;
     a drift it still has is still repaired (after the cooldown)."""
     updates: dict[str, Any] = {"status": AgentStatus.ONLINE, "last_seen_at": now}
@@ -115,8 +134,8 @@ def _unchanged(device: Device, status: dict, now: datetime) -> dict:
             before={"status": device.status},
             after={"status": AgentStatus.ONLINE},
         )
-    Device.objects.filter(pk=device.pk).update(**updates)
-    repair = drift_repair(device=device) if device.drifted and device.auto_repair else None
+    writes.device(device.pk, updates)
+    repair = _repair(device, writes, now) if device.drifted and device.auto_repair else None
     return {
         "device": device.name,
         "status": AgentStatus.ONLINE,
@@ -124,16 +143,6 @@ def _unchanged(device: Device, status: dict, now: datetime) -> dict:
         "drifted": device.drifted,
         "repair": repair.pk if repair else None,
     }
-
-
-def _remember_generation(device_id: int, generation: int | None) -> None:
-    """Store the generation to send back next time (a row made here if the scheduler has
-    not placed this device yet: it is then due at once)."""
-    if not DevicePoll.objects.filter(device_id=device_id).update(generation=generation):
-        DevicePoll.objects.get_or_create(
-            device_id=device_id,
-            defaults={"generation": generation, "next_poll_at": timezone.now()},
-        )
 
 
 def _mark_offline(device: Device, exc: AgentError) -> None:

@@ -82,6 +82,9 @@ def test_certificate_pin_mismatch_is_an_identity_error_and_nothing_is_sent(agent
     client = client_for(agent, console, cert_fingerprint="00" * 32)
     with pytest.raises(AgentIdentityError, match="pinned fingerprint"):
         client.status()
+    with pytest.raises(AgentIdentityError, match="pinned fingerprint"):
+        client.confirm(1)
+    assert not agent.server.nonces._seen  # no request reached the agent
     spec = {"filter": {"chains": {"RPT-INPUT": ["-j ACCEPT"]}, "jumps": {"INPUT": ["RPT-INPUT"]}}}
     with pytest.raises(AgentIdentityError):
         client.apply(bundle=make_bundle(v4=spec), version=1, deployment="1", confirm_timeout=0)

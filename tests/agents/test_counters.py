@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import services
@@ -146,3 +148,30 @@ def test_a_rule_a_reset_removed_for_good_is_credited_its_final_count_at_once():
     assert (c.packets, c.bytes, c.last_hit_at, c.last_raw_packets) == (9, 900, at, 0)
     _poll(device, 0, generation=1, resets=[gone])  # repeated by the status: once only
     assert _total() == (9, 900)
+
+
+def test_a_poll_writes_only_the_counters_that_moved_with_their_exact_values():
+    device = make_device("web-1")
+    rules = [f"8c1f8f55-64d5-4b5a-9d3e-{i:012x}" for i in range(20)]
+    t0 = timezone.now()
+    readings = {r: _n(5) for r in rules}
+    epoch = {"boot_id": "boot-a", "generation": 1, "resets": []}
+    services.counters_ingest(device=device, counters=readings, at=t0, epoch=epoch)
+    stamps = dict(RuleCounter.objects.values_list("rule_uuid", "updated_at"))
+    with CaptureQueriesContext(connection) as same:  # nothing moved: nothing written
+        assert services.counters_ingest(device=device, counters=readings, at=t0, epoch=epoch) == 0
+    assert not [q for q in same.captured_queries if q["sql"].startswith("UPDATE")]
+    t1 = t0 + timedelta(seconds=30)
+    moved = {**readings, rules[3]: _n(9), rules[7]: _n(5)}
+    moved[rules[11]] = {"packets": 5, "bytes": 900}  # bytes only: no hit time
+    with CaptureQueriesContext(connection) as wrote:
+        assert services.counters_ingest(device=device, counters=moved, at=t1, epoch=epoch) == 2
+    assert len([q for q in wrote.captured_queries if q["sql"].startswith("UPDATE")]) == 1
+    got = {
+        str(c.rule_uuid): (c.packets, c.bytes, c.last_raw_packets, c.last_raw_bytes, c.last_hit_at)
+        for c in RuleCounter.objects.filter(device=device)
+    }
+    assert got[rules[3]] == (9, 900, 9, 900, t1)
+    assert got[rules[11]] == (5, 900, 5, 900, t0)
+    assert got[rules[0]] == (5, 500, 5, 500, t0)
+    assert dict(RuleCounter.objects.values_list("rule_uuid", "updated_at")) == stamps

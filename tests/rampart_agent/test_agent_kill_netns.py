@@ -157,7 +157,8 @@ def set_bundle(ports_from: int, n: int = 8000) -> dict:
         "devices": [{"name": "srv", "rulesets": ["blk"]}],
     }
     doc = compiler.PolicyDocument.from_dict(data)
-    options = compiler.CompileOptions(set_compile=True)
+    # one set, not parts by port cell (whose cells follow the ports): a long element update
+    options = compiler.CompileOptions(set_compile=True, set_elements_max=None)
     now = datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC)
     return compiler.compile_device(doc, "srv", options=options, now=now).to_dict(rules=False)
 

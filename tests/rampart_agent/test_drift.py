@@ -1,5 +1,6 @@
 """Drift in the status answer: chains, rules edited by hand, damaged sets."""
 
+from rampart_agent.drift import family_lines, want_lines
 from rampart_agent.sample import set_name
 from tests.rampart_agent.engine_env import bundle
 
@@ -94,3 +95,23 @@ def test_no_drift_no_rules_listed_though_foreign_rules_follow_our_jump(env):
     engine.apply({"bundle": bundle(["-j DROP"]), "version": 1, "confirm_timeout": 0})
     drift = engine.status()["drift"]
     assert drift == {"drifted": False, "diff": "", "rules": []}
+
+
+def test_bundle_side_kept_per_bundle_still_sees_drift_made_after_it(env):
+    engine, dp, _, _ = env
+    rules = [
+        f'-s 198.18.0.{i} -m comment --comment "rpt:u{i}:0000000{i}" -j ACCEPT' for i in (1, 2)
+    ]
+    engine.apply({"bundle": bundle(rules), "version": 1, "confirm_timeout": 0})
+    live = engine.store.load(engine.state.read_json("live.json")["hash"])
+    assert want_lines("v4", live) == tuple(family_lines("v4", live, None)[0])
+    assert want_lines("v4", live) is want_lines("v4", live)  # computed once
+    assert not engine.status()["drift"]["drifted"]
+    dp.tables["v4"]["filter"]["RPT-INPUT"].insert(0, "-A RPT-INPUT -j ACCEPT")
+    st = engine.status()
+    assert (
+        st["drift"]["drifted"]
+        and "+v4 filter RPT-INPUT (no rpt comment) -j ACCEPT" in (st["drift"]["diff"])
+    )
+    del dp.tables["v4"]["filter"]["RPT-INPUT"][0]
+    assert engine.status()["drift"] == {"drifted": False, "diff": "", "rules": []}
