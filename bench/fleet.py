@@ -70,6 +70,31 @@ def _free_block(start: int, size: int) -> bool:
     return True
 
 
+def start_fleet(
+    n: int, where: list[str], root: Path, console_key: str, stack: ExitStack, *extra: str
+) -> subprocess.Popen:
+    """One `rampart-agent fleet` process of n recording agents (`where`: its host and port
+    options), stopped when `stack` closes; its manifest appears in `root` once ready."""
+    from tests.support.deploy import stop_process
+
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "rampart_agent.cli", "fleet"),
+            *("--count", str(n)),
+            *where,
+            *("--state-root", str(root), "--console-key", console_key),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    stack.callback(stop_process, proc)
+    return proc
+
+
 def start_fleets(
     count: int, tmp: Path, console_key: str, stack: ExitStack, port_per_agent: bool = False
 ) -> list[dict]:
@@ -77,7 +102,7 @@ def start_fleets(
     up, one port; or (`port_per_agent`) on 127.0.0.1, each on the next block of 1,000 free
     ports from BASE_PORT (a block holding a listener, e.g. RabbitMQ's 25672, is skipped);
     the agents' manifest entries."""
-    from tests.support.deploy import stop_process, wait_ready
+    from tests.support.deploy import wait_ready
 
     procs = []
     base = BASE_PORT
@@ -90,21 +115,7 @@ def start_fleets(
         else:
             where = ["--host", f"127.{k + 1}.0.1", "--spread-hosts", "--base-port", str(SAME_PORT)]
         root = tmp / f"fleet-{k}"
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "rampart_agent.cli", "fleet"),
-                *("--count", str(n)),
-                *where,
-                *("--state-root", str(root), "--console-key", console_key),
-                *("--confirm-timeout", "120"),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        stack.callback(stop_process, proc)
+        proc = start_fleet(n, where, root, console_key, stack, "--confirm-timeout", "120")
         procs.append((proc, root))
         base += PER_PROCESS
     manifest: list[dict] = []

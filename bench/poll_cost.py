@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from deploy import make_database  # noqa: E402 - path set above
-from fleet import cpu_seconds, make_devices  # noqa: E402
+from fleet import cpu_seconds, make_devices, start_fleet  # noqa: E402
 
 BATCH = 50
 spy_prefix = "/tmp/rpt_pollspy"
@@ -177,22 +177,10 @@ def main() -> int:
         from agents.client import console_public_key_b64
         from agents.models import DevicePoll
         from core.audit.context import audit_context
-        from tests.support.deploy import stop_process, wait_ready
+        from tests.support.deploy import wait_ready
 
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "rampart_agent.cli", "fleet"),
-                *("--count", str(args.agents), "--host", "127.200.0.1", "--spread-hosts"),
-                *("--base-port", "18746", "--state-root", str(tmp / "fleet")),
-                *("--console-key", console_public_key_b64()),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        stack.callback(stop_process, proc)
+        where = ["--host", "127.200.0.1", "--spread-hosts", "--base-port", "18746"]
+        proc = start_fleet(args.agents, where, tmp / "fleet", console_public_key_b64(), stack)
         wait_ready(proc, timeout=600)
         manifest = json.loads((tmp / "fleet" / "manifest.json").read_text())
         db_marker = f"{db_url.rsplit('/', 1)[1]} " if db_label == "postgresql" else None
