@@ -3,7 +3,6 @@ task pushes several devices, each to its own end, whatever happens to the others
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -18,28 +17,12 @@ from rules import services as rules_services
 from rules.compile_options import compile_options
 from rules.models import Device
 from tests.agents.helpers import free_port, run_all
-from tests.support.deploy import local_agent, make_device, make_policy
+from tests.support.deploy import make_device, make_policy
 
 pytestmark = [
     pytest.mark.django_db,
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
 ]
-
-
-@pytest.fixture
-def agents(tmp_path, deploy_console):
-    """Three agents of their own (recording dataplane), in threads of this process, on
-    three loopback addresses and one port, as hosts of a fleet listen."""
-    port = free_port()
-    with ExitStack() as stack:
-        yield [
-            stack.enter_context(
-                local_agent(
-                    tmp_path / f"agent-{i}", deploy_console, host=f"127.1.0.{i + 1}", port=port
-                )
-            )
-            for i in range(3)
-        ]
 
 
 def _device(name: str, agent, **fields) -> Device:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import ExitStack
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +20,7 @@ from agents.services.write_funnel import FunnelClosed, WriteFunnel, committed, o
 from core.audit.models import AuditEntry
 from core.audit.services import verify
 from tests.agents.helpers import free_port
-from tests.support.deploy import local_agent, make_device, make_policy
+from tests.support.deploy import make_device, make_policy
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -176,20 +175,6 @@ def test_the_time_limit_in_a_group_writes_nothing_of_it_and_frees_its_threads():
     assert isinstance(outcome[0], FunnelClosed) and isinstance(outcome[1], FunnelClosed)
     assert set(DeviceDeployment.objects.values_list("state", flat=True)) == {S.QUEUED}
     assert verify()["ok"]
-
-
-@pytest.fixture
-def agents(tmp_path, deploy_console):
-    port = free_port()
-    with ExitStack() as stack:
-        yield [
-            stack.enter_context(
-                local_agent(
-                    tmp_path / f"agent-{i}", deploy_console, host=f"127.1.0.{i + 1}", port=port
-                )
-            )
-            for i in range(3)
-        ]
 
 
 def test_batch_on_threads_one_device_fails_the_others_confirm_each_state_audited(agents):
