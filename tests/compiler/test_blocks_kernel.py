@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import itertools
-import json
 import re
-import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +16,7 @@ from hypothesis import strategies as st
 
 from compiler import CompileOptions, Packet, PolicyDocument, Tracer, compile_device
 from compiler.ir import SHAPES
-from tests.support.netns import host_pair, needs_netns
+from tests.support.netns import connect, host_pair, needs_netns
 
 from . import cases
 from .kernel import load, reset, rules_by_chain, saved_rules
@@ -48,8 +46,9 @@ def pair(request):
 
 @st.composite
 def policy(draw, client, server) -> dict:
-    """Rules that sets can hold (one address side or two, tcp/udp ports) with some that
-    they cannot (interfaces, states, negation, source ports) between them."""
+    """Rules that sets can hold (one address side or two, tcp/udp ports; accept, drop,
+    reject, a TCP reset) with some that they cannot (interfaces, states, negation, LOG)
+    between them."""
     n = client.addr4.split(".")[2]
     n6 = client.addr6.split("::")[0]
     srcs = {
@@ -61,7 +60,8 @@ def policy(draw, client, server) -> dict:
     rules = []
     for _ in range(draw(st.integers(1, 14))):
         family = draw(st.sampled_from([4, 6]))
-        rule: dict = {"chain": "input", "action": draw(st.sampled_from(["accept", "drop"]))}
+        action = draw(st.sampled_from(["accept", "accept", "drop", "reject"]))
+        rule: dict = {"chain": "input", "action": action}
         sides = draw(st.sampled_from(["src", "dst", "both"]))
         if sides != "dst":
             rule["sources"] = [draw(st.sampled_from(srcs[family]))]
@@ -76,6 +76,10 @@ def policy(draw, client, server) -> dict:
             rule["states"] = ["new"]
         elif odd == 2 and "sources" in rule:
             rule["sources_negate"] = True
+        elif odd == 3:
+            rule["log"] = True
+        if action == "reject" and rule["protocol"] == "tcp" and draw(st.booleans()):
+            rule["reject_with"] = "tcp-reset"  # its set rule must say -p tcp
         rules.append(rule)
     return {
         "version": 1,
@@ -303,18 +307,6 @@ def test_wide_port_range_keeps_its_ports_in_the_set_rule(pair):
     assert _element_counts(server, uuids) == dict(zip(uuids, [5, 0, 1, 0], strict=True))
 
 
-CONNECT = (
-    "import json, socket, sys\n"
-    "out = []\n"
-    "for host, port in json.loads(sys.argv[1]):\n"
-    "    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)\n"
-    "    s.settimeout(0.5)\n"
-    "    out.append(s.connect_ex((host, port)))\n"
-    "    s.close()\n"
-    "print(json.dumps(out))\n"
-)
-
-
 def test_a_tcp_reset_set_rule_loads_and_resets(pair):
     """REJECT with tcp-reset rules in one set: the set rule says `-p tcp` (the kernel's
     REJECT refuses a TCP reset without it, and so the whole restore), and a connection
@@ -362,5 +354,5 @@ def test_a_tcp_reset_set_rule_loads_and_resets(pair):
         ("reject", uuids[3]),
         ("accept", uuids[4]),
     ]
-    got = json.loads(client.run(sys.executable, "-c", CONNECT, json.dumps(targets)).stdout)
+    got = connect(client, targets)
     assert got == [errno.ECONNREFUSED] * 2 + [0] + [errno.ECONNREFUSED] * 2 + [0]

@@ -28,7 +28,7 @@ from compiler.ir import SHAPES
 from rampart_agent.protocol import bundle_hash
 from tests.rampart_agent.agentns import AGENT, ROOT, add_foreign_rules, agent, policy, write
 from tests.rampart_agent.test_agent_kill_netns import KILLS, wait_for
-from tests.support.netns import Netns, host_pair, namespace, needs_netns
+from tests.support.netns import Netns, connect, host_pair, namespace, needs_netns
 
 pytestmark = needs_netns
 
@@ -50,16 +50,6 @@ SEND = (
     "for _ in range(int(sys.argv[3])):\n"
     "    with socket.socket(fam, socket.SOCK_DGRAM) as s:\n"
     "        s.sendto(b'x', (sys.argv[1], int(sys.argv[2])))\n"
-)
-CONNECT = (
-    "import json, socket, sys\n"
-    "out = []\n"
-    "for host, port in json.loads(sys.argv[1]):\n"
-    "    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)\n"
-    "    s.settimeout(0.5)\n"
-    "    out.append(s.connect_ex((host, port)))\n"
-    "    s.close()\n"
-    "print(json.dumps(out))\n"
 )
 
 
@@ -125,10 +115,6 @@ def status(server: Netns, state: Path) -> dict:
 
 def send_udp(client: Netns, host: str, port: int, count: int) -> None:
     client.run(sys.executable, "-c", SEND, host, str(port), str(count))
-
-
-def connect(client: Netns, targets: list[tuple[str, int]]) -> list[int]:
-    return json.loads(client.run(sys.executable, "-c", CONNECT, json.dumps(targets)).stdout)
 
 
 def table(ns: Netns) -> str:

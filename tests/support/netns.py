@@ -140,3 +140,20 @@ def host_pair(tag: str = "hp") -> Iterator[tuple[Netns, Netns]]:
             if client.run("ping", "-6", "-c1", "-W1", server.addr6, check=False).returncode == 0:
                 break
         yield client, server
+
+
+CONNECT = (
+    "import json, socket, sys\n"
+    "out = []\n"
+    "for host, port in json.loads(sys.argv[1]):\n"
+    "    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)\n"
+    "    s.settimeout(0.5)\n"
+    "    out.append(s.connect_ex((host, port)))\n"
+    "    s.close()\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def connect(client: Netns, targets: list[tuple[str, int]]) -> list[int]:
+    """One TCP connect per (host, port) from `client`: the errno each got (0: accepted)."""
+    return json.loads(client.run(sys.executable, "-c", CONNECT, json.dumps(targets)).stdout)
