@@ -197,6 +197,10 @@ def render_rule(r: Rule, family: int, table: str) -> str:
     """One nft rule statement (without the chain): matches, `counter`, verdict, comment."""
     out = ""
     if r.lookup is not None:
+        if r.proto:  # the rule's own ports before the lookup: a part of a set cut by port
+            # cell skips it with one comparison, and an element counts only packets its
+            # rule takes (a "ports in the rule" set)
+            out += _proto(r)
         out += f" {_lookup_key(family, r.lookup)} @{r.lookup.name}"
         if r.target == REJECT and r.arg == "tcp-reset" and r.proto is None and _all_tcp(r.lookup):
             out += " meta l4proto tcp"  # what `reject with tcp reset` needs said
@@ -208,7 +212,7 @@ def render_rule(r: Rule, family: int, table: str) -> str:
         out += " iifname " + _iface(r.in_iface)
     if r.out_iface:
         out += " oifname " + _iface(r.out_iface)
-    if r.proto:
+    if r.proto and r.lookup is None:
         out += _proto(r)
     if r.dst_type == "LOCAL":
         out += " fib daddr type local"

@@ -63,6 +63,10 @@ def _split(
             right.append(
                 _new_tuple(SetElement, ((*values[:i], high, *values[i + 1 :]), e.tag, e.rule_id))
             )
+    if 2 * (len(left) + len(right) - len(elements)) > limit:
+        # too many elements span the edge (each would be a piece on both sides, in every
+        # cell further down): this cell is cut by rule instead
+        return [(lo, hi, elements)]
     return [
         *_split(left, i, lo, mid, limit, intervals),
         *_split(right, i, mid + 1, hi, limit, intervals),

@@ -7,7 +7,7 @@ Implementations: `IptablesDataplane` (iptables.py) on a real host, `RecordingDat
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from rampart_agent.ruleset import CHAIN_PREFIX, LiveJump
@@ -164,9 +164,12 @@ class Dataplane:
         blocks count per element, each tagged with its rule)."""
         return {}
 
-    def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:
+    def read_sets(
+        self, names: Iterable[str] | None = None, keys: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, LiveSet]:
         """Our sets with their elements and element counters (None: every set of ours);
-        a set that is not there is absent from the answer."""
+        a set that is not there is absent from the answer. `keys`: of the sets it names,
+        only these elements are needed (the others may be left out)."""
         return {}
 
     def keep_tools_ready(self, ready: bool = True) -> None:

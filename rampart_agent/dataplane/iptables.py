@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from rampart_agent.dataplane.base import (
     Dataplane,
@@ -204,17 +204,19 @@ class IptablesDataplane(Dataplane):
                 sets[name] = int(line.split(":", 1)[1])
         return sets
 
-    def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:
+    def read_sets(
+        self, names: Iterable[str] | None = None, keys: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, LiveSet]:
         """`ipset save NAME` per set for a few sets (a one-rule change reads one or two,
         not the 100k-entry groups beside them), one `ipset save` for more."""
         wanted = list(names) if names is not None else None
         if wanted is None or len(wanted) > CHAIN_READS:
-            return parse_ipset_save(self.runner.run(["ipset", "save"]).stdout, wanted)
+            return parse_ipset_save(self.runner.run(["ipset", "save"]).stdout, wanted, keys)
         out: dict[str, LiveSet] = {}
         for name in wanted:
             res = self.runner.run(["ipset", "save", name], check=False)
             if res.returncode == 0:
-                out.update(parse_ipset_save(res.stdout, [name]))
+                out.update(parse_ipset_save(res.stdout, [name], keys))
         return out
 
     def ipset_restore(self, payload: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from rampart_agent.dataplane.base import (
@@ -412,7 +412,9 @@ class NftDataplane(Dataplane):
                     c[1] += int(inner["counter"].get("bytes", 0))
         return out
 
-    def read_sets(self, names: Iterable[str] | None = None) -> dict[str, LiveSet]:
+    def read_sets(
+        self, names: Iterable[str] | None = None, keys: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, LiveSet]:
         wanted = set(names) if names is not None else None
         return {
             s["name"]: live_set(s)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler import CompileOptions, Packet, PolicyDocument, Tracer, compile_device
-from compiler.ir import ACCEPT, DROP, AddrMatch, Rule
+from compiler.ir import ACCEPT, DROP, AddrMatch, LookupSet, PortElem, Rule, SetElement
 from compiler.lower import RULESET_CACHE
 from compiler.lower.blocks import (
     LEAF_MAX,
@@ -22,6 +22,7 @@ from compiler.lower.blocks import (
     set_rule_members,
 )
 from compiler.lower.options import DEFAULT_SET_TYPES
+from compiler.lower.set_parts import cut
 from compiler.nets import parse
 from compiler.render_iptables import render_rule
 from compiler.render_nft import render_rule as render_nft_rule
@@ -584,7 +585,7 @@ def test_wide_ranges_keep_their_ports_in_the_rule_unless_ranges_are_elements():
         f"-A C -p tcp -m tcp --dport 1024:65535 -m set --match-set {out[0].lookup.name} src"
         f' -m comment --comment "rpt:sys:set:{out[0].lookup.name}" -j ACCEPT'
     )
-    assert f"ip saddr @{out[0].lookup.name} tcp dport 1024-65535 counter accept" in (
+    assert f"tcp dport 1024-65535 ip saddr @{out[0].lookup.name} counter accept" in (
         render_nft_rule(out[0], 4, "filter")
     )
     # the two groups' sets have their own names (the ports name them too)
@@ -889,3 +890,19 @@ def test_a_tcp_reset_set_rule_names_tcp():
     assert "-j REJECT --reject-with tcp-reset" in render_rule("C", out, 4)
     nft = render_nft_rule(out, 4, "filter")
     assert nft.count("meta l4proto tcp") == 1 and "reject with tcp reset" in nft
+
+
+def test_elements_spanning_the_port_space_are_cut_by_rule_not_by_port():
+    """5,000 elements over ports 1024-65535 (nft intervals): halving by port would put a
+    piece of each in every cell; they are cut by rule instead, each element once."""
+    lset = LookupSet("rpt-4spd-x", 4, "spd")
+    whole = parse("0.0.0.0/0")[0]
+    for i in range(5000):
+        src = parse(f"198.18.{i // 250}.{i % 250}")[0]
+        lset.elements.append(
+            SetElement((src, PortElem("tcp", 1024, 65535), whole), f"rpt:{i}:0", f"r{i}")
+        )
+    rule = Rule(ACCEPT, "rpt:sys:set:rpt-4spd-x", lookup=lset)
+    parts = cut(rule, "g", 512, True, lambda key: f"rpt-4spd-{abs(hash(key)) % 10**8}")
+    assert 8 <= len(parts) <= 16
+    assert sum(len(p.lookup.elements) for p in parts) == 5000  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ from rampart_agent.dataplane.base import LiveElement, LiveSet
 from rampart_agent.dataplane.save import parse_ipset_save
 from rampart_agent.ruleset import parse_ipsets
 from rampart_agent.set_elements import (
+    changed_lines,
     element_keys,
     plan_repair,
     plan_update,
@@ -112,6 +113,25 @@ def test_ipset_save_parses_counters_and_comments_of_our_sets_only():
     assert sets[NAME].elements == [LiveElement("198.18.0.0/24,tcp:80", A, 5, 100)]
 
 
+def test_a_keyed_ipset_save_read_keeps_only_the_elements_asked_for():
+    text = (
+        f"{CREATE} hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n"
+        f'add {NAME} 198.18.0.1,tcp:80 packets 5 bytes 100 comment "{A}"\n'
+        f'add {NAME} 198.18.0.10,tcp:80 packets 6 bytes 110 comment "{B}"\n'
+        f'add {NAME} 198.18.0.1,tcp:8080 packets 7 bytes 120 comment "{C}"\n'
+        "create rpt-other hash:net family inet\nadd rpt-other 198.18.9.9\n"
+    )
+    full = parse_ipset_save(text)
+    # a key that is a prefix of another element's is not that element
+    keyed = parse_ipset_save(text, keys={NAME: ["198.18.0.1,tcp:80", "198.18.7.7,tcp:1"]})
+    assert keyed[NAME].create == full[NAME].create
+    assert keyed[NAME].elements == [LiveElement("198.18.0.1,tcp:80", A, 5, 100)]
+    assert keyed["rpt-other"] == full["rpt-other"]  # a set without keys: every element
+    assert parse_ipset_save(text, [NAME], {NAME: ["198.18.0.1,tcp:8080"]}) == {
+        NAME: LiveSet(full[NAME].create, [LiveElement("198.18.0.1,tcp:8080", C, 7, 120)])
+    }
+
+
 def raw(adds: list[str], rule_target: str = "ACCEPT") -> dict:
     ipsets = CREATE + "\n" + "".join(f"add {NAME} {a}\n" for a in adds)
     v4 = (
@@ -167,3 +187,39 @@ def test_a_rollback_puts_the_elements_back_and_recreates_a_dropped_lookup_set(en
     assert f'add {NAME} 198.18.3.0/24,tcp:80 comment "{C}"' in dp.sets[NAME]
     engine.rollback("test")
     assert {n: sorted(lines) for n, lines in dp.sets.items()} == before
+
+
+def test_a_bundle_changing_elements_alone_takes_the_held_bundles_tables():
+    """The restore texts are the held bundle's: its parsed tables are taken as they are (no
+    50k-rule parse); a text that differs is parsed, and its tables are its own."""
+    v1 = _bundle(raw([f'198.18.1.0/24,tcp:80 comment "{A}"']))
+    v2 = _bundle(raw([f'198.18.3.0/24,tcp:80 comment "{C}"']))
+    again = Bundle.parse(v2.raw, previous=v1)
+    assert again.tables["v4"] is v1.tables["v4"] and again.tables == v2.tables
+    dropped = _bundle(raw([f'198.18.3.0/24,tcp:80 comment "{C}"'], rule_target="DROP"))
+    parsed = Bundle.parse(dropped.raw, previous=v1)
+    assert parsed.tables == dropped.tables != v1.tables
+
+
+def test_changed_lines_are_the_lines_one_text_lacks_whatever_the_common_parts():
+    """Only the middle between the common head and tail is split; each of its lines is
+    looked up in the whole other text, so a line that moved is no change, and a line is
+    never taken for a longer one it begins (`add s 1` is not `add s 10`)."""
+
+    def naive(a: str, b: str) -> tuple[list[str], list[str]]:
+        old, new = a.split("\n"), b.split("\n")
+        return [x for x in old if x and x not in new], [x for x in new if x and x not in old]
+
+    lines = [f"add {NAME} 198.18.{i // 256}.{i % 256},tcp:80" for i in range(3000)]
+    base = "\n".join(lines) + "\n"
+    cases = [
+        base.replace(lines[1500] + "\n", ""),  # a line gone
+        base.replace(lines[10] + "\n", lines[10] + "\n" + lines[10] + "0\n"),  # one more
+        base.replace(lines[2999], lines[2999] + ' comment "x"'),  # the last one changed
+        lines[2999] + "\n" + base.replace(lines[2999] + "\n", ""),  # moved: no change
+        "\n".join(lines[:5]) + "\n",  # many gone: both texts split whole
+        base[:-1],  # no final newline
+    ]
+    for after in cases:
+        assert changed_lines(base, after) == naive(base, after)
+        assert changed_lines(after, base) == naive(after, base)
