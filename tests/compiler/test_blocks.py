@@ -234,7 +234,7 @@ def _same_answers(doc: dict, options: CompileOptions) -> int:
     min_rules=st.sampled_from([1, 2, 4]),
     guard_min=st.sampled_from([None, 1, 3]),
     range_max=st.sampled_from([64, 65536]),
-    elements_max=st.sampled_from([None, 2, 8192]),
+    elements_max=st.sampled_from([None, 16, 8192]),
 )
 def test_set_compiled_decides_as_linear(
     rules, types, min_rules, guard_min, range_max, elements_max
@@ -248,7 +248,7 @@ def test_set_compiled_decides_as_linear(
         set_min_rules=min_rules,
         set_guard_min=guard_min,
         set_range_max=range_max,
-        set_elements_max=elements_max,  # 2: sets cut in parts by port cell (or by rule)
+        set_elements_max=elements_max,  # 16: sets cut in parts by port cell (or by rule)
     )
     _same_answers(_document(rules), options)
 
