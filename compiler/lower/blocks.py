@@ -304,13 +304,8 @@ class _Index:
             for key in keys:
                 _file(self.port_short, key, box)
         else:
-            cells = self.cells
             for key in keys:
-                found = cells.get((key, cell))
-                if found is None:
-                    cells[(key, cell)] = [box]
-                else:
-                    found.append(box)
+                _file(self.cells, (key, cell), box)
         if self._port is not None:
             self._file_port(self._port, box, keys)
         if self._cell is not None:
@@ -597,22 +592,18 @@ class BlockCompiler:
                     groups[name] = group
                     lset = LookupSet(name, family, shape)
                     elements = made[key] = lset.elements
+                    # ports in the rule: its protocol and ports; else a TCP reset needs
+                    # `-p tcp` (the kernel refuses the REJECT otherwise; its elements
+                    # are all tcp)
+                    proto, dports = key[3:] if len(key) > 3 else (None, None)
+                    if proto is None and arg == "tcp-reset":
+                        proto = "tcp"
                     out.append(
-                        # a TCP reset needs `-p tcp` in the rule (the kernel refuses the
-                        # REJECT otherwise); such a rule's elements are all tcp
                         IRRule(
                             target,
                             f"rpt:sys:set:{name}",
-                            proto="tcp" if arg == "tcp-reset" else None,
-                            arg=arg,
-                            lookup=lset,
-                        )
-                        if len(key) == 3
-                        else IRRule(
-                            target,
-                            f"rpt:sys:set:{name}",
-                            proto=key[3],
-                            dports=key[4],
+                            proto=proto,
+                            dports=dports,
                             arg=arg,
                             lookup=lset,
                         )

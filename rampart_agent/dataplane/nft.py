@@ -153,8 +153,12 @@ def parse_table(doc: dict[str, Any]) -> tuple[dict[str, LiveFamily], list[dict[s
     return fams, sets
 
 
-def element_tags(sets: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Set element counters summed per rule uuid (from each element's `rpt:<uuid>:` tag)."""
+def element_tags(
+    sets: list[dict[str, Any]], wanted: set[str] | None = None
+) -> dict[str, list[int]]:
+    """Set element counters summed per rule uuid (from each element's `rpt:<uuid>:` tag);
+    with `wanted`, only of the elements whose first kernel element (`_first_live_key`) is
+    one of these."""
     out: dict[str, list[int]] = {}
     for s in sets:
         for elem in s.get("elem", []):
@@ -164,6 +168,8 @@ def element_tags(sets: list[dict[str, Any]]) -> dict[str, list[int]]:
             parts = str(inner.get("comment") or "").split(":")
             counter = inner.get("counter")
             if len(parts) < 3 or parts[0] != "rpt" or not isinstance(counter, dict):
+                continue
+            if wanted is not None and _first_live_key(inner.get("val")) not in wanted:
                 continue
             c = out.setdefault(parts[1], [0, 0])
             c[0] += int(counter.get("packets", 0))
@@ -177,42 +183,43 @@ def _addr(part: Any) -> str:
     return str(part)  # a host: nft prints it bare, as `ipset save` does
 
 
-def _keys(val: Any) -> list[str]:
-    """One nft element as the kernel elements `ipset save` would list for it (the
-    spelling set_elements.py compares with the bundle): dimensions joined by ",", a
-    `proto . port-range` pair expanded to one `proto:port` per port."""
+def _dims(val: Any) -> list[str | tuple[str, int, int]]:
+    """One nft element's dimensions: an address as `ipset save` spells it, or a
+    `proto . port-range` pair as (proto, lo, hi)."""
     parts = val["concat"] if isinstance(val, dict) and "concat" in val else [val]
-    keys = [""]
+    out: list[str | tuple[str, int, int]] = []
     i = 0
     while i < len(parts):
         part = parts[i]
         if isinstance(part, str) and part in ("tcp", "udp") and i + 1 < len(parts):
             port = parts[i + 1]
             lo, hi = port["range"] if isinstance(port, dict) else (port, port)
-            options = [f"{part}:{p}" for p in range(int(lo), int(hi) + 1)]
+            out.append((part, int(lo), int(hi)))
             i += 2
         else:
-            options = [_addr(part)]
+            out.append(_addr(part))
             i += 1
+    return out
+
+
+def _keys(val: Any) -> list[str]:
+    """One nft element as the kernel elements `ipset save` would list for it (the
+    spelling set_elements.py compares with the bundle): dimensions joined by ",", a
+    `proto . port-range` pair expanded to one `proto:port` per port."""
+    keys = [""]
+    for dim in _dims(val):
+        if isinstance(dim, str):
+            options = [dim]
+        else:
+            proto, lo, hi = dim
+            options = [f"{proto}:{p}" for p in range(lo, hi + 1)]
         keys = [f"{k},{o}" if k else o for k in keys for o in options]
     return keys
 
 
 def _first_live_key(val: Any) -> str:
     """`_keys(val)[0]` without spelling out every port of a range."""
-    parts = val["concat"] if isinstance(val, dict) and "concat" in val else [val]
-    out: list[str] = []
-    i = 0
-    while i < len(parts):
-        part = parts[i]
-        if isinstance(part, str) and part in ("tcp", "udp") and i + 1 < len(parts):
-            port = parts[i + 1]
-            out.append(f"{part}:{port['range'][0] if isinstance(port, dict) else port}")
-            i += 2
-        else:
-            out.append(_addr(part))
-            i += 1
-    return ",".join(out)
+    return ",".join(d if isinstance(d, str) else f"{d[0]}:{d[1]}" for d in _dims(val))
 
 
 def live_set(obj: dict[str, Any]) -> LiveSet:
@@ -399,18 +406,10 @@ class NftDataplane(Dataplane):
         res = self.runner.run(["nft", "-j", "list", "set", "inet", TABLE, name], check=False)
         if res.returncode != 0:
             raise DataplaneError(res.stderr.strip() or f"nft list set {name} failed")
-        wanted = {_first_key(key) for key in keys}
-        out: dict[str, list[int]] = {}
-        for item in json.loads(res.stdout or "{}").get("nftables", []):
-            for elem in item.get("set", {}).get("elem", []):
-                inner = elem.get("elem", {}) if isinstance(elem, dict) else {}
-                packets = int((inner.get("counter") or {}).get("packets", 0))
-                parts = str(inner.get("comment") or "").split(":")
-                if packets and len(parts) > 2 and _first_live_key(inner.get("val")) in wanted:
-                    c = out.setdefault(parts[1], [0, 0])
-                    c[0] += packets
-                    c[1] += int(inner["counter"].get("bytes", 0))
-        return out
+        listed = json.loads(res.stdout or "{}").get("nftables", [])
+        sets = [item["set"] for item in listed if "set" in item]
+        counts = element_tags(sets, {_first_key(key) for key in keys})
+        return {uuid: c for uuid, c in counts.items() if c[0]}
 
     def read_sets(
         self, names: Iterable[str] | None = None, keys: Mapping[str, Collection[str]] | None = None
