@@ -144,75 +144,12 @@ def _changes(name: str, before: dict[str, str | None], after: dict[str, str | No
 def plan_update(old: SetBlock, new: SetBlock) -> SetUpdate:
     """The element changes turning the set of `old` into that of `new` (same name and
     create line), from the bundles alone: only the add lines that differ are expanded."""
-    gone_lines, came_lines = changed_lines(old.adds, new.adds)
-    gone = wanted_elements(gone_lines)  # in line order
-    came = wanted_elements(came_lines)
+    before, after = old.adds.split("\n"), new.adds.split("\n")
+    before_set, after_set = set(before), set(after)
+    gone = wanted_elements(line for line in before if line not in after_set)  # in line order
+    came = wanted_elements(line for line in after if line not in before_set)
     # an element of a changed line may stay, in another line: not deleted then
     return _changes(new.name, gone, came)
-
-
-FEW_LINES = 64  # a changed middle of more lines: both texts are split whole
-
-
-def changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
-    """The lines of `before` that `after` lacks and those of `after` that `before` lacks,
-    in line order. A one-rule change keeps a 4k-line set's text but for a line or two:
-    the common head and tail are skipped by slice compares and only the lines between
-    are split, each looked up in the other text (instead of two 4k-line sets)."""
-    head = _common_head(before, after)
-    tail = _common_tail(before, after, head)
-    old_mid = before[head : len(before) - tail].split("\n")
-    new_mid = after[head : len(after) - tail].split("\n")
-    if len(old_mid) + len(new_mid) > FEW_LINES:
-        old_lines, new_lines = before.split("\n"), after.split("\n")
-        old_set, new_set = set(old_lines), set(new_lines)
-        return (
-            [line for line in old_lines if line and line not in new_set],
-            [line for line in new_lines if line and line not in old_set],
-        )
-    return (  # (blank lines left out: they hold no element)
-        [line for line in old_mid if line and not _has_line(after, line)],
-        [line for line in new_mid if line and not _has_line(before, line)],
-    )
-
-
-def _has_line(text: str, line: str) -> bool:
-    return (
-        text.startswith(line + "\n")
-        or f"\n{line}\n" in text
-        or text.endswith("\n" + line)
-        or text == line
-    )
-
-
-def _common_head(a: str, b: str, step: int = 4096) -> int:
-    """The length of the common whole lines at the start."""
-    n, size = min(len(a), len(b)), 0
-    while step:  # chunks of halving size: a few hundred slice compares for 400 kB
-        while size < n and a[size : size + step] == b[size : size + step]:
-            size = min(size + step, n)
-        step //= 2
-    if a == b:
-        return size
-    return a.rfind("\n", 0, size) + 1  # back to the start of the line that differs
-
-
-def _common_tail(a: str, b: str, head: int, step: int = 4096) -> int:
-    """The length of the common whole lines at the end, not reaching into `head`."""
-    n, size = min(len(a), len(b)) - head, 0
-    while step:
-        while (
-            size < n
-            and a[max(len(a) - size - step, 0) : len(a) - size]
-            == b[max(len(b) - size - step, 0) : len(b) - size]
-        ):
-            size = min(size + step, n)
-        step //= 2
-    start_a, start_b = len(a) - size, len(b) - size
-    if (start_a and a[start_a - 1] != "\n") or (start_b and b[start_b - 1] != "\n"):
-        nl = a.find("\n", start_a)  # on to the next line start (the same in both)
-        size = 0 if nl < 0 else len(a) - nl - 1
-    return size
 
 
 def plan_repair(block: SetBlock, live: LiveSet) -> tuple[SetUpdate, Counts]:

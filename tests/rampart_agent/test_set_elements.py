@@ -7,7 +7,6 @@ from rampart_agent.dataplane.base import LiveElement, LiveSet
 from rampart_agent.dataplane.save import parse_ipset_save
 from rampart_agent.ruleset import parse_ipsets
 from rampart_agent.set_elements import (
-    changed_lines,
     element_keys,
     plan_repair,
     plan_update,
@@ -199,27 +198,3 @@ def test_a_bundle_changing_elements_alone_takes_the_held_bundles_tables():
     dropped = _bundle(raw([f'198.18.3.0/24,tcp:80 comment "{C}"'], rule_target="DROP"))
     parsed = Bundle.parse(dropped.raw, previous=v1)
     assert parsed.tables == dropped.tables != v1.tables
-
-
-def test_changed_lines_are_the_lines_one_text_lacks_whatever_the_common_parts():
-    """Only the middle between the common head and tail is split; each of its lines is
-    looked up in the whole other text, so a line that moved is no change, and a line is
-    never taken for a longer one it begins (`add s 1` is not `add s 10`)."""
-
-    def naive(a: str, b: str) -> tuple[list[str], list[str]]:
-        old, new = a.split("\n"), b.split("\n")
-        return [x for x in old if x and x not in new], [x for x in new if x and x not in old]
-
-    lines = [f"add {NAME} 198.18.{i // 256}.{i % 256},tcp:80" for i in range(3000)]
-    base = "\n".join(lines) + "\n"
-    cases = [
-        base.replace(lines[1500] + "\n", ""),  # a line gone
-        base.replace(lines[10] + "\n", lines[10] + "\n" + lines[10] + "0\n"),  # one more
-        base.replace(lines[2999], lines[2999] + ' comment "x"'),  # the last one changed
-        lines[2999] + "\n" + base.replace(lines[2999] + "\n", ""),  # moved: no change
-        "\n".join(lines[:5]) + "\n",  # many gone: both texts split whole
-        base[:-1],  # no final newline
-    ]
-    for after in cases:
-        assert changed_lines(base, after) == naive(base, after)
-        assert changed_lines(after, base) == naive(after, base)
