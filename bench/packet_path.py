@@ -9,9 +9,11 @@ concurrency 64 (`--clients` processes with an epoll loop each, closing with RST 
 TIME_WAIT runs out the ports; two reach ~16k conn/s with no rules on a quiet 2-CPU
 machine, so a 10k-rule walk shows against them). Cases:
 
-  packet  new connections/s with no rules; the policy as linear rules (N realistic rules of
-          bench/policies.py, none matching the traffic, then `accept tcp 8080`, compiled
-          with set compilation off); the policy as Rampart compiles it (`set_compile` on,
+  packet  new connections/s with no rules; the stateful minimum hand-written for the raw
+          tool (loopback, ESTABLISHED,RELATED, the bench port, drop: conntrack's own cost,
+          the floor of any stateful policy, shown as "% stateful"); the policy as linear
+          rules (N realistic rules of bench/policies.py, none matching the traffic, then
+          `accept tcp 8080`, compiled with set compilation off); the policy as Rampart compiles it (`set_compile` on,
           with the ipset types this kernel has, probed first; every shape on nftables).
           Loaded by the agent's own apply into the server's
           namespace, on each dataplane: iptables-legacy, iptables-nft, native nftables (a
@@ -230,6 +232,37 @@ def load(dataplane: str, bundle_file: str) -> None:
         engine.shutdown()
 
 
+# The least a stateful firewall does, hand-written for the raw tools: loopback, the
+# ESTABLISHED,RELATED accept (which turns conntrack on for every connection), the bench's
+# port, drop the rest. No policy can run faster than this on a host that keeps state.
+STATEFUL_IPTABLES = f"""*filter
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport {PORT} -j ACCEPT
+-A INPUT -j DROP
+COMMIT
+"""
+STATEFUL_NFT = f"""table inet rpt_stateful {{
+\tchain input {{
+\t\ttype filter hook input priority filter; policy accept;
+\t\tiif "lo" accept
+\t\tct state established,related accept
+\t\ttcp dport {PORT} accept
+\t\tdrop
+\t}}
+}}
+"""
+
+
+def load_stateful(dataplane: str) -> None:
+    """(In the server's namespace.) The hand-written stateful minimum, by the raw tool."""
+    if dataplane == "nft-native":
+        subprocess.run(["nft", "-f", "-"], input=STATEFUL_NFT, text=True, check=True)
+        return
+    tool = f"iptables-{dataplane}-restore"
+    subprocess.run([tool, "--noflush"], input=STATEFUL_IPTABLES, text=True, check=True)
+
+
 def flush() -> None:
     """Nothing filters in this namespace any more (every backend, every set)."""
     empty = "".join(f"*{t}\nCOMMIT\n" for t in ("filter", "nat", "mangle", "raw"))
@@ -237,6 +270,20 @@ def flush() -> None:
         subprocess.run([tool], input=empty, text=True, check=False, capture_output=True)
     subprocess.run(["nft", "flush", "ruleset"], check=False, capture_output=True)
     subprocess.run(["ipset", "destroy"], check=False, capture_output=True)
+
+
+def raw_load(dataplane: str, bundle: dict) -> None:
+    """The raw tools loading `bundle` into this namespace: the floor under an apply."""
+    if dataplane == "nft-native":
+        subprocess.run(["nft", "-f", "-"], input=bundle["nft"], text=True, check=True)
+        return
+    restore = f"iptables-{dataplane}-restore"
+    if bundle["ipsets"]:
+        subprocess.run(["ipset", "restore"], input=bundle["ipsets"], text=True, check=True)
+    subprocess.run([restore, "--noflush"], input=bundle["iptables_v4"], text=True, check=True)
+    subprocess.run(
+        [f"ip6{restore[2:]}", "--noflush"], input=bundle["iptables_v6"], text=True, check=True
+    )
 
 
 def change_and_e2e(
@@ -280,24 +327,9 @@ def change_and_e2e(
     if "change" in cases:
         linear = bundle_for(policy(n), "linear", dataplane, types)
         raw = []
-        restore = f"iptables-{dataplane}-restore"
-
-        def raw_full() -> None:
-            """The raw tools loading the policy as linear rules (what the agent's 1-rule
-            change is compared with)."""
-            if dataplane == "nft-native":
-                subprocess.run(["nft", "-f", "-"], input=linear["nft"], text=True, check=True)
-                return
-            if linear["ipsets"]:
-                subprocess.run(["ipset", "restore"], input=linear["ipsets"], text=True)
-            subprocess.run([restore, "--noflush"], input=linear["iptables_v4"], text=True)
-            subprocess.run(
-                [f"ip6{restore[2:]}", "--noflush"], input=linear["iptables_v6"], text=True
-            )
-
         for _ in range(max(3, runs)):
             flush()
-            raw.append(ms(raw_full))
+            raw.append(ms(lambda: raw_load(dataplane, linear)))
         flush()
         data = policy(n)
         base = bundle_for(data, "rampart", dataplane, types)
@@ -336,11 +368,17 @@ def change_and_e2e(
 
             times.append(ms(end_to_end))
             e.shutdown()
+        bundle = bundle_for(data, "rampart", dataplane, types)
+        raw = []
+        for _ in range(max(3, runs)):
+            flush()
+            raw.append(ms(lambda: raw_load(dataplane, bundle)))
         emit(
             case="compile+apply",
             n=10000,
             agent_ms=statistics.median(times),
             compile_ms=statistics.median(compiles),
+            raw_load_ms=statistics.median(raw),
             target="<=240 ms",
         )
     flush()
@@ -440,9 +478,14 @@ class Net:
             failed += out["failed"]
         return done / seconds, failed
 
-    def load(self, dataplane: str, bundle: dict | None) -> None:
+    def load(self, dataplane: str, bundle: dict | str | None) -> None:
+        """Flush, then load `bundle` by the agent's apply (None: nothing; "stateful": the
+        hand-written stateful minimum by the raw tool)."""
         subprocess.run(me(self.srv, "--flush"), check=True)
         if bundle is None:
+            return
+        if bundle == "stateful":
+            subprocess.run(me(self.srv, "--stateful", dataplane), check=True)
             return
         with tempfile.NamedTemporaryFile("w", suffix=".json", dir="/dev/shm") as fh:
             json.dump(bundle, fh)
@@ -470,7 +513,10 @@ def packet_rows(
     rows = []
     with Net(server, client_addr, 2) as net:
         for dataplane in dataplanes:
-            configs = [("none", 0, None)] + [
+            configs: list[tuple[str, int, dict | str | None]] = [
+                ("none", 0, None),
+                ("stateful", 0, "stateful"),
+            ] + [
                 (m, n, bundle_for(policy(n), m, dataplane, types))
                 for n in sizes
                 for m in ("linear", "rampart")
@@ -484,6 +530,7 @@ def packet_rows(
                     rates.setdefault((mode, n), []).append(r)
                     fails[mode, n] = fails.get((mode, n), 0) + f
             none = statistics.median(rates["none", 0])
+            floor = statistics.median(rates["stateful", 0])
             for (mode, n), rs in rates.items():
                 rows.append(
                     {
@@ -494,6 +541,7 @@ def packet_rows(
                         "conn_s": round(statistics.median(rs), 1),
                         "runs": [round(r) for r in rs],
                         "pct_of_none": round(100 * statistics.median(rs) / none, 1),
+                        "pct_of_stateful": round(100 * statistics.median(rs) / floor, 1),
                         "failed": fails[mode, n],
                         "set_types": sorted(types) if mode == "rampart" else [],
                         "target": ">=90 %" if mode == "rampart" else "",
@@ -554,12 +602,14 @@ def print_table(rows: list[dict], stamp: str, load: float) -> None:
     packet = [r for r in rows if r["case"] == "packet"]
     if packet:
         print(
-            f"{'dataplane':16} {'policy':8} {'rules':>6} {'conn/s':>8} {'% none':>7} {'failed':>6}  target"
+            f"{'dataplane':16} {'policy':8} {'rules':>6} {'conn/s':>8} {'% none':>7} "
+            f"{'% stateful':>10} {'failed':>6}  target"
         )
         for r in packet:
             print(
                 f"{DATAPLANES[r['dataplane']]:16} {r['policy']:8} {r['n']:>6} {r['conn_s']:>8.0f} "
-                f"{r['pct_of_none']:>6.1f}% {r['failed']:>6}  {r['target']}"
+                f"{r['pct_of_none']:>6.1f}% {r['pct_of_stateful']:>9.1f}% {r['failed']:>6}  "
+                f"{r['target']}"
             )
     for r in rows:
         if r["case"] == "1-rule change":
@@ -572,7 +622,8 @@ def print_table(rows: list[dict], stamp: str, load: float) -> None:
         elif r["case"] == "compile+apply":
             print(
                 f"{DATAPLANES[r['dataplane']]:16} compile+apply {r['n']} rules: "
-                f"{r['agent_ms']:.1f} ms, of which compile {r['compile_ms']:.1f} ms  "
+                f"{r['agent_ms']:.1f} ms, of which compile {r['compile_ms']:.1f} ms; "
+                f"the raw tools alone load it in {r.get('raw_load_ms', 0):.1f} ms  "
                 f"({r['target']})"
             )
     for r in rows:
@@ -599,6 +650,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help=argparse.SUPPRESS)
     parser.add_argument("--load", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--flush", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stateful", help=argparse.SUPPRESS)
     parser.add_argument("--inner", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=50000, help=argparse.SUPPRESS)
     parser.add_argument("--types", default="", help=argparse.SUPPRESS)
@@ -612,6 +664,9 @@ def main() -> int:
         return 0
     if args.flush:
         flush()
+        return 0
+    if args.stateful:
+        load_stateful(args.stateful)
         return 0
     if args.load:
         load(*args.load)

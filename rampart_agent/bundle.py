@@ -116,61 +116,14 @@ def check_nft_script(text: str) -> None:
 
     Checked in whole-text passes (a 10k-rule script, ~18k quoted comments: ~4 ms instead
     of ~55 ms part by part): the parts between quoted strings are joined by NUL, which,
-    like a part's own ends, is no word character, no brace and no blank. A script with
-    none of the words NFT_OUTSIDE looks for, even quoted, and few braces (the renderer's
-    usual: a 50k-rule script has ~100) is not split at all: its braces are found one by
-    one and each is outside the quoted strings when an even number of `"` precede it
-    (~35 ms -> ~16 ms for a 10 MB script, most of it the look for those words).
+    like a part's own ends, is no word character, no brace and no blank.
     """
     if not text:
         return
     refused = BundleError("bundle field nft may only recreate table inet rampart")
-    start = len(NFT_HEAD)
     if not text.startswith(NFT_HEAD):
         raise refused
-    hinted = any(text.find(h, start) >= 0 for h in NFT_OUTSIDE_HINTS)
-    braces = None if hinted else _unquoted_braces(text, start)
-    if braces is None:
-        _check_split(text[start:], refused)
-        return
-    # the table's block closes at the last brace, with nothing but blanks after it (no
-    # `"` either: so the script's quotes are even, those before it being even) ...
-    if not braces or text[braces[-1]] != "}" or text[braces[-1] + 1 :].strip():
-        raise refused
-    depth = 0  # ... and not before: every brace up to it balanced, never below the table's
-    for pos in braces[:-1]:
-        depth += 1 if text[pos] == "{" else -1
-        if depth < 0:
-            raise refused
-    if depth:
-        raise refused
-
-
-FEW_BRACES = 4096  # more: the split check (one Python step per brace would cost more)
-
-
-def _unquoted_braces(text: str, start: int) -> list[int] | None:
-    """The positions of the braces outside quoted strings from `start`, in order (None:
-    too many braces to look at one by one)."""
-    found: list[int] = []
-    for brace in "{}":  # a find per brace: a memchr, where count reads every character
-        pos = text.find(brace, start)
-        while pos >= 0:
-            if len(found) == FEW_BRACES:
-                return None
-            found.append(pos)
-            pos = text.find(brace, pos + 1)
-    out, quotes, prev = [], 0, start
-    for pos in sorted(found):
-        quotes += text.count('"', prev, pos)
-        prev = pos
-        if not quotes % 2:
-            out.append(pos)
-    return out
-
-
-def _check_split(body: str, refused: BundleError) -> None:
-    """The check of `check_nft_script` over the text with its quoted strings cut out."""
+    body = text[len(NFT_HEAD) :]
     if body.count('"') % 2:
         raise refused
     unquoted = "\0".join(body.split('"')[::2])  # the parts between quoted strings
