@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from .ir import DNAT, JUMP, LOG, REDIRECT, REJECT, SNAT, AddrMatch, Rule, Table
 from .per_source import hashlimit_match
-from .values import REJECT_WITH_FAMILY, Rate, parse_rate
+from .values import REJECT_WITH_FAMILY, Rate, parse_log_prefix, parse_rate
 
 _PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "ipv6-icmp"}
 _UNIT = {"second": "sec", "minute": "min", "hour": "hour", "day": "day"}
@@ -26,6 +26,10 @@ _rates: dict[str, Rate] = {}
 
 _PROTO_ARG = {name: f" -p {spelled}" for name, spelled in _PROTO.items()}
 _PLAIN_TARGET = {"ACCEPT": " -j ACCEPT", "DROP": " -j DROP"}
+# iptables-save (xtables_save_string) leaves a string of these alone, quotes any other and
+# escapes these inside the quotes; iptables-restore reads a backslash as an escape
+_NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ESCAPE = str.maketrans({c: "\\" + c for c in "\"\\'"})
 # `Rule.dst_type`: only the management exemption in the nat table sets it
 _DST_TYPE = {None: "", "LOCAL": " -m addrtype --dst-type LOCAL"}
 
@@ -141,7 +145,8 @@ def _target(r: Rule, family: int) -> str:
             return " " + _REJECT[family]
         return " -j REJECT --reject-with " + REJECT_WITH_FAMILY[family][r.arg]
     if target == LOG:
-        return f' -j LOG --log-prefix "{r.arg}"'
+        # parse_log_prefix: what the kernel would not keep exactly is never written
+        return " -j LOG --log-prefix " + _save_string(parse_log_prefix(str(r.arg)))
     if target == DNAT:
         return f" -j DNAT --to-destination {r.arg}"
     if target == SNAT:
@@ -185,3 +190,12 @@ def render_table(table: Table) -> tuple[str, dict[str, str]]:
             parts.append(text)
     parts.append("COMMIT\n")
     return "".join(parts), hashes
+
+
+def _save_string(text: str) -> str:
+    """`text` as iptables-save spells it, which iptables-restore reads back as `text`: bare
+    when plain, else in double quotes with `\\`, `"` and `'` escaped (a bare backslash
+    would be taken as an escape and dropped: `a\\b` would load as `ab`)."""
+    if text and set(text) <= _NO_QUOTE:
+        return text
+    return '"' + text.translate(_ESCAPE) + '"'

@@ -49,7 +49,7 @@ from .ir import (
 )
 from .per_source import BURST_DEFAULT as PS_BURST_DEFAULT
 from .per_source import PREFIX_MAX, PerSourceLimit
-from .values import parse_rate
+from .values import parse_log_prefix, parse_rate
 
 TABLE = NFT_TABLE
 FAMILY = "inet"
@@ -97,9 +97,10 @@ def chain_name(family: int, table: str, chain: str) -> str:
 def _quote(text: str) -> str:
     """nft's scanner takes a quoted string verbatim up to the next `"`: no escapes (a
     doubled backslash stays doubled in the kernel), so a quote or line break cannot be
-    written at all and is refused rather than let out of the string (values.py already
-    refuses both in a log prefix; tags and interface names cannot hold them)."""
-    if '"' in text or "\n" in text:
+    written at all and is refused rather than let out of the string, and a `$` starts a
+    variable (`nft -f` fails). values.py refuses all three in a log prefix (checked again
+    when rendered, as render_iptables does); tags and interface names cannot hold them."""
+    if '"' in text or "\n" in text or "$" in text:
         raise ValueError(f"no nft spelling for the string {text!r}")
     return f'"{text}"'
 
@@ -286,7 +287,7 @@ def _verdict(r: Rule, family: int, table: str) -> str:
             how = _REJECT["icmp-port-unreachable"][family]  # as ip(6)tables refuses it
         return "reject with " + how
     if target == LOG:
-        return "log prefix " + _quote(str(r.arg))
+        return "log prefix " + _quote(parse_log_prefix(str(r.arg)))
     if target == DNAT:
         return f"dnat {_ADDR[family]} to {r.arg}"
     if target == SNAT:

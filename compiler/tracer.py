@@ -37,11 +37,17 @@ from .ir import (
     SetElement,
     Table,
 )
+from .lower.static import ND_HOP_LIMIT
 from .render_iptables import render_rule
 from .tracer_nat import LocalAddresses, NatStep, NatWalker
 
 _START = {"input": "INPUT", "forward": "FORWARD", "output": "OUTPUT"}
 PACKET_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
+# the hop limit a packet has when none is given, as real senders set it: every neighbour
+# discovery message (RFC 4861: ICMPv6 133-137) is sent with 255, anything else with
+# Linux's default (net.ipv6.conf.*.hop_limit = 64)
+ND_MESSAGES = range(133, 138)
+DEFAULT_HOP_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,25 @@ class Packet:
     out_interface: str | None = None
     state: str = "new"
     dnat: bool = False  # the nat table translated the destination (tracer_nat.rewrite)
+    # IPv6 only: the hop limit in the header as the chain sees it; None: as a sender sets it
+    hop_limit: int | None = None
 
     @property
     def family(self) -> int:
         return self.source.version
+
+    @property
+    def hops(self) -> int | None:
+        """The hop limit the kernel's `hl` match reads (None for IPv4, which has a TTL no
+        compiled rule matches): the one given, else what a sender writes (`ND_MESSAGES`
+        255, so a neighbour solicitation traced without one is the on-link one)."""
+        if self.family == 4:
+            return None
+        if self.hop_limit is not None:
+            return self.hop_limit
+        if self.protocol == "icmpv6" and self.icmp_type in ND_MESSAGES:
+            return ND_HOP_LIMIT
+        return DEFAULT_HOP_LIMIT
 
     @classmethod
     def from_params(cls, params: dict) -> Packet:
@@ -76,6 +97,7 @@ class Packet:
         icmp_type = p.icmp_type(protocol)
         ifaces = {key: p.interface(key) for key in ("in_interface", "out_interface")}
         state = p.choice("state", "new", V.STATES, lower=True)
+        hop_limit = p.hop_limit(addrs)
         if p.errors:
             raise PacketError(p.errors)
         return cls(
@@ -89,6 +111,7 @@ class Packet:
             ifaces["in_interface"],
             ifaces["out_interface"],
             state,
+            hop_limit=hop_limit,
         )
 
 
@@ -152,6 +175,20 @@ class _Params:
         except ValueError as exc:
             self.bad("icmp_type", str(exc))
             return None
+
+    def hop_limit(self, addrs: dict) -> int | None:
+        """0-255, IPv6 only: an IPv4 packet has a TTL, which no compiled rule matches, so a
+        hop limit given for one would silently change nothing."""
+        value = self.get("hop_limit")
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit()) or int(value) > 255:
+            self.bad("hop_limit", f"invalid hop limit {value!r}: 0-255")
+        elif any(a.version == 4 for a in addrs.values()):
+            self.bad("hop_limit", "hop_limit is IPv6's: IPv4 packets have no hop limit")
+        else:
+            return int(value)
+        return None
 
     def interface(self, key: str) -> str | None:
         value = self.get(key)
@@ -292,15 +329,8 @@ class Tracer:
             return False
         if r.out_iface is not None and not iface_matches(r.out_iface, p.out_interface):
             return False
-        if r.proto is not None:
-            if r.proto != p.protocol:
-                return False
-            if r.sports is not None and not in_ports(r.sports, p.sport):
-                return False
-            if r.dports is not None and not in_ports(r.dports, p.dport):
-                return False
-            if r.icmp_type is not None and r.icmp_type != p.icmp_type:
-                return False
+        if r.proto is not None and not proto_matches(r, p):
+            return False
         if r.states is not None and not (
             p.state.upper() in r.states or (p.dnat and "DNAT" in r.states)
         ):
@@ -450,7 +480,34 @@ class Tracer:
                         chain=packet.chain,
                         reject_with=reject_with,
                     )
+            elif rule.hop_limit is not None:
+                notes.extend(self._hop_limit_miss(rule, packet))
             index += 1
+
+    def _hop_limit_miss(self, rule: Rule, packet: Packet) -> list[str]:
+        """A note when `rule` missed `packet` for its hop limit alone: a routed neighbour
+        discovery message (hop limit below 255) is not the system accept's, as in the
+        kernel; the note says why the trace went on."""
+        if not self.matches(rule, dataclasses.replace(packet, hop_limit=rule.hop_limit)):
+            return []
+        return [
+            f"{rule.tag} not matched: hop limit {packet.hops}, not {rule.hop_limit} (a "
+            "neighbour discovery message with another hop limit was routed; RFC 4861)"
+        ]
+
+
+def proto_matches(r: Rule, p: Packet) -> bool:
+    """The protocol part of a rule with a protocol: ports, ICMP type, and the hop limit the
+    neighbour-discovery accepts carry (`-m hl --hl-eq 255`)."""
+    if r.proto != p.protocol:
+        return False
+    if r.sports is not None and not in_ports(r.sports, p.sport):
+        return False
+    if r.dports is not None and not in_ports(r.dports, p.dport):
+        return False
+    if r.icmp_type is not None and r.icmp_type != p.icmp_type:
+        return False
+    return r.hop_limit is None or r.hop_limit == p.hops
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -318,7 +319,30 @@ def parse_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return value
 
 
+def log_prefix_problem(value: str) -> str | None:
+    """Why the kernel would not hold `value` exactly as a log prefix on every dataplane, or
+    None. xt_LOG keeps 29 bytes and iptables cuts a longer prefix silently (mid-character,
+    for UTF-8); nft's quoted strings have no escapes, so `"` cannot be written and `$`
+    starts a variable (`nft -f` fails); a control character would split or forge log lines
+    (iptables-restore ends the line at a carriage return). Everything else is carried: the
+    iptables renderer escapes `\\` and `'` as iptables-save does, nft takes it verbatim."""
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 spelling at all
+        return "log prefix must be valid Unicode text"
+    if size > LOG_PREFIX_MAX:
+        return f"log prefix must be at most {LOG_PREFIX_MAX} bytes (UTF-8), the kernel's limit"
+    if '"' in value:
+        return 'log prefix cannot hold quotes (")'
+    if "$" in value:
+        return "log prefix cannot hold '$' (nft reads it as a variable)"
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        return "log prefix cannot hold control characters (tab, newline, ...)"
+    return None
+
+
 def parse_log_prefix(value: str) -> str:
-    if len(value) > LOG_PREFIX_MAX or '"' in value or "\n" in value:
-        raise ValueError(f"log prefix must be at most {LOG_PREFIX_MAX} characters, without quotes")
+    problem = log_prefix_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value

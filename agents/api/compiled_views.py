@@ -39,6 +39,7 @@ TRACE_PARAMS = (
     "in_interface",
     "out_interface",
     "state",
+    "hop_limit",
 )
 ZONE_PARAMS = ("in_zone", "out_zone")  # instead of in_/out_interface: compiler.tracer_zones
 _TARGETS = [Target.DEPLOYED, Target.CANDIDATE, Target.WORKING_COPY]
@@ -145,7 +146,9 @@ def _field_errors(exc: ValueError, errors: dict[str, list[str]]) -> None:
     "the rule that decided it and the path. By default it traces what the agent holds "
     "(`target=deployed`). `protocol` tcp|udp|icmp|icmpv6, `state` "
     "new|established|related|invalid|untracked (default new), `chain` "
-    "input|forward|output (default input). A new connection passes the nat table first: "
+    "input|forward|output (default input). `hop_limit` 0-255, IPv6 only (default: 255 "
+    "for neighbour discovery, ICMPv6 133-137, as senders set it; else 64): the system "
+    "neighbour-discovery accepts match 255 only, as in the kernel. A new connection passes the nat table first: "
     "`nat` lists each NAT step (hook, chain, rule, tag, before → after), and `chain` is "
     "the filter chain walked (a DNAT to another host turns input into forward).",
     parameters=[

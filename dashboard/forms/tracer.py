@@ -44,6 +44,12 @@ class TraceForm(ServiceForm):
     sport = forms.CharField(required=False, max_length=5, label="Source port")
     dport = forms.CharField(required=False, max_length=5, label="Dest. port")
     icmp_type = forms.CharField(required=False, max_length=32, label="ICMP type")
+    hop_limit = forms.CharField(
+        required=False,
+        max_length=3,
+        label="Hop limit",
+        help_text="IPv6: empty = 255 for neighbour discovery, else 64",
+    )
     in_interface = forms.CharField(required=False, max_length=16, label="In iface")
     out_interface = forms.CharField(required=False, max_length=16, label="Out iface")
     # instead of the interface of that side: one trace per interface of the zone

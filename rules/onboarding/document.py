@@ -171,12 +171,8 @@ class DocumentBuilder:
         if prefix:
             try:
                 rule["log_prefix"] = V.parse_log_prefix(prefix)
-            except ValueError:
-                self.note(
-                    e.line,
-                    "",
-                    f"log prefix {prefix!r} left out: {V.LOG_PREFIX_MAX} characters at most",
-                )
+            except ValueError as exc:
+                self.note(e.line, "", f"log prefix {prefix!r} left out: {exc}")
 
     def keep_ipv6(self, doc: dict) -> str:
         """IPv4 dumps: accept IPv6 as a host without ip6tables rules does (else the device's

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from compiler.ir import LOG, Chain, Program, Rule, Table
-from compiler.render_nft import TABLE, render_nft
+from compiler.render_nft import TABLE, _quote, render_nft
 from tests.support.netns import namespace, needs_netns
 
 from . import cases
@@ -87,9 +87,11 @@ def test_log_prefix_reaches_the_kernel_verbatim():
     assert logs == [{"prefix": prefix}]
 
 
-@pytest.mark.parametrize("text", ['x" accept comment "y', "x\ny"])
+@pytest.mark.parametrize("text", ['x" accept comment "y', "x\ny", "x $y"])
 def test_unquotable_string_is_refused(text):
-    """A quote or line break would end nft's string (it has no escapes): refused, never
-    written into the script."""
-    with pytest.raises(ValueError, match="no nft spelling"):
+    """A quote or line break would end nft's string (it has no escapes), a `$` starts a
+    variable: refused as the validator refuses them, never written into the script."""
+    with pytest.raises(ValueError, match="log prefix cannot hold"):
         render_nft(_log_program(text))
+    with pytest.raises(ValueError, match="no nft spelling"):
+        _quote(text)

@@ -193,10 +193,49 @@ def test_output_and_forward_chains(tracer):
     assert fwd_other.tag == "rpt:sys:default"
 
 
+ND = {
+    "protocol": "icmpv6",
+    "source": "2001:2::99",
+    "destination": "2001:2::1",
+    "icmp_type": "neighbour-solicitation",
+}
+
+
+def test_neighbour_discovery_needs_hop_limit_255(tracer):
+    """The system ND accepts match hop limit 255 only (`-m hl --hl-eq 255`), as the kernel
+    does: a routed solicitation (hop limit 64) falls through to the default drop."""
+    on_link = run(tracer, **ND, hop_limit="255")
+    assert (on_link.verdict, on_link.tag) == ("accept", "rpt:sys:icmpv6-nd")
+    routed = run(tracer, **ND, hop_limit="64")
+    assert (routed.verdict, routed.tag) == ("drop", "rpt:sys:default")
+    assert any("rpt:sys:icmpv6-nd not matched: hop limit 64, not 255" in n for n in routed.notes)
+    assert not any("hop limit" in n for n in on_link.notes)
+
+
+def test_hop_limit_defaults_to_what_senders_set(tracer):
+    """Without a hop limit, a neighbour discovery message has the 255 every sender gives it
+    (so it is the on-link one) and anything else Linux's default 64."""
+    nd = Packet.from_params(ND)
+    assert (nd.hop_limit, nd.hops) == (None, 255)
+    assert tracer.trace(nd).tag == "rpt:sys:icmpv6-nd"
+    ping = Packet.from_params({**ND, "icmp_type": "echo-request"})
+    assert ping.hops == 64
+    v4 = Packet.from_params(
+        {"protocol": "tcp", "source": "198.18.0.1", "destination": "198.18.0.2"}
+    )
+    assert v4.hops is None
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
         ({"protocol": "sctp"}, "protocol"),
+        ({"hop_limit": "64"}, "hop_limit"),  # IPv4: no hop limit
+        (
+            {"source": "2001:2::1", "destination": "2001:2::2", "hop_limit": "256"},
+            "hop_limit",
+        ),
+        ({"source": "2001:2::1", "destination": "2001:2::2", "hop_limit": "-1"}, "hop_limit"),
         ({"dport": "70000"}, "dport"),
         ({"destination": "2001:2::1"}, "destination"),
         ({"source": "not-an-ip"}, "source"),

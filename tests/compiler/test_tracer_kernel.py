@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -22,7 +24,7 @@ from compiler.lower import segments
 from tests.support.netns import host_pair, needs_netns
 
 from . import cases
-from .kernel import load, reset
+from .kernel import DATAPLANES, load, reset
 
 pytestmark = [*needs_netns, pytest.mark.slow]
 
@@ -180,3 +182,119 @@ def test_tracer_agrees_with_the_kernel(pair, backend, data):
         if (e.verdict == "accept") != g
     ]
     assert not wrong, f"{wrong}\n{bundle.iptables_v4}\n{bundle.iptables_v6}"
+
+
+# neighbour solicitations (ICMPv6 135) sent with a chosen hop limit; the target address
+# names the probe. The kernel fills in the checksum of a raw ICMPv6 socket.
+SEND_NS = (
+    "import json, socket, struct, sys\n"
+    "dst, probes = sys.argv[1], json.loads(sys.argv[2])\n"
+    "for hops, target in probes:\n"
+    "    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n"
+    "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hops)\n"
+    "    body = struct.pack('!BBHI', 135, 0, 0, 0)\n"
+    "    s.sendto(body + socket.inet_pton(socket.AF_INET6, target), (dst, 0))\n"
+    "    s.close()\n"
+)
+# the solicitations that passed the filter table's INPUT: a raw socket gets its copy after
+# the LOCAL_IN hook and before neighbour discovery's own hop-limit check (which drops a
+# routed one whatever the firewall says), so what it sees is the firewall's verdict alone
+SEEN_NS = (
+    "import json, select, socket, time\n"
+    "s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n"
+    "print('ready', flush=True)\n"
+    "seen, end = [], time.monotonic() + float(input())\n"
+    "while (left := end - time.monotonic()) > 0:\n"
+    "    if select.select([s], [], [], left)[0]:\n"
+    "        data = s.recv(2048)\n"
+    "        if data[0] == 135:\n"
+    "            seen.append(socket.inet_ntop(socket.AF_INET6, data[8:24]))\n"
+    "print(json.dumps(seen), flush=True)\n"
+)
+ND_HOPS = {255: "::255", 64: "::64"}  # hop limit → the target's interface id
+
+
+def nd_document(stateful: bool) -> dict:
+    """Input default drop: only the system ND accepts let a solicitation in."""
+    return {
+        "version": 1,
+        "rulesets": [
+            {
+                "name": "web",
+                "rules": [
+                    {"chain": "input", "action": "accept", "dports": ["7001"], "protocol": "tcp"}
+                ],
+            }
+        ],
+        "devices": [
+            {
+                "name": "server",
+                "rulesets": ["web"],
+                "stateful": stateful,
+                "default_policy": {"input": "drop", "output": "drop"},
+            }
+        ],
+    }
+
+
+def solicitations_seen(client, server, targets: dict[int, str]) -> set[str]:
+    """Send one solicitation per hop limit from `client`; the targets `server` got."""
+    listener = server.popen(
+        sys.executable,
+        "-c",
+        SEEN_NS,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert listener.stdout is not None and listener.stdin is not None
+    assert listener.stdout.readline().strip() == "ready"
+    listener.stdin.write("1.5\n")
+    listener.stdin.flush()
+    client.run(
+        sys.executable,
+        "-c",
+        SEND_NS,
+        server.addr6,
+        json.dumps([[hops, target] for hops, target in targets.items()]),
+    )
+    return set(json.loads(listener.stdout.readline()))
+
+
+@pytest.mark.parametrize("stateful", [True, False])
+@pytest.mark.parametrize("backend", ["legacy", *DATAPLANES])
+def test_neighbour_discovery_hop_limit_agrees_with_the_kernel(pair, backend, stateful):
+    """A solicitation with hop limit 255 is the system ND accept's; a routed one (64) is
+    not (`-m hl --hl-eq 255` / `ip6 hoplimit 255`): the tracer says what the kernel does."""
+    client, server = pair
+    bundle = compile_device(
+        PolicyDocument.from_dict(nd_document(stateful)), "server", now=cases.NOW
+    )
+    reset(server, backend)
+    try:
+        load(server, bundle, backend)
+        prefix = server.addr6.split("::")[0]
+        targets = {hops: prefix + suffix for hops, suffix in ND_HOPS.items()}
+        seen = solicitations_seen(client, server, targets)
+    finally:
+        reset(server, backend)
+    tracer = Tracer(bundle.program)
+    traced = {
+        hops: tracer.trace(
+            Packet.from_params(
+                {
+                    "protocol": "icmpv6",
+                    "icmp_type": "135",
+                    "source": client.addr6,
+                    "destination": server.addr6,
+                    "in_interface": server.dev,
+                    "state": "untracked",  # conntrack leaves neighbour discovery untracked
+                    "hop_limit": str(hops),
+                }
+            )
+        ).verdict
+        for hops in targets
+    }
+    got = {hops: target in seen for hops, target in targets.items()}
+    assert got == {255: True, 64: False}, (got, seen)
+    assert {hops: verdict == "accept" for hops, verdict in traced.items()} == got

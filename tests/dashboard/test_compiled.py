@@ -62,6 +62,29 @@ def test_tracer_names_the_deciding_rule(operator_client):
     assert "different families" in bad and 'data-testid="trace-result"' not in bad
 
 
+def test_tracer_form_takes_the_hop_limit(operator_client):
+    """The form's hop limit reaches the tracer: a routed neighbour solicitation is not the
+    system ND accept's; a bad one is named on its field."""
+    device = device_with(small_policy())
+    url = reverse("dashboard:tracer")
+    packet = {
+        "device": device.pk,
+        "target": "candidate",
+        "chain": "input",
+        "protocol": "icmpv6",
+        "state": "new",
+        "source": "2001:2::9",
+        "destination": "2001:2::1",
+        "icmp_type": "135",
+    }
+    on_link = operator_client.get(url, {**packet, "hop_limit": "255"}).content.decode()
+    assert "<code>rpt:sys:icmpv6-nd</code>" in on_link
+    routed = operator_client.get(url, {**packet, "hop_limit": "64"}).content.decode()
+    assert "<code>rpt:sys:icmpv6-nd</code>" not in routed and "hop limit 64, not 255" in routed
+    bad = operator_client.get(url, {**packet, "hop_limit": "300"}).content.decode()
+    assert "invalid hop limit" in bad and 'data-testid="trace-result"' not in bad
+
+
 def test_preview_shows_compiled_bundle_and_diff(operator_client, users):
     ruleset = small_policy()
     device = device_with(ruleset)

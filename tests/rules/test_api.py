@@ -325,6 +325,11 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
             ({"ruleset": rs, "chain": "output", "in_interface": "eth0"}, "in_interface"),
             ({"ruleset": rs, "states": ["bogus"]}, "states"),
             ({"action": "drop"}, "ruleset"),
+            # what a dataplane would not keep exactly: nft variable, control character,
+            # 30 bytes of UTF-8 in 15 characters (iptables would cut it mid-character)
+            ({"ruleset": rs, "log": True, "log_prefix": "cost $5 "}, "log_prefix"),
+            ({"ruleset": rs, "log": True, "log_prefix": "a\tb"}, "log_prefix"),
+            ({"ruleset": rs, "log": True, "log_prefix": "é" * 15}, "log_prefix"),
         ]
 
     def test_ipv6_in_an_ipv4_rule_names_destinations(self, api, objects):
@@ -336,6 +341,17 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
         response = api.post(self.list_url(), data, format="json")
         assert response.status_code == 400
         assert "IPv4 only" in response.data["destinations"][0]
+
+    def test_log_prefix_with_a_backslash_is_kept_exactly(self, api, objects):
+        """Carried by every dataplane (iptables escapes it, nft takes it verbatim): stored
+        and compiled as written; the byte limit and its message are field-level."""
+        prefix = "C:\\drop 'é' #1: "
+        data = {"ruleset": objects[0].ruleset_id, "log": True, "log_prefix": prefix}
+        response = api.post(self.list_url(), data, format="json")
+        assert response.status_code == 201, response.data
+        assert Rule.objects.get(pk=response.data["id"]).log_prefix == prefix
+        long = api.post(self.list_url(), {**data, "log_prefix": "é" * 15}, format="json")
+        assert long.status_code == 400 and "29 bytes" in long.data["log_prefix"][0]
 
     def test_create_at_a_position_inserts(self, api, objects):
         data = {"ruleset": objects[0].ruleset_id, "comment": "top", "position": 1}

@@ -81,6 +81,23 @@ def test_trace_returns_verdict_and_rule(policy, viewer_api):
     assert body["path"][0]["chain"] == "INPUT"
 
 
+def test_trace_takes_the_hop_limit(policy, viewer_api):
+    """A routed neighbour solicitation (hop limit 64) is not the system ND accept's."""
+    url = f"/api/v1/devices/{policy['device'].pk}/trace/"
+    base = {
+        "target": "candidate",
+        "protocol": "icmpv6",
+        "source": "2001:2::99",
+        "destination": "2001:2::1",
+        "icmp_type": "135",
+    }
+    tags = {
+        hops: viewer_api.get(url, {**base, "hop_limit": hops}).json()["decided_by"]["tag"]
+        for hops in ("255", "64")
+    }
+    assert tags == {"255": "rpt:sys:icmpv6-nd", "64": "rpt:sys:default"}
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -92,6 +109,15 @@ def test_trace_returns_verdict_and_rule(policy, viewer_api):
                 "dport": "70000",
             },
             "dport",
+        ),
+        (
+            {
+                "protocol": "icmpv6",
+                "source": "2001:2::1",
+                "destination": "2001:2::2",
+                "hop_limit": "x",
+            },
+            "hop_limit",
         ),
         ({"protocol": "gre", "source": "198.18.0.1", "destination": "198.18.0.2"}, "protocol"),
         ({"protocol": "tcp", "destination": "198.18.0.2"}, "source"),
@@ -202,3 +228,17 @@ def test_rampart_check_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         call_command("rampart_check", str(tmp_path / "missing.yaml"))
     assert info.value.code == 2
+
+
+def test_a_log_prefix_stored_before_the_tightening_is_a_field_error_not_a_500(policy, viewer_api):
+    """A prefix the API accepted before 2026-12-07 (`$`, a tab, over 29 bytes) and no
+    dataplane loads as written: the device's bundle says which rule and field, and
+    nothing is compiled from it."""
+    rule = policy["ruleset"].rules.first()
+    rule.log, rule.log_prefix = True, "cost $5 "  # as stored by an older console
+    rule.save()
+    response = viewer_api.get(f"/api/v1/devices/{policy['device'].pk}/bundle/")
+    assert response.status_code == 422, response.content
+    (error,) = response.json()["errors"]
+    assert error["path"].endswith("rules[0].log_prefix") and "$" in error["message"]
+    assert error["rule_id"] == str(rule.uuid)

@@ -217,3 +217,24 @@ def test_docker_user_rules_are_the_admins_and_forward_has_no_catch_all():
     ]
     assert result.translated[34] == [next(iter(result.translated[45]))]
     assert all(s.line not in (34, 45, 46) for s in result.skipped)
+
+
+def test_a_log_prefix_no_dataplane_could_carry_is_left_out_saying_why():
+    """A backslash is kept (every dataplane carries it); `$` (nft's variables) is not, and
+    the note gives the validator's reason, not a length that was never the problem."""
+    text = (
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        '-A INPUT -p tcp -m tcp --dport 23 -j LOG --log-prefix "C:\\\\tel "\n'
+        "-A INPUT -p tcp -m tcp --dport 23 -j DROP\n"
+        '-A INPUT -p tcp -m tcp --dport 25 -j LOG --log-prefix "cost $5 "\n'
+        "-A INPUT -p tcp -m tcp --dport 25 -j DROP\n"
+        "COMMIT\n"
+    )
+    result = translate_iptables_save(text, keep_ipv6_open=False)
+    PolicyDocument.from_dict(result.document)
+    rules = result.document["rulesets"][0]["rules"]
+    assert [r.get("log_prefix") for r in rules if r.get("log")] == ["C:\\tel", None]
+    notes = [n.reason for n in result.notes if "log prefix" in n.reason]
+    assert notes == [
+        "log prefix 'cost $5' left out: log prefix cannot hold '$' (nft reads it as a variable)"
+    ]
