@@ -158,12 +158,13 @@ class _Params:
         value = self.get(key)
         if value is None:
             return None
-        if not value.isdigit() or not 0 < int(value) <= 65535:
+        port = _number(value, 5)
+        if port is None or not 0 < port <= 65535:
             self.bad(key, f"invalid port {value!r}: 1-65535")
         elif protocol not in V.PORT_PROTOCOLS:
             self.bad(key, f"ports need protocol tcp or udp, not {protocol}")
         else:
-            return int(value)
+            return port
         return None
 
     def icmp_type(self, protocol: str) -> int | None:
@@ -182,12 +183,13 @@ class _Params:
         value = self.get("hop_limit")
         if value is None:
             return None
-        if not (value.isascii() and value.isdigit()) or int(value) > 255:
+        hops = _number(value, 3)
+        if hops is None or hops > 255:
             self.bad("hop_limit", f"invalid hop limit {value!r}: 0-255")
         elif any(a.version == 4 for a in addrs.values()):
             self.bad("hop_limit", "hop_limit is IPv6's: IPv4 packets have no hop limit")
         else:
-            return int(value)
+            return hops
         return None
 
     def interface(self, key: str) -> str | None:
@@ -508,6 +510,16 @@ def proto_matches(r: Rule, p: Packet) -> bool:
     if r.icmp_type is not None and r.icmp_type != p.icmp_type:
         return False
     return r.hop_limit is None or r.hop_limit == p.hops
+
+
+def _number(value: str, digits: int) -> int | None:
+    """`value` as a number of at most `digits` ASCII digits (leading zeros aside), else None:
+    `str.isdigit` also admits `²`, which int() refuses, and int() refuses over 4300 digits;
+    either would be a bare ValueError instead of the field's own message."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    value = value.lstrip("0") or "0"
+    return int(value) if len(value) <= digits else None
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:

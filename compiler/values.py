@@ -319,13 +319,21 @@ def parse_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return value
 
 
+# Unicode line and paragraph separators (U+2028, U+2029): line breaks to str.splitlines
+_LINE_BREAKS = ("Zl", "Zp")
+
+
 def log_prefix_problem(value: str) -> str | None:
     """Why the kernel would not hold `value` exactly as a log prefix on every dataplane, or
     None. xt_LOG keeps 29 bytes and iptables cuts a longer prefix silently (mid-character,
     for UTF-8); nft's quoted strings have no escapes, so `"` cannot be written and `$`
-    starts a variable (`nft -f` fails); a control character would split or forge log lines
-    (iptables-restore ends the line at a carriage return). Everything else is carried: the
+    starts a variable (`nft -f` fails); a control character or a Unicode line or paragraph
+    separator would split or forge log lines (iptables-restore ends the line at a carriage
+    return; `str.splitlines` at U+2028); iptables-restore refuses an empty `--log-prefix`
+    (a document leaves the key out for the default). Everything else is carried: the
     iptables renderer escapes `\\` and `'` as iptables-save does, nft takes it verbatim."""
+    if not value:
+        return "log prefix cannot be empty: leave it out for the default (rpt:<rule id> )"
     try:
         size = len(value.encode())
     except UnicodeEncodeError:  # a lone surrogate: no UTF-8 spelling at all
@@ -338,6 +346,8 @@ def log_prefix_problem(value: str) -> str | None:
         return "log prefix cannot hold '$' (nft reads it as a variable)"
     if any(unicodedata.category(c) == "Cc" for c in value):
         return "log prefix cannot hold control characters (tab, newline, ...)"
+    if any(unicodedata.category(c) in _LINE_BREAKS for c in value):
+        return "log prefix cannot hold line or paragraph separators (U+2028, U+2029)"
     return None
 
 

@@ -42,7 +42,8 @@ class RuleForm(ServiceForm):
         choices=ConnState.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
     log = forms.BooleanField(required=False)
-    log_prefix = forms.CharField(required=False)
+    # kept as typed, spaces included ("dropped: " ends with its space), as the REST API does
+    log_prefix = forms.CharField(required=False, strip=False)
     rate_limit = forms.CharField(required=False, help_text="10/second")
     burst = forms.IntegerField(required=False, min_value=1)
     # rate_limit_per_source, one field per key (composed in rule_data)
@@ -104,7 +105,6 @@ class RuleForm(ServiceForm):
             "out_interface",
             "in_zone",
             "out_zone",
-            "log_prefix",
             "rate_limit",
             "comment",
         ):

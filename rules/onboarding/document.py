@@ -165,9 +165,11 @@ class DocumentBuilder:
         return None
 
     def add_log(self, rule: dict, e: Emitted) -> None:
-        """log: true, with the LOG rule's prefix when the document can hold it."""
+        """log: true, with the LOG rule's prefix when the document can hold it, exactly as
+        the host has it: a trailing space is part of its log lines (`telnet: IN=...`, ufw's
+        `[UFW BLOCK] `), which log parsers match."""
         rule["log"] = True
-        prefix = (e.log_prefix or "").strip()
+        prefix = e.log_prefix or ""
         if prefix:
             try:
                 rule["log_prefix"] = V.parse_log_prefix(prefix)

@@ -71,6 +71,8 @@ def test_editing_a_rule_replaces_it_in_place(api, edge):
         ({"action": "sometimes"}, "action"),
         ({"action": "accept", "in_zone": "nowhere"}, "in_zone"),
         ({"action": "accept", "sources": "198.18.0.1"}, "sources"),
+        ({"action": "accept", "log": True, "log_prefix": "cost $5"}, "log_prefix"),
+        ({"action": "accept", "log": True, "log_prefix": "a\u2028b"}, "log_prefix"),
     ],
 )
 def test_half_typed_input_is_a_field_message(api, edge, draft, field):

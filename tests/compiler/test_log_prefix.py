@@ -84,6 +84,9 @@ def test_iptables_spells_a_prefix_as_iptables_save_does(prefix, spelled):
         ("é" * 15, f"{LOG_PREFIX_MAX} bytes"),  # 15 characters, 30 bytes
         ("x" * 30, f"{LOG_PREFIX_MAX} bytes"),
         ("\ud800", "Unicode"),
+        ("", "empty"),  # iptables-restore: "Argument must have a minimum length of 1"
+        ("a\u2028b", "line"),  # Unicode line and paragraph separators split lines as
+        ("a\u2029b", "line"),  # NEL does (str.splitlines: the agent's recording dataplane)
     ],
 )
 def test_what_a_dataplane_cannot_carry_is_refused_everywhere(prefix, words):

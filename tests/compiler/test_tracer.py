@@ -236,6 +236,12 @@ def test_hop_limit_defaults_to_what_senders_set(tracer):
             "hop_limit",
         ),
         ({"source": "2001:2::1", "destination": "2001:2::2", "hop_limit": "-1"}, "hop_limit"),
+        # more digits than int() converts (4300): a field error, not a bare ValueError
+        ({"source": "2001:2::1", "destination": "2001:2::2", "hop_limit": "9" * 5000}, "hop_limit"),
+        ({"dport": "9" * 5000}, "dport"),
+        ({"dport": "0" * 5000}, "dport"),
+        ({"source": "2001:2::1", "destination": "2001:2::2", "hop_limit": " "}, "hop_limit"),
+        ({"dport": "²"}, "dport"),  # a digit to str.isdigit, not to int()
         ({"dport": "70000"}, "dport"),
         ({"destination": "2001:2::1"}, "destination"),
         ({"source": "not-an-ip"}, "source"),

@@ -178,3 +178,18 @@ def test_shadowed_rule_is_highlighted(operator_client):
     assert "covers rule #4" in row_html(page, ruleset.rules.get(comment="block lab"))
     assert "finding-" not in row_html(page, ruleset.rules.get(comment="office to web"))
     assert "1 finding" in page
+
+
+def test_a_log_prefix_keeps_its_spaces_as_through_the_api(operator_client):
+    """`dropped: ` ends with its space (the REST API keeps it, trim_whitespace=False): the
+    form stores what was typed, and saving the edit form unchanged keeps it."""
+    ruleset = small_policy()
+    fields = {"chain": "input", "action": "drop", "protocol": "tcp", "dports": "23"}
+    prefixed = {**fields, "log": "on", "log_prefix": " dropped: ", "comment": "logged"}
+    operator_client.post(reverse("dashboard:rule-new", args=[ruleset.pk]), prefixed, **HX)
+    rule = ruleset.rules.get(comment="logged")
+    assert rule.log_prefix == " dropped: "
+    edit = reverse("dashboard:rule-edit", args=[ruleset.pk, rule.pk])
+    operator_client.post(edit, {**prefixed, "comment": "edited"}, **HX)
+    rule.refresh_from_db()
+    assert (rule.comment, rule.log_prefix) == ("edited", " dropped: ")

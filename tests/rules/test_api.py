@@ -330,6 +330,7 @@ class TestRuleAPI(APIViewTestCases.APIViewTestCase):
             ({"ruleset": rs, "log": True, "log_prefix": "cost $5 "}, "log_prefix"),
             ({"ruleset": rs, "log": True, "log_prefix": "a\tb"}, "log_prefix"),
             ({"ruleset": rs, "log": True, "log_prefix": "é" * 15}, "log_prefix"),
+            ({"ruleset": rs, "log": True, "log_prefix": "a\u2029b"}, "log_prefix"),  # splits lines
         ]
 
     def test_ipv6_in_an_ipv4_rule_names_destinations(self, api, objects):

@@ -43,7 +43,7 @@ def migrate(client, server, admins: str, sport_base: int) -> tuple[dict, dict]:
         "protocol": "tcp",
         "dports": ["22"],
         "log": True,
-        "log_prefix": "ssh-denied:",
+        "log_prefix": "ssh-denied: ",  # as the host logged it, space kept
         "comment": "iptables-save line 15",  # the live dump has header lines
     }
     doc = PolicyDocument.from_dict(export_document())

@@ -64,7 +64,7 @@ def test_docker_host_imports_the_admins_rules_and_reports_dockers():
     assert (rules[7]["protocol"], rules[7]["icmp_type"]) == ("icmp", "echo-request")
     assert rules[7]["rate_limit"] == "5/second"
     assert rules[7]["burst"] == 10
-    assert rules[8]["log"] is True and rules[8]["log_prefix"] == "telnet:"
+    assert rules[8]["log"] is True and rules[8]["log_prefix"] == "telnet: "  # its space kept
     groups = {g["name"]: g["members"] for g in result.document["address_groups"]}
     assert groups == {
         "docker-host.admins": ["198.18.0.7"],
@@ -220,8 +220,9 @@ def test_docker_user_rules_are_the_admins_and_forward_has_no_catch_all():
 
 
 def test_a_log_prefix_no_dataplane_could_carry_is_left_out_saying_why():
-    """A backslash is kept (every dataplane carries it); `$` (nft's variables) is not, and
-    the note gives the validator's reason, not a length that was never the problem."""
+    """A backslash is kept (every dataplane carries it), and so is the trailing space (the
+    host's log lines read `C:\\tel IN=...`); `$` (nft's variables) is not, and the note
+    gives the validator's reason, not a length that was never the problem."""
     text = (
         "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
         '-A INPUT -p tcp -m tcp --dport 23 -j LOG --log-prefix "C:\\\\tel "\n'
@@ -233,8 +234,8 @@ def test_a_log_prefix_no_dataplane_could_carry_is_left_out_saying_why():
     result = translate_iptables_save(text, keep_ipv6_open=False)
     PolicyDocument.from_dict(result.document)
     rules = result.document["rulesets"][0]["rules"]
-    assert [r.get("log_prefix") for r in rules if r.get("log")] == ["C:\\tel", None]
+    assert [r.get("log_prefix") for r in rules if r.get("log")] == ["C:\\tel ", None]
     notes = [n.reason for n in result.notes if "log prefix" in n.reason]
     assert notes == [
-        "log prefix 'cost $5' left out: log prefix cannot hold '$' (nft reads it as a variable)"
+        "log prefix 'cost $5 ' left out: log prefix cannot hold '$' (nft reads it as a variable)"
     ]
