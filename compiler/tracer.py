@@ -48,6 +48,10 @@ PACKET_PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 # Linux's default (net.ipv6.conf.*.hop_limit = 64)
 ND_MESSAGES = range(133, 138)
 DEFAULT_HOP_LIMIT = 64
+# the ICMPv6 messages conntrack leaves untracked (nf_conntrack_proto_icmpv6's
+# noct_valid_new): MLD query, report, done and v2 report, router and neighbour
+# solicitation and advertisement; a packet of these traced without a state has that one
+UNTRACKED_ICMPV6 = frozenset({130, 131, 132, 133, 134, 135, 136, 143})
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ class Packet:
         ports = {key: p.port(key, protocol) for key in ("sport", "dport")}
         icmp_type = p.icmp_type(protocol)
         ifaces = {key: p.interface(key) for key in ("in_interface", "out_interface")}
-        state = p.choice("state", "new", V.STATES, lower=True)
+        untracked = protocol == "icmpv6" and icmp_type in UNTRACKED_ICMPV6
+        state = p.choice("state", "untracked" if untracked else "new", V.STATES, lower=True)
         hop_limit = p.hop_limit(addrs)
         if p.errors:
             raise PacketError(p.errors)

@@ -56,8 +56,12 @@ class TraceForm(ServiceForm):
     in_zone = forms.ChoiceField(required=False, label="In zone", help_text="instead of In iface")
     out_zone = forms.ChoiceField(required=False, label="Out zone", help_text="instead of Out iface")
     state = forms.ChoiceField(
-        choices=[(s, s) for s in ("new", "established", "related", "invalid", "untracked")],
-        initial="new",
+        required=False,
+        choices=[
+            ("", "as conntrack: new (MLD, ND untracked)"),
+            *((s, s) for s in ("new", "established", "related", "invalid", "untracked")),
+        ],
+        initial="",
     )
     local_addresses = forms.CharField(
         required=False,

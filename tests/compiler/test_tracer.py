@@ -226,6 +226,18 @@ def test_hop_limit_defaults_to_what_senders_set(tracer):
     assert v4.hops is None
 
 
+def test_state_defaults_to_what_conntrack_gives():
+    """Conntrack leaves MLD and router/neighbour discovery untracked (noct_valid_new): such
+    a packet traced without a state is `untracked`; anything else `new`; a given one wins."""
+    for icmp_type in ("neighbour-solicitation", "router-advertisement", "130", "143"):
+        assert Packet.from_params({**ND, "icmp_type": icmp_type}).state == "untracked"
+    for icmp_type in ("echo-request", "137", "1"):
+        assert Packet.from_params({**ND, "icmp_type": icmp_type}).state == "new"
+    assert Packet.from_params({**ND, "state": "established"}).state == "established"
+    v4 = {"protocol": "icmp", "source": "198.18.0.1", "destination": "198.18.0.2"}
+    assert Packet.from_params({**v4, "icmp_type": "8"}).state == "new"
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
