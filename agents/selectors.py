@@ -204,7 +204,7 @@ def rule_hit_since(since: datetime | None = None) -> Exists:
 
 def ruleset_lookup(ref: str) -> RuleSet | None:
     """A rule set by id, or by name."""
-    if ref.isdigit():
+    if ref.isdecimal():
         found = RuleSet.objects.filter(pk=int(ref)).first()
         if found is not None:
             return found

@@ -30,6 +30,9 @@ LOG_PREFIX_MAX = 29
 XT_LIMIT_SCALE = 10000
 LIMIT_BURST_DEFAULT = 5  # iptables' default when --limit-burst is not given
 LIMIT_SPAN_MAX = 0xFFFFFFFF // 38400  # seconds of interval × burst (111848 s, about 31 h)
+# rate_limit loads as xt_hashlimit (shared_limit.py), whose µs interval × burst overflows
+# its 64-bit credits a little sooner (111848.1 s): per_source.SPAN_MAX_US, which says why
+HASHLIMIT_SPAN_MAX_US = (2**64 - 1) // 164_926_744
 BURST_MAX = 10000
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -169,7 +172,7 @@ def _parse_address(text: str) -> Address:
         except ValueError:
             raise ValueError(f"invalid network address {addr!r}") from None
         limit = 32 if ip.version == 4 else 128
-        if not plen.isdigit() or int(plen) > limit:
+        if not plen.isdecimal() or int(plen) > limit:
             raise ValueError(
                 f"invalid prefix length /{plen}: must be 0-{limit} for IPv{ip.version}"
             )
@@ -198,8 +201,17 @@ def address_version(address: Address) -> int:
 def parse_port(value: object) -> tuple[int, int]:
     """A port or range ("443", "8000-8100", 53) as an inclusive (low, high) pair."""
     text = str(value).strip()
+    if text.isdecimal():  # a single port in range, the frequent spelling: nothing to split
+        port = int(text)  # (raises as `_parse_port_text` would)
+        if 0 < port <= 65535:
+            return port, port
+    return _parse_port_text(text)
+
+
+def _parse_port_text(text: str) -> tuple[int, int]:
+    """`parse_port` of stripped text, the general way: ranges, and every error's words."""
     low, sep, high = text.partition("-")
-    if not low.isdigit() or (sep and not high.isdigit()):
+    if not low.isdecimal() or (sep and not high.isdecimal()):
         raise ValueError(f"invalid port {text!r}: use a number or a range like 8000-8100")
     lo, hi = int(low), int(high) if sep else int(low)
     for port in (lo, hi):
@@ -237,7 +249,7 @@ def parse_icmp_type(protocol: str, value: str | int | None) -> int | None:
     table = ICMPV6_TYPES if protocol == "icmpv6" else ICMP_TYPES
     if protocol not in ("icmp", "icmpv6"):
         raise ValueError("an ICMP type needs protocol icmp or icmpv6")
-    if isinstance(value, int) or str(value).isdigit():
+    if isinstance(value, int) or str(value).isdecimal():
         number = int(value)
         if not 0 <= number <= 255:
             raise ValueError(f"ICMP type {number} is out of range (0-255)")
@@ -287,7 +299,10 @@ def check_limit_burst(rate: Rate, burst: int | None) -> None:
     burst = LIMIT_BURST_DEFAULT if burst is None else burst
     if not 1 <= burst <= BURST_MAX:
         raise ValueError(f"burst must be a whole number 1-{BURST_MAX}")
-    if limit_interval(rate) * burst // XT_LIMIT_SCALE > LIMIT_SPAN_MAX:
+    if (
+        limit_interval(rate) * burst // XT_LIMIT_SCALE > LIMIT_SPAN_MAX
+        or 1_000_000 * _UNIT_SECONDS[rate.unit] // rate.count * burst > HASHLIMIT_SPAN_MAX_US
+    ):
         most = max(1, LIMIT_SPAN_MAX * rate.count // _UNIT_SECONDS[rate.unit])
         raise ValueError(
             f"rate {rate} with burst {burst} overflows the kernel's limit match "

@@ -55,7 +55,7 @@ class Pagination(PageNumberPagination):
             )
         for name in OFFSET_PARAMS:
             value = params.get(name)
-            if value is not None and not value.isdigit():
+            if value is not None and not value.isdecimal():
                 raise ValidationError({name: ["must be a whole number"]})
         self._offset = _OffsetPagination()
         return self._offset.paginate_queryset(queryset, request, view)

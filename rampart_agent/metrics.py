@@ -349,7 +349,7 @@ class MetricsServer(ThreadingHTTPServer):
 def parse_listen(listen: str) -> tuple[str, int]:
     """`HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError when it is neither."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not port.isdecimal() or not host:
         raise ValueError(f"{listen!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 

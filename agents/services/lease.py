@@ -27,7 +27,7 @@ def _owner_dead(owner: str) -> bool:
     """True when `owner` was a process on this host that no longer exists (kill -9)."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != socket.gethostname() or not pid_text.isdecimal():
         return False
     try:
         os.kill(int(pid_text), 0)

@@ -45,11 +45,11 @@ class AssertionParser(ParserBase):
             if value is None:
                 ports[key] = None
                 continue
-            if isinstance(value, bool) or not str(value).isdigit() or not 0 < int(value) <= 65535:
+            if isinstance(value, bool) or not str(value).isdecimal() or not 0 < int(value) <= 65535:
                 self.err(f"{path}.{key}", "port must be 1-65535")
             elif protocol not in V.PORT_PROTOCOLS:
                 self.err(f"{path}.{key}", f"ports need protocol tcp or udp, not {protocol}")
-            ports[key] = int(value) if str(value).isdigit() else None
+            ports[key] = int(value) if str(value).isdecimal() else None
         icmp_type = item.get("icmp_type")
         if icmp_type is not None and protocol:
             self.call(lambda v: V.parse_icmp_type(protocol, v), icmp_type, f"{path}.icmp_type")

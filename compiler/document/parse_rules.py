@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .. import nets as N
 from .. import per_source as PS
 from .. import values as V
 from . import keys
@@ -36,6 +37,10 @@ _CHAIN_SET = frozenset(V.CHAINS)
 _ACTION_SET = frozenset(V.ACTIONS)
 _PROTOCOL_SET = frozenset(V.PROTOCOLS)
 _PORT_PROTOCOL_SET = frozenset(V.PORT_PROTOCOLS)
+# what `_plain_refs` gives for an absent side (any address)
+_ANY_REFS: tuple[None, tuple[str, ...]] = (None, ())
+# NamedTuple instances without the Python-level __new__ (once per rule; as in lower/)
+_new_tuple = tuple.__new__
 _FAMILY_BITS = {frozenset(): 0, frozenset((4,)): 1, frozenset((6,)): 2, frozenset((4, 6)): 3}
 
 
@@ -69,10 +74,13 @@ class RuleParser(ZoneParser):
             and (type(protocol) is not str or protocol not in _PROTOCOL_SET)
         ):
             return None
-        src = self._plain_refs(get("sources"))
-        dst = self._plain_refs(get("destinations"))
-        dports = self._plain_ports(get("dports"))
-        sports = self._plain_ports(get("sports"))
+        # an absent side without the call (most rules name no destination, no sports)
+        src, dst = get("sources"), get("destinations")
+        src = _ANY_REFS if src is None else self._plain_refs(src)
+        dst = _ANY_REFS if dst is None else self._plain_refs(dst)
+        dports, sports = get("dports"), get("sports")
+        dports = () if dports is None else self._plain_ports(dports)
+        sports = () if sports is None else self._plain_ports(sports)
         if src is None or dst is None or dports is None or sports is None:
             return None
         if (dports or sports) and protocol not in _PORT_PROTOCOL_SET:
@@ -96,30 +104,41 @@ class RuleParser(ZoneParser):
         ):
             return None
         if rid is not None:
-            self.rule_ids[rid] = RulePath(ruleset_path, index)
-        return Rule(
-            chain,
-            action,
-            rid,
-            src[1],
-            dst[1],
-            (),
-            protocol,
-            dports,
-            sports,
-            s_neg,
-            d_neg,
-            None,
-            None,
-            (),
-            False,
-            None,
-            None,
-            None,
-            comment,
-            enabled,
-            None,
-            None,
+            self.rule_ids[rid] = _new_tuple(RulePath, (ruleset_path, index))
+        # every field, in Rule's order: tuple.__new__ skips NamedTuple's Python-level
+        # __new__ (a third of building one) but checks nothing, so a field added to Rule
+        # must be added here too (test_plain_rule_parser_equals_the_general_one fails
+        # until it is); the fields a plain rule lacks at their defaults
+        return _new_tuple(
+            Rule,
+            (
+                chain,
+                action,
+                rid,
+                src[1],
+                dst[1],
+                (),
+                protocol,
+                dports,
+                sports,
+                s_neg,
+                d_neg,
+                None,
+                None,
+                (),
+                False,
+                None,
+                None,
+                None,
+                comment,
+                enabled,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ),
         )
 
     def _plain_refs(self, refs: object) -> tuple[int | None, tuple[str, ...]] | None:
@@ -132,18 +151,22 @@ class RuleParser(ZoneParser):
             return None
         fams = 0
         out = []
+        named, literals = self.addr_families, self.literals  # `lit`, inline: once per ref
         for ref in refs:
             if type(ref) is not str:
                 return None
             ref = ref.strip()
-            known = self.addr_families.get(ref)
+            known = named.get(ref)
             if known is not None:
                 fams |= _FAMILY_BITS[known]
             else:
-                try:
-                    fams |= 1 if self.lit(ref)[0].version == 4 else 2
-                except ValueError:
-                    return None
+                nets = literals.get(ref)
+                if nets is None:
+                    try:
+                        nets = literals[ref] = N.parse(ref)
+                    except ValueError:
+                        return None
+                fams |= 1 if nets[0].version == 4 else 2
             out.append(ref)
         return (fams, tuple(out)) if out else (None, ())
 
@@ -154,14 +177,14 @@ class RuleParser(ZoneParser):
         if type(given) is not list:
             return None
         out = []
-        known = self.ports
+        known = self.ports  # `port`, inline: once per port
         for text in given:
             if type(text) is not str:
                 return None
             text = text.strip()
             if text not in known:
                 try:
-                    self.port(text)
+                    known[text] = V.parse_port(text)
                 except (ValueError, TypeError):
                     return None
             out.append(text)

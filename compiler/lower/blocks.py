@@ -158,10 +158,15 @@ def _values(shape: str, srcs, dsts, proto, dports) -> list[tuple]:
     """Every element's values of one kernel rule, in the shape's dimension order."""
     if shape == "sp" or shape == "dp":  # the frequent shapes, without the general loop
         nets = srcs if shape == "sp" else dsts
+        if len(nets) == 1 and len(dports) == 1:
+            return [(nets[0], _new_tuple(PortElem, (proto, *dports[0])))]
         ports = [_new_tuple(PortElem, (proto, lo, hi)) for lo, hi in dports]
-        if len(nets) == 1 and len(ports) == 1:
-            return [(nets[0], ports[0])]
         return [(n, p) for n in nets for p in ports]
+    if shape == "s" or shape == "d":  # addresses only (`_wide`: ports in the rule)
+        return [(n,) for n in (srcs if shape == "s" else dsts)]
+    if shape == "spd" and len(srcs) == 1 and len(dsts) == 1:  # nft's one shape, likewise
+        s, d = srcs[0], dsts[0]
+        return [(s, _new_tuple(PortElem, (proto, lo, hi)), d) for lo, hi in dports]
     side = {"src": srcs, "dst": dsts}
     out: list[tuple] = [()]
     for dim in _DIMS[shape]:
@@ -283,7 +288,8 @@ class _Index:
     __slots__ = ("cells", "port_short", "wild_cell", "wild_short", "items", "_port", "_cell")
 
     def __init__(self) -> None:
-        self.cells: dict[tuple[int, int], list[Box]] = {}
+        # keyed boxes with a cell: per cell, per port bucket (ints hash cheaper than pairs)
+        self.cells: dict[int, dict[int, list[Box]]] = {}
         self.port_short: dict[int, list[Box]] = {}
         self.wild_cell: dict[int, list[Box]] = {}
         self.wild_short: list[Box] = []
@@ -304,8 +310,15 @@ class _Index:
             for key in keys:
                 _file(self.port_short, key, box)
         else:
-            for key in keys:
-                _file(self.cells, (key, cell), box)
+            by_key = self.cells.get(cell)
+            if by_key is None:
+                by_key = self.cells[cell] = {}
+            for key in keys:  # `_file`, inline: once per key of nearly every rule
+                boxes = by_key.get(key)
+                if boxes is None:
+                    by_key[key] = [box]
+                else:
+                    boxes.append(box)
         if self._port is not None:
             self._file_port(self._port, box, keys)
         if self._cell is not None:
@@ -326,20 +339,45 @@ class _Index:
         else:
             _file(by_cell[0], cell, box)
 
+    def _port_index(self) -> tuple[dict[int, list[Box]], list[Box]]:
+        """Every box so far by port bucket, and the wild ones (`_file_port` for each, in
+        one loop: a single query of a short source, such as a rule of no source at the
+        end of a large policy, builds it over every box)."""
+        by_key: dict[int, list[Box]] = {}
+        wild: list[Box] = []
+        for box, box_keys, _ in self.items:
+            if box_keys is None:
+                wild.append(box)
+                continue
+            for key in box_keys:
+                found = by_key.get(key)
+                if found is None:
+                    by_key[key] = [box]
+                else:
+                    found.append(box)
+        return by_key, wild
+
     def candidates(self, keys: list[int] | None, cell: int | None, out: list) -> None:
         """Append to `out` lists holding every box that may overlap such a box."""
-        if keys is not None and cell is not None:
-            cells, short = self.cells.get, self.port_short.get
+        if keys is not None and cell is not None:  # the frequent query: only what is there
+            by_key, short = self.cells.get(cell), self.port_short
             for key in keys:
-                out.append(cells((key, cell), ()))
-                out.append(short(key, ()))
-            out.append(self.wild_cell.get(cell, ()))
-            out.append(self.wild_short)
+                if by_key is not None:
+                    boxes = by_key.get(key)
+                    if boxes is not None:
+                        out.append(boxes)
+                if short:
+                    boxes = short.get(key)
+                    if boxes is not None:
+                        out.append(boxes)
+            boxes = self.wild_cell.get(cell)
+            if boxes is not None:
+                out.append(boxes)
+            if self.wild_short:
+                out.append(self.wild_short)
         elif keys is not None:
             if self._port is None:
-                self._port = ({}, [])
-                for box, box_keys, _ in self.items:
-                    self._file_port(self._port, box, box_keys)
+                self._port = self._port_index()
             get = self._port[0].get
             out.extend([get(key, ()) for key in keys])
             out.append(self._port[1])
@@ -373,6 +411,43 @@ class _Levels:
             index.add((*box, level), keys, box[0] >> shift if box[2] >= cell_plen else None)
         if level > self.top:
             self.top = level
+
+    def place(self, boxes: list[Box], box_keys: list) -> int:
+        """`level_of`, then `add` at that level; the level. One box of a protocol with port
+        buckets and a source cell (nearly every rule of a large policy) takes `_place_one`,
+        the same in one pass without the general loops."""
+        if len(boxes) == 1:
+            box, keys = boxes[0], box_keys[0]
+            if keys is not None and box[6] is not None and box[2] >= self.cell_plen:
+                return self._place_one(box, keys)
+        at = self.level_of(boxes, box_keys)
+        self.add(boxes, box_keys, at)
+        return at
+
+    def _place_one(self, box: Box, keys: list[int]) -> int:
+        """`place` for one keyed box with a source cell (what `level_of` and `add` do)."""
+        by_proto = self.by_proto
+        index = by_proto.get(box[6])
+        if index is None:
+            index = by_proto[box[6]] = _Index()
+        cell = box[0] >> self.shift
+        found: list = []
+        index.candidates(keys, cell, found)
+        protoless = by_proto.get(None)
+        if protoless is not None:
+            protoless.candidates(keys, cell, found)
+        at = 0
+        if sum(map(len, found)) > CANDIDATES_MAX:
+            at = self.top + 1
+        else:
+            for bucket in found:
+                for other in bucket:
+                    if other[8] >= at and _overlap(box, other):
+                        at = other[8] + 1
+        index.add((*box, at), keys, cell)
+        if at > self.top:
+            self.top = at
+        return at
 
     def level_of(self, boxes: list[Box], box_keys: list) -> int:
         """The lowest level above every earlier rule that may overlap these boxes (too
@@ -479,8 +554,7 @@ class BlockCompiler:
             fact = self._fact(keys[i], irs, known, family)
             facts.append(fact)
             boxes, box_keys, _ = fact
-            at = index.level_of(boxes, box_keys)
-            index.add(boxes, box_keys, at)
+            at = index.place(boxes, box_keys)
             if at == len(members):
                 members.append([])
             members[at].append(i)
@@ -513,39 +587,37 @@ class BlockCompiler:
         was = known.get(id(first))
         if was is not None and _same(was[0], key):
             return was[1]
-        fact = self._simple(first, family) if count == 1 and rid is not None else None
+        fact = self._single(first, family) if count == 1 and rid is not None else None
         if fact is None:
             boxes = _boxes(irs, family)
             fact = (boxes, [_port_keys(b) for b in boxes], self._plan(irs, family) if rid else None)
         return fact
 
-    def _simple(self, r: IRRule, family: int) -> tuple | None:
-        """`_boxes`, `_port_keys` and `_plan` at once for the frequent rule: one source
-        network, one tcp/udp port (None for any other)."""
-        src, dports = r.src, r.dports
+    def _single(self, r: IRRule, family: int) -> tuple | None:
+        """`_boxes`, `_port_keys` and `_plan` at once for the frequent policy rule: one
+        settable tcp/udp kernel rule with destination ports and one network a side (or no
+        destination), nearly every rule of a large policy; None for any other, which the
+        general functions take. Same result as they give (a property test compares)."""
+        src, dst, proto, dports = r.src, r.dst, r.proto, r.dports
         if (
-            r.dst is None
-            and src is not None
-            and len(src.nets) == 1
-            and dports is not None
-            and len(dports) == 1
-            and dports[0][0] == dports[0][1]
-            and "hash:net,port" in self.types
-            and not self.intervals
-            and _settable(r)
+            src is None
+            or proto is None
+            or len(src.nets) != 1
+            or (dst is not None and len(dst.nets) != 1)
+            or not _settable(r)
         ):
-            net = src.nets[0]
-            if not net.plen:
-                return None
-            proto, port = r.proto, dports[0][0]
-            box = (net.first, net.last, net.plen, 0, (1 << _BITS[family]) - 1, 0, proto, dports)
-            elem = _new_tuple(PortElem, (proto, port, port))
-            return (
-                [box],
-                [[port >> _PORT_SHIFT]],
-                [((r.target, r.arg, "sp"), [(net, elem)])],
-            )
-        return None
+            return None
+        s = src.nets[0]
+        if dst is None:
+            d_first, d_last, d_plen = 0, (1 << _BITS[family]) - 1, 0
+            dsts = None
+        else:
+            d = dst.nets[0]
+            d_first, d_last, d_plen = d.first, d.last, d.plen
+            dsts = dst.nets if d_plen else None
+        box = (s.first, s.last, s.plen, d_first, d_last, d_plen, proto, dports)
+        entry = self._plan_rule(r, src.nets if s.plen else None, dsts, family, RULE_MAX_ELEMENTS)
+        return [box], [_port_keys(box)], None if entry is None else [entry[0]]
 
     def _emit(
         self,
@@ -562,9 +634,13 @@ class BlockCompiler:
         its sets and chains."""
         members: dict[tuple, int] = {}
         for plan in plans:
-            if plan is not None:
-                keys = {plan[0][0]} if len(plan) == 1 else {key for key, _ in plan}
-                for key in keys:
+            if plan is None:
+                continue
+            if len(plan) == 1:  # nearly every rule: one kernel rule, one group
+                key = plan[0][0]
+                members[key] = members.get(key, 0) + 1
+            else:
+                for key in {key for key, _ in plan}:
                     members[key] = members.get(key, 0) + 1
         big = {key for key, count in members.items() if count >= self.min_rules}
         if not big:
@@ -731,33 +807,51 @@ class BlockCompiler:
         for r in irs:
             if not _settable(r):
                 return None
-            srcs, dsts = _nets(r.src), _nets(r.dst)
-            shape = _shape(srcs, dsts, r.proto is not None, self.types)
-            if shape is None:
+            entry = self._plan_rule(
+                r, _nets(r.src), _nets(r.dst), family, RULE_MAX_ELEMENTS - total
+            )
+            if entry is None:
                 return None
-            if self.intervals:  # one shape for all: a side it does not name is every address
-                shape = "spd" if r.proto is not None else "sd"
-                srcs, dsts = srcs or (_WHOLE[family],), dsts or (_WHOLE[family],)
-            dports = r.dports or ()
-            if any(hi - lo >= self.range_max for lo, hi in dports):
+            plan.append(entry[0])
+            total += entry[1]
+        return plan
+
+    def _plan_rule(
+        self,
+        r: IRRule,
+        srcs: tuple[Net, ...] | None,
+        dsts: tuple[Net, ...] | None,
+        family: int,
+        room: int,
+    ) -> tuple[tuple[tuple, list[tuple]], int] | None:
+        """One settable kernel rule's (group key, element values) and how many elements
+        that is; None if no set shape fits or it is more than `room` elements. `srcs`,
+        `dsts`: its sides' networks (`_nets`)."""
+        shape = _shape(srcs, dsts, r.proto is not None, self.types)
+        if shape is None:
+            return None
+        if self.intervals:  # one shape for all: a side it does not name is every address
+            shape = "spd" if r.proto is not None else "sd"
+            srcs, dsts = srcs or (_WHOLE[family],), dsts or (_WHOLE[family],)
+        dports = r.dports or ()
+        range_max = self.range_max
+        for lo, hi in dports:
+            if hi - lo >= range_max:
                 # one element per port would be too many: the ports stay in the kernel
                 # rule, its addresses go to the set (`_wide`)
                 wide = _wide(r, srcs, dsts, self.types)
-                if wide is None:
+                if wide is None or len(wide[1]) > room:
                     return None
-                total += len(wide[1])
-                if total > RULE_MAX_ELEMENTS:
-                    return None
-                plan.append(wide)
-                continue
-            if r.proto is None:
-                width = 1
-            elif self.range_max > 65535:  # ranges are elements (nft intervals): count 1
-                width = len(dports)
-            else:  # ipset: a range is one element per port
-                width = sum(hi - lo + 1 for lo, hi in dports)
-            total += len(srcs or (1,)) * len(dsts or (1,)) * width
-            if total > RULE_MAX_ELEMENTS:
-                return None
-            plan.append(((r.target, r.arg, shape), _values(shape, srcs, dsts, r.proto, dports)))
-        return plan
+                return wide, len(wide[1])
+        if r.proto is None:
+            width = 1
+        elif range_max > 65535:  # ranges are elements (nft intervals): count 1
+            width = len(dports)
+        elif len(dports) == 1:  # ipset: a range is one element per port
+            width = dports[0][1] - dports[0][0] + 1
+        else:
+            width = sum(hi - lo + 1 for lo, hi in dports)
+        count = len(srcs or (1,)) * len(dsts or (1,)) * width
+        if count > room:
+            return None
+        return ((r.target, r.arg, shape), _values(shape, srcs, dsts, r.proto, dports)), count

@@ -29,12 +29,20 @@ PORT_TOP = 65535
 _new_tuple = tuple.__new__
 
 
-def _weight(element: SetElement, i: int, intervals: bool) -> int:
-    """Kernel elements of one set element: ipset stores a port range port by port."""
+def _total(elements: list[SetElement], i: int, intervals: bool, limit: int | None = None) -> int:
+    """The kernel elements of `elements` (ipset stores a port range port by port; nft one
+    interval each); with `limit`, counting stops as soon as the sum is past it (`_split`
+    asks only whether a cell is within its limit, once per level of halving: counting a
+    large set to its end each time was most of its work)."""
     if intervals:
-        return 1
-    port = element.values[i]
-    return port.hi - port.lo + 1
+        return len(elements)
+    total = 0
+    for e in elements:
+        port = e.values[i]
+        total += port.hi - port.lo + 1
+        if limit is not None and total > limit:
+            break
+    return total
 
 
 def _split(
@@ -42,7 +50,7 @@ def _split(
 ) -> list[tuple[int, int, list[SetElement]]]:
     """The port cells of [lo, hi] (halved while a cell holds more than `limit` kernel
     elements), each with its elements, pieces cut at the cell edges."""
-    if hi == lo or sum(_weight(e, i, intervals) for e in elements) <= limit:
+    if hi == lo or _total(elements, i, intervals, limit) <= limit:
         return [(lo, hi, elements)] if elements else []
     mid = (lo + hi) // 2
     left: list[SetElement] = []
@@ -117,7 +125,7 @@ def cut(
     out: list[IRRule] = []
     for proto in sorted(by_proto):
         for lo, hi, elements in _split(by_proto[proto], i, 0, PORT_TOP, limit, intervals):
-            weight = sum(_weight(e, i, intervals) for e in elements)
+            weight = _total(elements, i, intervals)
             pieces = _hashed(elements, weight, limit) if weight > limit else [elements]
             for k, piece in enumerate(pieces):
                 if piece:

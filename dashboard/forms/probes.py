@@ -36,7 +36,7 @@ def _host_port(text: str) -> tuple[str, int | str | None]:
         host, _, port = text.partition(":")
     else:
         host, port = text, None
-    return host, (int(port) if port and port.isdigit() else port)
+    return host, (int(port) if port and port.isdecimal() else port)
 
 
 def parse_line(line: str) -> dict:
@@ -57,7 +57,7 @@ def parse_line(line: str) -> dict:
             raise ValueError("expected: URL [STATUS] [timeout=SECONDS]")
         probe: dict = {"type": "http", "url": words[0]}
         if len(words) == 2:
-            probe["expect_status"] = int(words[1]) if words[1].isdigit() else words[1]
+            probe["expect_status"] = int(words[1]) if words[1].isdecimal() else words[1]
         return probe | opts
     if kind not in ("tcp", "icmp") or len(words) != 2:
         raise ValueError(

@@ -158,7 +158,7 @@ class BulkForm(ServiceForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rule_ids = [
-            int(v) for v in (self.data.getlist("rules") if self.data else []) if str(v).isdigit()
+            int(v) for v in (self.data.getlist("rules") if self.data else []) if str(v).isdecimal()
         ]
 
     def clean(self):

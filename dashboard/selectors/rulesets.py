@@ -95,7 +95,7 @@ def ruleset_rules(ruleset: RuleSet, flt: RuleFilter | None = None) -> QuerySet[R
     elif flt.hits == "never":
         qs = qs.exclude(rule_hit_since())
     text = flt.q.strip()
-    if text.startswith("#") and text[1:].isdigit():
+    if text.startswith("#") and text[1:].isdecimal():
         return qs.filter(position=int(text[1:]))  # "#42": jump to a position
     if text:
         # Direct references, plus members one group level down ("which rules allow https?").

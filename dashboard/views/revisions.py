@@ -20,7 +20,7 @@ from rules.revisions import revision_diff
 @reader
 def revision_list(request: HttpRequest, pending: bool = False) -> HttpResponse:
     ruleset = None
-    if request.GET.get("ruleset", "").isdigit():
+    if request.GET.get("ruleset", "").isdecimal():
         ruleset = get_object_or_404(RuleSet, pk=int(request.GET["ruleset"]))
     page = Paginator(
         revisions.revision_list(ruleset=ruleset, pending=pending), page_size(request)
@@ -44,7 +44,7 @@ def revision_detail(request: HttpRequest, pk: int) -> HttpResponse:
     revision = get_object_or_404(revisions.revision_detail(), pk=pk)
     base = revision.parent
     against = request.GET.get("against", "")
-    if against.isdigit():
+    if against.isdecimal():
         base = get_object_or_404(revisions.revision_of(revision.ruleset), pk=int(against))
     return render(
         request,

@@ -195,7 +195,7 @@ def _interpret(work: dict[str, list[str]], line: str) -> None:
             raise IndexError("Index of insertion too big")
         rules.insert(index, spec)
     elif op == "-D":
-        if rest.isdigit():
+        if rest.isdecimal():
             del rules[int(rest) - 1]
         else:
             rules.remove(rest)  # ValueError: "Bad rule (does a matching rule exist?)"

@@ -92,7 +92,7 @@ class ValidateView(APIView):
             return Response(exc.to_dict(), status=status.HTTP_400_BAD_REQUEST)
         if isinstance(data, dict) and set(data) == {"ruleset"}:
             ref = data["ruleset"]
-            if isinstance(ref, bool) or not isinstance(ref, (int, str)) or not str(ref).isdigit():
+            if isinstance(ref, bool) or not isinstance(ref, (int, str)) or not str(ref).isdecimal():
                 return Response(
                     {"ruleset": ["must be a rule set id"]}, status=status.HTTP_400_BAD_REQUEST
                 )

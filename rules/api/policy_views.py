@@ -91,7 +91,7 @@ class PolicyImportView(APIView):
     def post(self, request):
         prune = flag(request, "prune") if "prune" in request.query_params else None
         confirm = request.query_params.get("confirm_prune")
-        if confirm is not None and not confirm.isdigit():
+        if confirm is not None and not confirm.isdecimal():
             raise ValidationError({"confirm_prune": ["must be a whole number"]})
         try:
             data = importer.load_text(request.data or b"", fmt=body_format(request))

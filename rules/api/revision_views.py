@@ -75,7 +75,7 @@ class RevisionDiff(APIView):
                 )
             base = revision.parent
         else:
-            if not against.isdigit():
+            if not against.isdecimal():
                 raise ValidationError({"against": ["must be a revision id"]})
             base = get_object_or_404(RuleSetRevision, pk=int(against))
         return Response(revisions.revision_diff(base, revision))

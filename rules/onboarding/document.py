@@ -92,7 +92,7 @@ class DocumentBuilder:
     def icmp_type(protocol: str, kind: str) -> str | int:
         """The type by its document name where it has one (echo-request), else its number."""
         table = V.ICMPV6_TYPES if protocol == "icmpv6" else V.ICMP_TYPES
-        if not kind.isdigit():
+        if not kind.isdecimal():
             return kind
         return {v: k for k, v in table.items()}.get(int(kind), int(kind))
 
@@ -149,7 +149,9 @@ class DocumentBuilder:
             if proto not in ("icmp", "icmpv6"):
                 return f"an ICMP type with protocol {proto}"
             try:
-                V.parse_icmp_type(proto, int(m.icmp_type) if m.icmp_type.isdigit() else m.icmp_type)
+                V.parse_icmp_type(
+                    proto, int(m.icmp_type) if m.icmp_type.isdecimal() else m.icmp_type
+                )
             except ValueError as exc:
                 return str(exc)
             rule["protocol"] = proto

@@ -453,7 +453,7 @@ def hashlimit_done(rule: ParsedRule, hints: list[int]) -> None:
     given = opts.get("upto") or opts.get("above") or ""
     count, _, unit = given.partition("/")
     unit = unit or "sec"
-    if not count.isdigit() or unit not in RATE_UNITS:
+    if not count.isdecimal() or unit not in RATE_UNITS:
         raise Unsupported(f"hashlimit rate {given!r} has no equivalent (packets per time only)")
     family = 6 if 6 in hints and 4 not in hints else 4
     limit: dict = {"rate": f"{int(count)}/{RATE_UNITS[unit]}"}

@@ -16,13 +16,14 @@ from compiler.lower import RULESET_CACHE
 from compiler.lower.blocks import (
     LEAF_MAX,
     BlockCompiler,
+    _boxes,
     _Levels,
     _port_keys,
     lookup_members,
     set_rule_members,
 )
 from compiler.lower.options import DEFAULT_SET_TYPES
-from compiler.lower.set_parts import cut
+from compiler.lower.set_parts import _total, cut
 from compiler.nets import parse
 from compiler.render_iptables import render_rule
 from compiler.render_nft import render_rule as render_nft_rule
@@ -906,3 +907,121 @@ def test_elements_spanning_the_port_space_are_cut_by_rule_not_by_port():
     parts = cut(rule, "g", 512, True, lambda key: f"rpt-4spd-{abs(hash(key)) % 10**8}")
     assert 8 <= len(parts) <= 16
     assert sum(len(p.lookup.elements) for p in parts) == 5000  # type: ignore[union-attr]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([4, 6]).flatmap(
+        lambda family: st.tuples(
+            st.just(family),
+            st.lists(st.lists(_box(family), min_size=1, max_size=3), min_size=1, max_size=40),
+        )
+    )
+)
+def test_place_is_level_of_then_add(case):
+    """`_Levels.place` (one keyed box with a source cell in one pass, `_place_one`) puts
+    every rule where `level_of` then `add` put it, and files it as they do."""
+    family, rules = case
+    fast, general = _Levels(family), _Levels(family)
+    for boxes in rules:
+        keys = [_port_keys(b) for b in boxes]
+        at = general.level_of(boxes, keys)
+        general.add(boxes, keys, at)
+        assert fast.place(boxes, keys) == at
+    assert fast.top == general.top
+    assert sorted(fast.by_proto, key=str) == sorted(general.by_proto, key=str)
+    for proto, index in general.by_proto.items():
+        assert fast.by_proto[proto].items == index.items
+
+
+_IR_NETS = [
+    None,
+    "198.18.0.0/24",
+    "198.18.1.7",
+    "0.0.0.0/0",
+    "198.18.2.0/24,198.18.4.0/23",
+    "198.18.7.0/25",
+]
+
+
+@st.composite
+def _ir_rule(draw) -> Rule:
+    """One kernel rule of any shape `BlockCompiler._single` may or may not take."""
+
+    def side() -> AddrMatch | None:
+        text = draw(st.sampled_from(_IR_NETS))
+        if text is None:
+            return None
+        nets = tuple(n for part in text.split(",") for n in parse(part))
+        return AddrMatch(nets, draw(st.sampled_from([False, False, False, True])))
+
+    proto = draw(st.sampled_from([None, "tcp", "tcp", "udp", "icmp"]))
+    dports = None
+    if proto in ("tcp", "udp") and draw(st.integers(0, 9)):
+        starts = st.sampled_from([1, 63, 64, 80, 1000, 65535])
+        ranges = st.tuples(starts, st.sampled_from([0, 0, 1, 62, 63, 64, 500]))
+        dports = tuple(
+            sorted(
+                (lo, min(65535, lo + n)) for lo, n in draw(st.lists(ranges, min_size=1, max_size=4))
+            )
+        )
+    return Rule(
+        draw(st.sampled_from([ACCEPT, DROP, "REJECT", "LOG"])),
+        "rpt:r:0",
+        side(),
+        side(),
+        in_iface=draw(st.sampled_from([None, None, None, "eth0"])),
+        proto=proto,
+        dports=dports,
+        arg=draw(st.sampled_from([None, None, "tcp-reset"])),
+        rule_id="r",
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _ir_rule(),
+    st.sampled_from([4]),
+    st.sampled_from(
+        [THIS_KERNEL, ALL_TYPES, DEFAULT_SET_TYPES, frozenset({"hash:net,net"} | ALL_TYPES)]
+    ),
+    st.sampled_from([64, 65536]),
+)
+def test_single_rule_fact_equals_the_general_functions(rule, family, types, range_max):
+    """`BlockCompiler._single` (boxes, port keys and plan of a one-kernel-rule policy rule
+    in one pass) gives what `_boxes`, `_port_keys` and `_plan` give, or None."""
+    blocks = BlockCompiler("rs", types, 1, range_max)
+    single = blocks._single(rule, family)
+    if single is None:
+        return
+    boxes = _boxes([rule], family)
+    assert single == (boxes, [_port_keys(b) for b in boxes], blocks._plan([rule], family))
+
+
+def test_single_rule_fact_takes_the_frequent_rules():
+    """One source network, tcp/udp ports, with or without one destination: `_single`."""
+    blocks = BlockCompiler("rs", THIS_KERNEL, 1)
+    src, dst = AddrMatch(parse("198.18.0.0/24")), AddrMatch(parse("198.19.0.1"))
+    for d in (None, dst):
+        for ports in (((80, 80),), ((80, 90), (443, 443)), ((1000, 2000),)):
+            rule = Rule(ACCEPT, "t", src, d, proto="tcp", dports=ports, rule_id="r")
+            assert blocks._single(rule, 4) is not None
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 65535), st.integers(0, 300)), max_size=40),
+    st.integers(1, 3000),
+    st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_counting_elements_stops_past_the_limit_and_says_the_same(ports, limit, intervals):
+    """`set_parts._total` with a limit: past it exactly when the whole sum is."""
+    net = parse("198.18.0.0/24")[0]
+    elements = [
+        SetElement((net, PortElem("tcp", lo, min(65535, lo + n))), "t", "r") for lo, n in ports
+    ]
+    whole = _total(elements, 1, intervals)
+    assert whole == (
+        len(elements) if intervals else sum(e.values[1].hi - e.values[1].lo + 1 for e in elements)
+    )
+    assert (_total(elements, 1, intervals, limit) > limit) == (whole > limit)

@@ -5,6 +5,7 @@ piece by piece."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import random
 import uuid
 
@@ -13,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compiler import CompileOptions, DocumentError, PolicyDocument, compile_device
+from compiler import nets as N
+from compiler import values as V
 from compiler.document import fallback_ids, fallback_rule_id
 from compiler.document.parser import Parser
 from compiler.lower import RULESET_CACHE, rule_tag, rule_tagger
@@ -285,3 +288,70 @@ def test_plain_rule_parser_takes_the_database_shape():
     }
     assert parser.plain_rule(rule, "rulesets[rs]", 0) is not None
     assert parser.plain_rule({**rule, "log": True}, "rulesets[rs]", 1) is None
+
+
+def _outcome(fn, value):
+    """What `fn(value)` gives, or the words of its ValueError."""
+    try:
+        return fn(value)
+    except ValueError as exc:
+        return ("ValueError", str(exc))
+
+
+_OCTET = st.one_of(
+    st.integers(0, 255).map(str),
+    st.sampled_from(["256", "00", "010", "1a", "", " ", "٣", "²", "0x1"]),
+)
+_V4_TEXT = st.builds(
+    lambda octets, slash, plen, pad: f"{pad}{'.'.join(octets)}{slash}{plen}{pad}",
+    st.lists(_OCTET, min_size=3, max_size=5),
+    st.sampled_from(["", "/", "/", "/"]),
+    st.one_of(
+        st.integers(0, 33).map(str),
+        st.sampled_from(["", "024", "-1", "x", "٣", "8 "]),
+    ),
+    st.sampled_from(["", " "]),
+)
+
+
+@given(st.one_of(_V4_TEXT, st.sampled_from(["198.18.0.0/15", "0.0.0.0/0", "198.18.0.1/32"])))
+@settings(max_examples=600, deadline=None)
+def test_ipv4_literal_fast_path_equals_ipaddress(text):
+    """`nets.parse` (its IPv4 fast path first) gives what the ipaddress-based general path
+    gives: the same blocks with the same texts, or the same error."""
+
+    def general(text: str) -> tuple:
+        return tuple(N.from_ipaddress(n) for n in V.address_networks(V.parse_address(text.strip())))
+
+    def spelled(got: object) -> object:
+        if isinstance(got, tuple) and got and isinstance(got[0], N.Net):
+            return [(n.version, n.first, n.last, n.plen, n.text) for n in got]
+        return got
+
+    assert spelled(_outcome(N.parse, text)) == spelled(_outcome(general, text))
+
+
+def test_ipv4_literal_fast_path_is_taken():
+    """The frequent literals do take it (and the texts are reused as they are)."""
+    (net,) = N._parse_v4("198.18.4.0/24")
+    assert (net.first, net.plen, net.text) == (
+        int(ipaddress.IPv4Address("198.18.4.0")),
+        24,
+        "198.18.4.0/24",
+    )
+    assert N._parse_v4("198.18.4.1") is not None
+    assert N._parse_v4("198.18.4.1/24") is None  # host bits: the general path words it
+    assert [n.text for n in N.parse("198.18.4.0/024")] == ["198.18.4.0/24"]  # canonical
+
+
+@given(
+    st.one_of(
+        st.integers(-2, 70000),
+        st.integers(0, 70000).map(str),
+        st.sampled_from(["", " 80 ", "0", "65535", "65536", "080", "٣", "²", "1-2", "2-1", "x"]),
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_single_port_fast_path_equals_the_general_parse(value):
+    """`parse_port`'s digits-only shortcut gives what the general code gives."""
+    assert _outcome(V.parse_port, value) == _outcome(V._parse_port_text, str(value).strip())

@@ -225,3 +225,20 @@ def test_the_scope_round_trips_through_the_canonical_form():
     assert doc.to_dict()["scope"] == {"rulesets": ["a", "b"], "devices": []}
     assert PolicyDocument.from_dict(doc.to_dict()) == doc
     assert doc.scope.covers("devices") and not doc.scope.covers("addresses")
+
+
+@pytest.mark.parametrize("confirm", ["²", "¹⁰", "x", "-1"])
+def test_confirm_prune_that_is_no_whole_number_is_a_400(api, confirm):
+    """`str.isdigit` takes superscripts, which `int` refuses: the check is `isdecimal`, so
+    such a value is a field error, never a 500, and nothing is imported."""
+    import_document(fleet())
+    doc = fleet()
+    doc["devices"] = [d for d in doc["devices"] if d["name"] != "db-1"]
+    before = counts()
+    response = api.post(
+        f"{IMPORT}?prune=1&confirm_prune={confirm}",
+        data=yaml.safe_dump(doc),
+        content_type="application/yaml",
+    )
+    assert response.status_code == 400, response.content
+    assert "confirm_prune" in str(response.json()) and counts() == before

@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, device: str, ttl: int | None, **options) -> None:
         found = Device.objects.filter(name=device).first()
-        if found is None and device.isdigit():
+        if found is None and device.isdecimal():
             found = Device.objects.filter(pk=int(device)).first()
         if found is None:
             raise CommandError(f"no device named {device!r}")
