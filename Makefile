@@ -9,7 +9,7 @@ RUNPKGS := iptables ipset nftables iproute2
 SYSPKGS := $(RUNPKGS) iputils-ping chromium ufw shorewall firewalld docker-compose prometheus
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run run-sysdeps test test-sqlite test-postgres test-faults test-onboarding lint bench sysdeps clean
+.PHONY: run run-sysdeps test test-sqlite test-postgres test-faults test-onboarding lint bench sysdeps clean agent-wheel
 
 # One stamp per dependency set: `make run` installs the runtime dependencies only, `make test`
 # the test extras too (a `make run` first does not count as a test install).
@@ -71,7 +71,7 @@ test-postgres: $(BIN)/.installed-test
 # Fault injection (docs/operations-faults.md), not part of `make test`: a real worker on Redis
 # (127.0.0.1:6379/13, and a private redis-server it restarts) killed with -9, the broker
 # restarted without persistence, hung agents; and, as root, the kill -9 campaign against the
-# agent mid-apply and mid-set-update (legacy, iptables-nft, native nftables). About 4 minutes.
+# agent mid-apply and mid-set-update (legacy, iptables-nft, native nftables). About 3 minutes.
 test-faults: $(BIN)/.installed-test
 	env -u DATABASE_URL $(BIN)/pytest -q -m "faults or netns" tests/faults \
 	  tests/rampart_agent/test_agent_kill_netns.py \

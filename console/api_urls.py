@@ -16,6 +16,7 @@ class RootView(ApiRootView):
         "rulesets": "ruleset-list",
         "rules": "rule-list",
         "nat-rules": "natrule-list",
+        "zones": "zone-list",
         "revisions": "revision-list",
         "device-changes": "devicechange-list",
         "devices": "device-list",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import get_resolver
 
+from console.api_urls import RootView
 from rules import services
 from rules.models import AddressObject
 
@@ -84,3 +86,20 @@ def test_the_api_root_lists_the_resources(viewer_api, api_client_for, users):
     for url in body.values():
         assert admin.get(url).status_code in (200, 405), url  # 405: POST-only (validate)
     assert api_client_for(None).get("/api/v1/").status_code == 401
+
+
+def _list_routes(patterns, prefix: str = "") -> set[str]:
+    """The names of the collection routes under /api/v1/ (DRF's `<basename>-list`)."""
+    names = set()
+    for p in patterns:
+        if hasattr(p, "url_patterns"):
+            names |= _list_routes(p.url_patterns, prefix + str(p.pattern))
+        elif (p.name or "").endswith("-list") and (prefix + str(p.pattern)).startswith("api/v1/"):
+            names.add(p.name)
+    return names
+
+
+def test_the_api_root_names_every_collection():
+    """A new collection is reachable from the root (zones once were not)."""
+    missing = _list_routes(get_resolver().url_patterns) - set(RootView.resources.values())
+    assert not missing
