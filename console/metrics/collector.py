@@ -23,6 +23,7 @@ from prometheus_client.core import (
 
 from agents.choices import TERMINAL_STATES, DeploymentStatus, DeviceDeploymentState
 from agents.models import Deployment, DeviceDeployment
+from core.audit.checkpoints import last_checkpoint
 from core.audit.choices import AuditAction
 from core.audit.models import AuditChainHead, AuditEntry
 from rules.choices import AgentStatus
@@ -186,13 +187,27 @@ def audit_metrics() -> Iterator[Metric]:
         "Unix time of the last check of the audit log's hash chain.",
         value=state["at"],
     )
-    # The audit log has no checkpoints: the last check that found the chain intact is the
-    # newest point known good. Absent until one has.
+    # the last check that found the chain intact: the newest point known good. Absent
+    # until one has.
     if state.get("last_ok") is not None:
         yield GaugeMetricFamily(
             "rampart_audit_last_verify_success_timestamp_seconds",
             "Unix time of the last check that found the audit log's hash chain intact.",
             value=state["last_ok"],
+        )
+    # the newest signed checkpoint (docs/audit.md): entries up to it are anchored outside
+    # the database; a stalled beat task shows as its age. Absent until one is written.
+    checkpoint, _ = last_checkpoint()
+    if checkpoint is not None:
+        yield GaugeMetricFamily(
+            "rampart_audit_last_checkpoint_timestamp_seconds",
+            "Unix time of the newest signed audit checkpoint.",
+            value=checkpoint.time.timestamp(),
+        )
+        yield GaugeMetricFamily(
+            "rampart_audit_last_checkpoint_seq",
+            "Sequence number of the audit entry the newest signed checkpoint anchors.",
+            value=checkpoint.seq,
         )
 
 

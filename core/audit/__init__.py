@@ -6,7 +6,7 @@ that importing this package never loads models before the app registry is ready)
 - `record(action, obj=None, ...)` / `record_objects(action, objs, ...)` — services.py
 - `audit_context(actor=..., channel=...)` — context.py
 - `verify()` / `run_verification()` / `write_checkpoint()` — verification.py (docs/audit.md)
-- `audit_status()` — selectors.py: the last check and checkpoint, for the overview and /metrics
+- `audit_status()` — selectors.py: the last check and checkpoint, for the overview page (/metrics reads the chain state and the last checkpoint itself)
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from console.metrics.audit import DUE_KEY
 from core.audit.choices import AuditAction
 from core.audit.models import AuditEntry
 from core.audit.services import record
+from core.audit.verification import write_checkpoint
 from tests.support.deploy import make_device
 from tests.support.tamper import tamper
 
@@ -148,6 +149,16 @@ def test_audit_chain_status_is_checked_once_per_interval(client, users):
     assert m[("rampart_audit_verified_entries", ())] == 0
     assert m[("rampart_audit_last_verify_timestamp_seconds", ())] > checked_at
     assert m[("rampart_audit_last_verify_success_timestamp_seconds", ())] == checked_at
+
+
+def test_the_newest_audit_checkpoint_is_exported(client, users):
+    m = scrape(client, **bearer(TOKEN))
+    assert ("rampart_audit_last_checkpoint_timestamp_seconds", ()) not in m  # none yet
+    checkpoint = write_checkpoint()
+    m = scrape(client, **bearer(TOKEN))
+    stamp = m[("rampart_audit_last_checkpoint_timestamp_seconds", ())]
+    assert stamp == pytest.approx(checkpoint.time.timestamp())
+    assert m[("rampart_audit_last_checkpoint_seq", ())] == checkpoint.seq
 
 
 def test_audit_chain_status_is_absent_when_checks_are_off(client, settings):
