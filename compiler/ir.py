@@ -76,6 +76,10 @@ class Rule:
     # kernel rules of one policy rule; its LOG twin's differs) and the rule's index among
     # them (nft's meters cannot be shared: one each)
     per_source: tuple[PerSourceLimit, str, int] | None = None
+    # `limit`'s bucket when the policy rule's kernel rules share one (rate_limit, and the
+    # LOG twin of a rule with one: shared_limit.py); None with `limit`: a bucket per kernel
+    # rule (`-m limit`, the compile's default log limit)
+    shared_limit: str | None = None
     # a set-lookup rule (set-compiled block, lower/blocks.py): `-m set --match-set NAME
     # flags`; every other match field is then None and the elements name the policy rules
     lookup: LookupSet | None = None

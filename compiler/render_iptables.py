@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from .ir import DNAT, JUMP, LOG, REDIRECT, REJECT, SNAT, AddrMatch, Rule, Table
 from .per_source import hashlimit_match
+from .shared_limit import hashlimit_match as shared_hashlimit
 from .values import REJECT_WITH_FAMILY, Rate, parse_log_prefix, parse_rate
 
 _PROTO = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "icmpv6": "ipv6-icmp"}
@@ -115,7 +116,9 @@ def _rare_matches(r: Rule, family: int) -> str:
     out = ""
     if r.states:
         out += " -m conntrack --ctstate " + ",".join(sorted(r.states, key=_STATE_ORDER.__getitem__))
-    if r.limit:
+    if r.shared_limit is not None and r.limit:  # the policy rule's one bucket
+        out += shared_hashlimit(r.limit, r.burst, r.shared_limit)
+    elif r.limit:
         rate = _rates.get(r.limit) or _rates.setdefault(r.limit, parse_rate(r.limit))
         out += f" -m limit --limit {rate.count}/{_UNIT[rate.unit]}"
         if r.burst is not None and r.burst != 5:

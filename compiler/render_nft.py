@@ -21,6 +21,10 @@ Mapping from the iptables-shaped IR:
   as they are) with a `counter` and the policy rule's tag as `comment` on every element:
   the agent sums element counters per rule (checked on this kernel: such sets load and
   count per element).
+- `rate_limit` (`Rule.shared_limit`) is one named `limit` object per policy rule and
+  family (`limit rpr…-4 { rate … }`, `render_limits`), named by each of its kernel rules
+  (`limit name "rpr…-4"`); an inline `limit rate` is a bucket per kernel rule (the
+  default log limit).
 - `until` is `meta time < <epoch seconds>` (checked on this kernel: loads and matches; the
   integer form does not depend on the host's time zone, unlike the date string).
 """
@@ -49,6 +53,7 @@ from .ir import (
 )
 from .per_source import BURST_DEFAULT as PS_BURST_DEFAULT
 from .per_source import PREFIX_MAX, PerSourceLimit
+from .shared_limit import nft_name
 from .values import parse_log_prefix, parse_rate
 
 TABLE = NFT_TABLE
@@ -248,13 +253,35 @@ def _rare(r: Rule, family: int) -> str:
         out += " ct state " + ",".join(sorted(s.lower() for s in r.states))
     if r.until is not None:
         out += f" meta time < {int(r.until.astimezone(UTC).timestamp())}"
-    if r.limit:
-        rate = parse_rate(r.limit)
-        burst = r.burst if r.burst is not None else _DEFAULT_BURST
-        out += f" limit rate {rate.count}/{_UNIT[rate.unit]} burst {burst} packets"
+    if r.shared_limit is not None and r.limit:  # the policy rule's one bucket
+        out += f' limit name "{nft_name(r.shared_limit, family)}"'
+    elif r.limit:
+        out += " limit " + _limit_rate(r.limit, r.burst)
     if r.per_source is not None:
         out += _meter(r.per_source, family)
     return out
+
+
+def _limit_rate(limit: str, burst: int | None) -> str:
+    """`rate R/unit burst B packets`: an inline limit's settings, or a named one's."""
+    rate = parse_rate(limit)
+    return (
+        f"rate {rate.count}/{_UNIT[rate.unit]} burst "
+        f"{burst if burst is not None else _DEFAULT_BURST} packets"
+    )
+
+
+def render_limits(program: Program) -> list[str]:
+    """The named `limit` objects the rules share (rate_limit: one per policy rule and
+    family, shared_limit.py), one line each, in name order. They are recreated with the
+    table, so a reload starts them full, as it does the inline limits."""
+    found: dict[str, str] = {}
+    for (family, _), table in program.tables.items():
+        for rules in (*table.jumps.values(), *(c.rules for c in table.chains.values())):
+            for r in rules:
+                if r.shared_limit is not None and r.limit:
+                    found[nft_name(r.shared_limit, family)] = _limit_rate(r.limit, r.burst)
+    return [f"\tlimit {name} {{ {found[name]} }}" for name in sorted(found)]
 
 
 def _meter(per_source: tuple[PerSourceLimit, str, int], family: int) -> str:
@@ -316,6 +343,7 @@ def render_nft(program: Program) -> str:
         body += render_set(program.sets[name])
     for name in sorted(program.lookups):
         body += render_lookup(program.lookups[name])
+    body += render_limits(program)
     base: dict[str, list[str]] = {}
     owned: list[str] = []
     for (family, tname), table in sorted(program.tables.items()):

@@ -15,6 +15,7 @@ from ..ir import LOG, AddrMatch, Chain, RuleInfo
 from ..ir import Rule as IRRule
 from ..per_source import bucket_name
 from ..resolve import PortRanges, Resolver
+from ..shared_limit import bucket_name as limit_bucket
 from . import segments as S
 from .blocks import BlockCompiler
 from .cache import RULESET_CACHE, Built
@@ -255,6 +256,10 @@ class RulesetLowerer:
                             reject_with,  # REJECT's type (None: the default)
                             rule_id,
                             until,
+                            # one bucket per policy rule (shared_limit.py)
+                            shared_limit=limit_bucket(rule_id, rate_limit, burst)
+                            if rate_limit
+                            else None,
                         )
                         out[family][name].rules.append(ir)
                         if rid is not None:
@@ -348,6 +353,12 @@ class RulesetLowerer:
             if until is not None:
                 for ir in irs:  # just made here: not yet shared with anything
                     ir.until = until
+            if rule.rate_limit:  # one bucket for all its kernel rules, the LOG twin's apart
+                shared = {
+                    b: limit_bucket(rule_id, rule.rate_limit, rule.burst, b) for b in (False, True)
+                }
+                for ir in irs:
+                    ir.shared_limit = shared[ir.target == LOG]
             if rule.rate_limit_per_source is not None:
                 limit = rule.rate_limit_per_source
                 buckets = {b: bucket_name(rule_id, limit, b) for b in (False, True)}

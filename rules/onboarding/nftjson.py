@@ -539,7 +539,12 @@ class _Reader:
                 raise Unsupported(f"reject with {kind} {expr} has no equivalent")
             rule.target_args["--reject-with"] = spelled
 
-    def limit(self, rule: ParsedRule, value: dict) -> None:
+    def limit(self, rule: ParsedRule, value: dict | str) -> None:
+        if isinstance(value, str):  # `limit name "x"`: a bucket every rule naming it shares
+            raise Unsupported(
+                f"limit name {json.dumps(value)} (a named limit object, one bucket for every "
+                "rule that names it) has no equivalent"
+            )
         if value.get("per") not in ("second", "minute", "hour", "day") or value.get("inv"):
             raise Unsupported(f"limit {json.dumps(value)} has no equivalent")
         if value.get("rate_unit", "packets") != "packets":
@@ -618,7 +623,7 @@ def _ports(values: Iterable) -> list[str]:
         if isinstance(v, dict) and "range" in v:
             lo, hi = v["range"]
             out.append(f"{lo}-{hi}")
-        elif isinstance(v, int | str) and str(v).isdigit():
+        elif isinstance(v, int | str) and str(v).isdecimal():
             out.append(str(v))
         else:
             raise Unsupported(f"port {_operand(v)} has no equivalent (numbers only)")

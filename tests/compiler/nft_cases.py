@@ -124,6 +124,8 @@ def every_field() -> Program:
         Rule(DROP, T1, src=AddrMatch((), set_name=empty.name), out_iface="veth0"),
         Rule(ACCEPT, T2, proto="icmp", icmp_type=8, limit="10/second", burst=20),
         Rule(LOG, T2, proto="tcp", dports=((22, 22),), limit="10/minute", arg="rpt:65682938 "),
+        # rate_limit: the rule's one named bucket (a `limit` object of the table)
+        Rule(ACCEPT, T2, proto="udp", dports=((53, 53),), limit="3/hour", shared_limit="rprabc"),
         Rule(ACCEPT, T2, proto="tcp", dports=((22, 22),), until=UNTIL),
         *(
             Rule(REJECT, T2, proto="tcp", dports=((7000 + i, 7000 + i),), arg=kind)

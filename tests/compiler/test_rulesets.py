@@ -115,9 +115,14 @@ def test_log_rules_are_rate_limited_by_default_and_the_verdict_never():
     log, verdict = _log_lines()
     assert "-m limit --limit 10/min -m comment" in log and "-j LOG" in log
     assert "-m limit" not in verdict
-    # the rule's own limit applies to both, the default none
+    # the rule's own limit applies to both, in buckets of their own, the default none
     log, verdict = _log_lines(rate_limit="3/second", burst=7)
-    assert "--limit 3/sec --limit-burst 7" in log and "--limit 3/sec --limit-burst 7" in verdict
+    assert "--hashlimit-upto 3/sec --hashlimit-burst 7" in log and "-m limit" not in log
+    assert "--hashlimit-upto 3/sec --hashlimit-burst 7" in verdict
+    assert (
+        log.split("--hashlimit-name ")[1].split()[0]
+        == verdict.split("--hashlimit-name ")[1].split()[0] + "l"
+    )
     # settable, and off when None
     log, _ = _log_lines(CompileOptions(log_rate_limit="1/hour", log_burst=2))
     assert "-m limit --limit 1/hour --limit-burst 2" in log

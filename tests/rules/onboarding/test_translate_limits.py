@@ -107,6 +107,13 @@ def test_hashlimit_upto_is_the_per_source_limit():
             "no -m recent --set of the same list before it",
             "more permissive",
         ),
+        (  # Rampart's own rate_limit spelling (one bucket shared by every rule naming
+            # the table): not a per-source limit, and not one rule's `-m limit` either
+            "-A INPUT -p udp -m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 3 "
+            "--hashlimit-name rpr0123456789a --hashlimit-htable-expire 10800000 -j ACCEPT\n",
+            "mode none has no equivalent",
+            "more restrictive",
+        ),
         (
             "-A INPUT -m hashlimit --hashlimit-upto 1/day --hashlimit-burst 9 "
             "--hashlimit-mode srcip --hashlimit-name x -j ACCEPT\n",

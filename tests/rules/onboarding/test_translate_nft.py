@@ -178,3 +178,33 @@ def test_hand_made_json_every_item_accounted():
 def test_json_without_rules_is_refused(text, says):
     with pytest.raises(NotADump, match=says):
         translate_iptables_save(text)
+
+
+def test_a_named_limit_is_reported_not_misread():
+    """`limit name "x"` (nft -j: the name alone) is one bucket for every rule naming it,
+    as Rampart's own rate_limit renders it: no rule of the dump has it alone."""
+    dump = {
+        "nftables": [
+            {"metainfo": {"json_schema_version": 1}},
+            item("table", family="inet", name="t"),  # 2
+            item("limit", family="inet", table="t", name="lim", rate=5, per="second", burst=10),
+            item(
+                "chain",
+                family="inet",
+                table="t",
+                name="in",
+                type="filter",
+                hook="input",
+                prio=0,
+                policy="drop",
+            ),  # 4
+            rule("in", match(DPORT, 22), {"limit": "lim"}, {"accept": None}),  # 5
+        ]
+    }
+    text = json.dumps(dump)
+    result = translate_iptables_save(text, ruleset="named")
+    PolicyDocument.from_dict(result.document)
+    accounted(result, text)
+    skipped = {s.line: s.reason for s in result.skipped}
+    assert skipped[5].startswith('limit name "lim" (a named limit object'), skipped[5]
+    assert not any(r.get("rate_limit") for r in result.document["rulesets"][0]["rules"])
