@@ -72,10 +72,10 @@ class Rule:
     hop_limit: int | None = None
     # `-m addrtype --dst-type`: LOCAL = addressed to the host itself (the NAT exemption)
     dst_type: str | None = None
-    # `-m hashlimit` (rate_limit_per_source): the limit, its bucket's name (shared by the
-    # kernel rules of one policy rule; its LOG twin's differs) and the rule's index among
-    # them (nft's meters cannot be shared: one each)
-    per_source: tuple[PerSourceLimit, str, int] | None = None
+    # `-m hashlimit` (rate_limit_per_source): the limit and its buckets' name, shared by
+    # the kernel rules of one policy rule (iptables: the hashlimit table; nft: a dynamic
+    # set, per_source.nft_set_name); its LOG twin's differs
+    per_source: tuple[PerSourceLimit, str] | None = None
     # `limit`'s bucket when the policy rule's kernel rules share one (rate_limit, and the
     # LOG twin of a rule with one: shared_limit.py); None with `limit`: a bucket per kernel
     # rule (`-m limit`, the compile's default log limit)

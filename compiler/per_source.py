@@ -30,6 +30,9 @@ SPAN_MAX_US = (2**64 - 1) // CREDITS_FACTOR
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 PREFIX_MAX = {4: 32, 6: 128}
 NAME_MAX = 15  # the kernel's buffer for a hashlimit name (IFNAMSIZ), its NUL included
+# nft: the sources one dynamic set (one policy rule and family) holds; a new source past
+# it finds no bucket, so the rule does not match it (the packet falls through)
+NFT_SET_SIZE = 65535
 
 
 class PerSourceLimit(NamedTuple):
@@ -101,6 +104,14 @@ def bucket_name(rule_id: str, limit: PerSourceLimit, log: bool = False) -> str:
     with the same settings, it decides as the rule does without taking the rule's tokens."""
     digest = hashlib.sha1(f"{rule_id}|{tuple(limit)}".encode(), usedforsecurity=False)
     return f"rpt{digest.hexdigest()[:11]}" + ("l" if log else "")
+
+
+def nft_set_name(bucket: str, family: int) -> str:
+    """The nft dynamic set holding a bucket's per-source entries: one per family (the
+    inet table holds both, while xt_hashlimit keeps a table per family under one name).
+    `rps` + the bucket's hex digits: never one of the `rpt-` lookup sets the agent reads
+    as Rampart's ipsets."""
+    return f"rps{bucket[3:]}-{family}"
 
 
 _SPELLED = (("day", 86400), ("hour", 3600), ("min", 60), ("sec", 1))

@@ -25,6 +25,12 @@ Mapping from the iptables-shaped IR:
   family (`limit rpr…-4 { rate … }`, `render_limits`), named by each of its kernel rules
   (`limit name "rpr…-4"`); an inline `limit rate` is a bucket per kernel rule (the
   default log limit).
+- `rate_limit_per_source` (`Rule.per_source`) is one dynamic set per policy rule and
+  family (`set rps…-4 { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 60s; }`,
+  `render_per_source_sets`) that each of its kernel rules updates with the source's
+  bucket (`update @rps…-4 { ip saddr timeout 60s limit rate … }`): the kernel program of
+  the former per-rule `meter` (dynset update, same timeout, same limit), with the set
+  shared, so a source has one bucket in the whole policy rule as with hashlimit.
 - `until` is `meta time < <epoch seconds>` (checked on this kernel: loads and matches; the
   integer form does not depend on the host's time zone, unlike the date string).
 """
@@ -52,7 +58,7 @@ from .ir import (
     Table,
 )
 from .per_source import BURST_DEFAULT as PS_BURST_DEFAULT
-from .per_source import PREFIX_MAX, PerSourceLimit
+from .per_source import NFT_SET_SIZE, PREFIX_MAX, PerSourceLimit, nft_set_name
 from .shared_limit import nft_name
 from .values import parse_log_prefix, parse_rate
 
@@ -258,7 +264,7 @@ def _rare(r: Rule, family: int) -> str:
     elif r.limit:
         out += " limit " + _limit_rate(r.limit, r.burst)
     if r.per_source is not None:
-        out += _meter(r.per_source, family)
+        out += _per_source(r.per_source, family)
     return out
 
 
@@ -284,10 +290,38 @@ def render_limits(program: Program) -> list[str]:
     return [f"\tlimit {name} {{ {found[name]} }}" for name in sorted(found)]
 
 
-def _meter(per_source: tuple[PerSourceLimit, str, int], family: int) -> str:
-    """rate_limit_per_source as a meter (one per kernel rule: nft cannot share one); its
-    entries expire after one unit of the rate idle, as hashlimit's do by default."""
-    limit, bucket, index = per_source
+def render_per_source_sets(program: Program) -> list[str]:
+    """The dynamic sets of rate_limit_per_source (one per policy rule and family, its LOG
+    twin's apart), one line each, in name order: the buckets every kernel rule of the
+    rule takes tokens from. Recreated with the table, so a reload starts them empty (every
+    source full), as it did the meters."""
+    found: dict[str, str] = {}
+    for (family, _), table in program.tables.items():
+        for rules in (*table.jumps.values(), *(c.rules for c in table.chains.values())):
+            for r in rules:
+                if r.per_source is not None:
+                    limit, bucket = r.per_source
+                    found[nft_set_name(bucket, family)] = (
+                        f"type {_SET_TYPE[family]}; size {NFT_SET_SIZE}; "
+                        f"flags dynamic,timeout; timeout {_idle_seconds(limit)}s;"
+                    )
+    return [f"\tset {name} {{ {found[name]} }}" for name in sorted(found)]
+
+
+def _idle_seconds(limit: PerSourceLimit) -> int:
+    """A source's entry expires after one unit of the rate without packets (each packet
+    refreshes it: `update`), as hashlimit's do by default."""
+    return _UNIT_SECONDS[parse_rate(limit.rate).unit]
+
+
+def _per_source(per_source: tuple[PerSourceLimit, str], family: int) -> str:
+    """rate_limit_per_source: ` update @set { key timeout … limit rate … }` into the policy
+    rule's shared set, so all its kernel rules take a source's tokens from one bucket. The
+    same kernel program as the former `meter` statement (a dynset `update` with the
+    element timeout and the limit as its expression, checked with `nft --debug=netlink`
+    on 1.0.6): the first packet of a source adds its entry full, every packet refreshes
+    the timeout, a packet without a token does not match."""
+    limit, bucket = per_source
     key = ("ip" if family == 4 else "ip6") + " saddr"
     prefix = limit.prefix(family)
     if prefix != PREFIX_MAX[family]:
@@ -295,9 +329,8 @@ def _meter(per_source: tuple[PerSourceLimit, str, int], family: int) -> str:
     rate = parse_rate(limit.rate)
     burst = limit.burst or PS_BURST_DEFAULT
     return (
-        f" meter {bucket}_{family}_{index} size 65535 {{ {key} timeout "
-        f"{_UNIT_SECONDS[rate.unit]}s limit rate {rate.count}/{_UNIT[rate.unit]} burst "
-        f"{burst} packets }}"
+        f" update @{nft_set_name(bucket, family)} {{ {key} timeout {_idle_seconds(limit)}s "
+        f"limit rate {rate.count}/{_UNIT[rate.unit]} burst {burst} packets }}"
     )
 
 
@@ -344,6 +377,7 @@ def render_nft(program: Program) -> str:
     for name in sorted(program.lookups):
         body += render_lookup(program.lookups[name])
     body += render_limits(program)
+    body += render_per_source_sets(program)
     base: dict[str, list[str]] = {}
     owned: list[str] = []
     for (family, tname), table in sorted(program.tables.items()):

@@ -362,8 +362,8 @@ class RulesetLowerer:
             if rule.rate_limit_per_source is not None:
                 limit = rule.rate_limit_per_source
                 buckets = {b: bucket_name(rule_id, limit, b) for b in (False, True)}
-                for k, ir in enumerate(irs):  # likewise; the LOG twin has its own bucket
-                    ir.per_source = (limit, buckets[ir.target == LOG], k)
+                for ir in irs:  # likewise; the LOG twin has its own buckets
+                    ir.per_source = (limit, buckets[ir.target == LOG])
             made.append((fm.family, tuple(irs)))
         sets_of_rule = tuple(
             sorted(

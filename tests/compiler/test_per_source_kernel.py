@@ -1,6 +1,8 @@
 """`rate_limit_per_source` in a real kernel: the rule loads and reads back as rendered,
 a source gets its burst of new connections and no more, and another source still gets
-through (its own bucket)."""
+through (its own bucket); a source's bucket is one for all the kernel rules of its policy
+rule (native nft: a shared dynamic set, where per-kernel-rule meters let it through once
+per kernel rule)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from compiler.render_nft import render_nft
 from tests.support.netns import host_pair, needs_netns
 
 from . import cases
-from .kernel import load, rules_by_chain, saved_rules
+from .kernel import NATIVE, load, rules_by_chain, saved_rules
 
 pytestmark = needs_netns
 
@@ -65,9 +67,9 @@ def test_each_source_gets_its_burst_and_no_more(backend):
         client.run("ip", "addr", "add", f"{second4}/24", "dev", client.dev)  # type: ignore[attr-defined]
         client.run("ip", "-6", "addr", "add", f"{second6}/64", "dev", client.dev, "nodad")  # type: ignore[attr-defined]
         server.listen(tcp=[PORT])
-        if backend == "nft":  # the agent's native backend: meters, one per kernel rule
+        if backend == "nft":  # the agent's native backend: a dynamic set per rule and family
             server.run("nft", "-f", "-", input=render_nft(bundle.program))
-            assert "meter rpt" in server.run("nft", "list", "ruleset").stdout
+            assert "update @rps" in server.run("nft", "list", "ruleset").stdout
         else:
             load(server, bundle)
             for family, text in ((4, bundle.iptables_v4), (6, bundle.iptables_v6)):
@@ -79,3 +81,82 @@ def test_each_source_gets_its_burst_and_no_more(backend):
             tries = [(first, host, PORT)] * (BURST + 2) + [(second, host, PORT)]
             got = json.loads(client.run(sys.executable, "-c", CONNECT, json.dumps(tries)).stdout)
             assert [code == 0 for code in got] == [True] * BURST + [False, False, True], got
+
+
+UDP_PORT = 7102
+# one UDP datagram per try (a fresh socket: a new conntrack entry, so the rule decides
+# each one); True = the server's echo came back
+SEND = """
+import json, socket, sys
+out = []
+for source, host, port in json.loads(sys.argv[1]):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((source, 0))
+    s.settimeout(0.3)
+    s.sendto(b"x", (host, port))
+    try:
+        out.append(bool(s.recv(16)))
+    except OSError:
+        out.append(False)
+    s.close()
+print(json.dumps(out))
+"""
+
+
+def two_destinations(hosts: list[str]):
+    """One rule, two destination addresses per family (two kernel rules each), logging (a
+    LOG twin per kernel rule, with buckets of its own)."""
+    doc = {
+        "version": 1,
+        "rulesets": [
+            {
+                "name": "ps",
+                "rules": [
+                    {
+                        "chain": "input",
+                        "action": "accept",
+                        "protocol": "udp",
+                        "dports": [str(UDP_PORT)],
+                        "destinations": hosts,
+                        "rate_limit_per_source": {"rate": "1/hour", "burst": BURST},
+                        "log": True,
+                    }
+                ],
+            }
+        ],
+        "devices": [{"name": "srv", "rulesets": ["ps"], "default_policy": {"input": "drop"}}],
+    }
+    return compile_device(PolicyDocument.from_dict(doc), "srv", now=cases.NOW)
+
+
+@pytest.mark.parametrize("backend", ["legacy", "nft", NATIVE])
+def test_a_source_has_one_bucket_in_all_kernel_rules_of_its_rule(backend):
+    """A source sends 5 datagrams to each of the rule's two destinations: BURST get
+    through in all (per-kernel-rule buckets: 2 × BURST); another source has its own."""
+    with host_pair("cpsd") as (client, server):
+        other4 = client.addr4.rsplit(".", 1)[0] + ".3"
+        other6 = client.addr6.rsplit(":", 1)[0] + ":3"
+        client.run("ip", "addr", "add", f"{other4}/24", "dev", client.dev)  # type: ignore[attr-defined]
+        client.run("ip", "-6", "addr", "add", f"{other6}/64", "dev", client.dev, "nodad")  # type: ignore[attr-defined]
+        second4 = server.addr4.rsplit(".", 1)[0] + ".4"
+        second6 = server.addr6.rsplit(":", 1)[0] + ":4"
+        server.run("ip", "addr", "add", f"{second4}/24", "dev", server.dev)  # type: ignore[attr-defined]
+        server.run("ip", "-6", "addr", "add", f"{second6}/64", "dev", server.dev, "nodad")  # type: ignore[attr-defined]
+        bundle = two_destinations([server.addr4, second4, server.addr6, second6])
+        for text in (bundle.iptables_v4, bundle.iptables_v6):  # two kernel rules each
+            assert (
+                sum("-j ACCEPT" in line and "hashlimit" in line for line in text.splitlines()) == 2
+            )
+        server.listen(udp=[UDP_PORT])
+        load(server, bundle, backend)
+        if backend == NATIVE:
+            listed = server.run("nft", "list", "table", "inet", "rampart").stdout
+            assert listed.count("update @rps") == 8 and "meter" not in listed
+        for source, other, hosts in (
+            (client.addr4, other4, (server.addr4, second4)),
+            (client.addr6, other6, (server.addr6, second6)),
+        ):
+            tries = [(source, h, UDP_PORT) for h in hosts for _ in range(5)]
+            tries.append((other, hosts[1], UDP_PORT))
+            got = json.loads(client.run(sys.executable, "-c", SEND, json.dumps(tries)).stdout)
+            assert got == [True] * BURST + [False] * (10 - BURST) + [True], got
