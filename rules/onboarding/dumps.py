@@ -56,6 +56,7 @@ ND_TYPES = {
     "neighbor-advertisement": 136,
     "redirect": 137,
 }
+LIMIT_MODULES = ("limit", "hashlimit")  # a token taken by each packet reaching them
 PLAIN_MODULES = {
     "hl",  # --hl-eq 255 on neighbour discovery only (_RuleParser.hop_limit)
     "tcp",
@@ -174,6 +175,7 @@ class _RuleParser:
         self.negate = False
         self.module = ""
         self.hl: str | None = None
+        self.limits: tuple[str, ...] = ()  # the limit modules read so far, in order
 
     def value(self) -> str:
         if self.i + 1 >= len(self.tokens):
@@ -240,6 +242,23 @@ class _RuleParser:
         self.module = self.value()
         if self.module not in PLAIN_MODULES:
             raise Unsupported(f"-m {self.module} has no equivalent in the policy document")
+        self.limit_order(self.module)
+
+    def limit_order(self, module: str) -> None:
+        """Refuse a match after `-m limit`/`-m hashlimit`: on the host every packet that
+        reaches the limit takes a token, also the packets the later match refuses, while
+        Rampart's kernel rules test a rule's limits after its other matches (`rate_limit`
+        before `rate_limit_per_source`), so the imported limit would count fewer packets."""
+        before = self.limits
+        if module in LIMIT_MODULES:
+            self.limits += (module,)
+        if not before or module == "comment" or (before, module) == (("limit",), "hashlimit"):
+            return
+        raise Unsupported(
+            f"-m {module} after -m {before[-1]}: on the host every packet reaching the "
+            f"limit takes a token, also those -m {module} then refuses; the document's limit "
+            "counts only the packets matching the rest of the rule"
+        )
 
     def ports(self, tok: str) -> None:
         self.no_negation(tok)

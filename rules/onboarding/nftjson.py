@@ -56,6 +56,13 @@ _REJECT = {  # nft's reject expr → iptables' --reject-with, per family
         "admin-prohibited": "icmp6-adm-prohibited",
     },
 }
+# a `limit` statement is one bucket taken by every packet reaching it; Rampart's kernel
+# rules test a rule's limit after its other matches
+LIMIT_BEFORE_MATCH = (
+    "a match after a limit statement: on the host every packet reaching the limit takes a "
+    "token, also those the match then refuses; the document's limit counts only the "
+    "packets matching the rest of the rule"
+)
 RULE_NOTE = "nft item"  # how the report and the comments name a position
 
 
@@ -389,6 +396,8 @@ class _Reader:
     ) -> None:
         (key, value), *_ = stmt.items()
         if key == "match":
+            if rule.match.rate_limit is not None:
+                raise Unsupported(LIMIT_BEFORE_MATCH)
             self.match(rule, value, fam, table, families)
         elif key in ("accept", "drop", "return"):
             rule.target = {"accept": "ACCEPT", "drop": "DROP", "return": "RETURN"}[key]
@@ -540,6 +549,8 @@ class _Reader:
             rule.target_args["--reject-with"] = spelled
 
     def limit(self, rule: ParsedRule, value: dict | str) -> None:
+        if rule.match.rate_limit is not None:
+            raise Unsupported("two limit statements in one rule have no equivalent")
         if isinstance(value, str):  # `limit name "x"`: a bucket every rule naming it shares
             raise Unsupported(
                 f"limit name {json.dumps(value)} (a named limit object, one bucket for every "

@@ -3,7 +3,9 @@
 The filter table is walked from INPUT, FORWARD and OUTPUT as netfilter walks it; user chains
 are inlined at their jumps (the jump's matches combined with each inlined rule's), so the
 rule set decides every packet as the dump does; a conditional RETURN before rules that
-decide gives those rules its condition negated (`-s X -j RETURN` → `! -s X`). Each built-in
+decide gives those rules its condition negated (`-s X -j RETURN` → `! -s X`); a rate limit
+on a jump (one bucket there) is copied only onto a single inlined rule matching every packet
+of the jump, else the jump is a loss (shared_bucket_problem). Each built-in
 chain ends with a catch-all rule carrying its policy, so the rule set does not depend on the
 device's default policy — except FORWARD where other software's chains (Docker's) decide
 after Rampart's (a `forward_fallthrough` device): there the kernel's policy stays. Every rule is scoped to the dump's family
@@ -31,7 +33,7 @@ from .dumps import BUILTIN, Dump, IpSet, Match, ParsedRule, parse_ipset_save, pa
 from .foreign import chain_owner, rule_interface_owner
 from .inputs import EXPECTED, NotADump, check_dump
 from .limits import LimitsMixin
-from .losses import MIXED, rank
+from .losses import MIXED, PERMISSIVE, RESTRICTIVE, rank
 from .matches import NEVER, combine, negated
 from .nat import NAT_BUILTIN, NAT_TARGETS, nat_entry
 from .nftjson import RULE_NOTE, looks_like_nft_json, parse_nft_json
@@ -436,11 +438,53 @@ class _Translator(DocumentBuilder, OthersMixin, LimitsMixin, CtDnatMixin):
             self.restore(snap)
             self.skip(rule, f"conditional goto to {target}, which can fall through: no equivalent")
             return None
+        problem = self.shared_bucket_problem(rule, merged, self.emitted[start:])
+        if problem is not None:
+            self.restore(snap)
+            self.skip(rule, problem)
+            return None
         self.mark(rule, list(range(start, len(self.emitted))))
         if unconditional and (decides or rule.goto):
             self.unreachable(rest, rule.line)
             return decides
         return None
+
+    def shared_bucket_problem(
+        self, rule: ParsedRule, merged: Match, inlined: list[Emitted]
+    ) -> str | None:
+        """Why a rate limit on a jump cannot be copied onto the rules it inlines (None: it
+        can, or there is none).
+
+        On the host the jump's limit is one bucket, and every packet reaching the jump takes
+        a token before the chain's rules look at it; a copy on each inlined rule is a bucket
+        per rule (the document cannot share one between rules), taken only by the packets
+        that rule matches. The copy is exact only when one rule comes out and it matches
+        exactly the packets of the jump (or none comes out: a bucket that decides nothing).
+        """
+        limit = rule.match
+        if limit.rate_limit is None and limit.per_source is None:
+            return None
+        if not inlined or (
+            len(inlined) == 1 and isinstance(inlined[0], Emitted) and inlined[0].match == merged
+        ):
+            return None
+        kind = "a rate limit" if limit.rate_limit is not None else "a per-source rate limit"
+        lines = sorted({e.line for e in inlined if isinstance(e, Emitted)})
+        where = ", ".join(f"line {n}" for n in lines)
+        head = (
+            f"jump to {rule.target} with {kind}: not importable exactly: on the host it is one "
+            "token bucket at the jump, taken by every packet that reaches the jump"
+        )
+        if len(inlined) > 1:
+            return (
+                f"{head}; inlined, the {len(inlined)} rules {rule.target} becomes ({where}) "
+                "would each have a bucket of their own, and the policy document cannot share "
+                "one bucket between rules"
+            )
+        return (
+            f"{head}; inlined, the one rule {rule.target} becomes ({where}) matches fewer "
+            "packets than the jump, and the others would no longer take tokens"
+        )
 
     def walk_rest(
         self,
@@ -632,7 +676,9 @@ def translate_nft_json(
         )
         for fam in sorted(parsed.families)
     ]
+    inet_notes = _inet_limit_notes(parsed.dumps, results) if len(results) == 2 else []
     merged = _merge(results)
+    merged.notes += inet_notes
     for line, text_, reason, impact in parsed.skipped:
         merged.skipped.append(Skipped(line, text_, reason, impact=impact))
     for line, text_, reason in parsed.notes:
@@ -645,6 +691,40 @@ def translate_nft_json(
         s.reason = _LINE.sub(rf"{RULE_NOTE} \1", s.reason)
     _rename_source(merged.document, sorted(parsed.families))
     return merged
+
+
+INET_LIMIT = (
+    "limit in an inet table: on the host one bucket for IPv4 and IPv6 packets together; "
+    "imported as rate_limit on IPv4's rule and on IPv6's, a bucket per family (the document "
+    "has no other): up to twice the rate while both families send"
+)
+_LIMIT_IMPACT = {"ACCEPT": PERMISSIVE, "DROP": RESTRICTIVE, "REJECT": RESTRICTIVE}
+
+
+def _inet_limit_notes(dumps: dict[int, Dump], results: list[OnboardingResult]) -> list[Skipped]:
+    """A note on every nft rule whose own `limit` was imported for both families: an
+    inet table's rule (the only kind in both families' dumps), one bucket on the host."""
+
+    def limited(dump: Dump, result: OnboardingResult) -> dict[int, ParsedRule]:
+        rules = result.document["rulesets"][0]["rules"]
+        return {
+            r.line: r
+            for chain in dump.chains.values()
+            for r in chain
+            if r.match.rate_limit
+            and any("rate_limit" in rules[i] for i in result.translated.get(r.line, []))
+        }
+
+    v4, v6 = (limited(dumps[fam], res) for fam, res in zip((4, 6), results, strict=True))
+    return [
+        Skipped(
+            line,
+            v4[line].text,
+            INET_LIMIT,
+            impact=_LIMIT_IMPACT.get(v4[line].target or "", MIXED),
+        )
+        for line in sorted(v4.keys() & v6.keys())
+    ]
 
 
 def _merge(results: list[OnboardingResult]) -> OnboardingResult:
