@@ -14,6 +14,7 @@ import pytest
 from compiler import PolicyDocument, compile_device
 from compiler.render_nft import render_nft
 from tests.support.netns import host_pair, needs_netns
+from tests.support.udp_tries import SEND
 
 from . import cases
 from .kernel import NATIVE, load, rules_by_chain, saved_rules
@@ -84,23 +85,6 @@ def test_each_source_gets_its_burst_and_no_more(backend):
 
 
 UDP_PORT = 7102
-# one UDP datagram per try (a fresh socket: a new conntrack entry, so the rule decides
-# each one); True = the server's echo came back
-SEND = """
-import json, socket, sys
-out = []
-for source, host, port in json.loads(sys.argv[1]):
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((source, 0))
-    s.settimeout(0.3)
-    s.sendto(b"x", (host, port))
-    try:
-        out.append(bool(s.recv(16)))
-    except OSError:
-        out.append(False)
-    s.close()
-print(json.dumps(out))
-"""
 
 
 def two_destinations(hosts: list[str]):

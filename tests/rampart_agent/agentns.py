@@ -33,6 +33,11 @@ def agent(ns: Netns, backend: str, state: Path, *args: str, check: bool = True, 
     )
 
 
+def drift(ns: Netns, backend: str, state: Path) -> dict:
+    """The agent's drift report (`status`'s `drift`)."""
+    return json.loads(agent(ns, backend, state, "status").stdout)["drift"]
+
+
 def write(path: Path, obj) -> str:
     path.write_text(json.dumps(obj))
     return str(path)

@@ -7,35 +7,20 @@ restore give back the confirmed policy without drift."""
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from compiler import PolicyDocument, compile_device, with_nft
-from tests.rampart_agent.agentns import agent, write
+from tests.rampart_agent.agentns import agent, drift, write
 from tests.support.netns import Netns, host_pair, needs_netns
+from tests.support.udp_tries import echoed
 
 pytestmark = needs_netns
 
 PORT = 7212
 RID = "00000000-0000-4000-8000-0000000000a2"
-SEND = """
-import json, socket, sys
-out = []
-for source, host, port in json.loads(sys.argv[1]):
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((source, 0))
-    s.settimeout(0.3)
-    s.sendto(b"x", (host, port))
-    try:
-        out.append(bool(s.recv(16)))
-    except OSError:
-        out.append(False)
-    s.close()
-print(json.dumps(out))
-"""
 
 
 def bundle_file(hosts: list[str], burst: int, path: Path) -> str:
@@ -61,11 +46,7 @@ def bundle_file(hosts: list[str], burst: int, path: Path) -> str:
 def accepted(client: Netns, source: str, hosts: list[str]) -> int:
     """How many of 4 datagrams to each destination came back (one after the other)."""
     tries = [(source, h, PORT) for h in hosts for _ in range(4)]
-    return sum(json.loads(client.run(sys.executable, "-c", SEND, json.dumps(tries)).stdout))
-
-
-def drift(server: Netns, backend: str, state: Path) -> dict:
-    return json.loads(agent(server, backend, state, "status").stdout)["drift"]
+    return echoed(client, tries)
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft", "nft-native"])
