@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+from . import values as V
 from .values import RATE_RE
 
 KEYS = ("rate", "burst", "ipv4_prefix", "ipv6_prefix")
@@ -19,14 +20,7 @@ BURST_MAX = 1_000_000  # iptables refuses more ("out of range (1-1000000)")
 # xt_hashlimit (revision 2+) stores the interval between packets in microseconds
 # (XT_HASHLIMIT_SCALE_v2): 0 is "Rate too fast", so at most 1000000/second.
 SCALE = 1_000_000
-# The kernel turns interval × burst (µs) into credits by multiplying it by
-# HZ × CREDITS_PER_JIFFY / 10^6 in 64 bits (user2credits); past 2^64 it wraps and the rule
-# is refused (ERANGE) or, by chance, loads with a wrapped bucket. The factor is largest
-# for HZ 300 (164926744), so this bound loads the same on every host: interval × burst
-# below about 111848 s (31 h), as for `rate_limit`. Measured on 6.18 (HZ 250): 1/day with
-# burst 10 is refused.
-CREDITS_FACTOR = 164_926_744
-SPAN_MAX_US = (2**64 - 1) // CREDITS_FACTOR
+SPAN_MAX_US = V.HASHLIMIT_SPAN_MAX_US  # interval × burst in µs (values.py says why)
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 PREFIX_MAX = {4: 32, 6: 128}
 NAME_MAX = 15  # the kernel's buffer for a hashlimit name (IFNAMSIZ), its NUL included
@@ -102,8 +96,14 @@ def bucket_name(rule_id: str, limit: PerSourceLimit, log: bool = False) -> str:
     fresh table: the kernel keeps a table's first settings for as long as any rule names
     it). A rule's LOG twin counts in a table of its own (`…l`): seeing the same packets
     with the same settings, it decides as the rule does without taking the rule's tokens."""
-    digest = hashlib.sha1(f"{rule_id}|{tuple(limit)}".encode(), usedforsecurity=False)
-    return f"rpt{digest.hexdigest()[:11]}" + ("l" if log else "")
+    return hashlimit_name("rpt", f"{rule_id}|{tuple(limit)}", log)
+
+
+def hashlimit_name(prefix: str, key: str, log: bool) -> str:
+    """A hashlimit table name: a 3-letter kind, 11 hex digits of `key`'s sha1, `l` for a
+    LOG twin: at most 15 characters, the kernel's limit (NAME_MAX)."""
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False)
+    return f"{prefix}{digest.hexdigest()[:11]}" + ("l" if log else "")
 
 
 def nft_set_name(bucket: str, family: int) -> str:

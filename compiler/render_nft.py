@@ -38,6 +38,7 @@ Mapping from the iptables-shaped IR:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from datetime import UTC
 from operator import attrgetter
 
@@ -277,16 +278,23 @@ def _limit_rate(limit: str, burst: int | None) -> str:
     )
 
 
+def _kernel_rules(program: Program) -> Iterator[tuple[int, Rule]]:
+    """Every kernel rule of the program, base-chain jumps included, with its family."""
+    for (family, _), table in program.tables.items():
+        for rules in (*table.jumps.values(), *(c.rules for c in table.chains.values())):
+            for r in rules:
+                yield family, r
+
+
 def render_limits(program: Program) -> list[str]:
     """The named `limit` objects the rules share (rate_limit: one per policy rule and
     family, shared_limit.py), one line each, in name order. They are recreated with the
     table, so a reload starts them full, as it does the inline limits."""
-    found: dict[str, str] = {}
-    for (family, _), table in program.tables.items():
-        for rules in (*table.jumps.values(), *(c.rules for c in table.chains.values())):
-            for r in rules:
-                if r.shared_limit is not None and r.limit:
-                    found[nft_name(r.shared_limit, family)] = _limit_rate(r.limit, r.burst)
+    found = {
+        nft_name(r.shared_limit, family): _limit_rate(r.limit, r.burst)
+        for family, r in _kernel_rules(program)
+        if r.shared_limit is not None and r.limit
+    }
     return [f"\tlimit {name} {{ {found[name]} }}" for name in sorted(found)]
 
 
@@ -295,16 +303,14 @@ def render_per_source_sets(program: Program) -> list[str]:
     twin's apart), one line each, in name order: the buckets every kernel rule of the
     rule takes tokens from. Recreated with the table, so a reload starts them empty (every
     source full), as it did the meters."""
-    found: dict[str, str] = {}
-    for (family, _), table in program.tables.items():
-        for rules in (*table.jumps.values(), *(c.rules for c in table.chains.values())):
-            for r in rules:
-                if r.per_source is not None:
-                    limit, bucket = r.per_source
-                    found[nft_set_name(bucket, family)] = (
-                        f"type {_SET_TYPE[family]}; size {NFT_SET_SIZE}; "
-                        f"flags dynamic,timeout; timeout {_idle_seconds(limit)}s;"
-                    )
+    found = {
+        nft_set_name(r.per_source[1], family): (
+            f"type {_SET_TYPE[family]}; size {NFT_SET_SIZE}; "
+            f"flags dynamic,timeout; timeout {_idle_seconds(r.per_source[0])}s;"
+        )
+        for family, r in _kernel_rules(program)
+        if r.per_source is not None
+    }
     return [f"\tset {name} {{ {found[name]} }}" for name in sorted(found)]
 
 

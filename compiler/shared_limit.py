@@ -17,9 +17,7 @@ agree (POLICY-FORMAT.md, `rate_limit`).
 
 from __future__ import annotations
 
-import hashlib
-
-from .per_source import SCALE, interval_us, spelled_rate
+from .per_source import SCALE, hashlimit_name, interval_us, spelled_rate
 
 BURST_DEFAULT = 5  # iptables' --limit-burst/--hashlimit-burst default: the document's too
 # seconds of each unit iptables-save prints a hashlimit rate in (per_source._SPELLED)
@@ -34,8 +32,7 @@ def bucket_name(rule_id: str, rate: str, burst: int | None, log: bool = False) -
     taking the rule's tokens. `rpr` + 11 hex digits (+ `l`): at most 15 characters, the
     kernel's limit (per_source.NAME_MAX), and never one of per_source's `rpt…` names."""
     burst = BURST_DEFAULT if burst is None else burst
-    digest = hashlib.sha1(f"{rule_id}|{rate}|{burst}".encode(), usedforsecurity=False)
-    return f"rpr{digest.hexdigest()[:11]}" + ("l" if log else "")
+    return hashlimit_name("rpr", f"{rule_id}|{rate}|{burst}", log)
 
 
 def expire_ms(rate: str, burst: int) -> int:

@@ -30,9 +30,15 @@ LOG_PREFIX_MAX = 29
 XT_LIMIT_SCALE = 10000
 LIMIT_BURST_DEFAULT = 5  # iptables' default when --limit-burst is not given
 LIMIT_SPAN_MAX = 0xFFFFFFFF // 38400  # seconds of interval × burst (111848 s, about 31 h)
-# rate_limit loads as xt_hashlimit (shared_limit.py), whose µs interval × burst overflows
-# its 64-bit credits a little sooner (111848.1 s): per_source.SPAN_MAX_US, which says why
-HASHLIMIT_SPAN_MAX_US = (2**64 - 1) // 164_926_744
+# rate_limit and rate_limit_per_source load as xt_hashlimit (shared_limit.py,
+# per_source.py), which turns interval × burst (µs) into credits by multiplying it by
+# HZ × CREDITS_PER_JIFFY / 10^6 in 64 bits (user2credits); past 2^64 it wraps and the rule
+# is refused (ERANGE) or, by chance, loads with a wrapped bucket. The factor is largest
+# for HZ 300 (164926744), so this bound loads the same on every host: interval × burst
+# below about 111848.1 s (31 h), a little under xt_limit's. Measured on 6.18 (HZ 250):
+# 1/day with burst 10 is refused.
+HASHLIMIT_CREDITS_FACTOR = 164_926_744
+HASHLIMIT_SPAN_MAX_US = (2**64 - 1) // HASHLIMIT_CREDITS_FACTOR
 BURST_MAX = 10000
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
