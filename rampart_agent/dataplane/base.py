@@ -169,7 +169,8 @@ class Dataplane:
     ) -> dict[str, LiveSet]:
         """Our sets with their elements and element counters (None: every set of ours);
         a set that is not there is absent from the answer. `keys`: of the sets it names,
-        only these elements are needed (the others may be left out)."""
+        only these elements are needed (the others may be left out); given as a mapping
+        element -> the rule uuid its comment carries, a reader may find them by that tag."""
         return {}
 
     def keep_tools_ready(self, ready: bool = True) -> None:

@@ -12,6 +12,7 @@ import logging
 import shutil
 from collections.abc import Callable, Collection, Iterable, Mapping
 
+from rampart_agent.dataplane import ipset_netlink
 from rampart_agent.dataplane.base import (
     Dataplane,
     DataplaneError,
@@ -84,6 +85,7 @@ class IptablesDataplane(Dataplane):
             # 1k-rule chain: in place ~50 ms, rewrite ~220 ms
             self.inplace_limit = 5000
         self.runner = runner or Runner()
+        self._netlink_off = False  # set when the kernel refuses our netlink reads (not root)
         # iptc reads the tables of the process's own namespace: only usable in-process.
         # It reads the built-in chains in the apply path; full reads use `-save -c`.
         if reader == "auto":
@@ -214,10 +216,36 @@ class IptablesDataplane(Dataplane):
             return parse_ipset_save(self.runner.run(["ipset", "save"]).stdout, wanted, keys)
         out: dict[str, LiveSet] = {}
         for name in wanted:
+            # keys a one-rule change gives: element -> the rule uuid its comment carries
+            want = keys.get(name) if keys else None
+            tags = set(want.values()) if isinstance(want, Mapping) else None
+            read, live = self._read_set_netlink(name, tags)
+            if read:
+                if live is not None:
+                    out[name] = live
+                continue
             res = self.runner.run(["ipset", "save", name], check=False)
             if res.returncode == 0:
                 out.update(parse_ipset_save(res.stdout, [name], keys))
         return out
+
+    def _read_set_netlink(
+        self, name: str, tags: Collection[str] | None
+    ) -> tuple[bool, LiveSet | None]:
+        """(True, the set from the kernel's own dump, None if there is no such set), or
+        (False, None) when netlink cannot read it here (a runner prefix it cannot follow,
+        no permission, something it cannot spell as `ipset save`): the caller asks
+        `ipset save` then."""
+        followable, netns = ipset_netlink.netns_of(self.runner.prefix)
+        if not followable or self._netlink_off:
+            return False, None
+        try:
+            return True, ipset_netlink.read_set(name, netns, tags)
+        except (OSError, ipset_netlink.Unreadable) as exc:
+            if isinstance(exc, PermissionError):
+                self._netlink_off = True  # not root: no use asking again
+            log.debug("reading %s over netlink: %s; asking ipset save", name, exc)
+            return False, None
 
     def ipset_restore(self, payload: str) -> None:
         try:
