@@ -62,10 +62,13 @@ test: sysdeps $(BIN)/.installed-test lint test-sqlite test-postgres
 test-sqlite: $(BIN)/.installed-test
 	env -u DATABASE_URL $(BIN)/pytest -q
 
-# The database-facing tests again on PostgreSQL, when one answers on 127.0.0.1:5432.
+# The database-facing tests again on PostgreSQL, when one answers on 127.0.0.1:5432. The
+# compiler's, the agent's and the agent wheel's tests import no Django (import-linter's
+# contracts) and never touch a database: they run once, in test-sqlite (~80 s saved).
 test-postgres: $(BIN)/.installed-test
 	@if $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
-	  DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not netns and not e2e and not slow" tests; \
+	  DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -m "not netns and not e2e and not slow" tests \
+	    --ignore=tests/compiler --ignore=tests/rampart_agent --ignore=tests/packaging; \
 	else echo "PostgreSQL not reachable at $(PG_URL): PostgreSQL pass skipped"; fi
 
 # Fault injection (docs/operations-faults.md), not part of `make test`: a real worker on Redis

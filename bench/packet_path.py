@@ -21,7 +21,11 @@ machine, so a 10k-rule walk shows against them). Cases:
           no rules first and last and the others between, in an order rotated round by
           round; every configuration's % is the median over rounds of its rate over the
           mean no-rule rate of its own round (the machine's speed drifts by 10-20 %
-          between runs; per-round %s are in the JSON lines).       (target: >= 90 %)
+          between runs; per-round %s are in the JSON lines). "SYN walks": the rules
+          and set lookups the bench's SYN meets on its way to its accept, counted by
+          the tracer walking the same compiled program in the rendered match order
+          (what the kernel's per-packet cost beyond the stateful minimum comes from).
+                                                                   (target: >= 90 %)
   change  a one-rule change on a device holding the largest N: the agent's apply of the
           changed bundle next to a raw full restore of the same policy as linear rules into
           an empty namespace.                                       (target: >= 15x)
@@ -58,8 +62,9 @@ from policies import NOW, one_rule_changed, realistic  # noqa: E402
 
 from compiler import CompileOptions, PolicyDocument, compile_device  # noqa: E402
 from compiler.bundle import with_nft  # noqa: E402
-from compiler.ir import SHAPES  # noqa: E402
-from compiler.lower import RULESET_CACHE  # noqa: E402
+from compiler.ir import SHAPES, Program, Rule  # noqa: E402
+from compiler.lower import RULESET_CACHE, lower_device  # noqa: E402
+from compiler.tracer import Packet, Tracer, proto_matches  # noqa: E402
 from rampart_agent.dataplane import Dataplane, open_dataplane  # noqa: E402
 from rampart_agent.engine import Engine  # noqa: E402
 from rampart_agent.state import StateDir  # noqa: E402
@@ -141,19 +146,50 @@ def ipset_types() -> frozenset[str]:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
 
 
-def bundle_for(data: dict, mode: str, dataplane: str, types: frozenset[str]) -> dict:
-    """The pushed bundle: `linear` (set compilation off) or `rampart` (set-compiled with
-    the set types the dataplane has: the kernel's ipset types; every shape for nftables,
-    whose bundle carries its `nft` script)."""
+def options_for(mode: str, dataplane: str, types: frozenset[str]) -> CompileOptions:
+    """`linear` (set compilation off) or `rampart` (set-compiled with the set types the
+    dataplane has: the kernel's ipset types; every shape for nftables)."""
     native = dataplane == "nft-native"
-    options = CompileOptions(
+    return CompileOptions(
         set_compile=mode != "linear",
         set_types=ALL_SET_TYPES if native else types,
         # nft interval sets hold a port range as one element (rules/compile_options.py)
         set_range_max=65536 if native else 64,
     )
+
+
+def bundle_for(data: dict, mode: str, dataplane: str, types: frozenset[str]) -> dict:
+    """The pushed bundle (see `options_for`); nftables' carries its `nft` script."""
+    options = options_for(mode, dataplane, types)
     bundle = compile_device(PolicyDocument.from_dict(data), "bench", options=options, now=NOW)
-    return (with_nft(bundle) if native else bundle).to_dict(rules=False)
+    return (with_nft(bundle) if dataplane == "nft-native" else bundle).to_dict(rules=False)
+
+
+class WalkCounter(Tracer):
+    """The tracer, counting what the kernel evaluates for one packet on its way to the
+    verdict: the rules, and the set lookups (a set-compiled block's, an address group's)
+    a rule reaches once its protocol and ports matched (the rendered match order)."""
+
+    def __init__(self, program: Program) -> None:
+        super().__init__(program)
+        self.rules = self.lookups = 0
+
+    def matches(self, r: Rule, p: Packet) -> bool:
+        self.rules += 1
+        if r.proto is None or proto_matches(r, p):
+            self.lookups += r.lookup is not None
+            self.lookups += sum(m is not None and m.set_name is not None for m in (r.src, r.dst))
+        return super().matches(r, p)
+
+
+def walk(data: dict, mode: str, dataplane: str, types: frozenset[str], server: str, client: str):
+    """(rules evaluated, set lookups) for the bench's SYN through the compiled program."""
+    doc = PolicyDocument.from_dict(data)
+    counter = WalkCounter(lower_device(doc, "bench", options_for(mode, dataplane, types), NOW))
+    params = {"chain": "input", "protocol": "tcp", "source": client, "destination": server}
+    result = counter.trace(Packet.from_params({**params, "dport": PORT, "state": "new"}))
+    assert result.verdict == "accept", result.tag  # the bench's accept, not a policy rule
+    return counter.rules, counter.lookups
 
 
 # --- inside the namespaces ---------------------------------------------------------------
@@ -515,9 +551,10 @@ def dataplane_rows(
     dataplane: str,
     configs: list[tuple[str, int, dict | str | None]],
     types: frozenset[str],
+    walks: dict[tuple[str, int], tuple[int, int]],
 ) -> list[dict]:
     """The packet rows of one dataplane: `configs[0]` is no rules, measured first and last
-    in every round."""
+    in every round. `walks`: (rules, set lookups) the SYN meets, per (policy, n)."""
     rows: list[dict] = []
     rates: dict[tuple[str, int], list[float]] = {}
     ratios: dict[tuple[str, int], list[float]] = {}
@@ -558,6 +595,8 @@ def dataplane_rows(
                 "pct_of_none": round(pct, 1),
                 "pct_of_stateful": round(pct / floor, 1),
                 "failed": fails[mode, n],
+                "walk_rules": walks.get((mode, n), (None, None))[0],
+                "walk_lookups": walks.get((mode, n), (None, None))[1],
                 "set_types": sorted(types) if mode == "rampart" else [],
                 "target": ">=90 %" if mode == "rampart" else "",
             }
@@ -580,7 +619,12 @@ def packet_rows(
                 for n in sizes
                 for m in ("linear", "rampart")
             ]
-            rows += dataplane_rows(args, net, dataplane, configs, types)
+            walks = {
+                (m, n): walk(policy(n), m, dataplane, types, server, client_addr)
+                for n in sizes
+                for m in ("linear", "rampart")
+            }
+            rows += dataplane_rows(args, net, dataplane, configs, types, walks)
     return rows
 
 
@@ -637,13 +681,18 @@ def print_table(rows: list[dict], stamp: str, load: float) -> None:
     if packet:
         print(
             f"{'dataplane':16} {'policy':8} {'rules':>6} {'conn/s':>8} {'% none':>7} "
-            f"{'% stateful':>10} {'failed':>6}  target"
+            f"{'% stateful':>10} {'failed':>6} {'SYN walks':>15}  target"
         )
         for r in packet:
+            walked = (
+                f"{r['walk_rules']} r, {r['walk_lookups']} sets"
+                if r.get("walk_rules") is not None
+                else ""
+            )
             print(
                 f"{DATAPLANES[r['dataplane']]:16} {r['policy']:8} {r['n']:>6} {r['conn_s']:>8.0f} "
-                f"{r['pct_of_none']:>6.1f}% {r['pct_of_stateful']:>9.1f}% {r['failed']:>6}  "
-                f"{r['target']}"
+                f"{r['pct_of_none']:>6.1f}% {r['pct_of_stateful']:>9.1f}% {r['failed']:>6} "
+                f"{walked:>15}  {r['target']}"
             )
     for r in rows:
         if r["case"] == "1-rule change":

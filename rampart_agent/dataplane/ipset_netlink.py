@@ -39,6 +39,7 @@ NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED (0x8000) and NLA_F_NET_BYTEORDER (0x4000)
 CLONE_NEWNET = 0x40000000
+TIMEOUT = 10.0  # seconds; the dump of a 3k-element set takes ~3 ms
 
 # attributes (linux/netfilter/ipset/ip_set.h)
 ATTR_PROTOCOL, ATTR_SETNAME, ATTR_TYPENAME, ATTR_FAMILY, ATTR_DATA, ATTR_ADT = 1, 2, 3, 5, 7, 8
@@ -134,8 +135,10 @@ def _attrs(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
 
 def dump(name: str, netns: str | None = None) -> list[bytes]:
     """The kernel's answer to `list NAME`: the payloads (after nfgenmsg) of its messages.
-    OSError: no such set (ENOENT), no permission, no ipset in this kernel."""
+    OSError: no such set (ENOENT), no permission, no ipset in this kernel, no answer
+    within TIMEOUT."""
     with _socket_in(netns) as sock:
+        sock.settimeout(TIMEOUT)  # never hold the apply lock on a kernel that does not answer
         sock.bind((0, 0))
         sock.sendall(_request(name, 1))
         out: list[bytes] = []
