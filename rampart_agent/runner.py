@@ -39,6 +39,16 @@ class Runner:
         self._warm_lock = threading.Lock()
         self._held: list[tuple[str, ...]] | None = None  # refills waiting for `busy` to end
 
+    def netns(self) -> tuple[bool, str | None]:
+        """Where this runner's commands run, for code that asks that kernel directly
+        (netlink) instead of running a command: (True, None) this process's namespace,
+        (True, NAME) for `ip netns exec NAME`, (False, None) a prefix it cannot follow."""
+        if not self.prefix:
+            return True, None
+        if len(self.prefix) == 4 and self.prefix[:3] == ["ip", "netns", "exec"]:
+            return True, self.prefix[3]
+        return False, None
+
     def keep_warm(self, argvs: Iterable[Sequence[str]]) -> None:
         """Keep one started process of each of these commands waiting for its input.
 
@@ -332,6 +342,10 @@ class FakeRunner(Runner):
 
     def __post_init__(self) -> None:
         self.prefix = []
+
+    def netns(self) -> tuple[bool, str | None]:
+        """No kernel behind a fake: everything goes through `run`."""
+        return False, None
 
     def keep_warm(self, argvs: Iterable[Sequence[str]]) -> None:
         """Nothing to start: the handler answers at once."""

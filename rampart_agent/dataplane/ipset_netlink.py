@@ -13,9 +13,9 @@ this reader cannot spell exactly (an unknown protocol, `nomatch`, a type it does
 know) makes it answer None and the caller falls back to `ipset save`.
 
 Stdlib only (the agent installs on its own): `socket.AF_NETLINK` and `struct`. A runner
-that works in another network namespace (`ip netns exec NS`) gets a socket opened in that
-namespace by a short-lived thread that enters it (`setns`, through ctypes: Python 3.11 has
-no `os.setns`); a socket stays in the namespace it was created in.
+that works in another network namespace (`ip netns exec NS`, `Runner.netns`) gets a socket
+opened in that namespace by a short-lived thread that enters it (`setns`, through ctypes:
+Python 3.11 has no `os.setns`); a socket stays in the namespace it was created in.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 
 from rampart_agent.dataplane.base import LiveElement, LiveSet
 
@@ -70,17 +70,6 @@ _BE32 = struct.Struct(">I")
 
 class Unreadable(Exception):
     """The kernel's answer holds something this reader cannot spell as `ipset save`."""
-
-
-def netns_of(prefix: Sequence[str]) -> tuple[bool, str | None]:
-    """(can follow, namespace) for a runner prefix: (True, None) for no prefix (this
-    process's own namespace), (True, NAME) for `ip netns exec NAME`, (False, None) for a
-    prefix this reader cannot follow (it then leaves the reading to `ipset save`)."""
-    if not prefix:
-        return True, None
-    if len(prefix) == 4 and list(prefix[:3]) == ["ip", "netns", "exec"]:
-        return True, prefix[3]
-    return False, None
 
 
 def _socket_in(netns: str | None) -> socket.socket:

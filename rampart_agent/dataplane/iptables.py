@@ -233,10 +233,10 @@ class IptablesDataplane(Dataplane):
         self, name: str, tags: Collection[str] | None
     ) -> tuple[bool, LiveSet | None]:
         """(True, the set from the kernel's own dump, None if there is no such set), or
-        (False, None) when netlink cannot read it here (a runner prefix it cannot follow,
-        no permission, something it cannot spell as `ipset save`): the caller asks
-        `ipset save` then."""
-        followable, netns = ipset_netlink.netns_of(self.runner.prefix)
+        (False, None) when netlink cannot read it here (a runner prefix it cannot follow, a
+        fake runner, no permission, something it cannot spell as `ipset save`): the caller
+        asks `ipset save` then."""
+        followable, netns = self.runner.netns()
         if not followable or self._netlink_off:
             return False, None
         try:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from rampart_agent.dataplane import DataplaneError, IptablesDataplane, detect_backend
-from rampart_agent.runner import FakeRunner, Result
+from rampart_agent.runner import FakeRunner, Result, Runner
 from tests.rampart_agent.test_dataplane_save import SAVE
 
 IPSET = """Name: rpt-4-aaaa
@@ -105,3 +105,24 @@ def test_a_serving_legacy_agent_imports_iptc_before_its_first_apply(backend, loa
     code = PRELOAD_CHECK.format(backend=backend)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == loaded
+
+
+def test_a_fake_runner_answers_set_reads_and_no_kernel_is_asked():
+    """read_sets asks the kernel over netlink only through a runner that says where its
+    commands run (Runner.netns); a fake host's sets come from its `ipset save` answers."""
+    saved = (
+        "create rpt-4sp-a hash:net,port family inet hashsize 64 maxelem 65536 counters comment\n"
+        'add rpt-4sp-a 198.18.0.0/24,tcp:80 packets 7 bytes 420 comment "rpt:u1:h"\n'
+    )
+    runner = fake({"ipset save rpt-4sp-a": saved, "ipset save": Result(1, "", "no set")})
+    assert runner.netns() == (False, None)
+    got = IptablesDataplane("legacy", runner).read_sets(
+        ["rpt-4sp-a"], keys={"rpt-4sp-a": {"198.18.0.0/24,tcp:80": "u1"}}
+    )
+    assert [(e.value, e.packets) for e in got["rpt-4sp-a"].elements] == [
+        ("198.18.0.0/24,tcp:80", 7)
+    ]
+    assert ["ipset", "save", "rpt-4sp-a"] in [argv for argv, _ in runner.calls]
+    assert Runner().netns() == (True, None)
+    assert Runner(["ip", "netns", "exec", "rpt_x"]).netns() == (True, "rpt_x")
+    assert Runner(["nsenter", "-t", "1", "-n"]).netns() == (False, None)

@@ -155,6 +155,6 @@ def test_the_dataplane_reads_by_netlink_and_falls_back_to_ipset_save_alike(backe
             )
         # a runner this reader cannot follow into its namespace: `ipset save` alone
         sudo_like = IptablesDataplane(backend, Runner(["env", "ip", "netns", "exec", ns.name]))
-        assert ipset_netlink.netns_of(sudo_like.runner.prefix) == (False, None)
+        assert sudo_like.runner.netns() == (False, None)
         whole = sudo_like.read_sets(["rpt-nl-n4"])
         assert elements(whole["rpt-nl-n4"]) == elements(saved(ns, "rpt-nl-n4"))
