@@ -152,17 +152,27 @@ def dump(name: str, netns: str | None = None) -> list[bytes]:
 
 
 def _address(buf: bytes, start: int, end: int) -> str:
-    for kind, a, b in _attrs(buf, start, end):
+    """The address in an IPSET_ATTR_IP nest (one IPADDR_IPV4 or IPADDR_IPV6 attribute)."""
+    if start + _NLA.size <= end:
+        kind = _NLA.unpack_from(buf, start)[1] & NLA_TYPE_MASK
+        at = start + _NLA.size
         if kind == IPADDR_IPV4:
-            return socket.inet_ntop(socket.AF_INET, buf[a:b])
+            return socket.inet_ntop(socket.AF_INET, buf[at : at + 4])
         if kind == IPADDR_IPV6:
-            return socket.inet_ntop(socket.AF_INET6, buf[a:b])
+            return socket.inet_ntop(socket.AF_INET6, buf[at : at + 16])
     raise Unreadable("an address attribute without an address")
 
 
 def _element(buf: bytes, start: int, end: int, layout: tuple[str, ...]) -> LiveElement:
     """One element (the attributes of an IPSET_ATTR_DATA nest), spelled as `ipset save`."""
-    at = {kind: (a, b) for kind, a, b in _attrs(buf, start, end)}
+    at: dict[int, tuple[int, int]] = {}
+    unpack, pos = _NLA.unpack_from, start
+    while pos + _NLA.size <= end:  # `_attrs` inlined: 121k elements at 50k rules
+        length, kind = unpack(buf, pos)
+        if length < _NLA.size:
+            break
+        at[kind & NLA_TYPE_MASK] = (pos + _NLA.size, pos + length)
+        pos += (length + 3) & ~3
     if ATTR_CADT_FLAGS in at and _be32(buf, at[ATTR_CADT_FLAGS][0]) & FLAG_NOMATCH:
         raise Unreadable("a nomatch element")
     parts = []
