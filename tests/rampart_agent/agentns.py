@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rampart_agent.sample import make_bundle, set_name
@@ -41,6 +42,46 @@ def drift(ns: Netns, backend: str, state: Path) -> dict:
 def write(path: Path, obj) -> str:
     path.write_text(json.dumps(obj))
     return str(path)
+
+
+def limit_lifecycle(
+    server: Netns,
+    backend: str,
+    tmp_path: Path,
+    bundle: Callable[[int, Path], str],
+    accepted: Callable[[], int],
+    native_mark: str,
+    after_apply: Callable[[], None] = lambda: None,
+) -> None:
+    """A rate-limited rule through the agent's life: `bundle(burst, path)` applied with
+    burst 3 lets 3 tries through (`accepted`), then no drift once the buckets are spent;
+    burst 4 (pending confirm) starts full, no drift; rollback, no drift; on native nft a
+    reboot (the table gone) and `restore` give it back without drift, `native_mark` in
+    the table's listing."""
+    state = tmp_path / "state"
+    v1 = bundle(3, tmp_path / "v1.json")
+    assert json.loads(agent(server, backend, state, "apply", v1).stdout)["result"] == "applied"
+    assert accepted() == 3
+    after_apply()
+    found = drift(server, backend, state)
+    assert not found["drifted"], found["diff"]
+
+    v2 = bundle(4, tmp_path / "v2.json")
+    out = agent(server, backend, state, "apply", v2, "--confirm-timeout", "300")
+    assert json.loads(out.stdout)["result"] == "applied"
+    assert accepted() == 4  # a changed limit starts full
+    found = drift(server, backend, state)
+    assert not found["drifted"], found["diff"]
+
+    agent(server, backend, state, "rollback")
+    found = drift(server, backend, state)
+    assert not found["drifted"], found["diff"]
+    if backend == "nft-native":  # a reboot: the table is gone, restore loads it again
+        server.run("nft", "delete", "table", "inet", "rampart")
+        agent(server, backend, state, "restore")
+        found = drift(server, backend, state)
+        assert not found["drifted"], found["diff"]
+        assert native_mark in server.run("nft", "list", "table", "inet", "rampart").stdout
 
 
 def policy(

@@ -18,15 +18,15 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from compiler import CompileOptions, PolicyDocument, compile_device, with_nft
+from compiler import CompileOptions
 from compiler.ir import SHAPES
 from rampart_agent.protocol import bundle_hash
 from tests.rampart_agent.agentns import AGENT, ROOT, add_foreign_rules, agent, policy, write
+from tests.rampart_agent.compiled import bundle_file
 from tests.rampart_agent.test_agent_kill_netns import KILLS, wait_for
 from tests.support.netns import Netns, connect, host_pair, namespace, needs_netns
 
@@ -100,13 +100,6 @@ def document(client: Netns, server: Netns) -> dict:
             }
         ],
     }
-
-
-def bundle_file(doc: dict, path: Path, options: CompileOptions | None = None) -> str:
-    compiled = compile_device(
-        PolicyDocument.from_dict(doc), "srv", options=options, now=datetime.now(UTC)
-    )
-    return write(path, with_nft(compiled).to_dict(rules=False))
 
 
 def status(server: Netns, state: Path) -> dict:

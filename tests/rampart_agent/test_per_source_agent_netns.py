@@ -6,15 +6,13 @@ restore give back the confirmed policy without drift."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from compiler import PolicyDocument, compile_device, with_nft
-from tests.rampart_agent.agentns import agent, drift, write
-from tests.support.netns import Netns, host_pair, needs_netns
+from tests.rampart_agent.agentns import limit_lifecycle
+from tests.rampart_agent.compiled import one_rule_bundle
+from tests.support.netns import host_pair, needs_netns
 from tests.support.udp_tries import echoed
 
 pytestmark = needs_netns
@@ -34,19 +32,7 @@ def bundle_file(hosts: list[str], burst: int, path: Path) -> str:
         "rate_limit_per_source": {"rate": "1/hour", "burst": burst},
         "log": True,
     }
-    doc = {
-        "version": 1,
-        "rulesets": [{"name": "ps", "rules": [rule]}],
-        "devices": [{"name": "srv", "rulesets": ["ps"], "default_policy": {"input": "drop"}}],
-    }
-    compiled = compile_device(PolicyDocument.from_dict(doc), "srv", now=datetime.now(UTC))
-    return write(path, with_nft(compiled).to_dict(rules=False))
-
-
-def accepted(client: Netns, source: str, hosts: list[str]) -> int:
-    """How many of 4 datagrams to each destination came back (one after the other)."""
-    tries = [(source, h, PORT) for h in hosts for _ in range(4)]
-    return echoed(client, tries)
+    return one_rule_bundle(rule, path)
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft", "nft-native"])
@@ -56,29 +42,23 @@ def test_apply_drift_rollback_restore_with_per_source_buckets(backend, tmp_path)
         server.run("ip", "addr", "add", f"{second4}/24", "dev", server.dev)  # type: ignore[attr-defined]
         hosts = [server.addr4, second4]
         server.listen(udp=[PORT])
-        state = tmp_path / "state"
-        v1 = bundle_file(hosts, 3, tmp_path / "v1.json")
-        assert json.loads(agent(server, backend, state, "apply", v1).stdout)["result"] == "applied"
-        assert accepted(client, client.addr4, hosts) == 3  # one bucket in both kernel rules
-        if backend == "nft-native":  # the source's entries are in the table's listing
-            listed = server.run("nft", "list", "table", "inet", "rampart").stdout
-            assert f"{client.addr4} limit rate 1/hour burst 3 packets expires" in listed
-        found = drift(server, backend, state)
-        assert not found["drifted"], found["diff"]
 
-        v2 = bundle_file(hosts, 4, tmp_path / "v2.json")
-        out = agent(server, backend, state, "apply", v2, "--confirm-timeout", "300")
-        assert json.loads(out.stdout)["result"] == "applied"
-        assert accepted(client, client.addr4, hosts) == 4  # a changed limit starts full
-        found = drift(server, backend, state)
-        assert not found["drifted"], found["diff"]
+        def accepted() -> int:
+            """How many of 4 datagrams to each destination came back: one bucket for the
+            source in both kernel rules."""
+            return echoed(client, [(client.addr4, h, PORT) for h in hosts for _ in range(4)])
 
-        agent(server, backend, state, "rollback")
-        found = drift(server, backend, state)
-        assert not found["drifted"], found["diff"]
-        if backend == "nft-native":  # a reboot: the table is gone, restore loads it again
-            server.run("nft", "delete", "table", "inet", "rampart")
-            agent(server, backend, state, "restore")
-            found = drift(server, backend, state)
-            assert not found["drifted"], found["diff"]
-            assert "update @rps" in server.run("nft", "list", "table", "inet", "rampart").stdout
+        def listed() -> None:
+            if backend == "nft-native":  # the source's entries are in the table's listing
+                text = server.run("nft", "list", "table", "inet", "rampart").stdout
+                assert f"{client.addr4} limit rate 1/hour burst 3 packets expires" in text
+
+        limit_lifecycle(
+            server,
+            backend,
+            tmp_path,
+            lambda burst, path: bundle_file(hosts, burst, path),
+            accepted,
+            "update @rps",
+            after_apply=listed,
+        )
