@@ -37,26 +37,26 @@ print(json.dumps(out))
 """
 
 
-def policy():
+def compiled(rule: dict):
+    """Device `srv` holding `rule` alone, input dropped by default, compiled at NOW."""
     doc = {
         "version": 1,
-        "rulesets": [
-            {
-                "name": "ps",
-                "rules": [
-                    {
-                        "chain": "input",
-                        "action": "accept",
-                        "protocol": "tcp",
-                        "dports": [str(PORT)],
-                        "rate_limit_per_source": {"rate": "1/hour", "burst": BURST},
-                    }
-                ],
-            }
-        ],
+        "rulesets": [{"name": "ps", "rules": [rule]}],
         "devices": [{"name": "srv", "rulesets": ["ps"], "default_policy": {"input": "drop"}}],
     }
     return compile_device(PolicyDocument.from_dict(doc), "srv", now=cases.NOW)
+
+
+def policy():
+    return compiled(
+        {
+            "chain": "input",
+            "action": "accept",
+            "protocol": "tcp",
+            "dports": [str(PORT)],
+            "rate_limit_per_source": {"rate": "1/hour", "burst": BURST},
+        }
+    )
 
 
 @pytest.mark.parametrize("backend", ["iptables", "nft"])
@@ -90,27 +90,17 @@ UDP_PORT = 7102
 def two_destinations(hosts: list[str]):
     """One rule, two destination addresses per family (two kernel rules each), logging (a
     LOG twin per kernel rule, with buckets of its own)."""
-    doc = {
-        "version": 1,
-        "rulesets": [
-            {
-                "name": "ps",
-                "rules": [
-                    {
-                        "chain": "input",
-                        "action": "accept",
-                        "protocol": "udp",
-                        "dports": [str(UDP_PORT)],
-                        "destinations": hosts,
-                        "rate_limit_per_source": {"rate": "1/hour", "burst": BURST},
-                        "log": True,
-                    }
-                ],
-            }
-        ],
-        "devices": [{"name": "srv", "rulesets": ["ps"], "default_policy": {"input": "drop"}}],
-    }
-    return compile_device(PolicyDocument.from_dict(doc), "srv", now=cases.NOW)
+    return compiled(
+        {
+            "chain": "input",
+            "action": "accept",
+            "protocol": "udp",
+            "dports": [str(UDP_PORT)],
+            "destinations": hosts,
+            "rate_limit_per_source": {"rate": "1/hour", "burst": BURST},
+            "log": True,
+        }
+    )
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft", NATIVE])
