@@ -122,10 +122,10 @@ def _attrs(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         start += (length + 3) & ~3
 
 
-def dump(name: str, netns: str | None = None) -> list[bytes]:
-    """The kernel's answer to `list NAME`: the payloads (after nfgenmsg) of its messages.
-    OSError: no such set (ENOENT), no permission, no ipset in this kernel, no answer
-    within TIMEOUT."""
+def dump(name: str, netns: str | None = None) -> list[bytes] | None:
+    """The kernel's answer to `list NAME`: the payloads (after nfgenmsg) of its messages;
+    None when the kernel says there is no such set. OSError: no such namespace, no
+    permission, no ipset in this kernel, no answer within TIMEOUT."""
     with _socket_in(netns) as sock:
         sock.settimeout(TIMEOUT)  # never hold the apply lock on a kernel that does not answer
         sock.bind((0, 0))
@@ -145,6 +145,8 @@ def dump(name: str, netns: str | None = None) -> list[bytes]:
                     if code == 0:
                         at += (length + 3) & ~3
                         continue
+                    if -code == errno.ENOENT:
+                        return None
                     raise OSError(-code, f"ipset list {name}: {os.strerror(-code)}")
                 if kind == MSG_LIST:
                     out.append(data[at + _HDR.size + 4 : at + length])
@@ -233,14 +235,9 @@ def read_set(
     elements whose comment contains one of these strings (a rule's uuid) are decoded,
     the way a one-rule change reads the few elements it deletes.
     Unreadable: something this reader cannot spell (the caller asks `ipset save`)."""
-    try:
-        messages = dump(name, netns)
-    except FileNotFoundError:
+    messages = dump(name, netns)
+    if messages is None:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
     needles = [t.encode() for t in tags] if tags is not None else None
     live: LiveSet | None = None
     layout: tuple[str, ...] = ()
@@ -257,7 +254,7 @@ def read_set(
             elif kind == ATTR_DATA and live is not None:
                 live.create += _options(buf, a, b)
             elif kind == ATTR_ADT and live is not None:
-                if needles is not None and not any(n in buf[a:b] for n in needles):
+                if needles is not None and not any(buf.find(n, a, b) >= 0 for n in needles):
                     continue  # none of the wanted elements in this message
                 for _data, s, e in _attrs(buf, a, b):
                     if needles is None or any(buf.find(n, s, e) >= 0 for n in needles):

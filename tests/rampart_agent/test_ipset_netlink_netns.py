@@ -115,6 +115,9 @@ def test_a_tagged_read_decodes_only_the_elements_of_those_rules():
 def test_a_missing_set_is_none_and_what_the_reader_cannot_spell_is_refused():
     with namespace("nl") as ns:
         assert ipset_netlink.read_set("rpt-nl-none", ns.name) is None
+        # a namespace that is not there is not "no such set": the caller asks ipset save
+        with pytest.raises(FileNotFoundError):
+            ipset_netlink.read_set("rpt-nl-none", f"{ns.name}-gone")
         ns.run("ipset", "create", "rpt-nl-nm", "hash:net", "counters", "comment")
         ns.run("ipset", "add", "rpt-nl-nm", "198.18.7.0/24", "nomatch")
         with pytest.raises(ipset_netlink.Unreadable):
