@@ -61,9 +61,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from policies import NOW, one_rule_changed, realistic  # noqa: E402
 
 from compiler import CompileOptions, PolicyDocument, compile_device  # noqa: E402
-from compiler.bundle import with_nft  # noqa: E402
+from compiler.bundle import Bundle, with_nft  # noqa: E402
 from compiler.ir import SHAPES, Program, Rule  # noqa: E402
-from compiler.lower import RULESET_CACHE, lower_device  # noqa: E402
+from compiler.lower import RULESET_CACHE  # noqa: E402
 from compiler.tracer import Packet, Tracer, proto_matches  # noqa: E402
 from rampart_agent.dataplane import Dataplane, open_dataplane  # noqa: E402
 from rampart_agent.engine import Engine  # noqa: E402
@@ -158,11 +158,16 @@ def options_for(mode: str, dataplane: str, types: frozenset[str]) -> CompileOpti
     )
 
 
-def bundle_for(data: dict, mode: str, dataplane: str, types: frozenset[str]) -> dict:
-    """The pushed bundle (see `options_for`); nftables' carries its `nft` script."""
+def compiled_for(data: dict, mode: str, dataplane: str, types: frozenset[str]) -> Bundle:
+    """The compiled bundle (see `options_for`); nftables' carries its `nft` script."""
     options = options_for(mode, dataplane, types)
     bundle = compile_device(PolicyDocument.from_dict(data), "bench", options=options, now=NOW)
-    return (with_nft(bundle) if dataplane == "nft-native" else bundle).to_dict(rules=False)
+    return with_nft(bundle) if dataplane == "nft-native" else bundle
+
+
+def bundle_for(data: dict, mode: str, dataplane: str, types: frozenset[str]) -> dict:
+    """The pushed bundle: `compiled_for`'s, as the console sends it."""
+    return compiled_for(data, mode, dataplane, types).to_dict(rules=False)
 
 
 class WalkCounter(Tracer):
@@ -182,10 +187,9 @@ class WalkCounter(Tracer):
         return super().matches(r, p)
 
 
-def walk(data: dict, mode: str, dataplane: str, types: frozenset[str], server: str, client: str):
+def walk(program: Program, server: str, client: str) -> tuple[int, int]:
     """(rules evaluated, set lookups) for the bench's SYN through the compiled program."""
-    doc = PolicyDocument.from_dict(data)
-    counter = WalkCounter(lower_device(doc, "bench", options_for(mode, dataplane, types), NOW))
+    counter = WalkCounter(program)
     params = {"chain": "input", "protocol": "tcp", "source": client, "destination": server}
     result = counter.trace(Packet.from_params({**params, "dport": PORT, "state": "new"}))
     assert result.verdict == "accept", result.tag  # the bench's accept, not a policy rule
@@ -614,16 +618,15 @@ def packet_rows(
             configs: list[tuple[str, int, dict | str | None]] = [
                 ("none", 0, None),
                 ("stateful", 0, "stateful"),
-            ] + [
-                (m, n, bundle_for(policy(n), m, dataplane, types))
-                for n in sizes
-                for m in ("linear", "rampart")
             ]
-            walks = {
-                (m, n): walk(policy(n), m, dataplane, types, server, client_addr)
-                for n in sizes
-                for m in ("linear", "rampart")
-            }
+            walks: dict[tuple[str, int], tuple[int, int]] = {}
+            for n in sizes:
+                data = policy(n)
+                for m in ("linear", "rampart"):
+                    bundle = compiled_for(data, m, dataplane, types)
+                    assert bundle.program is not None  # a fresh compile keeps its program
+                    configs.append((m, n, bundle.to_dict(rules=False)))
+                    walks[m, n] = walk(bundle.program, server, client_addr)
             rows += dataplane_rows(args, net, dataplane, configs, types, walks)
     return rows
 
